@@ -1,0 +1,172 @@
+"""`kb` commands. Data goes to stdout, progress and messages to stderr; `--json` everywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from kb.errors import ConfigError, KBError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+class KBGroup(click.Group):
+    """Turns any KBError into one line on stderr and an exit status; tracebacks need KB_DEBUG=1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KBError as e:
+            if os.environ.get("KB_DEBUG"):
+                raise
+            click.echo(f"kb: error: {e}", err=True)
+            ctx.exit(2 if isinstance(e, ConfigError) else 1)
+        except KeyboardInterrupt:
+            click.echo("kb: interrupted; what was committed is kept, run the command again to finish", err=True)
+            ctx.exit(130)
+
+
+kb_option = click.option(
+    "--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, metavar="DIR",
+    help="Knowledge base folder [default: nearest .kb/ here or above, else the user data dir].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+
+
+@click.group(cls=KBGroup, context_settings=CONTEXT)
+@click.version_option(package_name="kb", prog_name="kb")
+def main() -> None:
+    """kb: a local knowledge base over your PDFs, Word files, Markdown, HTML and text.
+
+    \b
+      kb ingest ./docs          index a folder (again: only what changed)
+      kb search "net sales"     best passages, with file, page and section
+      kb status                 what is indexed
+    """
+
+
+def _open(kb_dir: str | None, **overrides: Any):  # type: ignore[no-untyped-def]
+    from kb.api import KnowledgeBase
+
+    return KnowledgeBase.open(kb_dir, **overrides)
+
+
+def _emit(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@kb_option
+@click.option("--model", envvar="KB_MODEL", show_envvar=True, help="Embedding model name or folder (sentence-transformers).")
+@click.option("--device", envvar="KB_DEVICE", show_envvar=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, envvar="KB_BATCH_SIZE", show_envvar=True, help="Embedding batch size (0: by device).")
+@click.option("--chunk-tokens", type=int, envvar="KB_CHUNK_TOKENS", show_envvar=True, help="Max tokens embedded per chunk.")
+@click.option("--workers", type=int, envvar="KB_WORKERS", show_envvar=True, help="Parser processes (0: by core count).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@json_option
+def ingest(paths: tuple[str, ...], kb_dir: str | None, quiet: bool, as_json: bool, **settings: Any) -> None:
+    """Index files and folders; unchanged files are skipped, vanished ones dropped.
+
+    Exit status 1 when some files could not be ingested (each is listed with its reason).
+    """
+    with _open(kb_dir, **settings) as kb:
+        report = _run_ingest(kb, paths, show=not quiet and sys.stderr.isatty())
+        if as_json:
+            _emit(report.to_json())
+        else:
+            _print_report(report)
+    sys.exit(1 if report.failed else 0)
+
+
+def _run_ingest(kb: Any, paths: tuple[str, ...], show: bool) -> Any:
+    if not show:
+        return kb.ingest(paths)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("[dim]{task.fields[file]}"))
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("ingesting", total=None, file="scanning")
+
+        def progress(done: int, total: int, source: str) -> None:
+            bar.update(task, completed=done, total=total, file=os.path.basename(source)[:40])
+
+        return kb.ingest(paths, progress=progress)
+
+
+def _print_report(r: Any) -> None:
+    rate = f"; {r.pages / r.seconds:.1f} pages/s, {r.chunks / r.seconds:.1f} chunks/s" if r.seconds and r.chunks else ""
+    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({r.pages} pages, {r.chunks} chunks{rate})")
+    counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
+              ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
+    line = " · ".join(f"{name} {n}" for name, n in counts)
+    click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else ""))
+    for label, items in (("skipped", r.skipped), ("failed", r.failed)):
+        for item in items:
+            click.echo(f"  {label:8} {item.source}: {item.reason}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("query")
+@kb_option
+@click.option("-k", "--k", "k", type=click.IntRange(1, 1000), default=5, help="Number of passages.")
+@json_option
+def search(query: str, kb_dir: str | None, k: int, as_json: bool) -> None:
+    """Find the passages that best match QUERY."""
+    with _open(kb_dir) as kb:
+        hits = kb.search(query, k=k)
+    if as_json:
+        _emit({"query": query, "hits": [h.to_json() for h in hits]})
+        return
+    if not hits:
+        click.echo("no matches", err=True)
+    for h in hits:
+        click.echo(f"{h.rank:>2}. {h.score:.3f}  " + click.style(h.citation, bold=True))
+        click.echo(f"    {_snippet(h.text)}")
+
+
+def _snippet(text: str, width: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"
+
+
+@main.command(context_settings=CONTEXT)
+@kb_option
+@json_option
+def status(kb_dir: str | None, as_json: bool) -> None:
+    """What the knowledge base holds: documents, chunks, pages, model, store, size, failures."""
+    with _open(kb_dir) as kb:
+        st = kb.status()
+    if as_json:
+        _emit(st.to_json())
+        return
+    click.echo(f"Knowledge base  {st.path}")
+    click.echo(f"Documents {st.documents} · chunks {st.chunks} · pages {st.pages}")
+    dims = f" ({st.dimensions} dimensions)" if st.dimensions else ""
+    click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")
+    for f in st.failed:
+        click.echo(f"  failed  {f.source}: {f.reason}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True)
+@kb_option
+@json_option
+def remove(paths: tuple[str, ...], kb_dir: str | None, as_json: bool) -> None:
+    """Forget files, or every file under folders (the files themselves stay on disk)."""
+    with _open(kb_dir) as kb:
+        removed = kb.remove(paths)
+    if as_json:
+        _emit({"removed": removed})
+        return
+    for source in removed:
+        click.echo(f"removed {source}")
+    if not removed:
+        click.echo("nothing indexed under " + ", ".join(paths), err=True)
+        sys.exit(1)

@@ -1,0 +1,91 @@
+"""Where a knowledge base lives and how it is configured (flag > KB_* env > kb.toml > defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from kb.errors import ConfigError
+
+KB_DIRNAME = ".kb"
+CONFIG_FILE = "kb.toml"
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass
+class Settings:
+    """Every setting a knowledge base reads. Each has a kb.toml key and a KB_<KEY> variable."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 0  # 0: chosen by device
+    chunk_tokens: int = 256  # cap on embedded tokens, title/heading prefix included
+    chunk_overlap: int = 32
+    store: str = "faiss"
+    store_uri: str | None = None
+    collection: str = "kb"
+    workers: int = 0  # parser processes; 0: chosen by core count
+    max_file_mb: float = 256.0
+    # Names of the settings that a flag, a variable or kb.toml set (not defaults).
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    @classmethod
+    def load(cls, kb_dir: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+        values: dict[str, Any] = {}
+        if kb_dir is not None and (kb_dir / CONFIG_FILE).is_file():
+            path = kb_dir / CONFIG_FILE
+            try:
+                values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{path}: {e}") from e
+        known = {f.name: f for f in fields(cls) if f.name != "explicit"}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{kb_dir / CONFIG_FILE}: unknown key(s) {', '.join(unknown)}")
+        for name in known:
+            env = os.environ.get(f"KB_{name.upper()}")
+            if env is not None and env != "":
+                values[name] = env
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                if name not in known:
+                    raise ConfigError(f"unknown setting {name!r}")
+                values[name] = value
+        coerced = {k: _coerce(known[k], v) for k, v in values.items()}
+        return cls(**coerced, explicit=frozenset(coerced))
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
+    kind = str(field.type)
+    try:
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"setting {field.name!r} must be a number, got {value!r}") from e
+    return None if value is None else str(value)
+
+
+def resolve_kb_dir(explicit: str | os.PathLike[str] | None = None, *, cwd: Path | None = None) -> Path:
+    """`--kb DIR`, else `KB_DIR`, else the nearest `.kb/` here or above, else the user data dir."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get("KB_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / KB_DIRNAME
+        if candidate.is_dir():
+            return candidate
+    import click  # only needed for this last resort; keeps the library free of CLI imports
+
+    return Path(click.get_app_dir("kb")).resolve()

@@ -1,0 +1,55 @@
+"""The one error hierarchy of kb; the CLI turns any `KBError` into a one-line message.
+
+    KBError
+    ├── ConfigError            bad kb.toml, unknown option value, missing knowledge base
+    ├── DependencyError        an optional extra is not installed (message says which)
+    ├── ParseError             one file could not be read (the ingest goes on without it)
+    │   └── UnsupportedFileError
+    ├── EmbedderError          the embedding model could not load or run
+    │   └── EmbedderMismatchError   index built with another model
+    ├── StoreError             the vector store failed (FAISS file, Milvus server)
+    ├── CatalogError           the SQLite catalog failed or is from a newer kb
+    └── LockedError            another process holds the knowledge base's write lock
+"""
+
+from __future__ import annotations
+
+
+class KBError(Exception):
+    """Base of every error kb raises on purpose."""
+
+
+class ConfigError(KBError):
+    pass
+
+
+class DependencyError(KBError):
+    pass
+
+
+class ParseError(KBError):
+    pass
+
+
+class UnsupportedFileError(ParseError):
+    pass
+
+
+class EmbedderError(KBError):
+    pass
+
+
+class EmbedderMismatchError(EmbedderError):
+    pass
+
+
+class StoreError(KBError):
+    pass
+
+
+class CatalogError(KBError):
+    pass
+
+
+class LockedError(KBError):
+    pass

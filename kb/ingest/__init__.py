@@ -1,0 +1,1 @@
+"""Parsing files into blocks and chunks."""

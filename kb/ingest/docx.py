@@ -1,0 +1,95 @@
+"""Word (.docx) with python-docx: heading styles give the section path, tables become rows."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from kb.errors import ParseError
+from kb.ingest.base import clean_text
+from kb.types import Block, ParsedDocument
+
+_HEADING = re.compile(r"^(?:heading|überschrift|titre)\s*(\d)$", re.IGNORECASE)
+
+
+class DocxParser:
+    file_type = "docx"
+
+    def parse(self, path: Path) -> ParsedDocument:
+        import docx
+        from docx.table import Table
+
+        if not zipfile.is_zipfile(path):
+            raise ParseError("not a valid .docx (not a zip archive)")
+        try:
+            document = docx.Document(str(path))
+        except Exception as e:  # python-docx raises KeyError, ValueError, lxml errors... for bad parts
+            raise ParseError(f"unreadable .docx: {' '.join(str(e).split())[:200]}") from e
+        title = (document.core_properties.title or "").strip() or path.stem
+        blocks: list[Block] = []
+        headings: list[str] = []
+        levels: list[int] = []
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                text = _table_text(item)
+                if text:
+                    blocks.append(Block(text, tuple(headings), kind="table"))
+                continue
+            text = clean_text(item.text)
+            if not text:
+                continue
+            style = item.style.name if item.style is not None else ""
+            level = 0 if style == "Title" else _heading_level(style)
+            if level is not None:
+                while levels and levels[-1] >= level:
+                    levels.pop()
+                    headings.pop()
+                levels.append(level)
+                headings.append(text)
+                blocks.append(Block(text, tuple(headings), kind="heading"))
+            elif _is_list_item(item, style):
+                blocks.append(Block(f"- {text}", tuple(headings), kind="list"))
+            else:
+                blocks.append(Block(text, tuple(headings)))
+        if not blocks:
+            raise ParseError("no text in document")
+        return ParsedDocument(title=title, blocks=_merge_lists(blocks))
+
+
+def _heading_level(style: str) -> int | None:
+    m = _HEADING.match(style.strip())
+    return int(m.group(1)) if m else None
+
+
+def _is_list_item(paragraph: object, style: str) -> bool:
+    if style.lower().startswith("list"):
+        return True
+    ppr = paragraph._p.pPr  # type: ignore[attr-defined]
+    return ppr is not None and ppr.numPr is not None
+
+
+def _table_text(table: object) -> str:
+    rows = []
+    for row in table.rows:  # type: ignore[attr-defined]
+        cells: list[str] = []
+        last = None
+        for cell in row.cells:
+            # python-docx repeats a horizontally merged cell once per grid column it spans
+            if cell._tc is not last:
+                cells.append(clean_text(cell.text).replace("\n", " "))
+            last = cell._tc
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return "\n".join(rows)
+
+
+def _merge_lists(blocks: list[Block]) -> list[Block]:
+    """Consecutive list items form one block, an item per line."""
+    out: list[Block] = []
+    for b in blocks:
+        if b.kind == "list" and out and out[-1].kind == "list" and out[-1].headings == b.headings:
+            out[-1] = Block(out[-1].text + "\n" + b.text, b.headings, None, "list")
+        else:
+            out.append(b)
+    return out

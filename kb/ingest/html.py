@@ -1,0 +1,65 @@
+"""HTML: visible text by BeautifulSoup, h1-h6 become the heading path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kb.errors import ParseError
+from kb.ingest.base import clean_text
+from kb.ingest.text import read_text
+from kb.types import Block, ParsedDocument
+
+_BLOCK_TAGS = ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "tr", "blockquote", "dt", "dd", "caption"]
+
+
+class HtmlParser:
+    file_type = "html"
+
+    def parse(self, path: Path) -> ParsedDocument:
+        from bs4 import BeautifulSoup
+
+        soup = BeautifulSoup(read_text(path), "html.parser")
+        for tag in soup(["script", "style", "noscript", "template", "head"]):
+            if tag.name != "head":
+                tag.decompose()
+        title = soup.title.get_text(" ", strip=True) if soup.title else path.stem
+        if soup.head:
+            soup.head.decompose()
+        blocks: list[Block] = []
+        headings: list[str] = []
+        levels: list[int] = []
+        for el in (soup.body or soup).find_all(_BLOCK_TAGS):
+            if el.find_parent(_BLOCK_TAGS):  # nested: the outer block already holds this text
+                continue
+            if el.name == "tr":
+                text = " | ".join(c.get_text(" ", strip=True) for c in el.find_all(["td", "th"]))
+            else:
+                text = el.get_text("\n" if el.name == "pre" else " ", strip=el.name != "pre")
+            text = text if el.name == "pre" else clean_text(text)
+            if not text.strip():
+                continue
+            if el.name[0] == "h" and el.name[1:].isdigit():
+                level = int(el.name[1])
+                while levels and levels[-1] >= level:
+                    levels.pop()
+                    headings.pop()
+                levels.append(level)
+                headings.append(text)
+                blocks.append(Block(text, tuple(headings), kind="heading"))
+            else:
+                kind = "code" if el.name == "pre" else "table" if el.name == "tr" else "text"
+                blocks.append(Block(text, tuple(headings), kind=kind))
+        if not blocks:
+            raise ParseError("no text in HTML")
+        return ParsedDocument(title=title or path.stem, blocks=_merge_rows(blocks))
+
+
+def _merge_rows(blocks: list[Block]) -> list[Block]:
+    """Consecutive table rows form one table block, one row per line."""
+    out: list[Block] = []
+    for b in blocks:
+        if b.kind == "table" and out and out[-1].kind == "table" and out[-1].headings == b.headings:
+            out[-1] = Block(out[-1].text + "\n" + b.text, b.headings, b.page, "table")
+        else:
+            out.append(b)
+    return out

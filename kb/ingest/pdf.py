@@ -1,0 +1,127 @@
+"""PDF with pypdf, page by page; headings from the outline or from 'PART I' / 'Item 2.' lines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from kb.errors import ParseError
+from kb.ingest.base import clean_text
+from kb.types import Block, ParsedDocument
+
+# pypdf's defaults protect against hostile files but refuse some real filings (two Microsoft
+# 10-Qs have arrays past 100,000 elements); retry once with these before giving up.
+_RAISED_LIMITS = {
+    "array_maximum_element_count": 5_000_000,
+    "dictionary_maximum_element_count": 5_000_000,
+    "stream_parsing_work_maximum_count": 50_000_000,
+}
+
+_PART = re.compile(r"^PART\s+[IVX]+\b.{0,80}$", re.IGNORECASE)
+_ITEM = re.compile(r"^ITEM\s+\d+[A-Z]?\b\.?.{0,100}$", re.IGNORECASE)
+
+
+class PdfParser:
+    file_type = "pdf"
+
+    def parse(self, path: Path) -> ParsedDocument:
+        from pypdf.errors import LimitReachedError, PyPdfError
+
+        try:
+            return self._parse(path)
+        except LimitReachedError:
+            from pypdf import apply_configuration
+
+            try:
+                with apply_configuration(**_RAISED_LIMITS):
+                    return self._parse(path)
+            except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as e:
+                raise ParseError(f"PDF refused by pypdf limits: {e}") from e
+        except ParseError:
+            raise
+        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as e:
+            raise ParseError(f"unreadable PDF: {_one_line(e)}") from e
+
+    def _parse(self, path: Path) -> ParsedDocument:
+        import logging
+
+        from pypdf import PdfReader
+
+        logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf logs every odd font at warning
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception as e:  # pypdf raises DependencyError / NotImplementedError here
+                raise ParseError(f"encrypted PDF could not be opened: {_one_line(e)}") from e
+            if not ok:
+                raise ParseError("encrypted PDF needs a password")
+        outline = _outline_by_page(reader)
+        blocks: list[Block] = []
+        headings: tuple[str, ...] = ()
+        npages = len(reader.pages)
+        for number, page in enumerate(reader.pages, start=1):
+            if number in outline:
+                headings = outline[number]
+            text = clean_text(page.extract_text() or "")
+            for para in text.split("\n\n"):
+                if not para.strip():
+                    continue
+                if outline:
+                    blocks.append(Block(para, headings, number))
+                    continue
+                # No outline: lines like "PART I" and "Item 2. Management's Discussion" open sections.
+                run: list[str] = []
+                for line in para.split("\n"):
+                    level = 0 if _PART.match(line) else 1 if _ITEM.match(line) else -1
+                    if level < 0:
+                        run.append(line)
+                        continue
+                    if run:
+                        blocks.append(Block("\n".join(run), headings, number))
+                        run = []
+                    part = headings[:1] if headings and _PART.match(headings[0]) else ()
+                    headings = (line,) if level == 0 else (*part, line)
+                    blocks.append(Block(line, headings, number, kind="heading"))
+                if run:
+                    blocks.append(Block("\n".join(run), headings, number))
+        if not any(b.text.strip() for b in blocks):
+            raise ParseError(f"no extractable text in {npages} page(s), needs OCR")
+        meta: dict[str, Any] = {}
+        try:
+            info = reader.metadata or {}
+            meta = {k.lstrip("/").lower(): str(v) for k, v in info.items() if isinstance(v, str) and v.strip()}
+        except Exception:  # broken info dictionaries are common and never worth failing a file for
+            meta = {}
+        return ParsedDocument(title=path.stem, blocks=blocks, pages=npages, metadata=meta)
+
+
+def _outline_by_page(reader: Any) -> dict[int, tuple[str, ...]]:
+    """Map page number -> heading path of the last outline entry starting on that page."""
+    result: dict[int, tuple[str, ...]] = {}
+
+    def walk(items: list[Any], trail: tuple[str, ...]) -> None:
+        last: tuple[str, ...] = trail
+        for item in items:
+            if isinstance(item, list):
+                walk(item, last)
+                continue
+            try:
+                title = " ".join(str(item.title).split())
+                page = reader.get_destination_page_number(item) + 1
+            except Exception:
+                continue
+            last = (*trail, title)
+            if title and page >= 1:
+                result[page] = last
+
+    try:
+        walk(reader.outline or [], ())
+    except Exception:
+        return {}
+    return result
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200] or type(e).__name__

@@ -1,0 +1,70 @@
+"""Parse and chunk one file; runs in worker processes, so it imports no torch."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kb.errors import KBError
+from kb.ingest.base import parser_for
+from kb.ingest.chunker import Chunker
+from kb.types import Chunk
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """What a worker needs to build the chunker: picklable, cheap to send."""
+
+    tokenizer_path: str
+    max_tokens: int
+    overlap: int
+    max_seq_length: int
+
+
+@dataclass
+class Prepared:
+    path: str
+    file_type: str = ""
+    title: str = ""
+    pages: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    chunks: list[Chunk] = field(default_factory=list)
+    error: str | None = None
+
+
+@lru_cache(maxsize=2)
+def _chunker(spec: ChunkSpec) -> Chunker:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(spec.tokenizer_path)
+    tok.no_truncation()
+    tok.no_padding()
+    return Chunker(tok, max_tokens=spec.max_tokens, overlap=spec.overlap, max_seq_length=spec.max_seq_length)
+
+
+def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None) -> Prepared:
+    """Parse and chunk `path`; a failure comes back as `error`, a one-line reason."""
+    p = Path(path)
+    try:
+        parser = parser_for(p)
+        doc = parser.parse(p)
+        _, chunks = (chunker or _chunker(spec)).chunk(doc)
+        if not chunks:
+            return Prepared(path, error="no text to index")
+        return Prepared(path, parser.file_type, doc.title, doc.pages, doc.metadata, chunks)
+    except KBError as e:
+        return Prepared(path, error=str(e))
+    except PermissionError:
+        return Prepared(path, error="permission denied")
+    except OSError as e:
+        return Prepared(path, error=f"cannot read: {e.strerror or e}")
+    except RecursionError:
+        return Prepared(path, error="document nesting too deep to parse")
+    except Exception as e:  # a parser library bug must cost one file, never the whole ingest
+        if os.environ.get("KB_DEBUG"):
+            traceback.print_exc()
+        return Prepared(path, error=f"parser error: {type(e).__name__}: {' '.join(str(e).split())[:200]}")

@@ -1,0 +1,125 @@
+"""Plain data passed between the stages: parsed blocks, chunks, search hits, reports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of text a parser found: a paragraph, a table, a code block or a heading line.
+
+    `headings` is the heading path in force for this block (a heading block carries its own path).
+    """
+
+    text: str
+    headings: tuple[str, ...] = ()
+    page: int | None = None
+    kind: str = "text"  # text | heading | table | code
+
+
+@dataclass
+class ParsedDocument:
+    title: str
+    blocks: list[Block]
+    pages: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Chunk:
+    """A piece of a document, sized for the embedding model.
+
+    `text` is exactly `document_text[char_start:char_end]`, where the document text is the
+    parser's blocks joined by blank lines. `embed_text` adds the title and heading path.
+    """
+
+    ord: int
+    text: str
+    embed_text: str
+    headings: tuple[str, ...]
+    page_start: int | None
+    page_end: int | None
+    char_start: int
+    char_end: int
+    tokens: int
+
+    @property
+    def section(self) -> str | None:
+        return " > ".join(self.headings) or None
+
+
+@dataclass
+class Hit:
+    """One search result, in the shape of the `kb search --json` contract."""
+
+    rank: int
+    score: float
+    chunk_id: int
+    source: str
+    page: int | None
+    page_end: int | None
+    section: str | None
+    text: str
+    file_type: str = ""
+    doc_id: int = 0
+    char_start: int = 0
+    char_end: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: d[k] for k in ("rank", "score", "chunk_id", "source", "page", "page_end", "section", "text")}
+
+    @property
+    def citation(self) -> str:
+        """`file p.12 § Section > Subsection`, the way a reader finds the passage."""
+        parts = [self.source]
+        if self.page is not None:
+            pages = f"{self.page}" if self.page_end in (None, self.page) else f"{self.page}-{self.page_end}"
+            parts.append(f"p.{pages}")
+        if self.section:
+            parts.append(f"§ {self.section}")
+        return " ".join(parts)
+
+
+@dataclass
+class FileOutcome:
+    source: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[FileOutcome] = field(default_factory=list)
+    failed: list[FileOutcome] = field(default_factory=list)
+    ignored: int = 0  # hidden and temporary files, never reported one by one
+    pages: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pages_per_s"] = round(self.pages / self.seconds, 2) if self.seconds else None
+        d["chunks_per_s"] = round(self.chunks / self.seconds, 2) if self.seconds else None
+        return d
+
+
+@dataclass
+class Status:
+    documents: int
+    chunks: int
+    pages: int
+    model: str | None
+    store: str
+    bytes: int
+    failed: list[FileOutcome]
+    path: str
+    dimensions: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
