@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import time
 from collections import deque
@@ -25,6 +24,7 @@ from kb.index.store import VectorStore, open_store
 from kb.ingest.base import is_supported
 from kb.ingest.walk import Candidate, walk
 from kb.ingest.worker import ChunkSpec, Prepared, prepare
+from kb.query.filters import Filters
 from kb.types import FileOutcome, Hit, IngestReport, Status
 
 CATALOG_FILE = "catalog.sqlite"
@@ -279,14 +279,15 @@ class KnowledgeBase:
             self.store.save()
 
     # --- queries -----------------------------------------------------------------------------
-    def search(self, query: str, k: int = 5) -> list[Hit]:
+    def search(self, query: str, k: int = 5, *, filters: Filters | None = None) -> list[Hit]:
+        """The `k` passages that best match `query`, among those passing `filters`."""
         from kb.query.search import dense_search
 
         if not query.strip():
             raise ConfigError("the query is empty")
         if not self.exists or self.catalog.totals()[1] == 0:
             raise KBError(f"the knowledge base at {self.path} is empty: run `kb ingest PATH` first")
-        return dense_search(self.catalog, self.store, self.embedder, query, k)
+        return dense_search(self.catalog, self.store, self.embedder, query, k, filters)
 
     def status(self) -> Status:
         if not self.exists:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from kb.cli.options import filter_options, pop_filters
 from kb.errors import ConfigError, KBError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -116,11 +117,13 @@ def _print_report(r: Any) -> None:
 @click.argument("query")
 @kb_option
 @click.option("-k", "--k", "k", type=click.IntRange(1, 1000), default=5, help="Number of passages.")
+@filter_options
 @json_option
-def search(query: str, kb_dir: str | None, k: int, as_json: bool) -> None:
+def search(query: str, kb_dir: str | None, k: int, as_json: bool, **kwargs: Any) -> None:
     """Find the passages that best match QUERY."""
+    filters = pop_filters(kwargs)
     with _open(kb_dir) as kb:
-        hits = kb.search(query, k=k)
+        hits = kb.search(query, k=k, filters=filters)
     if as_json:
         _emit({"query": query, "hits": [h.to_json() for h in hits]})
         return

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import CatalogError
+from kb.query.filters import Filters
 from kb.types import Chunk, FileOutcome
 
 MIGRATIONS: list[str] = [
@@ -240,6 +241,12 @@ class Catalog:
                     "source": r[9], "file_type": r[10], "title": r[11], "path": r[12],
                 }
         return out
+
+    def filtered_ids(self, filters: Filters) -> list[int]:
+        """Ids of the chunks that pass `filters`."""
+        where, params = filters.sql()
+        sql = f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}"
+        return [r[0] for r in self.db.execute(sql, params)]
 
     def totals(self) -> tuple[int, int, int]:
         docs, pages = self.db.execute("SELECT count(*), coalesce(sum(pages), 0) FROM documents").fetchone()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,24 +115,7 @@ class SentenceTransformerEmbedder(Embedder):
 
     @cached_property
     def model(self):  # type: ignore[no-untyped-def]
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        if Path(self.location).is_dir():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the network
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as e:
-            raise DependencyError("sentence-transformers is not installed: pip install kb") from e
-        try:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-            model = SentenceTransformer(self.location, device=self.device)
-        except Exception as e:  # hub errors, missing files, CUDA errors: all mean "cannot load"
-            raise EmbedderError(f"cannot load embedding model {self.model_id!r}: {' '.join(str(e).split())[:300]}") from e
-        if self.device.startswith("cuda"):
-            model.half()
-        return model
+        return _load_model(self.location, self.device, self.model_id)
 
     @property
     def batch_size(self) -> int:
@@ -153,6 +136,30 @@ class SentenceTransformerEmbedder(Embedder):
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+
+@lru_cache(maxsize=4)
+def _load_model(location: str, device: str, model_id: str):  # type: ignore[no-untyped-def]
+    """One copy of each model per process, however many knowledge bases are open."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if Path(location).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the network
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise DependencyError("sentence-transformers is not installed: pip install kb") from e
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        model = SentenceTransformer(location, device=device)
+    except Exception as e:  # hub errors, missing files, CUDA errors: all mean "cannot load"
+        raise EmbedderError(f"cannot load embedding model {model_id!r}: {' '.join(str(e).split())[:300]}") from e
+    if device.startswith("cuda"):
+        model.half()
+    return model
 
 
 def tokenizer_file(embedder: SentenceTransformerEmbedder, cache_dir: Path) -> str:

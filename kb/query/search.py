@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kb.query.filters import Filters
 from kb.types import Hit
 
 if TYPE_CHECKING:
@@ -12,10 +13,17 @@ if TYPE_CHECKING:
     from kb.index.store import VectorStore
 
 
-def dense_search(catalog: Catalog, store: VectorStore, embedder: Embedder, query: str, k: int) -> list[Hit]:
+def dense_search(
+    catalog: Catalog, store: VectorStore, embedder: Embedder, query: str, k: int, filters: Filters | None = None
+) -> list[Hit]:
+    allowed = None
+    if filters is not None and not filters.is_empty():
+        import numpy as np
+
+        allowed = np.asarray(catalog.filtered_ids(filters), dtype=np.int64)
     vector = embedder.embed_query(query)
     # Ask for a few more than k: vectors of chunks deleted since the store was last saved are skipped.
-    pairs = store.search(vector, k + 8)
+    pairs = store.search(vector, k + 8, allowed_ids=allowed)
     rows = catalog.chunks(i for i, _ in pairs)
     hits: list[Hit] = []
     for chunk_id, score in pairs:
