@@ -11,8 +11,9 @@ from kb.ingest.base import clean_text
 from kb.types import Block, ParsedDocument
 
 # pypdf's defaults protect against hostile files but refuse some real filings (two Microsoft
-# 10-Qs have arrays past 100,000 elements); retry once with these before giving up.
-_RAISED_LIMITS = {
+# 10-Qs have arrays past 100,000 elements). These raise only element counts, still bounded;
+# decompression limits stay at pypdf's defaults.
+_LIMITS = {
     "array_maximum_element_count": 5_000_000,
     "dictionary_maximum_element_count": 5_000_000,
     "stream_parsing_work_maximum_count": 50_000_000,
@@ -26,18 +27,14 @@ class PdfParser:
     file_type = "pdf"
 
     def parse(self, path: Path) -> ParsedDocument:
+        from pypdf import apply_configuration
         from pypdf.errors import LimitReachedError, PyPdfError
 
         try:
-            return self._parse(path)
-        except LimitReachedError:
-            from pypdf import apply_configuration
-
-            try:
-                with apply_configuration(**_RAISED_LIMITS):
-                    return self._parse(path)
-            except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as e:
-                raise ParseError(f"PDF refused by pypdf limits: {e}") from e
+            with apply_configuration(**_LIMITS):
+                return self._parse(path)
+        except LimitReachedError as e:
+            raise ParseError(f"PDF refused by pypdf safety limits: {_one_line(e)}") from e
         except ParseError:
             raise
         except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as e:

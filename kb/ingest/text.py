@@ -9,6 +9,9 @@ from kb.ingest.base import paragraphs
 from kb.types import ParsedDocument
 
 
+_PREFERRED = ("utf_8", "cp1252", "latin_1", "iso8859_15")
+
+
 def read_text(path: Path) -> str:
     """Decode a text file whatever its encoding; refuse files that are really binary."""
     data = path.read_bytes()
@@ -19,9 +22,14 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(data).best()
-        if best is None:
+        matches = list(from_bytes(data))
+        if not matches:
             raise ParseError("binary content, not text") from None
+        best = matches[0]
+        # Short texts fit many 8-bit codepages equally well; Windows-1252 is by far the most
+        # common of them in real files, so it wins a tie.
+        tied = [m for m in matches if m.chaos <= best.chaos and m.coherence >= best.coherence]
+        best = next((m for m in tied if m.encoding in _PREFERRED), best)
         text = str(best)
     if "\x00" in text[:4096]:
         raise ParseError("binary content, not text")
