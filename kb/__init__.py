@@ -4,8 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from kb.api import KnowledgeBase  # noqa: E402
-from kb.errors import KBError  # noqa: E402
-from kb.types import Chunk, FileOutcome, Hit, IngestReport, Status  # noqa: E402
+from kb.api import KnowledgeBase
+from kb.errors import KBError
+from kb.types import Chunk, FileOutcome, Hit, IngestReport, Status
 
 __all__ = ["Chunk", "FileOutcome", "Hit", "IngestReport", "KBError", "KnowledgeBase", "Status", "__version__"]

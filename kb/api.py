@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -13,23 +14,29 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kb import __version__
 from kb.config import Settings, resolve_kb_dir
 from kb.errors import ConfigError, EmbedderMismatchError, KBError, LockedError
 from kb.index.catalog import Catalog
-from kb.index.embedder import SentenceTransformerEmbedder, canonical_model_id, tokenizer_file
-from kb.index.store import VectorStore, open_store
+from kb.index.embedder import Embedder, canonical_model_id, make_embedder, tokenizer_file
+from kb.index.store import DEFAULT_VECTORS, VectorStore, open_store
 from kb.ingest.base import is_supported
 from kb.ingest.walk import Candidate, walk
 from kb.ingest.worker import ChunkSpec, Prepared, prepare
 from kb.query.filters import Filters
-from kb.types import FileOutcome, Hit, IngestReport, Status
+from kb.types import CheckReport, FileOutcome, Hit, IngestReport, Status
+
+if TYPE_CHECKING:
+    from kb.query.answer import Answer
+    from kb.query.rerank import Reranker
+    from kb.query.search import Tuning
 
 CATALOG_FILE = "catalog.sqlite"
 LOCK_FILE = "ingest.lock"
 SAVE_EVERY_S = 60.0  # vectors are saved at least this often during a long ingest
+TEAM_SYNC_S = 10.0  # team mode: a long-lived KnowledgeBase pulls others' changes at most this often
 
 Progress = Callable[[int, int, str], None]  # (files done, files to do, current source)
 
@@ -46,6 +53,7 @@ class KnowledgeBase:
         self.path = path
         self.settings = settings
         self._lock_fd: int | None = None
+        self._pulled_at = 0.0  # team mode: when the local mirror was last brought up to date
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> KnowledgeBase:
@@ -70,12 +78,39 @@ class KnowledgeBase:
     # --- parts, opened on first use ------------------------------------------------------
     @property
     def exists(self) -> bool:
+        if self._team:
+            self.refresh(TEAM_SYNC_S)  # a team knowledge base lives in Milvus: mirror it before anything looks
         return (self.path / CATALOG_FILE).is_file()
+
+    def refresh(self, max_age: float = 0.0) -> None:
+        """Team mode: pull what other members changed into the local mirror (if older than `max_age` s)."""
+        catalog = self.catalog  # the first open pulls
+        if self._team and time.monotonic() - self._pulled_at > max_age:
+            from kb.index.sync import pull
+
+            pull(catalog, self.store)  # type: ignore[arg-type]
+            self._pulled_at = time.monotonic()
+
+    @property
+    def _team(self) -> bool:
+        """Whether Milvus holds the knowledge base and the local catalog mirrors it (kb.index.sync)."""
+        return self.settings.store == "milvus"
 
     @cached_property
     def catalog(self) -> Catalog:
         self.path.mkdir(parents=True, exist_ok=True)
-        return Catalog(self.path / CATALOG_FILE)
+        catalog = Catalog(self.path / CATALOG_FILE)
+        if self._team:  # pull what other members changed before anything reads (or repairs) the catalog
+            from kb.index.sync import pull
+
+            self.__dict__["catalog"] = catalog  # opening the store reads the catalog's metadata
+            try:
+                pull(catalog, self.store)  # type: ignore[arg-type]
+                self._pulled_at = time.monotonic()
+            except BaseException:
+                self.close()
+                raise
+        return catalog
 
     @cached_property
     def model_id(self) -> str:
@@ -86,20 +121,28 @@ class KnowledgeBase:
             if "model" in self.settings.explicit:
                 raise EmbedderMismatchError(
                     f"{self.path} was built with the embedding model {built_with!r}, not {wanted!r}: "
-                    "use that model, or another --kb for the new one"
+                    "use that model, or re-embed with `kb reindex --model NEW`"
                 )
             return built_with
         return wanted
 
     @cached_property
-    def embedder(self) -> SentenceTransformerEmbedder:
+    def embedder(self) -> Embedder:
         model = self.model_id if self.model_id != canonical_model_id(self.settings.model) else self.settings.model
-        return SentenceTransformerEmbedder(model, device=self.settings.device, batch_size=self.settings.batch_size)
+        return self._embedder_for(model)
+
+    def _embedder_for(self, model: str) -> Embedder:
+        # The backend (torch / onnx / onnx-int8) is recorded in the index but is not part of its identity:
+        # one model's backends agree to >= 0.98 cosine and mixing them moved doc recall@5 on sec-10q by
+        # < 1 point (benchmarks/PERFORMANCE.md), so `auto` takes the fastest one on every machine.
+        return make_embedder(model, backend=self.settings.backend, device=self.settings.device,
+                             batch_size=self.settings.batch_size)
 
     @cached_property
     def store(self) -> VectorStore:
-        dims = self.catalog.meta().get("dimensions")
-        return open_store(self.settings, self.path, int(dims) if dims else None)
+        meta = self.catalog.meta()
+        dims = meta.get("dimensions")
+        return open_store(self.settings, self.path, int(dims) if dims else None, meta.get("vectors"))
 
     # --- ingest ----------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str], *, progress: Progress | None = None) -> IngestReport:
@@ -108,7 +151,7 @@ class KnowledgeBase:
         report = IngestReport()
         self._lock()
         try:
-            self.model_id  # fail on a model mismatch before any work
+            _ = self.model_id  # fail on a model mismatch before any work
             candidates: list[Candidate] = []
             roots: list[str] = []
             for given in paths:
@@ -129,7 +172,7 @@ class KnowledgeBase:
             for root in roots:
                 for doc in self.catalog.documents_under(root):
                     if doc.path not in seen:
-                        self.store.delete(_ids(self.catalog.delete_document(doc.path)))
+                        self._forget(doc.path)
                         report.removed.append(doc.source)
                 self.catalog.clear_failures_under(root, keep=seen)
             self._repair()
@@ -193,33 +236,54 @@ class KnowledgeBase:
         spec = self._chunk_spec()
         self._record_build()
         last_save = time.monotonic()
+        # Small documents are embedded together: full, length-sorted batches waste less padding.
+        # Each document is still committed whole, after its vectors exist.
+        group_chunks = max(64, 4 * int(getattr(self.embedder, "batch_size", 32) or 32))
+        group: list[tuple[int, tuple[Candidate, str, os.stat_result], Prepared]] = []
+
+        def flush() -> None:
+            nonlocal last_save
+            if not group:
+                return
+            vectors = self.embedder.embed_documents([c.embed_text for _, _, p in group for c in p.chunks])
+            offset = 0
+            for done, (cand, digest, st), prepared in group:
+                n = len(prepared.chunks)
+                old, new = self._commit(
+                    path=str(cand.path), source=cand.source, file_type=prepared.file_type, sha256=digest,
+                    size=st.st_size, mtime_ns=st.st_mtime_ns, title=prepared.title, pages=prepared.pages,
+                    metadata=prepared.metadata, chunks=prepared.chunks, vectors=vectors[offset : offset + n],
+                )
+                offset += n
+                (report.updated if old else report.added).append(cand.source)
+                report.pages += prepared.pages or 0
+                report.chunks += len(new)
+                if progress:
+                    progress(done, len(todo), cand.source)
+            group.clear()
+            if time.monotonic() - last_save > SAVE_EVERY_S:
+                self.store.save()
+                last_save = time.monotonic()
+
         for done, (item, prepared) in enumerate(self._prepare_all(todo, spec), start=1):
-            cand, digest, st = item
+            cand = item[0]
             if progress:
                 progress(done - 1, len(todo), cand.source)
             if prepared.error:
                 self._fail(cand, prepared.error, report)
+                if progress:
+                    progress(done, len(todo), cand.source)
                 continue
-            vectors = self.embedder.embed_documents([c.embed_text for c in prepared.chunks])
-            old, new = self.catalog.replace_document(
-                path=str(cand.path), source=cand.source, file_type=prepared.file_type, sha256=digest,
-                size=st.st_size, mtime_ns=st.st_mtime_ns, title=prepared.title, pages=prepared.pages,
-                metadata=prepared.metadata, chunks=prepared.chunks,
-            )
-            self.store.delete(_ids(old))
-            self.store.add(_ids(new), vectors, None)
-            (report.updated if old else report.added).append(cand.source)
-            report.pages += prepared.pages or 0
-            report.chunks += len(new)
-            if time.monotonic() - last_save > SAVE_EVERY_S:
-                self.store.save()
-                last_save = time.monotonic()
-            if progress:
-                progress(done, len(todo), cand.source)
+            group.append((done, item, prepared))
+            if sum(len(p.chunks) for _, _, p in group) >= group_chunks:
+                flush()
+        flush()
 
     def _prepare_all(self, todo: list[Any], spec: ChunkSpec) -> Iterable[tuple[Any, Prepared]]:
         """Parse and chunk in worker processes, overlapped with embedding, in submission order."""
-        workers = self.settings.workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+        # One per core (up to 4): with ONNX int8 the parser, not the embedder, is the slower stage
+        # (sec-10q: 80 CPU-s of pypdf against ~75 of embedding), so the main process needs no core of its own.
+        workers = self.settings.workers or max(1, min(4, os.cpu_count() or 2))
         if len(todo) == 1 or workers <= 1 and len(todo) < 4:
             for item in todo:
                 yield item, prepare(str(item[0].path), spec)
@@ -252,42 +316,184 @@ class KnowledgeBase:
             "model": self.model_id,
             "dimensions": str(self.embedder.dimensions),
             "max_seq_length": str(self.embedder.max_seq_length),
+            "backend": self.embedder.backend,
             "chunk_tokens": str(self.settings.chunk_tokens),
             "chunk_overlap": str(self.settings.chunk_overlap),
             "store": self.store.name,
             "kb_version": __version__,
         }
+        was = meta.get("backend") or ("torch" if meta.get("model") else None)
+        if was and was != build["backend"] and self.catalog.totals()[1]:
+            print(f"kb: this index holds {was} vectors; new ones come from {build['backend']} (same model, cosine "
+                  f">= 0.98 to each other); `kb reindex` makes them uniform", file=sys.stderr)
         if any(meta.get(k) != v for k, v in build.items()):
             self.catalog.set_meta(**build)
+        if self._team:
+            from kb.index.sync import push_meta
 
-    def _repair(self) -> None:
-        """Make the vector store agree with the catalog after an interrupted ingest."""
+            push_meta(self.catalog, self.store)  # type: ignore[arg-type]
+
+    def _commit(self, *, vectors: Any, **document: Any) -> tuple[list[int], list[int]]:
+        """One document into catalog and store; (old chunk ids, new ones). On a team store, Milvus
+        first (it is the truth the others mirror), with ids derived from path and content."""
+        if self._team:
+            from kb.index.sync import publish
+
+            ids = publish(self.store, vectors=vectors, previous=self.catalog.document(document["path"]) is not None,
+                          **document)  # type: ignore[arg-type]
+            return self.catalog.replace_document(**document, ids=ids)
+        old, new = self.catalog.replace_document(**document)
+        self.store.delete(_ids(old))
+        self.store.add(_ids(new), vectors, None)
+        return old, new
+
+    def _forget(self, path: str) -> None:
+        """Drop a document from store and catalog (from Milvus first on a team store)."""
+        if self._team:
+            self.store.delete_document(path)  # type: ignore[attr-defined]
+            self.catalog.delete_document(path)
+        else:
+            self.store.delete(_ids(self.catalog.delete_document(path)))
+
+    def _repair(self, fix: bool = True) -> tuple[int, int]:
+        """Make the vector store agree with the catalog after an interrupted ingest.
+
+        Returns (vectors without a chunk, chunks without a vector), as found before repairing.
+        """
         if not self.exists:
-            return
+            return 0, 0
+        if self._team:  # other members' vectors are not orphans: see kb.index.sync.repair
+            from kb.index.sync import repair
+
+            return repair(self.catalog, self.store, fix)  # type: ignore[arg-type]
         in_catalog = set(self.catalog.chunk_ids())
         in_store = set(self.store.ids().tolist())
         extra = in_store - in_catalog
+        missing = sorted(in_catalog - in_store)
+        if not fix:
+            return len(extra), len(missing)
         if extra:
             self.store.delete(_ids(extra))
-        missing = sorted(in_catalog - in_store)
         if missing:
-            chunker = ChunkerForRepair(self)
-            rows = self.catalog.chunks(missing)
-            texts = [chunker.embed_text(rows[i]) for i in missing]
-            self.store.add(_ids(missing), self.embedder.embed_documents(texts), None)
+            embed_text = _EmbedText(self._chunk_spec())
+            for start in range(0, len(missing), 1024):
+                batch = missing[start : start + 1024]
+                rows = self.catalog.chunks(batch)
+                texts = [embed_text(rows[i]) for i in batch]
+                self.store.add(_ids(batch), self.embedder.embed_documents(texts), None)
         if extra or missing:
             self.store.save()
+        return len(extra), len(missing)
+
+    def check(self, *, repair: bool = True) -> CheckReport:
+        """Verify that catalog and vectors agree (and the catalog is sound); repair unless told not to."""
+        if not self.exists:
+            return CheckReport(path=str(self.path), ok=True, integrity="ok")
+        integrity = self.catalog.integrity()
+        self._lock()
+        try:
+            _ = self.model_id  # refuses another model before anything is re-embedded
+            orphans, missing = self._repair(fix=repair)
+        finally:
+            self._unlock()
+        docs, chunks, _ = self.catalog.totals()
+        return CheckReport(
+            path=str(self.path), ok=integrity == "ok" and (repair or not (orphans or missing)), integrity=integrity,
+            documents=docs, chunks=chunks, vectors=self.store.count(), orphan_vectors=orphans,
+            missing_vectors=missing, repaired=repair and bool(orphans or missing),
+        )
+
+    def reindex(self, model: str | None = None, *, progress: Progress | None = None) -> int:
+        """Re-embed every chunk from the catalog (no re-parsing), e.g. with a new `model`.
+
+        The new vectors go to a new file; the catalog switches to it in one transaction, so an
+        interruption leaves the old index in use. Returns the number of chunks embedded.
+        """
+        if not self.exists:
+            raise KBError(f"the knowledge base at {self.path} is empty: nothing to reindex")
+        if self._team:
+            raise KBError("kb reindex does not work on a Milvus store yet: ingest into a new --collection "
+                          "with the new model")
+        self._lock()
+        try:
+            embedder = self._embedder_for(model or self.settings.model)
+            old_name = self.catalog.meta().get("vectors") or DEFAULT_VECTORS
+            name = f"vectors-{int(time.time() * 1000)}.faiss"
+            store = open_store(self.settings, self.path, embedder.dimensions, name)
+            spec = ChunkSpec(tokenizer_file(embedder, self.path), self.settings.chunk_tokens,
+                             self.settings.chunk_overlap, embedder.max_seq_length)
+            embed_text = _EmbedText(spec)
+            ids = sorted(self.catalog.chunk_ids())
+            for start in range(0, len(ids), 1024):
+                batch = ids[start : start + 1024]
+                rows = self.catalog.chunks(batch)
+                store.add(_ids(batch), embedder.embed_documents([embed_text(rows[i]) for i in batch]), None)
+                if progress:
+                    progress(min(start + 1024, len(ids)), len(ids), "")
+            store.save()
+            self.__dict__.pop("store", None)
+            self.__dict__.pop("embedder", None)
+            self.__dict__.pop("model_id", None)
+            self.catalog.set_meta(vectors=name, model=embedder.model_id, dimensions=str(embedder.dimensions),
+                                  max_seq_length=str(embedder.max_seq_length), backend=embedder.backend)
+            (self.path / old_name).unlink(missing_ok=True)
+            self.settings = self.settings.replace(model=embedder.model_id)
+            return len(ids)
+        finally:
+            self._unlock()
 
     # --- queries -----------------------------------------------------------------------------
-    def search(self, query: str, k: int = 5, *, filters: Filters | None = None) -> list[Hit]:
-        """The `k` passages that best match `query`, among those passing `filters`."""
-        from kb.query.search import dense_search
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        filters: Filters | None = None,
+        mode: str | None = None,
+        rerank: str | Reranker | None = None,
+        tuning: Tuning | None = None,
+    ) -> list[Hit]:
+        """The `k` passages that best match `query`, among those passing `filters`.
+
+        `mode`: "hybrid" (dense + keyword, the default), "dense" or "keyword"; None: the `mode`
+        setting. `rerank`: a cross-encoder model name, or a `Reranker`, that reorders the best
+        candidates; None: the `rerank` setting (off unless set).
+        """
+        from kb.query.rerank import open_reranker
+        from kb.query.search import DEFAULT_TUNING, check_mode
+        from kb.query.search import search as run_search
 
         if not query.strip():
             raise ConfigError("the query is empty")
+        mode = check_mode(mode or self.settings.mode)
+        reranker = open_reranker(rerank if rerank is not None else self.settings.rerank, device=self.settings.device)
         if not self.exists or self.catalog.totals()[1] == 0:
             raise KBError(f"the knowledge base at {self.path} is empty: run `kb ingest PATH` first")
-        return dense_search(self.catalog, self.store, self.embedder, query, k, filters)
+        return run_search(
+            self.catalog, self.store, self.embedder, query, k,
+            filters=filters, mode=mode, reranker=reranker, tuning=tuning or DEFAULT_TUNING,
+        )
+
+    def ask(
+        self,
+        question: str,
+        k: int = 5,
+        *,
+        filters: Filters | None = None,
+        llm: Any = None,
+        on_token: Callable[[str], None] | None = None,
+        stream: bool = True,
+        **generation: Any,
+    ) -> Answer:
+        """Answer `question` from the top `k` passages with checked [n] citations (an `Answer`).
+
+        `llm`: an `kb.llm.LLM`, a backend name, "none" (quote the best sentences), or None for the
+        configured default. `on_token` sees the answer as it streams. `generation`: temperature,
+        top_p, top_k, max_tokens, num_beams. See `kb.query.answer`.
+        """
+        from kb.query.answer import answer
+
+        return answer(self, question, k=k, filters=filters, llm=llm, on_token=on_token, stream=stream, **generation)
 
     def status(self) -> Status:
         if not self.exists:
@@ -312,7 +518,7 @@ class KnowledgeBase:
                 target = str(Path(given).expanduser().resolve())
                 docs = [d for d in [self.catalog.document(target)] if d] or self.catalog.documents_under(target)
                 for doc in docs:
-                    self.store.delete(_ids(self.catalog.delete_document(doc.path)))
+                    self._forget(doc.path)
                     removed.append(doc.source)
             self.store.save()
         finally:
@@ -342,15 +548,15 @@ class KnowledgeBase:
             self._lock_fd = None
 
 
-class ChunkerForRepair:
+class _EmbedText:
     """Rebuilds a stored chunk's embedded text (title and heading prefix + text)."""
 
-    def __init__(self, kb: KnowledgeBase):
+    def __init__(self, spec: ChunkSpec):
         from kb.ingest.worker import _chunker
 
-        self.chunker = _chunker(kb._chunk_spec())
+        self.chunker = _chunker(spec)
 
-    def embed_text(self, row: dict[str, Any]) -> str:
+    def __call__(self, row: dict[str, Any]) -> str:
         prefix, _ = self.chunker.prefix(row["title"], tuple(row["headings"]))
         return f"{prefix}\n{row['text']}" if prefix else row["text"]
 

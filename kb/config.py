@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from kb.errors import ConfigError
 
@@ -23,13 +24,26 @@ class Settings:
     model: str = DEFAULT_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 0  # 0: chosen by device
+    # Embedding runtime: auto (torch fp16 on CUDA, else ONNX Runtime int8) | torch | onnx | onnx-int8
+    backend: str = "auto"
     chunk_tokens: int = 256  # cap on embedded tokens, title/heading prefix included
     chunk_overlap: int = 32
     store: str = "faiss"
-    store_uri: str | None = None
-    collection: str = "kb"
+    store_uri: str | None = None  # milvus: a Lite path ending in .db (one process at a time) or http://host:19530
+    store_token: str | None = None  # milvus server: "user:password" or an API key
+    store_db: str | None = None  # milvus server: database name [default: default]
+    collection: str = "kb"  # milvus: collections <collection>_chunks, _documents, _meta
     workers: int = 0  # parser processes; 0: chosen by core count
     max_file_mb: float = 256.0
+    mode: str = "hybrid"  # search: hybrid | dense | keyword
+    rerank: str | None = None  # search: a cross-encoder model that reorders the best hits; off when unset
+    # `kb ask`: auto (configured model, else a local Ollama, else extractive) | llama-cpp | openai
+    # | transformers | ollama | none
+    llm: str = "auto"
+    llm_model: str | None = None  # GGUF path, Hugging Face id/folder, or the server's model name
+    llm_base_url: str | None = None  # OpenAI-compatible server; default Ollama's http://127.0.0.1:11434/v1
+    llm_api_key: str | None = None
+    llm_context: int = 0  # context window in tokens; 0: from the model or server (capped at 8192)
     # Names of the settings that a flag, a variable or kb.toml set (not defaults).
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 

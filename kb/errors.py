@@ -3,6 +3,7 @@
     KBError
     ├── ConfigError            bad kb.toml, unknown option value, missing knowledge base
     ├── DependencyError        an optional extra is not installed (message says which)
+    │   └── MissingExtraError  ...raised at import time: also an ImportError
     ├── ParseError             one file could not be read (the ingest goes on without it)
     │   └── UnsupportedFileError
     ├── EmbedderError          the embedding model could not load or run
@@ -25,6 +26,10 @@ class ConfigError(KBError):
 
 class DependencyError(KBError):
     pass
+
+
+class MissingExtraError(DependencyError, ImportError):
+    """An optional extra is not installed: both a `KBError` and an `ImportError`, so either catch works."""
 
 
 class ParseError(KBError):

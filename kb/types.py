@@ -66,10 +66,14 @@ class Hit:
     doc_id: int = 0
     char_start: int = 0
     char_end: int = 0
+    also: list[str] = field(default_factory=list)  # other files holding the very same passage
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        return {k: d[k] for k in ("rank", "score", "chunk_id", "source", "page", "page_end", "section", "text")}
+        out = {k: d[k] for k in ("rank", "score", "chunk_id", "source", "page", "page_end", "section", "text")}
+        if self.also:
+            out["also"] = list(self.also)
+        return out
 
     @property
     def citation(self) -> str:
@@ -120,6 +124,24 @@ class Status:
     failed: list[FileOutcome]
     path: str
     dimensions: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CheckReport:
+    """What `kb doctor` found: catalog soundness and whether vectors match the catalog's chunks."""
+
+    path: str
+    ok: bool
+    integrity: str
+    documents: int = 0
+    chunks: int = 0
+    vectors: int = 0
+    orphan_vectors: int = 0  # vectors whose chunk is gone (e.g. a crash after a catalog commit)
+    missing_vectors: int = 0  # chunks with no vector yet
+    repaired: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

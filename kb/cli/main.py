@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from kb.cli.options import filter_options, pop_filters
+from kb.cli.options import STORE_META, filter_options, pop_filters, store_options
 from kb.errors import ConfigError, KBError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -46,6 +46,7 @@ def main() -> None:
     \b
       kb ingest ./docs          index a folder (again: only what changed)
       kb search "net sales"     best passages, with file, page and section
+      kb ask "what were net sales in Q3?"   an answer citing its sources [n]
       kb status                 what is indexed
     """
 
@@ -53,7 +54,9 @@ def main() -> None:
 def _open(kb_dir: str | None, **overrides: Any):  # type: ignore[no-untyped-def]
     from kb.api import KnowledgeBase
 
-    return KnowledgeBase.open(kb_dir, **overrides)
+    ctx = click.get_current_context(silent=True)
+    store = ctx.meta.get(STORE_META, {}) if ctx else {}  # --store, --store-uri, --collection
+    return KnowledgeBase.open(kb_dir, **{**store, **overrides})
 
 
 def _emit(obj: Any) -> None:
@@ -63,6 +66,7 @@ def _emit(obj: Any) -> None:
 @main.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @kb_option
+@store_options
 @click.option("--model", envvar="KB_MODEL", show_envvar=True, help="Embedding model name or folder (sentence-transformers).")
 @click.option("--device", envvar="KB_DEVICE", show_envvar=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, envvar="KB_BATCH_SIZE", show_envvar=True, help="Embedding batch size (0: by device).")
@@ -109,6 +113,12 @@ def _print_report(r: Any) -> None:
     line = " · ".join(f"{name} {n}" for name, n in counts)
     click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else ""))
     for label, items in (("skipped", r.skipped), ("failed", r.failed)):
+        if len(items) > 20:  # a 10,000-file tree must not bury the summary: group by reason
+            from collections import Counter
+
+            for reason, n in Counter(i.reason for i in items).most_common():
+                click.echo(f"  {label:8} {n} file(s): {reason}")
+            continue
         for item in items:
             click.echo(f"  {label:8} {item.source}: {item.reason}")
 
@@ -116,14 +126,21 @@ def _print_report(r: Any) -> None:
 @main.command(context_settings=CONTEXT)
 @click.argument("query")
 @kb_option
+@store_options
 @click.option("-k", "--k", "k", type=click.IntRange(1, 1000), default=5, help="Number of passages.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"], case_sensitive=False), envvar="KB_MODE",
+              show_envvar=True, help="hybrid: meaning and exact words together; dense: meaning; keyword: BM25 words "
+              "[default: the `mode` setting, hybrid].")
+@click.option("--rerank", metavar="MODEL", envvar="KB_RERANK", show_envvar=True,
+              help="Cross-encoder (sentence-transformers) that reorders the best candidates; off by default.")
 @filter_options
 @json_option
-def search(query: str, kb_dir: str | None, k: int, as_json: bool, **kwargs: Any) -> None:
+def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str | None, as_json: bool,
+           **kwargs: Any) -> None:
     """Find the passages that best match QUERY."""
     filters = pop_filters(kwargs)
     with _open(kb_dir) as kb:
-        hits = kb.search(query, k=k, filters=filters)
+        hits = kb.search(query, k=k, filters=filters, mode=mode, rerank=rerank)
     if as_json:
         _emit({"query": query, "hits": [h.to_json() for h in hits]})
         return
@@ -132,6 +149,8 @@ def search(query: str, kb_dir: str | None, k: int, as_json: bool, **kwargs: Any)
     for h in hits:
         click.echo(f"{h.rank:>2}. {h.score:.3f}  " + click.style(h.citation, bold=True))
         click.echo(f"    {_snippet(h.text)}")
+        if h.also:
+            click.echo(f"    (same passage in {', '.join(h.also)})")
 
 
 def _snippet(text: str, width: int = 300) -> str:
@@ -141,9 +160,15 @@ def _snippet(text: str, width: int = 300) -> str:
 
 @main.command(context_settings=CONTEXT)
 @kb_option
+@store_options
+@click.option("--check", is_flag=True, help="Also verify catalog and vectors agree, and repair (as `kb doctor`).")
 @json_option
-def status(kb_dir: str | None, as_json: bool) -> None:
+def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
     """What the knowledge base holds: documents, chunks, pages, model, store, size, failures."""
+    if check:
+        ctx = click.get_current_context()
+        ctx.invoke(doctor, kb_dir=kb_dir, no_repair=False, as_json=as_json)
+        return
     with _open(kb_dir) as kb:
         st = kb.status()
     if as_json:
@@ -158,8 +183,54 @@ def status(kb_dir: str | None, as_json: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@kb_option
+@store_options
+@click.option("--no-repair", is_flag=True, help="Only report; change nothing.")
+@json_option
+def doctor(kb_dir: str | None, no_repair: bool, as_json: bool) -> None:
+    """Check that the catalog is sound and every chunk has exactly one vector; repair what is off.
+
+    After a crash or kill -9 mid-ingest, vectors of committed documents may be missing or stale:
+    they are re-embedded from the catalog's stored text (no re-parsing). Exit 1 if problems remain.
+    """
+    with _open(kb_dir) as kb:
+        report = kb.check(repair=not no_repair)
+    if as_json:
+        _emit(report.to_json())
+    else:
+        click.echo(f"catalog {report.integrity} · {report.documents} documents · {report.chunks} chunks · "
+                   f"{report.vectors} vectors")
+        if report.orphan_vectors or report.missing_vectors:
+            verb = "repaired" if report.repaired else "found"
+            click.echo(f"{verb}: {report.missing_vectors} chunk(s) without a vector, "
+                       f"{report.orphan_vectors} vector(s) without a chunk")
+        click.echo("ok" if report.ok else "problems remain")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command(context_settings=CONTEXT)
+@kb_option
+@store_options
+@click.option("--model", help="Embedding model for the new vectors [default: the model setting].")
+@json_option
+def reindex(kb_dir: str | None, model: str | None, as_json: bool) -> None:
+    """Re-embed every chunk from the catalog (no re-parsing), e.g. to switch embedding model.
+
+    The old vectors stay in use until the new ones are complete.
+    """
+    with _open(kb_dir) as kb:
+        n = kb.reindex(model)
+        model_id = kb.status().model
+    if as_json:
+        _emit({"chunks": n, "model": model_id})
+    else:
+        click.echo(f"re-embedded {n} chunks with {model_id}")
+
+
+@main.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True)
 @kb_option
+@store_options
 @json_option
 def remove(paths: tuple[str, ...], kb_dir: str | None, as_json: bool) -> None:
     """Forget files, or every file under folders (the files themselves stay on disk)."""
@@ -173,3 +244,15 @@ def remove(paths: tuple[str, ...], kb_dir: str | None, as_json: bool) -> None:
     if not removed:
         click.echo("nothing indexed under " + ", ".join(paths), err=True)
         sys.exit(1)
+
+
+from kb.cli.ask import ask  # noqa: E402  (registered last: ask.py reuses the options above)
+
+main.add_command(ask)
+from kb.cli.eval import eval_command  # noqa: E402
+
+main.add_command(eval_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -67,6 +67,24 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    # 2: keyword index over each document's title and file path, for the document-level match
+    # in hybrid search (a question naming "Q3 2023" should favour the file called "2023 Q3 ...").
+    """
+    CREATE VIRTUAL TABLE documents_fts USING fts5(
+        title, source, content='documents', content_rowid='id', tokenize='porter unicode61'
+    );
+    INSERT INTO documents_fts(rowid, title, source) SELECT id, title, source FROM documents;
+    CREATE TRIGGER documents_ai AFTER INSERT ON documents BEGIN
+        INSERT INTO documents_fts(rowid, title, source) VALUES (new.id, new.title, new.source);
+    END;
+    CREATE TRIGGER documents_ad AFTER DELETE ON documents BEGIN
+        INSERT INTO documents_fts(documents_fts, rowid, title, source) VALUES ('delete', old.id, old.title, old.source);
+    END;
+    CREATE TRIGGER documents_au AFTER UPDATE OF title, source ON documents BEGIN
+        INSERT INTO documents_fts(documents_fts, rowid, title, source) VALUES ('delete', old.id, old.title, old.source);
+        INSERT INTO documents_fts(rowid, title, source) VALUES (new.id, new.title, new.source);
+    END;
+    """,
 ]
 
 
@@ -167,8 +185,13 @@ class Catalog:
         pages: int | None,
         metadata: dict[str, Any],
         chunks: list[Chunk],
+        ids: list[int] | None = None,
     ) -> tuple[list[int], list[int]]:
-        """Put a document and all its chunks in one transaction; return (old chunk ids, new ones)."""
+        """Put a document and all its chunks in one transaction; return (old chunk ids, new ones).
+
+        `ids`: the chunks' ids, when the store decides them (a team store derives them from path,
+        content hash and position, so that every member's catalog agrees); else new ones.
+        """
         with self.transaction() as db:
             old = [r[0] for r in db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path = ?", (path,))]
             db.execute("DELETE FROM documents WHERE path = ?", (path,))
@@ -179,12 +202,12 @@ class Catalog:
             )
             doc_id = cur.lastrowid
             new = []
-            for c in chunks:
+            for n, c in enumerate(chunks):
                 cur = db.execute(
-                    "INSERT INTO chunks(doc_id, ord, text, headings, section, page_start, page_end, char_start, char_end, tokens)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (doc_id, c.ord, c.text, json.dumps(list(c.headings)), c.section, c.page_start, c.page_end,
-                     c.char_start, c.char_end, c.tokens),
+                    "INSERT INTO chunks(id, doc_id, ord, text, headings, section, page_start, page_end, char_start, char_end, tokens)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ids[n] if ids is not None else None, doc_id, c.ord, c.text, json.dumps(list(c.headings)), c.section,
+                     c.page_start, c.page_end, c.char_start, c.char_end, c.tokens),
                 )
                 new.append(int(cur.lastrowid))
             db.execute("DELETE FROM failures WHERE path = ?", (path,))
@@ -242,11 +265,88 @@ class Catalog:
                 }
         return out
 
+    def chunk_documents(self, ids: Iterable[int]) -> dict[int, int]:
+        """The document id of each chunk id given (ids no longer in the catalog are left out)."""
+        ids = list(ids)
+        out: dict[int, int] = {}
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            out.update(self.db.execute(f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})", batch).fetchall())
+        return out
+
+    def document_paths(self, filters: Filters) -> list[str]:
+        """Paths of the documents that pass the document-level part of `filters` (path glob, file type)."""
+        where, params = Filters(path=filters.path, file_type=filters.file_type).sql()
+        return [r[0] for r in self.db.execute(f"SELECT d.path FROM documents d WHERE {where}", params)]
+
     def filtered_ids(self, filters: Filters) -> list[int]:
         """Ids of the chunks that pass `filters`."""
         where, params = filters.sql()
         sql = f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}"
         return [r[0] for r in self.db.execute(sql, params)]
+
+    def keyword_search(self, match: str, limit: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """Best `limit` (chunk id, BM25 score; higher is better) for an FTS5 `match` expression.
+
+        `filters` apply inside the query, so `limit` counts only chunks that pass them. `match`
+        must already be safe FTS5 syntax (see `kb.query.fts.match_expression`).
+        """
+        score = "bm25(chunks_fts, 1.0, 0.5)"  # a heading match counts half a body match
+        if filters is None or filters.is_empty():
+            sql = f"SELECT rowid, {score} AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?"
+            params: list[object] = [match, limit]
+        else:
+            where, fparams = filters.sql()
+            sql = (
+                f"SELECT chunks_fts.rowid, {score} AS s FROM chunks_fts"
+                " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id"
+                f" WHERE chunks_fts MATCH ? AND {where} ORDER BY s LIMIT ?"
+            )
+            params = [match, *fparams, limit]
+        try:
+            return [(int(i), -float(s)) for i, s in self.db.execute(sql, params)]
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"{self.path}: keyword search failed: {e}") from e
+
+    def document_matches(self, match: str) -> dict[int, float]:
+        """BM25 score (higher is better) of each document whose title or file path matches `match`."""
+        if not self._has_table("documents_fts"):  # a catalog opened read-only before migration 2
+            return {}
+        sql = "SELECT rowid, bm25(documents_fts) FROM documents_fts WHERE documents_fts MATCH ?"
+        try:
+            return {int(i): -float(s) for i, s in self.db.execute(sql, (match,))}
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"{self.path}: keyword search failed: {e}") from e
+
+    def document_term_chunks(self, terms: Iterable[str]) -> dict[str, dict[int, int]]:
+        """For each FTS5 term (a word or a phrase), how many chunks of each document hold it."""
+        sql = (
+            "SELECT c.doc_id, count(*) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+            " WHERE chunks_fts MATCH ? GROUP BY c.doc_id"
+        )
+        out: dict[str, dict[int, int]] = {}
+        try:
+            for term in terms:
+                quoted = '"' + term.replace('"', '""') + '"'
+                out[term] = {int(d): int(n) for d, n in self.db.execute(sql, (quoted,))}
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"{self.path}: keyword search failed: {e}") from e
+        return out
+
+    def document_sizes(self) -> dict[int, int]:
+        """Number of chunks of each document."""
+        return {int(d): int(n) for d, n in self.db.execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id")}
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+    def integrity(self) -> str:
+        """'ok', or SQLite's first complaint about the catalog file."""
+        try:
+            return str(self.db.execute("PRAGMA quick_check").fetchone()[0])
+        except sqlite3.DatabaseError as e:
+            return str(e)
 
     def totals(self) -> tuple[int, int, int]:
         docs, pages = self.db.execute("SELECT count(*), coalesce(sum(pages), 0) FROM documents").fetchone()

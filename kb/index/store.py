@@ -19,7 +19,7 @@ class VectorStore(ABC):
 
     @abstractmethod
     def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict[str, Any]] | None = None) -> None:
-        """Insert vectors under int64 chunk ids (ids already present are replaced)."""
+        """Insert vectors under new int64 chunk ids (the catalog never reuses an id)."""
 
     @abstractmethod
     def search(self, vector: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> list[tuple[int, float]]:
@@ -42,9 +42,20 @@ class VectorStore(ABC):
         self.save()
 
 
-def open_store(settings: Settings, kb_dir: Path, dimensions: int | None) -> VectorStore:
+DEFAULT_VECTORS = "vectors.faiss"
+DEFAULT_LITE = "milvus.db"  # Milvus Lite folder in the KB dir when store=milvus has no store_uri
+
+
+def open_store(settings: Settings, kb_dir: Path, dimensions: int | None, name: str | None = None) -> VectorStore:
+    """The store of a knowledge base; `name` (kept in the catalog) tells which vectors file is live."""
     if settings.store == "faiss":
         from kb.index.faiss_store import FaissStore
 
-        return FaissStore(kb_dir / "vectors.faiss", dimensions)
-    raise ConfigError(f"unknown store {settings.store!r} (known: faiss)")
+        return FaissStore(kb_dir / (name or DEFAULT_VECTORS), dimensions)
+    if settings.store == "milvus":
+        from kb.index.milvus_store import MilvusStore
+
+        # No URI: an embedded Milvus Lite folder inside the knowledge base.
+        return MilvusStore(settings.store_uri or str(kb_dir / DEFAULT_LITE), settings.collection, dimensions,
+                           token=settings.store_token, db_name=settings.store_db)
+    raise ConfigError(f"unknown store {settings.store!r} (known: faiss, milvus)")

@@ -26,8 +26,6 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     ".txt": ("kb.ingest.text", "TextParser"),
     ".text": ("kb.ingest.text", "TextParser"),
     ".rst": ("kb.ingest.text", "TextParser"),
-    ".log": ("kb.ingest.text", "TextParser"),
-    ".csv": ("kb.ingest.text", "TextParser"),
     ".html": ("kb.ingest.html", "HtmlParser"),
     ".htm": ("kb.ingest.html", "HtmlParser"),
 }

@@ -8,7 +8,6 @@ from kb.errors import ParseError
 from kb.ingest.base import paragraphs
 from kb.types import ParsedDocument
 
-
 _PREFERRED = ("utf_8", "cp1252", "latin_1", "iso8859_15")
 
 

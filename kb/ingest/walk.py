@@ -50,7 +50,6 @@ def walk(given: str) -> tuple[list[Candidate], list[str], int]:
             if is_ignored(name):
                 ignored += 1
                 continue
-            full = Path(dirpath) / name
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
             source = os.path.normpath(os.path.join(given, rel))
             # Resolve symlinked files to their target, but keep the path under the root as the

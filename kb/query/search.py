@@ -1,38 +1,240 @@
-"""Retrieval: a query in, ranked `Hit`s with their citations out."""
+"""Retrieval: a query in, ranked `Hit`s with their citations out.
+
+Three modes. `dense`: nearest chunk vectors. `keyword`: BM25 over the catalog's FTS5 index.
+`hybrid` (default): both candidate lists fused (`kb.query.fusion`), plus a document-level match
+(title and path; whole-document BM25) and a bonus for chunks holding the query's rare figures or
+quoted phrases. In every mode filters apply inside the retrieval, duplicate passages (the same
+text in two files) become one hit listing the other sources, no page fills more than `per_page`
+of the top k, and an optional cross-encoder reorders the best candidates. Measurements and the
+reasons for each default: benchmarks/RETRIEVAL.md.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from kb.errors import ConfigError
+from kb.query import fusion
 from kb.query.filters import Filters
+from kb.query.fts import literals, match_expression, quote, terms
 from kb.types import Hit
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from kb.index.catalog import Catalog
     from kb.index.embedder import Embedder
     from kb.index.store import VectorStore
+    from kb.query.rerank import Reranker
+
+MODES = ("hybrid", "dense", "keyword")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The knobs of hybrid retrieval; defaults measured on sec-10q (benchmarks/RETRIEVAL.md)."""
+
+    depth: int = 100  # candidates taken from each retriever before fusion
+    dense_weight: float = 1.0
+    keyword_weight: float = 0.3  # BM25 on chunks; equal weight loses to dense-only on 10-Qs
+    title_weight: float = 0.5  # the query's BM25 match on each document's title and file path
+    document_weight: float = 0.5  # BM25 of whole documents (see fusion.document_bm25)
+    literal_weight: float = 1.0  # bonus for holding the query's rare figures and "quoted phrases"
+    literal_rare: int = 50  # a literal in more chunks than this is no clue (a year in 10-Qs)
+    per_page: int = 2  # most hits one page may take in the top k (the rest move down)
+    rerank_depth: int = 30  # candidates a cross-encoder rescoring looks at
+
+
+DEFAULT_TUNING = Tuning()
+
+
+def check_mode(mode: str | None) -> str:
+    mode = (mode or "hybrid").lower()
+    if mode not in MODES:
+        raise ConfigError(f"unknown search mode {mode!r} (known: {', '.join(MODES)})")
+    return mode
+
+
+def search(
+    catalog: Catalog,
+    store: VectorStore,
+    embedder: Embedder,
+    query: str,
+    k: int,
+    *,
+    filters: Filters | None = None,
+    mode: str = "hybrid",
+    reranker: Reranker | None = None,
+    tuning: Tuning = DEFAULT_TUNING,
+) -> list[Hit]:
+    """The `k` best passages for `query` among those that pass `filters`."""
+    mode = check_mode(mode)
+    filters = filters if filters is not None and not filters.is_empty() else None
+    wanted = max(k, tuning.rerank_depth if reranker else 0)
+    depth = max(tuning.depth, 2 * wanted + 8)
+    scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning)
+    hits = arrange(_with_rows(catalog, scored, 2 * wanted + 16), wanted, per_page=tuning.per_page)
+    if reranker is not None and hits:
+        hits = reranker.rerank(query, hits)
+        for rank, hit in enumerate(hits, start=1):
+            hit.rank = rank
+    return hits[:k]
+
+
+def candidates(
+    catalog: Catalog,
+    store: VectorStore,
+    embedder: Embedder,
+    query: str,
+    depth: int,
+    *,
+    filters: Filters | None = None,
+    mode: str = "hybrid",
+    tuning: Tuning = DEFAULT_TUNING,
+) -> list[tuple[int, float]]:
+    """(chunk id, score) pairs, best first, before duplicates and page crowding are handled."""
+    dense: list[tuple[int, float]] = []
+    keyword: list[tuple[int, float]] = []
+    match = match_expression(query)
+    if mode in ("dense", "hybrid"):
+        dense = dense_candidates(catalog, store, embedder, query, depth, filters)
+    if mode in ("keyword", "hybrid") and match:
+        store_bm25 = getattr(store, "keyword_search", None)  # Milvus: its own BM25 over the chunks it holds
+        keyword = store_bm25(query, depth, filters, catalog) if store_bm25 else catalog.keyword_search(match, depth, filters)
+    if mode == "dense":
+        return dense
+    if mode == "keyword":
+        return keyword
+    bonus = _literal_bonus(catalog, query, filters, tuning)
+    ids = {i for i, _ in dense} | {i for i, _ in keyword} | set(bonus)
+    for i, b in _document_prior(catalog, query, match, ids, tuning).items():
+        bonus[i] = bonus.get(i, 0.0) + b
+    return fusion.fuse([(dense, tuning.dense_weight), (keyword, tuning.keyword_weight)], prior=bonus)
+
+
+def _literal_bonus(catalog: Catalog, query: str, filters: Filters | None, tuning: Tuning) -> dict[int, float]:
+    """`literal_weight` x the share of the query's rare literals each chunk holds.
+
+    A figure like 36,413 means little to an embedding model and is one weak term among many to
+    BM25; found in a handful of chunks, it is the best clue there is.
+    """
+    if not tuning.literal_weight:
+        return {}
+    found: list[list[int]] = []
+    for literal in literals(query):
+        ids = catalog.keyword_search(quote(literal), tuning.literal_rare + 1, filters)
+        if 0 < len(ids) <= tuning.literal_rare:
+            found.append([i for i, _ in ids])
+    bonus: dict[int, float] = {}
+    for ids in found:
+        for i in ids:
+            bonus[i] = bonus.get(i, 0.0) + tuning.literal_weight / len(found)
+    return bonus
+
+
+def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[int], tuning: Tuning) -> dict[int, float]:
+    """A per-chunk bonus from how well the chunk's whole document matches the query.
+
+    Chunks of one filing all look alike across quarters and companies; the words that tell them
+    apart ("Q3 2023", "Apple") sit in the file's title or are spread over the whole document.
+    """
+    if not match or not ids or not (tuning.title_weight or tuning.document_weight):
+        return {}
+    doc_of = catalog.chunk_documents(ids)
+    prior: dict[int, float] = {}
+    parts = []
+    if tuning.title_weight:
+        parts.append(fusion.document_prior(doc_of, catalog.document_matches(match), tuning.title_weight))
+    if tuning.document_weight:
+        scores = fusion.document_bm25(catalog.document_term_chunks(terms(query)), catalog.document_sizes())
+        parts.append(fusion.document_prior(doc_of, scores, tuning.document_weight, floor=None))
+    for part in parts:
+        for i, bonus in part.items():
+            prior[i] = prior.get(i, 0.0) + bonus
+    return prior
+
+
+def dense_candidates(
+    catalog: Catalog, store: VectorStore, embedder: Embedder, query: str, depth: int, filters: Filters | None = None
+) -> list[tuple[int, float]]:
+    vector = embedder.embed_query(query)
+    if filters is not None and not filters.is_empty() and hasattr(store, "search_filtered"):
+        return store.search_filtered(vector, depth, filters, catalog)  # Milvus: filters as a boolean expression
+    allowed = _allowed(catalog, filters)
+    return store.search(vector, depth, allowed_ids=allowed)
 
 
 def dense_search(
     catalog: Catalog, store: VectorStore, embedder: Embedder, query: str, k: int, filters: Filters | None = None
 ) -> list[Hit]:
-    allowed = None
-    if filters is not None and not filters.is_empty():
-        import numpy as np
+    """Dense-only retrieval: the embedding ranking (duplicates and crowded pages handled as in every mode)."""
+    return search(catalog, store, embedder, query, k, filters=filters, mode="dense")
 
-        allowed = np.asarray(catalog.filtered_ids(filters), dtype=np.int64)
-    vector = embedder.embed_query(query)
-    # Ask for a few more than k: vectors of chunks deleted since the store was last saved are skipped.
-    pairs = store.search(vector, k + 8, allowed_ids=allowed)
-    rows = catalog.chunks(i for i, _ in pairs)
-    hits: list[Hit] = []
-    for chunk_id, score in pairs:
-        row = rows.get(chunk_id)
-        if row is None:
+
+def _allowed(catalog: Catalog, filters: Filters | None) -> np.ndarray | None:
+    if filters is None or filters.is_empty():
+        return None
+    import numpy as np
+
+    return np.asarray(catalog.filtered_ids(filters), dtype=np.int64)
+
+
+def _with_rows(catalog: Catalog, scored: Sequence[tuple[int, float]], batch: int) -> Iterator[tuple[dict[str, Any], float]]:
+    """(catalog row, score) in score order, read a batch at a time: `arrange` usually needs few.
+
+    Ids without a row are skipped: vectors of chunks deleted since the store was last saved.
+    """
+    for start in range(0, len(scored), batch):
+        part = scored[start : start + batch]
+        rows = catalog.chunks(i for i, _ in part)
+        for i, score in part:
+            if i in rows:
+                yield rows[i], score
+
+
+# --- duplicates and page crowding -------------------------------------------------------------
+_SPACE = re.compile(r"\s+")
+
+
+def text_key(text: str) -> str:
+    """Chunks whose text differs only in case and spacing are the same passage."""
+    return _SPACE.sub(" ", text).strip().lower()
+
+
+def arrange(ranked: Iterable[tuple[dict[str, Any], float]], k: int, *, per_page: int = 2) -> list[Hit]:
+    """Hits in score order: one per distinct passage, at most `per_page` per page until k is reached.
+
+    A passage whose text is already shown from another file adds that file to the hit's `also`.
+    Hits over a page's quota are not dropped, only moved after the others, so k hits still come
+    back from a single long page when nothing else matches.
+    """
+    by_text: dict[str, Hit] = {}
+    kept: list[Hit] = []
+    held: list[Hit] = []
+    per: dict[tuple[int, int | None], int] = {}
+    for row, score in ranked:
+        key = text_key(str(row["text"]))
+        first = by_text.get(key)
+        if first is not None:
+            if row["source"] != first.source and row["source"] not in first.also:
+                first.also.append(str(row["source"]))
             continue
-        hits.append(hit_from_row(row, len(hits) + 1, score))
-        if len(hits) == k:
+        hit = hit_from_row(row, 0, score)
+        by_text[key] = hit
+        page = (hit.doc_id, hit.page)
+        if per_page > 0 and hit.page is not None and per.get(page, 0) >= per_page:
+            held.append(hit)
+            continue
+        per[page] = per.get(page, 0) + 1
+        kept.append(hit)
+        if len(kept) >= k:
             break
+    hits = (kept + held)[:k]
+    for rank, hit in enumerate(hits, start=1):
+        hit.rank = rank
     return hits
 
 

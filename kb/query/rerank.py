@@ -1,0 +1,93 @@
+"""The `Reranker` seam: rescore the best candidates with a model that reads query and passage together.
+
+Off by default. `CrossEncoderReranker` wraps sentence-transformers' `CrossEncoder` (any
+`cross-encoder/...` model from the Hub, or a local folder).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kb.errors import DependencyError, EmbedderError
+from kb.types import Hit
+
+
+class Reranker(ABC):
+    """Scores (query, passage) pairs; higher is better. Batching and reordering live here."""
+
+    name: str = "reranker"
+
+    @abstractmethod
+    def score(self, query: str, texts: list[str]) -> list[float]: ...
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """`hits` reordered by this model's score, which replaces each hit's `score`."""
+        if not hits:
+            return hits
+        scores = self.score(query, [h.text for h in hits])
+        if len(scores) != len(hits):
+            raise EmbedderError(f"reranker {self.name!r} returned {len(scores)} scores for {len(hits)} passages")
+        for hit, s in zip(hits, scores):
+            hit.score = round(float(s), 6)
+        return sorted(hits, key=lambda h: -h.score)  # stable: ties keep the retrieval order
+
+
+class CrossEncoderReranker(Reranker):
+    def __init__(self, model: str | Any, *, device: str = "auto", batch_size: int = 32):
+        """`model`: a Hub id, a local folder, or an already-built `CrossEncoder`."""
+        if isinstance(model, str):
+            self.name = model
+            self._model: Any = None
+        else:
+            self.name = type(model).__name__
+            self._model = model
+        self.device = device
+        self.batch_size = batch_size
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = _load_cross_encoder(self.name, self.device)
+        return self._model
+
+    def score(self, query: str, texts: list[str]) -> list[float]:
+        if not texts:
+            return []
+        out = self.model.predict(
+            [(query, t) for t in texts], batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+        )
+        # A model with several labels gives one row per pair; its last column is "relevant".
+        return [float(row[-1]) if getattr(row, "ndim", 0) else float(row) for row in out]
+
+
+@lru_cache(maxsize=2)
+def _load_cross_encoder(name: str, device: str) -> Any:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    location = Path(name).expanduser()
+    if location.is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the network
+    try:
+        from sentence_transformers import CrossEncoder
+    except ImportError as e:
+        raise DependencyError("sentence-transformers is not installed: pip install kb") from e
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return CrossEncoder(str(location) if location.is_dir() else name, device=device)
+    except Exception as e:  # hub errors, missing files: all mean "cannot load"
+        raise EmbedderError(f"cannot load reranking model {name!r}: {' '.join(str(e).split())[:300]}") from e
+
+
+def open_reranker(name: str | Reranker | None, *, device: str = "auto") -> Reranker | None:
+    """None or "" or "none": no reranking; a `Reranker` as is; a name: a cross-encoder model."""
+    if name is None or isinstance(name, Reranker):
+        return name
+    if not name.strip() or name.strip().lower() in ("none", "off"):
+        return None
+    return CrossEncoderReranker(name.strip(), device=device)
