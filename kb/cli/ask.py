@@ -1,0 +1,102 @@
+"""`kb ask`: an answer from the knowledge base with numbered, checked citations."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from kb.cli.main import CONTEXT, _emit, _open, _snippet, json_option, kb_option
+from kb.cli.options import filter_options, pop_filters, store_options
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("question")
+@kb_option
+@store_options
+@click.option("-k", "--k", "k", type=click.IntRange(1, 100), default=5, help="Passages to retrieve.")
+@click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
+              help="auto | llama-cpp | openai | ollama | transformers | none (quote the passages) [default: auto].")
+@click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
+              help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder (transformers).")
+@click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
+              help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1].")
+@click.option("--temperature", type=click.FloatRange(0, 5), default=None, help="Sampling temperature [default: 0.1].")
+@click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling.")
+@click.option("--top-k", type=click.IntRange(0), default=None, help="Sample among the k likeliest tokens.")
+@click.option("--max-tokens", type=click.IntRange(1), default=512, help="Longest answer, in tokens.")
+@click.option("--no-stream", is_flag=True, help="Print the answer when it is complete, unsupported sentences marked.")
+@filter_options
+@json_option
+def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm_base_url: str | None,
+        temperature: float | None, top_p: float | None, top_k: int | None, max_tokens: int, no_stream: bool,
+        as_json: bool, **kwargs: Any) -> None:
+    """Answer QUESTION from the knowledge base, citing passages as [n].
+
+    Uses the configured LLM; else an Ollama server on this machine; else quotes the sentences of
+    the best passages. Each cited sentence is checked against its source: its figures must be
+    there and its meaning close, or it is marked unsupported.
+    """
+    filters = pop_filters(kwargs)
+    streaming = not as_json and not no_stream
+    printed: list[str] = []
+
+    def show(piece: str) -> None:
+        printed.append(piece)
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+
+    with _open(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
+        result = kb.ask(question, k=k, filters=filters, on_token=show if streaming else None, stream=streaming,
+                        temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens)
+    if as_json:
+        _emit(result.to_json())
+        return
+    _print_answer(result, streamed="".join(printed))
+
+
+def _print_answer(result: Any, streamed: str) -> None:
+    if streamed:
+        click.echo()
+    else:
+        click.echo(_marked(result))
+    if result.removed_citations:
+        click.echo(click.style("kb: removed citations of sources that were not given: ", fg="yellow")
+                   + ", ".join(f"[{n}]" for n in result.removed_citations), err=True)
+    if not result.found:
+        if result.mode == "not_found" and result.note and not result.sources:
+            click.echo(f"kb: {result.note}", err=True)
+        if result.hits:
+            click.echo("\nNearest passages:")
+            for h in result.hits:
+                click.echo(f"  {h.rank}. " + click.style(h.citation, bold=True))
+                click.echo(f"     {_snippet(h.text, 200)}")
+        return
+    if result.citations:
+        click.echo("\nSources:")
+        for c in result.citations:
+            flag = "" if c.supported is not False else click.style("  (unsupported)", fg="yellow")
+            click.echo(f"  [{c.n}] " + click.style(c.citation, bold=True) + flag)
+            click.echo(f"      “{c.quote}”")
+    elif result.mode == "llm":
+        click.echo(click.style("\n(the answer cites no source)", fg="yellow"))
+    unsupported = result.unsupported
+    if unsupported and streamed:
+        click.echo(click.style("\nNot supported by the sources:", fg="yellow"))
+        for c in unsupported:
+            click.echo(f"  • “{_snippet(c.sentence, 160)}”: {'; '.join(c.reasons)}")
+    if result.mode == "extractive" and result.note:
+        click.echo(click.style(f"\n{result.note}", dim=True), err=True)
+    elif result.llm:
+        click.echo(click.style(f"answered by {result.llm}", dim=True), err=True)
+
+
+def _marked(result: Any) -> str:
+    """The answer with each unsupported sentence followed by a visible mark."""
+    text = result.answer
+    for c in result.unsupported:
+        if c.sentence in text:
+            reason = "; ".join(c.reasons)
+            text = text.replace(c.sentence, c.sentence + click.style(f" ⚠ unsupported: {reason}", fg="yellow"), 1)
+    return text
