@@ -1,0 +1,179 @@
+"""Team mode: a knowledge base kept in Milvus, with the local catalog as a mirror of it.
+
+Milvus holds the truth (chunks with text and citation metadata, document records with hashes,
+build metadata); each member's SQLite catalog is a cache that `pull` brings up to date when the
+knowledge base opens, so search, ask, status and incremental ingest work unchanged on any machine
+that has the URI. `publish` writes one document: chunks first, then its record (the commit point
+other members sync on), then the chunks of its earlier version are dropped.
+
+Chunk ids are derived from (path, content hash, position), so every member's catalog gives a chunk
+the same id, and writing the same document twice writes the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kb.errors import ConfigError
+from kb.types import Chunk
+
+if TYPE_CHECKING:
+    from kb.index.catalog import Catalog
+    from kb.index.milvus_store import MilvusStore
+
+log = logging.getLogger(__name__)
+
+SOURCE_KEY = "team_source"  # local meta: the URI#collection this catalog mirrors
+LOCAL_META = {"vectors", SOURCE_KEY}  # local meta keys that are not the shared build's
+PULL_BATCH = 64  # documents whose chunks are read in one query
+ORPHAN_GRACE_S = 3600.0  # chunks without a record younger than this may be another member's ingest in flight
+
+
+def chunk_id(path: str, sha256: str, ord: int) -> int:
+    """A positive 63-bit id, the same on every machine for the same chunk of the same content."""
+    digest = hashlib.blake2b(f"{path}\0{sha256}\0{ord}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") & ((1 << 63) - 1)) or 1
+
+
+@dataclass
+class SyncReport:
+    pulled: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # records whose chunks are not all there (yet)
+
+
+def pull(catalog: Catalog, store: MilvusStore) -> SyncReport:
+    """Make the local catalog mirror the shared one: new or changed documents in, vanished ones out."""
+    report = SyncReport()
+    meta = catalog.meta()
+    _, chunks, _ = catalog.totals()
+    if meta.get(SOURCE_KEY) is None and meta.get("store", "milvus") != "milvus" and chunks:
+        raise ConfigError(
+            f"{catalog.path.parent} holds a local {meta['store']} knowledge base: "
+            "use another --kb folder for the Milvus one"
+        )
+    if meta.get(SOURCE_KEY) not in (None, store.location):
+        # This folder mirrored another Milvus or collection: a cache, so start it afresh.
+        for doc in catalog.documents():
+            catalog.delete_document(doc.path)
+        with catalog.transaction() as db:
+            db.execute("DELETE FROM meta")
+    remote_meta = {k: v for k, v in store.meta().items() if k not in LOCAL_META}
+    catalog.set_meta(**remote_meta, **{SOURCE_KEY: store.location})
+
+    remote = {d["path"]: d for d in store.documents()}
+    local = {d.path: d for d in catalog.documents()}
+    for path in local.keys() - remote.keys():
+        catalog.delete_document(path)
+        report.dropped.append(local[path].source)
+    todo = sorted(p for p, d in remote.items() if p not in local or local[p].sha256 != d["sha256"])
+    for start in range(0, len(todo), PULL_BATCH):
+        batch = todo[start : start + PULL_BATCH]
+        rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in store.chunk_rows(batch):
+            if row["sha256"] == remote[row["path"]]["sha256"]:
+                rows[row["path"]].append(row)
+        for path in batch:
+            doc, found = remote[path], sorted(rows.get(path, []), key=lambda r: r["ord"])
+            if len(found) != int(doc["chunks"]):
+                report.incomplete.append(doc["source"])
+                continue
+            catalog.replace_document(
+                path=path, source=doc["source"], file_type=doc["file_type"], sha256=doc["sha256"],
+                size=int(doc["size"]), mtime_ns=int(doc["mtime_ns"]), title=doc["title"], pages=doc["pages"],
+                metadata=_json(doc["metadata"]), chunks=[_chunk(r) for r in found], ids=[int(r["id"]) for r in found],
+            )
+            report.pulled.append(doc["source"])
+    if report.incomplete:
+        log.warning("%d shared document(s) are being written or were cut short; skipped: %s",
+                    len(report.incomplete), ", ".join(report.incomplete[:5]))
+    return report
+
+
+def publish(store: MilvusStore, *, path: str, source: str, file_type: str, sha256: str, size: int, mtime_ns: int,
+            title: str, pages: int | None, metadata: dict[str, Any], chunks: list[Chunk], vectors: np.ndarray,
+            previous: bool = True) -> list[int]:
+    """Write one document to Milvus (chunks, then its record, then drop older chunks); return chunk ids.
+
+    `previous`: whether an earlier version may be there (the mirror knows the path). Dropping old
+    chunks is a scan by filter, slow on Lite, so a new document skips it; leftovers of an ingest cut
+    short are `repair`'s.
+    """
+    ids = [chunk_id(path, sha256, c.ord) for c in chunks]
+    now = int(time.time())
+    payloads = [
+        {"path": path, "source": source, "file_type": file_type, "sha256": sha256, "ord": c.ord, "text": c.text,
+         "headings": list(c.headings), "page_start": c.page_start, "page_end": c.page_end,
+         "char_start": c.char_start, "char_end": c.char_end, "tokens": c.tokens, "at": now}
+        for c in chunks
+    ]
+    store.add(np.asarray(ids, dtype=np.int64), vectors, payloads)
+    store.put_document({"path": path, "source": source, "file_type": file_type, "sha256": sha256, "size": size,
+                        "mtime_ns": mtime_ns, "title": title, "pages": pages, "metadata": metadata,
+                        "chunks": len(chunks), "ingested_at": time.time()})
+    if previous:
+        store.delete_stale_chunks(path, sha256)
+    return ids
+
+
+def push_meta(catalog: Catalog, store: MilvusStore) -> None:
+    """Share how the index is built (model, dimensions, chunking...) when it changed."""
+    local = {k: v for k, v in catalog.meta().items() if k not in LOCAL_META}
+    remote = store.meta()
+    changed = {k: v for k, v in local.items() if remote.get(k) != v}
+    if changed:
+        store.set_meta(**changed)
+
+
+def repair(catalog: Catalog, store: MilvusStore, fix: bool = True) -> tuple[int, int]:
+    """Team-mode counterpart of `KnowledgeBase._repair`: (orphan chunks, chunks missing), as found.
+
+    Orphans are Milvus chunks that no document record claims (an ingest cut short between its
+    chunks and its record, or an old version whose deletion was cut short). Another member's ingest
+    in flight looks the same for a moment, so only orphans older than ORPHAN_GRACE_S are deleted.
+    Missing: mirrored chunks gone from Milvus (a member changed the document meanwhile); the
+    document is dropped from the mirror and pulled again.
+    """
+    records = {(d["path"], d["sha256"]) for d in store.documents()}
+    cutoff = time.time() - ORPHAN_GRACE_S
+    orphans: list[int] = []
+    present: set[int] = set()
+    for row in store.rows(store.chunks_name, "", ("id", "path", "sha256", "at")):
+        if (row["path"], row["sha256"]) in records:
+            present.add(int(row["id"]))
+        elif row["at"] < cutoff:
+            orphans.append(int(row["id"]))
+        else:
+            present.add(int(row["id"]))
+    missing = set(catalog.chunk_ids()) - present
+    if fix and orphans:
+        store.delete(np.asarray(orphans, dtype=np.int64))
+    if fix and missing:
+        for path in {r["path"] for r in catalog.chunks(missing).values()}:
+            catalog.delete_document(path)
+        pull(catalog, store)
+    if fix and (orphans or missing):
+        store.save()
+    return len(orphans), len(missing)
+
+
+def _chunk(row: dict[str, Any]) -> Chunk:
+    return Chunk(ord=int(row["ord"]), text=row["text"], embed_text="", headings=tuple(_json(row["headings"]) or ()),
+                 page_start=row["page_start"], page_end=row["page_end"], char_start=int(row["char_start"]),
+                 char_end=int(row["char_end"]), tokens=int(row["tokens"]))
+
+
+def _json(text: str | None) -> Any:
+    import json
+
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
