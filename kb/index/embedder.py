@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from abc import ABC, abstractmethod
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kb.errors import DependencyError, EmbedderError
+from kb.errors import ConfigError, DependencyError, EmbedderError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,6 +49,7 @@ class Embedder(ABC):
     """Texts in, L2-normalised float32 vectors out. Batching lives here; backends embed a batch."""
 
     model_id: str
+    backend: str = "custom"  # recorded in the index: torch | onnx | onnx-int8 | a third party's name
 
     @property
     @abstractmethod
@@ -71,6 +73,8 @@ class Embedder(ABC):
 
 
 class SentenceTransformerEmbedder(Embedder):
+    backend = "torch"
+
     def __init__(self, model: str, *, device: str = "auto", batch_size: int = 0):
         self.model_id = canonical_model_id(model)
         self.location = resolve_model(model)
@@ -162,12 +166,61 @@ def _load_model(location: str, device: str, model_id: str):  # type: ignore[no-u
     return model
 
 
-def tokenizer_file(embedder: SentenceTransformerEmbedder, cache_dir: Path) -> str:
+def tokenizer_file(embedder: Embedder, cache_dir: Path) -> str:
     """Path of a tokenizer.json for parser workers; saved once into the KB for hub models."""
-    local = Path(embedder.location) / "tokenizer.json"
+    local = Path(getattr(embedder, "location", "") or "-") / "tokenizer.json"
     if local.is_file():
         return str(local)
     target = cache_dir / "tokenizer.json"
     if not target.is_file():
         embedder.tokenizer().save(str(target))
     return str(target)
+
+
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+
+
+def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", batch_size: int = 0) -> Embedder:
+    """The embedder for a backend name. `auto`: torch fp16 on CUDA, else ONNX Runtime int8 (3.75x torch
+    on CPU, doc recall@5 within 1 point: benchmarks/PERFORMANCE.md), else torch with a notice."""
+    name = backend.strip().lower()
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if name == "auto":
+        name = "torch" if cuda_available(device) else "onnx-int8"
+        if name == "onnx-int8":
+            try:
+                return _onnx(model, name, device, batch_size, ready=True)
+            except Exception as e:  # any failure to export or load: torch still works, and says so
+                why = " ".join(str(e).split())[:200] or type(e).__name__
+                print(f"kb: ONNX backend unavailable ({why}); embedding with torch", file=sys.stderr)
+                name = "torch"
+    if name == "torch":
+        return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
+    return _onnx(model, name, device, batch_size, ready=False)
+
+
+def _onnx(model: str, name: str, device: str, batch_size: int, *, ready: bool) -> Embedder:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise DependencyError(f"the {name} backend needs onnxruntime: pip install onnxruntime") from e
+    from kb.index.onnx_embedder import OnnxEmbedder
+
+    embedder = OnnxEmbedder(model, quantize=name == "onnx-int8", batch_size=batch_size, device=device)
+    if ready:
+        _ = embedder.export_dir  # export now, so that `auto` can still fall back to torch
+    return embedder
+
+
+def cuda_available(device: str = "auto") -> bool:
+    """Whether `device` means a GPU; `auto` asks torch only where an NVIDIA driver exists (torch is slow to import)."""
+    if device != "auto":
+        return device.startswith("cuda")
+    if not (Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

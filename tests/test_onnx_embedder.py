@@ -1,0 +1,113 @@
+"""The ONNX Runtime embedder against the torch model it was exported from, and its export cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from kb.errors import EmbedderError
+from kb.index.embedder import SentenceTransformerEmbedder, make_embedder, resolve_model
+from kb.index.onnx_embedder import FP32_FILE, INT8_FILE, OnnxEmbedder, model_fingerprint
+
+SENTENCES = [
+    "Total net sales increased 8% compared to the same quarter a year ago.",
+    "iPhone net sales were $39.7 billion, driven by higher sales of the Pro models.",
+    "The Company's effective tax rate for the third quarter of 2023 was 12.5%.",
+    "Risk factors: the Company's operations depend on global and regional economic conditions.",
+    "When the payment gateway returns error 5031, page the on-call engineer.",
+    "ok",
+    ("Cash, cash equivalents and marketable securities totalled $166.3 billion as of June 2023, and the "
+     "Company repurchased $18.0 billion of its common stock and paid dividends of $3.8 billion."),
+    # Longer than the model's 256-token window: both backends must truncate alike.
+    " ".join(f"Segment {i} operating income rose {i % 17}.{i % 10}% year over year." for i in range(80)),
+]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu").embed_documents(SENTENCES)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.slow
+def test_fp32_and_int8_match_the_torch_model(cache: Path, reference: np.ndarray) -> None:
+    fp32 = OnnxEmbedder("all-MiniLM-L6-v2", quantize=False, cache_dir=cache)
+    int8 = OnnxEmbedder("all-MiniLM-L6-v2", quantize=True, cache_dir=cache)
+    assert (fp32.model_id, fp32.dimensions, fp32.max_seq_length) == ("sentence-transformers/all-MiniLM-L6-v2", 384, 256)
+    assert (fp32.backend, int8.backend) == ("onnx", "onnx-int8")
+    a, b = fp32.embed_documents(SENTENCES), int8.embed_documents(SENTENCES)
+    for vectors in (a, b):
+        assert vectors.dtype == np.float32 and vectors.shape == (len(SENTENCES), 384)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert _cosines(a, reference).min() >= 0.99
+    assert _cosines(b, reference).min() >= 0.95
+    # Batching and length-sorting must not reorder or mix up vectors: one text alone agrees too.
+    assert float(fp32.embed_query(SENTENCES[1]) @ reference[1]) >= 0.99
+    assert float(int8.embed_query(SENTENCES[1]) @ reference[1]) >= 0.95
+    assert fp32.embed_documents([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_export_is_cached_and_not_redone(cache: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    first = OnnxEmbedder("all-MiniLM-L6-v2", quantize=True, cache_dir=cache)
+    folder = first.export_dir
+    files = [folder / FP32_FILE, folder / INT8_FILE, folder / "tokenizer.json", folder / "meta.json"]
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    capfd.readouterr()
+    again = OnnxEmbedder("sentence-transformers/all-MiniLM-L6-v2", quantize=True, cache_dir=cache)
+    assert again.export_dir == folder  # the same model named two ways: one export
+    again.embed_query("warm")
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+    assert "exporting" not in capfd.readouterr().err
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]  # no half-written export left behind
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["pooling"] == "mean" and meta["dimensions"] == 384
+
+
+def test_cache_key_follows_the_model_files(tmp_path: Path) -> None:
+    source = Path(resolve_model("all-MiniLM-L6-v2"))
+    copy = tmp_path / "model"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("model.safetensors"))
+    (copy / "model.safetensors").symlink_to(source / "model.safetensors")
+    memo = tmp_path / "cache"
+    key = model_fingerprint(str(copy), "m", memo)
+    assert model_fingerprint(str(copy), "m", memo) == key  # stable (and memoised)
+    assert model_fingerprint(str(copy), "other", memo) != key
+    config = json.loads((copy / "config.json").read_text())
+    config["layer_norm_eps"] = 1e-6
+    (copy / "config.json").write_text(json.dumps(config))
+    assert model_fingerprint(str(copy), "m", memo) != key
+
+
+def test_unsupported_module_is_refused_and_auto_falls_back_to_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    source = Path(resolve_model("all-MiniLM-L6-v2"))
+    model = tmp_path / "dense-model"
+    shutil.copytree(source, model, ignore=shutil.ignore_patterns("model.safetensors"))
+    (model / "model.safetensors").symlink_to(source / "model.safetensors")
+    modules = json.loads((model / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    (model / "modules.json").write_text(json.dumps(modules))
+    monkeypatch.setenv("KB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(EmbedderError, match="Dense"):
+        _ = OnnxEmbedder(str(model)).export_dir
+    embedder = make_embedder(str(model), backend="auto", device="cpu")
+    assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.backend == "torch"
+    assert "embedding with torch" in capfd.readouterr().err
+    with pytest.raises(EmbedderError):  # asked for by name: no silent fallback
+        _ = make_embedder(str(model), backend="onnx-int8", device="cpu").dimensions

@@ -1,0 +1,178 @@
+"""The fast paths: backend choice and its record in the index, batched ingest, GPU choices on CPU, benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kb import KnowledgeBase
+from kb.errors import ConfigError
+from kb.index.embedder import SentenceTransformerEmbedder, cuda_available, make_embedder
+from tests.helpers import write_markdown, write_pdf
+
+REPO = Path(__file__).resolve().parents[1]
+onnx = pytest.importorskip("onnxruntime")
+
+
+def _notes(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"note-{i:02d}.md").write_text(
+            f"# Note {i}\n\nThe quokka colony number {i} lives on island {i * 7}. "
+            f"Its warden is called Warden-{i}.\n\n## Supplies\n\nCrate {i} holds {i * 3} apples.\n"
+        )
+    return folder
+
+
+def _meta(kb_dir: Path) -> dict[str, str]:
+    with KnowledgeBase.open(kb_dir) as kb:
+        return kb.catalog.meta()
+
+
+def test_unknown_backend_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="onnx-int8"):
+        make_embedder("all-MiniLM-L6-v2", backend="tensorrt")
+
+
+def test_gpu_choices_without_a_gpu() -> None:
+    """The CUDA path is chosen by device; on this CPU machine it can be inspected, not run."""
+    assert cuda_available("cpu") is False
+    assert cuda_available("cuda:0") is True
+    gpu = make_embedder("all-MiniLM-L6-v2", backend="auto", device="cuda")
+    assert isinstance(gpu, SentenceTransformerEmbedder) and gpu.backend == "torch"
+    assert gpu.batch_size == 256  # fp16, large length-sorted batches (model not loaded here)
+    cpu = make_embedder("all-MiniLM-L6-v2", backend="auto", device="cpu")
+    assert cpu.backend == "onnx-int8"
+    # ONNX asked to run on CUDA without onnxruntime-gpu: runs on the CPU provider instead.
+    onnx_gpu = make_embedder("all-MiniLM-L6-v2", backend="onnx", device="cuda")
+    assert onnx_gpu.providers == ["CPUExecutionProvider"] or "CUDAExecutionProvider" in onnx.get_available_providers()  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_backend_is_recorded_and_a_kb_keeps_working_across_backends(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The backend is recorded, not part of the index identity: a torch-built KB works under `auto`."""
+    docs = _notes(tmp_path / "docs", 3)
+    kb_dir = tmp_path / "kb"
+    with KnowledgeBase.open(kb_dir, backend="torch") as kb:
+        kb.ingest([str(docs)])
+    assert _meta(kb_dir)["backend"] == "torch"
+    # An index from before the setting existed has no record: it counts as torch.
+    with KnowledgeBase.open(kb_dir) as kb, kb.catalog.transaction() as db:
+        db.execute("DELETE FROM meta WHERE key = 'backend'")
+    capfd.readouterr()
+    with KnowledgeBase.open(kb_dir, device="cpu") as kb:  # defaults: `auto`, ONNX int8 on a CPU
+        assert kb.embedder.backend == "onnx-int8"
+        assert kb.search("who is the warden of colony 2", k=1, mode="dense")[0].source.endswith("note-02.md")
+        _notes(docs, 4)
+        report = kb.ingest([str(docs)])
+        assert [Path(s).name for s in report.added] == ["note-03.md"]
+        assert kb.search("who is the warden of colony 3", k=1, mode="dense")[0].source.endswith("note-03.md")
+    assert "holds torch vectors; new ones come from onnx-int8" in capfd.readouterr().err
+    assert _meta(kb_dir)["backend"] == "onnx-int8"
+    with KnowledgeBase.open(kb_dir, backend="torch") as kb:  # and back: still the same model's space
+        assert kb.search("who is the warden of colony 1", k=1, mode="dense")[0].source.endswith("note-01.md")
+
+
+@pytest.mark.slow
+def test_new_index_uses_onnx_int8_on_cpu_and_batches_small_documents(tmp_path: Path) -> None:
+    docs = _notes(tmp_path / "docs", 40)
+    write_markdown(docs / "runbook.md")
+    kb_dir = tmp_path / "kb"
+    seen: list[tuple[int, int]] = []
+    with KnowledgeBase.open(kb_dir, device="cpu") as kb:
+        report = kb.ingest([str(docs)], progress=lambda done, total, _: seen.append((done, total)))
+        assert kb.embedder.backend == "onnx-int8"
+        assert len(report.added) == 41 and not report.failed
+        docs_n, chunks, _ = kb.catalog.totals()
+        assert (docs_n, chunks) == (41, report.chunks) and kb.store.count() == chunks
+        hit = kb.search("error 5031 payment gateway", k=1)[0]
+        assert hit.source.endswith("runbook.md")
+    assert seen[-1] == (41, 41)
+    assert _meta(kb_dir)["backend"] == "onnx-int8"
+
+
+@pytest.mark.slow
+def test_reindex_switches_backend(tmp_path: Path) -> None:
+    docs = _notes(tmp_path / "docs", 2)
+    kb_dir = tmp_path / "kb"
+    with KnowledgeBase.open(kb_dir, backend="onnx") as kb:
+        kb.ingest([str(docs)])
+    assert _meta(kb_dir)["backend"] == "onnx"
+    with KnowledgeBase.open(kb_dir, backend="onnx-int8") as kb:
+        assert kb.reindex() == kb.catalog.totals()[1]
+    with KnowledgeBase.open(kb_dir) as kb:
+        assert kb.embedder.backend == "onnx-int8"
+        assert kb.check(repair=False).ok
+
+
+def _run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_") or k == "KB_CACHE_DIR"}
+    return subprocess.run([sys.executable, "-m", module, *args], check=False, cwd=REPO, capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_ingest_benchmark_prints_the_json_shape(tmp_path: Path) -> None:
+    docs = tmp_path / "pdfs"
+    docs.mkdir()
+    write_pdf(docs / "a.pdf", ["Quarterly report. Net sales rose 8% to $81.8 billion.", "Risk factors apply."])
+    write_pdf(docs / "b.pdf", ["Not benchmarked: --limit 1 takes a.pdf only."])
+    have_reference = all(
+        __import__("importlib").util.find_spec(m) for m in ("langchain_community", "langchain_huggingface", "langchain_text_splitters")
+    )
+    proc = _run("benchmarks.ingest", str(docs), "--limit", "1", "--json", "--no-eval",
+                *([] if have_reference else ["--no-reference"]))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    runs = [report["kb"]] + ([report["reference"]] if have_reference else [])
+    for run in runs:
+        assert run["pages"] == 2 and run["chunks"] >= 1
+        for key in ("wall_s", "pages_per_s", "chunks_per_s", "peak_rss_mb"):
+            assert isinstance(run[key], float) and run[key] > 0, key
+    assert report["kb"]["backend"] == "onnx-int8"
+    if have_reference:
+        assert report["speedup"] == pytest.approx(report["reference"]["wall_s"] / report["kb"]["wall_s"], rel=0.02)
+
+
+def test_search_benchmark_runs_small() -> None:
+    proc = _run("benchmarks.search", "--sizes", "2000", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout)["store"]["2000"]
+    assert row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"]
+
+
+def test_faiss_store_switches_to_ivf_by_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import faiss
+    import numpy as np
+
+    from kb.index import faiss_store
+    from kb.index.faiss_store import FaissStore
+
+    monkeypatch.setattr(faiss_store, "IVF_THRESHOLD", 3000)
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((5000, 32), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(100, 5100, dtype=np.int64)
+    store = FaissStore(tmp_path / "v.faiss", 32)
+    store.add(ids[:2000], vectors[:2000])
+    store.save()
+    assert isinstance(store.index, faiss.IndexIDMap)  # small: exact
+    store.add(ids[2000:], vectors[2000:])
+    store.save()
+    store = FaissStore(tmp_path / "v.faiss", 32)  # reopened as a search process would
+    assert isinstance(faiss.downcast_index(store.index), faiss.IndexIVFFlat)
+    assert store.count() == 5000 and sorted(store.ids().tolist()) == ids.tolist()
+    assert store.search(vectors[1234], 1)[0][0] == 1334  # a stored vector finds itself
+    allowed = np.array([150, 4000], dtype=np.int64)  # a narrow filter still gets its k results
+    assert sorted(i for i, _ in store.search(vectors[0], 5, allowed_ids=allowed)) == [150, 4000]
+    store.delete(np.array([1334], dtype=np.int64))
+    assert store.count() == 4999 and 1334 not in store.ids()
+    store.add(np.array([9999], dtype=np.int64), vectors[1234:1235])  # added after training
+    assert store.search(vectors[1234], 1)[0][0] == 9999
