@@ -176,3 +176,38 @@ def test_faiss_store_switches_to_ivf_by_size(tmp_path: Path, monkeypatch: pytest
     assert store.count() == 4999 and 1334 not in store.ids()
     store.add(np.array([9999], dtype=np.int64), vectors[1234:1235])  # added after training
     assert store.search(vectors[1234], 1)[0][0] == 9999
+
+
+def test_faiss_store_searches_a_large_index_on_the_gpu_when_faiss_gpu_has_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No GPU here: faiss-gpu's two entry points are stood in by CPU ones (a CPU clone as the "GPU" copy),
+    to check when the copy is made, used, and dropped."""
+    import faiss
+    import numpy as np
+
+    from kb.index import faiss_store
+    from kb.index.faiss_store import FaissStore
+
+    copies: list[object] = []
+
+    def to_gpu(index: object) -> object:
+        copies.append(faiss.clone_index(index))
+        return copies[-1]
+
+    monkeypatch.setattr(faiss_store, "GPU_MIN", 1000)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", to_gpu, raising=False)
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((1500, 16), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = FaissStore(tmp_path / "v.faiss", 16)
+    store.add(np.arange(500, dtype=np.int64), vectors[:500])
+    assert store.search(vectors[7], 1)[0][0] == 7 and not copies  # small: stays on the CPU
+    store.add(np.arange(500, 1500, dtype=np.int64), vectors[500:])
+    assert store.search(vectors[1200], 1)[0][0] == 1200 and len(copies) == 1  # large: copied once, used
+    assert store.search(vectors[3], 1)[0][0] == 3 and len(copies) == 1
+    allowed = np.array([10, 11], dtype=np.int64)
+    assert {i for i, _ in store.search(vectors[0], 2, allowed_ids=allowed)} == {10, 11}  # filtered: CPU
+    store.delete(np.array([1200], dtype=np.int64))
+    assert store.search(vectors[1200], 1)[0][0] != 1200 and len(copies) == 2  # a write drops the stale copy

@@ -39,6 +39,7 @@ class FaissStore(VectorStore):
         self.faiss = _faiss()
         self._dirty = False
         self._mapped = False
+        self._gpu: Any = None
         if path.exists():
             # Vectors stay in the file's pages until a write needs them (no flag in old FAISS: read whole).
             flags = int(getattr(self.faiss, "IO_FLAG_MMAP_IFC", 0))
@@ -57,8 +58,16 @@ class FaissStore(VectorStore):
         except RuntimeError as e:
             raise StoreError(f"{self.path}: unreadable FAISS index: {str(e).splitlines()[0]}") from e
 
+    def _on_gpu(self) -> Any:
+        """A GPU copy of a large index when faiss-gpu sees a GPU (`pip install faiss-gpu-cu12` in place of
+        faiss-cpu), made on the first search after a write; None otherwise."""
+        if self._gpu is None and self.index.ntotal >= GPU_MIN and _gpus(self.faiss) > 0:
+            self._gpu = self.faiss.index_cpu_to_all_gpus(self.index)
+        return self._gpu
+
     def _require(self, dimensions: int) -> Any:
         """The index, ready to be modified (read into memory if it was mapped)."""
+        self._gpu = None  # the GPU copy is stale once the index changes
         if self.index is None:
             self.index = self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(dimensions))
         elif self._mapped:
@@ -84,6 +93,10 @@ class FaissStore(VectorStore):
                 return []
             sel = self.faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64))
         k = min(k, self.index.ntotal)
+        gpu = self._on_gpu() if sel is None else None  # GPU indexes take no id selector: filtered runs on the CPU
+        if gpu is not None:
+            scores, ids = gpu.search(query, k)
+            return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
         ivf = _ivf(self.faiss, self.index)
         # One query: OpenMP's fork/join costs more than it saves, and stalls for tens of ms on a busy machine.
         threads = self.faiss.omp_get_max_threads()
@@ -145,6 +158,15 @@ class FaissStore(VectorStore):
         else:
             vectors, ids = _ivf_contents(self.faiss, self.index, vectors=True)
         self.index = _train_ivf(self.faiss, vectors, ids)
+        self._gpu = None
+
+
+GPU_MIN = 100_000  # below this a CPU query takes < 5 ms: not worth a copy in GPU memory
+
+
+def _gpus(faiss: Any) -> int:
+    get = getattr(faiss, "get_num_gpus", None)  # only faiss-gpu has it
+    return int(get()) if get else 0
 
 
 IVF_THRESHOLD = 250_000  # exact search, one core: 100k x 384 floats ~5 ms, 250k ~13 ms (benchmarks/search.py)
