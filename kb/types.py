@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -85,6 +86,11 @@ class Hit:
         if self.section:
             parts.append(f"§ {self.section}")
         return " ".join(parts)
+
+
+def search_json(query: str, hits: Iterable[Hit]) -> dict[str, Any]:
+    """The `kb search --json` object, also what `kb serve` answers to POST /search."""
+    return {"query": query, "hits": [h.to_json() for h in hits]}
 
 
 @dataclass

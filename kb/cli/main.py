@@ -11,6 +11,7 @@ import click
 
 from kb.cli.options import STORE_META, filter_options, pop_filters, store_options
 from kb.errors import ConfigError, KBError
+from kb.types import search_json
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -142,7 +143,7 @@ def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str
     with _open(kb_dir) as kb:
         hits = kb.search(query, k=k, filters=filters, mode=mode, rerank=rerank)
     if as_json:
-        _emit({"query": query, "hits": [h.to_json() for h in hits]})
+        _emit(search_json(query, hits))
         return
     if not hits:
         click.echo("no matches", err=True)
@@ -252,6 +253,9 @@ main.add_command(ask)
 from kb.cli.eval import eval_command  # noqa: E402
 
 main.add_command(eval_command)
+from kb.cli.serve import serve  # noqa: E402
+
+main.add_command(serve)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""`kb serve`: the knowledge base over HTTP (API and web page), models loaded once."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from kb.cli.main import CONTEXT, kb_option
+from kb.cli.options import STORE_META, store_options
+from kb.errors import DependencyError
+
+TOKEN_ENV = "KB_API_TOKEN"
+
+
+@click.command(context_settings=CONTEXT)
+@kb_option
+@store_options
+@click.option("--host", default="127.0.0.1", envvar="KB_HOST", show_envvar=True,
+              help="Address to listen on. Anything but loopback needs KB_API_TOKEN set.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, envvar="KB_PORT", show_envvar=True,
+              help="TCP port.")
+@click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
+              help="auto | llama-cpp | openai | ollama | transformers | none (quote the passages) [default: auto].")
+@click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
+              help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder "
+              "(transformers).")
+@click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
+              help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1].")
+@click.option("--docs", "docs", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="A folder whose files and subfolders POST /ingest may name by path; repeatable "
+              "[default: the current folder].")
+@click.option("--uploads", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where uploaded files are kept (they are served back as sources) "
+              "[default: uploads/ in the KB folder].")
+@click.option("--max-upload-mb", type=click.FloatRange(0, min_open=True), default=100.0, envvar="KB_MAX_UPLOAD_MB",
+              show_envvar=True, help="Largest upload (one request, all its files).")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              help="Server log level (access log at info).")
+def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: str | None, llm_base_url: str | None,
+          docs: tuple[str, ...], uploads: str | None, max_upload_mb: float, log_level: str) -> None:
+    """Serve the knowledge base over HTTP: an API (POST /search, /ask, /ingest; GET /ask/stream, /status,
+    /documents/ID; OpenAPI at /docs) and a web page at / to ask questions and open the cited pages.
+
+    \b
+    Listens on 127.0.0.1 unless told otherwise. On any other address, set
+    KB_API_TOKEN to a long random secret first: every API request must then
+    send `Authorization: Bearer <token>`.
+    """
+    from kb.server import check_bind
+
+    token = os.environ.get(TOKEN_ENV) or None
+    check_bind(host, token)  # before loading any model
+    if token and len(token) < 16:
+        click.echo(f"kb: warning: {TOKEN_ENV} is short ({len(token)} characters); use 32 or more random ones",
+                   err=True)
+    try:
+        import uvicorn
+    except ImportError as e:
+        raise DependencyError('kb serve needs uvicorn and FastAPI: pip install "kb[serve]"') from e
+    from kb.server.app import create_app
+
+    ctx = click.get_current_context()
+    store: dict[str, Any] = ctx.meta.get(STORE_META, {})
+    click.echo("kb: loading the knowledge base and its models…", err=True)
+    app = create_app(kb_dir, llm=llm, token=token, docs=list(docs) or None, uploads=uploads,
+                     max_upload_mb=max_upload_mb, llm_model=llm_model, llm_base_url=llm_base_url, **store)
+    svc = app.state.service
+    shown = f"[{host}]" if ":" in host else host
+    answers = svc.llm.name if svc.llm else "none, extractive"
+    click.echo(f"kb: serving {svc.path} at http://{shown}:{port}/ (LLM: {answers}; "
+               f"API token: {'required' if token else 'off'})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

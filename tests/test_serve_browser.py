@@ -1,0 +1,155 @@
+"""The `kb serve` web page in a real headless Chromium (Debian's `chromium` and `chromium-driver`, driven
+by selenium): type a question, watch the answer stream in with its sources, see the unsupported
+sentence marked, click a citation and land on the cited page of the PDF."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kb.llm.base import LLM, GenerationOptions, Prompt
+from kb.query.citations import split_sentences
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+QUESTION = "What were Apple's total net sales for the three months ended July 1, 2023?"
+INVENTED = "Apple also sold 7,777,777 unicorns on the Moon [1]."
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.needs_eval,
+    pytest.mark.skipif(not CHROMIUM.is_file() or not CHROMEDRIVER.is_file(),
+                       reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"),
+]
+
+
+class Quoting(LLM):
+    """Answers by quoting the longest sentence of source [1], then adds a claim no source makes, word by
+    word. A real subclass of the seam: the page must show a streamed answer with one supported and one
+    unsupported sentence, which no small real model produces on cue."""
+
+    backend = "quoting"
+    model_name = "longest-sentence"
+
+    @property
+    def context_window(self) -> int:
+        return 8192
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _stream(self, prompt: Prompt, options: GenerationOptions) -> Iterator[str]:
+        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+        source = re.search(r'<source n="1" from="[^"]*">\n(.*?)\n</source>', text, re.DOTALL)
+        assert source is not None, text[:500]
+        quoted = max(split_sentences(source.group(1)), key=len).rstrip(".: ")
+        for piece in re.findall(r"\S+\s*", f"{quoted} [1]. {INVENTED}"):
+            time.sleep(0.01)
+            yield piece
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(ingested: Path) -> Iterator[str]:
+    """The app in a uvicorn server thread on 127.0.0.1 and a free port; stopped at teardown."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from kb.server import create_app
+
+    app = create_app(ingested, llm=Quoting())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start in 60 s"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver", reason='selenium is not installed (pip install -e ".[test]")')
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="kb-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    # Without the background-networking flags chromium waits on the (closed) network.
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1200,900", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_ask_on_the_page_and_open_a_citation(served: str, browser: Any) -> None:
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(served + "/")
+    WebDriverWait(browser, 30).until(lambda d: "documents" in d.find_element(By.ID, "kb-status").text)
+    assert "answers by quoting:longest-sentence" in browser.find_element(By.ID, "kb-status").text
+
+    # Keyboard only: type, Enter asks.
+    box = browser.find_element(By.ID, "question")
+    box.send_keys(QUESTION)
+    box.send_keys(Keys.ENTER)
+    answer = browser.find_element(By.ID, "answer")
+    assert answer.get_attribute("aria-live") == "polite"
+    WebDriverWait(browser, 120).until(lambda d: answer.get_attribute("aria-busy") == "false" and d.find_elements(
+        By.CSS_SELECTOR, "#answer a.cite, #answer .error"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "#answer .error"), answer.text
+
+    marked = browser.find_elements(By.CSS_SELECTOR, "#answer mark.unsupported")
+    assert [m.text for m in marked] == [INVENTED]
+    flag = browser.find_element(By.CSS_SELECTOR, "#answer .flag")
+    assert flag.is_displayed() and "7,777,777 is not in [1]" in flag.text
+    sources = browser.find_elements(By.CSS_SELECTOR, "#sources li")
+    assert len(sources) == 1 and "2023 Q3 AAPL.pdf" in sources[0].text and "unsupported" in sources[0].text
+    passages = browser.find_elements(By.CSS_SELECTOR, "#passages li")
+    assert len(passages) == 5 and all(p.find_elements(By.TAG_NAME, "a") for p in passages)
+
+    cite = browser.find_elements(By.CSS_SELECTOR, "#answer a.cite")[0]
+    href = cite.get_attribute("href")
+    found = re.fullmatch(re.escape(served) + r"/documents/(\d+)#page=(\d+)", href)
+    assert found, href
+    doc_id, page = int(found.group(1)), int(found.group(2))
+    documents = httpx.get(served + "/documents", timeout=30).json()
+    assert os.path.basename(next(d["source"] for d in documents if d["id"] == doc_id)) == "2023 Q3 AAPL.pdf"
+    assert re.search(rf"\[1\] .*2023 Q3 AAPL\.pdf p\.{page}\b", sources[0].text), sources[0].text
+
+    before = set(browser.window_handles)
+    cite.click()
+    WebDriverWait(browser, 30).until(lambda d: len(d.window_handles) > len(before))
+    browser.switch_to.window((set(browser.window_handles) - before).pop())
+    WebDriverWait(browser, 30).until(lambda d: "/documents/" in d.current_url)
+    assert browser.current_url == f"{served}/documents/{doc_id}#page={page}"
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.contentType") == "application/pdf")
