@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -22,10 +24,13 @@ def compose_binary() -> Path:
     return binary
 
 
-def config(path: Path) -> subprocess.CompletedProcess[str]:
+def config(path: Path, *, profile: str | None = None, as_json: bool = False,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     # `config` parses, interpolates and validates against the Compose schema without a Docker engine.
-    return subprocess.run([str(compose_binary()), "-f", str(path), "config", "-q"], check=False, capture_output=True,
-                          text=True, timeout=60, cwd=path.parent)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("KB_")} | (env or {})
+    args = [str(compose_binary()), "-f", str(path), *(["--profile", profile] if profile else []), "config",
+            *(["--format", "json"] if as_json else ["-q"])]
+    return subprocess.run(args, check=False, capture_output=True, text=True, timeout=60, cwd=path.parent, env=environ)
 
 
 def test_compose_v2_accepts_the_file() -> None:
@@ -44,7 +49,7 @@ def test_compose_v2_rejects_a_broken_file(tmp_path: Path) -> None:
 def test_services_the_readme_relies_on() -> None:
     spec = yaml.safe_load(COMPOSE_FILE.read_text())
     services = spec["services"]
-    assert set(services) == {"etcd", "minio", "standalone"}
+    assert set(services) == {"etcd", "minio", "standalone", "kb"}
     for name, service in services.items():
         image = service["image"]
         tag = image.rsplit(":", 1)[-1]
@@ -61,6 +66,45 @@ def test_services_the_readme_relies_on() -> None:
     assert milvus["environment"]["MINIO_ADDRESS"] == "minio:9000"
     assert "ports" not in services["etcd"] and "ports" not in services["minio"]  # internal only
     # Data in named volumes, declared at the top level.
-    mounts = {s: [v.split(":")[0] for v in services[s]["volumes"]] for s in services}
-    assert mounts == {"etcd": ["etcd_data"], "minio": ["minio_data"], "standalone": ["milvus_data"]}
-    assert set(spec["volumes"]) == {"etcd_data", "minio_data", "milvus_data"}
+    mounts = {s: [v.split(":")[0] if isinstance(v, str) else v["source"] for v in services[s]["volumes"]]
+              for s in services}
+    assert mounts == {"etcd": ["etcd_data"], "minio": ["minio_data"], "standalone": ["milvus_data"],
+                      "kb": ["kb_data", "${KB_DOCS:-./docs}"]}
+    assert set(spec["volumes"]) == {"etcd_data", "minio_data", "milvus_data", "kb_data"}
+
+
+def test_kb_service_serves_the_team_knowledge_base() -> None:
+    """`docker compose --profile serve up` runs `kb serve` on 0.0.0.0 against the Milvus service, with a
+    token required, a volume for the knowledge base and the documents folder mounted read-only."""
+    result = config(COMPOSE_FILE, profile="serve", as_json=True,
+                    env={"KB_API_TOKEN": "0123456789abcdef0123456789abcdef", "KB_DOCS": "/srv/docs"})
+    assert result.returncode == 0, result.stderr
+    kb = json.loads(result.stdout)["services"]["kb"]
+    assert kb["build"]["dockerfile"] == "Dockerfile" and Path(kb["build"]["context"]) == REPO
+    assert kb["profiles"] == ["serve"]  # `docker compose up -d` alone still starts only Milvus
+    assert kb["command"] == ["kb", "serve", "--host", "0.0.0.0", "--port", "8000", "--docs", "/docs"]
+    env = kb["environment"]
+    assert env["KB_API_TOKEN"] == "0123456789abcdef0123456789abcdef"
+    assert env["KB_STORE"] == "milvus" and env["KB_STORE_URI"] == "http://standalone:19530"
+    assert kb["depends_on"]["standalone"]["condition"] == "service_healthy"
+    assert [(p["target"], p["published"]) for p in kb["ports"]] == [(8000, "8000")]
+    volumes = {v["target"]: v for v in kb["volumes"]}
+    assert volumes["/data/kb"]["type"] == "volume" and volumes["/data/kb"]["source"] == "kb_data"
+    assert volumes["/docs"] == {**volumes["/docs"], "type": "bind", "source": "/srv/docs", "read_only": True}
+    assert "/healthz" in " ".join(kb["healthcheck"]["test"])
+    # Without the profile the service is not even parsed into the project (and needs no token).
+    plain = config(COMPOSE_FILE, as_json=True)
+    assert plain.returncode == 0 and "kb" not in json.loads(plain.stdout)["services"]
+
+
+def test_dockerfile_builds_kb_serve_on_cpu_torch() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.MULTILINE)
+    install = re.search(r"^RUN pip install torch==([\d.]+) --index-url (\S+)$", text, re.MULTILINE)
+    assert install and install.groups() == ("2.13.0", "https://download.pytorch.org/whl/cpu")
+    assert text.index("torch==2.13.0") < text.index('pip install ".[milvus,serve]"')  # CPU torch first
+    assert re.search(r"^USER kb$", text, re.MULTILINE)
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert cmd[:2] == ["kb", "serve"] and "0.0.0.0" in cmd
+    ignored = [x for x in (REPO / ".dockerignore").read_text().splitlines() if x and not x.startswith("#")]
+    assert ignored[0] == "*" and {"!pyproject.toml", "!README.md", "!kb/"} <= set(ignored)
