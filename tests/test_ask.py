@@ -99,6 +99,19 @@ def test_extractive_answer_cites_the_right_10q(kb: KnowledgeBase, question: str,
 
 @pytest.mark.slow
 @pytest.mark.needs_eval
+def test_extractive_answer_quotes_the_row_that_answers(kb: KnowledgeBase) -> None:
+    """Asked for total net sales, the quote includes the filing's "Total net sales" row, once, and no
+    column header ("March 26, 2022 Change") passes for a row of figures."""
+    answer = kb.ask("What were Apple's total net sales for the quarter ended July 1, 2023?", k=5)
+    lines = answer.answer.split("\n")
+    assert any(re.match(r"Total net sales \$ 81,797 \$ 82,959\b", x) for x in lines), answer.answer
+    assert sum("81,797" in x for x in lines) == 1, answer.answer
+    assert not any(re.fullmatch(r"\w+ \d{1,2}, \d{4} Change", x) for x in lines), answer.answer
+    assert len(lines) == len(set(lines)), answer.answer
+
+
+@pytest.mark.slow
+@pytest.mark.needs_eval
 def test_extractive_answer_from_markdown(kb: KnowledgeBase) -> None:
     answer = kb.ask(RUNBOOK, k=3, llm="none")
     assert "quokka-west" in answer.answer

@@ -424,17 +424,21 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
     top = max(s.relevance for s in sources)
     scores = []
     for i, (s, unit) in enumerate(units):
-        overlap = len(words & _content_words(unit)) / len(words) if words else 0.0
+        unit_words = _content_words(unit)
+        overlap = len(words & unit_words) / len(words) if words else 0.0
+        precision = len(words & unit_words) / len(unit_words) if unit_words else 0.0
         figure = 1.0 if wants_amount and re.search(r"\d[\d,.]*\d|\$\s?\d", unit) else 0.0
-        scores.append(float(cos[i]) + W_OVERLAP * overlap + W_FIGURE * figure + W_RANK * (s.relevance - top))
+        scores.append(float(cos[i]) + W_OVERLAP * overlap + W_PRECISION * precision + W_FIGURE * figure
+                      + W_RANK * (s.relevance - top))
     order = sorted(range(len(units)), key=lambda i: -scores[i])
     best = scores[order[0]]
     chosen: list[int] = []
     for i in order:
         if len(chosen) == max_sentences or scores[i] < best - 0.15:
             break
-        if any(float(vecs[i] @ vecs[j]) > 0.92 or units[i][1] in units[j][1] for j in chosen):
-            continue  # the same line from overlapping passages
+        if any(float(vecs[i] @ vecs[j]) > 0.92 or units[i][1] in units[j][1] or _same_figures(units[i][1], units[j][1])
+               for j in chosen):
+            continue  # the same line from overlapping passages, or the same table row printed twice
         chosen.append(i)
     lines = [f"{_short_lines(units[i][1], 400)} [{units[i][0].n}]" for i in chosen]
     citations: list[Citation] = []
@@ -449,7 +453,7 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
                   note=PLUG_IN_HINT)
 
 
-W_OVERLAP, W_FIGURE, W_RANK = 0.25, 0.05, 0.1
+W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
 _AMOUNT = re.compile(
     r"\b(how (much|many)|what (was|were|is|are) (the )?(total |net |reported )?"
     r"(amount|revenue|sales|income|margin|expenses?|cash|earnings|loss|debt|eps|value))|\bhow did\b.*\bcompare",
@@ -476,11 +480,22 @@ def _content_words(text: str) -> set[str]:
     return words
 
 
+_DATE = re.compile(r"(?i)\b(january|february|march|april|may|june|july|august|september|october|november|december)"
+                   r"\s+\d{1,2},?\s+\d{4}\b")
+
+
 def _table_row(line: str) -> bool:
-    """A label and at least two figures: "Total gross margin $ 36,413 $ 35,885"."""
-    months = r"(?i)^(january|february|march|april|may|june|july|august|september|october|november|december)$"
-    labels = [w for w in re.findall(r"[A-Za-z]{2,}", line) if not re.match(months, w)]
-    return bool(labels) and len(re.findall(r"\d[\d,.]*", line)) >= 2
+    """A label and at least two figures: "Total gross margin $ 36,413 $ 35,885". Dates are not figures,
+    so a column header ("March 26, 2022 Change") is not a row."""
+    line = _DATE.sub(" ", line)
+    return bool(re.findall(r"[A-Za-z]{2,}", line)) and len(re.findall(r"\d[\d,.]*", line)) >= 2
+
+
+def _same_figures(a: str, b: str) -> bool:
+    """Two table rows with the same figures ("Total net sales $ 81,797 $ 82,959" and "Total net sales
+    81,797 82,959 (1)%"): the statement and the discussion of one filing."""
+    fa, fb = (set(re.findall(r"\d[\d,]*\d", _DATE.sub(" ", x))) for x in (a, b))
+    return len(fa) >= 2 and len(fb) >= 2 and (fa <= fb or fb <= fa)
 
 
 def _prose(line: str) -> bool:
