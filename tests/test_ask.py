@@ -264,7 +264,7 @@ def test_cli_marks_removed_and_unsupported(kb_with_note: KnowledgeBase, monkeypa
     import kb.query.answer as answer_module
 
     llm = Scripted("Fail over to quokka-west [1][4]. The gateway handles 9,400 payments per second [1].")
-    monkeypatch.setattr(answer_module, "_resolve_llm", lambda kb, name: llm)
+    monkeypatch.setattr(answer_module, "resolve_llm", lambda kb, name: llm)
     for flags in ([], ["--no-stream"]):
         result = CliRunner().invoke(main, ["ask", "What happens on gateway error 5031?", "--kb",
                                            str(kb_with_note.path), "-k", "2", *flags])

@@ -153,7 +153,7 @@ def answer(kb: KnowledgeBase, question: str, *, k: int = 5, filters: Filters | N
     from kb.llm.base import GenerationOptions
 
     options = GenerationOptions().update(**generation)
-    model = _resolve_llm(kb, llm)  # first: a misconfigured LLM is an error even if nothing is found
+    model = resolve_llm(kb, llm)  # first: a misconfigured LLM is an error even if nothing is found
     started = time.perf_counter()
     hits = kb.search(question, k=k, filters=filters)
     embedder = kb.embedder
@@ -174,7 +174,9 @@ def answer(kb: KnowledgeBase, question: str, *, k: int = 5, filters: Filters | N
     return _generate(model, question, sources, hits, embedder, options, on_token, stream, check, timing)
 
 
-def _resolve_llm(kb: KnowledgeBase, llm: LLM | str | None) -> LLM | None:
+def resolve_llm(kb: KnowledgeBase, llm: LLM | str | None) -> LLM | None:
+    """`llm` as given (an `LLM`, a backend name, "none"), or the configured default; loaded once per
+    knowledge base and settings."""
     from kb.llm import NO_LLM, default_llm
     from kb.llm.base import LLM
 
@@ -514,4 +516,4 @@ def _quotable(sentence: str) -> bool:
 
 
 __all__ = ["NOT_FOUND", "RELEVANCE_MIN", "Answer", "Citation", "Source", "answer", "build_messages",
-           "extractive_answer", "fit_sources", "merge_hits", "strip_markers"]
+           "extractive_answer", "fit_sources", "merge_hits", "resolve_llm", "strip_markers"]

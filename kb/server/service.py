@@ -34,6 +34,7 @@ from kb.api import CATALOG_FILE, TEAM_SYNC_S, KnowledgeBase
 from kb.errors import ConfigError, KBError
 from kb.index.catalog import Catalog
 from kb.index.store import DEFAULT_VECTORS, VectorStore, open_store
+from kb.query.answer import resolve_llm
 from kb.query.filters import Filters
 from kb.types import Hit
 
@@ -248,7 +249,7 @@ class Service:
             _ = boot.model_id
             boot.embedder.embed_query("warm up")
             _ = boot.store
-            model = _resolve_llm(boot, llm)
+            model = resolve_llm(boot, llm)
         except BaseException:
             if owns:
                 boot.close()
@@ -425,20 +426,6 @@ class _ReadView:
     def search(self, query: str, k: int = 5, *, filters: Filters | None = None, **kwargs: Any) -> list[Hit]:
         with self._service.lock.read():
             return self._service.kb.search(query, k=k, filters=filters, **kwargs)
-
-
-def _resolve_llm(kb: KnowledgeBase, llm: LLM | str | None) -> LLM | None:
-    from kb.llm import NO_LLM, default_llm
-    from kb.llm.base import LLM
-
-    if isinstance(llm, LLM):
-        return llm
-    settings = kb.settings
-    if isinstance(llm, str):
-        if llm.strip().lower() in NO_LLM:
-            return None
-        settings = settings.replace(llm=llm)
-    return default_llm(settings)
 
 
 def check_roots(roots: list[Path]) -> list[Path]:
