@@ -406,7 +406,9 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
 
     A line's score is its cosine to the question, plus a share of the question's content words it
     holds (embeddings of short lines drift towards any line naming the company), plus a little for
-    a figure when the question asks for an amount, plus a little for a better-ranked passage."""
+    a figure when the question asks for an amount, plus a little for a better-ranked passage, plus
+    the share of the line's own content words that the question holds (so the short table row
+    "Total net sales $ 81,797" beats a long sentence that merely mentions total net sales)."""
     units: list[tuple[Source, str]] = []
     for s in sources:
         sents = split_sentences(s.text)
