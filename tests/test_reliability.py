@@ -98,6 +98,8 @@ def test_ten_thousand_file_tree(tmp_path: Path) -> None:
 def test_second_writer_gets_a_clear_message(tmp_path: Path, isolated_kb: Path) -> None:
     docs = tmp_path / "docs"
     write_markdown(docs / "a.md")
+    assert CliRunner().invoke(main, ["ingest", str(docs)]).exit_code == 0
+    write_markdown(docs / "b.md", "# Kennel\n\nThe kennel feeds the greyhounds twice a day at nine.\n")
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from kb import KnowledgeBase; kb = KnowledgeBase.open(sys.argv[1]); kb._lock();"
@@ -111,6 +113,10 @@ def test_second_writer_gets_a_clear_message(tmp_path: Path, isolated_kb: Path) -
         assert result.stderr.strip() == (
             f"kb: error: another kb process (pid {holder.pid}) is writing to {isolated_kb}; try again when it ends"
         )
+        # Readers do not wait for the writer: search still answers from what was committed.
+        search = CliRunner().invoke(main, ["search", "gateway error 5031", "--json", "-k", "1"])
+        assert search.exit_code == 0, search.output
+        assert json.loads(search.stdout)["hits"][0]["source"] == str(docs / "a.md")
     finally:
         holder.kill()
         holder.wait(timeout=30)
