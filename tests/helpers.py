@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 RUNBOOK = """---
@@ -75,3 +76,10 @@ def write_pdf(path: Path, pages: list[str]) -> Path:
         c.showPage()
     c.save()
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for servers the tests start, or to point a probe at)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

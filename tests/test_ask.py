@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from kb.llm.base import LLM, GenerationOptions, Prompt
 from kb.query.answer import NOT_FOUND, Source, build_messages, fit_sources, merge_hits, render_source
 from kb.query.citations import split_sentences, strip_markers
 from kb.types import Hit
+from tests.helpers import free_port
 
 AAPL_SALES = "What were Apple's total net sales for the three months ended July 1, 2023?"
 MSFT_CLOUD = "How much did Microsoft Cloud revenue grow in the quarter ended December 31, 2022?"
@@ -32,10 +32,7 @@ HIT_KEYS = {"rank", "score", "chunk_id", "source", "page", "page_end", "section"
 @pytest.fixture(autouse=True)
 def no_ollama(monkeypatch: pytest.MonkeyPatch) -> None:
     """Point the Ollama probe at a closed port on this machine, whatever runs on the real one."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
 
 
 @pytest.fixture

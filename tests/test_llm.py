@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ import pytest
 from kb.errors import ConfigError
 from kb.llm import LLM, create_llm, default_llm, infer_backend, ollama_models
 from kb.llm.base import LLMError, messages_to_text, overflow_limit
+from tests.helpers import free_port
 
 MESSAGES = [
     {"role": "system", "content": "Answer from the source only."},
     {"role": "user", "content": "Source: Total net sales were $81,797 million.\n\nQuestion: What were total net sales?"},
 ]
 SERVER_CTX = 2048  # smaller than what the openai backend assumes (4096): kb must learn it
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

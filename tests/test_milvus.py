@@ -24,7 +24,7 @@ from kb import KnowledgeBase
 from kb.cli import main
 from kb.errors import ConfigError, DependencyError, EmbedderMismatchError, StoreError
 from kb.query.filters import Filters
-from tests.helpers import write_docx, write_markdown, write_pdf
+from tests.helpers import free_port, write_docx, write_markdown, write_pdf
 
 pytest.importorskip("milvus_lite")
 
@@ -137,12 +137,6 @@ def test_lite_folder_open_in_another_process_is_a_clear_error(tmp_path: Path, te
     finally:
         holder.kill()
         holder.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from fastapi.testclient import TestClient
 from kb.cli import main
 from kb.server import check_bind, create_app, is_loopback
 from tests.conftest import AAPL_Q3_2023, MSFT_Q1_2023
-from tests.helpers import write_markdown
+from tests.helpers import free_port, write_markdown
 
 AAPL_SALES = "What were Apple's total net sales for the three months ended July 1, 2023?"
 RUNBOOK_Q = "What should the on-call engineer do when the payment gateway returns error 5031?"
@@ -37,12 +36,6 @@ TOKEN = "test-token-0123456789abcdef"
 def no_ollama(monkeypatch: pytest.MonkeyPatch) -> None:
     """Point the Ollama probe at a closed port, so `auto` means extractive here as in CI."""
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli_json(*args: str) -> Any:

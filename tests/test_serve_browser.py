@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from kb.llm.base import LLM, GenerationOptions, Prompt
 from kb.query.citations import split_sentences
+from tests.helpers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -56,12 +56,6 @@ class Quoting(LLM):
         for piece in re.findall(r"\S+\s*", f"{quoted} [1]. {INVENTED}"):
             time.sleep(0.01)
             yield piece
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
