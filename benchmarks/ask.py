@@ -60,21 +60,21 @@ def load_questions(per_company: int) -> list[dict[str, str]]:
 
 
 def gold_figures(answer: str) -> list[Any]:
-    from kb.query.citations import find_numbers
+    from kb.answer.citations import find_numbers
 
     answer = re.sub(r"SOURCE\(S\):.*", "", answer, flags=re.DOTALL)
     return [n for n in find_numbers(answer) if not (1990 <= n.value <= 2030 and n.scale is None) and n.value >= 10]
 
 
 def gold_sentences(answer: str) -> list[str]:
-    from kb.query.citations import split_sentences
+    from kb.answer.citations import split_sentences
 
     answer = re.sub(r"\(?SOURCE\(S\)?:.*", "", answer, flags=re.DOTALL)
     return [s for s in split_sentences(answer) if len(s) > 30 and not s.endswith(":")]
 
 
 def run_answers(kb: Any, questions: list[dict[str, str]], llm: Any, k: int, max_tokens: int) -> dict[str, Any]:
-    from kb.query.citations import find_numbers, number_supported
+    from kb.answer.citations import find_numbers, number_supported
 
     rows = []
     for i, q in enumerate(questions, 1):
@@ -130,9 +130,9 @@ def calibrate(kb: Any, questions: list[dict[str, str]], k: int) -> dict[str, Any
     and whether their figures are found; what the check would say at several thresholds."""
     import numpy as np
 
-    from kb.query.answer import _relevance
-    from kb.query.citations import find_numbers, number_supported, source_units
-    from kb.query.filters import Filters
+    from kb.answer.generate import _relevance
+    from kb.answer.citations import find_numbers, number_supported, source_units
+    from kb.filters import Filters
 
     emb = kb.embedder
     real = [max(_relevance(emb, q["Question"], kb.search(q["Question"], k=k)), default=0.0) for q in questions]
@@ -194,9 +194,9 @@ def check_gold_pages(kb: Any, thresholds: tuple[float, ...] = (0.35, 0.40, 0.45,
     """The checker alone, on answers known to be right: each gold answer sentence of the questions in
     benchmarks/sec10q_pages.jsonl, citing the text kb holds for the gold pages as [1], and the same
     sentence citing another company's gold pages (where it should fire)."""
-    from kb.index.embedder import SentenceTransformerEmbedder
-    from kb.query.citations import check_sentences
-    from kb.query.filters import Filters
+    from kb.embed.torch import SentenceTransformerEmbedder
+    from kb.answer.citations import check_sentences
+    from kb.filters import Filters
 
     with open(QUESTIONS, encoding="utf-8-sig") as f:
         gold = {r["Question"].strip(): r for r in csv.DictReader(f)}

@@ -113,7 +113,7 @@ def _recall(gold: list[Any], search: Any) -> dict[str, float]:
 def dump_chunks(folder: Path, out: Path) -> dict[str, Any]:
     """kb's chunks of every PDF in `folder`, as embedded (title/heading prefix + text), to a JSON file."""
     from kb.config import Settings
-    from kb.index.embedder import resolve_model
+    from kb.embed import resolve_model
     from kb.ingest.worker import ChunkSpec, prepare
 
     settings = Settings.load(None)
@@ -127,7 +127,7 @@ def dump_chunks(folder: Path, out: Path) -> dict[str, Any]:
 def time_embedding(texts_file: Path, backend: str) -> dict[str, Any]:
     """Embedding alone, warm (model loaded, one batch run first): chunks/s and CPU seconds."""
     from kb.config import Settings
-    from kb.index.embedder import make_embedder
+    from kb.embed import make_embedder
 
     texts = json.loads(texts_file.read_text())
     settings = Settings.load(None)
@@ -156,7 +156,7 @@ def _strip(r: dict[str, Any]) -> dict[str, Any]:
 def warm_up(backend: str | None) -> float:
     """Make kb's ONNX export (one-off, cached) so the timed run measures steady state; its seconds."""
     from kb.config import Settings
-    from kb.index.embedder import make_embedder
+    from kb.embed import make_embedder
 
     settings = Settings.load(None, {"backend": backend} if backend else {})
     t = time.perf_counter()

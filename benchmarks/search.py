@@ -53,7 +53,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 def bench_store(sizes: list[int], queries: int = 200) -> dict[str, Any]:
     import numpy as np
 
-    from kb.index.faiss_store import FaissStore
+    from kb.index.faiss import FaissStore
 
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((2000, DIM), dtype=np.float32)

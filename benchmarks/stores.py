@@ -57,11 +57,11 @@ def main() -> None:
 
     from kb import KnowledgeBase
     from kb.index.catalog import Catalog
-    from kb.index.faiss_store import FaissStore
-    from kb.index.milvus_store import MilvusStore
-    from kb.index.sync import publish
+    from kb.index.faiss import FaissStore
+    from kb.index.milvus import MilvusStore
+    from kb.index.team import publish
     from kb.query.evaluate import evaluate, load_gold
-    from kb.query.filters import Filters
+    from kb.filters import Filters
     from kb.types import Chunk
 
     work = Path(tempfile.mkdtemp(prefix="kb-stores-"))

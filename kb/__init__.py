@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from kb.api import KnowledgeBase
 from kb.errors import KBError
 from kb.types import Chunk, FileOutcome, Hit, IngestReport, Status
+from kb.version import __version__
 
 __all__ = ["Chunk", "FileOutcome", "Hit", "IngestReport", "KBError", "KnowledgeBase", "Status", "__version__"]

@@ -15,6 +15,16 @@ from kb.errors import ConfigError
 KB_DIRNAME = ".kb"
 CONFIG_FILE = "kb.toml"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Search modes: the one definition that the CLI's choices, the API's models and the web page use.
+MODES = ("hybrid", "dense", "keyword")
+
+
+def check_mode(mode: str | None) -> str:
+    """`mode` lower-cased, or "hybrid" for none; an unknown one is a `ConfigError` naming the known ones."""
+    mode = (mode or "hybrid").lower()
+    if mode not in MODES:
+        raise ConfigError(f"unknown search mode {mode!r} (known: {', '.join(MODES)})")
+    return mode
 
 
 @dataclass
@@ -35,7 +45,7 @@ class Settings:
     collection: str = "kb"  # milvus: collections <collection>_chunks, _documents, _meta
     workers: int = 0  # parser processes; 0: chosen by core count
     max_file_mb: float = 256.0
-    mode: str = "hybrid"  # search: hybrid | dense | keyword
+    mode: str = MODES[0]  # search: one of MODES
     rerank: str | None = None  # search: a cross-encoder model that reorders the best hits; off when unset
     # `kb ask`: auto (configured model, else a local Ollama, else extractive) | llama-cpp | openai
     # | transformers | ollama | none

@@ -1,9 +1,100 @@
-"""Real test documents made on the fly: Markdown, Word and PDF files with known content."""
+"""Test documents made on the fly (Markdown, Word and PDF files with known content), and the fast
+unit layer's stand-ins: `FakeEmbedder` and `ScriptedLLM`, real subclasses of the seams."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kb.embed import EMBEDDERS
+from kb.embed.base import Embedder
+from kb.llm.base import LLM, GenerationOptions, Prompt
+
+FAKE_MODEL = "fake-hash"  # KnowledgeBase.open(..., model=FAKE_MODEL, backend="fake"): no model is loaded
+FAKE = {"model": FAKE_MODEL, "backend": "fake"}
+
+
+class FakeEmbedder(Embedder):
+    """Deterministic vectors without a model: words and word pairs hashed into 256 dimensions, so
+    texts that share words are close (cosine) and texts that share none are orthogonal. Chunking
+    counts whitespace-separated words with a real `tokenizers` word-level tokenizer."""
+
+    backend = "fake"
+    thread_safe = True
+    DIMENSIONS = 256
+
+    def __init__(self, model: str = FAKE_MODEL, *, device: str = "cpu", batch_size: int = 0):
+        self.model_id = model
+        self.batch_size = batch_size or 32
+        self.calls = 0  # embed_batch calls, for tests that check what was (not) re-embedded
+
+    @property
+    def dimensions(self) -> int:
+        return self.DIMENSIONS
+
+    @property
+    def max_seq_length(self) -> int:
+        return 256
+
+    def tokenizer(self) -> Any:
+        from tokenizers import Tokenizer
+        from tokenizers.models import WordLevel
+        from tokenizers.pre_tokenizers import Whitespace
+
+        tok = Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+        tok.pre_tokenizer = Whitespace()
+        return tok
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.DIMENSIONS), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = re.findall(r"\w+", text.lower())
+            for feature, weight in [*((w, 1.0) for w in words), *((f"{a} {b}", 0.5) for a, b in zip(words, words[1:]))]:
+                h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "big")
+                out[row, h % self.DIMENSIONS] += weight if h >> 63 else -weight
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+EMBEDDERS.register("fake", FakeEmbedder)
+
+
+class ScriptedLLM(LLM):
+    """An LLM that says what a test needs said (a small real model cannot be made to invent a source
+    number or refuse on cue): a real subclass of the seam with a fixed answer, streamed word by word."""
+
+    backend = "scripted"
+
+    def __init__(self, answer: str, window: int = 4096, *, overflow_at: int | None = None):
+        self.answer, self.window, self.model_name = answer, window, "fixed"
+        self.prompts: list[Prompt] = []
+        self.overflow_at = overflow_at  # refuse prompts longer than this, as a server with a smaller window does
+
+    @property
+    def context_window(self) -> int:
+        return self.window
+
+    def learn_context_window(self, n: int) -> bool:
+        self.window = n
+        return True
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _stream(self, prompt: Prompt, options: GenerationOptions) -> Iterator[str]:
+        from kb.llm.base import ContextOverflowError
+
+        self.prompts.append(prompt)
+        if self.overflow_at is not None and self.count_prompt_tokens(prompt) > self.overflow_at:
+            raise ContextOverflowError("prompt too long", context_window=self.overflow_at)
+        yield from re.findall(r"\S+\s*", self.answer)
 
 RUNBOOK = """---
 title: Payments runbook

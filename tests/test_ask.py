@@ -15,12 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from kb import KnowledgeBase
+from kb.answer import NOT_FOUND, Source, build_messages, fit_sources, merge_hits
+from kb.answer.citations import split_sentences, strip_markers
+from kb.answer.prompt import render_source
 from kb.cli import main
-from kb.llm.base import LLM, GenerationOptions, Prompt
-from kb.query.answer import NOT_FOUND, Source, build_messages, fit_sources, merge_hits, render_source
-from kb.query.citations import split_sentences, strip_markers
+from kb.llm.base import LLM
 from kb.types import Hit
-from tests.helpers import free_port
+from tests.helpers import ScriptedLLM, free_port
 
 AAPL_SALES = "What were Apple's total net sales for the three months ended July 1, 2023?"
 MSFT_CLOUD = "How much did Microsoft Cloud revenue grow in the quarter ended December 31, 2022?"
@@ -48,27 +49,6 @@ def gemma() -> LLM:
     from kb.llm import create_llm
 
     return create_llm("llama-cpp", model=str(packaged.assemble()))
-
-
-class Scripted(LLM):
-    """An LLM that says what a test needs said. Gemma 270M cannot be made to invent a source
-    number or refuse on cue, so these cases use a real subclass of the seam with a fixed answer."""
-
-    backend = "scripted"
-
-    def __init__(self, answer: str, window: int = 4096):
-        self.answer, self.window, self.model_name, self.prompts = answer, window, "fixed", []
-
-    @property
-    def context_window(self) -> int:
-        return self.window
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def _stream(self, prompt: Prompt, options: GenerationOptions) -> Iterator[str]:
-        self.prompts.append(prompt)
-        yield from re.findall(r"\S+\s*", self.answer)
 
 
 def basenames(answer) -> set[str]:  # type: ignore[no-untyped-def]
@@ -168,7 +148,7 @@ def test_sources_are_fitted_to_a_small_window(kb: KnowledgeBase, gemma: LLM) -> 
 
 
 def test_invented_source_numbers_are_removed(kb_with_note: KnowledgeBase) -> None:
-    llm = Scripted("The gateway error 5031 means paging the on-call engineer [1][7]. It fails over to quokka-west [9].")
+    llm = ScriptedLLM("The gateway error 5031 means paging the on-call engineer [1][7]. It fails over to quokka-west [9].")
     answer = kb_with_note.ask("What happens on gateway error 5031?", k=2, llm=llm)
     assert answer.removed_citations == [7, 9]
     assert "[7]" not in answer.answer and "[9]" not in answer.answer and "[1]" in answer.answer
@@ -178,12 +158,12 @@ def test_invented_source_numbers_are_removed(kb_with_note: KnowledgeBase) -> Non
 
 def test_model_saying_not_found_is_reported(kb_with_note: KnowledgeBase) -> None:
     answer = kb_with_note.ask("What happens on gateway error 5031?", k=2,
-                              llm=Scripted("The sources do not contain the answer."))
+                              llm=ScriptedLLM("The sources do not contain the answer."))
     assert answer.mode == "not_found" and not answer.found and answer.hits
 
 
 def test_unsupported_sentence_is_marked(kb_with_note: KnowledgeBase) -> None:
-    llm = Scripted("On error 5031, page the on-call engineer and fail over to quokka-west [1]. "
+    llm = ScriptedLLM("On error 5031, page the on-call engineer and fail over to quokka-west [1]. "
                    "The gateway handles 9,400 payments per second [1].")
     answer = kb_with_note.ask("What happens on gateway error 5031?", k=2, llm=llm)
     flagged = [c.sentence for c in answer.unsupported]
@@ -258,10 +238,10 @@ def test_cli_text_shows_sources_and_hint(kb_with_note: KnowledgeBase) -> None:
 
 
 def test_cli_marks_removed_and_unsupported(kb_with_note: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
-    import kb.query.answer as answer_module
+    import kb.answer
 
-    llm = Scripted("Fail over to quokka-west [1][4]. The gateway handles 9,400 payments per second [1].")
-    monkeypatch.setattr(answer_module, "resolve_llm", lambda kb, name: llm)
+    llm = ScriptedLLM("Fail over to quokka-west [1][4]. The gateway handles 9,400 payments per second [1].")
+    monkeypatch.setattr(kb.answer, "resolve_llm", lambda settings, name, cache: llm)
     for flags in ([], ["--no-stream"]):
         result = CliRunner().invoke(main, ["ask", "What happens on gateway error 5031?", "--kb",
                                            str(kb_with_note.path), "-k", "2", *flags])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.index.embedder import SentenceTransformerEmbedder
+from kb.embed.torch import SentenceTransformerEmbedder
 from kb.ingest.base import parser_for
 from kb.ingest.chunker import Chunker
 from kb.types import Block, ParsedDocument

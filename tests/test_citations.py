@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kb.query.citations import (
+from kb.answer.citations import (
     SUPPORT_SIMILARITY,
     check_sentences,
     cited_numbers,
@@ -48,7 +48,7 @@ Diluted $ 1.26 $ 1.20 $ 4.67 $ 4.82"""
 
 @pytest.fixture(scope="module")
 def embed():
-    from kb.index.embedder import SentenceTransformerEmbedder
+    from kb.embed.torch import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu").embed_documents
 

@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from kb import KBError, KnowledgeBase
 from kb.errors import ConfigError, DependencyError
+from kb.filters import Filters
 from kb.integrations.langchain import KBRetriever, MissingExtraError, hit_to_document
-from kb.query.filters import Filters
 from kb.types import Hit
 from tests.conftest import REPO
 
@@ -184,15 +184,16 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.needs_eval
 def test_mode_is_passed_only_when_set(kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = kb.search
-    accepted = inspect.signature(real).parameters
+    reader = kb.reader()  # what the retriever searches through, from any thread
+    real = reader.search
+    accepted = inspect.signature(kb.search).parameters
     calls: list[dict[str, object]] = []
 
     def spy(query: str, k: int = 5, **options: object):  # type: ignore[no-untyped-def]
         calls.append(dict(options))
         return real(query, k, **{name: value for name, value in options.items() if name in accepted})
 
-    monkeypatch.setattr(kb, "search", spy)
+    monkeypatch.setattr(reader, "search", spy)
     KBRetriever.from_kb(kb, k=1).invoke("net sales")
     assert "mode" not in calls[-1]
     KBRetriever.from_kb(kb, k=1, mode="dense").invoke("net sales")
@@ -339,9 +340,9 @@ def test_opened_from_a_path_and_closed(ingested: Path, kb: KnowledgeBase) -> Non
         assert retriever.kb is not kb and retriever.kb.path == kb.path
         assert retriever.invoke("hotel night limit")[0].metadata["source"].endswith("handbook.docx")
         opened = retriever.kb
-    assert "catalog" not in opened.__dict__  # closed by the retriever that opened it
+    assert not opened.is_open  # closed by the retriever that opened it
     KBRetriever.from_kb(kb).close()
-    assert "catalog" in kb.__dict__  # one passed in stays open
+    assert kb.is_open  # one passed in stays open
 
 
 # --- the core without langchain ---------------------------------------------------------------------------------
@@ -364,7 +365,7 @@ def test_core_imports_and_works_without_langchain(tmp_path: Path) -> None:
     code = BLOCK_LANGCHAIN + textwrap.dedent(
         f"""
         import kb
-        from kb.query.filters import Filters
+        from kb.filters import Filters
         with kb.KnowledgeBase.open({str(tmp_path / "kb")!r}) as base:
             assert base.status().documents == 0
         import kb.integrations

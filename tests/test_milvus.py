@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from kb import KnowledgeBase
 from kb.cli import main
 from kb.errors import ConfigError, DependencyError, EmbedderMismatchError, StoreError
-from kb.query.filters import Filters
+from kb.filters import Filters
 from tests.helpers import free_port, write_docx, write_markdown, write_pdf
 
 pytest.importorskip("milvus_lite")
@@ -194,7 +194,7 @@ def test_members_at_once_on_a_server_do_not_clobber_each_other(tmp_path: Path, s
 
 def test_building_model_is_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A member whose model differs from the one the team index was built with gets a clear error."""
-    from kb.index.milvus_store import MilvusStore
+    from kb.index.milvus import MilvusStore
 
     uri = str(tmp_path / "team.db")
     store = MilvusStore(uri, "kb", 4)
@@ -214,7 +214,7 @@ def _chunks(n: int, word: str) -> list:
 
 
 def _publish(store, path: str, sha: str, n: int, word: str) -> list[int]:  # type: ignore[no-untyped-def]
-    from kb.index.sync import publish
+    from kb.index.team import publish
 
     vectors = np.random.default_rng(len(path)).standard_normal((n, 4)).astype(np.float32)
     return publish(store, path=path, source=path, file_type="pdf", sha256=sha, size=1, mtime_ns=1, title="T",
@@ -224,9 +224,9 @@ def _publish(store, path: str, sha: str, n: int, word: str) -> list[int]:  # typ
 def test_sync_skips_cut_short_documents_and_repair_waits_before_deleting_orphans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kb.index import sync
+    from kb.index import team as sync
     from kb.index.catalog import Catalog
-    from kb.index.milvus_store import MilvusStore
+    from kb.index.milvus import MilvusStore
 
     store = MilvusStore(str(tmp_path / "team.db"), "kb", 4)
     catalog = Catalog(tmp_path / "catalog.sqlite")
@@ -271,14 +271,14 @@ def test_sync_skips_cut_short_documents_and_repair_waits_before_deleting_orphans
 
 def test_filters_become_milvus_expressions(tmp_path: Path) -> None:
     from kb.index.catalog import Catalog
-    from kb.index.milvus_store import MilvusStore
+    from kb.index.milvus import MilvusStore
 
     store = MilvusStore(str(tmp_path / "team.db"), "kb", 4)
     catalog = Catalog(tmp_path / "catalog.sqlite")
     try:
         a = _publish(store, "/d/reports/2023 Q3.pdf", "a" * 64, 3, "alpha")
         b = _publish(store, "/d/notes/q3_plan.pdf", "b" * 64, 2, "beta")
-        from kb.index.sync import pull
+        from kb.index.team import pull
 
         pull(catalog, store)
         expr = store.expression(Filters(path="reports/*", file_type="PDF", pages=(2, 3), section="part 1"), catalog)
@@ -304,7 +304,7 @@ def test_filters_become_milvus_expressions(tmp_path: Path) -> None:
 
 
 def test_configuration_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kb.index.milvus_store import MilvusStore
+    from kb.index.milvus import MilvusStore
 
     with pytest.raises(ConfigError, match="must end in .db"):
         MilvusStore(str(tmp_path / "team"), "kb")

@@ -11,9 +11,11 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from kb.embed import make_embedder, resolve_model
+from kb.embed.onnx import OnnxEmbedder
+from kb.embed.onnx_export import FP32_FILE, INT8_FILE, model_fingerprint
+from kb.embed.torch import SentenceTransformerEmbedder
 from kb.errors import EmbedderError
-from kb.index.embedder import SentenceTransformerEmbedder, make_embedder, resolve_model
-from kb.index.onnx_embedder import FP32_FILE, INT8_FILE, OnnxEmbedder, model_fingerprint
 
 SENTENCES = [
     "Total net sales increased 8% compared to the same quarter a year ago.",

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from kb import KnowledgeBase
+from kb.embed import cuda_available, make_embedder
+from kb.embed.torch import SentenceTransformerEmbedder
 from kb.errors import ConfigError
-from kb.index.embedder import SentenceTransformerEmbedder, cuda_available, make_embedder
 from tests.helpers import write_markdown, write_pdf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,8 +153,8 @@ def test_faiss_store_switches_to_ivf_by_size(tmp_path: Path, monkeypatch: pytest
     import faiss
     import numpy as np
 
-    from kb.index import faiss_store
-    from kb.index.faiss_store import FaissStore
+    from kb.index import faiss as faiss_store
+    from kb.index.faiss import FaissStore
 
     monkeypatch.setattr(faiss_store, "IVF_THRESHOLD", 3000)
     rng = np.random.default_rng(1)
@@ -186,8 +187,8 @@ def test_faiss_store_searches_a_large_index_on_the_gpu_when_faiss_gpu_has_one(
     import faiss
     import numpy as np
 
-    from kb.index import faiss_store
-    from kb.index.faiss_store import FaissStore
+    from kb.index import faiss as faiss_store
+    from kb.index.faiss import FaissStore
 
     copies: list[object] = []
 

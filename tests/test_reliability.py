@@ -102,7 +102,7 @@ def test_second_writer_gets_a_clear_message(tmp_path: Path, isolated_kb: Path) -
     write_markdown(docs / "b.md", "# Kennel\n\nThe kennel feeds the greyhounds twice a day at nine.\n")
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from kb import KnowledgeBase; kb = KnowledgeBase.open(sys.argv[1]); kb._lock();"
+         "import sys, time; from kb import KnowledgeBase; kb = KnowledgeBase.open(sys.argv[1]); kb.lock.acquire();"
          " print('locked', flush=True); time.sleep(60)", str(isolated_kb)],
         stdout=subprocess.PIPE, text=True,
     )

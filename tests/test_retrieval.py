@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from kb import KnowledgeBase
 from kb.cli import main
+from kb.config import MODES
 from kb.errors import ConfigError
-from kb.query.filters import Filters
+from kb.filters import Filters
 from kb.query.fts import literals, match_expression, terms
 from kb.query.rerank import CrossEncoderReranker, Reranker
-from kb.query.search import MODES
 from kb.types import Hit
 from tests.helpers import write_markdown
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from kb.answer.citations import split_sentences
 from kb.llm.base import LLM, GenerationOptions, Prompt
-from kb.query.citations import split_sentences
 from tests.helpers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 
 from kb.errors import StoreError
-from kb.index.store import VectorStore
+from kb.index.base import VectorStore
 
 DIMS = 16
 
 
 def _faiss(root: Path, dims: int | None) -> VectorStore:
-    from kb.index.faiss_store import FaissStore
+    from kb.index.faiss import FaissStore
 
     return FaissStore(root / "vectors.faiss", dims)
 
 
 def _milvus(root: Path, dims: int | None) -> VectorStore:
     pytest.importorskip("milvus_lite")
-    from kb.index.milvus_store import MilvusStore
+    from kb.index.milvus import MilvusStore
 
     return MilvusStore(str(root / "contract.db"), "contract", dims)
 

@@ -7,8 +7,17 @@ from typing import Any
 
 import click
 
-from kb.cli.main import CONTEXT, _emit, _open, _snippet, json_option, kb_option
-from kb.cli.options import filter_options, pop_filters, store_options
+from kb.cli.common import (
+    CONTEXT,
+    emit,
+    filter_options,
+    json_option,
+    kb_option,
+    open_kb,
+    pop_filters,
+    snippet,
+    store_options,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -47,11 +56,11 @@ def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: s
         click.echo(piece, nl=False)
         sys.stdout.flush()
 
-    with _open(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
+    with open_kb(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
         result = kb.ask(question, k=k, filters=filters, on_token=show if streaming else None, stream=streaming,
                         temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens)
     if as_json:
-        _emit(result.to_json())
+        emit(result.to_json())
         return
     _print_answer(result, streamed="".join(printed))
 
@@ -71,7 +80,7 @@ def _print_answer(result: Any, streamed: str) -> None:
             click.echo("\nNearest passages:")
             for h in result.hits:
                 click.echo(f"  {h.rank}. " + click.style(h.citation, bold=True))
-                click.echo(f"     {_snippet(h.text, 200)}")
+                click.echo(f"     {snippet(h.text, 200)}")
         return
     if result.citations:
         click.echo("\nSources:")
@@ -85,7 +94,7 @@ def _print_answer(result: Any, streamed: str) -> None:
     if unsupported and streamed:
         click.echo(click.style("\nNot supported by the sources:", fg="yellow"))
         for c in unsupported:
-            click.echo(f"  • “{_snippet(c.sentence, 160)}”: {'; '.join(c.reasons)}")
+            click.echo(f"  • “{snippet(c.sentence, 160)}”: {'; '.join(c.reasons)}")
     if result.mode == "extractive" and result.note:
         click.echo(click.style(f"\n{result.note}", dim=True), err=True)
     elif result.llm:

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from kb.cli.options import filter_options, pop_filters
+from kb.cli.common import CONTEXT, filter_options, pop_filters
+from kb.config import MODES
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
-ALL_MODES = ("dense", "keyword", "hybrid")
+ALL_MODES = (*MODES[1:], MODES[0])  # the default last: a comparison ends with it
 _INT = re.compile(r"^\d+(,\d+)*$")
 _RUN = re.compile(r"^(hybrid|dense|keyword)(:.*)?$", re.IGNORECASE)
 

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
 import click
 
-from kb.cli.options import STORE_META, filter_options, pop_filters, store_options
+from kb.cli.common import (
+    CONTEXT,
+    emit,
+    filter_options,
+    json_option,
+    kb_option,
+    open_kb,
+    pop_filters,
+    show_logs,
+    snippet,
+    store_options,
+)
+from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.types import search_json
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 class KBGroup(click.Group):
     """Turns any KBError into one line on stderr and an exit status; tracebacks need KB_DEBUG=1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        show_logs()
         try:
             return super().invoke(ctx)
         except KBError as e:
@@ -30,13 +40,6 @@ class KBGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("kb: interrupted; what was committed is kept, run the command again to finish", err=True)
             ctx.exit(130)
-
-
-kb_option = click.option(
-    "--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, metavar="DIR",
-    help="Knowledge base folder [default: nearest .kb/ here or above, else the user data dir].",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 
 
 @click.group(cls=KBGroup, context_settings=CONTEXT)
@@ -50,18 +53,6 @@ def main() -> None:
       kb ask "what were net sales in Q3?"   an answer citing its sources [n]
       kb status                 what is indexed
     """
-
-
-def _open(kb_dir: str | None, **overrides: Any):  # type: ignore[no-untyped-def]
-    from kb.api import KnowledgeBase
-
-    ctx = click.get_current_context(silent=True)
-    store = ctx.meta.get(STORE_META, {}) if ctx else {}  # --store, --store-uri, --collection
-    return KnowledgeBase.open(kb_dir, **{**store, **overrides})
-
-
-def _emit(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False))
 
 
 @main.command(context_settings=CONTEXT)
@@ -80,10 +71,10 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, quiet: bool, as_json: boo
 
     Exit status 1 when some files could not be ingested (each is listed with its reason).
     """
-    with _open(kb_dir, **settings) as kb:
+    with open_kb(kb_dir, **settings) as kb:
         report = _run_ingest(kb, paths, show=not quiet and sys.stderr.isatty())
         if as_json:
-            _emit(report.to_json())
+            emit(report.to_json())
         else:
             _print_report(report)
     sys.exit(1 if report.failed else 0)
@@ -129,7 +120,7 @@ def _print_report(r: Any) -> None:
 @kb_option
 @store_options
 @click.option("-k", "--k", "k", type=click.IntRange(1, 1000), default=5, help="Number of passages.")
-@click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"], case_sensitive=False), envvar="KB_MODE",
+@click.option("--mode", type=click.Choice(MODES, case_sensitive=False), envvar="KB_MODE",
               show_envvar=True, help="hybrid: meaning and exact words together; dense: meaning; keyword: BM25 words "
               "[default: the `mode` setting, hybrid].")
 @click.option("--rerank", metavar="MODEL", envvar="KB_RERANK", show_envvar=True,
@@ -140,23 +131,18 @@ def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str
            **kwargs: Any) -> None:
     """Find the passages that best match QUERY."""
     filters = pop_filters(kwargs)
-    with _open(kb_dir) as kb:
+    with open_kb(kb_dir) as kb:
         hits = kb.search(query, k=k, filters=filters, mode=mode, rerank=rerank)
     if as_json:
-        _emit(search_json(query, hits))
+        emit(search_json(query, hits))
         return
     if not hits:
         click.echo("no matches", err=True)
     for h in hits:
         click.echo(f"{h.rank:>2}. {h.score:.3f}  " + click.style(h.citation, bold=True))
-        click.echo(f"    {_snippet(h.text)}")
+        click.echo(f"    {snippet(h.text)}")
         if h.also:
             click.echo(f"    (same passage in {', '.join(h.also)})")
-
-
-def _snippet(text: str, width: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"
 
 
 @main.command(context_settings=CONTEXT)
@@ -170,10 +156,10 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
         ctx = click.get_current_context()
         ctx.invoke(doctor, kb_dir=kb_dir, no_repair=False, as_json=as_json)
         return
-    with _open(kb_dir) as kb:
+    with open_kb(kb_dir) as kb:
         st = kb.status()
     if as_json:
-        _emit(st.to_json())
+        emit(st.to_json())
         return
     click.echo(f"Knowledge base  {st.path}")
     click.echo(f"Documents {st.documents} · chunks {st.chunks} · pages {st.pages}")
@@ -194,10 +180,10 @@ def doctor(kb_dir: str | None, no_repair: bool, as_json: bool) -> None:
     After a crash or kill -9 mid-ingest, vectors of committed documents may be missing or stale:
     they are re-embedded from the catalog's stored text (no re-parsing). Exit 1 if problems remain.
     """
-    with _open(kb_dir) as kb:
+    with open_kb(kb_dir) as kb:
         report = kb.check(repair=not no_repair)
     if as_json:
-        _emit(report.to_json())
+        emit(report.to_json())
     else:
         click.echo(f"catalog {report.integrity} · {report.documents} documents · {report.chunks} chunks · "
                    f"{report.vectors} vectors")
@@ -219,11 +205,11 @@ def reindex(kb_dir: str | None, model: str | None, as_json: bool) -> None:
 
     The old vectors stay in use until the new ones are complete.
     """
-    with _open(kb_dir) as kb:
+    with open_kb(kb_dir) as kb:
         n = kb.reindex(model)
         model_id = kb.status().model
     if as_json:
-        _emit({"chunks": n, "model": model_id})
+        emit({"chunks": n, "model": model_id})
     else:
         click.echo(f"re-embedded {n} chunks with {model_id}")
 
@@ -235,10 +221,10 @@ def reindex(kb_dir: str | None, model: str | None, as_json: bool) -> None:
 @json_option
 def remove(paths: tuple[str, ...], kb_dir: str | None, as_json: bool) -> None:
     """Forget files, or every file under folders (the files themselves stay on disk)."""
-    with _open(kb_dir) as kb:
+    with open_kb(kb_dir) as kb:
         removed = kb.remove(paths)
     if as_json:
-        _emit({"removed": removed})
+        emit({"removed": removed})
         return
     for source in removed:
         click.echo(f"removed {source}")
@@ -247,7 +233,7 @@ def remove(paths: tuple[str, ...], kb_dir: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-from kb.cli.ask import ask  # noqa: E402  (registered last: ask.py reuses the options above)
+from kb.cli.ask import ask  # noqa: E402  (the other commands' modules import this group's options)
 
 main.add_command(ask)
 from kb.cli.eval import eval_command  # noqa: E402

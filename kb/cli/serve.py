@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
 
-from kb.cli.main import CONTEXT, kb_option
-from kb.cli.options import STORE_META, store_options
+from kb.cli.common import CONTEXT, STORE_META, kb_option, store_options
 from kb.errors import DependencyError
-
-TOKEN_ENV = "KB_API_TOKEN"
+from kb.server.auth import TOKEN_ENV, api_token
 
 
 @click.command(context_settings=CONTEXT)
@@ -48,9 +45,9 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
     KB_API_TOKEN to a long random secret first: every API request must then
     send `Authorization: Bearer <token>`.
     """
-    from kb.server import check_bind
+    from kb.server.auth import check_bind
 
-    token = os.environ.get(TOKEN_ENV) or None
+    token = api_token()
     check_bind(host, token)  # before loading any model
     if token and len(token) < 16:
         click.echo(f"kb: warning: {TOKEN_ENV} is short ({len(token)} characters); use 32 or more random ones",

@@ -1,1 +1,30 @@
-"""Embedding, vector stores and the SQLite catalog."""
+"""Storage: the SQLite catalog, vector stores (one per file, chosen by name), and the `Index` that
+keeps them in agreement, local (`LocalIndex`) or shared by a team (`TeamIndex`).
+
+Stores come from the `STORES` registry (entry-point group `kb.stores`); a store whose class says
+`shared = True` holds the whole knowledge base and is opened as a `TeamIndex`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kb.index.base import CATALOG_FILE, STORES, DocumentRecord, Index, VectorStore
+
+if TYPE_CHECKING:
+    from kb.config import Settings
+
+__all__ = ["CATALOG_FILE", "STORES", "DocumentRecord", "Index", "VectorStore", "open_index"]
+
+def open_index(folder: Path, settings: Settings, **parts: Any) -> Index:
+    """The index of the knowledge base in `folder` (nothing is opened until used). `parts`: a
+    `catalog` and/or `store` to use instead of opening them, and `readonly`."""
+    store_class = STORES.get(settings.store)
+    if store_class.shared:
+        from kb.index.team import TeamIndex
+
+        return TeamIndex(folder, settings, **parts)
+    from kb.index.local import LocalIndex
+
+    return LocalIndex(folder, settings, **parts)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import CatalogError
-from kb.query.filters import Filters
+from kb.filters import Filters
 from kb.types import Chunk, FileOutcome
 
 MIGRATIONS: list[str] = [
@@ -158,6 +158,10 @@ class Catalog:
         row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ?", (path,)).fetchone()
         return DocumentRow(*row) if row else None
 
+    def document_by_id(self, doc_id: int) -> DocumentRow | None:
+        row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return DocumentRow(*row) if row else None
+
     def documents(self) -> list[DocumentRow]:
         return [DocumentRow(*r) for r in self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY path")]
 
@@ -277,12 +281,12 @@ class Catalog:
 
     def document_paths(self, filters: Filters) -> list[str]:
         """Paths of the documents that pass the document-level part of `filters` (path glob, file type)."""
-        where, params = Filters(path=filters.path, file_type=filters.file_type).sql()
+        where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type))
         return [r[0] for r in self.db.execute(f"SELECT d.path FROM documents d WHERE {where}", params)]
 
     def filtered_ids(self, filters: Filters) -> list[int]:
         """Ids of the chunks that pass `filters`."""
-        where, params = filters.sql()
+        where, params = filter_sql(filters)
         sql = f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}"
         return [r[0] for r in self.db.execute(sql, params)]
 
@@ -297,7 +301,7 @@ class Catalog:
             sql = f"SELECT rowid, {score} AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?"
             params: list[object] = [match, limit]
         else:
-            where, fparams = filters.sql()
+            where, fparams = filter_sql(filters)
             sql = (
                 f"SELECT chunks_fts.rowid, {score} AS s FROM chunks_fts"
                 " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id"
@@ -355,3 +359,23 @@ class Catalog:
 
 
 _DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, pages"
+
+
+def filter_sql(filters: Filters) -> tuple[str, list[object]]:
+    """`filters` as a WHERE clause over `chunks c JOIN documents d`, and its parameters."""
+    where: list[str] = []
+    params: list[object] = []
+    if filters.path:
+        pattern = filters.path if "/" in filters.path or filters.path.startswith("*") else f"*{filters.path}"
+        where.append("(d.source GLOB ? OR d.path GLOB ?)")
+        params += [pattern, pattern if pattern.startswith(("/", "*")) else f"*/{pattern}"]
+    if filters.file_type:
+        where.append("d.file_type = ?")
+        params.append(filters.file_type.lower().lstrip("."))
+    if filters.pages:
+        where.append("c.page_start <= ? AND coalesce(c.page_end, c.page_start) >= ?")
+        params += [filters.pages[1], filters.pages[0]]
+    if filters.section:
+        where.append("lower(coalesce(c.section, '')) LIKE ?")
+        params.append(f"%{filters.section.lower()}%")
+    return (" AND ".join(where) or "1"), params

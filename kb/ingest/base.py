@@ -2,49 +2,60 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Protocol
 
 from kb.errors import UnsupportedFileError
+from kb.registry import Registry
 from kb.types import Block, ParsedDocument
 
 
 class Parser(Protocol):
-    file_type: str
+    """One file format: `parse` a file into blocks with page and heading path. A class with these
+    attributes, registered under its `file_type` (entry-point group `kb.parsers`)."""
+
+    file_type: str  # the name filters and citations use: "pdf", "docx"...
+    extensions: tuple[str, ...]  # lower-case, with the dot: (".md", ".markdown")
 
     def parse(self, path: Path) -> ParsedDocument: ...
 
 
-# extension -> (module, class); modules are imported on first use so `kb --help` stays instant.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    ".pdf": ("kb.ingest.pdf", "PdfParser"),
-    ".docx": ("kb.ingest.docx", "DocxParser"),
-    ".md": ("kb.ingest.markdown", "MarkdownParser"),
-    ".markdown": ("kb.ingest.markdown", "MarkdownParser"),
-    ".txt": ("kb.ingest.text", "TextParser"),
-    ".text": ("kb.ingest.text", "TextParser"),
-    ".rst": ("kb.ingest.text", "TextParser"),
-    ".html": ("kb.ingest.html", "HtmlParser"),
-    ".htm": ("kb.ingest.html", "HtmlParser"),
-}
+# Built-in parsers, imported on first use so `kb --help` stays instant. Parsers registered at run
+# time with `PARSERS.register` are seen by this process only: ingest parses in worker processes,
+# which find plugins through their entry points.
+PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
+    "pdf": "kb.ingest.pdf:PdfParser",
+    "docx": "kb.ingest.docx:DocxParser",
+    "markdown": "kb.ingest.markdown:MarkdownParser",
+    "html": "kb.ingest.html:HtmlParser",
+    "text": "kb.ingest.text:TextParser",
+})
 
 
-def supported_extensions() -> list[str]:
-    return sorted(_REGISTRY)
+def file_types() -> list[str]:
+    """Every file type a parser is registered for: what `--type` and the API's `type` accept."""
+    return [PARSERS.get(name).file_type for name in PARSERS.names()]
+
+
+def extensions() -> dict[str, str]:
+    """File extension -> parser name."""
+    out: dict[str, str] = {}
+    for name in PARSERS.names():
+        for ext in PARSERS.get(name).extensions:
+            out.setdefault(ext.lower(), name)
+    return out
 
 
 def is_supported(path: Path) -> bool:
-    return path.suffix.lower() in _REGISTRY
+    return path.suffix.lower() in extensions()
 
 
 def parser_for(path: Path) -> Parser:
-    try:
-        module, name = _REGISTRY[path.suffix.lower()]
-    except KeyError:
-        raise UnsupportedFileError(f"unsupported file type {path.suffix or '(no extension)'!r}") from None
-    return getattr(importlib.import_module(module), name)()
+    name = extensions().get(path.suffix.lower())
+    if name is None:
+        raise UnsupportedFileError(f"unsupported file type {path.suffix or '(no extension)'!r}")
+    return PARSERS.get(name)()
 
 
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")

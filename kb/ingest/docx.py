@@ -15,6 +15,7 @@ _HEADING = re.compile(r"^(?:heading|überschrift|titre)\s*(\d)$", re.IGNORECASE)
 
 class DocxParser:
     file_type = "docx"
+    extensions = (".docx",)
 
     def parse(self, path: Path) -> ParsedDocument:
         import docx

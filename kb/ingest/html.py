@@ -14,6 +14,7 @@ _BLOCK_TAGS = ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "tr", "bloc
 
 class HtmlParser:
     file_type = "html"
+    extensions = (".html", ".htm")
 
     def parse(self, path: Path) -> ParsedDocument:
         from bs4 import BeautifulSoup

@@ -15,6 +15,7 @@ _KINDS = {"fence": "code", "code_block": "code", "table_open": "table"}
 
 class MarkdownParser:
     file_type = "markdown"
+    extensions = (".md", ".markdown")
 
     def parse(self, path: Path) -> ParsedDocument:
         from markdown_it import MarkdownIt

@@ -25,6 +25,7 @@ _ITEM = re.compile(r"^ITEM\s+\d+[A-Z]?\b\.?.{0,100}$", re.IGNORECASE)
 
 class PdfParser:
     file_type = "pdf"
+    extensions = (".pdf",)
 
     def parse(self, path: Path) -> ParsedDocument:
         from pypdf import apply_configuration

@@ -37,6 +37,7 @@ def read_text(path: Path) -> str:
 
 class TextParser:
     file_type = "text"
+    extensions = (".txt", ".text", ".rst")
 
     def parse(self, path: Path) -> ParsedDocument:
         blocks = paragraphs(read_text(path))

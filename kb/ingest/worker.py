@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +13,8 @@ from kb.errors import KBError
 from kb.ingest.base import parser_for
 from kb.ingest.chunker import Chunker
 from kb.types import Chunk
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Prepared:
 
 
 @lru_cache(maxsize=2)
-def _chunker(spec: ChunkSpec) -> Chunker:
+def chunker_for(spec: ChunkSpec) -> Chunker:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(spec.tokenizer_path)
@@ -52,7 +54,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None) -> Prepa
     try:
         parser = parser_for(p)
         doc = parser.parse(p)
-        _, chunks = (chunker or _chunker(spec)).chunk(doc)
+        _, chunks = (chunker or chunker_for(spec)).chunk(doc)
         if not chunks:
             return Prepared(path, error="no text to index")
         return Prepared(path, parser.file_type, doc.title, doc.pages, doc.metadata, chunks)
@@ -66,5 +68,5 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None) -> Prepa
         return Prepared(path, error="document nesting too deep to parse")
     except Exception as e:  # a parser library bug must cost one file, never the whole ingest
         if os.environ.get("KB_DEBUG"):
-            traceback.print_exc()
+            log.exception("parser error on %s", path)
         return Prepared(path, error=f"parser error: {type(e).__name__}: {' '.join(str(e).split())[:200]}")

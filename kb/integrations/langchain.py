@@ -8,15 +8,13 @@ chunk_id and file_type. Only the public `KnowledgeBase` API is used, so any vect
 from __future__ import annotations
 
 import os
-import threading
-import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kb.api import KnowledgeBase
 from kb.errors import ConfigError, MissingExtraError
-from kb.query.filters import Filters
+from kb.filters import Filters
 from kb.types import Hit
 
 if TYPE_CHECKING:
@@ -38,20 +36,6 @@ __all__ = ["KBRetriever", "MissingExtraError", "hit_to_document"]
 
 PagesArg = tuple[int, int] | list[int] | int | str | None
 _FILTER_FIELDS = ("path", "file_type", "pages", "section")
-
-# One lock per open KnowledgeBase, shared by every retriever over it: the embedder's tokenizer and
-# the SQLite connection are not safe to drive from several threads at once (ainvoke runs in threads).
-_locks: weakref.WeakKeyDictionary[KnowledgeBase, threading.Lock] = weakref.WeakKeyDictionary()
-_locks_guard = threading.Lock()
-
-
-def _lock_for(kb: KnowledgeBase) -> threading.Lock:
-    with _locks_guard:
-        lock = _locks.get(kb)
-        if lock is None:
-            lock = _locks[kb] = threading.Lock()
-        return lock
-
 
 def _pages(value: PagesArg) -> tuple[int, int] | None:
     """`12`, `"12"`, `"3-7"`, `(3, 7)` or `[3, 7]` -> an inclusive page range."""
@@ -117,7 +101,7 @@ class KBRetriever(BaseRetriever):
     mode: str | None = None
     """Search mode passed to `KnowledgeBase.search` (hybrid | dense | keyword); None: the KB's default."""
     filters: Filters | None = None
-    """Restrict the search: source glob, file type, page range, section (see `kb.query.filters.Filters`)."""
+    """Restrict the search: source glob, file type, page range, section (see `kb.filters.Filters`)."""
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments for `KnowledgeBase.search` (e.g. `{"rerank": "cross-encoder/..."}`)."""
 
@@ -195,8 +179,8 @@ class KBRetriever(BaseRetriever):
         if mode is not None:
             # Only when asked for, so this works with a KnowledgeBase.search that has no `mode`.
             options["mode"] = mode
-        with _lock_for(self.kb):
-            return self.kb.search(query, **options)
+        # `ainvoke` and `batch` call this from worker threads: the knowledge base's reader is thread-safe.
+        return self.kb.reader().search(query, **options)
 
     def _get_relevant_documents(
         self,

@@ -1,34 +1,36 @@
 """Language models for `kb ask`, chosen by name: llama-cpp (GGUF in-process), openai (any
 OpenAI-compatible server: Ollama, vLLM, llama.cpp server, LM Studio), transformers (Hugging Face).
 
-Nothing heavy is imported here: each backend imports its library when it is constructed.
+Nothing heavy is imported here: each backend imports its library when it is constructed. Other
+packages add backends through the `kb.llms` entry-point group (a class taking `(model, *,
+context_window, **options)`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from kb.errors import ConfigError
 from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Message, Prompt
+from kb.registry import Registry
 
 if TYPE_CHECKING:
     from kb.config import Settings
 
 __all__ = [
-    "BACKENDS", "LLM", "ContextOverflowError", "GenerationOptions", "LLMError", "Message", "Prompt",
+    "LLM", "LLMS", "ContextOverflowError", "GenerationOptions", "LLMError", "Message", "Prompt",
     "create_llm", "default_llm", "ollama_models",
 ]
 
-BACKENDS = {
+LLMS: Registry[type[LLM]] = Registry("kb.llms", "LLM backend", {
     "llama-cpp": "kb.llm.llama_cpp:LlamaCppLLM",
     "openai": "kb.llm.openai:OpenAILLM",
     "transformers": "kb.llm.transformers:TransformersLLM",
-}
+})
 ALIASES = {
     "llama.cpp": "llama-cpp", "llamacpp": "llama-cpp", "llama_cpp": "llama-cpp", "gguf": "llama-cpp",
     "ollama": "openai", "vllm": "openai", "lmstudio": "openai", "openai-compatible": "openai",
@@ -44,11 +46,10 @@ def create_llm(name: str, *, model: str | None = None, base_url: str | None = No
     """The backend called `name` (or an alias such as `ollama`, `gguf`, `hf`), constructed."""
     key = name.strip().lower()
     backend = ALIASES.get(key, key)
-    if backend not in BACKENDS:
-        choices = ", ".join([*BACKENDS, "none"])
+    if backend not in LLMS:
+        choices = ", ".join([*LLMS.names(), "none"])
         raise ConfigError(f"unknown LLM backend {name!r}: choose one of {choices}")
-    module_name, _, cls_name = BACKENDS[backend].partition(":")
-    cls = getattr(import_module(module_name), cls_name)
+    cls = LLMS.get(backend)
     if backend == "openai":
         if not base_url and key == "ollama":
             base_url = _ollama_root() + "/v1"

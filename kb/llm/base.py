@@ -84,6 +84,11 @@ class LLM(ABC):
             return pieces
         return iter(["".join(pieces)])
 
+    def learn_context_window(self, n: int) -> bool:
+        """The backend refused a prompt and named its limit `n`: use it from now on if this backend's
+        window can change (a server's); returns whether it did, so the caller may fit the prompt again."""
+        return False
+
     def count_prompt_tokens(self, prompt: Prompt) -> int:
         """Tokens `prompt` takes once rendered; backends that can render their template do better."""
         if isinstance(prompt, str):

@@ -104,9 +104,10 @@ class OpenAILLM(LLM):
             return self._configured_context
         return cap_context(self._server_context or DEFAULT_CONTEXT, CONTEXT_CAP)
 
-    def learn_context_window(self, n: int) -> None:
+    def learn_context_window(self, n: int) -> bool:
         """The server refused a prompt and named its limit: believe it from now on."""
         self._configured_context = n
+        return True
 
     # --- tokens ----------------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:

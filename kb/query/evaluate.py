@@ -285,7 +285,8 @@ def parse_run(spec: str) -> RunSpec:
     """`hybrid`, `dense`, `keyword`, or `hybrid:keyword_weight=0.5,title_weight=0` (Tuning fields)."""
     from dataclasses import fields
 
-    from kb.query.search import Tuning, check_mode
+    from kb.config import check_mode
+    from kb.query.search import Tuning
 
     mode, _, knobs = spec.strip().partition(":")
     known = {f.name: f for f in fields(Tuning)}

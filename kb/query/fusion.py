@@ -1,4 +1,4 @@
-"""Fusing ranked lists: a weighted sum of min-max normalised scores, or reciprocal rank fusion.
+"""Fusing ranked lists: a weighted sum of min-max normalised scores, and document-level priors.
 
 A candidate missing from one list scores 0 there, which is where min-max puts that list's
 weakest member: absent means "no better than the last one retrieved".
@@ -33,15 +33,6 @@ def fuse(lists: Sequence[tuple[Ranked, float]], prior: Mapping[int, float] | Non
             total[i] = total.get(i, 0.0) + weight * s
     for i, bonus in (prior or {}).items():
         total[i] = total.get(i, 0.0) + bonus
-    return sorted(total.items(), key=lambda p: (-p[1], p[0]))
-
-
-def rrf(lists: Sequence[tuple[Ranked, float]], c: int = 60) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: sum of weight / (c + rank)."""
-    total: dict[int, float] = {}
-    for ranked, weight in lists:
-        for rank, (i, _) in enumerate(ranked, start=1):
-            total[i] = total.get(i, 0.0) + weight / (c + rank)
     return sorted(total.items(), key=lambda p: (-p[1], p[0]))
 
 

@@ -16,22 +16,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kb.errors import ConfigError
+from kb.config import check_mode
+from kb.filters import Filters
 from kb.query import fusion
-from kb.query.filters import Filters
 from kb.query.fts import literals, match_expression, quote, terms
 from kb.types import Hit
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from kb.embed.base import Embedder
+    from kb.index.base import VectorStore
     from kb.index.catalog import Catalog
-    from kb.index.embedder import Embedder
-    from kb.index.store import VectorStore
     from kb.query.rerank import Reranker
-
-MODES = ("hybrid", "dense", "keyword")
-
 
 @dataclass(frozen=True)
 class Tuning:
@@ -49,13 +46,6 @@ class Tuning:
 
 
 DEFAULT_TUNING = Tuning()
-
-
-def check_mode(mode: str | None) -> str:
-    mode = (mode or "hybrid").lower()
-    if mode not in MODES:
-        raise ConfigError(f"unknown search mode {mode!r} (known: {', '.join(MODES)})")
-    return mode
 
 
 def search(
@@ -102,8 +92,10 @@ def candidates(
     if mode in ("dense", "hybrid"):
         dense = dense_candidates(catalog, store, embedder, query, depth, filters)
     if mode in ("keyword", "hybrid") and match:
-        store_bm25 = getattr(store, "keyword_search", None)  # Milvus: its own BM25 over the chunks it holds
-        keyword = store_bm25(query, depth, filters, catalog) if store_bm25 else catalog.keyword_search(match, depth, filters)
+        if store.native_keyword:  # e.g. Milvus: its own BM25 over the chunks it holds
+            keyword = store.keyword_search(query, depth, filters, catalog)
+        else:
+            keyword = catalog.keyword_search(match, depth, filters)
     if mode == "dense":
         return dense
     if mode == "keyword":
@@ -161,17 +153,10 @@ def dense_candidates(
     catalog: Catalog, store: VectorStore, embedder: Embedder, query: str, depth: int, filters: Filters | None = None
 ) -> list[tuple[int, float]]:
     vector = embedder.embed_query(query)
-    if filters is not None and not filters.is_empty() and hasattr(store, "search_filtered"):
-        return store.search_filtered(vector, depth, filters, catalog)  # Milvus: filters as a boolean expression
+    if filters is not None and not filters.is_empty() and store.native_filters:
+        return store.search_filtered(vector, depth, filters, catalog)  # e.g. Milvus: a boolean expression
     allowed = _allowed(catalog, filters)
     return store.search(vector, depth, allowed_ids=allowed)
-
-
-def dense_search(
-    catalog: Catalog, store: VectorStore, embedder: Embedder, query: str, k: int, filters: Filters | None = None
-) -> list[Hit]:
-    """Dense-only retrieval: the embedding ranking (duplicates and crowded pages handled as in every mode)."""
-    return search(catalog, store, embedder, query, k, filters=filters, mode="dense")
 
 
 def _allowed(catalog: Catalog, filters: Filters | None) -> np.ndarray | None:

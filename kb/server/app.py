@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
-from kb import __version__
+from kb.config import MODES
 from kb.errors import ConfigError, DependencyError, KBError, LockedError
-from kb.query.filters import Filters
+from kb.filters import Filters
+from kb.ingest.base import file_types
+from kb.server.auth import api_token
 from kb.server.service import Service, check_roots
 from kb.types import search_json
+from kb.version import __version__
 
 try:
     from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
@@ -44,8 +47,8 @@ TOKEN_COOKIE = "kb_token"  # set by the web page so that a citation link (a plai
 JSON_LIMIT = 1 << 20  # bytes of any request body other than an upload
 MAX_FILES = 100  # files in one upload
 _BEARER = HTTPBearer(auto_error=False, description="The server's KB_API_TOKEN.")
-FileType = Literal["pdf", "docx", "markdown", "html", "text"]
-Mode = Literal["hybrid", "dense", "keyword"]
+FileType = Literal[tuple(file_types())]  # type: ignore[valid-type]
+Mode = Literal[MODES]  # type: ignore[valid-type]
 
 _MEDIA = {
     "pdf": "application/pdf",
@@ -105,7 +108,7 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
     (default: the KB_API_TOKEN variable; None or empty: no authentication). `docs`: folders whose
     files POST /ingest may name (default: the current folder). `search_concurrency`: searches run at
     once (default: 2 per core). `overrides`: settings, as `KnowledgeBase.open` takes them."""
-    token = token if token is not None else os.environ.get("KB_API_TOKEN")
+    token = token if token is not None else api_token()
     token = token or None
     roots = check_roots([Path(p) for p in (docs or [Path.cwd()])])
     svc = service or Service.start(kb, llm=llm, **overrides)

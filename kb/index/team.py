@@ -1,9 +1,10 @@
-"""Team mode: a knowledge base kept in Milvus, with the local catalog as a mirror of it.
+"""`TeamIndex`: a knowledge base kept in a shared store (Milvus), with the local catalog as a mirror of it.
 
 Milvus holds the truth (chunks with text and citation metadata, document records with hashes,
 build metadata); each member's SQLite catalog is a cache that `pull` brings up to date when the
 knowledge base opens, so search, ask, status and incremental ingest work unchanged on any machine
-that has the URI. `publish` writes one document: chunks first, then its record (the commit point
+that has the URI. `TeamIndex.refresh` pulls at most every `TEAM_SYNC_S` in a long-lived process.
+`publish` writes one document: chunks first, then its record (the commit point
 other members sync on), then the chunks of its earlier version are dropped.
 
 Chunk ids are derived from (path, content hash, position), so every member's catalog gives a chunk
@@ -21,18 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kb.errors import ConfigError
+from kb.errors import ConfigError, KBError
+from kb.index.base import DocumentRecord, Index, Reembed
 from kb.types import Chunk
 
 if TYPE_CHECKING:
     from kb.index.catalog import Catalog
-    from kb.index.milvus_store import MilvusStore
+    from kb.index.milvus import MilvusStore
 
 log = logging.getLogger(__name__)
 
 SOURCE_KEY = "team_source"  # local meta: the URI#collection this catalog mirrors
 LOCAL_META = {"vectors", SOURCE_KEY}  # local meta keys that are not the shared build's
 PULL_BATCH = 64  # documents whose chunks are read in one query
+TEAM_SYNC_S = 10.0  # a long-lived process pulls others' changes at most this often
 ORPHAN_GRACE_S = 3600.0  # chunks without a record younger than this may be another member's ingest in flight
 
 
@@ -133,7 +136,7 @@ def push_meta(catalog: Catalog, store: MilvusStore) -> None:
 
 
 def repair(catalog: Catalog, store: MilvusStore, fix: bool = True) -> tuple[int, int]:
-    """Team-mode counterpart of `KnowledgeBase._repair`: (orphan chunks, chunks missing), as found.
+    """`TeamIndex.repair`: (orphan chunks, chunks missing), as found.
 
     Orphans are Milvus chunks that no document record claims (an ingest cut short between its
     chunks and its record, or an old version whose deletion was cut short). Another member's ingest
@@ -162,6 +165,71 @@ def repair(catalog: Catalog, store: MilvusStore, fix: bool = True) -> tuple[int,
     if fix and (orphans or missing):
         store.save()
     return len(orphans), len(missing)
+
+
+class TeamIndex(Index):
+    """The shared store is the truth; every write goes there first, and the catalog follows."""
+
+    team = True
+    refresh_every_s = TEAM_SYNC_S
+
+    @property
+    def team_store(self) -> MilvusStore:
+        return self.store  # type: ignore[return-value]  # a `shared` store: the team methods below
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._pulled_at = 0.0
+
+    def _opened(self) -> None:
+        if not self.readonly:  # pull what other members changed before anything reads the catalog
+            try:
+                self._pull()
+            except BaseException:
+                self.close()
+                raise
+
+    @property
+    def exists(self) -> bool:
+        self.refresh(TEAM_SYNC_S)  # the knowledge base lives in Milvus: mirror it before anything looks
+        return super().exists
+
+    def refresh(self, max_age: float = 0.0) -> None:
+        if self.readonly:
+            return
+        fresh = "catalog" not in self.__dict__
+        _ = self.catalog  # the first open pulls
+        if not fresh and time.monotonic() - self._pulled_at > max_age:
+            self._pull()
+
+    def _pull(self) -> SyncReport:
+        report = pull(self.catalog, self.team_store)
+        self._pulled_at = time.monotonic()
+        return report
+
+    def record_build(self, build: dict[str, str]) -> None:
+        super().record_build(build)
+        push_meta(self.catalog, self.team_store)
+
+    def commit(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> tuple[list[int], list[int]]:
+        # Milvus first (it is the truth the others mirror), with ids derived from path and content.
+        ids = publish(self.team_store, **doc.fields(), chunks=chunks, vectors=vectors,
+                      previous=self.catalog.document(doc.path) is not None)
+        return self.catalog.replace_document(**doc.fields(), chunks=chunks, ids=ids)
+
+    def forget(self, path: str) -> None:
+        self.team_store.delete_document(path)
+        self.catalog.delete_document(path)
+
+    def repair(self, reembed: Reembed, *, fix: bool = True) -> tuple[int, int]:
+        # Other members' vectors are not orphans, and a missing chunk is pulled again, not re-embedded.
+        if not self.exists:
+            return 0, 0
+        return repair(self.catalog, self.team_store, fix)
+
+    def replace_vectors(self, batches: Any, build: dict[str, str]) -> None:
+        raise KBError("kb reindex does not work on a Milvus store yet: ingest into a new --collection "
+                      "with the new model")
 
 
 def _chunk(row: dict[str, Any]) -> Chunk:

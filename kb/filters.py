@@ -1,4 +1,7 @@
-"""Filters shared by `search`, `ask` and the Python API, applied inside the search (not after top-k)."""
+"""Filters shared by `search`, `ask` and the Python API, applied inside the search (not after top-k).
+
+Plain data: each store turns them into its own query language (SQL in `kb.index.catalog`, a boolean
+expression in `kb.index.milvus`)."""
 
 from __future__ import annotations
 
@@ -30,22 +33,3 @@ class Filters:
         if lo < 1 or hi < lo:
             raise ConfigError(f"page range {text!r} is empty")
         return lo, hi
-
-    def sql(self) -> tuple[str, list[object]]:
-        """A WHERE clause over `chunks c JOIN documents d` and its parameters."""
-        where: list[str] = []
-        params: list[object] = []
-        if self.path:
-            pattern = self.path if "/" in self.path or self.path.startswith("*") else f"*{self.path}"
-            where.append("(d.source GLOB ? OR d.path GLOB ?)")
-            params += [pattern, pattern if pattern.startswith(("/", "*")) else f"*/{pattern}"]
-        if self.file_type:
-            where.append("d.file_type = ?")
-            params.append(self.file_type.lower().lstrip("."))
-        if self.pages:
-            where.append("c.page_start <= ? AND coalesce(c.page_end, c.page_start) >= ?")
-            params += [self.pages[1], self.pages[0]]
-        if self.section:
-            where.append("lower(coalesce(c.section, '')) LIKE ?")
-            params.append(f"%{self.section.lower()}%")
-        return (" AND ".join(where) or "1"), params

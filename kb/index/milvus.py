@@ -3,7 +3,7 @@
 Besides vectors it keeps everything a team member needs to search, ask and re-ingest with only
 the URI: each chunk's text and citation metadata (`<c>_chunks`, with a BM25 sparse field that
 Milvus fills itself), document records with their hashes (`<c>_documents`), and how the index was
-built (`<c>_meta`). `kb.index.sync` mirrors that into the local catalog.
+built (`<c>_meta`). `kb.index.team` mirrors that into the local catalog.
 
 Measured with pymilvus 3.0.2 / milvus-lite 3.2.2 (see benchmarks/stores.py): Lite is pure Python
 in-process and lets one process at a time open its folder; its HNSW returns fewer hits than the
@@ -26,11 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kb.errors import ConfigError, DependencyError, StoreError
-from kb.index.store import VectorStore
+from kb.index.base import VectorStore
 
 if TYPE_CHECKING:
+    from kb.config import Settings
+    from kb.filters import Filters
     from kb.index.catalog import Catalog
-    from kb.query.filters import Filters
+
+DEFAULT_LITE = "milvus.db"  # Milvus Lite folder in the KB dir when store=milvus has no store_uri
 
 INSERT_BATCH = 512  # rows per upsert: throughput is flat from 256 to 2,000 rows; 512 x 64 KB fits a gRPC message
 DELETE_BATCH = 2000
@@ -85,7 +88,15 @@ _LITE_LOCK = threading.Lock()
 
 class MilvusStore(VectorStore):
     name = "milvus"
-    team = True  # its catalog is kept in Milvus too (kb.index.sync)
+    native_filters = True  # filters become a boolean expression over scalar columns
+    native_keyword = True  # BM25 by a Milvus Function over the text field
+    shared = True  # chunks, documents and build metadata live in Milvus: a team's knowledge base (kb.index.team)
+
+    @classmethod
+    def open(cls, settings: Settings, folder: Path, dimensions: int | None, vectors: str | None = None) -> MilvusStore:
+        # No URI: an embedded Milvus Lite folder inside the knowledge base.
+        return cls(settings.store_uri or str(folder / DEFAULT_LITE), settings.collection, dimensions,
+                   token=settings.store_token, db_name=settings.store_db)
 
     def __init__(self, uri: str, collection: str = "kb", dimensions: int | None = None, *,
                  token: str | None = None, db_name: str | None = None, timeout: float = TIMEOUT_S):
@@ -342,7 +353,7 @@ class MilvusStore(VectorStore):
             finally:
                 it.close()
 
-    # --- filters, keyword and hybrid search (used by kb.query.search when the store has them) ---
+    # --- filters, keyword and hybrid search (native_filters, native_keyword) ---
     def expression(self, filters: Filters | None, catalog: Catalog) -> str | None:
         """`filters` as a Milvus boolean expression over scalar columns; None when nothing passes.
 
@@ -352,7 +363,7 @@ class MilvusStore(VectorStore):
         """
         if filters is None or filters.is_empty():
             return ""
-        from kb.query.filters import Filters
+        from kb.filters import Filters
 
         parts: list[str] = []
         if filters.path:

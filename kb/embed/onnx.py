@@ -1,0 +1,181 @@
+"""The ONNX Runtime backend of the `Embedder` seam: fp32 (`onnx`) or int8-quantized (`onnx-int8`).
+
+The model is exported once (`kb.embed.onnx_export`); after that no torch is needed: texts are
+tokenized with `tokenizers`, sorted by length into batches (little padding), run through ONNX
+Runtime, pooled as the model's own pooling config says, L2-normalised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kb.embed.base import Embedder, canonical_model_id, resolve_model
+from kb.embed.onnx_export import FP32_FILE, INT8_FILE, META_FILE, cache_root, ensure_export, pool
+from kb.errors import DependencyError, EmbedderError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from tokenizers import Tokenizer
+
+_MAX_BATCH_TOKENS = 16384  # CPU: padded tokens per batch; long texts get smaller batches
+
+
+class OnnxEmbedder(Embedder):
+    """Sentence embeddings with ONNX Runtime; `quantize=True` runs the int8 graph."""
+
+    thread_safe = True  # one InferenceSession serves concurrent runs; `tokenizers` encoders are shared freely
+
+    def __init__(self, model: str, *, quantize: bool = True, batch_size: int = 0, threads: int = 0,
+                 device: str = "cpu", cache_dir: str | os.PathLike[str] | None = None):
+        self.model_id = canonical_model_id(model)
+        self.name = model
+        self.quantize = quantize
+        self.backend = "onnx-int8" if quantize else "onnx"
+        self.requested_batch_size = batch_size
+        self.threads = threads
+        self.requested_device = device
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "onnx"
+
+    @classmethod
+    def int8(cls, model: str, *, device: str = "cpu", batch_size: int = 0) -> OnnxEmbedder:
+        """The `onnx-int8` backend."""
+        return cls._checked(model, quantize=True, device=device, batch_size=batch_size)
+
+    @classmethod
+    def fp32(cls, model: str, *, device: str = "cpu", batch_size: int = 0) -> OnnxEmbedder:
+        """The `onnx` backend."""
+        return cls._checked(model, quantize=False, device=device, batch_size=batch_size)
+
+    @classmethod
+    def _checked(cls, model: str, **options: Any) -> OnnxEmbedder:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            backend = "onnx-int8" if options.get("quantize") else "onnx"
+            raise DependencyError(f"the {backend} backend needs onnxruntime: pip install onnxruntime") from e
+        return cls(model, **options)
+
+    # --- the model folder and its export ------------------------------------------------------
+    @cached_property
+    def location(self) -> str:
+        where = resolve_model(self.name)
+        if Path(where).is_dir():
+            return where
+        try:  # a hub id: the local snapshot (downloaded once, as sentence-transformers would)
+            from huggingface_hub import snapshot_download
+
+            try:
+                return snapshot_download(where, local_files_only=True)
+            except Exception:
+                return snapshot_download(where)
+        except Exception as e:
+            raise EmbedderError(f"cannot find embedding model {self.model_id!r}: {' '.join(str(e).split())[:300]}") from e
+
+    @cached_property
+    def export_dir(self) -> Path:
+        """The cached export of this model (made now if missing)."""
+        return ensure_export(self.location, self.model_id, self.cache_dir)
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.export_dir / META_FILE).read_text())
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.meta["dimensions"])
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.meta["max_seq_length"])
+
+    @property
+    def batch_size(self) -> int:
+        return self.requested_batch_size or (256 if self.providers[0] == "CUDAExecutionProvider" else 32)
+
+    def tokenizer(self) -> Tokenizer:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(self.export_dir / "tokenizer.json"))
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
+    @cached_property
+    def _encoder(self) -> Tokenizer:
+        tok = self.tokenizer()
+        tok.enable_truncation(self.max_seq_length)
+        return tok
+
+    @cached_property
+    def providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if self.requested_device.startswith("cuda") and "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    @cached_property
+    def session(self) -> Any:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise DependencyError("onnxruntime is not installed: pip install onnxruntime") from e
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = self.threads or _cpu_count()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        # Spinning threads burn the cores that parser processes need while ingesting.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        path = self.export_dir / (INT8_FILE if self.quantize else FP32_FILE)
+        try:
+            return ort.InferenceSession(str(path), opts, providers=self.providers)
+        except Exception as e:
+            raise EmbedderError(f"cannot load {path} (delete {self.export_dir} to export it again): "
+                                f"{' '.join(str(e).split())[:300]}") from e
+
+    # --- embedding ------------------------------------------------------------------------------
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._encoder.encode_batch(texts)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(-lengths, kind="stable")  # longest first: the biggest batch fails first
+        inputs = {i.name for i in self.session.get_inputs()}
+        start = 0
+        while start < len(order):
+            longest = int(lengths[order[start]])
+            size = max(1, min(self.batch_size, _MAX_BATCH_TOKENS // max(longest, 1)))
+            rows = order[start : start + size]
+            ids = np.zeros((len(rows), longest), dtype=np.int64)
+            mask = np.zeros((len(rows), longest), dtype=np.int64)
+            for r, i in enumerate(rows):
+                n = int(lengths[i])
+                ids[r, :n] = encodings[i].ids
+                mask[r, :n] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            try:
+                hidden = self.session.run(None, feed)[0]
+            except Exception as e:
+                raise EmbedderError(f"ONNX Runtime failed on a batch: {' '.join(str(e).split())[:300]}") from e
+            out[rows] = pool(hidden, mask, self.meta["pooling"])
+            start += size
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -1,0 +1,64 @@
+"""A knowledge base on one machine: the SQLite catalog is the truth, the vector store (FAISS by
+default) is derived from it, so a crash between the two is repaired by re-embedding from the
+catalog's stored text."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kb.index.base import DocumentRecord, Index, Reembed
+
+if TYPE_CHECKING:
+    from kb.types import Chunk
+
+
+class LocalIndex(Index):
+    def commit(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> tuple[list[int], list[int]]:
+        # Catalog first, in one transaction; the vectors follow. A crash in between leaves chunks
+        # without vectors (or stale vectors), which `repair` fixes on the next run.
+        old, new = self.catalog.replace_document(**doc.fields(), chunks=chunks)
+        self.store.delete(_ids(old))
+        self.store.add(_ids(new), vectors, None)
+        return old, new
+
+    def forget(self, path: str) -> None:
+        self.store.delete(_ids(self.catalog.delete_document(path)))
+
+    def repair(self, reembed: Reembed, *, fix: bool = True) -> tuple[int, int]:
+        if not self.exists:
+            return 0, 0
+        in_catalog = set(self.catalog.chunk_ids())
+        in_store = set(self.store.ids().tolist())
+        extra = in_store - in_catalog
+        missing = sorted(in_catalog - in_store)
+        if not fix:
+            return len(extra), len(missing)
+        if extra:
+            self.store.delete(_ids(extra))
+        for ids, vectors in reembed(missing) if missing else ():
+            self.store.add(_ids(ids), vectors, None)
+        if extra or missing:
+            self.store.save()
+        return len(extra), len(missing)
+
+    def replace_vectors(self, batches: Iterable[tuple[list[int], np.ndarray]], build: dict[str, str]) -> None:
+        """Write every vector into a new store generation, then switch the catalog to it in one
+        transaction: an interruption leaves the old vectors in use."""
+        old = self.store
+        name = f"vectors-{int(time.time() * 1000)}"
+        store = self.store_class.open(self.settings, self.folder, int(build["dimensions"]), name)
+        for ids, vectors in batches:
+            store.add(_ids(ids), vectors, None)
+        store.save()
+        self.catalog.set_meta(**build, vectors=name)
+        self.__dict__["store"] = store
+        old.close()
+        old.drop()
+
+
+def _ids(values: Iterable[int]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64)

@@ -1,0 +1,239 @@
+"""The ingest pipeline: walk -> triage (new, changed, unchanged, refused) -> parse pool -> embed -> commit.
+
+Parsing and chunking run in worker processes (`kb.ingest.worker`), overlapped with embedding in
+this one and read back in submission order; small documents are embedded together in full,
+length-sorted batches; each document is committed whole, after its vectors exist, through the
+`Index` (which knows whether the catalog or a team store is the truth). `reembed` rebuilds vectors
+from the catalog's stored text alone, for repair and `kb reindex`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kb.errors import ConfigError
+from kb.index.base import DocumentRecord, Index
+from kb.ingest.base import is_supported
+from kb.ingest.walk import Candidate, walk
+from kb.ingest.worker import ChunkSpec, Prepared, chunker_for, prepare
+from kb.types import FileOutcome, IngestReport
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from kb.config import Settings
+    from kb.embed.base import Embedder
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]  # (files done, files to do, current source)
+SAVE_EVERY_S = 60.0  # vectors are saved at least this often during a long ingest
+REEMBED_BATCH = 1024  # chunks re-embedded at a time by repair and reindex
+
+
+@dataclass
+class _Todo:
+    cand: Candidate
+    sha256: str
+    stat: os.stat_result
+
+
+class Pipeline:
+    """One ingest run into `index` with `embedder`; the caller holds the write lock."""
+
+    def __init__(self, index: Index, embedder: Embedder, settings: Settings, spec: ChunkSpec):
+        self.index = index
+        self.catalog = index.catalog
+        self.embedder = embedder
+        self.settings = settings
+        self.spec = spec
+
+    def run(self, paths: Iterable[str], build: dict[str, str], *, progress: Progress | None = None) -> IngestReport:
+        """Add new files, re-index changed ones, drop files gone from the folders given."""
+        report = IngestReport()
+        candidates: list[Candidate] = []
+        roots: list[str] = []
+        for given in paths:
+            if not os.path.exists(given):
+                raise ConfigError(f"{given}: no such file or folder")
+            found, walked, ignored = walk(given)
+            candidates.extend(found)
+            roots.extend(walked)
+            report.ignored += ignored
+        seen: set[str] = set()
+        todo: list[_Todo] = []
+        for cand in candidates:
+            key = str(cand.path)
+            if key not in seen:
+                seen.add(key)
+                self._triage(cand, report, todo)
+        for root in roots:
+            for doc in self.catalog.documents_under(root):
+                if doc.path not in seen:
+                    self.index.forget(doc.path)
+                    report.removed.append(doc.source)
+            self.catalog.clear_failures_under(root, keep=seen)
+        self.index.repair(reembed(self.catalog, self.embedder, self.spec))
+        if todo:
+            self.index.record_build(build)
+            self._index(todo, report, progress)
+        self.index.save()
+        return report
+
+    def _triage(self, cand: Candidate, report: IngestReport, todo: list[_Todo]) -> None:
+        key = str(cand.path)
+        if not is_supported(cand.path):
+            reason = f"unsupported file type {cand.path.suffix or '(no extension)'}"
+            (report.failed if cand.explicit else report.skipped).append(FileOutcome(cand.source, reason))
+            if cand.explicit:
+                self.catalog.record_failure(key, cand.source, reason)
+            return
+        try:
+            st = os.stat(cand.path)
+            cap = self.settings.max_file_mb * 1024 * 1024
+            if st.st_size > cap:
+                raise _Refused(f"larger than the {self.settings.max_file_mb:g} MB cap (max_file_mb)")
+            if st.st_size == 0:
+                raise _Refused("empty file (0 bytes)")
+            existing = self.catalog.document(key)
+            if existing and existing.size == st.st_size and existing.mtime_ns == st.st_mtime_ns:
+                digest = existing.sha256
+            else:
+                digest = _sha256(cand.path)
+        except _Refused as e:
+            self._fail(cand, str(e), report)
+            return
+        except PermissionError:
+            self._fail(cand, "permission denied", report)
+            return
+        except OSError as e:
+            self._fail(cand, f"cannot read: {e.strerror or e}", report)
+            return
+        if existing and existing.sha256 == digest:
+            if existing.mtime_ns != st.st_mtime_ns or existing.source != cand.source:
+                self.catalog.touch(existing.id, source=cand.source, mtime_ns=st.st_mtime_ns)
+            report.unchanged.append(cand.source)
+            return
+        todo.append(_Todo(cand, digest, st))
+
+    def _fail(self, cand: Candidate, reason: str, report: IngestReport) -> None:
+        report.failed.append(FileOutcome(cand.source, reason))
+        self.catalog.record_failure(str(cand.path), cand.source, reason)
+
+    def _index(self, todo: list[_Todo], report: IngestReport, progress: Progress | None) -> None:
+        last_save = time.monotonic()
+        # Small documents are embedded together: full, length-sorted batches waste less padding.
+        # Each document is still committed whole, after its vectors exist.
+        group_chunks = max(64, 4 * int(self.embedder.batch_size or 32))
+        group: list[tuple[int, _Todo, Prepared]] = []
+
+        def flush() -> None:
+            nonlocal last_save
+            if not group:
+                return
+            vectors = self.embedder.embed_documents([c.embed_text for _, _, p in group for c in p.chunks])
+            offset = 0
+            for done, item, prepared in group:
+                n = len(prepared.chunks)
+                st = item.stat
+                doc = DocumentRecord(
+                    path=str(item.cand.path), source=item.cand.source, file_type=prepared.file_type,
+                    sha256=item.sha256, size=st.st_size, mtime_ns=st.st_mtime_ns, title=prepared.title,
+                    pages=prepared.pages, metadata=prepared.metadata,
+                )
+                old, new = self.index.commit(doc, prepared.chunks, vectors[offset : offset + n])
+                offset += n
+                (report.updated if old else report.added).append(item.cand.source)
+                report.pages += prepared.pages or 0
+                report.chunks += len(new)
+                if progress:
+                    progress(done, len(todo), item.cand.source)
+            group.clear()
+            if time.monotonic() - last_save > SAVE_EVERY_S:
+                self.index.save()
+                last_save = time.monotonic()
+
+        for done, (item, prepared) in enumerate(self._prepare_all(todo), start=1):
+            if progress:
+                progress(done - 1, len(todo), item.cand.source)
+            if prepared.error:
+                self._fail(item.cand, prepared.error, report)
+                if progress:
+                    progress(done, len(todo), item.cand.source)
+                continue
+            group.append((done, item, prepared))
+            if sum(len(p.chunks) for _, _, p in group) >= group_chunks:
+                flush()
+        flush()
+
+    def _prepare_all(self, todo: list[_Todo]) -> Iterator[tuple[_Todo, Prepared]]:
+        """Parse and chunk in worker processes, overlapped with embedding, in submission order."""
+        # One per core (up to 4): with ONNX int8 the parser, not the embedder, is the slower stage
+        # (sec-10q: 80 CPU-s of pypdf against ~75 of embedding), so the main process needs no core of its own.
+        workers = self.settings.workers or max(1, min(4, os.cpu_count() or 2))
+        if len(todo) == 1 or workers <= 1 and len(todo) < 4:
+            for item in todo:
+                yield item, prepare(str(item.cand.path), self.spec)
+            return
+        pending = deque(todo)
+        inflight: deque[tuple[_Todo, Future[Prepared]]] = deque()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        try:
+            while pending or inflight:
+                while pending and len(inflight) < workers * 2:
+                    item = pending.popleft()
+                    inflight.append((item, pool.submit(prepare, str(item.cand.path), self.spec)))
+                item, future = inflight.popleft()
+                try:
+                    yield item, future.result()
+                except BrokenProcessPool:
+                    # The parser crashed the worker (a segfault in a C extension): that file fails,
+                    # the others are parsed again in a fresh pool.
+                    yield item, Prepared(str(item.cand.path), error="parser crashed on this file")
+                    pending.extendleft(reversed([i for i, _ in inflight]))
+                    inflight.clear()
+                    pool.shutdown(cancel_futures=True)
+                    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def reembed(catalog: Any, embedder: Embedder, spec: ChunkSpec) -> Callable[[list[int]], Iterator[tuple[list[int], np.ndarray]]]:
+    """Vectors for chunks already in the catalog, rebuilt from their stored text (no re-parsing):
+    a function from chunk ids to (ids, vectors) batches."""
+
+    def run(ids: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
+        chunker = chunker_for(spec)
+        for start in range(0, len(ids), REEMBED_BATCH):
+            batch = ids[start : start + REEMBED_BATCH]
+            rows = catalog.chunks(batch)
+            texts = []
+            for i in batch:
+                prefix, _ = chunker.prefix(rows[i]["title"], tuple(rows[i]["headings"]))
+                texts.append(f"{prefix}\n{rows[i]['text']}" if prefix else rows[i]["text"])
+            yield batch, embedder.embed_documents(texts)
+
+    return run
+
+
+class _Refused(Exception):
+    pass
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

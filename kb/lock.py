@@ -1,0 +1,62 @@
+"""The single-writer lock of a knowledge base: one process at a time ingests, removes or repairs.
+
+An advisory `flock` on a file in the knowledge base folder, holding the writer's pid so that the
+second writer's message can name it. The OS drops it when the process dies, so a `kill -9` never
+leaves a stale lock behind. Readers never take it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from kb.errors import LockedError
+
+LOCK_FILE = "ingest.lock"
+
+
+class WriteLock:
+    """Re-entrant within one object: nested `with lock:` blocks hold it until the outermost ends."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._fd: int | None = None
+        self._depth = 0
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            self._depth += 1
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise LockedError(
+                f"another kb process (pid {holder}) is writing to {self.folder}; try again when it ends"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        self._depth = 1
+
+    def release(self, *, force: bool = False) -> None:
+        self._depth = 0 if force else max(0, self._depth - 1)
+        if self._fd is not None and self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WriteLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

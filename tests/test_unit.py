@@ -1,0 +1,224 @@
+"""The fast layer: the engine's logic with `FakeEmbedder` and `ScriptedLLM` (real subclasses of the
+seams, tests/helpers.py) instead of the model, on small files made here. Runs in seconds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kb import KnowledgeBase
+from kb.errors import ConfigError, KBError
+from kb.index import STORES, open_index
+from kb.index.local import LocalIndex
+from kb.index.team import TeamIndex
+from kb.ingest.base import PARSERS, file_types
+from kb.llm import LLMS
+from tests.helpers import FAKE, FakeEmbedder, ScriptedLLM, write_markdown
+
+NOTES = {
+    "gateway.md": "# Gateway\n\nWhen the payment gateway returns error 5031, page the on-call engineer and fail over "
+                  "to the secondary region named quokka-west.\n",
+    "kennel.md": "# Kennel\n\nThe kennel feeds the greyhounds twice a day at nine, with fresh water at noon.\n",
+    "garden.md": "# Garden\n\nWater the tomatoes every morning; prune the roses in March.\n",
+}
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    for name, text in NOTES.items():
+        write_markdown(folder / name, text)
+    return folder
+
+
+@pytest.fixture
+def kb(tmp_path: Path, docs: Path) -> Iterator[KnowledgeBase]:
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
+        report = k.ingest([str(docs)])
+        assert sorted(Path(s).name for s in report.added) == sorted(NOTES) and not report.failed
+        yield k
+
+
+def names(hits: list) -> list[str]:  # type: ignore[type-arg]
+    return [Path(h.source).name for h in hits]
+
+
+def test_ingest_search_and_incremental_changes(kb: KnowledgeBase, docs: Path) -> None:
+    assert kb.embedder.backend == "fake" and kb.catalog.meta()["model"] == "fake-hash"
+    assert names(kb.search("greyhounds kennel feeding", k=1)) == ["kennel.md"]
+    assert names(kb.search("error 5031", k=1, mode="keyword")) == ["gateway.md"]
+    again = kb.ingest([str(docs)])
+    assert not (again.added or again.updated) and len(again.unchanged) == 3
+    write_markdown(docs / "garden.md", "# Garden\n\nThe greenhouse heater runs below four degrees.\n")
+    (docs / "kennel.md").unlink()
+    changed = kb.ingest([str(docs)])
+    assert names_of(changed.updated) == ["garden.md"] and names_of(changed.removed) == ["kennel.md"]
+    assert names(kb.search("greenhouse heater", k=1)) == ["garden.md"]
+    assert kb.status().documents == 2 and kb.store.count() == kb.catalog.totals()[1]
+
+
+def names_of(sources: list[str]) -> list[str]:
+    return sorted(Path(s).name for s in sources)
+
+
+def test_check_deletes_orphan_vectors_and_reembeds_missing_ones(kb: KnowledgeBase) -> None:
+    """The state a crash between the catalog commit and the vector save leaves: both repaired."""
+    ids = sorted(kb.catalog.chunk_ids())
+    kb.store.delete(np.asarray(ids[:1], dtype=np.int64))
+    kb.store.add(np.asarray([10**9], dtype=np.int64), np.ones((1, FakeEmbedder.DIMENSIONS), dtype=np.float32))
+    kb.store.save()
+    found = kb.check(repair=False)
+    assert (found.orphan_vectors, found.missing_vectors, found.ok) == (1, 1, False)
+    fixed = kb.check()
+    assert fixed.repaired and fixed.ok and sorted(kb.store.ids().tolist()) == ids
+    assert kb.check(repair=False).orphan_vectors == 0
+
+
+def test_reindex_switches_to_a_new_vectors_file(kb: KnowledgeBase) -> None:
+    before = kb.catalog.meta()["vectors"] if "vectors" in kb.catalog.meta() else "vectors.faiss"
+    n = kb.reindex("fake-hash-v2")
+    meta = kb.catalog.meta()
+    assert n == kb.catalog.totals()[1] and meta["model"] == "fake-hash-v2" and meta["vectors"] != before
+    assert not (kb.path / before).exists() and (kb.path / f"{meta['vectors']}.faiss").is_file()
+    assert names(kb.search("greyhounds", k=1)) == ["kennel.md"]
+    with KnowledgeBase.open(kb.path, workers=1, backend="fake") as reopened:  # the index's model is kept
+        assert reopened.model_id == "fake-hash-v2" and names(reopened.search("roses", k=1)) == ["garden.md"]
+
+
+def test_remove_forgets_the_document_and_its_vectors(kb: KnowledgeBase, docs: Path) -> None:
+    chunks = kb.catalog.totals()[1]
+    assert names_of(kb.remove([str(docs / "kennel.md")])) == ["kennel.md"]
+    assert kb.catalog.totals()[1] < chunks and kb.store.count() == kb.catalog.totals()[1]
+    assert "kennel.md" not in names(kb.search("greyhounds", k=3))
+
+
+def test_reader_serves_threads_while_a_writer_ingests(kb: KnowledgeBase, docs: Path) -> None:
+    reader = kb.reader()
+    assert kb.reader() is reader  # one per knowledge base
+    errors: list[BaseException] = []
+    results: list[list[str]] = []
+    stop = time.monotonic() + 20
+
+    def search() -> None:
+        try:
+            for _ in range(25):
+                if time.monotonic() > stop:
+                    break
+                results.append(names(reader.search("greyhounds kennel", k=1)))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    write_markdown(docs / "boats.md", "# Boats\n\nThe ferry to the island leaves at seven from pier four.\n")
+    writer = reader.writer()
+    try:
+        report = writer.ingest([str(docs)])
+    finally:
+        writer.close()
+    for t in threads:
+        t.join(30)
+    assert not errors and results and all(r == ["kennel.md"] for r in results)
+    assert names_of(report.added) == ["boats.md"]
+    assert names(reader.search("ferry to the island", k=1)) == ["boats.md"]  # the shared store has it
+    assert reader.status().documents == 4
+
+
+def test_reader_reloads_vectors_another_process_wrote(kb: KnowledgeBase, docs: Path) -> None:
+    reader = kb.reader()
+    assert not reader.reload_if_changed()
+    write_markdown(docs / "boats.md", "# Boats\n\nThe ferry to the island leaves at seven from pier four.\n")
+    with KnowledgeBase.open(kb.path, workers=1, **FAKE) as other:  # as `kb ingest` in another process would
+        other.ingest([str(docs)])
+    assert reader.reload_if_changed()
+    assert names(reader.search("ferry to the island", k=1)) == ["boats.md"]
+
+
+def test_ask_with_a_scripted_model_cleans_and_checks_citations(kb: KnowledgeBase) -> None:
+    llm = ScriptedLLM("Page the on-call engineer and fail over to quokka-west [1][7]. "
+                      "The gateway handles 9,400 payments per second [1].")
+    answer = kb.ask("What happens when the payment gateway returns error 5031?", k=2, llm=llm)
+    assert answer.mode == "llm" and answer.removed_citations == [7]
+    assert [c.sentence for c in answer.unsupported] == ["The gateway handles 9,400 payments per second [1]."]
+    assert Path(answer.citations[0].source).name == "gateway.md"
+    user = llm.prompts[0][1]["content"]  # type: ignore[index]
+    assert '<source n="1"' in user and "quokka-west" in user
+
+
+def test_ask_refits_when_the_server_window_is_smaller_than_it_said(kb: KnowledgeBase) -> None:
+    llm = ScriptedLLM("Fail over to quokka-west [1].", window=4096, overflow_at=150)
+    answer = kb.ask("What happens when the payment gateway returns error 5031?", k=3, llm=llm)
+    assert len(llm.prompts) == 2 and llm.window == 150 and answer.found
+
+
+def test_extractive_answer_without_a_model(kb: KnowledgeBase) -> None:
+    answer = kb.ask("What happens when the payment gateway returns error 5031?", k=2, llm="none")
+    assert answer.mode == "extractive" and "quokka-west" in answer.answer
+    assert kb.ask("sourdough starter hydration ratio", k=2, llm="none").mode == "not_found"
+
+
+def test_running_headers_and_footers_are_not_quoted() -> None:
+    from kb.answer.extractive import _quotable
+
+    assert not _quotable("Acme Corporation | Annual Report 2024 | 17")
+    assert not _quotable("17 | Acme Corporation quarterly report")
+    assert _quotable("Total revenue grew to 1,234 thousand dollars in the period.")
+
+
+# --- seams: registries, declared capabilities ---------------------------------------------------
+def test_registries_name_what_they_know() -> None:
+    assert {"pdf", "docx", "markdown", "html", "text"} <= set(file_types())
+    assert {"faiss", "milvus"} <= set(STORES.names()) and {"llama-cpp", "openai", "transformers"} <= set(LLMS.names())
+    with pytest.raises(ConfigError, match="known: faiss, milvus"):
+        STORES.get("chroma")
+    with pytest.raises(ConfigError, match="unknown parser"):
+        PARSERS.get("pptx")
+
+
+def test_store_capabilities_are_declared_and_choose_the_index() -> None:
+    faiss_store, milvus_store = STORES.get("faiss"), STORES.get("milvus")
+    assert not (faiss_store.native_filters or faiss_store.native_keyword or faiss_store.shared)
+    assert milvus_store.native_filters and milvus_store.native_keyword and milvus_store.shared
+    from kb.config import Settings
+
+    assert isinstance(open_index(Path("/nonexistent"), Settings(store="faiss")), LocalIndex)
+    assert isinstance(open_index(Path("/nonexistent"), Settings(store="milvus")), TeamIndex)
+
+
+def test_a_parser_registered_at_run_time_ingests_its_format(tmp_path: Path) -> None:
+    from kb.types import ParsedDocument
+
+    class IniParser:
+        file_type = "ini"
+        extensions = (".ini",)
+
+        def parse(self, path: Path) -> ParsedDocument:
+            from kb.ingest.base import paragraphs
+
+            return ParsedDocument(title=path.stem, blocks=paragraphs(path.read_text().replace("=", " is ")))
+
+    PARSERS.register("ini", IniParser)
+    try:
+        (tmp_path / "docs").mkdir()
+        (tmp_path / "docs" / "server.ini").write_text("timeout = ninety seconds\n")
+        with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
+            assert names_of(k.ingest([str(tmp_path / "docs")]).added) == ["server.ini"]
+            hit = k.search("timeout seconds", k=1)[0]
+            assert hit.file_type == "ini" and "ninety" in hit.text
+    finally:
+        PARSERS.unregister("ini")
+    assert "ini" not in file_types()
+
+
+def test_reindex_on_a_team_store_is_refused_before_any_work(tmp_path: Path) -> None:
+    from kb.config import Settings
+
+    index = open_index(tmp_path, Settings(store="milvus"))
+    with pytest.raises(KBError, match="reindex"):
+        index.replace_vectors(iter(()), {})
