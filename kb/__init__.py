@@ -1,10 +1,42 @@
-"""kb: a local-first knowledge base. Ingest files, search them, cite exactly where answers come from."""
+"""kb: a local-first knowledge base. Ingest files, search them, cite exactly where answers come from.
+
+    from kb import KnowledgeBase, Filters
+
+    with KnowledgeBase.open("./.kb") as kb:
+        kb.ingest(["docs"])
+        for hit in kb.search("net sales", k=3, filters=Filters(path="*2023*")):
+            print(hit.citation, hit.score)
+        print(kb.ask("What were net sales?").answer)
+
+The seams (parsers, embedders, vector stores, LLM backends) live in their subpackages, each with a
+registry that other packages extend through entry points: see the README's architecture section.
+"""
 
 from __future__ import annotations
 
+from kb.answer.citations import SentenceCheck
+from kb.answer.types import Answer, Citation, Source
 from kb.api import KnowledgeBase
-from kb.errors import KBError
-from kb.types import Chunk, FileOutcome, Hit, IngestReport, Status
+from kb.config import MODES, Settings
+from kb.errors import (
+    CatalogError,
+    ConfigError,
+    DependencyError,
+    EmbedderError,
+    EmbedderMismatchError,
+    KBError,
+    LockedError,
+    ParseError,
+    StoreError,
+)
+from kb.filters import Filters
+from kb.reader import Reader
+from kb.types import CheckReport, Chunk, FileOutcome, Hit, IngestReport, Status
 from kb.version import __version__
 
-__all__ = ["Chunk", "FileOutcome", "Hit", "IngestReport", "KBError", "KnowledgeBase", "Status", "__version__"]
+__all__ = [
+    "MODES", "Answer", "CatalogError", "CheckReport", "Chunk", "Citation", "ConfigError", "DependencyError",
+    "EmbedderError", "EmbedderMismatchError", "FileOutcome", "Filters", "Hit", "IngestReport", "KBError",
+    "KnowledgeBase", "LockedError", "ParseError", "Reader", "SentenceCheck", "Settings", "Source", "Status",
+    "StoreError", "__version__",
+]

@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kb.config import Settings, check_mode, resolve_kb_dir
-from kb.embed import Embedder, canonical_model_id, make_embedder, tokenizer_file
+from kb.embed import Embedder, canonical_model_id, make_embedder
 from kb.errors import ConfigError, EmbedderMismatchError, KBError
 from kb.index import Index, open_index
-from kb.ingest.pipeline import Pipeline, Progress, reembed
-from kb.ingest.worker import ChunkSpec
+from kb.ingest.pipeline import Pipeline, Progress, build_meta, chunk_spec, reembed
 from kb.lock import WriteLock
 from kb.types import CheckReport, Hit, IngestReport, Status
-from kb.version import __version__
 
 if TYPE_CHECKING:
     from kb.answer.types import Answer
@@ -133,27 +131,14 @@ class KnowledgeBase:
         return make_embedder(model, backend=self.settings.backend, device=self.settings.device,
                              batch_size=self.settings.batch_size)
 
-    def _spec(self, embedder: Embedder) -> ChunkSpec:
-        return ChunkSpec(tokenizer_file(embedder, self.path), self.settings.chunk_tokens,
-                         self.settings.chunk_overlap, embedder.max_seq_length)
-
-    def _build(self, embedder: Embedder) -> dict[str, str]:
-        """How the index is built, as recorded in its metadata."""
-        return {
-            "model": embedder.model_id, "dimensions": str(embedder.dimensions),
-            "max_seq_length": str(embedder.max_seq_length), "backend": embedder.backend,
-            "chunk_tokens": str(self.settings.chunk_tokens), "chunk_overlap": str(self.settings.chunk_overlap),
-            "store": self.settings.store, "kb_version": __version__,
-        }
-
     # --- writing -----------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str], *, progress: Progress | None = None) -> IngestReport:
         """Add new files, re-index changed ones, drop files gone from the folders given."""
         started = time.perf_counter()
         with self.lock:
             _ = self.model_id  # fail on a model mismatch before any work
-            pipeline = Pipeline(self.index, self.embedder, self.settings, self._spec(self.embedder))
-            build = {**self._build(self.embedder), "model": self.model_id}
+            pipeline = Pipeline(self.index, self.embedder, self.settings, chunk_spec(self.embedder, self.settings, self.path))
+            build = {**build_meta(self.embedder, self.settings), "model": self.model_id}
             report = pipeline.run(paths, build, progress=progress)
         report.seconds = time.perf_counter() - started
         return report
@@ -165,7 +150,7 @@ class KnowledgeBase:
         integrity = self.catalog.integrity()
         with self.lock:
             _ = self.model_id  # refuses another model before anything is re-embedded
-            orphans, missing = self.index.repair(reembed(self.catalog, self.embedder, self._spec(self.embedder)),
+            orphans, missing = self.index.repair(reembed(self.catalog, self.embedder, chunk_spec(self.embedder, self.settings, self.path)),
                                                  fix=repair)
         docs, chunks, _ = self.catalog.totals()
         return CheckReport(
@@ -185,19 +170,9 @@ class KnowledgeBase:
         with self.lock:
             embedder = self._embedder_for(model or self.settings.model)
             ids = sorted(self.catalog.chunk_ids())
-            done = 0
-
-            def batches() -> Iterable[tuple[list[int], Any]]:
-                nonlocal done
-                for batch, vectors in reembed(self.catalog, embedder, self._spec(embedder))(ids):
-                    yield batch, vectors
-                    done += len(batch)
-                    if progress:
-                        progress(done, len(ids), "")
-
-            build = {k: v for k, v in self._build(embedder).items() if k in ("model", "dimensions", "max_seq_length",
-                                                                              "backend")}
-            self.index.replace_vectors(batches(), build)
+            build = {k: v for k, v in build_meta(embedder, self.settings).items()
+                     if k in ("model", "dimensions", "max_seq_length", "backend")}
+            self.index.replace_vectors(reembed(self.catalog, embedder, chunk_spec(embedder, self.settings, self.path), progress)(ids), build)
             self.__dict__["embedder"] = embedder
             self.__dict__.pop("model_id", None)
             self.settings = self.settings.replace(model=embedder.model_id)
@@ -255,16 +230,7 @@ class KnowledgeBase:
                       stream=stream, **generation)
 
     def status(self) -> Status:
-        if not self.exists:
-            return Status(0, 0, 0, canonical_model_id(self.settings.model), self.settings.store, 0, [], str(self.path))
-        docs, chunks, pages = self.catalog.totals()
-        meta = self.catalog.meta()
-        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
-        return Status(
-            documents=docs, chunks=chunks, pages=pages, model=meta.get("model") or self.model_id,
-            store=meta.get("store") or self.settings.store, bytes=size, failed=self.catalog.failures(),
-            path=str(self.path), dimensions=int(meta["dimensions"]) if meta.get("dimensions") else None,
-        )
+        return self.index.status(canonical_model_id(self.settings.model))
 
     def reader(self) -> Reader:
         """A thread-safe view for reading from many threads at once (a server, a LangChain chain):

@@ -7,7 +7,7 @@ A backend entry is a callable `(model, *, device, batch_size) -> Embedder`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
 
 from kb.embed.base import Embedder, canonical_model_id, resolve_model, tokenizer_file
 from kb.registry import Registry
@@ -17,7 +17,7 @@ __all__ = ["BACKENDS", "EMBEDDERS", "Embedder", "canonical_model_id", "cuda_avai
 
 log = logging.getLogger(__name__)
 
-EMBEDDERS: Registry[Any] = Registry("kb.embedders", "embedding backend", {
+EMBEDDERS: Registry[Callable[..., Embedder]] = Registry("kb.embedders", "embedding backend", {
     "torch": "kb.embed.torch:SentenceTransformerEmbedder",
     "onnx": "kb.embed.onnx:OnnxEmbedder.fp32",
     "onnx-int8": "kb.embed.onnx:OnnxEmbedder.int8",
@@ -31,16 +31,16 @@ def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", ba
     name = backend.strip().lower()
     if name == "auto":
         if cuda_available(device):
-            return EMBEDDERS.get("torch")(model, device=device, batch_size=batch_size)  # type: ignore[no-any-return]
+            return EMBEDDERS.get("torch")(model, device=device, batch_size=batch_size)
         try:
             embedder = EMBEDDERS.get("onnx-int8")(model, device=device, batch_size=batch_size)
             _ = embedder.export_dir  # export now, so that `auto` can still fall back to torch
-            return embedder  # type: ignore[no-any-return]
+            return embedder
         except Exception as e:  # any failure to export or load: torch still works, and says so
             why = " ".join(str(e).split())[:200] or type(e).__name__
             log.warning("kb: ONNX backend unavailable (%s); embedding with torch", why)
             name = "torch"
-    return EMBEDDERS.get(name)(model, device=device, batch_size=batch_size)  # type: ignore[no-any-return]
+    return EMBEDDERS.get(name)(model, device=device, batch_size=batch_size)
 
 
 def cuda_available(device: str = "auto") -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from kb.errors import KBError
 from kb.index.catalog import Catalog
 from kb.registry import Registry
+from kb.types import Status
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,7 +111,7 @@ class DocumentRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class Index(ABC):
@@ -178,8 +179,18 @@ class Index(ABC):
     def refresh(self, max_age: float = 0.0) -> None:
         """Bring what this process sees up to date with writes made elsewhere (a team's pulls)."""
 
-    def totals(self) -> tuple[int, int, int]:
-        return self.catalog.totals() if self.exists else (0, 0, 0)
+    def status(self, model: str) -> Status:
+        """What the knowledge base holds; `model`: the one it is (or would be) built with."""
+        if not self.exists:
+            return Status(0, 0, 0, model, self.settings.store, 0, [], str(self.folder))
+        docs, chunks, pages = self.catalog.totals()
+        meta = self.catalog.meta()
+        size = sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
+        return Status(
+            documents=docs, chunks=chunks, pages=pages, model=meta.get("model") or model,
+            store=meta.get("store") or self.settings.store, bytes=size, failed=self.catalog.failures(),
+            path=str(self.folder), dimensions=int(meta["dimensions"]) if meta.get("dimensions") else None,
+        )
 
     # --- writing ----------------------------------------------------------------------------
     @abstractmethod

@@ -22,12 +22,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kb.embed.base import tokenizer_file
 from kb.errors import ConfigError
 from kb.index.base import DocumentRecord, Index
 from kb.ingest.base import is_supported
 from kb.ingest.walk import Candidate, walk
 from kb.ingest.worker import ChunkSpec, Prepared, chunker_for, prepare
 from kb.types import FileOutcome, IngestReport
+from kb.version import __version__
 
 if TYPE_CHECKING:
     import numpy as np
@@ -209,9 +211,10 @@ class Pipeline:
             pool.shutdown(cancel_futures=True)
 
 
-def reembed(catalog: Any, embedder: Embedder, spec: ChunkSpec) -> Callable[[list[int]], Iterator[tuple[list[int], np.ndarray]]]:
+def reembed(catalog: Any, embedder: Embedder, spec: ChunkSpec,
+            progress: Progress | None = None) -> Callable[[list[int]], Iterator[tuple[list[int], np.ndarray]]]:
     """Vectors for chunks already in the catalog, rebuilt from their stored text (no re-parsing):
-    a function from chunk ids to (ids, vectors) batches."""
+    a function from chunk ids to (ids, vectors) batches. `progress` sees (chunks done, chunks, "")."""
 
     def run(ids: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
         chunker = chunker_for(spec)
@@ -223,8 +226,26 @@ def reembed(catalog: Any, embedder: Embedder, spec: ChunkSpec) -> Callable[[list
                 prefix, _ = chunker.prefix(rows[i]["title"], tuple(rows[i]["headings"]))
                 texts.append(f"{prefix}\n{rows[i]['text']}" if prefix else rows[i]["text"])
             yield batch, embedder.embed_documents(texts)
+            if progress:
+                progress(min(start + REEMBED_BATCH, len(ids)), len(ids), "")
 
     return run
+
+
+def chunk_spec(embedder: Embedder, settings: Settings, folder: Path) -> ChunkSpec:
+    """What parser workers need to chunk for `embedder` (its tokenizer saved into `folder` if need be)."""
+    return ChunkSpec(tokenizer_file(embedder, folder), settings.chunk_tokens, settings.chunk_overlap,
+                     embedder.max_seq_length)
+
+
+def build_meta(embedder: Embedder, settings: Settings) -> dict[str, str]:
+    """How an index is built, as recorded in its metadata."""
+    return {
+        "model": embedder.model_id, "dimensions": str(embedder.dimensions),
+        "max_seq_length": str(embedder.max_seq_length), "backend": embedder.backend,
+        "chunk_tokens": str(settings.chunk_tokens), "chunk_overlap": str(settings.chunk_overlap),
+        "store": settings.store, "kb_version": __version__,
+    }
 
 
 class _Refused(Exception):
