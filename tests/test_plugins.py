@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,10 +38,11 @@ def kb_cli(*args: str, plugins: Path | None = None) -> subprocess.CompletedProce
 
 @pytest.mark.slow
 def test_an_installed_parser_plugin_adds_a_format(tmp_path: Path) -> None:
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "plugin"
+    shutil.copytree(PLUGIN, source)  # a build writes beside the sources: not into the repository
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
-         str(target), str(PLUGIN)], capture_output=True, text=True, timeout=300, check=False)
+         str(target), str(source)], capture_output=True, text=True, timeout=300, check=False)
     assert install.returncode == 0, install.stderr
     docs = tmp_path / "docs"
     docs.mkdir()

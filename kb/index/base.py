@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kb.errors import KBError
-from kb.index.catalog import Catalog
+from kb.index.catalog import Catalog, DocumentRecord
 from kb.registry import Registry
 from kb.types import Status
 
@@ -94,24 +93,6 @@ STORES: Registry[type[VectorStore]] = Registry("kb.stores", "vector store", {
     "faiss": "kb.index.faiss:FaissStore",
     "milvus": "kb.index.milvus:MilvusStore",
 })
-
-
-@dataclass
-class DocumentRecord:
-    """What the catalog keeps of one ingested file, besides its chunks."""
-
-    path: str  # absolute, resolved: the file's identity
-    source: str  # as the user gave it: shown in citations
-    file_type: str
-    sha256: str
-    size: int
-    mtime_ns: int
-    title: str
-    pages: int | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class Index(ABC):

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +89,28 @@ MIGRATIONS: list[str] = [
 
 
 @dataclass
-class DocumentRow:
-    id: int
-    path: str
-    source: str
+class DocumentRecord:
+    """What the catalog keeps of one ingested file, besides its chunks."""
+
+    path: str  # absolute, resolved: the file's identity
+    source: str  # as the user gave it: shown in citations
     file_type: str
     sha256: str
     size: int
     mtime_ns: int
     title: str
     pages: int | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class DocumentRow(DocumentRecord):
+    """A document as read back from the catalog, with its id (`metadata` is not read)."""
+
+    id: int = 0
 
 
 class Catalog:
@@ -156,21 +168,21 @@ class Catalog:
     # --- documents --------------------------------------------------------------------------
     def document(self, path: str) -> DocumentRow | None:
         row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ?", (path,)).fetchone()
-        return DocumentRow(*row) if row else None
+        return _document(row) if row else None
 
     def document_by_id(self, doc_id: int) -> DocumentRow | None:
         row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return DocumentRow(*row) if row else None
+        return _document(row) if row else None
 
     def documents(self) -> list[DocumentRow]:
-        return [DocumentRow(*r) for r in self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY path")]
+        return [_document(r) for r in self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY path")]
 
     def documents_under(self, root: str) -> list[DocumentRow]:
         prefix = root.rstrip("/") + "/"
         rows = self.db.execute(
             f"SELECT {_DOC_COLUMNS} FROM documents WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
         )
-        return [DocumentRow(*r) for r in rows]
+        return [_document(r) for r in rows]
 
     def touch(self, doc_id: int, *, source: str, mtime_ns: int) -> None:
         with self.transaction() as db:
@@ -359,6 +371,11 @@ class Catalog:
 
 
 _DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, pages"
+
+
+def _document(row: tuple[Any, ...]) -> DocumentRow:
+    doc_id, *rest = row
+    return DocumentRow(*rest, id=doc_id)
 
 
 def filter_sql(filters: Filters) -> tuple[str, list[object]]:
