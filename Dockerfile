@@ -24,7 +24,7 @@ RUN useradd --create-home --uid 10001 kb \
     && mkdir -p /data/kb /docs \
     && chown kb:kb /data/kb
 USER kb
-RUN python -c "from kb.index.embedder import make_embedder; make_embedder('sentence-transformers/all-MiniLM-L6-v2').embed_query('warm up')"
+RUN python -c "from kb.embed import make_embedder; make_embedder('sentence-transformers/all-MiniLM-L6-v2').embed_query('warm up')"
 
 # The knowledge base (catalog, vectors or the Milvus mirror, uploads) lives in /data/kb; documents the
 # server may ingest by path are mounted at /docs.

@@ -20,7 +20,7 @@ from kb.config import Settings, check_mode, resolve_kb_dir
 from kb.embed import Embedder, canonical_model_id, make_embedder
 from kb.errors import ConfigError, EmbedderMismatchError, KBError
 from kb.index import Index, open_index
-from kb.ingest.pipeline import Pipeline, Progress, build_meta, chunk_spec, reembed
+from kb.ingest.pipeline import Embedding, Pipeline, Progress, reembed
 from kb.lock import WriteLock
 from kb.types import CheckReport, Hit, IngestReport, Status
 
@@ -70,7 +70,7 @@ class KnowledgeBase:
 
     def close(self) -> None:
         reader, self._reader = self._reader, None
-        if reader is not None:
+        if reader is not None and not reader.closed:
             reader.close()
         index = self.__dict__.pop("index", None)
         try:
@@ -131,15 +131,16 @@ class KnowledgeBase:
         return make_embedder(model, backend=self.settings.backend, device=self.settings.device,
                              batch_size=self.settings.batch_size)
 
+    def _embedding(self, make: Callable[[], Embedder] | None = None) -> Embedding:
+        return Embedding(make or (lambda: self.embedder), self.settings, self.path)
+
     # --- writing -----------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str], *, progress: Progress | None = None) -> IngestReport:
         """Add new files, re-index changed ones, drop files gone from the folders given."""
         started = time.perf_counter()
         with self.lock:
             _ = self.model_id  # fail on a model mismatch before any work
-            pipeline = Pipeline(self.index, self.embedder, self.settings, chunk_spec(self.embedder, self.settings, self.path))
-            build = {**build_meta(self.embedder, self.settings), "model": self.model_id}
-            report = pipeline.run(paths, build, progress=progress)
+            report = Pipeline(self.index, self._embedding()).run(paths, model=self.model_id, progress=progress)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -150,8 +151,7 @@ class KnowledgeBase:
         integrity = self.catalog.integrity()
         with self.lock:
             _ = self.model_id  # refuses another model before anything is re-embedded
-            orphans, missing = self.index.repair(reembed(self.catalog, self.embedder, chunk_spec(self.embedder, self.settings, self.path)),
-                                                 fix=repair)
+            orphans, missing = self.index.repair(reembed(self.catalog, self._embedding()), fix=repair)
         docs, chunks, _ = self.catalog.totals()
         return CheckReport(
             path=str(self.path), ok=integrity == "ok" and (repair or not (orphans or missing)), integrity=integrity,
@@ -167,16 +167,19 @@ class KnowledgeBase:
         """
         if not self.exists:
             raise KBError(f"the knowledge base at {self.path} is empty: nothing to reindex")
+        self.index.check_reindex()  # before the lock and the new model are taken
         with self.lock:
-            embedder = self._embedder_for(model or self.settings.model)
+            embedding = self._embedding(lambda: self._embedder_for(model or self.settings.model))
             ids = sorted(self.catalog.chunk_ids())
-            build = {k: v for k, v in build_meta(embedder, self.settings).items()
+            build = {k: v for k, v in embedding.build().items()
                      if k in ("model", "dimensions", "max_seq_length", "backend")}
-            self.index.replace_vectors(reembed(self.catalog, embedder, chunk_spec(embedder, self.settings, self.path), progress)(ids), build)
-            self.__dict__["embedder"] = embedder
+            self.index.replace_vectors(reembed(self.catalog, embedding, progress)(ids), build)
+            self.__dict__["embedder"] = embedding.embedder
             self.__dict__.pop("model_id", None)
-            self.settings = self.settings.replace(model=embedder.model_id)
-            return len(ids)
+            self.settings = self.settings.replace(model=embedding.embedder.model_id)
+        if self._reader is not None:  # it reads with the old model and vectors: the next reader() is new
+            self._reader.close()
+        return len(ids)
 
     def remove(self, paths: Iterable[str]) -> list[str]:
         """Forget files (or every file under folders); the files themselves are not touched."""
@@ -236,7 +239,7 @@ class KnowledgeBase:
         """A thread-safe view for reading from many threads at once (a server, a LangChain chain):
         one per knowledge base, closed with it. See `kb.reader.Reader`."""
         with self._reader_guard:
-            if self._reader is None:
+            if self._reader is None or self._reader.closed:
                 from kb.reader import Reader
 
                 self._reader = Reader(self)

@@ -15,7 +15,9 @@ Concurrency, in one place:
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kb.embed.base import Embedder
+from kb.errors import KBError
 from kb.index import CATALOG_FILE, VectorStore, open_index
 from kb.index.catalog import Catalog, DocumentRow
 
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
     from kb.filters import Filters
     from kb.llm.base import LLM
     from kb.types import Hit, Status
+
+
+log = logging.getLogger(__name__)
 
 
 class RWLock:
@@ -209,10 +215,38 @@ class Reader:
         self._llms: dict[tuple[Any, ...], Any] = {}
         self._llm_guard = threading.Lock()
         self._stamp = index.stamp()
+        self._pull_guard = threading.Lock()
+        self._pulled_at = time.monotonic()  # opening the origin's catalog pulled, on a team store
+        self.closed = False
+
+    def refresh(self, max_age: float = 0.0) -> bool:
+        """A team store: pull what other members changed (if the last pull is older than `max_age` s),
+        through a writer, while readers go on. One thread pulls; the others do not wait for it.
+        Returns whether this call pulled."""
+        every = self.kb.index.refresh_every_s
+        if every is None or time.monotonic() - self._pulled_at <= max_age:
+            return False
+        if not self._pull_guard.acquire(blocking=False):
+            return False
+        try:
+            writer = self.writer()
+            try:
+                writer.refresh()  # opening its catalog pulls
+            finally:
+                writer.close()
+            self._pulled_at = time.monotonic()
+            return True
+        finally:
+            self._pull_guard.release()
 
     # --- reading -------------------------------------------------------------------------------
     def search(self, query: str, k: int = 5, *, filters: Filters | None = None, **options: Any) -> list[Hit]:
-        """As `KnowledgeBase.search`, from any thread."""
+        """As `KnowledgeBase.search`, from any thread. On a team store, pulls first when the mirror is
+        older than the index's `refresh_every_s`, as `KnowledgeBase.search` does."""
+        self._check_open()
+        every = self.kb.index.refresh_every_s
+        if every is not None:
+            self.refresh(every)
         with self.lock.read():
             return self.kb.search(query, k=k, filters=filters, **options)
 
@@ -226,6 +260,7 @@ class Reader:
     def ask(self, question: str, k: int = 5, *, filters: Filters | None = None, llm: LLM | str | None = None,
             on_token: Callable[[str], None] | None = None, stream: bool = True, **generation: Any) -> Answer:
         """As `KnowledgeBase.ask`, from any thread; the read lock is held while retrieving only."""
+        self._check_open()
         from kb.answer import answer
 
         model = self.resolve_llm(llm)
@@ -233,6 +268,7 @@ class Reader:
                       stream=stream, **generation)
 
     def status(self) -> Status:
+        self._check_open()
         with self.lock.read():
             return self.kb.status()
 
@@ -249,6 +285,7 @@ class Reader:
         """A `KnowledgeBase` for one write job (ingest, remove, a team pull): its own catalog
         connection, the shared embedder, and the shared store changed under the write lock. Close it
         when done; it takes the knowledge base's write lock like any writer."""
+        self._check_open()
         index = open_index(self.path, self.settings, store=SharedStore(self.kb.store, self.lock))
         return type(self._origin)(self.path, self.settings, index=index, embedder=self.embedder)
 
@@ -265,12 +302,9 @@ class Reader:
             return False
         self._stamp = stamp
         model = index.catalog.meta().get("model")
-        if model and model != self.kb.model_id:
-            import logging
-
-            logging.getLogger(__name__).error(
-                "kb: the index now holds %s vectors, queries here are embedded with %s: restart to use them",
-                model, self.kb.model_id)
+        if model and model != self.embedder.model_id:
+            log.error("kb: the index now holds %s vectors, queries here are embedded with %s: restart to use them",
+                      model, self.embedder.model_id)
             return False
         store = index.open_store()
         with self.lock.write():
@@ -280,6 +314,12 @@ class Reader:
             previous.close()
         return True
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise KBError(f"this reader of {self.path} is closed: get a new one with KnowledgeBase.reader()")
+
     def close(self) -> None:
+        """Close the per-thread catalogs; the store stays with the knowledge base it came from."""
         with self.lock.write():
+            self.closed = True
             self.kb.close()

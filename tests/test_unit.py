@@ -80,14 +80,47 @@ def test_check_deletes_orphan_vectors_and_reembeds_missing_ones(kb: KnowledgeBas
 
 
 def test_reindex_switches_to_a_new_vectors_file(kb: KnowledgeBase) -> None:
-    before = kb.catalog.meta()["vectors"] if "vectors" in kb.catalog.meta() else "vectors.faiss"
+    before = kb.catalog.meta().get("vectors", "vectors.faiss")
+    reader = kb.reader()
     n = kb.reindex("fake-hash-v2")
     meta = kb.catalog.meta()
     assert n == kb.catalog.totals()[1] and meta["model"] == "fake-hash-v2" and meta["vectors"] != before
-    assert not (kb.path / before).exists() and (kb.path / f"{meta['vectors']}.faiss").is_file()
+    assert not (kb.path / before).exists() and meta["vectors"].endswith(".faiss")  # as older kb versions name it
+    assert (kb.path / meta["vectors"]).is_file()
     assert names(kb.search("greyhounds", k=1)) == ["kennel.md"]
+    assert reader.closed and kb.reader() is not reader  # the old reader embedded with the old model
     with KnowledgeBase.open(kb.path, workers=1, backend="fake") as reopened:  # the index's model is kept
         assert reopened.model_id == "fake-hash-v2" and names(reopened.search("roses", k=1)) == ["garden.md"]
+
+
+def test_reindex_mends_an_unreadable_vectors_file(kb: KnowledgeBase, tmp_path: Path) -> None:
+    path = kb.path
+    kb.close()
+    (path / "vectors.faiss").write_bytes(b"not a faiss index")
+    with KnowledgeBase.open(path, workers=1, **FAKE) as k:
+        assert k.reindex() == k.catalog.totals()[1]
+        assert names(k.search("greyhounds", k=1)) == ["kennel.md"]
+
+
+def test_nothing_to_do_loads_no_model(kb: KnowledgeBase, docs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An up-to-date ingest and a check with nothing to repair never build the embedder."""
+    from kb.embed import EMBEDDERS
+
+    path = kb.path
+    kb.close()
+    monkeypatch.setitem(EMBEDDERS._entries, "fake", lambda *a, **k: pytest.fail("the model was loaded"))
+    with KnowledgeBase.open(path, workers=1, **FAKE) as k:
+        assert len(k.ingest([str(docs)]).unchanged) == 3
+        assert k.check().ok and k.check(repair=False).ok
+
+
+def test_reader_ignores_vectors_of_another_model(kb: KnowledgeBase, caplog: pytest.LogCaptureFixture) -> None:
+    """`kb reindex --model` in another process: a long-lived reader keeps its model and vectors, and says so."""
+    reader = kb.reader()
+    with KnowledgeBase.open(kb.path, workers=1, **FAKE) as other:
+        other.reindex("fake-hash-v2")
+    assert not reader.reload_if_changed()
+    assert "restart" in caplog.text and names(reader.search("greyhounds", k=1)) == ["kennel.md"]
 
 
 def test_remove_forgets_the_document_and_its_vectors(kb: KnowledgeBase, docs: Path) -> None:
@@ -167,7 +200,8 @@ def test_running_headers_and_footers_are_not_quoted() -> None:
     from kb.answer.extractive import _quotable
 
     assert not _quotable("Acme Corporation | Annual Report 2024 | 17")
-    assert not _quotable("17 | Acme Corporation quarterly report")
+    assert not _quotable("17 | Acme Corporation | quarterly report")
+    assert _quotable("Europe warehouse shipments | 1200 | 1350")  # a table row, not a footer
     assert _quotable("Total revenue grew to 1,234 thousand dollars in the period.")
 
 
@@ -222,3 +256,12 @@ def test_reindex_on_a_team_store_is_refused_before_any_work(tmp_path: Path) -> N
     index = open_index(tmp_path, Settings(store="milvus"))
     with pytest.raises(KBError, match="reindex"):
         index.replace_vectors(iter(()), {})
+
+
+def test_a_closed_reader_is_replaced(kb: KnowledgeBase) -> None:
+    """kb serve closes the reader of a knowledge base it was handed; the owner's next reader() is new."""
+    reader = kb.reader()
+    reader.close()
+    with pytest.raises(KBError, match="closed"):
+        reader.search("greyhounds")
+    assert kb.reader() is not reader and names(kb.reader().search("greyhounds", k=1)) == ["kennel.md"]

@@ -82,18 +82,30 @@ W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
 # A question that asks for a quantity; a line with a figure then gets a little more.
 _AMOUNT = re.compile(
     r"\b(how (much|many)|(amount|number|total|value|rate|percentage|share|cost|price|size|count) of"
-    r"|what (was|were|is|are) (the )?(total|amount|number|value|rate|percentage|cost|price))\b|\bhow did\b.*\bcompare",
+    r"|what (was|were|is|are) (the )?(\w+'s )?(total|net|gross|average|mean|median|amount|number|value|rate"
+    r"|percentage|cost|price))\b|\bhow did\b.*\bcompare",
     re.IGNORECASE,
 )
 # Generic English glue and question framing ("the latest", "compared with the same period"): words that
 # say how a question is asked, not what it is about.
 _STOP = STOPWORDS | frozenset({
-    "per", "vs", "versus", "latest", "recent", "recently", "reported", "report", "reports", "same", "compare",
+    "whose", "per", "vs", "versus", "latest", "recent", "recently", "reported", "report", "reports", "same", "compare",
     "compared", "comparison", "period", "periods", "year", "years", "quarter", "quarterly", "month", "months",
     "week", "weeks", "date", "dates", "current", "previous", "prior", "last", "next", "first",
 })
-# A running header or footer: fields split by "|" with the page number at one end ("Acme | Report | 12").
-_RUNNING_LINE = re.compile(r"\|\s*\d{1,4}\s*$|^\s*\d{1,4}\s*\|")
+_PAGE_NUMBER = re.compile(r"\d{1,4}")
+
+
+def _running_line(line: str) -> bool:
+    """A running header or footer: three or more fields split by "|", a bare page number at one end and
+    words in every other field ("Acme Corporation | Annual Report 2024 | 17"). A table row ("Europe | 1200
+    | 1350") has figures in more than one field."""
+    fields = [f.strip() for f in line.split("|")]
+    if len(fields) < 3:
+        return False
+    numbers = [i for i, f in enumerate(fields) if _PAGE_NUMBER.fullmatch(f)]
+    return numbers in ([0], [len(fields) - 1]) and all(
+        re.search(r"[A-Za-z]{2,}", f) for i, f in enumerate(fields) if i != numbers[0])
 
 
 def _shorten_lines(text: str, width: int) -> str:
@@ -138,7 +150,7 @@ def _quotable(sentence: str) -> bool:
     words = re.findall(r"[A-Za-z]{2,}", sentence)
     if len(sentence) < 12 or len(words) < 4 and not _table_row(sentence):
         return False
-    if _RUNNING_LINE.search(sentence):
+    if _running_line(sentence):
         return False
     letters = re.sub(r"[^A-Za-z]", "", sentence)
     return not (letters.isupper() and len(words) < 12)

@@ -129,7 +129,7 @@ def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit
         except ContextOverflowError as e:
             # The server's window is smaller than it said (llama_cpp.server does not say at all):
             # learn it from the refusal and fit again, once, if nothing was shown yet.
-            if attempt or pieces or not e.context_window or not llm.learn_context_window(e.context_window):
+            if attempt or pieces or not e.context_window or llm.learn_context_window(e.context_window) is False:
                 raise
     end = time.perf_counter()
     raw = "".join(pieces).strip()

@@ -51,7 +51,7 @@ class _Terminal(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
-            click.echo(message if message.startswith("kb:") else f"kb: {message}", err=True)
+            click.echo(message if message.startswith(("kb:", "kb ")) else f"kb: {message}", err=True)
         except Exception:  # a log line must never break a command
             self.handleError(record)
 

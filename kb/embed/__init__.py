@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from kb.embed.base import Embedder, canonical_model_id, resolve_model, tokenizer_file
+from kb.errors import ConfigError
 from kb.registry import Registry
 
 __all__ = ["BACKENDS", "EMBEDDERS", "Embedder", "canonical_model_id", "cuda_available", "make_embedder",
@@ -29,6 +30,8 @@ def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", ba
     """The embedder for a backend name. `auto`: torch fp16 on CUDA, else ONNX Runtime int8 (3.75x torch
     on CPU, doc recall@5 within 1 point: benchmarks/PERFORMANCE.md), else torch with a notice."""
     name = backend.strip().lower()
+    if name != "auto" and name not in EMBEDDERS:
+        raise ConfigError(f"unknown backend {backend!r} (known: auto, {', '.join(EMBEDDERS.names())})")
     if name == "auto":
         if cuda_available(device):
             return EMBEDDERS.get("torch")(model, device=device, batch_size=batch_size)

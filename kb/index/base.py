@@ -8,6 +8,7 @@ instead of being probed for methods; search code asks those flags.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
@@ -69,8 +70,14 @@ class VectorStore(ABC):
     def close(self) -> None:
         self.save()
 
-    def drop(self) -> None:
-        """Delete what this store holds on disk (an old generation, after `kb reindex` switched away)."""
+    @classmethod
+    def generation(cls) -> str:
+        """A name for a new generation of vectors (`kb reindex` writes one, then switches to it)."""
+        return f"vectors-{int(time.time() * 1000)}"
+
+    @classmethod
+    def drop(cls, folder: Path, vectors: str | None) -> None:
+        """Delete a generation from disk (the old one, once `kb reindex` switched away); it need not open."""
 
     @classmethod
     def stamp(cls, folder: Path, vectors: str | None) -> object | None:
@@ -89,7 +96,7 @@ class VectorStore(ABC):
 
 
 # Stores by name (entry-point group `kb.stores`); a class with `shared = True` is opened as a `TeamIndex`.
-STORES: Registry[type[VectorStore]] = Registry("kb.stores", "vector store", {
+STORES: Registry[type[VectorStore]] = Registry("kb.stores", "store", {
     "faiss": "kb.index.faiss:FaissStore",
     "milvus": "kb.index.milvus:MilvusStore",
 })
@@ -186,6 +193,9 @@ class Index(ABC):
     def repair(self, reembed: Reembed, *, fix: bool = True) -> tuple[int, int]:
         """Make store and catalog agree after an interrupted write: (vectors without a chunk,
         chunks without a vector), as found before repairing."""
+
+    def check_reindex(self) -> None:
+        """Raise a `KBError` saying why `replace_vectors` cannot work here (before any work is done)."""
 
     def replace_vectors(self, batches: Iterable[tuple[list[int], np.ndarray]], build: dict[str, str]) -> None:
         """Every chunk's vectors anew (`kb reindex`), switched to only when complete."""

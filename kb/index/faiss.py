@@ -69,8 +69,13 @@ class FaissStore(VectorStore):
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size
 
-    def drop(self) -> None:
-        self.path.unlink(missing_ok=True)
+    @classmethod
+    def generation(cls) -> str:
+        return f"{super().generation()}.faiss"  # the file's name, as older kb versions expect it
+
+    @classmethod
+    def drop(cls, folder: Path, vectors: str | None) -> None:
+        _file(folder, vectors).unlink(missing_ok=True)
 
     def _read(self, flags: int) -> Any:
         try:

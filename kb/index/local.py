@@ -4,7 +4,6 @@ catalog's stored text."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -48,16 +47,18 @@ class LocalIndex(Index):
     def replace_vectors(self, batches: Iterable[tuple[list[int], np.ndarray]], build: dict[str, str]) -> None:
         """Write every vector into a new store generation, then switch the catalog to it in one
         transaction: an interruption leaves the old vectors in use."""
-        old = self.store
-        name = f"vectors-{int(time.time() * 1000)}"
+        # The old generation is never opened: a corrupt vectors file is what a reindex may be mending.
+        old_name = self.catalog.meta().get("vectors")
+        name = self.store_class.generation()
         store = self.store_class.open(self.settings, self.folder, int(build["dimensions"]), name)
         for ids, vectors in batches:
             store.add(_ids(ids), vectors, None)
         store.save()
         self.catalog.set_meta(**build, vectors=name)
-        self.__dict__["store"] = store
-        old.close()
-        old.drop()
+        old = self.swap_store(store)
+        if old is not None:
+            old.close()
+        self.store_class.drop(self.folder, old_name)
 
 
 def _ids(values: Iterable[int]) -> np.ndarray:

@@ -227,9 +227,12 @@ class TeamIndex(Index):
             return 0, 0
         return repair(self.catalog, self.team_store, fix)
 
-    def replace_vectors(self, batches: Any, build: dict[str, str]) -> None:
+    def check_reindex(self) -> None:
         raise KBError("kb reindex does not work on a Milvus store yet: ingest into a new --collection "
                       "with the new model")
+
+    def replace_vectors(self, batches: Any, build: dict[str, str]) -> None:
+        self.check_reindex()
 
 
 def _chunk(row: dict[str, Any]) -> Chunk:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Protocol
 
-from kb.errors import UnsupportedFileError
+from kb.errors import ConfigError, UnsupportedFileError
 from kb.registry import Registry
 from kb.types import Block, ParsedDocument
+
+log = logging.getLogger(__name__)
 
 
 class Parser(Protocol):
@@ -33,16 +36,32 @@ PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
 })
 
 
+def parsers() -> dict[str, type[Parser]]:
+    """Every parser that loads, by name; a plugin that does not is skipped with a warning (once)."""
+    out: dict[str, type[Parser]] = {}
+    for name in PARSERS.names():
+        try:
+            out[name] = PARSERS.get(name)
+        except ConfigError as e:
+            if name not in _BROKEN:
+                _BROKEN.add(name)
+                log.warning("kb: %s", e)
+    return out
+
+
+_BROKEN: set[str] = set()
+
+
 def file_types() -> list[str]:
     """Every file type a parser is registered for: what `--type` and the API's `type` accept."""
-    return [PARSERS.get(name).file_type for name in PARSERS.names()]
+    return [cls.file_type for cls in parsers().values()]
 
 
 def extensions() -> dict[str, str]:
     """File extension -> parser name."""
     out: dict[str, str] = {}
-    for name in PARSERS.names():
-        for ext in PARSERS.get(name).extensions:
+    for name, cls in parsers().items():
+        for ext in cls.extensions:
             out.setdefault(ext.lower(), name)
     return out
 

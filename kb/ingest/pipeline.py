@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,18 +52,46 @@ class _Todo:
     stat: os.stat_result
 
 
-class Pipeline:
-    """One ingest run into `index` with `embedder`; the caller holds the write lock."""
+class Embedding:
+    """An index's embedder and what parser workers need to chunk for it, made on first use: an ingest
+    with nothing new, or a check with nothing to repair, loads no model."""
 
-    def __init__(self, index: Index, embedder: Embedder, settings: Settings, spec: ChunkSpec):
+    def __init__(self, make: Callable[[], Embedder], settings: Settings, folder: Path):
+        self._make, self.settings, self.folder = make, settings, folder
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self._make()
+
+    @cached_property
+    def spec(self) -> ChunkSpec:
+        """The tokenizer (saved into the knowledge base folder if the model has no file of its own)."""
+        e = self.embedder
+        return ChunkSpec(tokenizer_file(e, self.folder), self.settings.chunk_tokens, self.settings.chunk_overlap,
+                         e.max_seq_length)
+
+    def build(self) -> dict[str, str]:
+        """How an index is built, as recorded in its metadata."""
+        e = self.embedder
+        return {
+            "model": e.model_id, "dimensions": str(e.dimensions), "max_seq_length": str(e.max_seq_length),
+            "backend": e.backend, "chunk_tokens": str(self.settings.chunk_tokens),
+            "chunk_overlap": str(self.settings.chunk_overlap), "store": self.settings.store, "kb_version": __version__,
+        }
+
+
+class Pipeline:
+    """One ingest run into `index`; the caller holds the write lock."""
+
+    def __init__(self, index: Index, embedding: Embedding):
         self.index = index
         self.catalog = index.catalog
-        self.embedder = embedder
-        self.settings = settings
-        self.spec = spec
+        self.embedding = embedding
+        self.settings = embedding.settings
 
-    def run(self, paths: Iterable[str], build: dict[str, str], *, progress: Progress | None = None) -> IngestReport:
-        """Add new files, re-index changed ones, drop files gone from the folders given."""
+    def run(self, paths: Iterable[str], *, model: str, progress: Progress | None = None) -> IngestReport:
+        """Add new files, re-index changed ones, drop files gone from the folders given. `model`: the
+        id to record (the index's own, which the embedder's may only spell differently)."""
         report = IngestReport()
         candidates: list[Candidate] = []
         roots: list[str] = []
@@ -86,9 +115,9 @@ class Pipeline:
                     self.index.forget(doc.path)
                     report.removed.append(doc.source)
             self.catalog.clear_failures_under(root, keep=seen)
-        self.index.repair(reembed(self.catalog, self.embedder, self.spec))
+        self.index.repair(reembed(self.catalog, self.embedding))
         if todo:
-            self.index.record_build(build)
+            self.index.record_build({**self.embedding.build(), "model": model})
             self._index(todo, report, progress)
         self.index.save()
         return report
@@ -137,14 +166,15 @@ class Pipeline:
         last_save = time.monotonic()
         # Small documents are embedded together: full, length-sorted batches waste less padding.
         # Each document is still committed whole, after its vectors exist.
-        group_chunks = max(64, 4 * int(self.embedder.batch_size or 32))
+        embedder = self.embedding.embedder
+        group_chunks = max(64, 4 * int(embedder.batch_size or 32))
         group: list[tuple[int, _Todo, Prepared]] = []
 
         def flush() -> None:
             nonlocal last_save
             if not group:
                 return
-            vectors = self.embedder.embed_documents([c.embed_text for _, _, p in group for c in p.chunks])
+            vectors = embedder.embed_documents([c.embed_text for _, _, p in group for c in p.chunks])
             offset = 0
             for done, item, prepared in group:
                 n = len(prepared.chunks)
@@ -186,7 +216,7 @@ class Pipeline:
         workers = self.settings.workers or max(1, min(4, os.cpu_count() or 2))
         if len(todo) == 1 or workers <= 1 and len(todo) < 4:
             for item in todo:
-                yield item, prepare(str(item.cand.path), self.spec)
+                yield item, prepare(str(item.cand.path), self.embedding.spec)
             return
         pending = deque(todo)
         inflight: deque[tuple[_Todo, Future[Prepared]]] = deque()
@@ -195,7 +225,7 @@ class Pipeline:
             while pending or inflight:
                 while pending and len(inflight) < workers * 2:
                     item = pending.popleft()
-                    inflight.append((item, pool.submit(prepare, str(item.cand.path), self.spec)))
+                    inflight.append((item, pool.submit(prepare, str(item.cand.path), self.embedding.spec)))
                 item, future = inflight.popleft()
                 try:
                     yield item, future.result()
@@ -211,13 +241,15 @@ class Pipeline:
             pool.shutdown(cancel_futures=True)
 
 
-def reembed(catalog: Any, embedder: Embedder, spec: ChunkSpec,
+def reembed(catalog: Any, embedding: Embedding,
             progress: Progress | None = None) -> Callable[[list[int]], Iterator[tuple[list[int], np.ndarray]]]:
     """Vectors for chunks already in the catalog, rebuilt from their stored text (no re-parsing):
     a function from chunk ids to (ids, vectors) batches. `progress` sees (chunks done, chunks, "")."""
 
     def run(ids: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
-        chunker = chunker_for(spec)
+        if not ids:
+            return
+        chunker = chunker_for(embedding.spec)
         for start in range(0, len(ids), REEMBED_BATCH):
             batch = ids[start : start + REEMBED_BATCH]
             rows = catalog.chunks(batch)
@@ -225,27 +257,11 @@ def reembed(catalog: Any, embedder: Embedder, spec: ChunkSpec,
             for i in batch:
                 prefix, _ = chunker.prefix(rows[i]["title"], tuple(rows[i]["headings"]))
                 texts.append(f"{prefix}\n{rows[i]['text']}" if prefix else rows[i]["text"])
-            yield batch, embedder.embed_documents(texts)
+            yield batch, embedding.embedder.embed_documents(texts)
             if progress:
                 progress(min(start + REEMBED_BATCH, len(ids)), len(ids), "")
 
     return run
-
-
-def chunk_spec(embedder: Embedder, settings: Settings, folder: Path) -> ChunkSpec:
-    """What parser workers need to chunk for `embedder` (its tokenizer saved into `folder` if need be)."""
-    return ChunkSpec(tokenizer_file(embedder, folder), settings.chunk_tokens, settings.chunk_overlap,
-                     embedder.max_seq_length)
-
-
-def build_meta(embedder: Embedder, settings: Settings) -> dict[str, str]:
-    """How an index is built, as recorded in its metadata."""
-    return {
-        "model": embedder.model_id, "dimensions": str(embedder.dimensions),
-        "max_seq_length": str(embedder.max_seq_length), "backend": embedder.backend,
-        "chunk_tokens": str(settings.chunk_tokens), "chunk_overlap": str(settings.chunk_overlap),
-        "store": settings.store, "kb_version": __version__,
-    }
 
 
 class _Refused(Exception):

@@ -106,7 +106,8 @@ class Service:
         self._worker.join(timeout)
         self.reader.close()
         if self.owns_boot:
-            self.boot.close()
+            with self.reader.lock.write():  # a worker past its timeout must not write into a closing store
+                self.boot.close()
 
     # --- reading ---------------------------------------------------------------------------------
     def search(self, query: str, k: int, filters: Filters | None, mode: str | None) -> list[Hit]:
@@ -209,11 +210,7 @@ class Service:
 
     def _pull(self) -> None:
         """Team mode: bring the local mirror up to date with the shared store (what other members ingested)."""
-        writer = self.reader.writer()
-        try:
-            writer.refresh()
-        finally:
-            writer.close()
+        self.reader.refresh()
 
 
 def check_roots(roots: list[Path]) -> list[Path]:
