@@ -56,7 +56,7 @@ def test_gpu_choices_without_a_gpu() -> None:
 
 @pytest.mark.slow
 def test_backend_is_recorded_and_a_kb_keeps_working_across_backends(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The backend is recorded, not part of the index identity: a torch-built KB works under `auto`."""
     docs = _notes(tmp_path / "docs", 3)
@@ -67,7 +67,7 @@ def test_backend_is_recorded_and_a_kb_keeps_working_across_backends(
     # An index from before the setting existed has no record: it counts as torch.
     with KnowledgeBase.open(kb_dir) as kb, kb.catalog.transaction() as db:
         db.execute("DELETE FROM meta WHERE key = 'backend'")
-    capfd.readouterr()
+    caplog.clear()
     with KnowledgeBase.open(kb_dir, device="cpu") as kb:  # defaults: `auto`, ONNX int8 on a CPU
         assert kb.embedder.backend == "onnx-int8"
         assert kb.search("who is the warden of colony 2", k=1, mode="dense")[0].source.endswith("note-02.md")
@@ -75,7 +75,7 @@ def test_backend_is_recorded_and_a_kb_keeps_working_across_backends(
         report = kb.ingest([str(docs)])
         assert [Path(s).name for s in report.added] == ["note-03.md"]
         assert kb.search("who is the warden of colony 3", k=1, mode="dense")[0].source.endswith("note-03.md")
-    assert "holds torch vectors; new ones come from onnx-int8" in capfd.readouterr().err
+    assert "holds torch vectors; new ones come from onnx-int8" in caplog.text
     assert _meta(kb_dir)["backend"] == "onnx-int8"
     with KnowledgeBase.open(kb_dir, backend="torch") as kb:  # and back: still the same model's space
         assert kb.search("who is the warden of colony 1", k=1, mode="dense")[0].source.endswith("note-01.md")

@@ -265,3 +265,24 @@ def test_a_closed_reader_is_replaced(kb: KnowledgeBase) -> None:
     with pytest.raises(KBError, match="closed"):
         reader.search("greyhounds")
     assert kb.reader() is not reader and names(kb.reader().search("greyhounds", k=1)) == ["kennel.md"]
+
+
+def test_a_broken_plugin_is_one_warning_line_and_the_rest_works(docs: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library logs; the CLI shows its warnings as one line each on stderr."""
+    from click.testing import CliRunner
+
+    from kb.cli import main
+    from kb.ingest import base
+
+    PARSERS.register("broken", "kb_no_such_plugin:Parser")
+    monkeypatch.setattr(base, "_BROKEN", set())
+    try:
+        for key, value in {**FAKE, "workers": "1"}.items():
+            monkeypatch.setenv(f"KB_{key.upper()}", value)
+        result = CliRunner().invoke(main, ["ingest", str(docs), "--kb", str(tmp_path / "cli-kb")])
+    finally:
+        PARSERS.unregister("broken")
+    assert result.exit_code == 0, result.output
+    assert "kb: parser 'broken' (kb_no_such_plugin:Parser) cannot be imported" in result.stderr
+    assert "Traceback" not in result.stderr and "added 3" in result.stdout

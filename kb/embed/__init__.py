@@ -37,7 +37,7 @@ def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", ba
             return EMBEDDERS.get("torch")(model, device=device, batch_size=batch_size)
         try:
             embedder = EMBEDDERS.get("onnx-int8")(model, device=device, batch_size=batch_size)
-            _ = embedder.export_dir  # export now, so that `auto` can still fall back to torch
+            _ = embedder.dimensions  # exports the model now, so that `auto` can still fall back to torch
             return embedder
         except Exception as e:  # any failure to export or load: torch still works, and says so
             why = " ".join(str(e).split())[:200] or type(e).__name__

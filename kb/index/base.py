@@ -111,7 +111,6 @@ class Index(ABC):
     writes, and never pulls on its own.
     """
 
-    team: ClassVar[bool] = False
     refresh_every_s: ClassVar[float | None] = None  # how often a long-lived process should `refresh`
 
     def __init__(self, folder: Path, settings: Settings, *, catalog: Any = None, store: VectorStore | None = None,

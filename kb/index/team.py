@@ -170,16 +170,15 @@ def repair(catalog: Catalog, store: MilvusStore, fix: bool = True) -> tuple[int,
 class TeamIndex(Index):
     """The shared store is the truth; every write goes there first, and the catalog follows."""
 
-    team = True
     refresh_every_s = TEAM_SYNC_S
-
-    @property
-    def team_store(self) -> MilvusStore:
-        return self.store  # type: ignore[return-value]  # a `shared` store: the team methods below
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._pulled_at = 0.0
+
+    @property
+    def team_store(self) -> MilvusStore:
+        return self.store  # type: ignore[return-value]  # a `shared` store: the team methods below
 
     def _opened(self) -> None:
         if not self.readonly:  # pull what other members changed before anything reads the catalog
