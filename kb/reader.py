@@ -218,6 +218,9 @@ class Reader:
         self._pull_guard = threading.Lock()
         self._pulled_at = time.monotonic()  # opening the origin's catalog pulled, on a team store
         self.closed = False
+        # Whether `search` pulls a team store when due. A server turns it off and pulls on its worker
+        # thread instead, so that a request never waits for a pull or writes beside an ingest job.
+        self.auto_refresh = True
 
     def refresh(self, max_age: float = 0.0) -> bool:
         """A team store: pull what other members changed (if the last pull is older than `max_age` s),
@@ -245,7 +248,7 @@ class Reader:
         older than the index's `refresh_every_s`, as `KnowledgeBase.search` does."""
         self._check_open()
         every = self.kb.index.refresh_every_s
-        if every is not None:
+        if every is not None and self.auto_refresh:
             self.refresh(every)
         with self.lock.read():
             return self.kb.search(query, k=k, filters=filters, **options)

@@ -96,6 +96,7 @@ class ScriptedLLM(LLM):
             raise ContextOverflowError("prompt too long", context_window=self.overflow_at)
         yield from re.findall(r"\S+\s*", self.answer)
 
+
 RUNBOOK = """---
 title: Payments runbook
 owner: sre-team

@@ -40,7 +40,6 @@ class Source:
                 "relevance": round(self.relevance, 4)}
 
 
-
 @dataclass
 class Citation:
     n: int
@@ -60,7 +59,6 @@ class Citation:
         return {"n": self.n, "source": self.source, "page": self.page, "page_end": self.page_end,
                 "section": self.section, "quote": self.quote, "supported": self.supported,
                 "chunk_ids": self.chunk_ids}
-
 
 
 @dataclass

@@ -90,7 +90,6 @@ class SentenceTransformerEmbedder(Embedder):
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-
 @lru_cache(maxsize=4)
 def _load_model(location: str, device: str, model_id: str):  # type: ignore[no-untyped-def]
     """One copy of each model per process, however many knowledge bases are open."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CATALOG_FILE", "STORES", "DocumentRecord", "Index", "VectorStore", "open_index"]
 
+
 def open_index(folder: Path, settings: Settings, **parts: Any) -> Index:
     """The index of the knowledge base in `folder` (nothing is opened until used). `parts`: a
     `catalog` and/or `store` to use instead of opening them, and `readonly`."""

@@ -37,6 +37,7 @@ __all__ = ["KBRetriever", "MissingExtraError", "hit_to_document"]
 PagesArg = tuple[int, int] | list[int] | int | str | None
 _FILTER_FIELDS = ("path", "file_type", "pages", "section")
 
+
 def _pages(value: PagesArg) -> tuple[int, int] | None:
     """`12`, `"12"`, `"3-7"`, `(3, 7)` or `[3, 7]` -> an inclusive page range."""
     if value is None or value == "":

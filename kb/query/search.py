@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from kb.index.catalog import Catalog
     from kb.query.rerank import Reranker
 
+
 @dataclass(frozen=True)
 class Tuning:
     """The knobs of hybrid retrieval; defaults measured on sec-10q (benchmarks/RETRIEVAL.md)."""

@@ -72,6 +72,7 @@ class Service:
         self.settings = boot.settings
         self.llm = llm
         self.reader = boot.reader()
+        self.reader.auto_refresh = False  # team pulls happen on the worker thread (`_work`)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_guard = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
