@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kb.config import Settings, check_mode, resolve_kb_dir
 from kb.embed import Embedder, canonical_model_id, make_embedder
 from kb.errors import ConfigError, EmbedderMismatchError, KBError
+from kb.failpoints import failpoint
 from kb.index import Index, open_index
 from kb.ingest.pipeline import Embedding, Pipeline, Progress, reembed
 from kb.lock import WriteLock
@@ -193,6 +194,7 @@ class KnowledgeBase:
                 for doc in docs:
                     self.index.forget(doc.path)
                     removed.append(doc.source)
+                    failpoint("remove.after_forget")
             self.index.save()
         return removed
 

@@ -80,6 +80,12 @@ class VectorStore(ABC):
         """Delete a generation from disk (the old one, once `kb reindex` switched away); it need not open."""
 
     @classmethod
+    def sweep(cls, folder: Path, vectors: str | None) -> list[str]:
+        """Delete what interrupted writes left in `folder` (half-written files, generations other
+        than the live one `vectors`); called by repair, under the write lock. Returns what went."""
+        return []
+
+    @classmethod
     def stamp(cls, folder: Path, vectors: str | None) -> object | None:
         """Changes whenever another process rewrites the stored vectors (a long-lived reader then
         reopens the store); None when the store cannot tell, or serves every process live."""

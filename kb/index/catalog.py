@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import CatalogError
+from kb.failpoints import failpoint
 from kb.filters import Filters
 from kb.types import Chunk, FileOutcome
 
@@ -227,6 +228,7 @@ class Catalog:
                 )
                 new.append(int(cur.lastrowid))
             db.execute("DELETE FROM failures WHERE path = ?", (path,))
+            failpoint("catalog.in_transaction")
         return old, new
 
     def delete_document(self, path: str) -> list[int]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kb.errors import DependencyError, StoreError
+from kb.failpoints import failpoint
 from kb.index.base import VectorStore
 
 if TYPE_CHECKING:
@@ -76,6 +77,18 @@ class FaissStore(VectorStore):
     @classmethod
     def drop(cls, folder: Path, vectors: str | None) -> None:
         _file(folder, vectors).unlink(missing_ok=True)
+
+    @classmethod
+    def sweep(cls, folder: Path, vectors: str | None) -> list[str]:
+        live = _file(folder, vectors).name
+        gone = []
+        for path in folder.iterdir():
+            name = path.name
+            if (name.startswith(".vectors") and name.endswith(".tmp")) or (
+                    name.startswith("vectors") and name.endswith(".faiss") and name != live):
+                path.unlink(missing_ok=True)
+                gone.append(name)
+        return gone
 
     def _read(self, flags: int) -> Any:
         try:
@@ -157,13 +170,17 @@ class FaissStore(VectorStore):
     def save(self) -> None:
         if not self._dirty or self.index is None:
             return
+        failpoint("store.before_save")
         self._resize()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.faiss.write_index(self.index, str(tmp))
             with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+                os.fsync(f.fileno())  # the data is on disk before the name points at it
+            failpoint("store.before_rename")
             os.replace(tmp, self.path)
+            failpoint("store.after_rename")
+            _fsync_dir(self.path.parent)  # ...and the rename itself survives a power loss
         except (RuntimeError, OSError) as e:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -184,6 +201,14 @@ class FaissStore(VectorStore):
             vectors, ids = _ivf_contents(self.faiss, self.index, vectors=True)
         self.index = _train_ivf(self.faiss, vectors, ids)
         self._gpu = None
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _file(folder: Path, vectors: str | None) -> Path:

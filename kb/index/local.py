@@ -4,15 +4,19 @@ catalog's stored text."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index, Reembed
 
 if TYPE_CHECKING:
     from kb.types import Chunk
+
+log = logging.getLogger(__name__)
 
 
 class LocalIndex(Index):
@@ -20,6 +24,7 @@ class LocalIndex(Index):
         # Catalog first, in one transaction; the vectors follow. A crash in between leaves chunks
         # without vectors (or stale vectors), which `repair` fixes on the next run.
         old, new = self.catalog.replace_document(**doc.fields(), chunks=chunks)
+        failpoint("catalog.after_commit")
         self.store.delete(_ids(old))
         self.store.add(_ids(new), vectors, None)
         return old, new
@@ -36,6 +41,9 @@ class LocalIndex(Index):
         missing = sorted(in_catalog - in_store)
         if not fix:
             return len(extra), len(missing)
+        swept = self.store_class.sweep(self.folder, self.catalog.meta().get("vectors"))
+        if swept:
+            log.info("kb: removed what an interrupted write left: %s", ", ".join(swept))
         if extra:
             self.store.delete(_ids(extra))
         for ids, vectors in reembed(missing) if missing else ():
@@ -54,7 +62,9 @@ class LocalIndex(Index):
         for ids, vectors in batches:
             store.add(_ids(ids), vectors, None)
         store.save()
+        failpoint("reindex.after_save")
         self.catalog.set_meta(**build, vectors=name)
+        failpoint("reindex.after_switch")
         old = self.swap_store(store)
         if old is not None:
             old.close()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kb.errors import ConfigError, DependencyError, StoreError
+from kb.failpoints import failpoint
 from kb.index.base import VectorStore
 
 if TYPE_CHECKING:
@@ -250,6 +251,7 @@ class MilvusStore(VectorStore):
         rows = [_chunk_row(int(i), v, payloads[n] if payloads else {}) for n, (i, v) in enumerate(zip(ids, vectors))]
         with self._errors("insert"):
             for start in range(0, len(rows), INSERT_BATCH):
+                failpoint("milvus.upsert")
                 self.client.upsert(self.chunks_name, rows[start : start + INSERT_BATCH], timeout=self.timeout)
         self._dirty = True
 
@@ -292,6 +294,7 @@ class MilvusStore(VectorStore):
         if len(ids) == 0 or not self._has(self.chunks_name):
             return
         ids = [int(i) for i in ids]
+        failpoint("milvus.delete")
         with self._errors("delete"):
             for start in range(0, len(ids), DELETE_BATCH):
                 self.client.delete(self.chunks_name, ids=ids[start : start + DELETE_BATCH], timeout=self.timeout)
@@ -441,6 +444,7 @@ class MilvusStore(VectorStore):
 
     def delete_document(self, path: str) -> None:
         """Forget a document: its record first (what members sync on), then its chunks."""
+        failpoint("milvus.delete")
         with self._errors("delete document"):
             if self._has(self.docs_name):
                 self.client.delete(self.docs_name, filter=f"path == {_quote(path)}", timeout=self.timeout)
@@ -450,6 +454,7 @@ class MilvusStore(VectorStore):
 
     def delete_stale_chunks(self, path: str, sha256: str) -> None:
         """Drop the chunks of earlier versions of a document."""
+        failpoint("milvus.delete")
         if self._has(self.chunks_name):
             with self._errors("delete"):
                 self.client.delete(self.chunks_name, filter=f"path == {_quote(path)} and sha256 != {_quote(sha256)}",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kb.errors import ConfigError, KBError
+from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index, Reembed
 from kb.types import Chunk
 
@@ -94,6 +95,7 @@ def pull(catalog: Catalog, store: MilvusStore) -> SyncReport:
                 metadata=_json(doc["metadata"]), chunks=[_chunk(r) for r in found], ids=[int(r["id"]) for r in found],
             )
             report.pulled.append(doc["source"])
+            failpoint("team.pull")
     if report.incomplete:
         log.warning("%d shared document(s) are being written or were cut short; skipped: %s",
                     len(report.incomplete), ", ".join(report.incomplete[:5]))
@@ -118,9 +120,11 @@ def publish(store: MilvusStore, *, path: str, source: str, file_type: str, sha25
         for c in chunks
     ]
     store.add(np.asarray(ids, dtype=np.int64), vectors, payloads)
+    failpoint("team.after_chunks")
     store.put_document({"path": path, "source": source, "file_type": file_type, "sha256": sha256, "size": size,
                         "mtime_ns": mtime_ns, "title": title, "pages": pages, "metadata": metadata,
                         "chunks": len(chunks), "ingested_at": time.time()})
+    failpoint("team.after_record")
     if previous:
         store.delete_stale_chunks(path, sha256)
     return ids
@@ -138,20 +142,23 @@ def push_meta(catalog: Catalog, store: MilvusStore) -> None:
 def repair(catalog: Catalog, store: MilvusStore, fix: bool = True) -> tuple[int, int]:
     """`TeamIndex.repair`: (orphan chunks, chunks missing), as found.
 
-    Orphans are Milvus chunks that no document record claims (an ingest cut short between its
-    chunks and its record, or an old version whose deletion was cut short). Another member's ingest
-    in flight looks the same for a moment, so only orphans older than ORPHAN_GRACE_S are deleted.
-    Missing: mirrored chunks gone from Milvus (a member changed the document meanwhile); the
-    document is dropped from the mirror and pulled again.
+    Orphans are Milvus chunks that no document record claims: an older version of a document whose
+    deletion was cut short (written no later than the record that replaced it: deleted at once, as
+    `publish` would have), or an ingest cut short between its chunks and its record. Another
+    member's ingest in flight looks like the latter for a moment, so those go only once older than
+    ORPHAN_GRACE_S. Missing: mirrored chunks gone from Milvus (a member changed the document
+    meanwhile); the document is dropped from the mirror and pulled again.
     """
-    records = {(d["path"], d["sha256"]) for d in store.documents()}
+    documents = store.documents()
+    records = {(d["path"], d["sha256"]) for d in documents}
+    recorded_at = {d["path"]: int(d["ingested_at"]) for d in documents}
     cutoff = time.time() - ORPHAN_GRACE_S
     orphans: list[int] = []
     present: set[int] = set()
     for row in store.rows(store.chunks_name, "", ("id", "path", "sha256", "at")):
         if (row["path"], row["sha256"]) in records:
             present.add(int(row["id"]))
-        elif row["at"] < cutoff:
+        elif row["at"] < cutoff or row["at"] <= recorded_at.get(row["path"], -1):
             orphans.append(int(row["id"]))
         else:
             present.add(int(row["id"]))

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from kb.embed.base import tokenizer_file
 from kb.errors import ConfigError
+from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
 from kb.ingest.base import is_supported
 from kb.ingest.walk import Candidate, walk
@@ -175,6 +176,7 @@ class Pipeline:
             if not group:
                 return
             vectors = embedder.embed_documents([c.embed_text for _, _, p in group for c in p.chunks])
+            failpoint("ingest.after_embed")
             offset = 0
             for done, item, prepared in group:
                 n = len(prepared.chunks)
@@ -197,6 +199,7 @@ class Pipeline:
                 last_save = time.monotonic()
 
         for done, (item, prepared) in enumerate(self._prepare_all(todo), start=1):
+            failpoint("ingest.after_parse")
             if progress:
                 progress(done - 1, len(todo), item.cand.source)
             if prepared.error:
