@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,15 +69,65 @@ def test_each_bad_input_is_named_and_the_rest_ingests(tmp_path: Path, monkeypatc
     assert any(h["source"].endswith("latin1.txt") and "Résumé" in h["text"] for h in hits["hits"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
-def test_unreadable_file(tmp_path: Path) -> None:
-    docs = tmp_path / "docs"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def as_user(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """`kb ARGS` (with the fake embedder) as an unprivileged user: as nobody through setpriv when the
+    tests run as root (as CI does), else as the user running them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env.update({"KB_BACKEND": "fake", "KB_WORKERS": "1", "HOME": str(home)})
+    become = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    return subprocess.run([*become, sys.executable, "-m", "tests.fake_kb", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder the unprivileged user can use (pytest's own tmp folders are private to root)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="kb-perm-"))
+    folder.chmod(0o777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_unreadable_file_is_named_and_the_rest_ingests(shared_tmp: Path) -> None:
+    docs = shared_tmp / "docs"
     write_markdown(docs / "good.md")
     secret = docs / "secret.md"
     secret.write_text("# no")
     secret.chmod(0)
-    code, report, _ = run("ingest", str(docs))
-    assert code == 1 and report["failed"] == [{"source": str(secret), "reason": "permission denied"}]
+    docs.chmod(0o755)
+    out = as_user("ingest", str(docs), "--kb", str(shared_tmp / "kb"), "--json", home=shared_tmp)
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    assert report["failed"] == [{"source": str(secret), "reason": "permission denied"}]
+    assert [Path(a).name for a in report["added"]] == ["good.md"]
+
+
+def test_a_read_only_knowledge_base_answers_searches_and_refuses_writes_in_one_line(shared_tmp: Path) -> None:
+    docs = shared_tmp / "docs"
+    write_markdown(docs / "good.md")
+    kb_dir = shared_tmp / "kb"
+    assert as_user("ingest", str(docs), "--kb", str(kb_dir), "--json", home=shared_tmp).returncode == 0
+    for path in (kb_dir, *kb_dir.iterdir()):  # owned by root from here on, readable by all
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0)
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        found = as_user("search", "gateway error 5031", "--kb", str(kb_dir), "--json", home=shared_tmp)
+        assert found.returncode == 0, found.stderr
+        assert json.loads(found.stdout)["hits"][0]["source"].endswith("good.md")
+        write_markdown(docs / "more.md", "# More\n\nAnother note.\n")
+        refused = as_user("ingest", str(docs), "--kb", str(kb_dir), home=shared_tmp)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+        assert "read-only for this user" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        kb_dir.chmod(0o755)
 
 
 def test_ten_thousand_file_tree(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ keyword search. Schema changes are numbered migrations tracked in `PRAGMA user_v
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -117,14 +118,21 @@ class DocumentRow(DocumentRecord):
 class Catalog:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = path
+        # A folder this user cannot write (a shared, read-only knowledge base): read the file as it is.
+        # SQLite could not create the WAL index beside it, and nobody here can change it.
+        frozen = path.is_file() and not os.access(path.parent, os.W_OK)
+        readonly = readonly or frozen
         try:
             if readonly:
-                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+                mode = "ro&immutable=1" if frozen else "ro"
+                self.db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=30, check_same_thread=False)
             else:
                 self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            # WAL with a sync at every commit: a document committed before a power loss is still
+            # there after it (NORMAL would keep the file sound but may lose the last commits).
+            self.db.execute("PRAGMA synchronous=FULL")
             if not readonly:
                 self._migrate()
             else:

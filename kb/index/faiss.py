@@ -94,7 +94,8 @@ class FaissStore(VectorStore):
         try:
             return self.faiss.read_index(str(self.path), flags)
         except RuntimeError as e:
-            raise StoreError(f"{self.path}: unreadable FAISS index: {str(e).splitlines()[0]}") from e
+            raise StoreError(f"{self.path}: unreadable FAISS index ({str(e).splitlines()[0]}); "
+                             "`kb doctor` rebuilds it from the catalog") from e
 
     def _on_gpu(self) -> Any:
         """A GPU copy of a large index when faiss-gpu sees a GPU (`pip install faiss-gpu-cu12` in place of

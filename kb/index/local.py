@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kb.errors import StoreError
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index, Reembed
 
@@ -36,7 +37,15 @@ class LocalIndex(Index):
         if not self.exists:
             return 0, 0
         in_catalog = set(self.catalog.chunk_ids())
-        in_store = set(self.store.ids().tolist())
+        try:
+            in_store = set(self.store.ids().tolist())
+        except StoreError as e:  # a torn or truncated vectors file (a power loss): the vectors are derived
+            if not fix:
+                raise
+            log.warning("kb: %s: rebuilding it", e)
+            self.store_class.drop(self.folder, self.catalog.meta().get("vectors"))
+            self.__dict__.pop("store", None)
+            in_store = set(self.store.ids().tolist())
         extra = in_store - in_catalog
         missing = sorted(in_catalog - in_store)
         if not fix:
