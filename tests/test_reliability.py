@@ -239,17 +239,26 @@ def test_model_change_is_refused_then_reindexed_from_the_catalog(tmp_path: Path,
 
 @pytest.mark.slow
 def test_kill_minus_nine_at_random_moments_loses_nothing(tmp_path: Path) -> None:
-    """Ten SIGKILLs at seeded random moments of `kb ingest`, then one full run, equal a clean ingest."""
+    """Ten SIGKILLs of `kb ingest`, then one full run, equal a clean ingest. Notes are long enough that a
+    round embeds and commits several groups of documents (a window of seconds). Most kill moments are drawn
+    from the commit window measured on a copy just before (from the first document committed to the
+    catalog to the vectors saved: when catalog and vectors disagree), the others from the whole run;
+    the failpoint trace of each killed run says where it died, and at least half died inside."""
     docs = tmp_path / "docs"
+
+    def note(i: int, tag: str) -> None:
+        write_markdown(docs / f"note{i:02}.md", f"# Note {i}\n\n" + f"{tag} fact {i} is about topic {i * 7}. " * 500)
+
     for i in range(24):
-        write_markdown(docs / f"note{i:02}.md", f"# Note {i}\n\n" + f"Fact number {i} is about topic {i * 7}. " * 40)
+        note(i, "First")
     write_docx(docs / "handbook.docx")
     write_pdf(docs / "report.pdf", ["Page one of the report", "Revenue was 1,577 million"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
     exe = [sys.executable, "-m", "kb.cli.main"]
 
-    def ingest(kb_dir: Path, kill_after: float | None = None) -> int | None:
-        proc = subprocess.Popen([*exe, "ingest", str(docs), "--kb", str(kb_dir), "--quiet"], env=env,
+    def ingest(kb_dir: Path, kill_after: float | None = None, trace: Path | None = None) -> int | None:
+        run_env = {**env, "KB_FAILPOINT_LOG": str(trace)} if trace else env
+        proc = subprocess.Popen([*exe, "ingest", str(docs), "--kb", str(kb_dir), "--quiet"], env=run_env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if kill_after is None:
             return proc.wait(timeout=600)
@@ -260,27 +269,58 @@ def test_kill_minus_nine_at_random_moments_loses_nothing(tmp_path: Path) -> None
             proc.wait(timeout=30)
             return None
 
+    def events(trace: Path) -> list[tuple[str, int]]:
+        if not trace.exists():
+            return []
+        return [(name, int(ns)) for name, ns, _ in (line.split() for line in trace.read_text().splitlines())]
+
+    def commit_window(trace: Path, began_ns: int) -> tuple[float, float] | None:
+        """(first commit, last save after it), in seconds from the process start."""
+        evts = events(trace)
+        commits = [t for name, t in evts if name == "catalog.after_commit"]
+        saves = [t for name, t in evts if name == "store.after_rename" and commits and t > commits[0]]
+        if not commits or not saves:
+            return None
+        return (commits[0] - began_ns) / 1e9, (saves[-1] - began_ns) / 1e9
+
+    def died_inside(trace: Path) -> bool:
+        """Killed with documents committed to the catalog whose vectors were not saved yet."""
+        evts = events(trace)
+        commits = [t for name, t in evts if name == "catalog.after_commit"]
+        saves = [t for name, t in evts if name == "store.after_rename"]
+        return bool(commits) and (not saves or saves[-1] < commits[-1])
+
     timing_dir = tmp_path / "timing"
     started = time.monotonic()
     assert ingest(timing_dir) == 0
     full_seconds = time.monotonic() - started
 
-    rng = random.Random(20261123)
+    rng = random.Random(20261202)
     crashed = tmp_path / "crashed"
-    kills = 0
-    window = full_seconds  # kill moments are drawn within a run's length...
-    deadline = time.monotonic() + 900
+    assert ingest(crashed) == 0
+    kills = inside = 0
+    deadline = time.monotonic() + 1200
     for round_ in range(10):
         assert time.monotonic() < deadline, "fault injection ran out of time"
-        # Every round changes a third of the notes, so each run has real work to be killed in.
-        for i in rng.sample(range(24), 8):
-            write_markdown(docs / f"note{i:02}.md", f"# Note {i}\n\n" + f"Round {round_} fact {i}. " * 40)
-        began = time.monotonic()
-        if ingest(crashed, kill_after=rng.uniform(0.3, window)) is None:
+        # Every round changes half of the notes, so each run has real work to be killed in.
+        for i in rng.sample(range(24), 12):
+            note(i, f"Round {round_}")
+        probe = tmp_path / f"probe{round_}"
+        shutil.copytree(crashed, probe)
+        began = time.monotonic_ns()
+        assert ingest(probe, trace=tmp_path / f"probe{round_}.trace") == 0
+        window = commit_window(tmp_path / f"probe{round_}.trace", began)
+        if round_ % 10 < 7 and window:
+            kill_at = rng.uniform(*window)
+        else:
+            kill_at = rng.uniform(0.3, max(0.6, (time.monotonic_ns() - began) / 1e9, full_seconds / 2))
+        trace = tmp_path / f"round{round_}.trace"
+        if ingest(crashed, kill_after=kill_at, trace=trace) is None:
             kills += 1
-        else:  # ...and a run that ended first shows how long a round's work takes on this machine now
-            window = max(0.6, 0.9 * (time.monotonic() - began))
+            inside += died_inside(trace)
+    print(f"{kills} of 10 rounds killed, {inside} inside a commit window")
     assert kills >= 5  # most rounds really were killed mid-way
+    assert inside >= kills / 2, f"only {inside} of {kills} kills landed between a commit and its save"
     assert ingest(crashed) == 0
     clean_dir = tmp_path / "clean"
     assert ingest(clean_dir) == 0
