@@ -179,9 +179,22 @@ def test_kb_toml_settings_and_precedence(tmp_path: Path, docs: Path, isolated_kb
     assert Settings.load(isolated_kb).chunk_tokens == 96
     assert Settings.load(isolated_kb, {"chunk_tokens": 64}).chunk_tokens == 64
     monkeypatch.delenv("KB_CHUNK_TOKENS")
+    write_markdown(docs / "long.md", "# Long\n\n" + "The archive keeps every ledger from the harbour office. " * 60)
     kb("ingest", str(docs))
-    long_chunks = [h for h in kb_json("search", "payments", "--k", "50")["hits"]]
-    assert long_chunks
+    import sqlite3
+
+    def chunks(kb_dir: Path) -> tuple[int, int, str]:
+        db = sqlite3.connect(kb_dir / "catalog.sqlite")
+        n, longest = db.execute("SELECT count(*), max(tokens) FROM chunks").fetchone()
+        built = db.execute("SELECT value FROM meta WHERE key = 'chunk_tokens'").fetchone()[0]
+        db.close()
+        return n, longest, built
+
+    n_small, longest, built = chunks(isolated_kb)
+    assert built == "128" and longest <= 128  # the setting took effect: no chunk is longer
+    kb("ingest", str(docs), "--kb", str(tmp_path / "default"))
+    n_default, longest_default, _ = chunks(tmp_path / "default")
+    assert n_small > n_default and longest_default > 128  # the default (256) makes fewer, longer chunks
     (isolated_kb / "kb.toml").write_text("chunk_tokenz = 1\n")
     bad = kb("status")
     assert bad.exit_code == 2 and "unknown key(s) chunk_tokenz" in bad.stderr
