@@ -222,12 +222,12 @@ class Reader:
         # thread instead, so that a request never waits for a pull or writes beside an ingest job.
         self.auto_refresh = True
 
-    def refresh(self, max_age: float = 0.0) -> bool:
-        """A team store: pull what other members changed (if the last pull is older than `max_age` s),
-        through a writer, while readers go on. One thread pulls; the others do not wait for it.
-        Returns whether this call pulled."""
+    def refresh(self, max_age: float | None = 0.0) -> bool:
+        """A team store: pull what other members changed (if the last pull is older than `max_age` s;
+        None: the index's own `refresh_every_s`), through a writer, while readers go on. One thread
+        pulls; the others do not wait for it. Returns whether this call pulled."""
         every = self.kb.index.refresh_every_s
-        if every is None or time.monotonic() - self._pulled_at <= max_age:
+        if every is None or time.monotonic() - self._pulled_at <= (every if max_age is None else max_age):
             return False
         if not self._pull_guard.acquire(blocking=False):
             return False
@@ -247,9 +247,8 @@ class Reader:
         """As `KnowledgeBase.search`, from any thread. On a team store, pulls first when the mirror is
         older than the index's `refresh_every_s`, as `KnowledgeBase.search` does."""
         self._check_open()
-        every = self.kb.index.refresh_every_s
-        if every is not None and self.auto_refresh:
-            self.refresh(every)
+        if self.auto_refresh:
+            self.refresh(None)
         with self.lock.read():
             return self.kb.search(query, k=k, filters=filters, **options)
 

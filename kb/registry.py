@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -66,9 +65,6 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self.names()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
     def get(self, name: str) -> T:
         """The entry called `name`, imported if it was given as "module:attribute"."""

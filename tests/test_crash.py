@@ -93,29 +93,38 @@ def stores(tmp_path: Path) -> dict[str, dict[str, str]]:
     return {"faiss": {}, "milvus": {"store": "milvus", "store_uri": str(tmp_path / "team.db")}}
 
 
+def killed_during_v2(tmp_path: Path, failpoint: str, store: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """A knowledge base of v1 whose incremental ingest of v2 was killed at `failpoint`: (docs, kb folder)."""
+    docs, crashed = tmp_path / "docs", tmp_path / "crashed"
+    write_v1(docs)
+    ok(kb("ingest", str(docs), "--kb", str(crashed), "--json", store=store))
+    write_v2(docs)
+    killed(kb("ingest", str(docs), "--kb", str(crashed), "--json", failpoint=failpoint, store=store))
+    return docs, crashed
+
+
+def assert_recovers_to_clean(tmp_path: Path, docs: Path, crashed: Path, store_name: str = "faiss") -> dict[str, Any]:
+    """`kb doctor` then `kb ingest` leave `crashed` as a clean ingest of `docs` would be; its snapshot."""
+    store = stores(tmp_path)[store_name]
+    ok(kb("doctor", "--kb", str(crashed), "--json", store=store))
+    assert not ok(kb("ingest", str(docs), "--kb", str(crashed), "--json", store=store))["failed"]
+    (tmp_path / "clean-side").mkdir()
+    clean_store = stores(tmp_path / "clean-side")[store_name]
+    clean = tmp_path / "clean"
+    ok(kb("ingest", str(docs), "--kb", str(clean), "--json", store=clean_store))
+    after = snapshot(crashed, store)
+    assert after == snapshot(clean, clean_store)
+    return after
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("store_name,point", [(s, p) for s, points in INGEST_POINTS.items() for p in points])
 def test_killed_ingest_is_repaired_to_a_clean_state(tmp_path: Path, store_name: str, point: str) -> None:
     if store_name == "milvus":
         pytest.importorskip("milvus_lite")
     assert point in POINTS
-    store = stores(tmp_path)[store_name]
-    docs = tmp_path / "docs"
-    write_v1(docs)
-    crashed = tmp_path / "crashed"
-    ok(kb("ingest", str(docs), "--kb", str(crashed), "--json", store=store))
-    write_v2(docs)
-    killed(kb("ingest", str(docs), "--kb", str(crashed), "--json", failpoint=f"{point}:kill", store=store))
-    ok(kb("doctor", "--kb", str(crashed), "--json", store=store))
-    report = ok(kb("ingest", str(docs), "--kb", str(crashed), "--json", store=store))
-    assert not report["failed"]
-
-    clean_store = stores(tmp_path / "clean-side")[store_name]
-    (tmp_path / "clean-side").mkdir()
-    clean = tmp_path / "clean"
-    ok(kb("ingest", str(docs), "--kb", str(clean), "--json", store=clean_store))
-    after, expected = snapshot(crashed, store), snapshot(clean, clean_store)
-    assert after == expected
+    docs, crashed = killed_during_v2(tmp_path, f"{point}:kill", stores(tmp_path)[store_name])
+    after = assert_recovers_to_clean(tmp_path, docs, crashed, store_name)
     assert {Path(r[0]).name for r in after["rows"]} == {"kennel.md", "boats.md", "lighthouse.md", "report.pdf"}
 
 
@@ -185,21 +194,14 @@ def test_failpoints_are_named_and_checked() -> None:
 def test_a_torn_vectors_file_is_refused_clearly_then_rebuilt(tmp_path: Path) -> None:
     """A power loss can leave the newest vectors file cut short: searches refuse it in one line, never
     answer from it; `kb doctor` rebuilds it from the catalog."""
-    docs = tmp_path / "docs"
-    write_v1(docs)
-    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
-    ok(kb("ingest", str(docs), "--kb", str(crashed), "--json"))
-    write_v2(docs)
-    killed(kb("ingest", str(docs), "--kb", str(crashed), "--json", failpoint="catalog.after_commit:kill@2"))
+    docs, crashed = killed_during_v2(tmp_path, "catalog.after_commit:kill@2")
     vectors = crashed / "vectors.faiss"
     vectors.write_bytes(vectors.read_bytes()[: vectors.stat().st_size // 2])
     refused = kb("search", "greyhounds", "--kb", str(crashed), "--json")
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "unreadable FAISS index" in refused.stderr and "kb doctor" in refused.stderr
     assert ok(kb("doctor", "--kb", str(crashed), "--json"))["ok"]
-    ok(kb("ingest", str(docs), "--kb", str(crashed), "--json"))
-    ok(kb("ingest", str(docs), "--kb", str(clean), "--json"))
-    assert snapshot(crashed, {}) == snapshot(clean, {})
+    assert_recovers_to_clean(tmp_path, docs, crashed)
 
 
 @pytest.mark.slow
@@ -207,12 +209,7 @@ def test_a_torn_catalog_log_rolls_back_and_stale_vectors_are_never_served(tmp_pa
     """A power loss can cut the end off SQLite's write-ahead log: the catalog comes back as of an earlier
     commit, while the vectors file already holds later chunks. Those are never served, and the next
     run drops them before their ids could be used again."""
-    docs = tmp_path / "docs"
-    write_v1(docs)
-    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
-    ok(kb("ingest", str(docs), "--kb", str(crashed), "--json"))
-    write_v2(docs)
-    killed(kb("ingest", str(docs), "--kb", str(crashed), "--json", failpoint="store.after_rename:kill"))
+    docs, crashed = killed_during_v2(tmp_path, "store.after_rename:kill")
     wal = crashed / "catalog.sqlite-wal"
     assert wal.stat().st_size > 0
     wal.write_bytes(wal.read_bytes()[: wal.stat().st_size // 3])
@@ -224,7 +221,4 @@ def test_a_torn_catalog_log_rolls_back_and_stale_vectors_are_never_served(tmp_pa
     for query in QUERIES:
         for hit in ok(kb("search", query, "--kb", str(crashed), "--json", "-k", "5"))["hits"]:
             assert texts[hit["chunk_id"]] == hit["text"]  # only chunks the catalog has, with their own text
-    ok(kb("doctor", "--kb", str(crashed), "--json"))
-    ok(kb("ingest", str(docs), "--kb", str(crashed), "--json"))
-    ok(kb("ingest", str(docs), "--kb", str(clean), "--json"))
-    assert snapshot(crashed, {}) == snapshot(clean, {})
+    assert_recovers_to_clean(tmp_path, docs, crashed)

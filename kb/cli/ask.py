@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from kb.answer.citations import shorten
 from kb.cli.common import (
     CONTEXT,
     emit,
@@ -15,7 +16,6 @@ from kb.cli.common import (
     kb_option,
     open_kb,
     pop_filters,
-    snippet,
     store_options,
 )
 
@@ -80,7 +80,7 @@ def _print_answer(result: Any, streamed: str) -> None:
             click.echo("\nNearest passages:")
             for h in result.hits:
                 click.echo(f"  {h.rank}. " + click.style(h.citation, bold=True))
-                click.echo(f"     {snippet(h.text, 200)}")
+                click.echo(f"     {shorten(h.text, 200)}")
         return
     if result.citations:
         click.echo("\nSources:")
@@ -94,7 +94,7 @@ def _print_answer(result: Any, streamed: str) -> None:
     if unsupported and streamed:
         click.echo(click.style("\nNot supported by the sources:", fg="yellow"))
         for c in unsupported:
-            click.echo(f"  • “{snippet(c.sentence, 160)}”: {'; '.join(c.reasons)}")
+            click.echo(f"  • “{shorten(c.sentence, 160)}”: {'; '.join(c.reasons)}")
     if result.mode == "extractive" and result.note:
         click.echo(click.style(f"\n{result.note}", dim=True), err=True)
     elif result.llm:

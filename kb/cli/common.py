@@ -1,5 +1,5 @@
 """What every command shares: the click context, common options (knowledge base, store, filters,
---json), opening the knowledge base, output helpers, and where the library's log messages go."""
+--json), opening the knowledge base, output, and where the library's log messages go."""
 
 from __future__ import annotations
 
@@ -38,11 +38,6 @@ def open_kb(kb_dir: str | None, **overrides: Any) -> KnowledgeBase:
 def emit(obj: Any) -> None:
     """One JSON object on stdout (--json)."""
     click.echo(json.dumps(obj, ensure_ascii=False))
-
-
-def snippet(text: str, width: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"
 
 
 class _Terminal(logging.Handler):

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from kb.answer.citations import shorten
 from kb.cli.common import (
     CONTEXT,
     emit,
@@ -17,7 +18,6 @@ from kb.cli.common import (
     open_kb,
     pop_filters,
     show_logs,
-    snippet,
     store_options,
 )
 from kb.config import MODES
@@ -140,7 +140,7 @@ def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str
         click.echo("no matches", err=True)
     for h in hits:
         click.echo(f"{h.rank:>2}. {h.score:.3f}  " + click.style(h.citation, bold=True))
-        click.echo(f"    {snippet(h.text)}")
+        click.echo(f"    {shorten(h.text, 300)}")
         if h.also:
             click.echo(f"    (same passage in {', '.join(h.also)})")
 

@@ -10,7 +10,6 @@ from the catalog's stored text alone, for repair and `kb reindex`.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import time
 from collections import deque
@@ -38,8 +37,6 @@ if TYPE_CHECKING:
 
     from kb.config import Settings
     from kb.embed.base import Embedder
-
-log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]  # (files done, files to do, current source)
 SAVE_EVERY_S = 60.0  # vectors are saved at least this often during a long ingest
