@@ -1,6 +1,6 @@
 """Retrieval-augmented answering with LangChain (LCEL) over a kb knowledge base, runnable offline.
 
-Needs `pip install "kb[langchain]"` and a knowledge base (`kb ingest ./docs`); uses the same one as
+Needs `pip install -e ".[langchain]"` (in the kb checkout) and a knowledge base (`kb ingest ./docs`); uses the same one as
 the `kb` command (`--kb` aside): `$KB_DIR`, else the nearest `.kb/`, else the user data directory.
 The README's LangChain section is this file from the first import on.
 """

@@ -225,14 +225,15 @@ class KnowledgeBase:
         """Answer `question` from the top `k` passages with checked [n] citations (an `Answer`).
 
         `llm`: an `kb.llm.LLM`, a backend name, "none" (quote the best sentences), or None for the
-        configured default. `on_token` sees the answer as it streams. `generation`: temperature,
+        configured default. A model that fails to load or while answering gives way to the quoted
+        sentences, the reason in `Answer.llm_error`. `on_token` sees the answer as it streams. `generation`: temperature,
         top_p, top_k, max_tokens, num_beams. See `kb.answer`.
         """
-        from kb.answer import answer, resolve_llm
+        from kb.answer import answer, load_llm
 
-        model = resolve_llm(self.settings, llm, self._llms)
+        model, failure = load_llm(self.settings, llm, self._llms)
         return answer(self.search, self.embedder, question, k=k, filters=filters, llm=model, on_token=on_token,
-                      stream=stream, **generation)
+                      stream=stream, llm_error=failure, **generation)
 
     def status(self) -> Status:
         return self.index.status(canonical_model_id(self.settings.model))

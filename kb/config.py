@@ -54,6 +54,9 @@ class Settings:
     llm_base_url: str | None = None  # OpenAI-compatible server; default Ollama's http://127.0.0.1:11434/v1
     llm_api_key: str | None = None
     llm_context: int = 0  # context window in tokens; 0: from the model or server (capped at 8192)
+    llm_timeout: float = 300.0  # seconds to load a model, and of the LLM's silence while answering
+    # llama-cpp: the command that serves the GGUF on a loopback port (default: python -m kb.llm.llama_server)
+    llm_server: str | None = None
     # Names of the settings that a flag, a variable or kb.toml set (not defaults).
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 

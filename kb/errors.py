@@ -16,6 +16,13 @@
 from __future__ import annotations
 
 
+def install_command(extra: str) -> str:
+    """How to add an optional extra, run in the kb checkout (kb is installed from source, not an index)."""
+    if extra == "llm":  # llama-cpp-python compiles: portable, so the build runs on any x86-64 CPU
+        return "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install -e '.[llm]' (in the kb checkout)"
+    return f"pip install -e '.[{extra}]' (in the kb checkout)"
+
+
 class KBError(Exception):
     """Base of every error kb raises on purpose."""
 

@@ -252,12 +252,12 @@ class Reader:
         with self.lock.read():
             return self.kb.search(query, k=k, filters=filters, **options)
 
-    def resolve_llm(self, llm: LLM | str | None = None) -> LLM | None:
-        """The LLM `ask` uses for `llm` (see `kb.answer.resolve_llm`), loaded once."""
-        from kb.answer import resolve_llm
+    def load_llm(self, llm: LLM | str | None = None) -> tuple[LLM | None, str | None]:
+        """The LLM `ask` uses for `llm`, loaded once, or (None, why it failed): see `kb.answer.load_llm`."""
+        from kb.answer import load_llm
 
         with self._llm_guard:
-            return resolve_llm(self.settings, llm, self._llms)
+            return load_llm(self.settings, llm, self._llms)
 
     def ask(self, question: str, k: int = 5, *, filters: Filters | None = None, llm: LLM | str | None = None,
             on_token: Callable[[str], None] | None = None, stream: bool = True, **generation: Any) -> Answer:
@@ -265,9 +265,9 @@ class Reader:
         self._check_open()
         from kb.answer import answer
 
-        model = self.resolve_llm(llm)
+        model, failure = self.load_llm(llm)
         return answer(self.search, self.embedder, question, k=k, filters=filters, llm=model, on_token=on_token,
-                      stream=stream, **generation)
+                      stream=stream, llm_error=failure, **generation)
 
     def status(self) -> Status:
         self._check_open()

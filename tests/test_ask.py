@@ -241,7 +241,7 @@ def test_cli_marks_removed_and_unsupported(kb_with_note: KnowledgeBase, monkeypa
     import kb.answer
 
     llm = ScriptedLLM("Fail over to quokka-west [1][4]. The gateway handles 9,400 payments per second [1].")
-    monkeypatch.setattr(kb.answer, "resolve_llm", lambda settings, name, cache: llm)
+    monkeypatch.setattr(kb.answer, "load_llm", lambda settings, name, cache: (llm, None))
     for flags in ([], ["--no-stream"]):
         result = CliRunner().invoke(main, ["ask", "What happens on gateway error 5031?", "--kb",
                                            str(kb_with_note.path), "-k", "2", *flags])

@@ -376,7 +376,7 @@ def test_core_imports_and_works_without_langchain(tmp_path: Path) -> None:
             import kb.integrations.langchain
         except ImportError as e:
             assert isinstance(e, DependencyError), type(e)
-            assert 'pip install "kb[langchain]"' in str(e), str(e)
+            assert "pip install -e '.[langchain]' (in the kb checkout)" in str(e), str(e)
             print("hint:", e)
         else:
             raise AssertionError("kb.integrations.langchain imported without langchain-core")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
 from kb.answer.types import Answer, Citation, Source
+from kb.errors import install_command
 from kb.query.fts import STOPWORDS
 
 if TYPE_CHECKING:
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
 PLUG_IN_HINT = (
     "No LLM configured, so these are the passages' own sentences. For a written answer: run Ollama "
-    "(ollama serve; ollama pull llama3.2), or pass --llm llama-cpp --model FILE.gguf (pip install 'kb[llm]')."
+    "(ollama serve; ollama pull llama3.2), or pass --llm llama-cpp [--model FILE.gguf] after "
+    + install_command("llm") + "."
 )
 
 

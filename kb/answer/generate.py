@@ -49,11 +49,14 @@ _NOT_FOUND = re.compile(
 
 def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, filters: Filters | None = None,
            llm: LLM | None = None, on_token: Callable[[str], None] | None = None, stream: bool = True,
-           check: bool = True, **generation: Any) -> Answer:
-    """Answer `question` from what `search` finds. `llm`: the model (see `resolve_llm`), or None for an
+           check: bool = True, llm_error: str | None = None, **generation: Any) -> Answer:
+    """Answer `question` from what `search` finds. `llm`: the model (see `load_llm`), or None for an
     extractive answer. `on_token` sees the answer as it streams. `generation`: temperature, top_p,
-    top_k, max_tokens, num_beams."""
-    from kb.llm.base import GenerationOptions
+    top_k, max_tokens, num_beams. `llm_error`: why the configured model could not be loaded.
+
+    A model that fails while answering (crashes, stops answering, refuses) gives way to the
+    extractive answer, with the reason in `llm_error` and `note`: the question is never lost."""
+    from kb.llm.base import GenerationOptions, LLMError
 
     options = GenerationOptions().update(**generation)
     started = time.perf_counter()
@@ -62,17 +65,41 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
     if not hits or max(relevance) < RELEVANCE_MIN:
         return Answer(question, NOT_FOUND, [], hits, llm.name if llm else None, "not_found", found=False,
-                      timing=timing,
+                      timing=timing, llm_error=llm_error,
                       note=f"no passage is close enough to the question (best similarity "
                            f"{max(relevance, default=0.0):.2f} < {RELEVANCE_MIN}); nearest passages shown")
     sources = merge_hits(hits, relevance)
-    if llm is None:
-        result = extractive_answer(question, sources, embedder)
-        result.hits, result.timing = hits, timing
-        if on_token:
-            on_token(result.answer)
-        return result
-    return _generate(llm, question, sources, hits, embedder, options, on_token, stream, check, timing)
+    shown: list[str] = []
+    if llm is not None:
+        def show(piece: str) -> None:
+            shown.append(piece)
+            if on_token:
+                on_token(piece)
+
+        try:
+            return _generate(llm, question, sources, hits, embedder, options, show, stream, check, timing)
+        except LLMError as e:
+            llm_error = str(e)
+    result = extractive_answer(question, sources, embedder)
+    result.hits, result.timing = hits, timing
+    if llm_error:
+        result.llm_error = llm_error
+        result.note = f"{llm_error}; the answer quotes the passages instead"
+    if on_token:
+        on_token(("\n\n" if shown else "") + result.answer)
+    return result
+
+
+def load_llm(settings: Settings, llm: LLM | str | None, cache: dict[tuple[Any, ...], Any]) -> tuple[LLM | None, str | None]:
+    """`resolve_llm`, except that a model that cannot be loaded or reached gives (None, the reason):
+    the question is then answered from the passages' own sentences. A wrong setting still raises."""
+    from kb.errors import DependencyError
+    from kb.llm.base import LLMError
+
+    try:
+        return resolve_llm(settings, llm, cache), None
+    except (LLMError, DependencyError) as e:
+        return None, str(e)
 
 
 def resolve_llm(settings: Settings, llm: LLM | str | None, cache: dict[tuple[Any, ...], Any]) -> LLM | None:

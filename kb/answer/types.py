@@ -77,6 +77,7 @@ class Answer:
     checks: list[SentenceCheck] = field(default_factory=list)
     note: str | None = None
     timing: dict[str, float | int | None] = field(default_factory=dict)
+    llm_error: str | None = None  # the model failed (to load, or while answering): this answer is extractive
 
     @property
     def unsupported(self) -> list[SentenceCheck]:
@@ -91,5 +92,5 @@ class Answer:
             "unsupported": [c.to_json() for c in self.unsupported],
             "removed_citations": self.removed_citations,
             "sources": [s.to_json() for s in self.sources],
-            "note": self.note, "timing": self.timing,
+            "note": self.note, "timing": self.timing, "llm_error": self.llm_error,
         }

@@ -70,6 +70,9 @@ def _print_answer(result: Any, streamed: str) -> None:
         click.echo()
     else:
         click.echo(_marked(result))
+    if result.llm_error:
+        click.echo(click.style(f"kb: {result.llm_error}; the answer quotes the passages instead", fg="yellow"),
+                   err=True)
     if result.removed_citations:
         click.echo(click.style("kb: removed citations of sources that were not given: ", fg="yellow")
                    + ", ".join(f"[{n}]" for n in result.removed_citations), err=True)
@@ -95,7 +98,7 @@ def _print_answer(result: Any, streamed: str) -> None:
         click.echo(click.style("\nNot supported by the sources:", fg="yellow"))
         for c in unsupported:
             click.echo(f"  • “{shorten(c.sentence, 160)}”: {'; '.join(c.reasons)}")
-    if result.mode == "extractive" and result.note:
+    if result.mode == "extractive" and result.note and not result.llm_error:
         click.echo(click.style(f"\n{result.note}", dim=True), err=True)
     elif result.llm:
         click.echo(click.style(f"answered by {result.llm}", dim=True), err=True)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from kb.cli.common import CONTEXT, STORE_META, kb_option, store_options
-from kb.errors import DependencyError
+from kb.errors import DependencyError, install_command
 from kb.server.auth import TOKEN_ENV, api_token
 
 
@@ -55,7 +55,7 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
     try:
         import uvicorn
     except ImportError as e:
-        raise DependencyError('kb serve needs uvicorn and FastAPI: pip install "kb[serve]"') from e
+        raise DependencyError(f"kb serve needs uvicorn and FastAPI: {install_command('serve')}") from e
     from kb.server.app import create_app
 
     ctx = click.get_current_context()
@@ -65,6 +65,9 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
                      max_upload_mb=max_upload_mb, llm_model=llm_model, llm_base_url=llm_base_url, **store)
     svc = app.state.service
     shown = f"[{host}]" if ":" in host else host
+    if svc.llm_error:
+        click.echo(click.style(f"kb: {svc.llm_error}; answering from the passages' own sentences until it loads",
+                               fg="yellow"), err=True)
     answers = svc.llm.name if svc.llm else "none, extractive"
     click.echo(f"kb: serving {svc.path} at http://{shown}:{port}/ (LLM: {answers}; "
                f"API token: {'required' if token else 'off'})", err=True)

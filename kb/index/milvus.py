@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kb.errors import ConfigError, DependencyError, StoreError
+from kb.errors import ConfigError, DependencyError, StoreError, install_command
 from kb.failpoints import failpoint
 from kb.index.base import VectorStore
 
@@ -60,7 +60,7 @@ def _pymilvus() -> Any:
     try:
         import pymilvus
     except ImportError as e:
-        raise DependencyError('pymilvus is not available: pip install "kb[milvus]" (pymilvus, milvus-lite)') from e
+        raise DependencyError(f"pymilvus is not available: {install_command('milvus')} (pymilvus, milvus-lite)") from e
     if not os.environ.get("KB_DEBUG"):
         # RPC errors come back to us as exceptions, translated below; Lite's in-process gRPC server
         # also logs each call it lacks (AllocTimestamp, which query iterators try first).

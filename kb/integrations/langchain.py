@@ -1,4 +1,4 @@
-"""LangChain retriever over a kb knowledge base: `KBRetriever`, installed with the `kb[langchain]` extra.
+"""LangChain retriever over a kb knowledge base: `KBRetriever`, installed with the `langchain` extra.
 
 Each hit becomes a `Document` whose `page_content` is the chunk text, whose `id` is the chunk id and
 whose `metadata` carries the citation (source, page, page_end, section, citation) plus score, rank,
@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kb.api import KnowledgeBase
-from kb.errors import ConfigError, MissingExtraError
+from kb.errors import ConfigError, MissingExtraError, install_command
 from kb.filters import Filters
 from kb.types import Hit
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-INSTALL_HINT = 'pip install "kb[langchain]"'
+INSTALL_HINT = install_command("langchain")
 
 
 try:

@@ -79,8 +79,10 @@ def default_llm(settings: Settings, *, probe: bool = True, **kwargs: Any) -> LLM
         return None
     common: dict[str, Any] = dict(
         model=settings.llm_model, base_url=settings.llm_base_url, api_key=settings.llm_api_key,
-        context_window=settings.llm_context, **kwargs,
+        context_window=settings.llm_context, timeout=settings.llm_timeout, **kwargs,
     )
+    if settings.llm_server:
+        common["server"] = settings.llm_server
     if name not in AUTO:
         return create_llm(name, **common)
     if settings.llm_model or settings.llm_base_url:

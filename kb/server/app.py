@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from kb.config import MODES
-from kb.errors import ConfigError, DependencyError, KBError, LockedError
+from kb.errors import ConfigError, DependencyError, KBError, LockedError, install_command
 from kb.filters import Filters
 from kb.ingest.base import file_types
 from kb.server.auth import api_token
@@ -40,7 +40,7 @@ try:
     from pydantic import BaseModel, Field, ValidationError
     from starlette.concurrency import run_in_threadpool
 except ImportError as e:  # pragma: no cover - the core installs without the serve extra
-    raise DependencyError(f'kb serve needs FastAPI and uvicorn ({e.name or e}): pip install "kb[serve]"') from e
+    raise DependencyError(f"kb serve needs FastAPI and uvicorn ({e.name or e}): {install_command('serve')}") from e
 
 STATIC = Path(__file__).with_name("static")
 TOKEN_COOKIE = "kb_token"  # set by the web page so that a citation link (a plain navigation) can open a file

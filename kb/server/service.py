@@ -65,12 +65,16 @@ class _Cancelled(Exception):
 class Service:
     """One knowledge base served to many clients. Build with `Service.start`; `close` when done."""
 
-    def __init__(self, boot: KnowledgeBase, llm: LLM | None, *, owns_boot: bool):
+    def __init__(self, boot: KnowledgeBase, llm: LLM | None, *, owns_boot: bool, llm_error: str | None = None,
+                 wanted: LLM | str | None = None):
         self.boot = boot
         self.owns_boot = owns_boot
         self.path = boot.path
         self.settings = boot.settings
         self.llm = llm
+        # The model failed to load at start: each question tries again (and says why it could not).
+        self.llm_error = llm_error
+        self._wanted = llm if llm is not None else wanted if llm_error else "none"
         self.reader = boot.reader()
         self.reader.auto_refresh = False  # team pulls happen on the worker thread (`_work`)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -93,12 +97,12 @@ class Service:
         try:
             reader = boot.reader()  # creates the catalog file; on a team store, pulls the shared one
             reader.embedder.embed_query("warm up")
-            model = reader.resolve_llm(llm)
+            model, failure = reader.load_llm(llm)
         except BaseException:
             if owns:
                 boot.close()
             raise
-        return cls(boot, model, owns_boot=owns)
+        return cls(boot, model, owns_boot=owns, llm_error=failure, wanted=llm)
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the worker (a running ingest stops after its current file, its work kept), close the store."""
@@ -116,7 +120,7 @@ class Service:
 
     def ask(self, question: str, k: int, filters: Filters | None, on_token: Callable[[str], None] | None = None,
             stream: bool = False, **generation: Any) -> Answer:
-        return self.reader.ask(question, k=k, filters=filters, llm=self.llm or "none", on_token=on_token,
+        return self.reader.ask(question, k=k, filters=filters, llm=self._wanted, on_token=on_token,
                                stream=stream, **generation)
 
     def status(self) -> dict[str, Any]:

