@@ -18,6 +18,7 @@ from kb.answer.citations import (
     shorten,
 )
 from kb.answer.extractive import extractive_answer
+from kb.answer.grounding import missing_terms
 from kb.answer.prompt import build_messages, fit_sources, merge_hits
 from kb.answer.types import Answer, Citation, Source
 from kb.types import Hit
@@ -68,6 +69,12 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
                       timing=timing, llm_error=llm_error,
                       note=f"no passage is close enough to the question (best similarity "
                            f"{max(relevance, default=0.0):.2f} < {RELEVANCE_MIN}); nearest passages shown")
+    missing = missing_terms(question, hits, search, filters)
+    if missing:
+        said = "; ".join(t.missing for t in missing)
+        return Answer(question, f"{NOT_FOUND[:-1]}: {said}.", [], hits, llm.name if llm else None, "not_found",
+                      found=False, timing=timing, llm_error=llm_error,
+                      note=f"{said}; nearest passages shown", missing=[t.text for t in missing])
     sources = merge_hits(hits, relevance)
     shown: list[str] = []
     if llm is not None:

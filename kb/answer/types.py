@@ -78,6 +78,7 @@ class Answer:
     note: str | None = None
     timing: dict[str, float | int | None] = field(default_factory=dict)
     llm_error: str | None = None  # the model failed (to load, or while answering): this answer is extractive
+    missing: list[str] = field(default_factory=list)  # names and periods of the question no document mentions
 
     @property
     def unsupported(self) -> list[SentenceCheck]:
@@ -93,4 +94,5 @@ class Answer:
             "removed_citations": self.removed_citations,
             "sources": [s.to_json() for s in self.sources],
             "note": self.note, "timing": self.timing, "llm_error": self.llm_error,
+            "missing": self.missing,
         }

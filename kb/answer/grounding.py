@@ -1,0 +1,231 @@
+"""Is what the question is about in the documents at all? The names (companies, people, products)
+and periods (years, quarters, dates) a question asks about, read from its own text, and the ones
+no retrieved passage (nor any other passage of the knowledge base) mentions.
+
+A question about Tesla over a folder that never mentions Tesla must be answered "not found", not
+with the nearest passage about another company: `missing_terms` says what is missing, in words a
+reader can check ("no document mentions Tesla"). Generic by construction: no list of companies or
+of anything else; a name is a capitalised word the question did not capitalise for grammar.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from kb.query.fts import STOPWORDS
+
+if TYPE_CHECKING:
+    from kb.filters import Filters
+    from kb.types import Hit
+
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december")
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+ORDINALS = ("first", "second", "third", "fourth")
+_YEAR = r"(?:19|20)\d\d"
+
+# Periods, most specific first; each match is taken out of the question before the next looks.
+_DATE = re.compile(rf"(?i)\b({_MONTH})\s+(\d{{1,2}}),?\s+({_YEAR})\b")
+_QUARTER = re.compile(
+    rf"(?i)\bQ([1-4])\s*(?:of\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?'?(\d{{4}}|\d\d)\b"
+    rf"|\b([1-4])Q\s*'?(\d{{4}}|\d\d)\b"
+    rf"|\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+(?:fiscal\s+)?quarter\s+(?:of\s+)?(?:the\s+)?"
+    rf"(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?'?({_YEAR})\b"
+)
+_MONTH_YEAR = re.compile(rf"(?i)\b({_MONTH})\s+({_YEAR})\b")
+_FISCAL = re.compile(r"(?i)\b(?:FY|fiscal\s+(?:year\s+)?)\s*'?(\d{4}|\d\d)\b")
+_BARE_YEAR = re.compile(rf"(?<![\d$.,])({_YEAR})(?![\d%])")
+
+# Words that are capitalised for grammar, not because they name something.
+_FRAMING = STOPWORDS | frozenset({
+    "please", "list", "describe", "explain", "give", "tell", "compare", "summarize", "summarise", "find", "show",
+    "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
+    "question", "yes", "no", "note", "assume", "consider", "does", "did", "has", "have", "is", "are", "was",
+    "were", "will", "would", "can", "could", "should", "may", "might", "must", "i", "you", "we", "they",
+    *MONTHS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+})
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[&.’'-][A-Za-z0-9]+)*")
+_POSSESSIVE = re.compile(r"(?:['’]s|s['’])$")
+_JOINERS = {"&", "of"}
+
+
+@dataclass(frozen=True)
+class Term:
+    """A name or period the question is about: `text` as the question says it, `kind` entity | period."""
+
+    kind: str
+    text: str
+    patterns: tuple[str, ...]  # regexes: the term is mentioned where any matches (all words for entities)
+    query: str  # what to look it up with in the keyword index
+
+    @cached_property
+    def _compiled(self) -> list[re.Pattern[str]]:
+        return [re.compile(p, re.IGNORECASE) for p in self.patterns]
+
+    def found_in(self, text: str) -> bool:
+        if self.kind == "entity":
+            return all(p.search(text) for p in self._compiled)
+        return any(p.search(text) for p in self._compiled)
+
+    @property
+    def missing(self) -> str:
+        """What to tell the reader when no document has it."""
+        return f"no document mentions {self.text}" if self.kind == "entity" else f"no document covers {self.text}"
+
+
+def key_terms(question: str) -> list[Term]:
+    """The names and periods `question` asks about, in the order it names them."""
+    periods, rest = _periods(question)
+    return _entities(rest) + periods
+
+
+def missing_terms(question: str, hits: Sequence[Hit], search: Callable[..., list[Hit]],
+                  filters: Filters | None = None) -> list[Term]:
+    """The key terms of `question` that neither the retrieved `hits` nor any passage the keyword
+    index finds for them (within `filters`) mention. `search`: `(query, k=, filters=, mode=) -> hits`."""
+    missing: list[Term] = []
+    texts = [_text(h) for h in hits]
+    for term in key_terms(question):
+        if any(term.found_in(t) for t in texts):
+            continue
+        try:
+            found = search(term.query, k=10, filters=filters, mode="keyword")
+        except Exception:  # noqa: BLE001 - a failed lookup must not turn into "not found"
+            continue
+        if not any(term.found_in(_text(h)) for h in found):
+            missing.append(term)
+    return missing
+
+
+def _text(hit: Hit) -> str:
+    # The file name counts: "2023 Q3 AAPL.pdf" says which quarter its passages are about.
+    return f"{hit.source}\n{hit.section or ''}\n{hit.text}"
+
+
+# --- periods ---------------------------------------------------------------------------------------
+def _year(text: str) -> str:
+    return text if len(text) == 4 else ("20" if int(text) < 70 else "19") + text
+
+
+def _year_pattern(year: str) -> str:
+    return rf"(?<!\d){year}(?!\d)"
+
+
+def _periods(question: str) -> tuple[list[Term], str]:
+    """The periods in `question`, and the question with them blanked out (so "March" in a date is
+    not also read as a name)."""
+    found: list[tuple[int, Term]] = []
+    text = question
+
+    def take(m: re.Match[str], term: Term) -> None:
+        nonlocal text
+        found.append((m.start(), term))
+        text = text[:m.start()] + " " * (m.end() - m.start()) + text[m.end():]
+
+    for m in list(_DATE.finditer(text)):
+        month, day, year = m.group(1)[:3].lower(), int(m.group(2)), m.group(3)
+        take(m, Term("period", m.group(0), (rf"\b{month}[a-z]*\.?\s+0?{day},?\s+{year}\b",), f"{_full(month)} {day} {year}"))
+    for m in list(_QUARTER.finditer(text)):
+        if m.group(1):
+            n, year = int(m.group(1)), _year(m.group(2))
+        elif m.group(3):
+            n, year = int(m.group(3)), _year(m.group(4))
+        else:
+            n, year = _ordinal(m.group(5)), m.group(6)
+        ordinal, yy = ORDINALS[n - 1], year[2:]
+        fiscal = r"(?:of\s+)?(?:the\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?"
+        patterns = (
+            rf"\bQ{n}\s*{fiscal}'?(?:{year}|{yy})\b",
+            rf"\b{ordinal}[\s-]+(?:fiscal\s+)?quarter\s+{fiscal}{year}\b",
+            rf"\b{year}\s*[-_ ]?\s*Q{n}\b",
+            rf"\b{n}Q\s*'?(?:{year}|{yy})\b",
+        )
+        take(m, Term("period", m.group(0), patterns, f"Q{n} {year} {ordinal} quarter {year}"))
+    for m in list(_MONTH_YEAR.finditer(text)):
+        month, year = m.group(1)[:3].lower(), m.group(2)
+        take(m, Term("period", m.group(0), (rf"\b{month}[a-z]*\.?\s+(?:\d{{1,2}},?\s+)?{year}\b",), f"{_full(month)} {year}"))
+    for m in list(_FISCAL.finditer(text)):
+        year = _year(m.group(1))
+        take(m, Term("period", m.group(0), (_year_pattern(year),), year))
+    for m in list(_BARE_YEAR.finditer(text)):
+        take(m, Term("period", m.group(0), (_year_pattern(m.group(1)),), m.group(1)))
+    found.sort(key=lambda x: x[0])
+    unique: dict[str, Term] = {}
+    for _, term in found:
+        unique.setdefault(term.text.lower(), term)
+    return list(unique.values()), text
+
+
+def _full(month: str) -> str:
+    return next(m for m in MONTHS if m.startswith(month))
+
+
+def _ordinal(word: str) -> int:
+    word = word.lower()
+    return ORDINALS.index(word) + 1 if word in ORDINALS else int(word[0])
+
+
+# --- names -----------------------------------------------------------------------------------------
+def _entities(question: str) -> list[Term]:
+    """Runs of capitalised words that name something: "Tesla", "Johnson & Johnson", "iPhone",
+    "AWS". A capitalised word that starts a sentence counts only when it plainly names something
+    (possessive, all capitals, inner capitals): "Summarise ..." is grammar, "Tesla's ..." is a name."""
+    runs: list[list[str]] = []
+    current: list[str] = []
+    pending: list[str] = []  # joiners ("of", "&") that count only between two names
+    sentence_start = True
+    position = 0
+    for m in _TOKEN.finditer(question):
+        gap = question[position:m.start()].strip()
+        position = m.end()
+        if gap and gap != "&":  # punctuation ends a name
+            runs.append(current)
+            current, pending = [], []
+            sentence_start = sentence_start or bool(re.search(r"[.?!:;]", gap))
+        elif gap == "&" and current:
+            pending.append("&")
+        word = m.group(0)
+        bare = _POSSESSIVE.sub("", word)
+        if _names(word, bare, sentence_start):
+            current += [*pending, bare]
+            pending = []
+            if word != bare:  # a possessive ends the name: "NVIDIA's Data Center" names two things
+                runs.append(current)
+                current = []
+        elif current and bare.lower() in _JOINERS:
+            pending.append(bare)
+        else:
+            runs.append(current)
+            current, pending = [], []
+        sentence_start = False
+    runs.append(current)
+    out: list[Term] = []
+    seen: set[str] = set()
+    for run in filter(None, runs):
+        text = " ".join(run)
+        words = [w for part in run if part.lower() not in _JOINERS for w in re.split(r"[&.’'-]+", part) if w]
+        if not words or text.lower() in seen:
+            continue
+        seen.add(text.lower())
+        out.append(Term("entity", text, tuple(rf"\b{re.escape(w)}\b" for w in words), " ".join(words)))
+    return out
+
+
+def _names(word: str, bare: str, sentence_start: bool) -> bool:
+    if not word[0].isupper() and not any(c.isupper() for c in word[1:]):
+        return False  # no capital at all
+    if re.fullmatch(r"(?i)(?:Q[1-4]|[1-4]Q|H[12]|FY\d*|\d+)", bare):
+        return False  # a period, read elsewhere
+    lower = bare.lower()
+    inner_capitals = any(c.isupper() for c in bare[1:])
+    if lower in _FRAMING and not inner_capitals:
+        return False
+    if len(bare) < 2:
+        return False
+    if sentence_start:
+        return inner_capitals or word != bare  # "NVIDIA", "iPhone", "Tesla's"
+    return True
