@@ -33,3 +33,8 @@ class Filters:
         if lo < 1 or hi < lo:
             raise ConfigError(f"page range {text!r} is empty")
         return lo, hi
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a glob that matches only itself ("[", "*" and "?" taken literally)."""
+    return "".join(f"[{c}]" if c in "[*?" else c for c in text)

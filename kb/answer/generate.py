@@ -4,6 +4,7 @@ its context window, then check what it cites. Without a model, quote the best se
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -18,15 +19,15 @@ from kb.answer.citations import (
     shorten,
 )
 from kb.answer.extractive import extractive_answer
-from kb.answer.grounding import missing_terms
+from kb.answer.grounding import ground
 from kb.answer.prompt import build_messages, fit_sources, merge_hits
 from kb.answer.types import Answer, Citation, Source
+from kb.filters import Filters, glob_escape
 from kb.types import Hit
 
 if TYPE_CHECKING:
     from kb.config import Settings
     from kb.embed.base import Embedder
-    from kb.filters import Filters
     from kb.llm.base import LLM, GenerationOptions
 
 Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=) -> hits
@@ -38,6 +39,7 @@ Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (que
 # nearer the off-topic side, since short notes score lower than 10-Q passages on real questions.
 RELEVANCE_MIN = 0.30
 NOT_FOUND = "Not found in the knowledge base."
+WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
 _NOT_FOUND = re.compile(
     r"(sources?|documents?|context|passages?|excerpts?|knowledge base)\s+(do|does)\s+not\s+"
     r"(contain|mention|provide|include|say|specify|state|answer)"
@@ -61,7 +63,14 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
 
     options = GenerationOptions().update(**generation)
     started = time.perf_counter()
-    hits = search(question, k=k, filters=filters)
+    # A wider net, narrowed to the documents about what the question names (`ground`).
+    wide = search(question, k=max(k, min(3 * k, WIDE_K)), filters=filters)
+    grounding = ground(question, wide, search, filters)
+    focused = {h.chunk_id for h in grounding.focused}
+    hits = [h for h in wide if h.chunk_id in focused][:k]
+    if grounding.latest and not (filters and filters.path):
+        within = dataclasses.replace(filters or Filters(), path=glob_escape(grounding.latest))
+        hits = search(question, k=k, filters=within) or hits
     relevance = _relevance(embedder, question, hits)
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
     if not hits or max(relevance) < RELEVANCE_MIN:
@@ -69,8 +78,8 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
                       timing=timing, llm_error=llm_error,
                       note=f"no passage is close enough to the question (best similarity "
                            f"{max(relevance, default=0.0):.2f} < {RELEVANCE_MIN}); nearest passages shown")
-    missing = missing_terms(question, hits, search, filters)
-    if missing:
+    if grounding.missing:
+        missing = grounding.missing
         said = "; ".join(t.missing for t in missing)
         return Answer(question, f"{NOT_FOUND[:-1]}: {said}.", [], hits, llm.name if llm else None, "not_found",
                       found=False, timing=timing, llm_error=llm_error,

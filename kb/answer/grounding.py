@@ -3,7 +3,7 @@ and periods (years, quarters, dates) a question asks about, read from its own te
 no retrieved passage (nor any other passage of the knowledge base) mentions.
 
 A question about Tesla over a folder that never mentions Tesla must be answered "not found", not
-with the nearest passage about another company: `missing_terms` says what is missing, in words a
+with the nearest passage about another company: `ground` says what is missing, in words a
 reader can check ("no document mentions Tesla"). Generic by construction: no list of companies or
 of anything else; a name is a capitalised word the question did not capitalise for grammar.
 """
@@ -11,6 +11,7 @@ of anything else; a name is a capitalised word the question did not capitalise f
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -51,6 +52,7 @@ _FRAMING = STOPWORDS | frozenset({
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[&.’'-][A-Za-z0-9]+)*")
 _POSSESSIVE = re.compile(r"(?:['’]s|s['’])$")
 _JOINERS = {"&", "of"}
+LOOKUP_K = 50  # passages the keyword index is asked for, per name or period
 
 
 @dataclass(frozen=True)
@@ -83,22 +85,73 @@ def key_terms(question: str) -> list[Term]:
     return _entities(rest) + periods
 
 
-def missing_terms(question: str, hits: Sequence[Hit], search: Callable[..., list[Hit]],
-                  filters: Filters | None = None) -> list[Term]:
-    """The key terms of `question` that neither the retrieved `hits` nor any passage the keyword
-    index finds for them (within `filters`) mention. `search`: `(query, k=, filters=, mode=) -> hits`."""
+@dataclass
+class Grounding:
+    """What the knowledge base holds of a question's names and periods."""
+
+    missing: list[Term]  # named by the question, mentioned by no passage
+    focused: list[Hit]  # the retrieved passages of the documents that hold the most of the rest
+    latest: str | None = None  # the question asks for the latest: the source of the most recent document about it
+
+
+def ground(question: str, hits: Sequence[Hit], search: Callable[..., list[Hit]],
+           filters: Filters | None = None) -> Grounding:
+    """Which of the question's names and periods no passage mentions, and which retrieved passages
+    come from documents about them. A term belongs to a document when a retrieved passage of it
+    mentions the term, or when the keyword index finds the term there often (at least a quarter as
+    often as in the document that mentions it most): a filing that names a customer once is not
+    about that customer. `search`: `(query, k=, filters=, mode=) -> hits`."""
+    terms = key_terms(question)
     missing: list[Term] = []
-    texts = [_text(h) for h in hits]
-    for term in key_terms(question):
-        if any(term.found_in(t) for t in texts):
-            continue
+    docs_of: list[set[int]] = []
+    sources = {h.doc_id: h.source for h in hits}
+    for term in terms:
+        counts: Counter[int] = Counter(h.doc_id for h in hits if term.found_in(_text(h)))
         try:
-            found = search(term.query, k=10, filters=filters, mode="keyword")
+            found = search(term.query, k=LOOKUP_K, filters=filters, mode="keyword")
         except Exception:  # noqa: BLE001 - a failed lookup must not turn into "not found"
-            continue
-        if not any(term.found_in(_text(h)) for h in found):
+            found = []
+            counts[-1] += 1
+        counts.update(h.doc_id for h in found if term.found_in(_text(h)))
+        sources.update((h.doc_id, h.source) for h in found)
+        if not counts:
             missing.append(term)
-    return missing
+            continue
+        top = max(counts.values())
+        docs_of.append({d for d, n in counts.items() if n * 4 >= top} | {h.doc_id for h in hits if term.found_in(_text(h))})
+    if missing:
+        return Grounding(missing, list(hits))
+    focused = list(hits)
+    if docs_of:
+        coverage = [sum(h.doc_id in docs for docs in docs_of) for h in hits]
+        best = max(coverage)
+        focused = [h for h, c in zip(hits, coverage) if c == best] if best else focused
+    latest = None
+    if _LATEST.search(question) and not any(t.kind == "period" for t in terms):
+        # "the latest 10-Q": the most recent document about every name the question gives, by the
+        # period its own name says ("2023 Q3 ...", "..._2023Q2_...", "report-2024-06")
+        about = set.intersection(*docs_of) if docs_of else {h.doc_id for h in focused}
+        dated = {d: _period_of(sources[d]) for d in about if d in sources}
+        dated = {d: p for d, p in dated.items() if p is not None}
+        if dated:
+            latest = sources[max(dated, key=lambda d: dated[d])]
+    return Grounding([], focused, latest)
+
+
+_LATEST = re.compile(r"(?i)\b(latest|most recent|newest|most current|last reported)\b")
+
+
+def _period_of(source: str) -> tuple[int, int] | None:
+    """(year, quarter or month) from a file name: '2023 Q3 AAPL.pdf' -> (2023, 3); 'AMCOR_2023Q2_10Q' ->
+    (2023, 2); 'report-2024-06.pdf' -> (2024, 6); 'ADOBE_2017_10K' -> (2017, 0); no year -> None."""
+    name = re.split(r"[\\/]", source)[-1]
+    years = [int(y) for y in re.findall(r"(?<!\d)((?:19|20)\d\d)(?!\d{2})", name)]
+    if not years:
+        return None
+    year = max(years)
+    part = re.search(rf"{year}\s*[-_ ]?\s*Q([1-4])(?![0-9a-z])|(?<![0-9a-z])Q([1-4])\s*[-_ ]?\s*{year}"
+                     rf"|{year}[-_.](0[1-9]|1[0-2])(?![0-9a-z])", name, re.I)
+    return year, int(next((g for g in part.groups() if g), 0)) if part else 0
 
 
 def _text(hit: Hit) -> str:
