@@ -130,8 +130,8 @@ def calibrate(kb: Any, questions: list[dict[str, str]], k: int) -> dict[str, Any
     and whether their figures are found; what the check would say at several thresholds."""
     import numpy as np
 
-    from kb.answer.generate import _relevance
     from kb.answer.citations import find_numbers, number_supported, source_units
+    from kb.answer.generate import _relevance
     from kb.filters import Filters
 
     emb = kb.embedder
@@ -194,8 +194,8 @@ def check_gold_pages(kb: Any, thresholds: tuple[float, ...] = (0.35, 0.40, 0.45,
     """The checker alone, on answers known to be right: each gold answer sentence of the questions in
     benchmarks/sec10q_pages.jsonl, citing the text kb holds for the gold pages as [1], and the same
     sentence citing another company's gold pages (where it should fire)."""
-    from kb.embed.torch import SentenceTransformerEmbedder
     from kb.answer.citations import check_sentences
+    from kb.embed.torch import SentenceTransformerEmbedder
     from kb.filters import Filters
 
     with open(QUESTIONS, encoding="utf-8-sig") as f:

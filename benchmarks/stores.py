@@ -56,12 +56,12 @@ def main() -> None:
     import faiss
 
     from kb import KnowledgeBase
+    from kb.filters import Filters
     from kb.index.catalog import Catalog
     from kb.index.faiss import FaissStore
     from kb.index.milvus import MilvusStore
     from kb.index.team import publish
     from kb.query.evaluate import evaluate, load_gold
-    from kb.filters import Filters
     from kb.types import Chunk
 
     work = Path(tempfile.mkdtemp(prefix="kb-stores-"))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
+from kb.answer.tables import Cell, read_row
 from kb.answer.types import Answer, Citation, Source
 from kb.errors import install_command
 from kb.query.fts import STOPWORDS
@@ -67,13 +68,23 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
                for j in chosen):
             continue  # the same line from overlapping passages, or the same table row printed twice
         chosen.append(i)
-    lines = [f"{_shorten_lines(units[i][1], 400)} [{units[i][0].n}]" for i in chosen]
-    citations: list[Citation] = []
+    cell = _best_cell(question, words, [units[i] for i in order[:ROW_UNITS]])
+    picked: list[tuple[Source, str]] = [(cell[0], cell[2])] if cell else []
     for i in chosen:
-        s = units[i][0]
+        source, unit = units[i]
+        if _other_period(question, source, unit):
+            continue  # a row of another period than the one asked about
+        if cell and (cell[2] in unit or _same_figures(cell[2], unit)):
+            continue  # the row the first line already reads
+        if len(picked) < max_sentences:
+            picked.append((source, unit))
+    lines = [f"{cell[1]} [{cell[0].n}]"] if cell else []
+    lines += [f"{_shorten_lines(unit, 400)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
+    citations: list[Citation] = []
+    for s, unit in picked:
         if any(c.n == s.n for c in citations):
             continue
-        citations.append(Citation(s.n, s.source, s.page, s.page_end, s.section, shorten(units[i][1]), True,
+        citations.append(Citation(s.n, s.source, s.page, s.page_end, s.section, shorten(unit), True,
                                   [h.chunk_id for h in s.hits]))
     citations.sort(key=lambda c: c.n)
     return Answer(question, "\n".join(lines), citations, [], None, "extractive", sources=list(sources),
@@ -81,6 +92,37 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
 
 
 W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
+ROW_UNITS = 8  # best-scoring lines searched for the table row that answers
+
+
+def _best_cell(question: str, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
+    """The table row among `units` whose label best matches the question, read at the column of the
+    period it asks about: (its source, the cell, the row as printed)."""
+    best: tuple[float, int] | None = None
+    found: tuple[Source, Cell, str] | None = None
+    for rank, (s, unit) in enumerate(units):
+        for row in unit.split("\n"):
+            if not _table_row(row):
+                continue
+            cell = read_row(row, s.text[:max(0, s.text.find(row))], question)
+            if not isinstance(cell, Cell):
+                continue
+            label = _content_words(cell.label)
+            shared = len(words & label)
+            if not shared:
+                continue
+            key = (shared / len(words) + shared / len(label), -rank)
+            if best is None or key > best:
+                best, found = key, (s, cell, row)
+    return found
+
+
+def _other_period(question: str, source: Source, unit: str) -> bool:
+    """A table row whose columns are all of periods other than the one the question names."""
+    for row in unit.split("\n"):
+        if _table_row(row) and read_row(row, source.text[:max(0, source.text.find(row))], question) is False:
+            return True
+    return False
 # A question that asks for a quantity; a line with a figure then gets a little more.
 _AMOUNT = re.compile(
     r"\b(how (much|many)|(amount|number|total|value|rate|percentage|share|cost|price|size|count) of"

@@ -1,0 +1,106 @@
+"""A table row read the way a person reads it: its label, the column the question asks about, that
+column's header (period) and the table's unit.
+
+PDF text keeps a table as lines: a header ("Three Months Ended Nine Months Ended / July 1, 2023
+June 25, 2022 July 1, 2023 June 25, 2022"), then rows ("Total net sales $ 81,797 $ 82,959 $ 293,787
+$ 304,182"). `read_row` pairs each figure of a row with its column's date and span, so an answer
+can say "Total net sales: $81,797 million (three months ended July 1, 2023)" instead of four bare
+figures, and can refuse a row none of whose columns is the period the question asks about.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kb.answer.grounding import Term, key_terms
+
+_DATE = re.compile(r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+(?:19|20)\d\d\b")
+_SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
+                   r"(?:periods?\s+)?ended|\b(quarter|year|fiscal year)\s+ended")
+_UNIT = re.compile(r"(?i)\bin\s+(thousands|millions|billions)\b")
+_VALUE = re.compile(r"(\$\s*)?(\(?-?\d[\d,]*(?:\.\d+)?\)?)(\s*%)?")
+_SCALE = {"thousands": "thousand", "millions": "million", "billions": "billion"}
+HEADER_WINDOW = 1500  # characters before a row in which its table's header is looked for
+
+
+@dataclass(frozen=True)
+class Cell:
+    label: str  # the row's label: "Total net sales"
+    value: str  # as a reader should see it: "$81,797 million"
+    period: str  # the column's header: "three months ended July 1, 2023"
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.value} ({self.period})"
+
+
+def read_row(row: str, before: str, question: str) -> Cell | None | bool:
+    """The cell of table row `row` for the period `question` asks about, given the text `before` the
+    row (where its header is). None: the row's columns cannot be told apart (no header with dates,
+    or figures that do not line up with it). False: they can, and none is the period asked about."""
+    label_match = re.match(r"\s*([A-Za-z][^$\d(]*?)\s*(?=[$\d(])", row)
+    if not label_match:
+        return None
+    label = label_match.group(1).strip(" :.")
+    values = [(m.group(1) or "", m.group(2)) for m in _VALUE.finditer(row[label_match.end():]) if not m.group(3)]
+    header_text = " ".join(before[-HEADER_WINDOW:].split())
+    spans = list(_SPAN.finditer(header_text))
+    if not spans or len(values) < 2:
+        return None
+    header = header_text[_group_start(spans):]
+    spans = list(_SPAN.finditer(header))
+    dates = [" ".join(d.split()) for d in _DATE.findall(header)]
+    if not dates or len(values) % len(dates):
+        return None
+    if len(values) > len(dates):
+        return None  # more figures than dated columns: not this header's row
+    per_span = len(dates) // len(spans) if len(dates) % len(spans) == 0 else len(dates)
+    columns = [(_span_words(spans[min(i // per_span, len(spans) - 1)]), dates[i]) for i in range(len(dates))]
+    wanted = _wanted_column(columns, question)
+    if wanted is None:
+        return False
+    dollar, figure = values[wanted]
+    # the table's own "(In millions, except ... in thousands)", else the last unit the text states
+    unit = re.findall(r"(?i)\(\s*(?:dollars\s+|amounts\s+)?in\s+(thousands|millions|billions)", header_text) \
+        or _UNIT.findall(header_text)
+    scale = f" {_SCALE[unit[-1].lower()]}" if unit else ""
+    span, date = columns[wanted]
+    return Cell(label, f"{'$' if dollar or '$' in row else ''}{figure}{scale}", f"{span} {date}")
+
+
+def _group_start(spans: list[re.Match[str]]) -> int:
+    """Where the last header starts: the first of the span phrases that follow one another closely."""
+    start = spans[-1].start()
+    for prev in reversed(spans[:-1]):
+        if start - prev.end() > 40:
+            break
+        start = prev.start()
+    return start
+
+
+def _span_words(m: re.Match[str]) -> str:
+    text = " ".join(m.group(0).split()).lower()
+    text = re.sub(r"-(months?|weeks?)", r" \1", text)
+    return re.sub(r"\bmonth periods? ended", "months ended", text)
+
+
+def _wanted_column(columns: list[tuple[str, str]], question: str) -> int | None:
+    """The column the question asks about: its date, else its span ('nine months'), else the first
+    column (the current period, as financial tables put it first). None: the question names a
+    date no column has."""
+    periods = [t for t in key_terms(question) if t.kind == "period"]
+    candidates = list(range(len(columns)))
+    dated = [t for t in periods if _DATE.search(t.text)]
+    if dated:
+        candidates = [i for i in candidates if any(_same_date(t, columns[i][1]) for t in dated)]
+        if not candidates:
+            return None
+    span = re.search(r"(?i)\b(three|six|nine|twelve)[- ]months?\b|\bquarter(?:ly)?\b", question)
+    if span:
+        word = span.group(1).lower() if span.group(1) else "three"
+        candidates = [i for i in candidates if columns[i][0].startswith(word)] or candidates
+    return candidates[0]
+
+
+def _same_date(term: Term, date: str) -> bool:
+    return term.found_in(date)
