@@ -66,8 +66,13 @@ def test_extractive_answer_cites_the_right_10q(kb: KnowledgeBase, question: str,
     sources = {s.n: s for s in answer.sources}
     quoted = re.findall(r"(.+?) \[(\d+)\](?:\n|$)", answer.answer, flags=re.DOTALL)
     assert 1 <= len(quoted) <= 3 and "".join(f"{q} [{n}]\n" for q, n in quoted).strip() == answer.answer
-    for text, n in quoted:  # each is a sentence (and the table rows it introduces) of its passage, verbatim
+    for text, n in quoted:  # a table row read at one column, or a sentence of its passage, verbatim
         lines = split_sentences(sources[int(n)].text)
+        cell = re.fullmatch(r"(.+): \$?([\d,.]+)(?: \w+)? \((.+)\)", text)
+        if cell:
+            label, figure, _period = cell.groups()
+            assert any(x.startswith(label) and figure in x for x in lines), text
+            continue
         for line in text.split("\n"):
             assert any(x.startswith(line.rstrip("…")) for x in lines), line
     assert all(c.supported for c in answer.citations)
@@ -76,15 +81,55 @@ def test_extractive_answer_cites_the_right_10q(kb: KnowledgeBase, question: str,
 
 @pytest.mark.slow
 @pytest.mark.needs_eval
-def test_extractive_answer_quotes_the_row_that_answers(kb: KnowledgeBase) -> None:
-    """Asked for total net sales, the quote includes the filing's "Total net sales" row, once, and no
-    column header ("March 26, 2022 Change") passes for a row of figures."""
+def test_extractive_answer_reads_the_row_that_answers(kb: KnowledgeBase) -> None:
+    """Asked for total net sales of one quarter, the first line is the "Total net sales" row read at
+    that quarter's column, with the column's header and the table's unit; the row is not repeated,
+    and no column header ("March 26, 2022 Change") passes for a row of figures."""
     answer = kb.ask("What were Apple's total net sales for the quarter ended July 1, 2023?", k=5)
     lines = answer.answer.split("\n")
-    assert any(re.match(r"Total net sales \$ 81,797 \$ 82,959\b", x) for x in lines), answer.answer
+    first = re.fullmatch(r"Total net sales: \$81,797 million \(three months ended July 1, 2023\) \[(\d)\]", lines[0])
+    assert first, answer.answer
+    cited = next(c for c in answer.citations if c.n == int(first.group(1)))
+    assert os.path.basename(cited.source) == "2023 Q3 AAPL.pdf" and "81,797" in cited.quote
     assert sum("81,797" in x for x in lines) == 1, answer.answer
+    quoted = re.findall(r"(.+?) \[\d+\](?:\n|$)", answer.answer, flags=re.DOTALL)
+    assert len(quoted) <= 3 and len(lines) == len(set(lines)), answer.answer  # the row, then two supporting quotes
     assert not any(re.fullmatch(r"\w+ \d{1,2}, \d{4} Change", x) for x in lines), answer.answer
-    assert len(lines) == len(set(lines)), answer.answer
+    nine = kb.ask("What were Apple's total net sales for the nine months ended June 25, 2022?", k=5, llm="none")
+    assert nine.answer.startswith("Total net sales: $304,182 million (nine months ended June 25, 2022)"), nine.answer
+
+
+@pytest.mark.slow
+@pytest.mark.needs_eval
+@pytest.mark.parametrize(("question", "missing"), [
+    ("What was Tesla's revenue in Q3 2023?", "no document mentions Tesla"),
+    ("How many subscribers did Netflix have at the end of 2022?", "no document mentions Netflix"),
+    ("What was Boeing's backlog in the quarter ended June 30, 2023?", "no document mentions Boeing"),
+    ("What were Apple's total net sales for the quarter ended December 30, 2023?",
+     "no document covers December 30, 2023"),
+])
+def test_what_no_document_mentions_is_not_found(kb: KnowledgeBase, question: str, missing: str) -> None:
+    """A cited wrong answer is the worst thing kb can print: a question about a company, or a period,
+    that none of the documents holds is answered "not found", saying what is missing."""
+    for llm in ("none", ScriptedLLM("Revenue was $1.5 billion [1].")):
+        answer = kb.ask(question, k=5, llm=llm)
+        assert answer.mode == "not_found" and not answer.found and not answer.citations, answer.answer
+        assert answer.answer == f"Not found in the knowledge base: {missing}.", answer.answer
+        assert answer.hits  # the nearest passages are still shown
+
+
+@pytest.mark.slow
+@pytest.mark.needs_eval
+def test_answerable_questions_are_not_refused_and_cite_their_filing(kb: KnowledgeBase) -> None:
+    for question, filing in [
+        ("What was Microsoft's revenue for the quarter ended December 31, 2022?", "2023 Q1 MSFT.pdf"),
+        ("What was Apple's gross margin in the latest 10-Q?", "2023 Q3 AAPL.pdf"),
+        ("What was the gross margin for Microsoft in its most recent quarterly report?", "2023 Q1 MSFT.pdf"),
+        ("How did iPhone net sales change in the third quarter of 2023?", "2023 Q3 AAPL.pdf"),
+    ]:
+        answer = kb.ask(question, k=5, llm="none")
+        assert answer.found, (question, answer.answer)
+        assert basenames(answer) == {filing}, (question, answer.answer)
 
 
 @pytest.mark.slow

@@ -191,11 +191,13 @@ def _periods(question: str) -> tuple[list[Term], str]:
             n, year = _ordinal(m.group(5)), m.group(6)
         ordinal, yy = ORDINALS[n - 1], year[2:]
         fiscal = r"(?:of\s+)?(?:the\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?"
+        # file names join with "_" ("ACME_2023Q3_10Q"): edges are letters and digits, not \\b
+        a, z = r"(?<![0-9a-z])", r"(?![0-9a-z])"
         patterns = (
-            rf"\bQ{n}\s*{fiscal}'?(?:{year}|{yy})\b",
-            rf"\b{ordinal}[\s-]+(?:fiscal\s+)?quarter\s+{fiscal}{year}\b",
-            rf"\b{year}\s*[-_ ]?\s*Q{n}\b",
-            rf"\b{n}Q\s*'?(?:{year}|{yy})\b",
+            rf"{a}Q{n}\s*{fiscal}'?(?:{year}|{yy}){z}",
+            rf"{a}{ordinal}[\s-]+(?:fiscal\s+)?quarter\s+{fiscal}{year}{z}",
+            rf"{a}{year}\s*[-_ ]?\s*Q{n}{z}",
+            rf"{a}{n}Q\s*'?(?:{year}|{yy}){z}",
         )
         take(m, Term("period", m.group(0), patterns, f"Q{n} {year} {ordinal} quarter {year}"))
     for m in list(_MONTH_YEAR.finditer(text)):

@@ -1,0 +1,119 @@
+"""What a question is about (kb.answer.grounding) and how a table row is read (kb.answer.tables):
+the parts of `kb ask` that decide "not found" and the first line of an extractive answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from kb.answer.grounding import _period_of, ground, key_terms
+from kb.answer.tables import Cell, read_row
+from kb.types import Hit
+
+
+def terms(question: str) -> list[tuple[str, str]]:
+    return [(t.kind, t.text) for t in key_terms(question)]
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("What was Tesla's revenue in Q3 2023?", [("entity", "Tesla"), ("period", "Q3 2023")]),
+    ("What was Boeing's backlog in the quarter ended June 30, 2023?",
+     [("entity", "Boeing"), ("period", "June 30, 2023")]),
+    ("Summarise Johnson & Johnson sales in the third quarter of fiscal 2023 for the iPhone and AWS",
+     [("entity", "Johnson & Johnson"), ("entity", "iPhone"), ("entity", "AWS"),
+      ("period", "third quarter of fiscal 2023")]),
+    ("How has NVIDIA's Data Center revenue changed since March 2023?",
+     [("entity", "NVIDIA"), ("entity", "Data Center"), ("period", "March 2023")]),
+    ("What is Bank of America's net interest income in 3Q22 and FY2021?",
+     [("entity", "Bank of America"), ("period", "3Q22"), ("period", "FY2021")]),
+    # capitals that grammar put there are not names; a sentence may start with a verb kb never saw
+    ("Summarise the gross margin. Please list what changed in the latest report.", []),
+])
+def test_key_terms(question: str, expected: list[tuple[str, str]]) -> None:
+    assert terms(question) == expected
+
+
+def test_a_quarter_is_found_however_it_is_written() -> None:
+    (quarter,) = key_terms("revenue in Q3 2023")
+    for text in ("the third quarter of 2023", "Q3 2023", "third quarter of fiscal year 2023", "Q3 FY23",
+                 "docs/2023 Q3 AAPL.pdf", "AMCOR_2023Q3_10Q.pdf", "3Q23 results"):
+        assert quarter.found_in(text), text
+    for text in ("the third quarter of 2022", "Q2 2023", "2023 was a good year"):
+        assert not quarter.found_in(text), text
+
+
+def hit(doc_id: int, source: str, text: str, rank: int = 1) -> Hit:
+    return Hit(rank, 1.0, doc_id * 100 + rank, source, 1, 1, None, text, doc_id=doc_id)
+
+
+def test_ground_names_what_no_passage_mentions() -> None:
+    passages = [hit(1, "2023 Q3 ACME.pdf", "Acme revenue was $5 million in the third quarter of 2023.")]
+
+    def search(query: str, **_: object) -> list[Hit]:  # the keyword index: it holds only these passages
+        return [h for h in passages if any(w.lower() in h.text.lower() for w in query.split())]
+
+    grounding = ground("What was Globex's revenue in Q3 2023?", passages, search)
+    assert [t.missing for t in grounding.missing] == ["no document mentions Globex"]
+    assert ground("What was Acme's revenue in Q3 2023?", passages, search).missing == []
+    assert [t.text for t in ground("What was Acme's revenue in Q4 2024?", passages, search).missing] == ["Q4 2024"]
+
+
+def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one() -> None:
+    passages = [
+        hit(1, "2023 Q2 ACME.pdf", "Acme gross margin was 40%.", 1),
+        hit(2, "2024 Q1 GLOBEX.pdf", "Gross margin was 35% at Globex.", 2),
+        hit(3, "2022 Q4 ACME.pdf", "Acme gross margin was 38%.", 3),
+        hit(4, "2023 Q3 ACME.pdf", "Acme gross margin was 41%.", 4),
+    ]
+
+    def search(query: str, **_: object) -> list[Hit]:
+        return [h for h in passages if query.lower() in h.text.lower()]
+
+    grounding = ground("What was Acme's gross margin in its latest report?", passages, search)
+    assert [h.doc_id for h in grounding.focused] == [1, 3, 4]  # Globex's passage is not about Acme
+    assert grounding.latest == "2023 Q3 ACME.pdf"
+    assert ground("What was Acme's gross margin?", passages, search).latest is None
+
+
+@pytest.mark.parametrize(("name", "period"), [
+    ("/docs/2023 Q3 AAPL.pdf", (2023, 3)), ("AMCOR_2023Q2_10Q.pdf", (2023, 2)), ("report-2024-06.pdf", (2024, 6)),
+    ("ADOBE_2017_10K.pdf", (2017, 0)), ("Q4-2021 summary.md", (2021, 4)), ("notes.md", None),
+])
+def test_period_of_a_file_name(name: str, period: tuple[int, int] | None) -> None:
+    assert _period_of(name) == period
+
+
+STATEMENT = """CONDENSED CONSOLIDATED STATEMENTS OF OPERATIONS (Unaudited)
+(In millions, except number of shares which are reflected in thousands and per share amounts)
+Three Months Ended Nine Months Ended
+July 1,
+2023
+June 25,
+2022
+July 1,
+2023
+June 25,
+2022
+Net sales:
+Products $ 60,584 $ 63,355 $ 230,901 $ 245,241
+"""
+ROW = "Total net sales $ 81,797 $ 82,959 (1)% $ 293,787 $ 304,182 (3)%"
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("What were total net sales for the quarter ended July 1, 2023?",
+     "Total net sales: $81,797 million (three months ended July 1, 2023)"),
+    ("Total net sales in the quarter?", "Total net sales: $81,797 million (three months ended July 1, 2023)"),
+    ("Total net sales for the nine months ended June 25, 2022?",
+     "Total net sales: $304,182 million (nine months ended June 25, 2022)"),
+    ("Total net sales for the three months ended June 25, 2022?",
+     "Total net sales: $82,959 million (three months ended June 25, 2022)"),
+])
+def test_a_row_is_read_at_the_column_asked_about(question: str, expected: str) -> None:
+    cell = read_row(ROW, STATEMENT, question)
+    assert isinstance(cell, Cell) and str(cell) == expected
+
+
+def test_a_row_of_other_periods_is_refused_and_a_row_without_header_is_left_alone() -> None:
+    assert read_row(ROW, STATEMENT, "Total net sales for the quarter ended April 1, 2023?") is False
+    assert read_row(ROW, "Net sales by category:\n", "Total net sales?") is None
+    assert read_row("Total net sales $ 81,797 $ 82,959", STATEMENT, "Total net sales?") is None  # 2 figures, 4 columns
