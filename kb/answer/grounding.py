@@ -52,6 +52,7 @@ _FRAMING = STOPWORDS | frozenset({
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[&.’'-][A-Za-z0-9]+)*")
 _POSSESSIVE = re.compile(r"(?:['’]s|s['’])$")
 _JOINERS = {"&", "of"}
+_ACRONYM = re.compile(r"[A-Z]{2,5}")
 LOOKUP_K = 50  # passages the keyword index is asked for, per name or period
 
 
@@ -191,7 +192,7 @@ def _periods(question: str) -> tuple[list[Term], str]:
             n, year = _ordinal(m.group(5)), m.group(6)
         ordinal, yy = ORDINALS[n - 1], year[2:]
         fiscal = r"(?:of\s+)?(?:the\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?"
-        # file names join with "_" ("ACME_2023Q3_10Q"): edges are letters and digits, not \\b
+        # file names join with "_" ("ACME_2023Q3_10Q"): edges are letters and digits, not word boundaries
         a, z = r"(?<![0-9a-z])", r"(?![0-9a-z])"
         patterns = (
             rf"{a}Q{n}\s*{fiscal}'?(?:{year}|{yy}){z}",
@@ -232,6 +233,7 @@ def _entities(question: str) -> list[Term]:
     runs: list[list[str]] = []
     current: list[str] = []
     pending: list[str] = []  # joiners ("of", "&") that count only between two names
+    owners: set[str] = set()  # names the question puts in the possessive
     sentence_start = True
     position = 0
     for m in _TOKEN.finditer(question):
@@ -249,6 +251,7 @@ def _entities(question: str) -> list[Term]:
             current += [*pending, bare]
             pending = []
             if word != bare:  # a possessive ends the name: "NVIDIA's Data Center" names two things
+                owners.add(bare)
                 runs.append(current)
                 current = []
         elif current and bare.lower() in _JOINERS:
@@ -260,6 +263,14 @@ def _entities(question: str) -> list[Term]:
     runs.append(current)
     out: list[Term] = []
     seen: set[str] = set()
+    # Abbreviations the question spells out ("days payable outstanding (DPO)", "DIO is defined as")
+    # are its own shorthand, and one after a name ("Pepsico AGM") says what of it.
+    defined = set(re.findall(r"\(([A-Z]{2,6})\)", question)) | set(re.findall(r"\b([A-Z]{2,6})\s+(?:is|are)\s+defined",
+                                                                              question))
+    runs = [[w for i, w in enumerate(run) if w not in defined and not (i and _ACRONYM.fullmatch(w))] for run in runs]
+    # A bare abbreviation ("COGS", "EPS") is as often a term the documents spell out as a name; one
+    # in the possessive ("AMD's") is a name.
+    runs = [run for run in runs if not (len(run) == 1 and _ACRONYM.fullmatch(run[0]) and run[0] not in owners)]
     for run in filter(None, runs):
         text = " ".join(run)
         words = [w for part in run if part.lower() not in _JOINERS for w in re.split(r"[&.’'-]+", part) if w]
