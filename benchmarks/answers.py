@@ -5,8 +5,8 @@ what the documents cannot answer, and only that?
     python -m benchmarks.answers --kb /work/kbcache/sec10q --fb-kb /work/kbcache/fb --llm llama-cpp
 
 The four figures, each over the questions named:
-(a) gold figure in the answer: sec-10q single-filing questions whose Answer holds a figure, and
-    financebench-dev (its `answer` field);
+(a) gold figure in the answer: sec-10q single-filing questions whose Answer holds an amount
+    (`figures`: $, %, a scale word or thousands separators), and financebench-dev (its `answer`);
 (b) a gold source cited: sec-10q, the question's filing; financebench-dev, its file and one of its
     evidence pages;
 (c) "not found" on benchmarks/sec10q_unanswerable.jsonl: companies, products and periods the
@@ -43,25 +43,36 @@ def log(*args: Any) -> None:
 
 
 def figures(answer: str) -> list[Any]:
-    """The gold answer's figures worth finding: not years, not small counts."""
+    """The gold answer's amounts: figures with a currency sign, a percent sign or a scale word, or
+    written with thousands separators ("$81,797 million", "34.9%", "102,673,000"); not years, note
+    numbers, list numbers or the page of a "SOURCE(S):" line."""
     from kb.answer.citations import find_numbers
 
-    answer = re.sub(r"\(?SOURCE\(S\)?:.*", "", answer, flags=re.DOTALL)
-    return [n for n in find_numbers(answer) if not (1990 <= n.value <= 2030 and n.scale is None)
-            and (n.value >= 10 or n.value != int(n.value) or n.unit == "%")]
+    answer = re.sub(r"\(?SOURCES?(?:\(S\))?:.*", "", answer, flags=re.DOTALL)
+    return [n for n in find_numbers(answer)
+            if n.scale is not None or re.search(r"[$€£%]|\d,\d{3}", n.text)]
+
+
+def short_answer_figures(answer: str) -> list[Any]:
+    """Every figure of a short gold answer ("0.66", "$1,577.00", "65.4%") but years."""
+    from kb.answer.citations import find_numbers
+
+    return [n for n in find_numbers(answer) if not (1990 <= n.value <= 2030 and n.scale is None and "." not in n.text)]
 
 
 def sec10q_questions() -> list[dict[str, Any]]:
     with open(EVAL / "sec-10q" / "questions.csv", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
-    return [{"question": r["Question"], "files": [r["Source Docs"].strip()], "pages": None, "answer": r["Answer"]}
+    return [{"question": r["Question"], "files": [r["Source Docs"].strip()], "pages": None, "answer": r["Answer"],
+             "figures": figures}
             for r in rows if re.fullmatch(r"\*20\d\d Q\d [A-Z]+\*", r["Source Docs"].strip())]
 
 
 def financebench_questions() -> list[dict[str, Any]]:
     with open(EVAL / "financebench-dev" / "questions.jsonl", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return [{"question": r["question"], "files": r["sources"], "pages": r.get("pages"), "answer": r["answer"]}
+    return [{"question": r["question"], "files": r["sources"], "pages": r.get("pages"), "answer": r["answer"],
+             "figures": short_answer_figures}
             for r in rows]
 
 
@@ -83,7 +94,7 @@ def score(kb: Any, questions: list[dict[str, Any]], llm: Any, k: int, label: str
             if q.get("pages"):
                 row["cites_gold_page"] = any(p is not None and any(p <= g <= (e or p) for g in q["pages"])
                                              for _, p, e in right_file)
-            gold = figures(q["answer"])
+            gold = q["figures"](q["answer"])
             if gold:
                 said = find_numbers(ans.answer)
                 row["gold_figure_in_answer"] = any(number_supported(g, said) for g in gold)
