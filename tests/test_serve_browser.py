@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -60,11 +61,29 @@ class Quoting(LLM):
 
 @pytest.fixture(scope="module")
 def served(ingested: Path) -> Iterator[str]:
-    """The app in a uvicorn server thread on 127.0.0.1 and a free port; stopped at teardown."""
-    uvicorn = pytest.importorskip("uvicorn")
+    """The app, answering with `Quoting`, in a uvicorn server thread on 127.0.0.1."""
+    pytest.importorskip("uvicorn")
     from kb.server import create_app
 
-    app = create_app(ingested, llm=Quoting())
+    yield from _serve(create_app(ingested, llm=Quoting()))
+
+
+@pytest.fixture
+def served_crashing(ingested: Path, tmp_path: Path) -> Iterator[str]:
+    """The app with the llama-cpp backend whose model server kills itself with SIGSEGV when asked."""
+    pytest.importorskip("uvicorn")
+    from kb.server import create_app
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    crashing = f"{sys.executable} {Path(__file__).with_name('crashing_llm_server.py')}"
+    yield from _serve(create_app(ingested, llm="llama-cpp", llm_model=str(gguf), llm_server=crashing))
+
+
+def _serve(app: Any) -> Iterator[str]:
+    """`app` in a uvicorn server thread on 127.0.0.1 and a free port; stopped at teardown."""
+    import uvicorn
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -147,3 +166,25 @@ def test_ask_on_the_page_and_open_a_citation(served: str, browser: Any) -> None:
     WebDriverWait(browser, 30).until(lambda d: "/documents/" in d.current_url)
     assert browser.current_url == f"{served}/documents/{doc_id}#page={page}"
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.contentType") == "application/pdf")
+
+
+def test_a_crashing_model_still_answers_on_the_page(served_crashing: str, browser: Any) -> None:
+    """The model's process dies with SIGSEGV mid-question: the page shows the extractive answer with its
+    sources, and a note saying what failed and how to fix it; no error box, the question is not lost."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(served_crashing + "/")
+    WebDriverWait(browser, 30).until(lambda d: "documents" in d.find_element(By.ID, "kb-status").text)
+    box = browser.find_element(By.ID, "question")
+    box.send_keys(QUESTION)
+    box.send_keys(Keys.ENTER)
+    answer = browser.find_element(By.ID, "answer")
+    WebDriverWait(browser, 120).until(lambda d: answer.get_attribute("aria-busy") == "false" and d.find_elements(
+        By.CSS_SELECTOR, "#answer a.cite, #answer .error"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "#answer .error"), answer.text
+    assert "81,797" in answer.text
+    note = browser.find_element(By.ID, "answer-note").text
+    assert "crashed (SIGSEGV)" in note and "-DGGML_NATIVE=OFF" in note, note
+    assert browser.find_elements(By.CSS_SELECTOR, "#sources li")

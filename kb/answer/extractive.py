@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
+from kb.answer.grounding import key_terms
 from kb.answer.tables import Cell, read_row
 from kb.answer.types import Answer, Citation, Source
 from kb.errors import install_command
@@ -47,7 +48,10 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
     q = embedder.embed_query(question)
     vecs = embedder.embed_documents([u for _, u in units])
     cos = vecs @ q
-    words = _content_words(question)
+    # The names and periods the question gives chose the documents (kb.answer.grounding); within
+    # them they match every line ("Intel" in "Intel Foundry Services"), so lines are scored on the rest.
+    named = {w for t in key_terms(question) for w in _content_words(t.text)}
+    words = _content_words(question) - named or _content_words(question)
     wants_amount = bool(_AMOUNT.search(question))
     top = max(s.relevance for s in sources)
     scores = []
