@@ -16,8 +16,11 @@
 from __future__ import annotations
 
 
-def install_command(extra: str) -> str:
-    """How to add an optional extra, run in the kb checkout (kb is installed from source, not an index)."""
+def install_command(extra: str = "") -> str:
+    """How to install kb (`extra` empty) or one of its extras, run in the kb checkout: kb is installed
+    from its source, and the package called "kb" on the public index is another project."""
+    if not extra:
+        return "pip install -e . (in the kb checkout)"
     if extra == "llm":  # llama-cpp-python compiles: portable, so the build runs on any x86-64 CPU
         return "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install -e '.[llm]' (in the kb checkout)"
     return f"pip install -e '.[{extra}]' (in the kb checkout)"

@@ -47,6 +47,18 @@ def test_no_corpus_words_in_the_library() -> None:
     assert not offenders, "\n".join(offenders)
 
 
+def test_install_commands_work_from_a_checkout() -> None:
+    """kb is installed from its checkout; "kb" on the public package index is another project, so no
+    message or document may tell a user to `pip install kb` or `pip install "kb[extra]"`."""
+    wrong = re.compile(r"""pip install\s+(?:-U\s+)?["']?kb(?:\[|["'\s)]|$)""")
+    offenders = []
+    for path in [*sorted((REPO / "kb").rglob("*.py")), REPO / "README.md", *sorted((REPO / "examples").rglob("*.py"))]:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if wrong.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
 def _in_docstring(path: Path, line: int) -> bool:
     import ast
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kb.errors import DependencyError, EmbedderError
+from kb.errors import DependencyError, EmbedderError, install_command
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,7 +110,7 @@ def _export(location: Path, model_id: str, out: Path) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
-        raise DependencyError("exporting a model to ONNX needs torch and transformers: pip install kb") from e
+        raise DependencyError(f"exporting a model to ONNX needs torch and transformers: {install_command()}") from e
     with contextlib.suppress(Exception):
         from transformers.utils import logging as hf_logging
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb.embed.base import Embedder, canonical_model_id, resolve_model
-from kb.errors import DependencyError, EmbedderError
+from kb.errors import DependencyError, EmbedderError, install_command
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,7 +100,7 @@ def _load_model(location: str, device: str, model_id: str):  # type: ignore[no-u
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
-        raise DependencyError("sentence-transformers is not installed: pip install kb") from e
+        raise DependencyError(f"sentence-transformers is not installed: {install_command()}") from e
     try:
         from transformers.utils import logging as hf_logging
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kb.errors import DependencyError, EmbedderError
+from kb.errors import DependencyError, EmbedderError, install_command
 from kb.types import Hit
 
 
@@ -73,7 +73,7 @@ def _load_cross_encoder(name: str, device: str) -> Any:
     try:
         from sentence_transformers import CrossEncoder
     except ImportError as e:
-        raise DependencyError("sentence-transformers is not installed: pip install kb") from e
+        raise DependencyError(f"sentence-transformers is not installed: {install_command()}") from e
     if device == "auto":
         import torch
 
