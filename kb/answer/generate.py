@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from kb.embed.base import Embedder
     from kb.llm.base import LLM, GenerationOptions
 
-Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=) -> hits
+Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=, mode=) -> hits
 
 # Below this cosine (all-MiniLM-L6-v2, question vs passage text) the best passage is not about the
 # question. Measured by `benchmarks/ask.py --calibrate` on sec-10q: the best passage of each of the

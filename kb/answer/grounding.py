@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from kb.errors import KBError
 from kb.query.fts import STOPWORDS
 
 if TYPE_CHECKING:
@@ -107,19 +108,18 @@ def ground(question: str, hits: Sequence[Hit], search: Callable[..., list[Hit]],
     docs_of: list[set[int]] = []
     sources = {h.doc_id: h.source for h in hits}
     for term in terms:
-        counts: Counter[int] = Counter(h.doc_id for h in hits if term.found_in(_text(h)))
         try:
             found = search(term.query, k=LOOKUP_K, filters=filters, mode="keyword")
-        except Exception:
-            found = []
-            counts[-1] += 1
-        counts.update(h.doc_id for h in found if term.found_in(_text(h)))
+        except KBError:  # a lookup that failed says nothing: neither missing nor a focus
+            continue
+        seen = {h.chunk_id: h for h in [*hits, *found]}.values()
+        counts = Counter(h.doc_id for h in seen if term.found_in(_text(h)))
         sources.update((h.doc_id, h.source) for h in found)
         if not counts:
             missing.append(term)
             continue
         top = max(counts.values())
-        docs_of.append({d for d, n in counts.items() if n * 4 >= top} | {h.doc_id for h in hits if term.found_in(_text(h))})
+        docs_of.append({d for d, n in counts.items() if n * 4 >= top})
     if missing:
         return Grounding(missing, list(hits))
     focused = list(hits)
