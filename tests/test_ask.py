@@ -207,6 +207,14 @@ def test_model_saying_not_found_is_reported(kb_with_note: KnowledgeBase) -> None
     assert answer.mode == "not_found" and not answer.found and answer.hits
 
 
+def test_an_empty_model_answer_gives_way_to_the_passages(kb_with_note: KnowledgeBase) -> None:
+    """A model that writes nothing (a small one may stop at once) leaves the reader with the extractive
+    answer and a note, not with an empty "not found"."""
+    answer = kb_with_note.ask("What happens on gateway error 5031?", k=2, llm=ScriptedLLM(""))
+    assert answer.mode == "extractive" and answer.found and "quokka-west" in answer.answer
+    assert answer.llm_error == "scripted:fixed returned an empty answer" and answer.llm_error in (answer.note or "")
+
+
 def test_unsupported_sentence_is_marked(kb_with_note: KnowledgeBase) -> None:
     llm = ScriptedLLM("On error 5031, page the on-call engineer and fail over to quokka-west [1]. "
                    "The gateway handles 9,400 payments per second [1].")

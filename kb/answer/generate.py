@@ -148,7 +148,7 @@ def _relevance(embedder: Embedder, question: str, hits: Sequence[Hit]) -> list[f
 def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit], embedder: Embedder,
               options: GenerationOptions, on_token: Callable[[str], None] | None, stream: bool, check: bool,
               timing: dict[str, float | int | None]) -> Answer:
-    from kb.llm.base import ContextOverflowError
+    from kb.llm.base import ContextOverflowError, LLMError
 
     if not options.stop:
         # A model without a chat template reads the prompt as text to continue: stop it before it
@@ -185,15 +185,15 @@ def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit
         "tokens_per_s": round((out_tokens - 1) / (end - first), 2) if first and end > first and out_tokens > 1 else None,
     })
     text, removed = clean_citations(raw, [s.n for s in sources])
+    if not text:  # nothing to read (a small model may stop at once): the passages' own sentences instead
+        raise LLMError(f"{llm.name} returned an empty answer")
     by_n = {s.n: s for s in sources}
     checks = check_sentences(text, {n: s.text for n, s in by_n.items()}, embedder.embed_documents) if check else []
-    found = bool(text) and not _NOT_FOUND.search(text[:300])
+    found = not _NOT_FOUND.search(text[:300])
     citations = _citations(text, by_n, checks, check)
     note = None
     if removed:
         note = "removed citations of sources that were not given: " + ", ".join(f"[{n}]" for n in removed)
-    if not text:
-        note = "the model returned an empty answer"
     return Answer(question, text, citations, hits, llm.name, "llm" if found else "not_found", found=found,
                   sources=sources, removed_citations=removed, checks=checks, note=note, timing=timing)
 
