@@ -107,6 +107,19 @@ def test_http_api_answers_through_a_crash(runbook: KnowledgeBase, crashing: Path
         assert "event: answer" in streamed and "SIGSEGV" in streamed and "event: error" not in streamed
 
 
+def test_a_proxy_in_the_environment_is_not_used_for_the_loopback_server(runbook: KnowledgeBase, crashing: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a corporate proxy (HTTP_PROXY set), kb still reaches its own model server on 127.0.0.1."""
+    from tests.helpers import free_port
+
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("KB_LLM_TIMEOUT", "10")
+    with KnowledgeBase.open(runbook.path) as kb:
+        answer = kb.ask(QUESTION, k=2)
+    assert answer.llm_error and "crashed (SIGSEGV)" in answer.llm_error  # it got as far as asking the model
+
+
 @pytest.mark.slow
 def test_the_model_server_ends_with_kb_even_on_kill_9(tmp_path: Path) -> None:
     """The real child (python -m kb.llm.llama_server, the packaged Gemma): kb killed with SIGKILL

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kb.answer.grounding import Term, key_terms
+from kb.answer.grounding import key_terms
 
 _DATE = re.compile(r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+(?:19|20)\d\d\b")
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
@@ -50,10 +50,8 @@ def read_row(row: str, before: str, question: str) -> Cell | None | bool:
     header = header_text[_group_start(spans):]
     spans = list(_SPAN.finditer(header))
     dates = [" ".join(d.split()) for d in _DATE.findall(header)]
-    if not dates or len(values) % len(dates):
-        return None
-    if len(values) > len(dates):
-        return None  # more figures than dated columns: not this header's row
+    if len(values) != len(dates):
+        return None  # figures and dated columns do not line up: not this header's row, or no header
     per_span = len(dates) // len(spans) if len(dates) % len(spans) == 0 else len(dates)
     columns = [(_span_words(spans[min(i // per_span, len(spans) - 1)]), dates[i]) for i in range(len(dates))]
     wanted = _wanted_column(columns, question)
@@ -92,7 +90,7 @@ def _wanted_column(columns: list[tuple[str, str]], question: str) -> int | None:
     candidates = list(range(len(columns)))
     dated = [t for t in periods if _DATE.search(t.text)]
     if dated:
-        candidates = [i for i in candidates if any(_same_date(t, columns[i][1]) for t in dated)]
+        candidates = [i for i in candidates if any(t.found_in(columns[i][1]) for t in dated)]
         if not candidates:
             return None
     span = re.search(r"(?i)\b(three|six|nine|twelve)[- ]months?\b|\bquarter(?:ly)?\b", question)
@@ -100,7 +98,3 @@ def _wanted_column(columns: list[tuple[str, str]], question: str) -> int | None:
         word = span.group(1).lower() if span.group(1) else "three"
         candidates = [i for i in candidates if columns[i][0].startswith(word)] or candidates
     return candidates[0]
-
-
-def _same_date(term: Term, date: str) -> bool:
-    return term.found_in(date)

@@ -90,7 +90,7 @@ class LlamaCppLLM(LLM):
         client = self._server.client()  # a fresh child (and client) when the last one died
         self._client = client
         try:
-            yield from client._stream(prompt, options)
+            yield from client.generate(prompt, options=options)
         except ContextOverflowError:
             raise
         except LLMError as e:
@@ -134,8 +134,8 @@ class LlamaServer:
     def _start(self) -> None:
         from kb.llm.openai import OpenAILLM
 
-        self.stop()
         for _attempt in range(3):  # another program may take the free port before the child binds it
+            self.stop()
             self.port = _free_port()
             self._log = tempfile.TemporaryFile()
             self.process = subprocess.Popen(
@@ -161,7 +161,7 @@ class LlamaServer:
             if self.process.poll() is not None:
                 return False
             try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
+                if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:  # no proxy for loopback
                     return True
             except httpx.HTTPError:
                 pass

@@ -45,7 +45,9 @@ class OpenAILLM(LLM):
         # The server root, for the non-OpenAI extras (llama.cpp /props and /tokenize, Ollama /api/show).
         self.root = f"{parts.scheme}://{parts.netloc}"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=5.0))
+        # A server on this machine is reached directly, whatever HTTP(S)_PROXY says (corporate proxies).
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=5.0), trust_env=not loopback)
         self._configured_context = context_window
         self._tokenizer_route: str | None = "?"  # found on first count
         self.model_name = model or self._first_model()
@@ -195,7 +197,8 @@ class OpenAILLM(LLM):
 
     def _once(self, url: str, body: dict[str, Any]) -> Iterator[str]:
         # A fresh connection: the pooled one may be the one the server just dropped.
-        r = self._httpx.post(url, json=body, headers=dict(self._client.headers), timeout=self._client.timeout)
+        r = self._httpx.post(url, json=body, headers=dict(self._client.headers), timeout=self._client.timeout,
+                             trust_env=self._client.trust_env)
         if r.status_code >= 400:
             self._fail(r.status_code, r.text)
         choice = (r.json().get("choices") or [{}])[0]
