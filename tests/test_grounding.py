@@ -122,3 +122,10 @@ def test_a_row_of_other_periods_is_refused_and_a_row_without_header_is_left_alon
     assert read_row(ROW, STATEMENT, "Total net sales for the quarter ended April 1, 2023?") is False
     assert read_row(ROW, "Net sales by category:\n", "Total net sales?") is None
     assert read_row("Total net sales $ 81,797 $ 82,959", STATEMENT, "Total net sales?") is None  # 2 figures, 4 columns
+
+
+def test_a_header_with_days_above_years_is_read() -> None:
+    """Some statements print the column days on one line and the years under them."""
+    header = "STATEMENTS OF INCOME (In millions)\nThree Months Ended\nApril 30, May 1,\n2023 2022\nRevenue $ 7,192 $ 8,288\n"
+    cell = read_row("Total operating expenses 2,508 3,563", header, "Operating expenses in the quarter ended May 1, 2022?")
+    assert isinstance(cell, Cell) and str(cell) == "Total operating expenses: 3,563 million (three months ended May 1, 2022)"

@@ -72,7 +72,7 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
                for j in chosen):
             continue  # the same line from overlapping passages, or the same table row printed twice
         chosen.append(i)
-    cell = _best_cell(question, words, [units[i] for i in order[:ROW_UNITS]])
+    cell = _best_cell(question, words, [units[i] for i in order])
     picked: list[tuple[Source, str]] = [(cell[0], cell[2])] if cell else []
     for i in chosen:
         source, unit = units[i]

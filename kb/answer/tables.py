@@ -49,7 +49,7 @@ def read_row(row: str, before: str, question: str) -> Cell | None | bool:
         return None
     header = header_text[_group_start(spans):]
     spans = list(_SPAN.finditer(header))
-    dates = [" ".join(d.split()) for d in _DATE.findall(header)]
+    dates = _dates(header)
     if len(values) != len(dates):
         return None  # figures and dated columns do not line up: not this header's row, or no header
     per_span = len(dates) // len(spans) if len(dates) % len(spans) == 0 else len(dates)
@@ -64,6 +64,22 @@ def read_row(row: str, before: str, question: str) -> Cell | None | bool:
     scale = f" {_SCALE[unit[-1].lower()]}" if unit else ""
     span, date = columns[wanted]
     return Cell(label, f"{'$' if dollar or '$' in row else ''}{figure}{scale}", f"{span} {date}")
+
+
+_MONTH_DAY = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?"
+_SPLIT_DATES = re.compile(rf"(?i)((?:\b{_MONTH_DAY}\s+){{2,}})((?:(?:19|20)\d\d\s*){{2,}})")
+
+
+def _dates(header: str) -> list[str]:
+    """The header's column dates, in order: "July 1, 2023 June 25, 2022", or a header that prints the
+    days on one line and the years under them ("April 30, May 1, / 2023 2022")."""
+    out: list[str] = []
+    for m in _SPLIT_DATES.finditer(header):
+        days = re.findall(rf"(?i)\b{_MONTH_DAY}", m.group(1))
+        years = re.findall(r"(?:19|20)\d\d", m.group(2))
+        if len(days) == len(years):
+            out += [f"{' '.join(d.rstrip(',').split())}, {y}" for d, y in zip(days, years)]
+    return out or [" ".join(d.split()) for d in _DATE.findall(header)]
 
 
 def _group_start(spans: list[re.Match[str]]) -> int:
