@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kb.answer.grounding import _period_of, ground, key_terms
+from kb.answer.grounding import _period_of, ground, key_terms, topic
 from kb.answer.tables import Cell, read_row
 from kb.types import Hit
 
@@ -125,7 +125,15 @@ def test_a_row_of_other_periods_is_refused_and_a_row_without_header_is_left_alon
 
 
 def test_a_header_with_days_above_years_is_read() -> None:
-    """Some statements print the column days on one line and the years under them."""
+    """Some statements print the column days on one line and the years under them, or one day over
+    several years."""
     header = "STATEMENTS OF INCOME (In millions)\nThree Months Ended\nApril 30, May 1,\n2023 2022\nRevenue $ 7,192 $ 8,288\n"
     cell = read_row("Total operating expenses 2,508 3,563", header, "Operating expenses in the quarter ended May 1, 2022?")
     assert isinstance(cell, Cell) and str(cell) == "Total operating expenses: 3,563 million (three months ended May 1, 2022)"
+    one_day = "BALANCE SHEETS (In millions)\nThree Months Ended\nSeptember 30,\n2023 2022\n"
+    cell = read_row("Gross margin 40,215 35,115", one_day, "What was the gross margin in the latest quarter?")
+    assert isinstance(cell, Cell) and str(cell) == "Gross margin: 40,215 million (three months ended September 30, 2023)"
+
+
+def test_topic_is_what_the_question_asks_of_its_names() -> None:
+    assert topic("What was Acme's gross margin in Q3 2023?").split() == ["What", "was", "gross", "margin", "in", "?"]

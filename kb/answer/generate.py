@@ -19,7 +19,7 @@ from kb.answer.citations import (
     shorten,
 )
 from kb.answer.extractive import extractive_answer
-from kb.answer.grounding import ground
+from kb.answer.grounding import ground, topic
 from kb.answer.prompt import build_messages, fit_sources, merge_hits
 from kb.answer.types import Answer, Citation, Source
 from kb.filters import Filters, glob_escape
@@ -39,6 +39,7 @@ Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (que
 # nearer the off-topic side, since short notes score lower than 10-Q passages on real questions.
 RELEVANCE_MIN = 0.30
 NOT_FOUND = "Not found in the knowledge base."
+KEYWORD_EXTRA = 3  # keyword passages of the best document added to the answer's sources
 WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
 _NOT_FOUND = re.compile(
     r"(sources?|documents?|context|passages?|excerpts?|knowledge base)\s+(do|does)\s+not\s+"
@@ -71,6 +72,13 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
     if grounding.latest and not (filters and filters.path):
         within = dataclasses.replace(filters or Filters(), path=glob_escape(grounding.latest))
         hits = search(question, k=k, filters=within) or hits
+    if hits and not (filters and filters.path):
+        # The passages of the best document that hold the question's own words (a statement's row
+        # "Total operating expenses"), which the fused ranking may leave below its discussion.
+        within = dataclasses.replace(filters or Filters(), path=glob_escape(hits[0].source))
+        have = {h.chunk_id for h in hits}
+        extra = search(topic(question), k=KEYWORD_EXTRA, filters=within, mode="keyword") if topic(question).strip() else []
+        hits += [h for h in extra if h.chunk_id not in have]
     relevance = _relevance(embedder, question, hits)
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
     if not hits or max(relevance) < RELEVANCE_MIN:

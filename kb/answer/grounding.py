@@ -87,6 +87,13 @@ def key_terms(question: str) -> list[Term]:
     return _entities(rest) + periods
 
 
+def topic(question: str) -> str:
+    """The question without its names and periods: what it asks about them ("gross margin")."""
+    for term in key_terms(question):
+        question = question.replace(term.text, " ")
+    return re.sub(r"['’]s\b", " ", question)
+
+
 @dataclass
 class Grounding:
     """What the knowledge base holds of a question's names and periods."""

@@ -67,19 +67,22 @@ def read_row(row: str, before: str, question: str) -> Cell | None | bool:
 
 
 _MONTH_DAY = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?"
-_SPLIT_DATES = re.compile(rf"(?i)((?:\b{_MONTH_DAY}\s+){{2,}})((?:(?:19|20)\d\d\s*){{2,}})")
+_DATE_GROUP = re.compile(rf"(?i)((?:\b{_MONTH_DAY}\s+)+)((?:(?:19|20)\d\d\b\s*)+)")
 
 
 def _dates(header: str) -> list[str]:
-    """The header's column dates, in order: "July 1, 2023 June 25, 2022", or a header that prints the
-    days on one line and the years under them ("April 30, May 1, / 2023 2022")."""
+    """The header's column dates, in order, however the header prints them: "July 1, 2023 June 25,
+    2022", the days on one line and the years under them ("April 30, May 1, / 2023 2022"), or one
+    day over several years ("September 30, / 2023 2022")."""
     out: list[str] = []
-    for m in _SPLIT_DATES.finditer(header):
-        days = re.findall(rf"(?i)\b{_MONTH_DAY}", m.group(1))
+    for m in _DATE_GROUP.finditer(header):
+        days = [" ".join(d.rstrip(",").split()) for d in re.findall(rf"(?i)\b{_MONTH_DAY}", m.group(1))]
         years = re.findall(r"(?:19|20)\d\d", m.group(2))
+        if len(days) == 1:
+            days = days * len(years)
         if len(days) == len(years):
-            out += [f"{' '.join(d.rstrip(',').split())}, {y}" for d, y in zip(days, years)]
-    return out or [" ".join(d.split()) for d in _DATE.findall(header)]
+            out += [f"{d}, {y}" for d, y in zip(days, years)]
+    return out
 
 
 def _group_start(spans: list[re.Match[str]]) -> int:
