@@ -96,12 +96,11 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
 
 
 W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
-ROW_UNITS = 8  # best-scoring lines searched for the table row that answers
 
 
 def _best_cell(question: str, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
-    """The table row among `units` whose label best matches the question, read at the column of the
-    period it asks about: (its source, the cell, the row as printed)."""
+    """The table row among `units` (best-scoring first) whose label best matches the question, read at
+    the column of the period it asks about: (its source, the cell, the row as printed)."""
     best: tuple[float, int] | None = None
     found: tuple[Source, Cell, str] | None = None
     for rank, (s, unit) in enumerate(units):
@@ -127,6 +126,8 @@ def _other_period(question: str, source: Source, unit: str) -> bool:
         if _table_row(row) and read_row(row, source.text[:max(0, source.text.find(row))], question) is False:
             return True
     return False
+
+
 # A question that asks for a quantity; a line with a figure then gets a little more.
 _AMOUNT = re.compile(
     r"\b(how (much|many)|(amount|number|total|value|rate|percentage|share|cost|price|size|count) of"
