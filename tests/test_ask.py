@@ -253,6 +253,25 @@ def test_overlapping_and_adjacent_chunks_merge() -> None:
     assert sources[1].source == "b.pdf" and sources[1].n == 2
 
 
+def test_a_quote_from_a_merged_source_is_cited_with_its_own_page_and_section() -> None:
+    """Two neighbouring chunks merged into one source: a quote from the second is cited with the
+    second's page and section, not the first's."""
+    from kb.answer import extractive_answer
+    from tests.helpers import FakeEmbedder
+
+    doc = ("Liquidity\nThe company holds cash in several banks across regions.\n"
+           "Legal proceedings\nThe gateway outage lawsuit was settled for 4,200 dollars in March.")
+    cut = doc.index("Legal proceedings")
+    hits = [Hit(1, 1.0, 1, "r.pdf", 3, 3, "Liquidity", doc[:cut], "pdf", 1, 0, cut),
+            Hit(2, 0.9, 2, "r.pdf", 4, 4, "Legal proceedings", doc[cut:], "pdf", 1, cut, len(doc))]
+    (source,) = merge_hits(hits, [0.6, 0.5])
+    answer = extractive_answer("How much was the gateway outage lawsuit settled for?", [source], FakeEmbedder())
+    assert answer.answer.startswith("The gateway outage lawsuit was settled"), answer.answer
+    (citation,) = answer.citations
+    assert (citation.page, citation.section) == (4, "Legal proceedings")
+    assert source.locate("The company holds cash").section == "Liquidity"
+
+
 # --- the command ------------------------------------------------------------------------------
 @pytest.fixture
 def kb_with_note(tmp_path: Path) -> Iterator[KnowledgeBase]:

@@ -88,7 +88,8 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
     for s, unit in picked:
         if any(c.n == s.n for c in citations):
             continue
-        citations.append(Citation(s.n, s.source, s.page, s.page_end, s.section, shorten(unit), True,
+        at = s.locate(unit)
+        citations.append(Citation(s.n, s.source, at.page, at.page_end, at.section, shorten(unit), True,
                                   [h.chunk_id for h in s.hits]))
     citations.sort(key=lambda c: c.n)
     return Answer(question, "\n".join(lines), citations, [], None, "extractive", sources=list(sources),

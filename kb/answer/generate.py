@@ -215,6 +215,7 @@ def _citations(text: str, by_n: dict[int, Source], checks: list[SentenceCheck], 
         mine = [c for c in checks if n in c.citations]
         quote = next((c.best_quote[n] for c in mine if n in c.best_quote), None) or first_sentence(s.text)
         supported: bool | None = all(c.supported for c in mine) if checked else None
-        out.append(Citation(n, s.source, s.page, s.page_end, s.section, shorten(quote), supported,
+        at = s.locate(quote)
+        out.append(Citation(n, s.source, at.page, at.page_end, at.section, shorten(quote), supported,
                             [h.chunk_id for h in s.hits]))
     return sorted(out, key=lambda c: c.n)

@@ -29,6 +29,15 @@ class Source:
     def section(self) -> str | None:
         return self.hits[0].section
 
+    def locate(self, quote: str) -> Hit:
+        """The chunk of this source that holds `quote` (by its first words): a quote is cited with its
+        own chunk's page and section, not the first chunk's of a merged source."""
+        probe = " ".join(quote.split())[:80].rstrip("…")
+        for h in self.hits:
+            if probe and probe in " ".join(h.text.split()):
+                return h
+        return self.hits[0]
+
     @property
     def citation(self) -> str:
         first = self.hits[0]
