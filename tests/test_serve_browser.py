@@ -148,7 +148,8 @@ def test_ask_on_the_page_and_open_a_citation(served: str, browser: Any) -> None:
     sources = browser.find_elements(By.CSS_SELECTOR, "#sources li")
     assert len(sources) == 1 and "2023 Q3 AAPL.pdf" in sources[0].text and "unsupported" in sources[0].text
     passages = browser.find_elements(By.CSS_SELECTOR, "#passages li")
-    assert len(passages) == 5 and all(p.find_elements(By.TAG_NAME, "a") for p in passages)
+    # k=5 retrieved, plus up to 3 keyword passages of the best document (kb.answer.generate)
+    assert 5 <= len(passages) <= 8 and all(p.find_elements(By.TAG_NAME, "a") for p in passages)
 
     cite = browser.find_elements(By.CSS_SELECTOR, "#answer a.cite")[0]
     href = cite.get_attribute("href")

@@ -24,7 +24,8 @@ from kb.cli.common import (
 @click.argument("question")
 @kb_option
 @store_options
-@click.option("-k", "--k", "k", type=click.IntRange(1, 100), default=5, help="Passages to retrieve.")
+@click.option("-k", "--k", "k", type=click.IntRange(1, 100), default=5,
+              help="Passages to retrieve (the answer may add up to 3 of the best document's, found by keyword).")
 @click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
               help="auto | llama-cpp | openai | ollama | transformers | none (quote the passages) [default: auto].")
 @click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
