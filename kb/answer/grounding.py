@@ -139,10 +139,9 @@ def ground(question: str, hits: Sequence[Hit], search: Callable[..., list[Hit]],
         # "the latest 10-Q": the most recent document about every name the question gives, by the
         # period its own name says ("2023 Q3 ...", "..._2023Q2_...", "report-2024-06")
         about = set.intersection(*docs_of) if docs_of else {h.doc_id for h in focused}
-        dated = {d: _period_of(sources[d]) for d in about if d in sources}
-        dated = {d: p for d, p in dated.items() if p is not None}
+        dated = [(period, d) for d in about if d in sources and (period := _period_of(sources[d])) is not None]
         if dated:
-            latest = sources[max(dated, key=lambda d: dated[d])]
+            latest = sources[max(dated)[1]]
     return Grounding([], focused, latest)
 
 
