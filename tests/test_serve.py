@@ -161,9 +161,14 @@ def test_stream_gemma_tokens_then_the_ask_object(ingested: Path, gemma: Any) -> 
         got = events(r.text)
         names = [name for name, _ in got]
         assert names[-2:] == ["links", "answer"] and names[:-2] == ["token"] * (len(names) - 2)
-        assert len(names) - 2 >= 3  # it streamed
         answer = got[-1][1]
-        assert answer["llm"] == gemma.name and answer["mode"] in ("llm", "not_found")
+        if answer["mode"] == "extractive":
+            # Gemma 3 270M sometimes writes nothing (a newline, then end of text; its llama.cpp server
+            # reuses the cached prefix of earlier prompts): the passages' answer comes as one piece.
+            assert answer["llm_error"] == f"{gemma.name} returned an empty answer" and len(names) - 2 <= 2
+        else:
+            assert len(names) - 2 >= 3  # it streamed
+            assert answer["llm"] == gemma.name and answer["mode"] in ("llm", "not_found")
         assert set(answer) == set(c.post("/ask", json={"question": AAPL_SALES, "k": 3, "max_tokens": 8}).json())
         assert all(isinstance(u["reasons"], list) for u in answer["unsupported"])  # the citation check's results
         assert c.get("/status").json()["server"]["llm"] == gemma.name
