@@ -1,7 +1,7 @@
 """The LLM seam: one contract, run against every backend with real models.
 
-llama-cpp runs the packaged Gemma 3 270M GGUF in a kb-managed child server; openai talks to a real
-`python -m llama_cpp.server` serving the same file on 127.0.0.1; transformers runs tiny random
+llama-cpp runs the packaged Gemma 3 270M GGUF in a kb-managed child server; openai talks to a second
+such server (llama-cpp-python's, with a smaller window) on 127.0.0.1; transformers runs tiny random
 GPT-2 and T5 models built here (no weights can be downloaded), so only mechanics are asserted.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -45,39 +44,17 @@ def gemma(gguf: Path) -> LLM:
 
 @pytest.fixture(scope="session")
 def llama_server(gguf: Path) -> Iterator[str]:
-    """A llama_cpp.server on 127.0.0.1 serving the Gemma GGUF; its /v1 base URL."""
-    import httpx
+    """llama-cpp-python's server on 127.0.0.1 serving the Gemma GGUF, started as kb starts its own
+    (`LlamaServer`) but with a smaller window; its /v1 base URL."""
+    from kb.llm.llama_cpp import LlamaServer
 
-    port = free_port()
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"kb-llama-server-{port}.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", str(SERVER_CTX), "--n_threads", str(os.cpu_count() or 2)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
+    server = LlamaServer([sys.executable, "-m", "kb.llm.llama_server", "--model", str(gguf), "--n_ctx",
+                          str(SERVER_CTX), "--n_threads", str(os.cpu_count() or 2)], gguf.name, timeout=120)
+    server.client()  # started and answering
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}; see {log.name}")
-            try:
-                if httpx.get(base + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server not ready after 120 s; see {log.name}")
-            time.sleep(0.5)
-        yield base
+        yield f"http://127.0.0.1:{server.port}/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")

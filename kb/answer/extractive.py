@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
-from kb.answer.grounding import key_terms
+from kb.answer.grounding import DATE, key_terms
 from kb.answer.tables import Cell, read_row
 from kb.answer.types import Answer, Citation, Source
 from kb.errors import install_command
@@ -173,21 +173,19 @@ def _content_words(text: str) -> set[str]:
     return words
 
 
-_DATE = re.compile(r"(?i)\b(january|february|march|april|may|june|july|august|september|october|november|december)"
-                   r"\s+\d{1,2},?\s+\d{4}\b")
 
 
 def _table_row(line: str) -> bool:
     """A label and at least two figures: "Total gross margin $ 36,413 $ 35,885". Dates are not figures,
     so a column header ("March 26, 2022 Change") is not a row."""
-    line = _DATE.sub(" ", line)
+    line = DATE.sub(" ", line)
     return bool(re.findall(r"[A-Za-z]{2,}", line)) and len(re.findall(r"\d[\d,.]*", line)) >= 2
 
 
 def _same_figures(a: str, b: str) -> bool:
     """Two table rows with the same figures ("Total net sales $ 81,797 $ 82,959" and "Total net sales
     81,797 82,959 (1)%"): the statement and the discussion of one filing."""
-    fa, fb = (set(re.findall(r"\d[\d,]*\d", _DATE.sub(" ", x))) for x in (a, b))
+    fa, fb = (set(re.findall(r"\d[\d,]*\d", DATE.sub(" ", x))) for x in (a, b))
     return len(fa) >= 2 and len(fb) >= 2 and (fa <= fb or fb <= fa)
 
 

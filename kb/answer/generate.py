@@ -77,7 +77,8 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
         # "Total operating expenses"), which the fused ranking may leave below its discussion.
         within = dataclasses.replace(filters or Filters(), path=glob_escape(hits[0].source))
         have = {h.chunk_id for h in hits}
-        extra = search(topic(question), k=KEYWORD_EXTRA, filters=within, mode="keyword") if topic(question).strip() else []
+        asked = topic(question)
+        extra = search(asked, k=KEYWORD_EXTRA, filters=within, mode="keyword") if asked.strip() else []
         hits += [h for h in extra if h.chunk_id not in have]
     relevance = _relevance(embedder, question, hits)
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}

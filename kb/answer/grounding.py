@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from kb.errors import KBError
@@ -26,19 +26,19 @@ if TYPE_CHECKING:
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
           "november", "december")
-_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"  # a month, spelled out or cut short
 ORDINALS = ("first", "second", "third", "fourth")
 _YEAR = r"(?:19|20)\d\d"
 
 # Periods, most specific first; each match is taken out of the question before the next looks.
-_DATE = re.compile(rf"(?i)\b({_MONTH})\s+(\d{{1,2}}),?\s+({_YEAR})\b")
+DATE = re.compile(rf"(?i)\b({MONTH})\s+(\d{{1,2}}),?\s+({_YEAR})\b")  # "July 1, 2023", "Sept. 30 2024"
 _QUARTER = re.compile(
     rf"(?i)\bQ([1-4])\s*(?:of\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?'?(\d{{4}}|\d\d)\b"
     rf"|\b([1-4])Q\s*'?(\d{{4}}|\d\d)\b"
     rf"|\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+(?:fiscal\s+)?quarter\s+(?:of\s+)?(?:the\s+)?"
     rf"(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?'?({_YEAR})\b"
 )
-_MONTH_YEAR = re.compile(rf"(?i)\b({_MONTH})\s+({_YEAR})\b")
+_MONTH_YEAR = re.compile(rf"(?i)\b({MONTH})\s+({_YEAR})\b")
 _FISCAL = re.compile(r"(?i)\b(?:FY|fiscal\s+(?:year\s+)?)\s*'?(\d{4}|\d\d)\b")
 _BARE_YEAR = re.compile(rf"(?<![\d$.,])({_YEAR})(?![\d%])")
 
@@ -81,10 +81,12 @@ class Term:
         return f"no document mentions {self.text}" if self.kind == "entity" else f"no document covers {self.text}"
 
 
-def key_terms(question: str) -> list[Term]:
-    """The names and periods `question` asks about, in the order it names them."""
+@lru_cache(maxsize=64)
+def key_terms(question: str) -> tuple[Term, ...]:
+    """The names and periods `question` asks about, in the order it names them (read once per
+    question: grounding, line scoring and every table row ask again)."""
     periods, rest = _periods(question)
-    return _entities(rest) + periods
+    return (*_entities(rest), *periods)
 
 
 def topic(question: str) -> str:
@@ -136,7 +138,7 @@ def ground(question: str, hits: Sequence[Hit], search: Callable[..., list[Hit]],
         focused = [h for h, c in zip(hits, coverage) if c == best] if best else focused
     latest = None
     if _LATEST.search(question) and not any(t.kind == "period" for t in terms):
-        # "the latest 10-Q": the most recent document about every name the question gives, by the
+        # "the latest report": the most recent document about every name the question gives, by the
         # period its own name says ("2023 Q3 ...", "..._2023Q2_...", "report-2024-06")
         about = set.intersection(*docs_of) if docs_of else {h.doc_id for h in focused}
         dated = [(period, d) for d in about if d in sources and (period := _period_of(sources[d])) is not None]
@@ -149,8 +151,8 @@ _LATEST = re.compile(r"(?i)\b(latest|most recent|newest|most current|last report
 
 
 def _period_of(source: str) -> tuple[int, int] | None:
-    """(year, quarter or month) from a file name: '2023 Q3 AAPL.pdf' -> (2023, 3); 'AMCOR_2023Q2_10Q' ->
-    (2023, 2); 'report-2024-06.pdf' -> (2024, 6); 'ADOBE_2017_10K' -> (2017, 0); no year -> None."""
+    """(year, quarter or month) from a file name: '2023 Q3 Acme.pdf' -> (2023, 3); 'ACME_2023Q2_report' ->
+    (2023, 2); 'report-2024-06.pdf' -> (2024, 6); 'ACME_2017_annual' -> (2017, 0); no year -> None."""
     name = re.split(r"[\\/]", source)[-1]
     years = [int(y) for y in re.findall(r"(?<!\d)((?:19|20)\d\d)(?!\d{2})", name)]
     if not years:
@@ -162,7 +164,7 @@ def _period_of(source: str) -> tuple[int, int] | None:
 
 
 def _text(hit: Hit) -> str:
-    # The file name counts: "2023 Q3 AAPL.pdf" says which quarter its passages are about.
+    # The file name counts: "2023 Q3 Acme.pdf" says which quarter its passages are about.
     return f"{hit.source}\n{hit.section or ''}\n{hit.text}"
 
 
@@ -186,7 +188,7 @@ def _periods(question: str) -> tuple[list[Term], str]:
         found.append((m.start(), term))
         text = text[:m.start()] + " " * (m.end() - m.start()) + text[m.end():]
 
-    for m in list(_DATE.finditer(text)):
+    for m in list(DATE.finditer(text)):
         month, day, year = m.group(1)[:3].lower(), int(m.group(2)), m.group(3)
         take(m, Term("period", m.group(0), (rf"\b{month}[a-z]*\.?\s+0?{day},?\s+{year}\b",), f"{_full(month)} {day} {year}"))
     for m in list(_QUARTER.finditer(text)):
@@ -198,7 +200,7 @@ def _periods(question: str) -> tuple[list[Term], str]:
             n, year = _ordinal(m.group(5)), m.group(6)
         ordinal, yy = ORDINALS[n - 1], year[2:]
         fiscal = r"(?:of\s+)?(?:the\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?"
-        # file names join with "_" ("ACME_2023Q3_10Q"): edges are letters and digits, not word boundaries
+        # file names join with "_" ("ACME_2023Q3_report"): edges are letters and digits, not word boundaries
         a, z = r"(?<![0-9a-z])", r"(?![0-9a-z])"
         patterns = (
             rf"{a}Q{n}\s*{fiscal}'?(?:{year}|{yy}){z}",

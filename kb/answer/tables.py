@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kb.answer.grounding import key_terms
+from kb.answer.grounding import DATE, MONTH, key_terms
 
-_DATE = re.compile(r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+(?:19|20)\d\d\b")
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
                    r"(?:periods?\s+)?ended|\b(quarter|year|fiscal year)\s+ended")
 _UNIT = re.compile(r"(?i)\bin\s+(thousands|millions|billions)\b")
@@ -66,7 +65,7 @@ def read_row(row: str, before: str, question: str) -> Cell | None | bool:
     return Cell(label, f"{'$' if dollar or '$' in row else ''}{figure}{scale}", f"{span} {date}")
 
 
-_MONTH_DAY = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?"
+_MONTH_DAY = rf"{MONTH}\s+\d{{1,2}},?"
 _DATE_GROUP = re.compile(rf"(?i)((?:\b{_MONTH_DAY}\s+)+)((?:(?:19|20)\d\d\b\s*)+)")
 
 
@@ -107,7 +106,7 @@ def _wanted_column(columns: list[tuple[str, str]], question: str) -> int | None:
     date no column has."""
     periods = [t for t in key_terms(question) if t.kind == "period"]
     candidates = list(range(len(columns)))
-    dated = [t for t in periods if _DATE.search(t.text)]
+    dated = [t for t in periods if DATE.search(t.text)]
     if dated:
         candidates = [i for i in candidates if any(t.found_in(columns[i][1]) for t in dated)]
         if not candidates:

@@ -65,14 +65,17 @@ class LlamaCppLLM(LLM):
             raise DependencyError(f"llama-cpp-python is not installed: {install_command('llm')}")
         self.model_path = path
         self.model_name = path.name
-        self.gpu_layers = n_gpu_layers
         command = [*shlex.split(server)] if server else [sys.executable, "-m", "kb.llm.llama_server"]
         args = ["--model", str(path), "--n_ctx", str(context_window if context_window > 0 else DEFAULT_CONTEXT_CAP),
                 "--n_threads", str(n_threads or _threads()), "--n_gpu_layers", str(n_gpu_layers), "--seed", str(seed)]
         self._server = LlamaServer.shared([*command, *args], path.name, timeout)
-        self._client = self._server.client()
 
-    # The model's facts come from the server, through the OpenAI-compatible client.
+    @property
+    def _client(self) -> Any:
+        """The model's facts and answers come from the server, through an OpenAI-compatible client
+        (of a fresh child when the last one died)."""
+        return self._server.client()
+
     @property
     def context_window(self) -> int:
         return self._client.context_window
@@ -87,10 +90,8 @@ class LlamaCppLLM(LLM):
         return self._client.count_prompt_tokens(prompt)
 
     def _stream(self, prompt: Prompt, options: GenerationOptions) -> Iterator[str]:
-        client = self._server.client()  # a fresh child (and client) when the last one died
-        self._client = client
         try:
-            yield from client.generate(prompt, options=options)
+            yield from self._client.generate(prompt, options=options)
         except ContextOverflowError:
             raise
         except LLMError as e:
