@@ -1,12 +1,18 @@
-"""Shared fixtures: an isolated KB_DIR per test, the real eval documents, one ingested KB per session."""
+"""Shared fixtures: an isolated KB_DIR per test, the real eval documents, one ingested KB per session, and a
+tiny one of a Markdown runbook per test."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from kb import KnowledgeBase
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL = Path(os.environ.get("KB_EVAL_DIR", REPO.parent / "shared" / "eval"))
@@ -59,3 +65,16 @@ def ingested(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         report = kb.ingest([str(corpus)])
     assert not report.failed, report.failed
     return kb_dir
+
+
+@pytest.fixture
+def kb_with_note(tmp_path: Path) -> Iterator[KnowledgeBase]:
+    """A tiny knowledge base of the runbook alone (fast: one Markdown file)."""
+    from kb import KnowledgeBase
+    from tests.helpers import write_markdown
+
+    docs = tmp_path / "docs"
+    write_markdown(docs / "runbook.md")
+    with KnowledgeBase.open(tmp_path / "kb") as k:
+        k.ingest([str(docs)])
+        yield k

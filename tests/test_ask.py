@@ -279,18 +279,6 @@ def test_a_quote_from_a_merged_source_is_cited_with_its_own_page_and_section() -
 
 
 # --- the command ------------------------------------------------------------------------------
-@pytest.fixture
-def kb_with_note(tmp_path: Path) -> Iterator[KnowledgeBase]:
-    """A tiny knowledge base of the runbook alone (fast: one Markdown file)."""
-    from tests.helpers import write_markdown
-
-    docs = tmp_path / "docs"
-    write_markdown(docs / "runbook.md")
-    with KnowledgeBase.open(tmp_path / "kb") as k:
-        k.ingest([str(docs)])
-        yield k
-
-
 def test_cli_json_contract(kb_with_note: KnowledgeBase) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["ask", "What happens on gateway error 5031?", "--kb", str(kb_with_note.path),

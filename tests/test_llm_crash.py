@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +28,6 @@ QUESTION = "What happens on gateway error 5031?"
 
 
 @pytest.fixture
-def runbook(tmp_path: Path) -> Iterator[KnowledgeBase]:
-    from tests.helpers import write_markdown
-
-    write_markdown(tmp_path / "docs" / "runbook.md")
-    with KnowledgeBase.open(tmp_path / "kb") as k:
-        k.ingest([str(tmp_path / "docs")])
-        yield k
-
-
-@pytest.fixture
 def crashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Settings that point the llama-cpp backend at the crashing server; the GGUF path only has to exist."""
     gguf = tmp_path / "model.gguf"
@@ -50,10 +39,10 @@ def crashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("when", ["answer", "load"])
-def test_cli_segfault_gives_the_extractive_answer_and_the_fix(runbook: KnowledgeBase, crashing: Path, when: str,
+def test_cli_segfault_gives_the_extractive_answer_and_the_fix(kb_with_note: KnowledgeBase, crashing: Path, when: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KB_TEST_CRASH", when)
-    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(runbook.path), "-k", "2"])
+    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(kb_with_note.path), "-k", "2"])
     assert result.exit_code == 0, result.output
     assert "quokka-west" in result.stdout and "\nSources:\n  [1] " in result.stdout  # the question was answered
     errors = [line for line in result.stderr.splitlines() if "SIGSEGV" in line]
@@ -62,42 +51,42 @@ def test_cli_segfault_gives_the_extractive_answer_and_the_fix(runbook: Knowledge
     assert "Traceback" not in result.output
 
 
-def test_json_says_why_the_answer_is_extractive(runbook: KnowledgeBase, crashing: Path) -> None:
-    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(runbook.path), "-k", "2", "--json"])
+def test_json_says_why_the_answer_is_extractive(kb_with_note: KnowledgeBase, crashing: Path) -> None:
+    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(kb_with_note.path), "-k", "2", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["mode"] == "extractive" and out["found"] and out["citations"]
     assert "crashed (SIGSEGV)" in out["llm_error"] and out["llm_error"] in out["note"]
 
 
-def test_a_hung_server_is_stopped_within_the_timeout(runbook: KnowledgeBase, crashing: Path,
+def test_a_hung_server_is_stopped_within_the_timeout(kb_with_note: KnowledgeBase, crashing: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KB_TEST_CRASH", "hang")
     monkeypatch.setenv("KB_LLM_TIMEOUT", "2")
     started = time.monotonic()
-    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(runbook.path), "-k", "2", "--json"])
+    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(kb_with_note.path), "-k", "2", "--json"])
     assert time.monotonic() - started < 30
     out = json.loads(result.stdout)
     assert out["mode"] == "extractive" and "did not start within 2 s" in out["llm_error"]
 
 
-def test_python_api_recovers_on_the_next_question(runbook: KnowledgeBase, crashing: Path) -> None:
+def test_python_api_recovers_on_the_next_question(kb_with_note: KnowledgeBase, crashing: Path) -> None:
     """Each question after a crash starts a fresh child, and each crash is reported, not raised."""
-    with KnowledgeBase.open(runbook.path) as kb:
+    with KnowledgeBase.open(kb_with_note.path) as kb:
         for _ in range(2):
             answer = kb.ask(QUESTION, k=2)
             assert answer.mode == "extractive" and answer.citations
             assert answer.llm_error and "SIGSEGV" in answer.llm_error
 
 
-def test_http_api_answers_through_a_crash(runbook: KnowledgeBase, crashing: Path) -> None:
+def test_http_api_answers_through_a_crash(kb_with_note: KnowledgeBase, crashing: Path) -> None:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
     from kb.server import create_app
 
-    runbook.close()
-    with TestClient(create_app(runbook.path)) as client:
+    kb_with_note.close()
+    with TestClient(create_app(kb_with_note.path)) as client:
         for _ in range(2):
             r = client.post("/ask", json={"question": QUESTION, "k": 2})
             assert r.status_code == 200, r.text
@@ -107,7 +96,7 @@ def test_http_api_answers_through_a_crash(runbook: KnowledgeBase, crashing: Path
         assert "event: answer" in streamed and "SIGSEGV" in streamed and "event: error" not in streamed
 
 
-def test_a_proxy_in_the_environment_is_not_used_for_the_loopback_server(runbook: KnowledgeBase, crashing: Path,
+def test_a_proxy_in_the_environment_is_not_used_for_the_loopback_server(kb_with_note: KnowledgeBase, crashing: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Behind a corporate proxy (HTTP_PROXY set), kb still reaches its own model server on 127.0.0.1."""
     from tests.helpers import free_port
@@ -115,7 +104,7 @@ def test_a_proxy_in_the_environment_is_not_used_for_the_loopback_server(runbook:
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
         monkeypatch.setenv(name, f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("KB_LLM_TIMEOUT", "10")
-    with KnowledgeBase.open(runbook.path) as kb:
+    with KnowledgeBase.open(kb_with_note.path) as kb:
         answer = kb.ask(QUESTION, k=2)
     assert answer.llm_error and "crashed (SIGSEGV)" in answer.llm_error  # it got as far as asking the model
 

@@ -49,7 +49,7 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
     vecs = embedder.embed_documents([u for _, u in units])
     cos = vecs @ q
     # The names and periods the question gives chose the documents (kb.answer.grounding); within
-    # them they match every line ("Intel" in "Intel Foundry Services"), so lines are scored on the rest.
+    # them they match every line ("Acme" in "Acme Foundry Services"), so lines are scored on the rest.
     named = {w for t in key_terms(question) for w in _content_words(t.text)}
     words = _content_words(question) - named or _content_words(question)
     wants_amount = bool(_AMOUNT.search(question))

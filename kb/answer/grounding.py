@@ -258,7 +258,7 @@ def _entities(question: str) -> list[Term]:
         if _names(word, bare, sentence_start):
             current += [*pending, bare]
             pending = []
-            if word != bare:  # a possessive ends the name: "NVIDIA's Data Center" names two things
+            if word != bare:  # a possessive ends the name: "ACME's Data Center" names two things
                 owners.add(bare)
                 runs.append(current)
                 current = []
@@ -301,5 +301,5 @@ def _names(word: str, bare: str, sentence_start: bool) -> bool:
     if len(bare) < 2:
         return False
     if sentence_start:
-        return inner_capitals or word != bare  # "NVIDIA", "iPhone", "Tesla's"
+        return inner_capitals or word != bare  # "ACME", "iPhone", "Tesla's"
     return True
