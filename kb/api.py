@@ -183,7 +183,8 @@ class KnowledgeBase:
         return len(ids)
 
     def remove(self, paths: Iterable[str]) -> list[str]:
-        """Forget files (or every file under folders); the files themselves are not touched."""
+        """Forget files (or every file under folders), and the failures recorded for them; return the
+        sources forgotten. The files themselves are not touched."""
         if not self.exists:
             return []
         removed: list[str] = []
@@ -195,6 +196,7 @@ class KnowledgeBase:
                     self.index.forget(doc.path)
                     removed.append(doc.source)
                     failpoint("remove.after_forget")
+                removed += self.catalog.forget_failures(target)
             self.index.save()
         return removed
 

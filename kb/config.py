@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import tomllib
 
 from kb.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 KB_DIRNAME = ".kb"
 CONFIG_FILE = "kb.toml"
@@ -113,6 +116,30 @@ def resolve_kb_dir(explicit: str | os.PathLike[str] | None = None, *, cwd: Path 
         candidate = folder / KB_DIRNAME
         if candidate.is_dir():
             return candidate
-    import click  # only needed for this last resort; keeps the library free of CLI imports
+    return _moved_from_old_place(default_kb_dir())
 
-    return Path(click.get_app_dir("kb")).resolve()
+
+def default_kb_dir() -> Path:
+    """The user's knowledge base when no other is named: the platform's data folder
+    (`~/.local/share/kb` on Linux, honouring XDG_DATA_HOME)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("kb", appauthor=False)).resolve()
+
+
+def _moved_from_old_place(new: Path) -> Path:
+    """kb 0.x kept the default knowledge base in the config folder (`~/.config/kb`): move it, once."""
+    import platformdirs
+
+    old = Path(platformdirs.user_config_dir("kb", appauthor=False))
+    if new.exists() or not old.is_dir() or not any(old.iterdir()):
+        return new
+    try:
+        new.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(old, new)
+    except OSError as e:
+        log.warning("kb: the knowledge base in %s could not be moved to %s (%s); it is used where it is",
+                    old, new, e.strerror or e)
+        return old.resolve()
+    log.warning("kb: moved the knowledge base from %s to %s, where kb keeps its data", old, new)
+    return new

@@ -20,6 +20,15 @@ class Filters:
     def is_empty(self) -> bool:
         return not (self.path or self.file_type or self.pages or self.section)
 
+    def describe(self) -> str:
+        """The filters in words, for messages: "path '*2023*', pages 3-7"."""
+        parts = [f"path {self.path!r}" if self.path else "", f"type {self.file_type}" if self.file_type else "",
+                 f"section {self.section!r}" if self.section else ""]
+        if self.pages:
+            lo, hi = self.pages
+            parts.append(f"page {lo}" if lo == hi else f"pages {lo}-{hi}")
+        return ", ".join(p for p in parts if p)
+
     @staticmethod
     def parse_pages(text: str | None) -> tuple[int, int] | None:
         """'12' -> (12, 12); '3-7' -> (3, 7)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -79,13 +80,23 @@ class Hit:
     @property
     def citation(self) -> str:
         """`file p.12 § Section > Subsection`, the way a reader finds the passage."""
-        parts = [self.source]
+        parts = [shown(self.source)]
         if self.page is not None:
             pages = f"{self.page}" if self.page_end in (None, self.page) else f"{self.page}-{self.page_end}"
             parts.append(f"p.{pages}")
         if self.section:
             parts.append(f"§ {self.section}")
         return " ".join(parts)
+
+
+def shown(source: str, base: str | None = None) -> str:
+    """A source as a reader wants it: relative to `base` (default: the current folder) when that is
+    shorter, else absolute. Sources are stored absolute so they stay right from any folder."""
+    try:
+        rel = os.path.relpath(source, base or os.getcwd())
+    except (ValueError, OSError):  # another drive (Windows), or no current folder
+        return source
+    return rel if len(rel) < len(source) else source
 
 
 def search_json(query: str, hits: Iterable[Hit]) -> dict[str, Any]:

@@ -82,11 +82,16 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
         hits += [h for h in extra if h.chunk_id not in have]
     relevance = _relevance(embedder, question, hits)
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
-    if not hits or max(relevance) < RELEVANCE_MIN:
+    if not hits:
+        why = (f"no passage passes the filters ({filters.describe()})" if filters and not filters.is_empty()
+               else "the knowledge base holds no passages")
+        return Answer(question, NOT_FOUND, [], hits, llm.name if llm else None, "not_found", found=False,
+                      timing=timing, llm_error=llm_error, note=why)
+    if max(relevance) < RELEVANCE_MIN:
         return Answer(question, NOT_FOUND, [], hits, llm.name if llm else None, "not_found", found=False,
                       timing=timing, llm_error=llm_error,
                       note=f"no passage is close enough to the question (best similarity "
-                           f"{max(relevance, default=0.0):.2f} < {RELEVANCE_MIN}); nearest passages shown")
+                           f"{max(relevance):.2f} < {RELEVANCE_MIN}); nearest passages shown")
     if grounding.missing:
         missing = grounding.missing
         said = "; ".join(t.missing for t in missing)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from kb.filters import Filters
 from kb.index import STORES
@@ -19,11 +20,28 @@ if TYPE_CHECKING:
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
-kb_option = click.option(
-    "--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, metavar="DIR",
-    help="Knowledge base folder [default: nearest .kb/ here or above, else the user data dir].",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+GLOBAL_META = "kb.global"  # click context key: options given before the subcommand (`kb --kb DIR status`)
+
+
+def _inherit(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An option given after the subcommand wins; else the same option given before it (as in git);
+    else the environment and the default."""
+    given = ctx.meta.get(GLOBAL_META, {})
+    if param.name in given and ctx.get_parameter_source(param.name or "") is not ParameterSource.COMMANDLINE:
+        return given[param.name]
+    return value
+
+
+def _kb_help() -> str:
+    from kb.config import default_kb_dir
+
+    return f"Knowledge base folder [default: nearest .kb/ here or above, else {default_kb_dir()}]."
+
+
+kb_option = click.option("--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, metavar="DIR", callback=_inherit,
+                         help=_kb_help())
+json_option = click.option("--json", "as_json", is_flag=True, callback=_inherit, help="Print one JSON object on stdout.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, callback=_inherit, help="No progress bar.")
 
 
 def open_kb(kb_dir: str | None, **overrides: Any) -> KnowledgeBase:
@@ -49,6 +67,12 @@ class _Terminal(logging.Handler):
             click.echo(message if message.startswith(("kb:", "kb ")) else f"kb: {message}", err=True)
         except Exception:  # a log line must never break a command
             self.handleError(record)
+
+
+def log_level(ctx: click.Context) -> int:
+    """`-v`: informational messages too; `-q`: errors only; else warnings and errors."""
+    given = ctx.meta.get(GLOBAL_META, {})
+    return logging.INFO if given.get("verbose") else logging.ERROR if given.get("quiet") else logging.WARNING
 
 
 def show_logs(level: int = logging.WARNING) -> None:
@@ -89,6 +113,7 @@ def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
     base). They reach `Settings` through the click context, so a command needs no parameters for them."""
 
     def remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        value = _inherit(ctx, param, value)
         if value is not None:
             ctx.meta.setdefault(STORE_META, {})[param.name] = value
         return value
@@ -103,6 +128,35 @@ def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      ".db (one process at a time) [default: milvus.db in the KB folder]."),
         click.option("--collection", metavar="NAME", envvar="KB_COLLECTION", show_envvar=True, expose_value=False,
                      callback=remember, help="Milvus: the knowledge base's name on the server [default: kb]."),
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--kb, --store, --store-uri, --collection, --json, -v, -q before the subcommand, as in git:
+    `kb --kb DIR status`. Each subcommand that has the option takes it; one given after the
+    subcommand wins."""
+
+    def keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if ctx.get_parameter_source(param.name or "") is not ParameterSource.COMMANDLINE:
+            return
+        ctx.meta.setdefault(GLOBAL_META, {})[param.name] = value
+        if param.name in ("store", "store_uri", "collection"):
+            ctx.meta.setdefault(STORE_META, {})[param.name] = value
+
+    decorators = [
+        click.option("--kb", "kb_dir", metavar="DIR", expose_value=False, callback=keep, help=_kb_help()),
+        click.option("--store", type=click.Choice(STORES.names(), case_sensitive=False), expose_value=False,
+                     callback=keep, help="Vector store (as each command's --store)."),
+        click.option("--store-uri", metavar="URI", expose_value=False, callback=keep, help="Milvus URI."),
+        click.option("--collection", metavar="NAME", expose_value=False, callback=keep, help="Milvus collection."),
+        click.option("--json", "as_json", is_flag=True, expose_value=False, callback=keep,
+                     help="Print one JSON object on stdout."),
+        click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=keep, help="Informational messages too."),
+        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=keep,
+                     help="No progress bar; errors only."),
     ]
     for d in reversed(decorators):
         f = d(f)

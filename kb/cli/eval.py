@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kb.cli.common import CONTEXT, filter_options, pop_filters
+from kb.cli.common import CONTEXT, filter_options, json_option, kb_option, pop_filters
 from kb.config import MODES
 
 ALL_MODES = (*MODES[1:], MODES[0])  # the default last: a comparison ends with it
@@ -48,8 +48,7 @@ class _EvalCommand(click.Command):
 
 @click.command("eval", cls=_EvalCommand, context_settings=CONTEXT)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, metavar="DIR",
-              help="Knowledge base folder [default: nearest .kb/ here or above, else the user data dir].")
+@kb_option
 @click.option("-k", "--k", "ks", multiple=True, metavar="K...", help="Cut-offs, e.g. --k 1 5 10  [default: 1 5 10]")
 @click.option("--mode", type=click.Choice(ALL_MODES, case_sensitive=False), envvar="KB_MODE", show_envvar=True,
               help="Retrieval mode [default: the `mode` setting, hybrid].")
@@ -60,7 +59,7 @@ class _EvalCommand(click.Command):
                    "--compare dense keyword hybrid 'hybrid:keyword_weight=0.5'. Bare --compare: all three modes.")
 @click.option("--misses", "show_misses", type=int, default=10, help="Misses to list in the table output (-1: all).")
 @filter_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@json_option
 def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str | None, rerank: str | None,
                  runs: tuple[str, ...], show_misses: int, as_json: bool, **kwargs: Any) -> None:
     """Measure retrieval on FILE: questions with gold sources (CSV or JSONL).

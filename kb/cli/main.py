@@ -13,23 +13,27 @@ from kb.cli.common import (
     CONTEXT,
     emit,
     filter_options,
+    global_options,
     json_option,
     kb_option,
+    log_level,
     open_kb,
     pop_filters,
+    quiet_option,
     show_logs,
     store_options,
 )
 from kb.config import MODES
 from kb.errors import ConfigError, KBError
-from kb.types import search_json
+from kb.ingest.base import extensions
+from kb.types import search_json, shown
 
 
 class KBGroup(click.Group):
     """Turns any KBError into one line on stderr and an exit status; tracebacks need KB_DEBUG=1."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        show_logs()
+        show_logs(log_level(ctx))
         try:
             return super().invoke(ctx)
         except KBError as e:
@@ -44,6 +48,7 @@ class KBGroup(click.Group):
 
 @click.group(cls=KBGroup, context_settings=CONTEXT)
 @click.version_option(package_name="kb", prog_name="kb")
+@global_options
 def main() -> None:
     """kb: a local knowledge base over your PDFs, Word files, Markdown, HTML and text.
 
@@ -64,7 +69,7 @@ def main() -> None:
 @click.option("--batch-size", type=int, envvar="KB_BATCH_SIZE", show_envvar=True, help="Embedding batch size (0: by device).")
 @click.option("--chunk-tokens", type=int, envvar="KB_CHUNK_TOKENS", show_envvar=True, help="Max tokens embedded per chunk.")
 @click.option("--workers", type=int, envvar="KB_WORKERS", show_envvar=True, help="Parser processes (0: by core count).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 @json_option
 def ingest(paths: tuple[str, ...], kb_dir: str | None, quiet: bool, as_json: bool, **settings: Any) -> None:
     """Index files and folders; unchanged files are skipped, vanished ones dropped.
@@ -72,12 +77,20 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, quiet: bool, as_json: boo
     Exit status 1 when some files could not be ingested (each is listed with its reason).
     """
     with open_kb(kb_dir, **settings) as kb:
+        new = not kb.exists
         report = _run_ingest(kb, paths, show=not quiet and sys.stderr.isatty())
         if as_json:
             emit(report.to_json())
         else:
+            if new and kb.exists:
+                click.echo(f"New knowledge base in {kb.path}")
             _print_report(report)
-    sys.exit(1 if report.failed else 0)
+    nothing = not (report.added or report.updated or report.unchanged or report.removed or report.failed)
+    if nothing:
+        what = f"{len(report.skipped)} file(s) of types kb does not read" if report.skipped else "no files"
+        click.echo(f"kb: error: nothing to ingest in {', '.join(paths)}: {what} (kb reads "
+                   f"{', '.join(sorted(extensions()))})", err=True)
+    sys.exit(1 if report.failed or nothing else 0)
 
 
 def _run_ingest(kb: Any, paths: tuple[str, ...], show: bool) -> Any:
@@ -112,7 +125,7 @@ def _print_report(r: Any) -> None:
                 click.echo(f"  {label:8} {n} file(s): {reason}")
             continue
         for item in items:
-            click.echo(f"  {label:8} {item.source}: {item.reason}")
+            click.echo(f"  {label:8} {shown(item.source)}: {item.reason}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -137,7 +150,8 @@ def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str
         emit(search_json(query, hits))
         return
     if not hits:
-        click.echo("no matches", err=True)
+        click.echo(f"no passage passes the filters ({filters.describe()})" if not filters.is_empty() else "no matches",
+                   err=True)
     for h in hits:
         click.echo(f"{h.rank:>2}. {h.score:.3f}  " + click.style(h.citation, bold=True))
         click.echo(f"    {shorten(h.text, 300)}")
@@ -166,7 +180,7 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
     dims = f" ({st.dimensions} dimensions)" if st.dimensions else ""
     click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")
     for f in st.failed:
-        click.echo(f"  failed  {f.source}: {f.reason}")
+        click.echo(f"  failed  {shown(f.source)}: {f.reason}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -227,7 +241,7 @@ def remove(paths: tuple[str, ...], kb_dir: str | None, as_json: bool) -> None:
         emit({"removed": removed})
         return
     for source in removed:
-        click.echo(f"removed {source}")
+        click.echo(f"removed {shown(source)}")
     if not removed:
         click.echo("nothing indexed under " + ", ".join(paths), err=True)
         sys.exit(1)

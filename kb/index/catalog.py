@@ -29,7 +29,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE documents (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         path TEXT NOT NULL UNIQUE,          -- absolute, resolved: the identity of the file
-        source TEXT NOT NULL,               -- the path as the user ingested it: shown in citations
+        source TEXT NOT NULL,               -- absolute, as the user named it (not resolved): shown in citations
         file_type TEXT NOT NULL,
         sha256 TEXT NOT NULL,
         size INTEGER NOT NULL,
@@ -86,6 +86,12 @@ MIGRATIONS: list[str] = [
         INSERT INTO documents_fts(documents_fts, rowid, title, source) VALUES ('delete', old.id, old.title, old.source);
         INSERT INTO documents_fts(rowid, title, source) VALUES (new.id, new.title, new.source);
     END;
+    """,
+    # 3: sources are absolute (they were stored as typed, e.g. "../docs/a.pdf", wrong from any other
+    # folder); the resolved path is the best absolute name an old catalog has.
+    """
+    UPDATE documents SET source = path WHERE source NOT LIKE '/%' AND path LIKE '/%';
+    UPDATE failures SET source = path WHERE source NOT LIKE '/%' AND path LIKE '/%';
     """,
 ]
 
@@ -262,6 +268,16 @@ class Catalog:
         with self.transaction() as db:
             rows = db.execute("SELECT path FROM failures WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)).fetchall()
             db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for (p,) in rows if p not in keep])
+
+    def forget_failures(self, target: str) -> list[str]:
+        """Forget the failure recorded for the file `target`, or for every file under the folder
+        `target`; return their sources."""
+        prefix = target.rstrip("/") + "/"
+        with self.transaction() as db:
+            rows = db.execute("SELECT path, source FROM failures WHERE path = ? OR substr(path, 1, ?) = ?",
+                              (target, len(prefix), prefix)).fetchall()
+            db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p, _ in rows])
+        return [source for _, source in rows]
 
     def failures(self) -> list[FileOutcome]:
         return [FileOutcome(s, r) for s, r in self.db.execute("SELECT source, reason FROM failures ORDER BY source")]

@@ -28,7 +28,7 @@ from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
 from kb.ingest.base import is_supported
 from kb.ingest.walk import Candidate, walk
-from kb.ingest.worker import ChunkSpec, Prepared, chunker_for, prepare
+from kb.ingest.worker import ChunkSpec, Prepared, chunker_for, ignore_interrupts, prepare, workers_ignore_interrupts
 from kb.types import FileOutcome, IngestReport
 from kb.version import __version__
 
@@ -220,12 +220,14 @@ class Pipeline:
             return
         pending = deque(todo)
         inflight: deque[tuple[_Todo, Future[Prepared]]] = deque()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        pool = _pool(workers)
         try:
             while pending or inflight:
                 while pending and len(inflight) < workers * 2:
                     item = pending.popleft()
-                    inflight.append((item, pool.submit(prepare, str(item.cand.path), self.embedding.spec)))
+                    with workers_ignore_interrupts():  # a submit may start a worker process
+                        future = pool.submit(prepare, str(item.cand.path), self.embedding.spec)
+                    inflight.append((item, future))
                 item, future = inflight.popleft()
                 try:
                     yield item, future.result()
@@ -236,9 +238,13 @@ class Pipeline:
                     pending.extendleft(reversed([i for i, _ in inflight]))
                     inflight.clear()
                     pool.shutdown(cancel_futures=True)
-                    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+                    pool = _pool(workers)
         finally:
             pool.shutdown(cancel_futures=True)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=ignore_interrupts)
 
 
 def reembed(catalog: Any, embedding: Embedding,

@@ -13,7 +13,7 @@ _TEMP_SUFFIXES = ("~", ".tmp", ".swp", ".swo", ".part", ".crdownload")
 @dataclass(frozen=True)
 class Candidate:
     path: Path  # absolute, resolved
-    source: str  # as the user would write it: the given path joined with the file's relative path
+    source: str  # absolute, as the user named it (symlinks kept): shown in citations
     explicit: bool  # named on the command line rather than found in a folder
 
 
@@ -26,8 +26,9 @@ def is_ignored(name: str) -> bool:
 def walk(given: str) -> tuple[list[Candidate], list[str], int]:
     """Return (files found, folder roots walked, number of ignored entries) for one given path."""
     top = Path(given).expanduser()
+    shown = os.path.abspath(top)  # the source shown in citations: absolute, as named (not resolved)
     if top.is_file():
-        return [Candidate(top.resolve(), os.path.normpath(given), True)], [], 0
+        return [Candidate(top.resolve(), shown, True)], [], 0
     root = top.resolve()
     found: list[Candidate] = []
     ignored = 0
@@ -51,7 +52,7 @@ def walk(given: str) -> tuple[list[Candidate], list[str], int]:
                 ignored += 1
                 continue
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
-            source = os.path.normpath(os.path.join(given, rel))
+            source = os.path.join(shown, rel)
             # Resolve symlinked files to their target, but keep the path under the root as the
             # identity so "files that disappeared under this root" stays well defined.
             found.append(Candidate(root / rel, source, False))

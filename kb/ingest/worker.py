@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +19,26 @@ from kb.ingest.chunker import Chunker
 from kb.types import Chunk
 
 log = logging.getLogger(__name__)
+
+
+def ignore_interrupts() -> None:
+    """A worker's initializer: Ctrl-C reaches every process of the terminal's group, and only the
+    parent acts on it (one clean line), not each worker with a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def workers_ignore_interrupts() -> Iterator[None]:
+    """Processes started inside inherit an ignored SIGINT, so one interrupted while it is still
+    starting (before `ignore_interrupts` runs) prints nothing either."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 @dataclass(frozen=True)

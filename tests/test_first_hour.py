@@ -1,0 +1,161 @@
+"""What stood in a new user's way in the first hour (issue 19), each as the user met it: paths that
+break from another folder, the knowledge base's home, messages that mislead, a failure that could not
+be cleared, global options before the command, an interrupt that printed tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from kb.cli import main
+from tests.helpers import write_markdown
+
+
+def kb(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def notes(tmp_path: Path) -> Path:
+    root = tmp_path / "work" / "notes"
+    write_markdown(root / "runbook.md")
+    return root
+
+
+# 1. Sources are stored absolute, shown relative to where the user stands --------------------------
+def test_sources_typed_relative_are_stored_absolute_and_shown_from_any_folder(
+        notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(notes.parent)
+    assert kb("ingest", "notes").exit_code == 0
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    hit = json.loads(kb("search", "failover region", "--json").stdout)["hits"][0]
+    assert hit["source"] == str(notes / "runbook.md")
+    printed = kb("search", "failover region").stdout.splitlines()[0].split()[2]  # " 1. 0.812  PATH § ..."
+    assert (elsewhere / printed).resolve() == notes / "runbook.md", printed
+    monkeypatch.chdir(notes)
+    assert kb("search", "failover region").stdout.splitlines()[0].split()[2] == "runbook.md"
+
+
+def test_a_catalog_of_relative_sources_is_migrated(notes: Path, isolated_kb: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    assert kb("ingest", str(notes)).exit_code == 0
+    with sqlite3.connect(isolated_kb / "catalog.sqlite") as db:  # as kb 0.x wrote it
+        db.execute("UPDATE documents SET source = '../notes/runbook.md'")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+    hit = json.loads(kb("search", "failover region", "--json").stdout)["hits"][0]
+    assert hit["source"] == str(notes / "runbook.md")
+
+
+# 2. The knowledge base lives in the platform's data folder ---------------------------------------
+def test_default_home_is_the_data_dir_and_an_old_config_dir_kb_is_moved_once(
+        notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "KB_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    old = home / ".config" / "kb"
+    assert kb("--kb", str(old), "ingest", str(notes)).exit_code == 0
+
+    moved = kb("status", "--json")
+    assert "moved the knowledge base from" in moved.stderr
+    status = json.loads(moved.stdout)
+    assert status["path"] == str(home / ".local" / "share" / "kb") and status["documents"] == 1
+    assert not old.exists()
+    again = kb("status", "--json")
+    assert "moved" not in again.stderr and json.loads(again.stdout)["documents"] == 1
+
+
+def test_the_first_ingest_says_where_the_knowledge_base_is(notes: Path, isolated_kb: Path) -> None:
+    first = kb("ingest", str(notes))
+    assert f"New knowledge base in {isolated_kb}" in first.stdout
+    assert "New knowledge base" not in kb("ingest", str(notes)).stdout
+
+
+# 4. Messages that say what happened --------------------------------------------------------------
+def test_a_filter_that_matches_nothing_says_so(notes: Path) -> None:
+    kb("ingest", str(notes))
+    asked = kb("ask", "Which region do we fail over to?", "--path", "*nothing*", "--llm", "none", "--json")
+    answer = json.loads(asked.stdout)
+    assert answer["hits"] == [] and "no passage passes the filters (path '*nothing*')" in answer["note"]
+    assert "similarity" not in answer["note"]
+    searched = kb("search", "failover", "--path", "*nothing*")
+    assert "no passage passes the filters (path '*nothing*')" in searched.stderr
+
+
+def test_a_folder_with_nothing_readable_is_an_error_listing_what_was_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "a.xyz").write_bytes(b"\x89PNG")
+    (folder / "b.foo").write_bytes(b"GIF8")
+    result = kb("ingest", str(folder))
+    assert result.exit_code == 1
+    assert "nothing to ingest in" in result.stderr and "2 file(s) of types kb does not read" in result.stderr
+    assert "a.xyz: unsupported file type .xyz" in result.stdout and "b.foo" in result.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert kb("ingest", str(empty)).exit_code == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_ingest_prints_one_clean_line(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    for n in range(300):  # many small files: the parser workers are mostly idle, waiting for the next
+        write_markdown(docs / f"note-{n:03}.md", f"# Note {n}\n\nThe failover region for cell {n} is wombat-{n}.\n")
+    env = {**os.environ, "KB_DIR": str(tmp_path / "kb"), "KB_WORKERS": "2"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "kb"), "ingest", str(docs)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_children(proc.pid)) < 2:  # the parser workers are up
+        time.sleep(0.2)
+    assert len(_children(proc.pid)) >= 2, "the parser workers never started"
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1].startswith("kb: interrupted; what was committed is kept"), err
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+# 5. A failed file can be cleared -----------------------------------------------------------------
+def test_remove_clears_a_failure(notes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (notes / "bin.txt").write_bytes(b"\x00\x01\x02binary\x00" * 50)
+    assert kb("ingest", str(notes)).exit_code == 1
+    assert [f["source"] for f in json.loads(kb("status", "--json").stdout)["failed"]] == [str(notes / "bin.txt")]
+    monkeypatch.chdir(notes.parent)
+    removed = kb("remove", "notes/bin.txt")
+    assert removed.exit_code == 0 and "removed notes/bin.txt" in removed.stdout
+    status = json.loads(kb("status", "--json").stdout)
+    assert status["failed"] == [] and status["documents"] == 1
+
+
+# 6. Global options before the command, as in git -------------------------------------------------
+def test_global_options_work_before_the_command(notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = tmp_path / "mine"
+    assert kb("--kb", str(mine), "ingest", str(notes)).exit_code == 0
+    status = kb("--kb", str(mine), "--json", "status")
+    assert status.exit_code == 0 and json.loads(status.stdout)["documents"] == 1
+    monkeypatch.setenv("KB_DIR", str(tmp_path / "other"))  # a flag beats the environment, wherever it stands
+    assert json.loads(kb("--kb", str(mine), "status", "--json").stdout)["path"] == str(mine)
+    after = kb("--kb", str(tmp_path / "nowhere"), "status", "--kb", str(mine), "--json")  # after the command wins
+    assert json.loads(after.stdout)["path"] == str(mine)
+    hits = json.loads(kb("--json", "--kb", str(mine), "search", "failover region").stdout)["hits"]
+    assert hits and hits[0]["source"].endswith("runbook.md")
+    assert kb("-q", "--kb", str(mine), "ingest", str(notes)).exit_code == 0
