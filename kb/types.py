@@ -52,9 +52,34 @@ class Chunk:
         return " > ".join(self.headings) or None
 
 
+@dataclass(frozen=True)
+class Snippet:
+    """The part of a hit's text that shows why it matched, on one line ("…" where it was cut), and
+    the spans of the query's terms in it: [start, end) offsets in characters (code points)."""
+
+    text: str
+    highlights: tuple[tuple[int, int], ...] = ()
+
+    def segments(self) -> Iterable[tuple[str, bool]]:
+        """The text in order as (piece, is a match) pairs, for whatever marks matches (bold, <mark>)."""
+        at = 0
+        for start, end in self.highlights:
+            if start > at:
+                yield self.text[at:start], False
+            yield self.text[start:end], True
+            at = end
+        if at < len(self.text):
+            yield self.text[at:], False
+
+
 @dataclass
 class Hit:
-    """One search result, in the shape of the `kb search --json` contract."""
+    """One search result, in the shape of the `kb search --json` contract.
+
+    Beyond the contract's keys, its JSON has `also` (other files with the very same passage), and
+    once `kb.query.snippet` has looked at it: `highlights` (spans of the query's terms in `text`),
+    `snippet` and `snippet_highlights` (see `Snippet`).
+    """
 
     rank: int
     score: float
@@ -69,12 +94,18 @@ class Hit:
     char_start: int = 0
     char_end: int = 0
     also: list[str] = field(default_factory=list)  # other files holding the very same passage
+    highlights: list[tuple[int, int]] = field(default_factory=list)  # the query's terms in `text`
+    snippet: Snippet | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         out = {k: d[k] for k in ("rank", "score", "chunk_id", "source", "page", "page_end", "section", "text")}
         if self.also:
             out["also"] = list(self.also)
+        if self.snippet is not None:
+            out["highlights"] = [list(span) for span in self.highlights]
+            out["snippet"] = self.snippet.text
+            out["snippet_highlights"] = [list(span) for span in self.snippet.highlights]
         return out
 
     @property

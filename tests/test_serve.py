@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from fastapi.testclient import TestClient
 from kb.cli import main
 from kb.server import check_bind, create_app, is_loopback
 from tests.conftest import AAPL_Q3_2023, MSFT_Q1_2023
-from tests.helpers import free_port, write_markdown
+from tests.helpers import FAKE, free_port, write_markdown
 
 AAPL_SALES = "What were Apple's total net sales for the three months ended July 1, 2023?"
 RUNBOOK_Q = "What should the on-call engineer do when the payment gateway returns error 5031?"
@@ -332,6 +333,21 @@ def test_token_is_required_on_every_api_route(tmp_path: Path) -> None:
         assert c.get("/status").status_code == 401 and c.post("/search", json={"query": "x"}).status_code == 401
         c.cookies.set("kb_token", "wrong")
         assert c.get(doc).status_code == 401
+
+
+def test_api_docs_load_their_files_from_this_server(tmp_path: Path) -> None:
+    """/docs and /redoc work offline: every script and style they load is served here, with no token."""
+    with TestClient(create_app(tmp_path / "kb", llm="none", token=TOKEN, **FAKE)) as c:
+        for page in ("/docs", "/redoc"):
+            r = c.get(page)
+            assert r.status_code == 200, page
+            urls = re.findall(r'<(?:script|link)[^>]*(?:src|href)="([^"]+)"', r.text)
+            assert any(u.endswith(".js") for u in urls), r.text
+            for url in urls:
+                assert url.startswith("/") or url.startswith("data:"), (page, url)
+                if url.startswith("/"):
+                    assert c.get(url).status_code == 200, url
+        assert c.get("/openapi.json").json()["paths"]["/search"]
 
 
 def test_loopback_detection() -> None:

@@ -150,6 +150,10 @@ def test_ask_on_the_page_and_open_a_citation(served: str, browser: Any) -> None:
     passages = browser.find_elements(By.CSS_SELECTOR, "#passages li")
     # k=5 retrieved, plus up to 3 keyword passages of the best document (kb.answer.generate)
     assert 5 <= len(passages) <= 8 and all(p.find_elements(By.TAG_NAME, "a") for p in passages)
+    # Each passage's snippet shows the question's terms in <mark> (built as elements, not parsed HTML).
+    marks = browser.find_elements(By.CSS_SELECTOR, "#passages summary mark.match")
+    assert marks and {"net", "sales"} <= {m.text.lower() for m in marks}
+    assert not browser.find_elements(By.CSS_SELECTOR, "#passages mark *")
 
     cite = browser.find_elements(By.CSS_SELECTOR, "#answer a.cite")[0]
     href = cite.get_attribute("href")
@@ -167,6 +171,21 @@ def test_ask_on_the_page_and_open_a_citation(served: str, browser: Any) -> None:
     WebDriverWait(browser, 30).until(lambda d: "/documents/" in d.current_url)
     assert browser.current_url == f"{served}/documents/{doc_id}#page={page}"
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.contentType") == "application/pdf")
+
+
+def test_api_docs_render_offline(served: str, browser: Any) -> None:
+    """Swagger UI (/docs) and ReDoc (/redoc) draw the API from files this server ships; the browser
+    here has no network, so a page that needed a CDN would stay blank."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(served + "/docs")
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#swagger-ui .opblock"))
+    paths = {e.text.replace("\u200b", "") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/search", "/ask", "/ask/stream", "/status"} <= paths, paths
+
+    browser.get(served + "/redoc")
+    WebDriverWait(browser, 60).until(lambda d: "Best passages for a query" in d.find_element(By.TAG_NAME, "body").text)
 
 
 def test_a_crashing_model_still_answers_on_the_page(served_crashing: str, browser: Any) -> None:

@@ -18,6 +18,7 @@ from kb.cli.common import (
     pop_filters,
     store_options,
 )
+from kb.cli.snippets import snippet_line
 
 
 @click.command(context_settings=CONTEXT)
@@ -84,7 +85,7 @@ def _print_answer(result: Any, streamed: str) -> None:
             click.echo("\nNearest passages:")
             for h in result.hits:
                 click.echo(f"  {h.rank}. " + click.style(h.citation, bold=True))
-                click.echo(f"     {shorten(h.text, 200)}")
+                click.echo(f"     {snippet_line(h)}")
         return
     if result.citations:
         click.echo("\nSources:")

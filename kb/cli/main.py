@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from kb.answer.citations import shorten
 from kb.cli.common import (
     CONTEXT,
     emit,
@@ -23,6 +22,7 @@ from kb.cli.common import (
     show_logs,
     store_options,
 )
+from kb.cli.snippets import snippet_line
 from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.ingest.base import extensions
@@ -154,7 +154,7 @@ def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str
                    err=True)
     for h in hits:
         click.echo(f"{h.rank:>2}. {h.score:.3f}  " + click.style(h.citation, bold=True))
-        click.echo(f"    {shorten(h.text, 300)}")
+        click.echo(f"    {snippet_line(h)}")
         if h.also:
             click.echo(f"    (same passage in {', '.join(h.also)})")
 

@@ -5,8 +5,8 @@ Three modes. `dense`: nearest chunk vectors. `keyword`: BM25 over the catalog's 
 (title and path; whole-document BM25) and a bonus for chunks holding the query's rare figures or
 quoted phrases. In every mode filters apply inside the retrieval, duplicate passages (the same
 text in two files) become one hit listing the other sources, no page fills more than `per_page`
-of the top k, and an optional cross-encoder reorders the best candidates. Measurements and the
-reasons for each default: benchmarks/RETRIEVAL.md.
+of the top k, and an optional cross-encoder reorders the best candidates. Each hit comes with its
+snippet (`kb.query.snippet`). Measurements and the reasons for each default: benchmarks/RETRIEVAL.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kb.config import check_mode
 from kb.filters import Filters
-from kb.query import fusion
+from kb.query import fusion, snippet
 from kb.query.fts import literals, match_expression, quote, terms
 from kb.types import Hit
 
@@ -72,7 +72,9 @@ def search(
         hits = reranker.rerank(query, hits)
         for rank, hit in enumerate(hits, start=1):
             hit.rank = rank
-    return hits[:k]
+    hits = hits[:k]
+    snippet.annotate(hits, query, catalog)
+    return hits
 
 
 def candidates(

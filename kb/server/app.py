@@ -37,12 +37,14 @@ try:
     from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from fastapi.staticfiles import StaticFiles
+    from fastapi_offline import FastAPIOffline
     from pydantic import BaseModel, Field, ValidationError
     from starlette.concurrency import run_in_threadpool
 except ImportError as e:  # pragma: no cover - the core installs without the serve extra
     raise DependencyError(f"kb serve needs FastAPI and uvicorn ({e.name or e}): {install_command('serve')}") from e
 
 STATIC = Path(__file__).with_name("static")
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, from the fastapi-offline package
 TOKEN_COOKIE = "kb_token"  # set by the web page so that a citation link (a plain navigation) can open a file
 JSON_LIMIT = 1 << 20  # bytes of any request body other than an upload
 MAX_FILES = 100  # files in one upload
@@ -122,11 +124,12 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
         streams.shutdown(wait=False, cancel_futures=True)
         await run_in_threadpool(svc.close)
 
-    app = FastAPI(
-        title="kb", version=__version__, lifespan=lifespan,
+    # /docs (Swagger UI) and /redoc load their scripts from this server, not a CDN: they work offline.
+    app = FastAPIOffline(
+        title="kb", version=__version__, lifespan=lifespan, static_url=DOCS_ASSETS, favicon_url="data:,",
         description="Search and ask a kb knowledge base; answers cite their sources, each citation checked. "
-                    "Every route but `/`, `/static` and `/healthz` needs `Authorization: Bearer <KB_API_TOKEN>` "
-                    "when the server has a token.",
+                    "Every route but `/`, `/static`, `/docs`, `/redoc` and `/healthz` needs "
+                    "`Authorization: Bearer <KB_API_TOKEN>` when the server has a token.",
     )
     app.state.service = svc
     app.add_middleware(_BodyLimit, limits={"/ingest": max_upload}, default=JSON_LIMIT)

@@ -85,6 +85,25 @@ function appendCited(parent, text, links, byN) {
   parent.append(text.slice(last));
 }
 
+// `text` with the query's terms in <mark>: `spans` are [start, end) offsets in code points (as the
+// server counts them), hence Array.from rather than string indices (UTF-16 units).
+function marked(text, spans) {
+  const out = document.createDocumentFragment();
+  const chars = Array.from(text);
+  let at = 0;
+  for (const [start, end] of spans || []) {
+    if (start < at || end <= start) continue;
+    out.append(chars.slice(at, start).join(""));
+    const mark = document.createElement("mark");
+    mark.className = "match";
+    mark.textContent = chars.slice(start, end).join("");
+    out.append(mark);
+    at = end;
+  }
+  out.append(chars.slice(at).join(""));
+  return out;
+}
+
 function renderAnswer(result, links) {
   const byN = Object.fromEntries(result.citations.map((c) => [String(c.n), c]));
   const text = result.answer;
@@ -145,11 +164,15 @@ function renderAnswer(result, links) {
     li.append(link(links.hits[String(h.rank)], cite(h)));
     const details = document.createElement("details");
     const summary = document.createElement("summary");
-    const flat = h.text.replace(/\s+/g, " ").trim();
-    summary.textContent = flat.length > 160 ? flat.slice(0, 159) + "…" : flat;
+    if (h.snippet != null) {
+      summary.append(marked(h.snippet, h.snippet_highlights));
+    } else {
+      const flat = h.text.replace(/\s+/g, " ").trim();
+      summary.textContent = flat.length > 160 ? flat.slice(0, 159) + "…" : flat;
+    }
     const full = document.createElement("p");
     full.className = "passage";
-    full.textContent = h.text;
+    full.append(marked(h.text, h.highlights));
     details.append(summary, full);
     li.append(details);
     passages.append(li);
