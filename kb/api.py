@@ -21,7 +21,7 @@ from kb.embed import Embedder, canonical_model_id, make_embedder
 from kb.errors import ConfigError, EmbedderMismatchError, KBError
 from kb.failpoints import failpoint
 from kb.index import Index, open_index
-from kb.ingest.pipeline import Embedding, Pipeline, Progress, reembed
+from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.lock import WriteLock
 from kb.types import CheckReport, Hit, IngestReport, Status
 
@@ -160,7 +160,7 @@ class KnowledgeBase:
             missing_vectors=missing, repaired=repair and bool(orphans or missing),
         )
 
-    def reindex(self, model: str | None = None, *, progress: Progress | None = None) -> int:
+    def reindex(self, model: str | None = None, *, progress: Counting | None = None) -> int:
         """Re-embed every chunk from the catalog (no re-parsing), e.g. with a new `model`.
 
         The new vectors go to a new store generation; the catalog switches to it in one transaction,

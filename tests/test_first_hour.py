@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from kb.cli import main
-from tests.helpers import write_markdown
+from tests.helpers import write_markdown, write_pdf
 
 
 def kb(*args: str) -> Result:
@@ -159,3 +159,38 @@ def test_global_options_work_before_the_command(notes: Path, tmp_path: Path, mon
     hits = json.loads(kb("--json", "--kb", str(mine), "search", "failover region").stdout)["hits"]
     assert hits and hits[0]["source"].endswith("runbook.md")
     assert kb("-q", "--kb", str(mine), "ingest", str(notes)).exit_code == 0
+
+
+# 7. Progress: the model's load is a step of its own, then files, pages and chunks --------------
+def test_progress_reports_the_model_step_then_files_pages_and_chunks(notes: Path, tmp_path: Path) -> None:
+    from kb import KnowledgeBase
+
+    write_pdf(notes / "report.pdf", ["Quarterly report overview", "Revenue grew to 1,577 million dollars"])
+    seen: list = []
+    with KnowledgeBase.open(tmp_path / "kb") as knowledge:
+        report = knowledge.ingest([str(notes)], progress=seen.append)
+    steps = [p.step for p in seen]
+    assert steps[0] == "scanning" and "model" in steps and steps.index("model") < steps.index("files")
+    files = [p for p in seen if p.step == "files"]
+    assert [p.done for p in files] == sorted(p.done for p in files)
+    last = files[-1]
+    assert (last.done, last.total) == (2, 2)
+    assert (last.pages, last.chunks) == (report.pages, report.chunks) and report.pages == 2 and report.chunks > 0
+
+
+def test_a_message_while_the_bar_is_shown_prints_above_it_whole() -> None:
+    import io
+    import logging
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from kb.cli.common import messages_above, show_logs
+
+    show_logs()
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    with Progress(console=console, transient=True) as bar, messages_above(console):
+        bar.add_task("loading the embedding model", total=None)
+        logging.getLogger("kb.embed.onnx_export").warning("kb: exporting M to ONNX (once)")
+    assert "kb: exporting M to ONNX (once)\n" in screen.getvalue()

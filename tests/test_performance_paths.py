@@ -88,7 +88,7 @@ def test_new_index_uses_onnx_int8_on_cpu_and_batches_small_documents(tmp_path: P
     kb_dir = tmp_path / "kb"
     seen: list[tuple[int, int]] = []
     with KnowledgeBase.open(kb_dir, device="cpu") as kb:
-        report = kb.ingest([str(docs)], progress=lambda done, total, _: seen.append((done, total)))
+        report = kb.ingest([str(docs)], progress=lambda p: seen.append((p.done, p.total)))
         assert kb.embedder.backend == "onnx-int8"
         assert len(report.added) == 41 and not report.failed
         docs_n, chunks, _ = kb.catalog.totals()

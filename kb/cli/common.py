@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -59,14 +60,31 @@ def emit(obj: Any) -> None:
 
 
 class _Terminal(logging.Handler):
-    """The library's warnings, one line each on stderr (through click, so tests' runners see them)."""
+    """The library's warnings, one line each on stderr (through click, so tests' runners see them;
+    above the progress bar while one is shown)."""
+
+    above: Any = None  # the rich Console of a live progress bar
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
-            click.echo(message if message.startswith(("kb:", "kb ")) else f"kb: {message}", err=True)
+            line = message if message.startswith(("kb:", "kb ")) else f"kb: {message}"
+            if _Terminal.above is not None:
+                _Terminal.above.print(line, markup=False, highlight=False, soft_wrap=True)
+            else:
+                click.echo(line, err=True)
         except Exception:  # a log line must never break a command
             self.handleError(record)
+
+
+@contextmanager
+def messages_above(console: Any) -> Iterator[None]:
+    """While a rich progress bar is live on `console`, log lines print above it instead of through it."""
+    _Terminal.above = console
+    try:
+        yield
+    finally:
+        _Terminal.above = None
 
 
 def log_level(ctx: click.Context) -> int:

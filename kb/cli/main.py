@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,7 @@ from kb.cli.common import (
     json_option,
     kb_option,
     log_level,
+    messages_above,
     open_kb,
     pop_filters,
     quiet_option,
@@ -27,6 +28,9 @@ from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.ingest.base import extensions
 from kb.types import search_json, shown
+
+if TYPE_CHECKING:
+    from kb.ingest.pipeline import Ingesting
 
 
 class KBGroup(click.Group):
@@ -96,16 +100,38 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, quiet: bool, as_json: boo
 def _run_ingest(kb: Any, paths: tuple[str, ...], show: bool) -> Any:
     if not show:
         return kb.ingest(paths)
+    import time
+
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("[dim]{task.fields[file]}"))
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("ingesting", total=None, file="scanning")
+    steps = {"scanning": "scanning", "model": "loading the embedding model", "files": "ingesting"}
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[counts]}"), TextColumn("ETA"), TimeRemainingColumn(),
+               TimeElapsedColumn(), TextColumn("[dim]{task.fields[file]}"))
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True) as bar, messages_above(console):
+        task = bar.add_task(steps["scanning"], total=None, file="", counts="")
+        began = {"files": 0.0}
 
-        def progress(done: int, total: int, source: str) -> None:
-            bar.update(task, completed=done, total=total, file=os.path.basename(source)[:40])
+        def progress(p: Ingesting) -> None:
+            if p.step == "files" and not began["files"]:
+                began["files"] = time.monotonic()
+                bar.reset(task, total=p.total)  # the rate and ETA count from here, not from the model's load
+            seconds = time.monotonic() - began["files"] if began["files"] else 0.0
+            rate = f" · {p.pages / seconds:.1f} pages/s, {p.chunks / seconds:.0f} chunks/s" if seconds > 1 else ""
+            files = p.step == "files"
+            bar.update(task, description=steps.get(p.step, p.step), completed=p.done, total=p.total if files else None,
+                       file=os.path.basename(p.source)[:40],
+                       counts=f"files · {p.pages} pages, {p.chunks} chunks{rate}" if files else "")
 
         return kb.ingest(paths, progress=progress)
 

@@ -38,7 +38,22 @@ if TYPE_CHECKING:
     from kb.config import Settings
     from kb.embed.base import Embedder
 
-Progress = Callable[[int, int, str], None]  # (files done, files to do, current source)
+
+
+@dataclass
+class Ingesting:
+    """What an ingest's progress callback sees, each time something moves."""
+
+    step: str  # "scanning" the paths given, loading the embedding "model" (the first time: exported), "files"
+    done: int = 0  # files done (parsed, embedded and committed, or failed)
+    total: int = 0  # files to do (new or changed); 0 while scanning
+    source: str = ""  # the file being worked on
+    pages: int = 0  # pages and chunks committed so far
+    chunks: int = 0
+
+
+Progress = Callable[[Ingesting], None]
+Counting = Callable[[int, int, str], None]  # re-embedding: (chunks done, chunks, "")
 SAVE_EVERY_S = 60.0  # vectors are saved at least this often during a long ingest
 REEMBED_BATCH = 1024  # chunks re-embedded at a time by repair and reindex
 
@@ -91,6 +106,8 @@ class Pipeline:
         """Add new files, re-index changed ones, drop files gone from the folders given. `model`: the
         id to record (the index's own, which the embedder's may only spell differently)."""
         report = IngestReport()
+        tell = progress or (lambda _: None)
+        tell(Ingesting("scanning"))
         candidates: list[Candidate] = []
         roots: list[str] = []
         for given in paths:
@@ -115,8 +132,9 @@ class Pipeline:
             self.catalog.clear_failures_under(root, keep=seen)
         self.index.repair(reembed(self.catalog, self.embedding))
         if todo:
+            tell(Ingesting("model", total=len(todo)))
             self.index.record_build({**self.embedding.build(), "model": model})
-            self._index(todo, report, progress)
+            self._index(todo, report, tell)
         self.index.save()
         return report
 
@@ -160,7 +178,7 @@ class Pipeline:
         report.failed.append(FileOutcome(cand.source, reason))
         self.catalog.record_failure(str(cand.path), cand.source, reason)
 
-    def _index(self, todo: list[_Todo], report: IngestReport, progress: Progress | None) -> None:
+    def _index(self, todo: list[_Todo], report: IngestReport, tell: Progress) -> None:
         last_save = time.monotonic()
         # Small documents are embedded together: full, length-sorted batches waste less padding.
         # Each document is still committed whole, after its vectors exist.
@@ -188,8 +206,7 @@ class Pipeline:
                 (report.updated if old else report.added).append(item.cand.source)
                 report.pages += prepared.pages or 0
                 report.chunks += len(new)
-                if progress:
-                    progress(done, len(todo), item.cand.source)
+                tell(Ingesting("files", done, len(todo), item.cand.source, report.pages, report.chunks))
             group.clear()
             if time.monotonic() - last_save > SAVE_EVERY_S:
                 self.index.save()
@@ -197,12 +214,10 @@ class Pipeline:
 
         for done, (item, prepared) in enumerate(self._prepare_all(todo), start=1):
             failpoint("ingest.after_parse")
-            if progress:
-                progress(done - 1, len(todo), item.cand.source)
+            tell(Ingesting("files", done - 1, len(todo), item.cand.source, report.pages, report.chunks))
             if prepared.error:
                 self._fail(item.cand, prepared.error, report)
-                if progress:
-                    progress(done, len(todo), item.cand.source)
+                tell(Ingesting("files", done, len(todo), item.cand.source, report.pages, report.chunks))
                 continue
             group.append((done, item, prepared))
             if sum(len(p.chunks) for _, _, p in group) >= group_chunks:
@@ -248,7 +263,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def reembed(catalog: Any, embedding: Embedding,
-            progress: Progress | None = None) -> Callable[[list[int]], Iterator[tuple[list[int], np.ndarray]]]:
+            progress: Counting | None = None) -> Callable[[list[int]], Iterator[tuple[list[int], np.ndarray]]]:
     """Vectors for chunks already in the catalog, rebuilt from their stored text (no re-parsing):
     a function from chunk ids to (ids, vectors) batches. `progress` sees (chunks done, chunks, "")."""
 

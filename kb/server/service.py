@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kb.api import KnowledgeBase
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
+from kb.ingest.pipeline import Ingesting
 from kb.types import Hit
 
 if TYPE_CHECKING:
@@ -39,9 +40,12 @@ class Job:
     id: str
     paths: list[str]
     state: str = "queued"  # queued | running | done | failed | cancelled
+    step: str | None = None  # kb.ingest.pipeline.Ingesting.step
     done: int = 0
     total: int | None = None
     current: str | None = None
+    pages: int = 0
+    chunks: int = 0
     report: dict[str, Any] | None = None
     error: str | None = None
     created: float = field(default_factory=time.time)
@@ -51,7 +55,8 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "state": self.state, "paths": self.paths,
-            "progress": {"done": self.done, "total": self.total, "current": self.current},
+            "progress": {"step": self.step, "done": self.done, "total": self.total, "current": self.current,
+                         "pages": self.pages, "chunks": self.chunks},
             "report": self.report, "error": self.error,
             "created": self.created, "started": self.started, "finished": self.finished,
         }
@@ -188,10 +193,11 @@ class Service:
     def _run(self, job: Job) -> None:
         job.state, job.started = "running", time.time()
 
-        def progress(done: int, total: int, source: str) -> None:
+        def progress(p: Ingesting) -> None:
             if self._stopping.is_set():
                 raise _Cancelled
-            job.done, job.total, job.current = done, total, source
+            job.step, job.done, job.total, job.current = p.step, p.done, p.total or None, p.source or None
+            job.pages, job.chunks = p.pages, p.chunks
 
         writer = self.reader.writer()
         try:
