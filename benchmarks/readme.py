@@ -165,8 +165,12 @@ def measure_ingest(order: str, log: Callable[[str], None] = lambda s: None) -> d
     proc = subprocess.run([sys.executable, "-m", "benchmarks.ingest", *args], cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{shown} failed (exit status {proc.returncode}):\n{proc.stderr[-2000:]}")
-    raw = json.loads(proc.stdout)
-    return {"order": order, "note": None, "date": date, "command": shown, "load_1m": raw["machine"].get("load_1m"),
+    return ingest_record(order, date, shown, json.loads(proc.stdout))
+
+
+def ingest_record(order: str, date: str, command: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored ingest run from the `--json` output of `python -m benchmarks.ingest` (kept whole in "raw")."""
+    return {"order": order, "note": None, "date": date, "command": command, "load_1m": raw["machine"].get("load_1m"),
             "source": "measured by `python -m benchmarks.readme --ingest`", "machine": machine(),
             "versions": versions(), "kb": raw["kb"], "reference": raw["reference"], "raw": raw}
 

@@ -74,6 +74,28 @@ def test_a_missing_marker_is_an_error_not_a_pass(tmp_path: Path) -> None:
         readme.write_docs(readme.load_results(), tmp_path)
 
 
+def test_a_new_ingest_run_renders(tmp_path: Path) -> None:
+    """What `--ingest` stores (from `python -m benchmarks.ingest --json`) renders in all three docs."""
+    side = {"files": 20, "pages": 1037, "failed": [], "wall_s": 100.0, "peak_rss_mb": 900.0}
+    raw = {"kb": {**side, "chunks": 4120, "backend": "onnx-int8", "one_off_export_s": 0.1,
+                  "recall": {"dense": {"doc_recall@1": 45.1, "doc_recall@5": 82.1, "doc_recall@10": 90.3},
+                             "hybrid": {"doc_recall@1": 73.3, "doc_recall@5": 94.4, "doc_recall@10": 99.5}}},
+           "reference": {**side, "chunks": 4250, "wall_s": 250.0, "backend": "torch",
+                         "recall": {"dense": {"doc_recall@1": 39.5, "doc_recall@5": 84.1, "doc_recall@10": 93.3}}},
+           "speedup": 2.5, "files": 20, "machine": {"cpu": "x", "cores": 2, "load_1m": 1.5, "python": "3.11"}}
+    res = readme.load_results()
+    res["ingest"] = {"provenance": "Measured today.", "runs": [
+        readme.ingest_record("kb first", "2026-12-02T15:00:00+00:00", "python -m benchmarks.ingest ../shared/eval/sec-10q --json", raw)]}
+    _copy_docs(tmp_path)
+    readme.write_docs(res, tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "| kb first (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 250.0 | 4.1 | 2.50x |" in text
+    assert "94.4 for kb (hybrid, onnx-int8) against 84.1" in text
+    perf = (tmp_path / "benchmarks/PERFORMANCE.md").read_text()
+    assert "| 1 (kb first, 2026-12-02, `../shared/eval/sec-10q --json`, load 1.5) | kb (onnx-int8) | 100.0 |" in perf
+    assert readme.differences(res, tmp_path) == []
+
+
 def test_check_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert readme.main(["--check"]) == 0
 
