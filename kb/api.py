@@ -22,8 +22,9 @@ from kb.errors import ConfigError, EmbedderMismatchError, KBError
 from kb.failpoints import failpoint
 from kb.index import Index, open_index
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
+from kb.ingest.walk import Rules
 from kb.lock import WriteLock
-from kb.types import CheckReport, Hit, IngestReport, Status
+from kb.types import CheckReport, DocumentInfo, Hit, IngestReport, Status
 
 if TYPE_CHECKING:
     from kb.answer.types import Answer
@@ -136,12 +137,16 @@ class KnowledgeBase:
         return Embedding(make or (lambda: self.embedder), self.settings, self.path)
 
     # --- writing -----------------------------------------------------------------------------
-    def ingest(self, paths: Iterable[str], *, progress: Progress | None = None) -> IngestReport:
-        """Add new files, re-index changed ones, drop files gone from the folders given."""
+    def ingest(self, paths: Iterable[str], *, progress: Progress | None = None, include: Iterable[str] = (),
+               exclude: Iterable[str] = ()) -> IngestReport:
+        """Add new files, re-index changed ones, drop files gone from the folders given. `include` and
+        `exclude`: gitignore-style patterns, relative to each folder given, beside its `.kbignore` files."""
         started = time.perf_counter()
+        rules = Rules(tuple(include), tuple(exclude))
         with self.lock:
             _ = self.model_id  # fail on a model mismatch before any work
-            report = Pipeline(self.index, self._embedding()).run(paths, model=self.model_id, progress=progress)
+            report = Pipeline(self.index, self._embedding()).run(paths, model=self.model_id, progress=progress,
+                                                                 rules=rules)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -236,6 +241,11 @@ class KnowledgeBase:
         model, failure = load_llm(self.settings, llm, self._llms)
         return answer(self.search, self.embedder, question, k=k, filters=filters, llm=model, on_token=on_token,
                       stream=stream, llm_error=failure, **generation)
+
+    def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
+        """The documents held (those passing the path and type parts of `filters`), in source order;
+        the files that failed are in `status().failed`."""
+        return self.catalog.listing(filters) if self.exists else []
 
     def status(self) -> Status:
         return self.index.status(canonical_model_id(self.settings.model))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 
@@ -150,6 +151,7 @@ class IngestReport:
     skipped: list[FileOutcome] = field(default_factory=list)
     failed: list[FileOutcome] = field(default_factory=list)
     ignored: int = 0  # hidden and temporary files, never reported one by one
+    excluded: int = 0  # files and folders left out by --include/--exclude or a .kbignore
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -158,6 +160,24 @@ class IngestReport:
         d = asdict(self)
         d["pages_per_s"] = round(self.pages / self.seconds, 2) if self.seconds else None
         d["chunks_per_s"] = round(self.chunks / self.seconds, 2) if self.seconds else None
+        return d
+
+
+@dataclass
+class DocumentInfo:
+    """One document as `kb documents` lists it."""
+
+    source: str
+    file_type: str
+    title: str
+    pages: int | None
+    chunks: int
+    bytes: int
+    ingested_at: float  # seconds since the epoch
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ingested_at"] = datetime.fromtimestamp(self.ingested_at, timezone.utc).isoformat(timespec="seconds")
         return d
 
 

@@ -194,3 +194,43 @@ def test_a_message_while_the_bar_is_shown_prints_above_it_whole() -> None:
         bar.add_task("loading the embedding model", total=None)
         logging.getLogger("kb.embed.onnx_export").warning("kb: exporting M to ONNX (once)")
     assert "kb: exporting M to ONNX (once)\n" in screen.getvalue()
+
+
+# Also expected: a list of the documents, and files left out by globs or a .kbignore ---------------
+def test_documents_lists_each_with_type_pages_chunks_time_and_the_failures(notes: Path) -> None:
+    write_pdf(notes / "report.pdf", ["Quarterly report overview", "Revenue grew to 1,577 million dollars"])
+    (notes / "bin.txt").write_bytes(b"\x00\x01\x02binary\x00" * 50)
+    kb("ingest", str(notes))
+    listing = json.loads(kb("documents", "--json").stdout)
+    assert [(d["source"], d["file_type"], d["pages"]) for d in listing["documents"]] == [
+        (str(notes / "report.pdf"), "pdf", 2), (str(notes / "runbook.md"), "markdown", None)]
+    assert all(d["chunks"] > 0 and d["ingested_at"].startswith("20") for d in listing["documents"])
+    assert listing["failed"] == [{"source": str(notes / "bin.txt"), "reason": "binary content, not text"}]
+    text = kb("documents", "--type", "pdf")
+    assert "report.pdf" in text.stdout and "runbook.md" not in text.stdout and " 2 p." in text.stdout
+    assert "failed    " in text.stdout and "binary content" in text.stdout
+
+
+def test_include_exclude_and_kbignore_leave_files_out_and_drop_them_if_indexed(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_markdown(docs / "runbook.md")
+    write_markdown(docs / "drafts" / "idea.md", "# Idea\n\nA wombat-powered datacenter.\n")
+    write_markdown(docs / "team" / "notes.md", "# Notes\n\nThe quokka rota.\n")
+    write_markdown(docs / "team" / "secret.md", "# Secret\n\nThe numbat password.\n")
+    (docs / "team" / "log.txt").write_text("plain text log\n")
+    first = json.loads(kb("ingest", str(docs), "--json").stdout)
+    assert len(first["added"]) == 5
+
+    (docs / ".kbignore").write_text("drafts/\n")
+    (docs / "team" / ".kbignore").write_text("secret.md\n")
+    again = json.loads(kb("ingest", str(docs), "--exclude", "*.txt", "--json").stdout)
+    assert sorted(again["removed"]) == sorted(str(docs / p) for p in ("drafts/idea.md", "team/secret.md", "team/log.txt"))
+    assert again["excluded"] == 3
+    sources = {d["source"] for d in json.loads(kb("documents", "--json").stdout)["documents"]}
+    assert sources == {str(docs / "runbook.md"), str(docs / "team" / "notes.md")}
+
+    only = json.loads(kb("ingest", str(docs), "--include", "team/*", "--json").stdout)
+    assert only["removed"] == [str(docs / "runbook.md")] and only["unchanged"] == [str(docs / "team" / "notes.md")]
+    assert only["added"] == [str(docs / "team" / "log.txt")]  # --exclude is not remembered; .kbignore is
+    named = json.loads(kb("ingest", str(docs / "runbook.md"), "--exclude", "*.md", "--json").stdout)
+    assert named["added"] == [str(docs / "runbook.md")]  # a file named on its own is taken

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,7 +27,8 @@ from kb.cli.common import (
 from kb.cli.snippets import snippet_line
 from kb.config import MODES
 from kb.errors import ConfigError, KBError
-from kb.ingest.base import extensions
+from kb.filters import Filters
+from kb.ingest.base import extensions, file_types
 from kb.types import search_json, shown
 
 if TYPE_CHECKING:
@@ -73,16 +75,23 @@ def main() -> None:
 @click.option("--batch-size", type=int, envvar="KB_BATCH_SIZE", show_envvar=True, help="Embedding batch size (0: by device).")
 @click.option("--chunk-tokens", type=int, envvar="KB_CHUNK_TOKENS", show_envvar=True, help="Max tokens embedded per chunk.")
 @click.option("--workers", type=int, envvar="KB_WORKERS", show_envvar=True, help="Parser processes (0: by core count).")
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="Only files matching (gitignore syntax, relative to each folder given), e.g. '*.pdf'; repeatable.")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Leave out files or folders matching, e.g. 'drafts/'; repeatable. A .kbignore file in a "
+                   "folder does the same for it and below.")
 @quiet_option
 @json_option
-def ingest(paths: tuple[str, ...], kb_dir: str | None, quiet: bool, as_json: bool, **settings: Any) -> None:
+def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], exclude: tuple[str, ...],
+           quiet: bool, as_json: bool, **settings: Any) -> None:
     """Index files and folders; unchanged files are skipped, vanished ones dropped.
 
+    Files left out by --include/--exclude or a .kbignore are dropped too if they were indexed.
     Exit status 1 when some files could not be ingested (each is listed with its reason).
     """
     with open_kb(kb_dir, **settings) as kb:
         new = not kb.exists
-        report = _run_ingest(kb, paths, show=not quiet and sys.stderr.isatty())
+        report = _run_ingest(kb, paths, show=not quiet and sys.stderr.isatty(), include=include, exclude=exclude)
         if as_json:
             emit(report.to_json())
         else:
@@ -97,9 +106,9 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, quiet: bool, as_json: boo
     sys.exit(1 if report.failed or nothing else 0)
 
 
-def _run_ingest(kb: Any, paths: tuple[str, ...], show: bool) -> Any:
+def _run_ingest(kb: Any, paths: tuple[str, ...], show: bool, **rules: tuple[str, ...]) -> Any:
     if not show:
-        return kb.ingest(paths)
+        return kb.ingest(paths, **rules)
     import time
 
     from rich.console import Console
@@ -133,7 +142,7 @@ def _run_ingest(kb: Any, paths: tuple[str, ...], show: bool) -> Any:
                        file=os.path.basename(p.source)[:40],
                        counts=f"files · {p.pages} pages, {p.chunks} chunks{rate}" if files else "")
 
-        return kb.ingest(paths, progress=progress)
+        return kb.ingest(paths, progress=progress, **rules)
 
 
 def _print_report(r: Any) -> None:
@@ -142,7 +151,8 @@ def _print_report(r: Any) -> None:
     counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
               ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
     line = " · ".join(f"{name} {n}" for name, n in counts)
-    click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else ""))
+    click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else "")
+               + (f" · excluded {r.excluded}" if r.excluded else ""))
     for label, items in (("skipped", r.skipped), ("failed", r.failed)):
         if len(items) > 20:  # a 10,000-file tree must not bury the summary: group by reason
             from collections import Counter
@@ -207,6 +217,35 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
     click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")
     for f in st.failed:
         click.echo(f"  failed  {shown(f.source)}: {f.reason}")
+
+
+@main.command(context_settings=CONTEXT)
+@kb_option
+@store_options
+@click.option("--path", "f_path", metavar="GLOB", help="Only sources matching this glob, e.g. 'reports/*2023*'.")
+@click.option("--type", "f_type", type=click.Choice(file_types()), help="Only this file type.")
+@json_option
+def documents(kb_dir: str | None, f_path: str | None, f_type: str | None, as_json: bool) -> None:
+    """Each document: type, pages, chunks, when it was ingested; then the files that failed."""
+    from datetime import datetime
+
+    with open_kb(kb_dir) as kb:
+        docs = kb.documents(Filters(path=f_path, file_type=f_type))
+        failed = kb.status().failed if kb.exists else []
+    if as_json:
+        emit({"documents": [d.to_json() for d in docs], "failed": [asdict(f) for f in failed]})
+        return
+    if not docs and not failed:
+        click.echo("no documents" + (" match" if f_path or f_type else " yet: kb ingest FOLDER adds some"), err=True)
+    for d in docs:
+        when = datetime.fromtimestamp(d.ingested_at).strftime("%Y-%m-%d %H:%M")
+        pages = f"{d.pages} p." if d.pages is not None else ""
+        click.echo(f"{d.file_type:9} {pages:>7} {d.chunks:>6} chunks  {when}  {shown(d.source)}")
+    if docs:
+        click.echo(f"{len(docs)} document(s), {sum(d.pages or 0 for d in docs)} pages, "
+                   f"{sum(d.chunks for d in docs)} chunks", err=True)
+    for f in failed:
+        click.echo(f"failed    {shown(f.source)}: {f.reason}")
 
 
 @main.command(context_settings=CONTEXT)

@@ -20,7 +20,7 @@ from typing import Any
 from kb.errors import CatalogError
 from kb.failpoints import failpoint
 from kb.filters import Filters
-from kb.types import Chunk, FileOutcome
+from kb.types import Chunk, DocumentInfo, FileOutcome
 
 MIGRATIONS: list[str] = [
     # 1: documents, chunks, full-text index, failures, index metadata
@@ -191,6 +191,17 @@ class Catalog:
 
     def documents(self) -> list[DocumentRow]:
         return [_document(r) for r in self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY path")]
+
+    def listing(self, filters: Filters | None = None) -> list[DocumentInfo]:
+        """Every document that passes the document-level part of `filters` (path, type), with its
+        chunk count, in source order: what `kb documents` shows."""
+        where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type) if filters else Filters())
+        rows = self.db.execute(
+            "SELECT d.source, d.file_type, d.title, d.pages, count(c.id), d.size, d.ingested_at"
+            f" FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id WHERE {where} GROUP BY d.id ORDER BY d.source",
+            params,
+        )
+        return [DocumentInfo(*r) for r in rows]
 
     def documents_under(self, root: str) -> list[DocumentRow]:
         prefix = root.rstrip("/") + "/"

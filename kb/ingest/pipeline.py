@@ -27,7 +27,7 @@ from kb.errors import ConfigError
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
 from kb.ingest.base import is_supported
-from kb.ingest.walk import Candidate, walk
+from kb.ingest.walk import Candidate, Rules, walk
 from kb.ingest.worker import ChunkSpec, Prepared, chunker_for, ignore_interrupts, prepare, workers_ignore_interrupts
 from kb.types import FileOutcome, IngestReport
 from kb.version import __version__
@@ -102,9 +102,11 @@ class Pipeline:
         self.embedding = embedding
         self.settings = embedding.settings
 
-    def run(self, paths: Iterable[str], *, model: str, progress: Progress | None = None) -> IngestReport:
-        """Add new files, re-index changed ones, drop files gone from the folders given. `model`: the
-        id to record (the index's own, which the embedder's may only spell differently)."""
+    def run(self, paths: Iterable[str], *, model: str, progress: Progress | None = None,
+            rules: Rules | None = None) -> IngestReport:
+        """Add new files, re-index changed ones, drop files gone from the folders given (or left out
+        of them by `rules`). `model`: the id to record (the index's own, which the embedder's may
+        only spell differently)."""
         report = IngestReport()
         tell = progress or (lambda _: None)
         tell(Ingesting("scanning"))
@@ -113,10 +115,11 @@ class Pipeline:
         for given in paths:
             if not os.path.exists(given):
                 raise ConfigError(f"{given}: no such file or folder")
-            found, walked, ignored = walk(given)
-            candidates.extend(found)
-            roots.extend(walked)
-            report.ignored += ignored
+            walked = walk(given, rules or Rules())
+            candidates.extend(walked.found)
+            roots.extend(walked.roots)
+            report.ignored += walked.ignored
+            report.excluded += walked.excluded
         seen: set[str] = set()
         todo: list[_Todo] = []
         for cand in candidates:

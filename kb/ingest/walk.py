@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pathspec
 
 _TEMP_NAMES = {"thumbs.db", "desktop.ini"}
 _TEMP_SUFFIXES = ("~", ".tmp", ".swp", ".swo", ".part", ".crdownload")
@@ -23,15 +26,37 @@ def is_ignored(name: str) -> bool:
     return name.startswith((".", "~$")) or lower in _TEMP_NAMES or lower.endswith(_TEMP_SUFFIXES)
 
 
-def walk(given: str) -> tuple[list[Candidate], list[str], int]:
-    """Return (files found, folder roots walked, number of ignored entries) for one given path."""
+IGNORE_FILE = ".kbignore"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Which files under a folder to take, in gitignore syntax (pathspec), matched against the path
+    relative to the folder given: `include` (none: every file), `exclude`, and the `.kbignore` files
+    found on the way, each relative to its own folder. A file named on its own is always taken."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass
+class Walked:
+    found: list[Candidate] = field(default_factory=list)
+    roots: list[str] = field(default_factory=list)  # folders walked: files gone from them are dropped
+    ignored: int = 0  # hidden and temporary entries
+    excluded: int = 0  # files and folders left out by the rules or a .kbignore
+
+
+def walk(given: str, rules: Rules = Rules()) -> Walked:
+    """The files to ingest under one given path."""
     top = Path(given).expanduser()
     shown = os.path.abspath(top)  # the source shown in citations: absolute, as named (not resolved)
     if top.is_file():
-        return [Candidate(top.resolve(), shown, True)], [], 0
+        return Walked([Candidate(top.resolve(), shown, True)])
     root = top.resolve()
-    found: list[Candidate] = []
-    ignored = 0
+    out = Walked(roots=[str(root)])
+    include = _spec(rules.include) if rules.include else None
+    ignores: list[tuple[str, pathspec.PathSpec]] = [("", _spec(rules.exclude))] if rules.exclude else []
     seen_dirs: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         try:
@@ -43,17 +68,39 @@ def walk(given: str) -> tuple[list[Candidate], list[str], int]:
             dirnames[:] = []
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        if IGNORE_FILE in filenames:
+            ignores.append((rel_dir, _read_spec(Path(dirpath) / IGNORE_FILE)))
         kept = sorted(d for d in dirnames if not is_ignored(d))
-        ignored += len(dirnames) - len(kept)
-        dirnames[:] = kept
-        rel_dir = os.path.relpath(dirpath, root)
+        out.ignored += len(dirnames) - len(kept)
+        dirnames[:] = [d for d in kept if not _left_out(ignores, f"{rel_dir}{d}/")]
+        out.excluded += len(kept) - len(dirnames)
         for name in sorted(filenames):
             if is_ignored(name):
-                ignored += 1
+                out.ignored += 1
                 continue
-            rel = name if rel_dir == "." else os.path.join(rel_dir, name)
-            source = os.path.join(shown, rel)
+            rel = rel_dir + name
+            if _left_out(ignores, rel) or (include is not None and not include.match_file(rel)):
+                out.excluded += 1
+                continue
             # Resolve symlinked files to their target, but keep the path under the root as the
             # identity so "files that disappeared under this root" stays well defined.
-            found.append(Candidate(root / rel, source, False))
-    return found, [str(root)], ignored
+            out.found.append(Candidate(root / rel, os.path.join(shown, rel), False))
+    return out
+
+
+def _spec(lines: Iterable[str]) -> pathspec.PathSpec:
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _read_spec(path: Path) -> pathspec.PathSpec:
+    try:
+        return _spec(path.read_text(encoding="utf-8", errors="replace").splitlines())
+    except OSError:  # unreadable: as if absent
+        return _spec([])
+
+
+def _left_out(ignores: list[tuple[str, pathspec.PathSpec]], rel: str) -> bool:
+    """Whether a .kbignore (or --exclude) above `rel` leaves it out; each judges the path relative to its folder."""
+    return any(rel.startswith(base) and spec.match_file(rel[len(base):]) for base, spec in ignores)
