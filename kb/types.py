@@ -192,6 +192,7 @@ class Status:
     failed: list[FileOutcome]
     path: str
     dimensions: int | None = None
+    folder: str | None = None  # the deepest folder holding every document: pages show sources from it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

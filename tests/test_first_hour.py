@@ -45,6 +45,7 @@ def test_sources_typed_relative_are_stored_absolute_and_shown_from_any_folder(
     assert (elsewhere / printed).resolve() == notes / "runbook.md", printed
     monkeypatch.chdir(notes)
     assert kb("search", "failover region").stdout.splitlines()[0].split()[2] == "runbook.md"
+    assert json.loads(kb("status", "--json").stdout)["folder"] == str(notes)  # the page shows sources from here
 
 
 def test_a_catalog_of_relative_sources_is_migrated(notes: Path, isolated_kb: Path,

@@ -203,6 +203,15 @@ class Catalog:
         )
         return [DocumentInfo(*r) for r in rows]
 
+    def common_folder(self) -> str | None:
+        """The deepest folder that holds every document (the folder ingested, for most knowledge
+        bases): the common prefix of the first and last source in sort order is every source's."""
+        first, last = self.db.execute("SELECT min(source), max(source) FROM documents").fetchone()
+        if first is None:
+            return None
+        prefix = os.path.commonprefix([first, last])
+        return prefix[: prefix.rfind("/")] or "/" if "/" in prefix else None
+
     def documents_under(self, root: str) -> list[DocumentRow]:
         prefix = root.rstrip("/") + "/"
         rows = self.db.execute(

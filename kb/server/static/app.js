@@ -18,8 +18,15 @@ function setToken(value) {
   document.cookie = "kb_token=" + encodeURIComponent(value) + "; path=/documents; SameSite=Strict" + secure;
 }
 
+// Sources are absolute paths; the page shows them from the folder that holds every document.
+let folder = null;
+
+function shown(source) {
+  return folder && source.startsWith(folder + "/") ? source.slice(folder.length + 1) : source;
+}
+
 function cite(x) {
-  let text = x.source;
+  let text = shown(x.source);
   if (x.page != null) text += " p." + x.page + (x.page_end != null && x.page_end !== x.page ? "-" + x.page_end : "");
   if (x.section) text += " § " + x.section;
   return text;
@@ -59,6 +66,7 @@ async function loadStatus() {
       return;
     }
     const s = await r.json();
+    folder = s.folder && s.folder !== "/" ? s.folder : null;
     $("token-form").hidden = true;
     const llm = s.server && s.server.llm ? "answers by " + s.server.llm : "answers quote the documents (no LLM)";
     const n = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
