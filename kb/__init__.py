@@ -14,6 +14,7 @@ registry that other packages extend through entry points: see the README's archi
 
 from __future__ import annotations
 
+from kb.answer.chat import Turn
 from kb.answer.citations import SentenceCheck
 from kb.answer.types import Answer, Citation, Source
 from kb.api import KnowledgeBase
@@ -38,5 +39,5 @@ __all__ = [
     "MODES", "Answer", "CatalogError", "CheckReport", "Chunk", "Citation", "ConfigError", "DependencyError",
     "EmbedderError", "EmbedderMismatchError", "FileOutcome", "Filters", "Hit", "IngestReport", "KBError",
     "KnowledgeBase", "LockedError", "ParseError", "Reader", "SentenceCheck", "Settings", "Source", "Status",
-    "StoreError", "__version__",
+    "StoreError", "Turn", "__version__",
 ]

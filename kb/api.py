@@ -27,6 +27,7 @@ from kb.lock import WriteLock
 from kb.types import CheckReport, DocumentInfo, Hit, IngestReport, Status
 
 if TYPE_CHECKING:
+    from kb.answer.chat import History
     from kb.answer.types import Answer
     from kb.filters import Filters
     from kb.index.base import VectorStore
@@ -228,19 +229,22 @@ class KnowledgeBase:
                           reranker=reranker, tuning=tuning or DEFAULT_TUNING)
 
     def ask(self, question: str, k: int = 5, *, filters: Filters | None = None, llm: Any = None,
-            on_token: Callable[[str], None] | None = None, stream: bool = True, **generation: Any) -> Answer:
+            on_token: Callable[[str], None] | None = None, stream: bool = True, history: History = (),
+            **generation: Any) -> Answer:
         """Answer `question` from the top `k` passages with checked [n] citations (an `Answer`).
 
         `llm`: an `kb.llm.LLM`, a backend name, "none" (quote the best sentences), or None for the
         configured default. A model that fails to load or while answering gives way to the quoted
         sentences, the reason in `Answer.llm_error`. `on_token` sees the answer as it streams. `generation`: temperature,
-        top_p, top_k, max_tokens, num_beams. See `kb.answer`.
+        top_p, top_k, max_tokens, num_beams. `history`: earlier turns of a conversation, oldest first
+        (`kb.Turn(question, answer)`): with a model, a follow-up is rewritten to stand alone before it is
+        searched (`Answer.rewritten`); without one it is searched as typed. See `kb.answer`.
         """
         from kb.answer import answer, load_llm
 
         model, failure = load_llm(self.settings, llm, self._llms)
         return answer(self.search, self.embedder, question, k=k, filters=filters, llm=model, on_token=on_token,
-                      stream=stream, llm_error=failure, **generation)
+                      stream=stream, llm_error=failure, history=history, **generation)
 
     def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
         """The documents held (those passing the path and type parts of `filters`), in source order;

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
     from tokenizers import Tokenizer
 
+    from kb.answer.chat import History
     from kb.answer.types import Answer
     from kb.api import KnowledgeBase
     from kb.config import Settings
@@ -260,14 +261,15 @@ class Reader:
             return load_llm(self.settings, llm, self._llms)
 
     def ask(self, question: str, k: int = 5, *, filters: Filters | None = None, llm: LLM | str | None = None,
-            on_token: Callable[[str], None] | None = None, stream: bool = True, **generation: Any) -> Answer:
+            on_token: Callable[[str], None] | None = None, stream: bool = True, history: History = (),
+            **generation: Any) -> Answer:
         """As `KnowledgeBase.ask`, from any thread; the read lock is held while retrieving only."""
         self._check_open()
         from kb.answer import answer
 
         model, failure = self.load_llm(llm)
         return answer(self.search, self.embedder, question, k=k, filters=filters, llm=model, on_token=on_token,
-                      stream=stream, llm_error=failure, **generation)
+                      stream=stream, llm_error=failure, history=history, **generation)
 
     def status(self) -> Status:
         self._check_open()

@@ -26,6 +26,7 @@ from kb.filters import Filters, glob_escape
 from kb.types import Hit
 
 if TYPE_CHECKING:
+    from kb.answer.chat import History
     from kb.config import Settings
     from kb.embed.base import Embedder
     from kb.llm.base import LLM, GenerationOptions
@@ -53,13 +54,39 @@ _NOT_FOUND = re.compile(
 
 def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, filters: Filters | None = None,
            llm: LLM | None = None, on_token: Callable[[str], None] | None = None, stream: bool = True,
-           check: bool = True, llm_error: str | None = None, **generation: Any) -> Answer:
+           check: bool = True, llm_error: str | None = None, history: History = (),
+           **generation: Any) -> Answer:
     """Answer `question` from what `search` finds. `llm`: the model (see `load_llm`), or None for an
     extractive answer. `on_token` sees the answer as it streams. `generation`: temperature, top_p,
     top_k, max_tokens, num_beams. `llm_error`: why the configured model could not be loaded.
+    `history`: the conversation's earlier turns, oldest first: `Turn`s or {"question", "answer"}.
 
     A model that fails while answering (crashes, stops answering, refuses) gives way to the
-    extractive answer, with the reason in `llm_error` and `note`: the question is never lost."""
+    extractive answer, with the reason in `llm_error` and `note`: the question is never lost.
+
+    A follow-up is rewritten by the model to stand alone (`kb.answer.chat.rewrite`); the rewrite is
+    what is searched, grounded and put to the model, since "its" means nothing to a retriever or to
+    a model that never saw the conversation. The answer keeps the question as typed, and the rewrite
+    in `rewritten`."""
+    from kb.answer.chat import rewrite, turns
+
+    earlier = turns(history)
+    asked = rewrite(question, earlier, llm) if earlier and llm is not None else None
+    query = asked.query if asked else question
+    result = _answer(search, embedder, query, k=k, filters=filters, llm=llm, on_token=on_token, stream=stream,
+                     check=check, llm_error=llm_error, **generation)
+    if asked is not None:
+        result.question = question
+        result.rewritten = query if asked.differs(question) else None
+        result.timing["rewrite_s"] = round(asked.seconds, 3)
+        if asked.note:
+            result.note = f"{asked.note}; {result.note}" if result.note else asked.note
+    return result
+
+
+def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filters: Filters | None,
+            llm: LLM | None, on_token: Callable[[str], None] | None, stream: bool, check: bool,
+            llm_error: str | None, **generation: Any) -> Answer:
     from kb.llm.base import GenerationOptions, LLMError
 
     options = GenerationOptions().update(**generation)

@@ -88,6 +88,7 @@ class Answer:
     timing: dict[str, float | int | None] = field(default_factory=dict)
     llm_error: str | None = None  # the model failed (to load, or while answering): this answer is extractive
     missing: list[str] = field(default_factory=list)  # names and periods of the question no document mentions
+    rewritten: str | None = None  # a follow-up as the model rewrote it to stand alone: what was searched
 
     @property
     def unsupported(self) -> list[SentenceCheck]:
@@ -103,5 +104,5 @@ class Answer:
             "removed_citations": self.removed_citations,
             "sources": [s.to_json() for s in self.sources],
             "note": self.note, "timing": self.timing, "llm_error": self.llm_error,
-            "missing": self.missing,
+            "missing": self.missing, "rewritten": self.rewritten,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -21,25 +22,39 @@ from kb.cli.common import (
 from kb.cli.snippets import snippet_line
 
 
+def answer_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of every command that answers (`kb ask`, `kb chat`): knowledge base, store, -k, the
+    LLM and its generation settings, filters, --json."""
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        kb_option,
+        store_options,
+        click.option("-k", "--k", "k", type=click.IntRange(1, 100), default=5,
+                     help="Passages to retrieve (the answer may add up to 3 of the best document's, found by keyword)."),
+        click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
+                     help="auto | llama-cpp | openai | ollama | transformers | none (quote the passages) [default: auto]."),
+        click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
+                     help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder "
+                          "(transformers)."),
+        click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
+                     help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1]."),
+        click.option("--temperature", type=click.FloatRange(0, 5), default=None,
+                     help="Sampling temperature [default: 0.1]."),
+        click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling."),
+        click.option("--top-k", type=click.IntRange(0), default=None, help="Sample among the k likeliest tokens."),
+        click.option("--max-tokens", type=click.IntRange(1), default=512, help="Longest answer, in tokens."),
+        click.option("--no-stream", is_flag=True,
+                     help="Print the answer when it is complete, unsupported sentences marked."),
+        filter_options,
+        json_option,
+    ]
+    for option in reversed(options):  # the first listed is the first in --help, as with stacked decorators
+        command = option(command)
+    return command
+
+
 @click.command(context_settings=CONTEXT)
 @click.argument("question")
-@kb_option
-@store_options
-@click.option("-k", "--k", "k", type=click.IntRange(1, 100), default=5,
-              help="Passages to retrieve (the answer may add up to 3 of the best document's, found by keyword).")
-@click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
-              help="auto | llama-cpp | openai | ollama | transformers | none (quote the passages) [default: auto].")
-@click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
-              help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder (transformers).")
-@click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
-              help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1].")
-@click.option("--temperature", type=click.FloatRange(0, 5), default=None, help="Sampling temperature [default: 0.1].")
-@click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling.")
-@click.option("--top-k", type=click.IntRange(0), default=None, help="Sample among the k likeliest tokens.")
-@click.option("--max-tokens", type=click.IntRange(1), default=512, help="Longest answer, in tokens.")
-@click.option("--no-stream", is_flag=True, help="Print the answer when it is complete, unsupported sentences marked.")
-@filter_options
-@json_option
+@answer_options
 def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm_base_url: str | None,
         temperature: float | None, top_p: float | None, top_k: int | None, max_tokens: int, no_stream: bool,
         as_json: bool, **kwargs: Any) -> None:
@@ -64,10 +79,13 @@ def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: s
     if as_json:
         emit(result.to_json())
         return
-    _print_answer(result, streamed="".join(printed))
+    print_answer(result, streamed="".join(printed))
 
 
-def _print_answer(result: Any, streamed: str) -> None:
+def print_answer(result: Any, streamed: str, *, hint: bool = True) -> None:
+    """An answer's end on the terminal: the answer itself unless it `streamed`, then its sources (or the
+    nearest passages), unsupported sentences, and what answered, messages on stderr. `hint`: the
+    extractive answer's note (how to plug in a model); a conversation shows it once."""
     if streamed:
         click.echo()
     else:
@@ -100,7 +118,7 @@ def _print_answer(result: Any, streamed: str) -> None:
         click.echo(click.style("\nNot supported by the sources:", fg="yellow"))
         for c in unsupported:
             click.echo(f"  • “{shorten(c.sentence, 160)}”: {'; '.join(c.reasons)}")
-    if result.mode == "extractive" and result.note and not result.llm_error:
+    if result.mode == "extractive" and result.note and not result.llm_error and hint:
         click.echo(click.style(f"\n{result.note}", dim=True), err=True)
     elif result.llm:
         click.echo(click.style(f"answered by {result.llm}", dim=True), err=True)

@@ -322,6 +322,9 @@ main.add_command(eval_command)
 from kb.cli.serve import serve  # noqa: E402
 
 main.add_command(serve)
+from kb.cli.chat import chat  # noqa: E402
+
+main.add_command(chat)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, from the fastapi
 TOKEN_COOKIE = "kb_token"  # set by the web page so that a citation link (a plain navigation) can open a file
 JSON_LIMIT = 1 << 20  # bytes of any request body other than an upload
 MAX_FILES = 100  # files in one upload
+MAX_TURNS = 10  # earlier turns of a conversation in one question (the model reads the last 6)
 _BEARER = HTTPBearer(auto_error=False, description="The server's KB_API_TOKEN.")
 FileType = Literal[tuple(file_types())]  # type: ignore[valid-type]
 Mode = Literal[MODES]  # type: ignore[valid-type]
@@ -93,6 +94,25 @@ class AskRequest(_Filters):
     def generation(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
                 "max_tokens": self.max_tokens}
+
+    def turns(self) -> list[dict[str, str]]:
+        return []  # a GET URL carries no conversation: POST one (`AskBody`)
+
+
+class _Turn(BaseModel):
+    question: str = Field(min_length=1, max_length=2000)
+    answer: str = Field("", max_length=20000, description="The answer as it was shown (its [n] markers may stay).")
+
+
+class AskBody(AskRequest):
+    history: list[_Turn] = Field(
+        default_factory=list, max_length=MAX_TURNS,
+        description=f"Earlier turns of this conversation, oldest first (at most {MAX_TURNS}: send the latest). "
+                    "With an LLM, a follow-up is rewritten to stand alone before it is searched (`rewritten` in "
+                    "the answer); without one it is searched as typed. Not kept by the server.")
+
+    def turns(self) -> list[dict[str, str]]:
+        return [t.model_dump() for t in self.history]
 
 
 class IngestRequest(BaseModel):
@@ -164,8 +184,8 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
         return search_json(body.query, hits)
 
     @api.post("/ask", summary="An answer with checked citations (the `kb ask --json` object)")
-    def ask(body: AskRequest) -> dict[str, Any]:
-        return svc.ask(body.question, body.k, body.filters(), **body.generation()).to_json()
+    def ask(body: AskBody) -> dict[str, Any]:
+        return svc.ask(body.question, body.k, body.filters(), history=body.turns(), **body.generation()).to_json()
 
     @api.get("/ask/stream", summary="The answer as server-sent events: `token`s, then `links` and `answer`",
              response_class=StreamingResponse)
@@ -174,7 +194,7 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
 
     @api.post("/ask/stream", summary="As GET /ask/stream, the question in a JSON body (kept out of access logs)",
               response_class=StreamingResponse)
-    async def ask_stream_post(body: AskRequest) -> StreamingResponse:
+    async def ask_stream_post(body: AskBody) -> StreamingResponse:
         return _stream(svc, body, streams)
 
     @api.post("/ingest", status_code=202, summary="Ingest server paths (JSON) or uploaded files (multipart): a job",
@@ -298,7 +318,8 @@ async def _events(svc: Service, body: AskRequest, filters: Filters, pool: Thread
 
     def work() -> None:
         try:
-            result = svc.ask(body.question, body.k, filters, on_token=on_token, stream=True, **body.generation())
+            result = svc.ask(body.question, body.k, filters, on_token=on_token, stream=True, history=body.turns(),
+                             **body.generation())
             loop.call_soon_threadsafe(events.put_nowait, ("done", (result.to_json(), _links(svc, result))))
         except _Disconnected:
             pass

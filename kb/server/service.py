@@ -25,6 +25,7 @@ from kb.ingest.pipeline import Ingesting
 from kb.types import Hit
 
 if TYPE_CHECKING:
+    from kb.answer.chat import History
     from kb.answer.types import Answer
     from kb.llm.base import LLM
 
@@ -124,9 +125,10 @@ class Service:
         return self.reader.search(query, k=k, filters=filters, mode=mode)
 
     def ask(self, question: str, k: int, filters: Filters | None, on_token: Callable[[str], None] | None = None,
-            stream: bool = False, **generation: Any) -> Answer:
+            stream: bool = False, history: History = (), **generation: Any) -> Answer:
+        """`history`: the client's earlier turns, oldest first; used for this answer only, never kept here."""
         return self.reader.ask(question, k=k, filters=filters, llm=self._wanted, on_token=on_token,
-                               stream=stream, **generation)
+                               stream=stream, history=history, **generation)
 
     def status(self) -> dict[str, Any]:
         return self.reader.status().to_json()
