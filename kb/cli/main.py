@@ -322,6 +322,9 @@ main.add_command(eval_command)
 from kb.cli.serve import serve  # noqa: E402
 
 main.add_command(serve)
+from kb.cli.mcp import mcp_command  # noqa: E402
+
+main.add_command(mcp_command)
 from kb.cli.chat import chat  # noqa: E402
 
 main.add_command(chat)

@@ -35,8 +35,11 @@ from kb.server.auth import TOKEN_ENV, api_token
               show_envvar=True, help="Largest upload (one request, all its files).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               help="Server log level (access log at info).")
+@click.option("--mcp", "with_mcp", is_flag=True,
+              help="Also serve the Model Context Protocol (streamable HTTP) at /mcp, for AI assistants; behind "
+              "the API token when one is set. Needs the mcp extra.")
 def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: str | None, llm_base_url: str | None,
-          docs: tuple[str, ...], uploads: str | None, max_upload_mb: float, log_level: str) -> None:
+          docs: tuple[str, ...], uploads: str | None, max_upload_mb: float, log_level: str, with_mcp: bool) -> None:
     """Serve the knowledge base over HTTP: an API (POST /search, /ask, /ingest; GET /ask/stream, /status,
     /documents/ID; OpenAPI at /docs) and a web page at / to ask questions and open the cited pages.
 
@@ -56,7 +59,12 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
         import uvicorn
     except ImportError as e:
         raise DependencyError(f"kb serve needs uvicorn and FastAPI: {install_command('serve')}") from e
-    from kb.server.app import create_app
+    if with_mcp:  # before loading any model: a missing extra is a one-line error with the install command
+        from kb.cli.mcp import sdk_logs_to_stderr
+        from kb.integrations.mcp import create_server, http_app
+
+        sdk_logs_to_stderr()
+    from kb.server.app import create_app, mount
 
     ctx = click.get_current_context()
     store: dict[str, Any] = ctx.meta.get(STORE_META, {})
@@ -64,6 +72,8 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
     app = create_app(kb_dir, llm=llm, token=token, docs=list(docs) or None, uploads=uploads,
                      max_upload_mb=max_upload_mb, llm_model=llm_model, llm_base_url=llm_base_url, **store)
     svc = app.state.service
+    if with_mcp:  # the same reader and models as the API's
+        mount(app, "/mcp", http_app(create_server(svc.reader, llm=svc.llm or llm), path="/mcp", host=host))
     shown = f"[{host}]" if ":" in host else host
     if svc.llm_error:
         click.echo(click.style(f"kb: {svc.llm_error}; answering from the passages' own sentences until it loads",
@@ -71,4 +81,7 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
     answers = svc.llm.name if svc.llm else "none, extractive"
     click.echo(f"kb: serving {svc.path} at http://{shown}:{port}/ (LLM: {answers}; "
                f"API token: {'required' if token else 'off'})", err=True)
+    if with_mcp:
+        click.echo(f"kb: MCP (streamable HTTP) at http://{shown}:{port}/mcp (tools: search, ask, get_document, "
+                   "list_documents)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

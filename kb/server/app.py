@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
@@ -40,6 +40,7 @@ try:
     from fastapi_offline import FastAPIOffline
     from pydantic import BaseModel, Field, ValidationError
     from starlette.concurrency import run_in_threadpool
+    from starlette.routing import Route
 except ImportError as e:  # pragma: no cover - the core installs without the serve extra
     raise DependencyError(f"kb serve needs FastAPI and uvicorn ({e.name or e}): {install_command('serve')}") from e
 
@@ -140,7 +141,10 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with AsyncExitStack() as mounted:  # the apps `mount` added (kb serve --mcp) run their own lifespans
+            for sub in app.state.mounted:
+                await mounted.enter_async_context(sub.router.lifespan_context(sub))
+            yield
         streams.shutdown(wait=False, cancel_futures=True)
         await run_in_threadpool(svc.close)
 
@@ -152,6 +156,7 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
                     "`Authorization: Bearer <KB_API_TOKEN>` when the server has a token.",
     )
     app.state.service = svc
+    app.state.token, app.state.mounted = token, []
     app.add_middleware(_BodyLimit, limits={"/ingest": max_upload}, default=JSON_LIMIT)
     app.add_middleware(_Headers)
 
@@ -277,6 +282,14 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def mount(app: FastAPI, path: str, sub: Any) -> None:
+    """Serve `sub`, a Starlette app that answers at `path` itself (`kb serve --mcp`: the MCP endpoint at
+    /mcp), behind the API token as the API routes are; its lifespan runs inside `app`'s. Call it before the
+    server starts. The server never imports what it serves this way (kb.integrations): the CLI hands it over."""
+    app.router.routes.append(Route(path, endpoint=_Guarded(sub, app.state.token), include_in_schema=False))
+    app.state.mounted.append(sub)
 
 
 def _status_of(exc: KBError) -> int:
@@ -497,3 +510,22 @@ class _Headers:
             await send(message)
 
         await self.app(scope, receive, add)
+
+class _Guarded:
+    """An ASGI app behind the API token: the same bearer check as the API routes' (`authorized`)."""
+
+    def __init__(self, app: Any, token: str | None):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token is not None and scope["type"] == "http":
+            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+                body = json.dumps({"detail": "missing or wrong API token: send Authorization: Bearer "
+                                             "<KB_API_TOKEN>"}).encode()
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
