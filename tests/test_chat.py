@@ -161,6 +161,8 @@ def test_the_rewrite_reads_the_last_turns_that_fit() -> None:
     prompt = small.rewrites[-1][-1]["content"]
     assert "question number 9?" in prompt and "question number 4?" not in prompt
     assert small.count_prompt_tokens(small.rewrites[-1]) + chat.REWRITE_TOKENS <= 300
+    labelled = Replier(rewrite="Rewritten question:\n\nWhat about number 9?\nA: it is nine.")
+    assert standalone("and that one?", history, labelled) == "What about number 9?"  # the first real line
     assert standalone("and that one?", history, None) == "and that one?"
     assert standalone("and that one?", [], llm) == "and that one?"
 

@@ -155,7 +155,7 @@ def _first_line(pieces: Iterator[str]) -> str:
     out = ""
     for piece in pieces:
         out += piece
-        if "\n" in out.lstrip():
+        if "\n" in out and _clean(out[: out.rindex("\n")]):  # a line with more than a label ("Question:")
             break
     if isinstance(pieces, Generator):
         pieces.close()
