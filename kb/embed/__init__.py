@@ -27,8 +27,9 @@ BACKENDS = ("auto", "torch", "onnx", "onnx-int8")  # the built-in choices; `EMBE
 
 
 def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", batch_size: int = 0) -> Embedder:
-    """The embedder for a backend name. `auto`: torch fp16 on CUDA, else ONNX Runtime int8 (3.75x torch
-    on CPU, doc recall@5 within 1 point: benchmarks/PERFORMANCE.md), else torch with a notice."""
+    """The embedder for a backend name. `auto`: torch fp16 on CUDA (when torch is installed), else ONNX
+    Runtime int8 (3.75x torch on CPU, doc recall@5 within 1 point: benchmarks/PERFORMANCE.md), else
+    torch with a notice where torch is installed."""
     name = backend.strip().lower()
     if name != "auto" and name not in EMBEDDERS:
         raise ConfigError(f"unknown backend {backend!r} (known: auto, {', '.join(EMBEDDERS.names())})")
@@ -40,10 +41,18 @@ def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", ba
             _ = embedder.dimensions  # exports the model now, so that `auto` can still fall back to torch
             return embedder
         except Exception as e:  # any failure to export or load: torch still works, and says so
+            if not _torch_installed():  # the default install has no torch: the ONNX error is the one to see
+                raise
             why = " ".join(str(e).split())[:200] or type(e).__name__
             log.warning("kb: ONNX backend unavailable (%s); embedding with torch", why)
             name = "torch"
     return EMBEDDERS.get(name)(model, device=device, batch_size=batch_size)
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers"))
 
 
 def cuda_available(device: str = "auto") -> bool:

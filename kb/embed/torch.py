@@ -100,7 +100,10 @@ def _load_model(location: str, device: str, model_id: str):  # type: ignore[no-u
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
-        raise DependencyError(f"sentence-transformers is not installed: {install_command()}") from e
+        raise DependencyError(f"the torch backend needs torch and sentence-transformers: {install_command('torch')}") from e
+    if (Path(location) / "weights.json").is_file() and not any(
+            (Path(location) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        raise DependencyError(f"the torch backend needs {model_id}'s fp32 weights: {install_command('torch')}")
     try:
         from transformers.utils import logging as hf_logging
 
