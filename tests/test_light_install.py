@@ -88,9 +88,15 @@ def test_torch_backend_without_torch_says_how_to_install(tmp_path: Path) -> None
     code = ("from kb.embed import make_embedder\n"
             "from kb.errors import DependencyError\n"
             "try:\n    make_embedder('all-MiniLM-L6-v2', backend='torch', device='cpu').dimensions\n"
-            "except DependencyError as e:\n    print(e)\n")
+            "except DependencyError as e:\n    print(e)\n"
+            # A machine with an NVIDIA driver but no torch: `auto` is ONNX on the CPU, not an error.
+            "import kb.embed.torch as t\n"
+            "t.Path = lambda p: type('Present', (), {'exists': lambda self: True})()\n"
+            "from kb.embed import cuda_available\n"
+            "print('gpu:', cuda_available('auto'), make_embedder('all-MiniLM-L6-v2').backend)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(tmp_path), timeout=120)
     assert "pip install -e '.[torch]'" in out.stdout, out.stdout + out.stderr
+    assert "gpu: False onnx-int8+w8" in out.stdout, out.stdout + out.stderr
 
 
 def test_the_packaged_weights_are_checked(tmp_path: Path) -> None:
