@@ -139,15 +139,18 @@ class KnowledgeBase:
 
     # --- writing -----------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str], *, progress: Progress | None = None, include: Iterable[str] = (),
-               exclude: Iterable[str] = ()) -> IngestReport:
-        """Add new files, re-index changed ones, drop files gone from the folders given. `include` and
-        `exclude`: gitignore-style patterns, relative to each folder given, beside its `.kbignore` files."""
+               exclude: Iterable[str] = (), changed: Iterable[str] | None = None) -> IngestReport:
+        """Add new files, re-index changed ones, move renamed ones (nothing re-embedded), drop files gone
+        from the folders given. `include` and `exclude`: gitignore-style patterns, relative to each
+        folder given, beside its `.kbignore` files. `changed`: absolute paths under the folders given
+        that changed since the last pass (a watcher's events, `kb.watch`): only they are looked at."""
         started = time.perf_counter()
         rules = Rules(tuple(include), tuple(exclude))
+        scope = None if changed is None else frozenset(changed)
         with self.lock:
             _ = self.model_id  # fail on a model mismatch before any work
             report = Pipeline(self.index, self._embedding()).run(paths, model=self.model_id, progress=progress,
-                                                                 rules=rules)
+                                                                 rules=rules, changed=scope)
         report.seconds = time.perf_counter() - started
         return report
 

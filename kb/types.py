@@ -143,11 +143,20 @@ class FileOutcome:
 
 
 @dataclass
+class Moved:
+    """A file renamed or moved with its content unchanged: its chunks and vectors went with it."""
+
+    source: str
+    to: str
+
+
+@dataclass
 class IngestReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    moved: list[Moved] = field(default_factory=list)  # each counts in none of the lists above
     skipped: list[FileOutcome] = field(default_factory=list)
     failed: list[FileOutcome] = field(default_factory=list)
     ignored: int = 0  # hidden and temporary files, never reported one by one

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from kb.ingest.base import file_types
 
 if TYPE_CHECKING:
     from kb.api import KnowledgeBase
+    from kb.ingest.pipeline import Ingesting
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -85,6 +87,46 @@ def messages_above(console: Any) -> Iterator[None]:
         yield
     finally:
         _Terminal.above = None
+
+
+def ingest_with_progress(kb: Any, paths: Iterable[str], show: bool, **rules: tuple[str, ...]) -> Any:
+    """`kb.ingest(paths)` with a progress bar on stderr when `show` (kb ingest, kb watch's first pass)."""
+    if not show:
+        return kb.ingest(paths, **rules)
+    import time
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    steps = {"scanning": "scanning", "model": "loading the embedding model", "files": "ingesting"}
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[counts]}"), TextColumn("ETA"), TimeRemainingColumn(),
+               TimeElapsedColumn(), TextColumn("[dim]{task.fields[file]}"))
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True) as bar, messages_above(console):
+        task = bar.add_task(steps["scanning"], total=None, file="", counts="")
+        began = {"files": 0.0}
+
+        def progress(p: Ingesting) -> None:
+            if p.step == "files" and not began["files"]:
+                began["files"] = time.monotonic()
+                bar.reset(task, total=p.total)  # the rate and ETA count from here, not from the model's load
+            seconds = time.monotonic() - began["files"] if began["files"] else 0.0
+            rate = f" · {p.pages / seconds:.1f} pages/s, {p.chunks / seconds:.0f} chunks/s" if seconds > 1 else ""
+            files = p.step == "files"
+            bar.update(task, description=steps.get(p.step, p.step), completed=p.done, total=p.total if files else None,
+                       file=os.path.basename(p.source)[:40],
+                       counts=f"files · {p.pages} pages, {p.chunks} chunks{rate}" if files else "")
+
+        return kb.ingest(paths, progress=progress, **rules)
 
 
 def log_level(ctx: click.Context) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -14,10 +14,10 @@ from kb.cli.common import (
     emit,
     filter_options,
     global_options,
+    ingest_with_progress,
     json_option,
     kb_option,
     log_level,
-    messages_above,
     open_kb,
     pop_filters,
     quiet_option,
@@ -30,9 +30,6 @@ from kb.errors import ConfigError, KBError
 from kb.filters import Filters
 from kb.ingest.base import extensions, file_types
 from kb.types import search_json, shown
-
-if TYPE_CHECKING:
-    from kb.ingest.pipeline import Ingesting
 
 
 class KBGroup(click.Group):
@@ -91,14 +88,15 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
     """
     with open_kb(kb_dir, **settings) as kb:
         new = not kb.exists
-        report = _run_ingest(kb, paths, show=not quiet and sys.stderr.isatty(), include=include, exclude=exclude)
+        report = ingest_with_progress(kb, paths, show=not quiet and sys.stderr.isatty(), include=include, exclude=exclude)
         if as_json:
             emit(report.to_json())
         else:
             if new and kb.exists:
                 click.echo(f"New knowledge base in {kb.path}")
             _print_report(report)
-    nothing = not (report.added or report.updated or report.unchanged or report.removed or report.failed)
+    nothing = not (report.added or report.updated or report.unchanged or report.moved or report.removed
+                   or report.failed)
     if nothing:
         what = f"{len(report.skipped)} file(s) of types kb does not read" if report.skipped else "no files"
         click.echo(f"kb: error: nothing to ingest in {', '.join(paths)}: {what} (kb reads "
@@ -106,50 +104,11 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
     sys.exit(1 if report.failed or nothing else 0)
 
 
-def _run_ingest(kb: Any, paths: tuple[str, ...], show: bool, **rules: tuple[str, ...]) -> Any:
-    if not show:
-        return kb.ingest(paths, **rules)
-    import time
-
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    steps = {"scanning": "scanning", "model": "loading the embedding model", "files": "ingesting"}
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[counts]}"), TextColumn("ETA"), TimeRemainingColumn(),
-               TimeElapsedColumn(), TextColumn("[dim]{task.fields[file]}"))
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, transient=True) as bar, messages_above(console):
-        task = bar.add_task(steps["scanning"], total=None, file="", counts="")
-        began = {"files": 0.0}
-
-        def progress(p: Ingesting) -> None:
-            if p.step == "files" and not began["files"]:
-                began["files"] = time.monotonic()
-                bar.reset(task, total=p.total)  # the rate and ETA count from here, not from the model's load
-            seconds = time.monotonic() - began["files"] if began["files"] else 0.0
-            rate = f" · {p.pages / seconds:.1f} pages/s, {p.chunks / seconds:.0f} chunks/s" if seconds > 1 else ""
-            files = p.step == "files"
-            bar.update(task, description=steps.get(p.step, p.step), completed=p.done, total=p.total if files else None,
-                       file=os.path.basename(p.source)[:40],
-                       counts=f"files · {p.pages} pages, {p.chunks} chunks{rate}" if files else "")
-
-        return kb.ingest(paths, progress=progress, **rules)
-
-
 def _print_report(r: Any) -> None:
     rate = f"; {r.pages / r.seconds:.1f} pages/s, {r.chunks / r.seconds:.1f} chunks/s" if r.seconds and r.chunks else ""
     click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({r.pages} pages, {r.chunks} chunks{rate})")
     counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
-              ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
+              ("moved", len(r.moved)), ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
     line = " · ".join(f"{name} {n}" for name, n in counts)
     click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else "")
                + (f" · excluded {r.excluded}" if r.excluded else ""))
@@ -322,6 +281,9 @@ main.add_command(eval_command)
 from kb.cli.serve import serve  # noqa: E402
 
 main.add_command(serve)
+from kb.cli.watch import watch  # noqa: E402
+
+main.add_command(watch)
 from kb.cli.mcp import mcp_command  # noqa: E402
 
 main.add_command(mcp_command)

@@ -195,6 +195,11 @@ class Index(ABC):
     def forget(self, path: str) -> None:
         """Drop a document from store and catalog."""
 
+    def move(self, path: str, to: str, *, source: str, mtime_ns: int, title: str) -> bool:
+        """Give a renamed file's document its new path, keeping its chunks and vectors (the text is
+        unchanged); False where that cannot be done without re-embedding (the caller re-indexes it)."""
+        return False
+
     @abstractmethod
     def repair(self, reembed: Reembed, *, fix: bool = True) -> tuple[int, int]:
         """Make store and catalog agree after an interrupted write: (vectors without a chunk,

@@ -265,6 +265,19 @@ class Catalog:
             failpoint("catalog.in_transaction")
         return old, new
 
+    def move_document(self, path: str, to: str, *, source: str, mtime_ns: int, title: str) -> list[int]:
+        """Give a document a new path (its file was renamed, the content unchanged), keeping its chunks
+        and their ids, in one transaction; a document already at `to` is replaced. Returns the ids of
+        the replaced document's chunks."""
+        with self.transaction() as db:
+            replaced = [r[0] for r in db.execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path = ?", (to,))]
+            db.execute("DELETE FROM documents WHERE path = ?", (to,))
+            db.execute("UPDATE documents SET path = ?, source = ?, mtime_ns = ?, title = ? WHERE path = ?",
+                       (to, source, mtime_ns, title, path))
+            db.execute("DELETE FROM failures WHERE path = ?", (to,))
+        return replaced
+
     def delete_document(self, path: str) -> list[int]:
         """Remove a document; return the ids of the chunks it had."""
         with self.transaction() as db:

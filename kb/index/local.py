@@ -33,6 +33,11 @@ class LocalIndex(Index):
     def forget(self, path: str) -> None:
         self.store.delete(_ids(self.catalog.delete_document(path)))
 
+    def move(self, path: str, to: str, *, source: str, mtime_ns: int, title: str) -> bool:
+        # Chunk ids do not depend on the path here, so the vectors stay as they are.
+        self.store.delete(_ids(self.catalog.move_document(path, to, source=source, mtime_ns=mtime_ns, title=title)))
+        return True
+
     def repair(self, reembed: Reembed, *, fix: bool = True) -> tuple[int, int]:
         if not self.exists:
             return 0, 0

@@ -13,7 +13,7 @@ import hashlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -26,10 +26,11 @@ from kb.embed.base import tokenizer_file
 from kb.errors import ConfigError
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
+from kb.index.catalog import DocumentRow
 from kb.ingest.base import is_supported
 from kb.ingest.walk import Candidate, Rules, walk
 from kb.ingest.worker import ChunkSpec, Prepared, chunker_for, ignore_interrupts, prepare, workers_ignore_interrupts
-from kb.types import FileOutcome, IngestReport
+from kb.types import FileOutcome, IngestReport, Moved
 from kb.version import __version__
 
 if TYPE_CHECKING:
@@ -103,10 +104,12 @@ class Pipeline:
         self.settings = embedding.settings
 
     def run(self, paths: Iterable[str], *, model: str, progress: Progress | None = None,
-            rules: Rules | None = None) -> IngestReport:
-        """Add new files, re-index changed ones, drop files gone from the folders given (or left out
-        of them by `rules`). `model`: the id to record (the index's own, which the embedder's may
-        only spell differently)."""
+            rules: Rules | None = None, changed: Collection[str] | None = None) -> IngestReport:
+        """Add new files, re-index changed ones, move renamed ones (same content, so no re-embedding),
+        drop files gone from the folders given (or left out of them by `rules`). `model`: the id to
+        record (the index's own, which the embedder's may only spell differently). `changed`: the
+        absolute paths under the folders given that changed (see `walk`): only they are looked at, and
+        a folder given that is gone only loses the documents under them."""
         report = IngestReport()
         tell = progress or (lambda _: None)
         tell(Ingesting("scanning"))
@@ -114,8 +117,11 @@ class Pipeline:
         roots: list[str] = []
         for given in paths:
             if not os.path.exists(given):
-                raise ConfigError(f"{given}: no such file or folder")
-            walked = walk(given, rules or Rules())
+                if changed is None:
+                    raise ConfigError(f"{given}: no such file or folder")
+                roots.append(str(Path(given).expanduser().resolve()))
+                continue
+            walked = walk(given, rules or Rules(), changed)
             candidates.extend(walked.found)
             roots.extend(walked.roots)
             report.ignored += walked.ignored
@@ -127,12 +133,16 @@ class Pipeline:
             if key not in seen:
                 seen.add(key)
                 self._triage(cand, report, todo)
+        gone: dict[str, DocumentRow] = {}
         for root in roots:
-            for doc in self.catalog.documents_under(root):
+            for doc in self._looked_at(root, changed):
                 if doc.path not in seen:
-                    self.index.forget(doc.path)
-                    report.removed.append(doc.source)
-            self.catalog.clear_failures_under(root, keep=seen)
+                    gone[doc.path] = doc
+            self._clear_failures(root, changed, seen)
+        todo = self._move(todo, gone, report)
+        for doc in gone.values():
+            self.index.forget(doc.path)
+            report.removed.append(doc.source)
         self.index.repair(reembed(self.catalog, self.embedding))
         if todo:
             tell(Ingesting("model", total=len(todo)))
@@ -140,6 +150,55 @@ class Pipeline:
             self._index(todo, report, tell)
         self.index.save()
         return report
+
+    def _looked_at(self, root: str, changed: Collection[str] | None) -> list[DocumentRow]:
+        """The documents under `root` this run judges: all of them, or those at or under a changed path."""
+        if changed is None:
+            return self.catalog.documents_under(root)
+        base = root.rstrip("/") + "/"
+        docs: dict[str, DocumentRow] = {}
+        for path in changed:
+            if path.rstrip("/") == root.rstrip("/") or path.startswith(base):
+                for doc in [self.catalog.document(path), *self.catalog.documents_under(path)]:
+                    if doc is not None:
+                        docs[doc.path] = doc
+        return list(docs.values())
+
+    def _clear_failures(self, root: str, changed: Collection[str] | None, seen: set[str]) -> None:
+        """Forget the failures of files no longer there (or left out), among those this run judges."""
+        if changed is None:
+            self.catalog.clear_failures_under(root, keep=seen)
+            return
+        base = root.rstrip("/") + "/"
+        for path in changed:
+            if path in seen or not (path.rstrip("/") == root.rstrip("/") or path.startswith(base)):
+                continue
+            if os.path.isdir(path):
+                self.catalog.clear_failures_under(path, keep=seen)
+            else:
+                self.catalog.forget_failures(path)
+
+    def _move(self, todo: list[_Todo], gone: dict[str, DocumentRow], report: IngestReport) -> list[_Todo]:
+        """A new file with the content of a document whose file is gone is that file renamed: the
+        document takes the new path with its chunks and vectors (same text, nothing re-embedded; the
+        title follows the name when it was the name). Returns what is still to index."""
+        by_content: dict[tuple[str, str], list[DocumentRow]] = {}
+        for doc in gone.values():
+            by_content.setdefault((doc.sha256, Path(doc.path).suffix.lower()), []).append(doc)
+        rest: list[_Todo] = []
+        for item in todo:
+            was = by_content.get((item.sha256, item.cand.path.suffix.lower()))
+            if was:
+                doc = was[-1]
+                title = item.cand.path.stem if doc.title == Path(doc.path).stem else doc.title
+                if self.index.move(doc.path, str(item.cand.path), source=item.cand.source,
+                                   mtime_ns=item.stat.st_mtime_ns, title=title):
+                    was.pop()
+                    del gone[doc.path]
+                    report.moved.append(Moved(doc.source, item.cand.source))
+                    continue
+            rest.append(item)
+        return rest
 
     def _triage(self, cand: Candidate, report: IngestReport, todo: list[_Todo]) -> None:
         key = str(cand.path)

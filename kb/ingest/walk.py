@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,14 +47,19 @@ class Walked:
     excluded: int = 0  # files and folders left out by the rules or a .kbignore
 
 
-def walk(given: str, rules: Rules = Rules()) -> Walked:
-    """The files to ingest under one given path."""
+def walk(given: str, rules: Rules = Rules(), within: Collection[str] | None = None) -> Walked:
+    """The files to ingest under one given path. `within`: absolute paths under the folder given (its
+    resolved path joined with the rest, as `Candidate.path` names files) that changed: the walk looks
+    at them and everything under them only (a watcher's pass); None: at everything."""
     top = Path(given).expanduser()
     shown = os.path.abspath(top)  # the source shown in citations: absolute, as named (not resolved)
     if top.is_file():
         return Walked([Candidate(top.resolve(), shown, True)])
     root = top.resolve()
     out = Walked(roots=[str(root)])
+    limit = _Limit(str(root), within) if within is not None else None
+    if limit is not None and limit.everything:
+        limit = None
     include = _spec(rules.include) if rules.include else None
     ignores: list[tuple[str, pathspec.PathSpec]] = [("", _spec(rules.exclude))] if rules.exclude else []
     seen_dirs: set[tuple[int, int]] = set()
@@ -72,6 +77,9 @@ def walk(given: str, rules: Rules = Rules()) -> Walked:
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
         if IGNORE_FILE in filenames:
             ignores.append((rel_dir, _read_spec(Path(dirpath) / IGNORE_FILE)))
+        if limit is not None:  # only the folders on the way to a changed path, or under one
+            dirnames[:] = [d for d in dirnames if limit.enters(rel_dir + d)]
+            filenames = [f for f in filenames if limit.takes(rel_dir + f)]
         kept = sorted(d for d in dirnames if not is_ignored(d))
         out.ignored += len(dirnames) - len(kept)
         dirnames[:] = [d for d in kept if not _left_out(ignores, f"{rel_dir}{d}/")]
@@ -88,6 +96,26 @@ def walk(given: str, rules: Rules = Rules()) -> Walked:
             # identity so "files that disappeared under this root" stays well defined.
             out.found.append(Candidate(root / rel, os.path.join(shown, rel), False))
     return out
+
+
+class _Limit:
+    """The part of a folder a scoped walk looks at: the changed paths (relative to the folder), and
+    the folders above them, which it passes through (reading their .kbignore files) without taking
+    their other files."""
+
+    def __init__(self, root: str, within: Collection[str]):
+        base = root.rstrip("/") + "/"
+        self.targets = {p[len(base):].rstrip("/") for p in within if p.startswith(base)}
+        self.everything = any(p.rstrip("/") == root.rstrip("/") for p in within)
+        self.above = {t.rsplit("/", i)[0] for t in self.targets for i in range(1, t.count("/") + 1)}
+
+    def takes(self, rel: str) -> bool:
+        """Whether `rel` is a changed path or lies under one."""
+        parts = rel.split("/")
+        return any("/".join(parts[:i]) in self.targets for i in range(1, len(parts) + 1))
+
+    def enters(self, rel: str) -> bool:
+        return rel in self.above or self.takes(rel)
 
 
 def _spec(lines: Iterable[str]) -> pathspec.PathSpec:

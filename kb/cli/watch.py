@@ -1,0 +1,90 @@
+"""`kb watch`: keep the knowledge base in step with folders as files are added, changed, renamed and deleted."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from kb.cli.common import (
+    CONTEXT,
+    emit,
+    ingest_with_progress,
+    json_option,
+    kb_option,
+    open_kb,
+    quiet_option,
+    store_options,
+)
+from kb.watch import DEBOUNCE_MS, Batch, Pass, Watcher, writing_to
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@kb_option
+@store_options
+@click.option("--model", envvar="KB_MODEL", show_envvar=True, help="Embedding model name or folder (sentence-transformers).")
+@click.option("--workers", type=int, envvar="KB_WORKERS", show_envvar=True, help="Parser processes (0: by core count).")
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="Only files matching (gitignore syntax, relative to each folder given), e.g. '*.pdf'; repeatable.")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Leave out files or folders matching, e.g. 'drafts/'; repeatable. A .kbignore file in a "
+                   "folder does the same for it and below.")
+@click.option("--debounce", "debounce_ms", type=click.IntRange(10, 60_000), default=DEBOUNCE_MS, metavar="MS",
+              help="Quiet time that ends a burst of changes (a save, a copy, a checkout): the burst is then "
+                   "ingested in one pass.")
+@quiet_option
+@json_option
+def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], exclude: tuple[str, ...],
+          debounce_ms: int, quiet: bool, as_json: bool, **settings: Any) -> None:
+    """Keep the knowledge base in step with folders: new and changed files are ingested, renamed ones
+    moved (nothing re-embedded), deleted ones removed, as it happens.
+
+    \b
+    A first pass does what `kb ingest` does; then each change prints a line
+    (added, updated, moved, removed, or failed with the reason), or with
+    --json each batch prints one JSON object. Hidden and temporary files are
+    ignored; .kbignore files and --include/--exclude count as for kb ingest.
+    Searches work meanwhile. Ctrl-C stops; each document is committed whole.
+    """
+    # A service manager's stop (SIGTERM) ends the watch the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with open_kb(kb_dir, **settings) as kb:
+            direct = writing_to(kb)
+            show = not quiet and not as_json and sys.stderr.isatty()
+
+            def write(p: Pass) -> Any:
+                if p.changed is not None or not show:
+                    return direct(p)
+                try:  # the first pass shows kb ingest's progress bar
+                    return ingest_with_progress(kb, p.paths, True, include=p.include, exclude=p.exclude)
+                finally:
+                    kb.close()
+
+            watcher = Watcher(paths, write, include=include, exclude=exclude, ignore=[kb.path],
+                              debounce_ms=debounce_ms)
+
+            def on_batch(batch: Batch) -> None:
+                if as_json:
+                    emit(batch.to_json())
+                elif batch.error:
+                    click.echo(f"kb: warning: the changes could not be ingested yet ({batch.error}); "
+                               "trying again", err=True)
+                else:
+                    stamp = time.strftime("%H:%M:%S", time.localtime(batch.at))
+                    for line in batch.lines():
+                        click.echo(f"{stamp} {line}")
+                if batch.first:
+                    st = kb.status()
+                    kb.close()
+                    click.echo(f"kb: watching {', '.join(paths)} ({st.documents} documents, {st.chunks} chunks "
+                               f"in {kb.path}); Ctrl-C stops", err=True)
+
+            watcher.run(on_batch)
+    except KeyboardInterrupt:
+        click.echo("kb: stopped watching; every document committed is kept whole", err=True)
+        sys.exit(130)

@@ -1,0 +1,274 @@
+"""`kb watch` and `kb serve --watch`: the knowledge base follows files as they are created, changed,
+renamed and deleted, without re-embedding what did not change, and survives what goes wrong.
+
+The watcher runs for real (watchfiles on this machine's file-system events) with `FakeEmbedder`, so
+that counting its calls shows what was embedded; every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kb import KnowledgeBase
+from kb.watch import Batch, Watcher, writing_to
+from tests.helpers import FAKE, free_port, write_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT_S = 30.0
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
+    """Poll `check` until it returns something true, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        time.sleep(0.1)
+
+
+class Watching:
+    """A `Watcher` on a background thread over a fake-embedder knowledge base; each read opens the
+    knowledge base anew, as another process's `kb search` would, while the watcher writes."""
+
+    def __init__(self, kb_dir: Path, paths: list[Path], **options: Any):
+        self.kb_dir = kb_dir
+        self.kb = KnowledgeBase.open(kb_dir, workers=1, **FAKE)
+        self.batches: list[Batch] = []
+        self.watcher = Watcher([str(p) for p in paths], writing_to(self.kb), ignore=[kb_dir], debounce_ms=100,
+                               **options)
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.watcher.run(self.batches.append)
+        except BaseException as e:  # the test fails on it, in its own thread
+            self.errors.append(e)
+
+    def __enter__(self) -> Watching:
+        self.thread.start()
+        wait_for("the first pass", lambda: self.batches or self.errors)
+        assert not self.errors, self.errors
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.watcher.stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the watcher did not stop"
+        self.kb.close()
+        assert not self.errors, self.errors
+
+    @property
+    def embedded(self) -> int:
+        return int(self.kb.embedder.calls)  # type: ignore[attr-defined]
+
+    def sources(self) -> list[str]:
+        with KnowledgeBase.open(self.kb_dir, **FAKE) as kb:
+            return [d.source for d in kb.documents()]
+
+    def chunk_ids(self) -> list[int]:
+        with KnowledgeBase.open(self.kb_dir, **FAKE) as kb:
+            return sorted(kb.catalog.chunk_ids())
+
+    def top(self, query: str) -> str | None:
+        with KnowledgeBase.open(self.kb_dir, **FAKE) as kb:
+            if not kb.documents():
+                return None
+            hits = kb.search(query, k=1, mode="keyword")
+            return hits[0].source if hits else None
+
+    def lines(self) -> list[str]:
+        return [line for b in self.batches for line in b.lines()]
+
+
+def test_created_changed_renamed_deleted_files_follow_without_reembedding(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_markdown(docs / "kept.md", "# Kept\n\nThe archive keeps old ledgers in the basement.\n")
+    with Watching(tmp_path / "kb", [docs]) as w:
+        assert w.batches[0].first and w.batches[0].added == [str(docs / "kept.md")]
+        note = write_markdown(docs / "note.md", "# Kennel\n\nThe kennel feeds the greyhounds at nine.\n")
+        wait_for("the new file is searchable", lambda: w.top("greyhounds") == str(note))
+
+        write_markdown(note, "# Kennel\n\nThe kennel feeds the greyhounds at nine and walks them at noon.\n")
+        wait_for("the change is searchable", lambda: w.top("noon") == str(note))
+        wait_for("an 'updated' batch", lambda: any(b.updated == [str(note)] for b in w.batches))
+
+        ids, embedded = w.chunk_ids(), w.embedded
+        (docs / "pets").mkdir()
+        moved = docs / "pets" / "dogs.md"
+        os.rename(note, moved)
+        wait_for("the renamed file is found under its new name", lambda: w.top("greyhounds") == str(moved))
+        assert sorted(w.sources()) == sorted([str(docs / "kept.md"), str(moved)])
+        assert w.chunk_ids() == ids and w.embedded == embedded  # the same chunks and vectors: nothing re-embedded
+        wait_for("a 'moved' line", lambda: f"moved    {note} -> {moved}" in w.lines())
+
+        moved.unlink()
+        wait_for("the deleted file is gone", lambda: w.sources() == [str(docs / "kept.md")])
+        wait_for("a 'removed' batch", lambda: any(b.removed == [str(moved)] for b in w.batches))
+
+        # Editors' and downloads' leftovers never reach the knowledge base, and a burst is one pass.
+        before = len(w.batches)
+        for name in (".kept.md.swp", "kept.md~", "~$draft.docx", "report.pdf.part", "4913"):
+            (docs / name).write_bytes(b"\x00scratch")
+        for n in range(5):
+            write_markdown(docs / f"burst-{n}.md", f"# Burst {n}\n\nA quick series of notes, number {n}.\n")
+        wait_for("the burst is in", lambda: len(w.sources()) == 6)
+        assert not [line for line in w.lines() if "scratch" in line or "~" in line or "4913" in line or ".part" in line]
+        assert len(w.batches) - before <= 2  # debounced: not a pass per file
+    assert not [b for b in w.batches if b.error]
+
+
+def test_a_failing_file_is_reported_and_watching_goes_on(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with Watching(tmp_path / "kb", [docs]) as w:
+        bad = docs / "blob.txt"
+        bad.write_bytes(bytes(range(256)) * 8)  # binary under a text extension
+        failed = wait_for("the failure is reported", lambda: [f for b in w.batches for f in b.failed])
+        assert failed[0].source == str(bad) and "binary" in failed[0].reason
+        assert f"failed   {bad}: {failed[0].reason}" in w.lines()  # one line, with the reason
+
+        good = write_markdown(docs / "good.md", "# Good\n\nThe lighthouse keeper logs every ship.\n")
+        wait_for("the next file is still ingested", lambda: w.top("lighthouse") == str(good))
+        with KnowledgeBase.open(tmp_path / "kb", **FAKE) as kb:
+            assert [f.source for f in kb.status().failed] == [str(bad)]
+        bad.unlink()  # its failure goes with it
+
+        def no_failures() -> bool:
+            with KnowledgeBase.open(tmp_path / "kb", **FAKE) as kb:
+                return not kb.status().failed
+
+        wait_for("the failure is forgotten", no_failures)
+
+
+def test_a_folder_that_goes_away_and_comes_back_is_followed_again(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_markdown(docs / "a.md", "# Alpha\n\nThe alpaca grazes on the hill.\n")
+    write_markdown(docs / "sub" / "b.md", "# Beta\n\nThe beaver builds a dam.\n")
+    with Watching(tmp_path / "kb", [docs]) as w:
+        ids, embedded = w.chunk_ids(), w.embedded
+        os.rename(docs, tmp_path / "away")  # unmounted, or moved aside: its documents wait for it
+        time.sleep(2.5)
+        assert len(w.sources()) == 2
+        write_markdown(tmp_path / "away" / "c.md", "# Gamma\n\nThe gazelle runs at dawn.\n")
+        os.rename(tmp_path / "away", docs)
+        wait_for("the file added while it was away", lambda: w.top("gazelle") == str(docs / "c.md"))
+        assert set(ids) <= set(w.chunk_ids()) and w.embedded == embedded + 1  # only the new file was embedded
+
+        shutil.rmtree(docs)  # deleted file by file: its documents go
+        wait_for("the deleted folder's documents are gone", lambda: w.sources() == [])
+        write_markdown(docs / "d.md", "# Delta\n\nThe dolphin jumps.\n")  # the folder is back
+        wait_for("a file in the new folder", lambda: w.sources() == [str(docs / "d.md")])
+        write_markdown(docs / "e.md", "# Epsilon\n\nThe eel hides.\n")  # and watched again
+        wait_for("a later file in the new folder", lambda: len(w.sources()) == 2)
+
+
+def test_kbignore_and_exclude_are_honoured(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_markdown(docs / "notes.md", "# Notes\n\nThe orchard has forty apple trees.\n")
+    (docs / "log.txt").write_text("The furnace was serviced in March.\n")
+    with Watching(tmp_path / "kb", [docs], exclude=["drafts/"]) as w:
+        write_markdown(docs / "drafts" / "wip.md", "# WIP\n\nThe zeppelin draft is unfinished.\n")
+        write_markdown(docs / "later.md", "# Later\n\nThe quarry closed in winter.\n")
+        wait_for("the file outside drafts/", lambda: w.top("quarry") == str(docs / "later.md"))
+        assert str(docs / "drafts" / "wip.md") not in w.sources()
+
+        (docs / ".kbignore").write_text("*.txt\n")  # what it leaves out now is dropped
+        wait_for("the text file is dropped", lambda: str(docs / "log.txt") not in w.sources())
+        assert sorted(w.sources()) == sorted([str(docs / "notes.md"), str(docs / "later.md")])
+
+
+def test_kb_ingest_moves_a_renamed_file_too(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_markdown(docs / "draft.md", "# Minutes\n\nThe board approved the new roof.\n")
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
+        kb.ingest([str(docs)])
+        ids, calls = sorted(kb.catalog.chunk_ids()), kb.embedder.calls  # type: ignore[attr-defined]
+        os.rename(docs / "draft.md", docs / "2026 board minutes.md")
+        report = kb.ingest([str(docs)])
+        assert [(m.source, m.to) for m in report.moved] == [(str(docs / "draft.md"), str(docs / "2026 board minutes.md"))]
+        assert not report.added and not report.removed
+        assert sorted(kb.catalog.chunk_ids()) == ids and kb.embedder.calls == calls  # type: ignore[attr-defined]
+        assert kb.search("roof", k=1)[0].source == str(docs / "2026 board minutes.md")
+
+
+# --- real processes ------------------------------------------------------------------------------
+def _env(kb_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env.update(KB_DIR=str(kb_dir), KB_BACKEND=FAKE["backend"], KB_MODEL=FAKE["model"], KB_WORKERS="1",
+               PYTHONPATH=str(REPO), OLLAMA_HOST=f"127.0.0.1:{free_port()}")
+    return env
+
+
+def _lines(stream: Any) -> queue.Queue[str]:
+    """The lines a process prints, read on a thread so that every wait for one can be bounded."""
+    out: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in iter(stream.readline, ""):
+            out.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
+
+
+def _next_json(lines: queue.Queue[str], timeout: float = WAIT_S) -> dict[str, Any]:
+    return json.loads(lines.get(timeout=timeout))
+
+
+@pytest.fixture
+def stop_at_end() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_kb_watch_process_prints_json_batches_and_stops_cleanly_on_ctrl_c(
+        tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]) -> None:
+    docs = tmp_path / "docs"
+    write_markdown(docs / "a.md", "# Alpha\n\nThe alpaca grazes on the hill.\n")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_kb", "watch", str(docs), "--json", "--debounce", "100"],
+                            cwd=REPO, env=_env(tmp_path / "kb"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    stop_at_end.append(proc)
+    out = _lines(proc.stdout)
+    first = _next_json(out)
+    assert first["first"] is True and first["added"] == [str(docs / "a.md")] and first["error"] is None
+
+    write_markdown(docs / "b.md", "# Beta\n\nThe beaver builds a dam.\n")
+    batch = _next_json(out)
+    assert batch["first"] is False and batch["added"] == [str(docs / "b.md")]
+    with KnowledgeBase.open(tmp_path / "kb", **FAKE) as kb:  # another reader, while the watcher runs
+        assert kb.search("beaver dam", k=1)[0].source == str(docs / "b.md")
+    os.rename(docs / "b.md", docs / "c.md")
+    batch = _next_json(out)
+    assert batch["moved"] == [{"source": str(docs / "b.md"), "to": str(docs / "c.md")}] and not batch["added"]
+
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in its terminal reaches the whole process group
+    try:
+        code = proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("kb watch did not stop on SIGINT")
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code in (0, 130), err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "kb: stopped watching; every document committed is kept whole"
+    assert len([line for line in err.splitlines() if "stopped" in line]) == 1
