@@ -299,6 +299,51 @@ def test_upload_is_ingested_and_capped(tmp_path: Path) -> None:
         assert c.post("/ingest", files=[("files", ("tool.exe", b"MZ", "application/octet-stream"))]).status_code == 415
 
 
+# --- the document list and removal -----------------------------------------------------------------
+def test_documents_list_their_fields_and_remove_deletes_them(tmp_path: Path) -> None:
+    """GET /documents has what `kb documents --json` shows; DELETE /documents/{id} is a job of the
+    single writer that forgets the document (searches stop finding it) and deletes an uploaded copy,
+    but never a file of the user's own folder."""
+    docs = tmp_path / "docs"
+    write_markdown(docs / "runbook.md")
+    write_markdown(docs / "dogs.md", "# Kennel\n\nThe kennel feeds the greyhounds twice a day at nine.\n")
+    kb_dir = tmp_path / "kb"
+    with TestClient(create_app(kb_dir, llm="none", docs=[docs], **FAKE)) as c:
+        assert wait_job(c, c.post("/ingest", json={"paths": [str(docs)]}).json()["id"], timeout=60)["state"] == "done"
+        up = c.post("/ingest", files=[("files", ("cats.md", b"# Cattery\n\nThe cattery brushes the Persians.\n",
+                                                  "text/markdown"))])
+        assert wait_job(c, up.json()["id"], timeout=60)["state"] == "done"
+
+        listed = c.get("/documents").json()
+        cli_docs = cli_json("documents", "--kb", str(kb_dir), "--json")["documents"]
+        assert [{k: d[k] for k in cli_docs[0]} for d in listed] == cli_docs
+        by_name = {os.path.basename(d["source"]): d for d in listed}
+        assert set(by_name) == {"runbook.md", "dogs.md", "cats.md"}
+        dogs = by_name["dogs.md"]
+        assert dogs["file_type"] == "markdown" and dogs["chunks"] >= 1 and dogs["bytes"] == (docs / "dogs.md").stat().st_size
+        assert dogs["url"] == f"/documents/{dogs['id']}" and re.fullmatch(r"\d{4}-\d\d-\d\dT.*", dogs["ingested_at"])
+
+        query = {"query": "When are the greyhounds fed?", "k": 3}
+        assert any(h["source"] == dogs["source"] for h in c.post("/search", json=query).json()["hits"])
+        r = c.delete(f"/documents/{dogs['id']}")
+        assert r.status_code == 202 and r.json()["kind"] == "remove" and r.json()["url"] == f"/jobs/{r.json()['id']}"
+        job = wait_job(c, r.json()["id"], timeout=60)
+        assert job["state"] == "done" and job["report"] == {"removed": [dogs["source"]], "deleted_files": []}
+        assert {os.path.basename(d["source"]) for d in c.get("/documents").json()} == {"runbook.md", "cats.md"}
+        assert all(h["source"] != dogs["source"] for h in c.post("/search", json=query).json()["hits"])
+        assert (docs / "dogs.md").is_file()  # the user's own file stays
+        assert c.get(dogs["url"]).status_code == 404
+        assert c.delete(f"/documents/{dogs['id']}").status_code == 404  # already gone
+
+        cats = by_name["cats.md"]
+        job = wait_job(c, c.delete(f"/documents/{cats['id']}").json()["id"], timeout=60)
+        assert job["report"] == {"removed": [cats["source"]], "deleted_files": [cats["source"]]}
+        assert not Path(cats["source"]).exists()  # the server's uploaded copy goes with it
+        for url in ("/documents/999999", "/documents/x", "/documents/-1", "/documents/..%2Fkb.toml"):
+            assert c.delete(url).status_code == 404, url
+        assert c.get("/status").json()["documents"] == 1
+
+
 # --- authentication -----------------------------------------------------------------------------------
 def test_token_is_required_on_every_api_route(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
@@ -316,20 +361,22 @@ def test_token_is_required_on_every_api_route(tmp_path: Path) -> None:
         routes = [("GET", "/status", None), ("POST", "/search", {"query": "gateway"}),
                   ("POST", "/ask", {"question": "gateway error?"}), ("GET", "/ask/stream?question=gateway", None),
                   ("POST", "/ingest", {"paths": [str(docs)]}), ("GET", "/jobs", None), ("GET", "/documents", None),
-                  ("GET", doc, None)]
+                  ("GET", doc, None), ("DELETE", "/documents/999999", None)]
         for method, url, body in routes:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
                             {"Authorization": f"Bearer {TOKEN}x"}):
                 r = c.request(method, url, json=body, headers=headers)
                 assert r.status_code == 401, (method, url, headers)
                 assert r.headers["www-authenticate"] == "Bearer"
-            assert c.request(method, url, json=body, headers=good).status_code in (200, 202), (method, url)
+            expected = (404,) if method == "DELETE" else (200, 202)  # refused before it is looked up
+            assert c.request(method, url, json=body, headers=good).status_code in expected, (method, url)
         # The page and its files carry no data; the health check is for container orchestrators.
         for url in ("/", "/static/app.js", "/healthz"):
             assert c.get(url).status_code == 200
         # A citation link is a plain navigation: the page's cookie opens documents, and nothing else.
         c.cookies.set("kb_token", TOKEN)
         assert c.get(doc).status_code == 200
+        assert c.delete(doc).status_code == 401  # the cookie opens files; it removes nothing
         assert c.get("/status").status_code == 401 and c.post("/search", json={"query": "x"}).status_code == 401
         c.cookies.set("kb_token", "wrong")
         assert c.get(doc).status_code == 401

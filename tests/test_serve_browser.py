@@ -19,12 +19,13 @@ import pytest
 
 from kb.answer.citations import split_sentences
 from kb.llm.base import LLM, GenerationOptions, Prompt
-from tests.helpers import free_port
+from tests.helpers import free_port, write_markdown, write_pdf
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 QUESTION = "What were Apple's total net sales for the three months ended July 1, 2023?"
 INVENTED = "Apple also sold 7,777,777 unicorns on the Moon [1]."
+PHRASE = "the heron counted seventeen blue pebbles"
 
 pytestmark = [
     pytest.mark.slow,
@@ -66,6 +67,16 @@ def served(ingested: Path) -> Iterator[str]:
     from kb.server import create_app
 
     yield from _serve(create_app(ingested, llm=Quoting()))
+
+
+@pytest.fixture
+def served_writable(tmp_path: Path) -> Iterator[str]:
+    """The app over an empty knowledge base of this test's own (uploads land in it), extractive answers,
+    uploads capped at 1 MB."""
+    pytest.importorskip("uvicorn")
+    from kb.server import create_app
+
+    yield from _serve(create_app(tmp_path / "kb", llm="none", max_upload_mb=1))
 
 
 @pytest.fixture
@@ -209,3 +220,144 @@ def test_a_crashing_model_still_answers_on_the_page(served_crashing: str, browse
     note = browser.find_element(By.ID, "answer-note").text
     assert "crashed (SIGSEGV)" in note and "-DGGML_NATIVE=OFF" in note, note
     assert browser.find_elements(By.CSS_SELECTOR, "#sources li")
+
+
+def test_upload_search_share_and_remove_on_the_page(served_writable: str, browser: Any, tmp_path: Path) -> None:
+    """A teammate without a terminal: drop a PDF (and a note) on the page, watch the job, find a phrase
+    of page 2 in search-only mode (cited at p.2, the phrase marked), open the shareable link in a fresh
+    load, ask two questions as a conversation, then remove the PDF: the list and a search lose it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def text(element_id: str) -> str:
+        return str(browser.find_element(By.ID, element_id).text)
+
+    def document_rows() -> list[str]:
+        return [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#documents tr")]
+
+    first_day = [f"Hour {h}: the shore was quiet, gulls over the dunes and wind from the west at {h + 3} knots."
+                 for h in range(1, 8)]  # one passage of its own: page 2 starts the next
+    pdf = write_pdf(tmp_path / "files" / "Field notes.pdf", [
+        "Field notes, first day.\n" + "\n".join(first_day),
+        f"On the second morning {PHRASE} on the jetty.\nThe tide was low.",
+    ])
+    note = write_markdown(tmp_path / "files" / "tides.md", "# Tides\n\nLow tide falls at six in the morning.\n")
+    big = tmp_path / "files" / "big.txt"
+    big.write_bytes(b"tide tables " * 100_000)  # 1.2 MB, over the 1 MB cap
+
+    browser.get(served_writable + "/")
+    WebDriverWait(browser, 30).until(lambda d: "0 documents" in text("kb-status"))
+    assert "up to 1 MB" in text("upload-help")
+    assert browser.find_element(By.ID, "job").get_attribute("aria-live") == "polite"
+
+    # Over the cap: refused in the page, nothing sent.
+    picker = browser.find_element(By.ID, "upload")
+    picker.send_keys(str(big))
+    WebDriverWait(browser, 10).until(lambda d: "Not sent" in text("job-status"))
+    assert "big.txt" in text("job-status") and "1 MB" in text("job-status")
+
+    # Upload two files through the file picker; the job's progress, then its report.
+    picker.send_keys(f"{pdf}\n{note}")
+    WebDriverWait(browser, 180).until(lambda d: "Ingest done" in text("job-status") or "failed" in text("job-status"),
+                                      f"the upload did not finish: {text('job-status')!r}")
+    assert "2 files added" in text("job-status"), text("job-status")
+    report = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#job-report li")]
+    assert sorted(report) == ["Added: Field notes.pdf", "Added: tides.md"], report
+    WebDriverWait(browser, 30).until(lambda d: len(document_rows()) == 2)
+    pdf_row = next(r for r in document_rows() if "Field notes.pdf" in r)
+    assert re.search(r"Field notes\.pdf.*\bpdf 2 \d+ \d+ KB", pdf_row, re.DOTALL), pdf_row  # type, pages, passages, size
+    assert "2 documents" in text("kb-status")
+
+    # Search only: passages, the phrase marked, page 2 cited, no answer written.
+    browser.find_element(By.ID, "mode-search").click()
+    assert text("ask-button") == "Search"
+    box = browser.find_element(By.ID, "question")
+    box.send_keys(PHRASE)
+    box.send_keys(Keys.ENTER)
+
+    def passages_shown(d: Any) -> bool:
+        return bool(d.find_elements(By.CSS_SELECTOR, "#passages li")) and "passage" in text("passages-note")
+
+    def check_search_result() -> None:
+        WebDriverWait(browser, 60).until(passages_shown)
+        first = browser.find_elements(By.CSS_SELECTOR, "#passages li")[0]
+        assert first.text.startswith("Field notes.pdf p.2"), first.text
+        href = first.find_element(By.TAG_NAME, "a").get_attribute("href")
+        assert re.fullmatch(re.escape(served_writable) + r"/documents/\d+#page=2", href), href
+        marks = {m.text.lower() for m in first.find_elements(By.CSS_SELECTOR, "summary mark.match")}
+        assert {"heron", "counted", "seventeen", "blue", "pebbles"} <= marks, marks
+        assert not browser.find_element(By.ID, "answer-section").is_displayed()
+
+    check_search_result()
+    shared = browser.current_url
+    assert shared.startswith(served_writable + "/?q=") and "mode=search" in shared, shared
+    assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#recent button")] == [f"{PHRASE} (search only)"]
+
+    # The shareable link, in a new load, fills the form and shows the same result.
+    browser.get("about:blank")
+    browser.get(shared)
+    check_search_result()
+    assert browser.find_element(By.ID, "question").get_attribute("value") == PHRASE
+    assert browser.find_element(By.ID, "mode-search").is_selected()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#recent li")) == 1  # kept in the browser, not duplicated
+
+    # A conversation: the follow-up carries the first turn as history; "New conversation" forgets it.
+    browser.execute_script("""
+        window.sentBodies = [];
+        const original = window.fetch;
+        window.fetch = (url, init) => {
+            if (url === "/ask/stream") window.sentBodies.push(JSON.parse(init.body));
+            return original(url, init);
+        };""")
+    browser.find_element(By.ID, "mode-ask").click()
+    box, answer = browser.find_element(By.ID, "question"), browser.find_element(By.ID, "answer")
+    for question in ("When does low tide fall?", "And what did the heron count?"):
+        box.clear()
+        box.send_keys(question)
+        box.send_keys(Keys.ENTER)
+        WebDriverWait(browser, 120).until(lambda d: answer.get_attribute("aria-busy") == "false" and d.find_elements(
+            By.CSS_SELECTOR, "#answer a.cite, #answer .error"))
+        assert not browser.find_elements(By.CSS_SELECTOR, "#answer .error"), answer.text
+    first_answer = browser.find_element(By.CSS_SELECTOR, "#conversation .turn-answer").text
+    sent = browser.execute_script("return window.sentBodies")
+    assert "history" not in sent[0]
+    assert sent[1]["history"] == [{"question": "When does low tide fall?", "answer": first_answer}]
+    assert "six" in first_answer
+    assert browser.current_url.startswith(served_writable + "/?q=And+what") and "mode=" not in browser.current_url
+    browser.find_element(By.ID, "new-conversation").click()
+    assert not browser.find_element(By.ID, "conversation-section").is_displayed()
+    recent = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#recent button")]
+    assert recent[0] == "And what did the heron count?" and len(recent) == 3
+
+    # Remove the PDF (after a confirmation): gone from the list and from the results.
+    remove = browser.find_element(By.CSS_SELECTOR, 'button[aria-label="Remove Field notes.pdf"]')
+    remove.click()
+    WebDriverWait(browser, 10).until(expected_conditions.alert_is_present())
+    browser.switch_to.alert.accept()
+    WebDriverWait(browser, 60).until(lambda d: "Removed" in text("job-status"))
+    WebDriverWait(browser, 30).until(lambda d: len(document_rows()) == 1)
+    assert "tides.md" in document_rows()[0] and "1 document " in text("kb-status") + " "
+    browser.find_element(By.ID, "mode-search").click()
+    box.clear()
+    box.send_keys(PHRASE)
+    box.send_keys(Keys.ENTER)
+    WebDriverWait(browser, 60).until(lambda d: not d.find_element(By.ID, "ask-button").get_attribute("disabled")
+                                     and "Searching" not in text("passages-note"))
+    assert "Field notes.pdf" not in text("passages")
+
+    # Dropped on the zone (a synthetic drop: WebDriver cannot drag from the desktop), a file is uploaded too.
+    browser.execute_script("""
+        const data = new DataTransfer();
+        data.items.add(new File(["# Birds\\n\\nA heron waded past the jetty.\\n"], "birds.md", {type: "text/markdown"}));
+        const zone = document.getElementById("drop-zone");
+        for (const type of ["dragenter", "dragover", "drop"]) {
+            zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
+        }""")
+    WebDriverWait(browser, 60).until(lambda d: "Ingest done" in text("job-status") and len(document_rows()) == 2)
+    assert any("birds.md" in r for r in document_rows())
+
+    browser.find_element(By.ID, "clear-recent").click()
+    assert not browser.find_elements(By.CSS_SELECTOR, "#recent li")
+    assert browser.execute_script("return localStorage.getItem('kb_recent')") is None

@@ -247,14 +247,22 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
             "max_upload_mb": max_upload_mb, "ingesting": svc.busy,
         }}
 
-    @api.get("/documents", summary="The ingested documents, with the URL of each file")
+    @api.get("/documents", summary="The ingested documents (the `kb documents --json` fields), with each id and file URL")
     def documents() -> list[dict[str, Any]]:
         return svc.documents()
+
+    @api.delete("/documents/{doc_id}", status_code=202,
+                summary="Remove a document (a job, as ingest is); a file uploaded here is deleted with it")
+    def remove_document(doc_id: str) -> dict[str, Any]:
+        job = svc.remove(int(doc_id), owned=upload_dir) if _is_id(doc_id) else None
+        if job is None:
+            raise HTTPException(404, "no such document")
+        return {**job.to_json(), "url": f"/jobs/{job.id}"}
 
     @api.get("/documents/{doc_id}", summary="The source file of an ingested document (PDFs open at #page=N)",
              response_class=FileResponse)
     def document(doc_id: str) -> FileResponse:
-        found = svc.document_file(int(doc_id)) if re.fullmatch(r"[0-9]{1,18}", doc_id) else None
+        found = svc.document_file(int(doc_id)) if _is_id(doc_id) else None
         if found is None:
             raise HTTPException(404, "no such document on this server")
         path, file_type, _ = found
@@ -290,6 +298,10 @@ def mount(app: FastAPI, path: str, sub: Any) -> None:
     server starts. The server never imports what it serves this way (kb.integrations): the CLI hands it over."""
     app.router.routes.append(Route(path, endpoint=_Guarded(sub, app.state.token), include_in_schema=False))
     app.state.mounted.append(sub)
+
+
+def _is_id(text: str) -> bool:
+    return re.fullmatch(r"[0-9]{1,18}", text) is not None
 
 
 def _status_of(exc: KBError) -> int:

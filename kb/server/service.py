@@ -40,6 +40,8 @@ MAX_JOBS_KEPT = 200  # finished ingest jobs remembered for GET /jobs/{id}
 class Job:
     id: str
     paths: list[str]
+    kind: str = "ingest"  # ingest | remove: both are writes, run one at a time by the service's worker
+    delete_file: bool = False  # remove: the file is the server's own copy (an upload): delete it too
     state: str = "queued"  # queued | running | done | failed | cancelled
     step: str | None = None  # kb.ingest.pipeline.Ingesting.step
     done: int = 0
@@ -55,7 +57,7 @@ class Job:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "state": self.state, "paths": self.paths,
+            "id": self.id, "kind": self.kind, "state": self.state, "paths": self.paths,
             "progress": {"step": self.step, "done": self.done, "total": self.total, "current": self.current,
                          "pages": self.pages, "chunks": self.chunks},
             "report": self.report, "error": self.error,
@@ -134,8 +136,13 @@ class Service:
         return self.reader.status().to_json()
 
     def documents(self) -> list[dict[str, Any]]:
-        return [{"id": d.id, "source": d.source, "title": d.title, "file_type": d.file_type, "pages": d.pages,
-                 "url": f"/documents/{d.id}"} for d in self.reader.documents()]
+        """Each document with its id and file URL, and what `kb documents --json` says of it (chunks,
+        bytes, ingested_at), in source order."""
+        rows = {d.source: d for d in self.reader.documents()}
+        with self.reader.lock.read():
+            listing = self.reader.kb.documents()
+        return [{"id": rows[d.source].id, **d.to_json(), "url": f"/documents/{rows[d.source].id}"}
+                for d in listing if d.source in rows]
 
     def document_file(self, doc_id: int) -> tuple[Path, str, str] | None:
         """(path, file type, source) of an ingested document whose file is on this machine, else None."""
@@ -146,7 +153,20 @@ class Service:
 
     # --- ingest jobs -------------------------------------------------------------------------------
     def submit(self, paths: list[str]) -> Job:
-        job = Job(id=secrets.token_hex(8), paths=list(paths))
+        return self._enqueue(Job(id=secrets.token_hex(8), paths=list(paths)))
+
+    def remove(self, doc_id: int, *, owned: Path | None = None) -> Job | None:
+        """Queue the removal of a document (None: no such document) as a job of the single writer, so it
+        never runs beside an ingest. Its file is deleted too when it lies in `owned` (the uploads folder:
+        the server's own copy); any other file is left where it is, as `kb remove` does."""
+        doc = self.reader.document(doc_id)
+        if doc is None:
+            return None
+        path = Path(doc.path)
+        mine = owned is not None and path.is_relative_to(owned.resolve())
+        return self._enqueue(Job(id=secrets.token_hex(8), paths=[doc.path], kind="remove", delete_file=mine))
+
+    def _enqueue(self, job: Job) -> Job:
         with self._jobs_guard:
             self._jobs[job.id] = job
             while len(self._jobs) > MAX_JOBS_KEPT:
@@ -203,8 +223,10 @@ class Service:
 
         writer = self.reader.writer()
         try:
-            report = writer.ingest(job.paths, progress=progress)
-            job.report = report.to_json()
+            if job.kind == "remove":
+                job.report = self._remove(writer, job)
+            else:
+                job.report = writer.ingest(job.paths, progress=progress).to_json()
             job.done, job.total, job.current = job.total or 0, job.total or 0, None
             job.state = "done"
         except _Cancelled:
@@ -220,6 +242,22 @@ class Service:
             finally:
                 job.finished = time.time()
                 self.reader.written()
+
+    @staticmethod
+    def _remove(writer: KnowledgeBase, job: Job) -> dict[str, Any]:
+        job.step, job.total = "removing", len(job.paths)
+        removed = writer.remove(job.paths)
+        deleted = []
+        if job.delete_file:
+            for path in job.paths:
+                try:
+                    Path(path).unlink()
+                    deleted.append(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:  # forgotten all the same; the file is only a copy
+                    log.warning("kb serve: could not delete the uploaded file %s: %s", path, e)
+        return {"removed": removed, "deleted_files": deleted}
 
     def _pull(self) -> None:
         """Team mode: bring the local mirror up to date with the shared store (what other members ingested)."""
