@@ -160,6 +160,7 @@ class Watcher:
         """The first pass (its errors are raised: nothing is watched), then a pass per batch of changes.
         The first pass runs once the folders are watched, so that nothing changed meanwhile is missed."""
         pending: set[str] | None = None  # None: everything, the first pass
+        recheck: set[str] = set()  # watched folders that were renamed or deleted themselves: a pass over all when back
         retry = _Retry()
         while not self._stop.is_set():
             seen = {t.watched: _identity(t.watched) for t in self.targets}
@@ -167,8 +168,16 @@ class Watcher:
             if not watched and pending is not None:  # every folder is gone: wait for one to come back
                 self._stop.wait(TICK_MS / 1000)
             for changes in self._events(watched):
+                paths = {path for _, path in changes}
+                folders = {t.path for t in self.targets if t.folder and t.path in paths}
                 if pending is not None:
-                    pending |= {self._scope(path) for _, path in changes}
+                    pending |= {self._scope(path) for path in paths - folders}
+                    # Gone and back between two looks: what changed meanwhile was reported under paths
+                    # that did not exist then, so the whole folder is looked at again.
+                    recheck |= folders
+                    back = {f for f in recheck if os.path.isdir(f)}
+                    pending |= back
+                    recheck -= back
                 moved = [w for w, ident in seen.items() if _identity(w) != ident]
                 if moved and pending is not None:  # back: one pass over all of it, once it is watched again
                     pending |= {t.path for t in self.targets if t.watched in moved and _identity(t.watched)}
@@ -220,8 +229,10 @@ class Watcher:
                 if path == t.path:
                     return True
                 continue
-            if path == t.path or not path.startswith(t.path + "/"):
-                continue  # the folder itself coming and going is seen by `run`
+            if path == t.path:
+                return True  # the folder itself renamed or deleted: `run` looks at it again when it is back
+            if not path.startswith(t.path + "/"):
+                continue
             parts = path[len(t.path) + 1:].split("/")
             if parts[-1] == IGNORE_FILE:
                 return not any(is_ignored(p) for p in parts[:-1])

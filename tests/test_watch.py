@@ -6,6 +6,7 @@ that counting its calls shows what was embedded; every wait is bounded."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -170,6 +171,11 @@ def test_a_folder_that_goes_away_and_comes_back_is_followed_again(tmp_path: Path
         wait_for("the file added while it was away", lambda: w.top("gazelle") == str(docs / "c.md"))
         assert set(ids) <= set(w.chunk_ids()) and w.embedded == embedded + 1  # only the new file was embedded
 
+        os.rename(docs, tmp_path / "away")  # and back before the watcher looks: the folder is looked at again
+        write_markdown(tmp_path / "away" / "f.md", "# Phi\n\nThe flamingo stands on one leg.\n")
+        os.rename(tmp_path / "away", docs)
+        wait_for("the file added in a short absence", lambda: w.top("flamingo") == str(docs / "f.md"))
+
         shutil.rmtree(docs)  # deleted file by file: its documents go
         wait_for("the deleted folder's documents are gone", lambda: w.sources() == [])
         write_markdown(docs / "d.md", "# Delta\n\nThe dolphin jumps.\n")  # the folder is back
@@ -272,3 +278,36 @@ def test_kb_watch_process_prints_json_batches_and_stops_cleanly_on_ctrl_c(
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "kb: stopped watching; every document committed is kept whole"
     assert len([line for line in err.splitlines() if "stopped" in line]) == 1
+
+
+def test_kb_serve_watch_ingests_a_new_file(tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]) -> None:
+    pytest.importorskip("uvicorn")
+    docs = tmp_path / "docs"
+    write_markdown(docs / "a.md", "# Alpha\n\nThe alpaca grazes on the hill.\n")
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_kb", "serve", "--port", str(port), "--llm", "none",
+                             "--watch", str(docs), "--log-level", "warning"], cwd=REPO, env=_env(tmp_path / "kb"),
+                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    stop_at_end.append(proc)
+
+    def search(query: str) -> str | None:
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("POST", "/search", json.dumps({"query": query, "k": 1, "mode": "keyword"}),
+                         {"content-type": "application/json"})
+            response = conn.getresponse()
+            body = json.loads(response.read() or b"{}")
+        except OSError:
+            return None
+        hits = body.get("hits") or [{}]
+        return hits[0].get("source") if response.status == 200 else None
+
+    wait_for("the first pass, served", lambda: search("alpaca") == str(docs / "a.md"), timeout=60)
+    write_markdown(docs / "b.md", "# Beta\n\nThe beaver builds a dam.\n")
+    wait_for("the new file, served", lambda: search("beaver") == str(docs / "b.md"))
+    proc.send_signal(signal.SIGINT)
+    proc.wait(20)
+    printed = (tmp_path / "serve.log").read_text()
+    assert f"kb watch: added    {docs / 'b.md'}" in printed and "Traceback" not in printed, printed

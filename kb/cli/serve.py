@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kb.cli.common import CONTEXT, STORE_META, kb_option, store_options
 from kb.errors import DependencyError, install_command
 from kb.server.auth import TOKEN_ENV, api_token
+
+if TYPE_CHECKING:
+    from kb.watch import Batch
 
 
 @click.command(context_settings=CONTEXT)
@@ -35,11 +38,15 @@ from kb.server.auth import TOKEN_ENV, api_token
               show_envvar=True, help="Largest upload (one request, all its files).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               help="Server log level (access log at info).")
+@click.option("--watch", "watched", multiple=True, type=click.Path(exists=True), metavar="PATH",
+              help="Keep the knowledge base in step with this folder (or file) as it changes, as `kb watch` "
+              "does; repeatable.")
 @click.option("--mcp", "with_mcp", is_flag=True,
               help="Also serve the Model Context Protocol (streamable HTTP) at /mcp, for AI assistants; behind "
               "the API token when one is set. Needs the mcp extra.")
 def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: str | None, llm_base_url: str | None,
-          docs: tuple[str, ...], uploads: str | None, max_upload_mb: float, log_level: str, with_mcp: bool) -> None:
+          docs: tuple[str, ...], uploads: str | None, max_upload_mb: float, log_level: str, with_mcp: bool,
+          watched: tuple[str, ...]) -> None:
     """Serve the knowledge base over HTTP: an API (POST /search, /ask, /ingest; GET /ask/stream, /status,
     /documents/ID; OpenAPI at /docs) and a web page at / to ask questions and open the cited pages.
 
@@ -84,4 +91,14 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
     if with_mcp:
         click.echo(f"kb: MCP (streamable HTTP) at http://{shown}:{port}/mcp (tools: search, ask, get_document, "
                    "list_documents)", err=True)
+    if watched:  # in the background: the first pass is a job of the server's writer, as every pass is
+
+        def tell(batch: Batch) -> None:
+            if batch.error:
+                click.echo(f"kb watch: the changes could not be ingested yet ({batch.error}); trying again", err=True)
+            for line in batch.lines():
+                click.echo(f"kb watch: {line}", err=True)
+
+        svc.watch(list(watched), on_batch=tell)
+        click.echo(f"kb: watching {', '.join(watched)}", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

@@ -22,12 +22,13 @@ from kb.api import KnowledgeBase
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
 from kb.ingest.pipeline import Ingesting
-from kb.types import Hit
+from kb.types import Hit, IngestReport
 
 if TYPE_CHECKING:
     from kb.answer.chat import History
     from kb.answer.types import Answer
     from kb.llm.base import LLM
+    from kb.watch import Batch, Pass, Watcher
 
 log = logging.getLogger("kb.server")
 
@@ -40,8 +41,9 @@ MAX_JOBS_KEPT = 200  # finished ingest jobs remembered for GET /jobs/{id}
 class Job:
     id: str
     paths: list[str]
-    kind: str = "ingest"  # ingest | remove: both are writes, run one at a time by the service's worker
+    kind: str = "ingest"  # ingest | remove | watch: all writes, run one at a time by the service's worker
     delete_file: bool = False  # remove: the file is the server's own copy (an upload): delete it too
+    run: Callable[..., IngestReport] | None = field(default=None, repr=False)  # watch: its pass (kb.watch.Pass.run)
     state: str = "queued"  # queued | running | done | failed | cancelled
     step: str | None = None  # kb.ingest.pipeline.Ingesting.step
     done: int = 0
@@ -90,6 +92,7 @@ class Service:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
         self._busy = False
+        self._watchers: list[tuple[Watcher, threading.Thread]] = []
         self._worker = threading.Thread(target=self._work, name="kb-serve-worker", daemon=True)
         self._worker.start()
 
@@ -114,9 +117,13 @@ class Service:
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the worker (a running ingest stops after its current file, its work kept), close the store."""
+        for watcher, _ in self._watchers:
+            watcher.stop()
         self._stopping.set()
         self._queue.put(None)
         self._worker.join(timeout)
+        for _, thread in self._watchers:
+            thread.join(timeout)
         self.reader.close()
         if self.owns_boot:
             with self.reader.lock.write():  # a worker past its timeout must not write into a closing store
@@ -225,6 +232,8 @@ class Service:
         try:
             if job.kind == "remove":
                 job.report = self._remove(writer, job)
+            elif job.run is not None:
+                job.report = job.run(writer, progress).to_json()
             else:
                 job.report = writer.ingest(job.paths, progress=progress).to_json()
             job.done, job.total, job.current = job.total or 0, job.total or 0, None
@@ -258,6 +267,40 @@ class Service:
                 except OSError as e:  # forgotten all the same; the file is only a copy
                     log.warning("kb serve: could not delete the uploaded file %s: %s", path, e)
         return {"removed": removed, "deleted_files": deleted}
+
+    # --- watched folders (kb serve --watch) ---------------------------------------------------------
+    def watch(self, paths: list[str], *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+              on_batch: Callable[[Batch], None] | None = None) -> Watcher:
+        """Keep the knowledge base in step with `paths` (see `kb.watch`) from a background thread. Each
+        pass is a job of the single writer, so it never runs beside an ingest or a removal."""
+        from kb.watch import Watcher
+
+        watcher = Watcher(paths, self._watch_pass, include=include, exclude=exclude, ignore=[self.path])
+
+        def run() -> None:
+            try:
+                watcher.run(on_batch or (lambda b: [log.info("kb watch: %s", line) for line in b.lines()]))
+            except Exception as e:  # the first pass failed: nothing is watched, the server goes on
+                log.error("kb serve: not watching %s: %s", ", ".join(paths), e)
+
+        thread = threading.Thread(target=run, name="kb-serve-watch", daemon=True)
+        self._watchers.append((watcher, thread))
+        thread.start()
+        return watcher
+
+    def _watch_pass(self, p: Pass) -> IngestReport:
+        done: list[IngestReport] = []
+
+        def run(writer: KnowledgeBase, progress: Callable[[Ingesting], None]) -> IngestReport:
+            done.append(p.run(writer, progress))
+            return done[-1]
+
+        job = self._enqueue(Job(id=secrets.token_hex(8), paths=sorted(p.changed or p.paths), kind="watch", run=run))
+        while job.state in ("queued", "running") and self._worker.is_alive():
+            time.sleep(0.05)  # the worker ends every job it takes, and cancels those left when it stops
+        if job.state != "done" or not done:
+            raise KBError(job.error or f"the server stopped before the changes were ingested ({job.state})")
+        return done[0]
 
     def _pull(self) -> None:
         """Team mode: bring the local mirror up to date with the shared store (what other members ingested)."""
