@@ -189,7 +189,7 @@ class Watcher:
                     else:
                         pending = set()
                         retry.reset()
-                    if batch or batch.first:
+                    if (batch or batch.first) and not (batch.error and self._stop.is_set()):  # not: cut short by stop
                         on_batch(batch)
                 if self._stop.is_set() or moved:
                     break

@@ -184,7 +184,8 @@ class Pipeline:
         title follows the name when it was the name). Returns what is still to index."""
         by_content: dict[tuple[str, str], list[DocumentRow]] = {}
         for doc in gone.values():
-            by_content.setdefault((doc.sha256, Path(doc.path).suffix.lower()), []).append(doc)
+            if not os.path.lexists(doc.path):  # not one that is only left out now
+                by_content.setdefault((doc.sha256, Path(doc.path).suffix.lower()), []).append(doc)
         rest: list[_Todo] = []
         for item in todo:
             was = by_content.get((item.sha256, item.cand.path.suffix.lower()))

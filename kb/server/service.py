@@ -277,9 +277,13 @@ class Service:
 
         watcher = Watcher(paths, self._watch_pass, include=include, exclude=exclude, ignore=[self.path])
 
+        def logged(batch: Batch) -> None:
+            for line in batch.lines():
+                log.info("kb watch: %s", line)
+
         def run() -> None:
             try:
-                watcher.run(on_batch or (lambda b: [log.info("kb watch: %s", line) for line in b.lines()]))
+                watcher.run(on_batch or logged)
             except Exception as e:  # the first pass failed: nothing is watched, the server goes on
                 log.error("kb serve: not watching %s: %s", ", ".join(paths), e)
 
