@@ -280,6 +280,32 @@ def test_kb_watch_process_prints_json_batches_and_stops_cleanly_on_ctrl_c(
     assert len([line for line in err.splitlines() if "stopped" in line]) == 1
 
 
+@pytest.mark.slow
+def test_installed_kb_watch_with_the_real_model_prints_a_line_per_change(
+        tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]) -> None:
+    """The installed entry point and the packaged embedding model: text lines, then Ctrl-C."""
+    docs = tmp_path / "docs"
+    write_markdown(docs / "runbook.md")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env["KB_DIR"] = str(tmp_path / "kb")
+    exe = Path(sys.executable).with_name("kb")
+    proc = subprocess.Popen([str(exe), "watch", str(docs)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    stop_at_end.append(proc)
+    out = _lines(proc.stdout)
+    assert out.get(timeout=120).split()[1:] == ["added", "docs/runbook.md"]  # "HH:MM:SS added    docs/runbook.md"
+    write_markdown(docs / "kennel.md", "# Kennel\n\nThe kennel feeds the greyhounds twice a day at nine.\n")
+    assert out.get(timeout=WAIT_S).split()[1:] == ["added", "docs/kennel.md"]
+    os.rename(docs / "kennel.md", docs / "dogs.md")
+    assert out.get(timeout=WAIT_S).split()[1:] == ["moved", "docs/kennel.md", "->", "docs/dogs.md"]
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        assert kb.search("When are the greyhounds fed?", k=1)[0].source == str(docs / "dogs.md")
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(20) == 130
+    err = proc.stderr.read() if proc.stderr else ""
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("kb: stopped watching"), err
+
+
 def test_kb_serve_watch_ingests_a_new_file(tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]) -> None:
     pytest.importorskip("uvicorn")
     docs = tmp_path / "docs"
