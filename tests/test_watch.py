@@ -202,15 +202,22 @@ def test_kbignore_and_exclude_are_honoured(tmp_path: Path) -> None:
 def test_kb_ingest_moves_a_renamed_file_too(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     write_markdown(docs / "draft.md", "# Minutes\n\nThe board approved the new roof.\n")
+    (docs / "scan.txt").write_text("The boiler was replaced in the spring.\n")
     with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
         kb.ingest([str(docs)])
         ids, calls = sorted(kb.catalog.chunk_ids()), kb.embedder.calls  # type: ignore[attr-defined]
         os.rename(docs / "draft.md", docs / "2026 board minutes.md")
+        os.rename(docs / "scan.txt", docs / "boiler log.txt")
         report = kb.ingest([str(docs)])
-        assert [(m.source, m.to) for m in report.moved] == [(str(docs / "draft.md"), str(docs / "2026 board minutes.md"))]
+        assert sorted((m.source, m.to) for m in report.moved) == [
+            (str(docs / "draft.md"), str(docs / "2026 board minutes.md")),
+            (str(docs / "scan.txt"), str(docs / "boiler log.txt"))]
         assert not report.added and not report.removed
         assert sorted(kb.catalog.chunk_ids()) == ids and kb.embedder.calls == calls  # type: ignore[attr-defined]
         assert kb.search("roof", k=1)[0].source == str(docs / "2026 board minutes.md")
+        # A title that was the file's name follows it; one from the text (the Markdown heading) stays.
+        assert {d.source: d.title for d in kb.documents()} == {str(docs / "2026 board minutes.md"): "Minutes",
+                                                               str(docs / "boiler log.txt"): "boiler log"}
 
 
 # --- real processes ------------------------------------------------------------------------------
