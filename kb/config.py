@@ -138,6 +138,8 @@ def _moved_from_old_place(new: Path) -> Path:
         new.parent.mkdir(parents=True, exist_ok=True)
         os.rename(old, new)
     except OSError as e:
+        if new.exists() and not old.exists():  # another kb process moved it a moment ago
+            return new
         log.warning("kb: the knowledge base in %s could not be moved to %s (%s); it is used where it is",
                     old, new, e.strerror or e)
         return old.resolve()

@@ -79,6 +79,31 @@ def test_default_home_is_the_data_dir_and_an_old_config_dir_kb_is_moved_once(
     assert "moved" not in again.stderr and json.loads(again.stdout)["documents"] == 1
 
 
+def test_two_processes_moving_the_old_knowledge_base_at_once_both_use_the_new_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import kb.config
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "KB_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    old = home / ".config" / "kb"
+    old.mkdir(parents=True)
+    (old / "catalog.sqlite").write_bytes(b"")
+    rename = os.rename
+
+    def the_other_process_won(src: str, dst: str) -> None:
+        rename(src, dst)
+        raise OSError(errno.ENOENT, "No such file or directory")
+
+    monkeypatch.setattr(kb.config.os, "rename", the_other_process_won)
+    assert kb.config.resolve_kb_dir() == home / ".local" / "share" / "kb"
+    assert not old.exists()
+
+
 def test_the_first_ingest_says_where_the_knowledge_base_is(notes: Path, isolated_kb: Path) -> None:
     first = kb("ingest", str(notes))
     assert f"New knowledge base in {isolated_kb}" in first.stdout
