@@ -183,6 +183,7 @@ class DocumentInfo:
     chunks: int
     bytes: int
     ingested_at: float  # seconds since the epoch
+    id: int = 0  # the catalog's document id (GET /documents/{id}, kb://document/{id})
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

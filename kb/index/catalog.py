@@ -197,7 +197,7 @@ class Catalog:
         chunk count, in source order: what `kb documents` shows."""
         where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type) if filters else Filters())
         rows = self.db.execute(
-            "SELECT d.source, d.file_type, d.title, d.pages, count(c.id), d.size, d.ingested_at"
+            "SELECT d.source, d.file_type, d.title, d.pages, count(c.id), d.size, d.ingested_at, d.id"
             f" FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id WHERE {where} GROUP BY d.id ORDER BY d.source",
             params,
         )

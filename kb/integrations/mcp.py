@@ -166,11 +166,10 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
         """The documents in the knowledge base: source, title, file type, pages, chunks, size, when each
         was ingested and its resource uri; then the files that could not be ingested, with the reason."""
         r = reader()
-        ids = {d.source: d.id for d in _documents(r)}
         with r.lock.read():
             docs = r.kb.documents(Filters(path=path, file_type=type))
         failed = r.status().failed
-        return {"documents": [{**d.to_json(), "uri": DOCUMENT_URI.format(doc_id=ids.get(d.source, 0))} for d in docs],
+        return {"documents": [{**d.to_json(), "uri": DOCUMENT_URI.format(doc_id=d.id)} for d in docs],
                 "failed": [{"source": f.source, "reason": f.reason} for f in failed]}
 
     for tool in (search, ask, get_document, list_documents):

@@ -523,6 +523,7 @@ class _Headers:
 
         await self.app(scope, receive, add)
 
+
 class _Guarded:
     """An ASGI app behind the API token: the same bearer check as the API routes' (`authorized`)."""
 

@@ -145,11 +145,9 @@ class Service:
     def documents(self) -> list[dict[str, Any]]:
         """Each document with its id and file URL, and what `kb documents --json` says of it (chunks,
         bytes, ingested_at), in source order."""
-        rows = {d.source: d for d in self.reader.documents()}
         with self.reader.lock.read():
             listing = self.reader.kb.documents()
-        return [{"id": rows[d.source].id, **d.to_json(), "url": f"/documents/{rows[d.source].id}"}
-                for d in listing if d.source in rows]
+        return [{**d.to_json(), "url": f"/documents/{d.id}"} for d in listing]
 
     def document_file(self, doc_id: int) -> tuple[Path, str, str] | None:
         """(path, file type, source) of an ingested document whose file is on this machine, else None."""
