@@ -3,9 +3,10 @@
 A first pass brings the knowledge base in step with the folders, as `kb ingest` does; then each
 debounced batch of file-system events (the `watchfiles` package) becomes one ingest pass limited to
 the paths that changed. A rename arrives as a deletion and a creation in one batch, so the pass sees
-both and moves the document instead of re-embedding it. Who writes is the caller's choice: `kb watch`
-ingests directly, `kb serve` through its single writer's job queue, so that the watcher and the
-server's own ingests never write at once.
+both and moves the document instead of re-embedding it. A file still being written (a long copy that
+outlasts MAX_BATCH_MS) is left for a later pass, so that no pass reads half a file. Who writes is
+the caller's choice: `kb watch` ingests directly, `kb serve` through its single writer's job queue,
+so that the watcher and the server's own ingests never write at once.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ DEBOUNCE_MS = 400  # a burst of changes ends with this much quiet before it is i
 MAX_BATCH_MS = 5000  # ...or after this long, while a file keeps changing
 TICK_MS = 1000  # how often the watcher looks whether a watched folder went away or came back
 RETRY_S = (2.0, 30.0)  # a pass that could not run (another process writing) is tried again: first, longest wait
+SETTLE_CHECK_S = 0.05  # a changed file is looked at twice this far apart: still growing, it waits for a later pass
+SETTLE_MAX_S = 120.0  # ...but a file written to without end is ingested as it is after this long
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ class Watcher:
         self.ignore = [str(Path(p).resolve()) for p in ignore]
         self.debounce_ms = max(1, int(debounce_ms))
         self._stop = threading.Event()
+        self._waiting: dict[str, float] = {}  # changed paths still being written: since when (monotonic)
+        self._again: set[str] = set()  # paths the last pass must hand to the next one (gone while it ran)
 
     def stop(self) -> None:
         self._stop.set()
@@ -182,12 +187,18 @@ class Watcher:
                 if moved and pending is not None:  # back: one pass over all of it, once it is watched again
                     pending |= {t.path for t in self.targets if t.watched in moved and _identity(t.watched)}
                     break  # (gone: its documents wait for it)
-                if (pending is None or pending) and retry.due():
-                    batch = self._pass(pending)
+                # A file still being written (a long copy, cut into batches by MAX_BATCH_MS) waits for a
+                # later pass: its own later writes, or the watch's timeout every TICK_MS, bring one.
+                ready: set[str] | None = None
+                later: set[str] = set()
+                if pending is not None:
+                    ready, later = self._settled(pending)
+                if (ready is None or ready) and retry.due():
+                    batch = self._pass(ready)
                     if batch.error:
                         retry.failed()
                     else:
-                        pending = set()
+                        pending = later | self._again
                         retry.reset()
                     if (batch or batch.first) and not (batch.error and self._stop.is_set()):  # not: cut short by stop
                         on_batch(batch)
@@ -213,10 +224,40 @@ class Watcher:
             report = self.write(p)
         except KBError as e:
             return Batch(False, error=str(e), seconds=time.monotonic() - started)
-        except Exception as e:  # a bug must not end the watch: say so, try again later
-            log.exception("kb watch: a pass failed")
+        except Exception as e:  # a bug must not end the watch: say so (the caller says it is retried)
+            if os.environ.get("KB_DEBUG"):  # else the error's one line is all the batch says
+                log.error("kb watch: a pass failed", exc_info=True)
             return Batch(False, error=f"{type(e).__name__}: {e}", seconds=time.monotonic() - started)
+        # A file deleted while the pass ran (between its walk and its reading) is no failure: the
+        # next pass looks at its path again, which forgets the failure recorded for it.
+        gone = [f for f in report.failed if not os.path.lexists(f.source)]
+        self._again = {os.path.realpath(f.source) for f in gone}
+        report.failed = [f for f in report.failed if f not in gone]
         return Batch.of(report, False, time.monotonic() - started)
+
+    def _settled(self, changed: set[str]) -> tuple[set[str], set[str]]:
+        """`changed` split into what a pass can take now and what is still being written: a file (or
+        a folder holding one) whose size or modification time changed within the debounce window, or
+        between two looks `SETTLE_CHECK_S` apart. A path gone is settled (its deletion is the change)."""
+        files = {path: _files(path) for path in changed}
+        before = {f: _size_and_mtime(f) for fs in files.values() for f in fs}
+        time.sleep(SETTLE_CHECK_S if before else 0)
+        now, window = time.time(), self.debounce_ms / 1000
+        ready, later = set(), set()
+        for path, fs in files.items():
+            busy = False
+            for f in fs:
+                after = _size_and_mtime(f)
+                if after is not None and (after != before[f] or 0 <= now - after[1] < window):
+                    busy = True
+                    break
+            since = self._waiting.setdefault(path, time.monotonic()) if busy else None
+            if since is not None and time.monotonic() - since < SETTLE_MAX_S:
+                later.add(path)
+            else:
+                ready.add(path)
+                self._waiting.pop(path, None)
+        return ready, later
 
     def _counts(self, change: Any, path: str) -> bool:
         """Whether an event can change the knowledge base: under a target, not hidden or temporary
@@ -262,6 +303,22 @@ class _Retry:
 
     def reset(self) -> None:
         self.wait, self.at = 0.0, 0.0
+
+
+def _files(path: str) -> list[str]:
+    """The files a changed path stands for: itself, or those of kb's types under a folder."""
+    if not os.path.isdir(path):
+        return [path]
+    return [os.path.join(top, name) for top, _, names in os.walk(path) for name in names
+            if is_supported(Path(name))]
+
+
+def _size_and_mtime(path: str) -> tuple[int, float] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -45,11 +45,11 @@ class Watching:
     """A `Watcher` on a background thread over a fake-embedder knowledge base; each read opens the
     knowledge base anew, as another process's `kb search` would, while the watcher writes."""
 
-    def __init__(self, kb_dir: Path, paths: list[Path], **options: Any):
+    def __init__(self, kb_dir: Path, paths: list[Path], debounce_ms: int = 100, **options: Any):
         self.kb_dir = kb_dir
         self.kb = KnowledgeBase.open(kb_dir, workers=1, **FAKE)
         self.batches: list[Batch] = []
-        self.watcher = Watcher([str(p) for p in paths], writing_to(self.kb), ignore=[kb_dir], debounce_ms=100,
+        self.watcher = Watcher([str(p) for p in paths], writing_to(self.kb), ignore=[kb_dir], debounce_ms=debounce_ms,
                                **options)
         self.errors: list[BaseException] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -300,7 +300,8 @@ def test_installed_kb_watch_with_the_real_model_prints_a_line_per_change(
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     stop_at_end.append(proc)
     out = _lines(proc.stdout)
-    assert out.get(timeout=120).split()[1:] == ["added", "docs/runbook.md"]  # "HH:MM:SS added    docs/runbook.md"
+    assert out.get(timeout=120).startswith("Indexed 1 file(s) in ")  # the first pass: kb ingest's summary
+    assert "added 1" in out.get(timeout=WAIT_S)
     write_markdown(docs / "kennel.md", "# Kennel\n\nThe kennel feeds the greyhounds twice a day at nine.\n")
     assert out.get(timeout=WAIT_S).split()[1:] == ["added", "docs/kennel.md"]
     os.rename(docs / "kennel.md", docs / "dogs.md")
@@ -344,3 +345,114 @@ def test_kb_serve_watch_ingests_a_new_file(tmp_path: Path, stop_at_end: list[sub
     proc.wait(20)
     printed = (tmp_path / "serve.log").read_text()
     assert f"kb watch: added    {docs / 'b.md'}" in printed and "Traceback" not in printed, printed
+
+
+def test_a_file_still_being_written_waits_for_its_last_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long copy outlasts the longest batch (MAX_BATCH_MS): the passes meanwhile leave the file alone,
+    and it is ingested once, whole, after its last write."""
+    monkeypatch.setattr("kb.watch.MAX_BATCH_MS", 600)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_markdown(docs / "kept.md", "# Kept\n\nThe archive keeps old ledgers in the basement.\n")
+    with Watching(tmp_path / "kb", [docs], debounce_ms=300) as w:
+        big = docs / "copy.txt"
+        with open(big, "w") as out:  # a copy writing every 50 ms for 2.5 s: never 300 ms of quiet
+            for i in range(50):
+                out.write(f"Line {i} of the long copy about the osprey nesting season.\n")
+                out.flush()
+                time.sleep(0.05)
+            out.write("The last line names the quokka.\n")
+        copied = time.time()
+        wait_for("the copy is searchable", lambda: w.top("quokka") == str(big))
+        wait_for("its batch is reported", lambda: any(str(big) in b.added for b in w.batches))
+        later = [b for b in w.batches if not b.first]
+        assert [b.added for b in later if b.added] == [[str(big)]]  # added once, not part-way
+        assert not any(b.updated or b.failed for b in later)
+        assert next(b for b in later if b.added).at >= copied
+
+
+def test_a_file_deleted_while_a_pass_reads_it_is_no_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file gone between the pass's walk and its reading is not reported, nor kept, as a failure."""
+    from kb.ingest import pipeline
+
+    walk = pipeline.walk
+
+    def walk_then_delete(*args: Any, **kwargs: Any) -> Any:
+        walked = walk(*args, **kwargs)
+        for cand in walked.found:
+            if cand.path.name == "fleeting.md":
+                cand.path.unlink(missing_ok=True)
+        return walked
+
+    monkeypatch.setattr(pipeline, "walk", walk_then_delete)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with Watching(tmp_path / "kb", [docs]) as w:
+        write_markdown(docs / "fleeting.md", "# Fleeting\n\nGone before it is read.\n")
+        good = write_markdown(docs / "good.md", "# Good\n\nThe lighthouse keeper logs every ship.\n")
+        wait_for("the next file is ingested", lambda: w.top("lighthouse") == str(good))
+        time.sleep(1.5)  # a pass or two more
+        assert not [f for b in w.batches for f in b.failed]
+        with KnowledgeBase.open(tmp_path / "kb", **FAKE) as kb:
+            assert not kb.status().failed
+
+
+def test_a_pass_that_breaks_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in a pass: the batch carries the error in one line and the watch goes on; the traceback is
+    logged only with KB_DEBUG=1."""
+    monkeypatch.delenv("KB_DEBUG", raising=False)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    kb = KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE)
+    direct = writing_to(kb)
+    calls = [0]
+
+    def write(p: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("the disk sneezed")
+        return direct(p)
+
+    batches: list[Batch] = []
+    watcher = Watcher([str(docs)], write, ignore=[tmp_path / "kb"], debounce_ms=100)
+    thread = threading.Thread(target=watcher.run, args=(batches.append,), daemon=True)
+    try:
+        with caplog.at_level("DEBUG", logger="kb"):
+            thread.start()
+            wait_for("the first pass", lambda: batches)
+            write_markdown(docs / "a.md", "# Alpha\n\nThe alpaca grazes on the hill.\n")
+            wait_for("the error", lambda: any(b.error for b in batches))
+            assert next(b.error for b in batches if b.error) == "RuntimeError: the disk sneezed"
+            wait_for("the retry ingests it", lambda: any(b.added for b in batches), timeout=RETRY_WAIT_S)
+    finally:
+        watcher.stop()
+        thread.join(15)
+        kb.close()
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged without KB_DEBUG"
+
+
+RETRY_WAIT_S = 45.0
+
+
+def test_kb_watch_summarises_its_first_pass(tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]) -> None:
+    """The first pass prints kb ingest's summary (counts, failures listed), not a line per file; later
+    changes print a line each."""
+    docs = tmp_path / "docs"
+    for i in range(5):
+        write_markdown(docs / f"n{i}.md", f"# Note {i}\n\nThe otter number {i} swims.\n")
+    (docs / "blob.txt").write_bytes(bytes(range(256)) * 8)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_kb", "watch", str(docs), "--debounce", "100"],
+                            cwd=REPO, env=_env(tmp_path / "kb"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    stop_at_end.append(proc)
+    out = _lines(proc.stdout)
+    assert out.get(timeout=WAIT_S).startswith("Indexed 5 file(s) in ")
+    counts = out.get(timeout=WAIT_S)
+    assert "added 5" in counts and "failed 1" in counts, counts
+    failed = out.get(timeout=WAIT_S)
+    assert failed.split()[:2] == ["failed", f"{docs / 'blob.txt'}:"], failed
+    write_markdown(docs / "b.md", "# Beta\n\nThe beaver builds a dam.\n")
+    assert out.get(timeout=WAIT_S).split()[1:] == ["added", str(docs / "b.md")]  # "HH:MM:SS added    .../b.md"
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(20) in (0, 130)

@@ -44,7 +44,8 @@ def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], 
     moved (nothing re-embedded), deleted ones removed, as it happens.
 
     \b
-    A first pass does what `kb ingest` does; then each change prints a line
+    A first pass does what `kb ingest` does and prints its summary (counts,
+    then any failures); then each change prints a line
     (added, updated, moved, removed, or failed with the reason), or with
     --json each batch prints one JSON object. Hidden and temporary files are
     ignored; .kbignore files and --include/--exclude count as for kb ingest.
@@ -57,11 +58,14 @@ def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], 
             direct = writing_to(kb)
             show = not quiet and not as_json and sys.stderr.isatty()
 
+            first: list[Any] = []  # the first pass's report: printed as kb ingest prints its own
+
             def write(p: Pass) -> Any:
-                if p.changed is not None or not show:
+                if p.changed is not None:
                     return direct(p)
                 try:  # the first pass shows kb ingest's progress bar
-                    return ingest_with_progress(kb, p.paths, True, include=p.include, exclude=p.exclude)
+                    first.append(ingest_with_progress(kb, p.paths, show, include=p.include, exclude=p.exclude))
+                    return first[-1]
                 finally:
                     kb.close()
 
@@ -71,6 +75,10 @@ def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], 
             def on_batch(batch: Batch) -> None:
                 if as_json:
                     emit(batch.to_json())
+                elif batch.first and first:  # counts and failures, not a line per file of a 10,000-file folder
+                    from kb.cli.main import _print_report  # (not at the top: kb.cli.main imports this module)
+
+                    _print_report(first[-1])
                 elif batch.error:
                     click.echo(f"kb: warning: the changes could not be ingested yet ({batch.error}); "
                                "trying again", err=True)
