@@ -498,3 +498,67 @@ def test_real_server_refuses_raw_traversal(server: str) -> None:
         body = r.read()
         assert r.status == 404, (raw, r.status)
         assert b"root:" not in body
+
+
+def test_watch_passes_do_not_push_a_users_job_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kb serve --watch over a busy folder: many watch passes, and GET /jobs/{id} still answers for the
+    user's upload, however many passes ran after it."""
+    from kb.server import service
+    from kb.watch import Pass
+
+    monkeypatch.setattr(service, "MAX_JOBS_KEPT", 3)
+    monkeypatch.setattr(service, "MAX_WATCH_JOBS_KEPT", 2, raising=False)
+    docs = tmp_path / "docs"
+    write_markdown(docs / "a.md", "# Alpha\n\nThe alpaca grazes on the hill.\n")
+    with TestClient(create_app(tmp_path / "kb", llm="none", docs=[docs], **FAKE)) as c:
+        mine = c.post("/ingest", files=[("files", ("note.md", b"# Note\n\nThe heron fishes.\n", "text/markdown"))])
+        assert wait_job(c, mine.json()["id"])["state"] == "done"
+        svc = c.app.state.service  # type: ignore[attr-defined]
+        for i in range(6):  # what a busy watched folder does: a pass per batch of changes
+            write_markdown(docs / f"w{i}.md", f"# W{i}\n\nThe weaver number {i} spins.\n")
+            report = svc._watch_pass(Pass((str(docs),), changed=frozenset({str((docs / f"w{i}.md").resolve())})))
+            assert report.added == [str(docs / f"w{i}.md")]
+        r = c.get(f"/jobs/{mine.json()['id']}")
+        assert r.status_code == 200 and r.json()["state"] == "done"
+        kinds = [j["kind"] for j in c.get("/jobs").json()]
+        assert kinds.count("watch") == 2 and kinds.count("ingest") == 1  # the latest passes, bounded apart
+
+
+def test_a_mounted_apps_posts_wait_their_turn_with_the_searches(tmp_path: Path) -> None:
+    """What `kb serve --mcp` mounts at /mcp: its POSTs (tool calls) count against the bound on
+    concurrent searches, and the API token guards it with the API routes' own check."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from kb.server.app import mount
+
+    running, most = [0], [0]
+
+    async def tool(request: Any) -> JSONResponse:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.3)
+        running[0] -= 1
+        return JSONResponse({"ok": True})
+
+    sub = Starlette(routes=[Route("/tool", tool, methods=["POST", "GET"])])
+    app = create_app(tmp_path / "kb", llm="none", token=TOKEN, search_concurrency=1, **FAKE)
+    mount(app, "/tool", sub)
+    with TestClient(app) as c:
+        assert c.post("/tool").status_code == 401
+        assert c.post("/tool", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        codes: list[int] = []
+
+        def call() -> None:
+            codes.append(c.post("/tool", headers={"Authorization": f"Bearer {TOKEN}"}).status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert codes == [200, 200, 200]
+        assert most[0] == 1  # one at a time, as search_concurrency=1 lets searches run

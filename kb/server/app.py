@@ -8,14 +8,13 @@ then the same object. All work is done by `kb.server.service.Service`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -26,6 +25,7 @@ from kb.config import MODES
 from kb.errors import ConfigError, DependencyError, KBError, LockedError, install_command
 from kb.filters import Filters
 from kb.ingest.base import file_types
+from kb.server.asgi import UNAUTHORIZED, BodyLimit, Guarded, Headers, token_ok
 from kb.server.auth import api_token
 from kb.server.service import Service, check_roots
 from kb.types import search_json
@@ -157,29 +157,27 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
     )
     app.state.service = svc
     app.state.token, app.state.mounted = token, []
-    app.add_middleware(_BodyLimit, limits={"/ingest": max_upload}, default=JSON_LIMIT)
-    app.add_middleware(_Headers)
+    app.add_middleware(BodyLimit, limits={"/ingest": max_upload}, default=JSON_LIMIT)
+    app.add_middleware(Headers, page_csp=_PAGE_CSP)
 
     @app.exception_handler(KBError)
     async def kb_error(request: Request, exc: KBError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=_status_of(exc))
 
     async def authorized(request: Request,
-                         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]) -> None:
-        if token is None:
-            return
-        given = credentials.credentials if credentials else None
-        if given is None and request.method == "GET" and request.url.path.startswith("/documents/"):
-            given = unquote(request.cookies.get(TOKEN_COOKIE, "")) or None
-        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong API token: send Authorization: Bearer <KB_API_TOKEN>",
-                                headers={"WWW-Authenticate": "Bearer"})
+                         _: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]) -> None:
+        cookie = None  # a citation link (a plain navigation) opens a file with the web page's cookie
+        if request.method == "GET" and request.url.path.startswith("/documents/"):
+            cookie = unquote(request.cookies.get(TOKEN_COOKIE, "")) or None
+        if not token_ok(token, request.headers.get("authorization", ""), cookie):
+            raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
     api = APIRouter(dependencies=[Depends(authorized)])
 
     # Searches are CPU-bound: past a few per core at once they only slow each other down (20 clients on
     # 2 cores: 70 requests/s unbounded, 107 with this; benchmarks/serve.py), so the rest wait their turn here.
     searching = asyncio.Semaphore(search_concurrency or 2 * (os.cpu_count() or 2))
+    app.state.searching = searching  # taken by the apps `mount` adds too
 
     @api.post("/search", summary="Best passages for a query (the `kb search --json` object)")
     async def search(body: SearchRequest) -> dict[str, Any]:
@@ -294,9 +292,11 @@ def create_app(kb: Any = None, *, llm: Any = None, token: str | None = None,
 
 def mount(app: FastAPI, path: str, sub: Any) -> None:
     """Serve `sub`, a Starlette app that answers at `path` itself (`kb serve --mcp`: the MCP endpoint at
-    /mcp), behind the API token as the API routes are; its lifespan runs inside `app`'s. Call it before the
+    /mcp), behind the API token as the API routes are, its POST requests (MCP tool calls) taking turns
+    with the searches (`kb.server.asgi.Guarded`); its lifespan runs inside `app`'s. Call it before the
     server starts. The server never imports what it serves this way (kb.integrations): the CLI hands it over."""
-    app.router.routes.append(Route(path, endpoint=_Guarded(sub, app.state.token), include_in_schema=False))
+    guarded = Guarded(sub, app.state.token, app.state.searching)
+    app.router.routes.append(Route(path, endpoint=guarded, include_in_schema=False))
     app.state.mounted.append(sub)
 
 
@@ -435,110 +435,3 @@ def _inside(given: str, roots: list[Path]) -> str:
     if not resolved.exists():
         raise HTTPException(400, f"{given}: no such file or folder on the server")
     return str(resolved)
-
-
-# --- middleware ------------------------------------------------------------------------------------
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _BodyLimit:
-    """413 for a request body over its route's limit, from Content-Length or while it streams in."""
-
-    def __init__(self, app: Any, limits: dict[str, int], default: int):
-        self.app, self.limits, self.default = app, limits, default
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limits.get(scope["path"].rstrip("/") or "/", self.default)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _too_large(send, limit)
-            return
-        seen = 0
-        exceeded = False
-        started = False
-
-        async def limited() -> dict[str, Any]:
-            nonlocal seen, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    exceeded = True
-                    raise _TooLarge
-            return message
-
-        async def watch(message: dict[str, Any]) -> None:
-            nonlocal started
-            if exceeded:  # whatever the app made of the cut-off body, the answer is 413
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, watch)
-        except Exception:
-            if not exceeded:
-                raise
-        if exceeded and not started:
-            await _too_large(send, limit)
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body over the {limit / (1 << 20):g} MB limit"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class _Headers:
-    """No MIME sniffing or referrers anywhere; a strict content policy for the web page."""
-
-    def __init__(self, app: Any):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        page = scope["path"] == "/" or scope["path"].startswith("/static/")
-
-        async def add(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
-                if page:
-                    headers += [(b"content-security-policy", _PAGE_CSP.encode()), (b"x-frame-options", b"DENY")]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, add)
-
-
-class _Guarded:
-    """An ASGI app behind the API token: the same bearer check as the API routes' (`authorized`)."""
-
-    def __init__(self, app: Any, token: str | None):
-        self.app, self.token = app, token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.token is not None and scope["type"] == "http":
-            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-                body = json.dumps({"detail": "missing or wrong API token: send Authorization: Bearer "
-                                             "<KB_API_TOKEN>"}).encode()
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("kb.server")
 
 EXTERNAL_CHECK_S = 2.0  # how often an idle server looks for vectors another process wrote
-MAX_JOBS_KEPT = 200  # finished ingest jobs remembered for GET /jobs/{id}
+MAX_JOBS_KEPT = 200  # finished ingest and remove jobs remembered for GET /jobs/{id}
+MAX_WATCH_JOBS_KEPT = 50  # ...and watch passes, apart: a busy folder must not push a user's job out
 
 
 # --- ingest jobs -------------------------------------------------------------------------------
@@ -56,6 +57,7 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
+    ended: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)  # done, failed or cancelled
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,7 @@ class Service:
         self.reader = boot.reader()
         self.reader.auto_refresh = False  # team pulls happen on the worker thread (`_work`)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._watch_jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_guard = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -172,23 +175,25 @@ class Service:
         return self._enqueue(Job(id=secrets.token_hex(8), paths=[doc.path], kind="remove", delete_file=mine))
 
     def _enqueue(self, job: Job) -> Job:
+        kept, limit = (self._watch_jobs, MAX_WATCH_JOBS_KEPT) if job.kind == "watch" else (self._jobs, MAX_JOBS_KEPT)
         with self._jobs_guard:
-            self._jobs[job.id] = job
-            while len(self._jobs) > MAX_JOBS_KEPT:
-                oldest = next(iter(self._jobs.values()))
+            kept[job.id] = job
+            while len(kept) > limit:
+                oldest = next(iter(kept.values()))
                 if oldest.state in ("queued", "running"):
                     break
-                self._jobs.popitem(last=False)
+                kept.popitem(last=False)
         self._queue.put(job)
         return job
 
     def job(self, job_id: str) -> Job | None:
         with self._jobs_guard:
-            return self._jobs.get(job_id)
+            return self._jobs.get(job_id) or self._watch_jobs.get(job_id)
 
     def jobs(self) -> list[Job]:
+        """Oldest first: the users' jobs and the latest watch passes."""
         with self._jobs_guard:
-            return list(self._jobs.values())
+            return sorted([*self._jobs.values(), *self._watch_jobs.values()], key=lambda j: j.created)
 
     @property
     def busy(self) -> bool:
@@ -213,9 +218,10 @@ class Service:
             finally:
                 self._busy = False
         with self._jobs_guard:
-            for job in self._jobs.values():
+            for job in [*self._jobs.values(), *self._watch_jobs.values()]:
                 if job.state == "queued":
                     job.state, job.finished = "cancelled", time.time()
+                    job.ended.set()
 
     def _run(self, job: Job) -> None:
         job.state, job.started = "running", time.time()
@@ -249,6 +255,7 @@ class Service:
             finally:
                 job.finished = time.time()
                 self.reader.written()
+                job.ended.set()
 
     @staticmethod
     def _remove(writer: KnowledgeBase, job: Job) -> dict[str, Any]:
@@ -276,6 +283,8 @@ class Service:
         watcher = Watcher(paths, self._watch_pass, include=include, exclude=exclude, ignore=[self.path])
 
         def logged(batch: Batch) -> None:
+            if batch.error:
+                log.warning("kb watch: the changes could not be ingested yet (%s); trying again", batch.error)
             for line in batch.lines():
                 log.info("kb watch: %s", line)
 
@@ -298,8 +307,10 @@ class Service:
             return done[-1]
 
         job = self._enqueue(Job(id=secrets.token_hex(8), paths=sorted(p.changed or p.paths), kind="watch", run=run))
-        while job.state in ("queued", "running") and self._worker.is_alive():
-            time.sleep(0.05)  # the worker ends every job it takes, and cancels those left when it stops
+        # The worker ends every job it takes and cancels those left when it stops; the timeout only
+        # notices a worker that died some other way.
+        while not job.ended.wait(1.0) and self._worker.is_alive():
+            pass
         if job.state != "done" or not done:
             raise KBError(job.error or f"the server stopped before the changes were ingested ({job.state})")
         return done[0]
