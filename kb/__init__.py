@@ -4,9 +4,9 @@
 
     with KnowledgeBase.open("./.kb") as kb:
         kb.ingest(["docs"])
-        for hit in kb.search("net sales", k=3, filters=Filters(path="*2023*")):
+        for hit in kb.search("backup schedule", k=3, filters=Filters(path="*2023*")):
             print(hit.citation, hit.score)
-        print(kb.ask("What were net sales?").answer)
+        print(kb.ask("How long are backups kept?").answer)
 
 The seams (parsers, embedders, vector stores, LLM backends) live in their subpackages, each with a
 registry that other packages extend through entry points: see the README's architecture section.

@@ -24,7 +24,7 @@ from kb.index import Index, open_index
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.ingest.walk import Rules
 from kb.lock import WriteLock
-from kb.types import CheckReport, DocumentInfo, Hit, IngestReport, Status
+from kb.types import CheckReport, DocumentInfo, FileOutcome, Hit, IngestReport, Status
 
 if TYPE_CHECKING:
     from kb.answer.chat import History
@@ -42,7 +42,7 @@ class KnowledgeBase:
 
     >>> kb = KnowledgeBase.open("./.kb")          # doctest: +SKIP
     >>> kb.ingest(["docs"]).added                 # doctest: +SKIP
-    >>> kb.search("net sales in Q3", k=3)         # doctest: +SKIP
+    >>> kb.search("backup schedule", k=3)         # doctest: +SKIP
 
     Not thread-safe: share one across threads through `reader()`.
     """
@@ -129,7 +129,7 @@ class KnowledgeBase:
 
     def _embedder_for(self, model: str) -> Embedder:
         # The backend (torch / onnx / onnx-int8) is recorded in the index but is not part of its identity:
-        # one model's backends agree to >= 0.98 cosine and mixing them moved doc recall@5 on sec-10q by
+        # one model's backends agree to >= 0.98 cosine and mixing them moved doc recall@5 on the retrieval benchmark by
         # < 1 point (benchmarks/PERFORMANCE.md), so `auto` takes the fastest one on every machine.
         return make_embedder(model, backend=self.settings.backend, device=self.settings.device,
                              batch_size=self.settings.batch_size)
@@ -251,8 +251,22 @@ class KnowledgeBase:
 
     def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
         """The documents held (those passing the path and type parts of `filters`), in source order;
-        the files that failed are in `status().failed`."""
+        the files that failed are in `failures()`."""
         return self.catalog.listing(filters) if self.exists else []
+
+    def failures(self, filters: Filters | None = None) -> list[FileOutcome]:
+        """The files that could not be ingested, with the reason, in source order: those passing the path
+        and type parts of `filters` (the type read from the file's extension, as ingest reads it)."""
+        if not self.exists:
+            return []
+        failed = self.catalog.failures(filters.path if filters else None)
+        if filters is not None and filters.file_type:
+            from kb.ingest.base import extensions, parsers
+
+            wanted = filters.file_type.lower().lstrip(".")
+            types = {ext: parsers()[name].file_type for ext, name in extensions().items()}
+            failed = [f for f in failed if types.get(Path(f.source).suffix.lower()) == wanted]
+        return failed
 
     def status(self) -> Status:
         return self.index.status(canonical_model_id(self.settings.model))

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from kb import KnowledgeBase, Turn
 from kb.answer import chat
-from kb.answer.chat import FALLBACK, MAX_TURNS, standalone
+from kb.answer.chat import FALLBACK, MAX_TURNS, rewrite
 from kb.cli import main
 from kb.llm.base import LLMError, Prompt
 from tests.helpers import ScriptedLLM, free_port, write_markdown
@@ -152,19 +152,19 @@ def test_an_empty_or_overlong_rewrite_falls_back(kb: KnowledgeBase, reply: str, 
 def test_the_rewrite_reads_the_last_turns_that_fit() -> None:
     history = [Turn(f"question number {i}?", f"answer number {i} " + "words " * 50) for i in range(10)]
     llm = Replier(rewrite='Standalone question: "What about number 9?"')
-    assert standalone("and that one?", history, llm) == "What about number 9?"  # label and quotes dropped
+    assert rewrite("and that one?", history, llm).query == "What about number 9?"  # label and quotes dropped
     prompt = llm.rewrites[-1][-1]["content"]
     assert [f"question number {i}?" in prompt for i in range(10)] == [i >= 10 - MAX_TURNS for i in range(10)]
 
     small = Replier(window=300)  # room for about two turns beside the rewrite
-    standalone("and that one?", history, small)
+    rewrite("and that one?", history, small)
     prompt = small.rewrites[-1][-1]["content"]
     assert "question number 9?" in prompt and "question number 4?" not in prompt
     assert small.count_prompt_tokens(small.rewrites[-1]) + chat.REWRITE_TOKENS <= 300
     labelled = Replier(rewrite="Rewritten question:\n\nWhat about number 9?\nA: it is nine.")
-    assert standalone("and that one?", history, labelled) == "What about number 9?"  # the first real line
-    assert standalone("and that one?", history, None) == "and that one?"
-    assert standalone("and that one?", [], llm) == "and that one?"
+    assert rewrite("and that one?", history, labelled).query == "What about number 9?"  # the first real line
+    assert rewrite("and that one?", history, None).query == "and that one?"
+    assert rewrite("and that one?", [], llm).query == "and that one?"
 
 
 # --- kb chat ---------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def gemma() -> Any:
 
 @pytest.mark.slow
 def test_gemma_rewrites_a_follow_up_or_falls_back_cleanly(kb: KnowledgeBase, gemma: Any) -> None:
-    rewritten = standalone(FOLLOW_UP, EARLIER, gemma)
+    rewritten = rewrite(FOLLOW_UP, EARLIER, gemma).query
     assert rewritten.strip() and "\n" not in rewritten and len(rewritten) <= chat.MAX_REWRITE_CHARS
     answer = kb.ask(FOLLOW_UP, k=2, llm=gemma, history=EARLIER, max_tokens=24, temperature=0.0)
     assert answer.question == FOLLOW_UP and answer.hits

@@ -60,13 +60,19 @@ def test_a_catalog_of_relative_sources_is_migrated(notes: Path, isolated_kb: Pat
 
 
 # 2. The knowledge base lives in the platform's data folder ---------------------------------------
-def test_default_home_is_the_data_dir_and_an_old_config_dir_kb_is_moved_once(
-        notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _bare_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home folder with no kb settings in the environment, and the current folder outside any .kb/."""
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
     for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "KB_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    return home
+
+
+def test_default_home_is_the_data_dir_and_an_old_config_dir_kb_is_moved_once(
+        notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _bare_home(tmp_path, monkeypatch)
     old = home / ".config" / "kb"
     assert kb("--kb", str(old), "ingest", str(notes)).exit_code == 0
 
@@ -85,11 +91,7 @@ def test_two_processes_moving_the_old_knowledge_base_at_once_both_use_the_new_pl
 
     import kb.config
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "KB_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
+    home = _bare_home(tmp_path, monkeypatch)
     old = home / ".config" / "kb"
     old.mkdir(parents=True)
     (old / "catalog.sqlite").write_bytes(b"")

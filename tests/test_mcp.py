@@ -322,6 +322,21 @@ async def test_errors_are_one_line_tool_errors(fake_kb: KnowledgeBase) -> None:
             await client.read_resource("kb://document/1/page/7")
 
 
+async def test_list_documents_filters_the_failed_files_as_it_filters_the_documents(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_markdown(docs / "runbook.md")
+    (docs / "bin.txt").write_bytes(b"\x00\x01\x02binary\x00" * 50)
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
+        assert len(kb.ingest([str(docs)]).failed) == 1
+        async with Client(create_server(kb, llm="none")) as client:
+            every = _json(await client.call_tool("list_documents", {}))
+            assert [f["source"] for f in every["failed"]] == [str(docs / "bin.txt")]
+            markdown = _json(await client.call_tool("list_documents", {"type": "markdown"}))
+            assert len(markdown["documents"]) == 1 and markdown["failed"] == []
+            text = _json(await client.call_tool("list_documents", {"path": "*.txt"}))
+            assert text["documents"] == [] and text["failed"] == every["failed"]
+
+
 async def test_empty_knowledge_base_is_a_tool_error(tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "empty", **FAKE) as kb:
         async with Client(create_server(kb, llm="none")) as client:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from kb.cli import main
 from kb.index.catalog import Catalog
 from kb.query.snippet import TOKENIZE, WIDTH, annotate, best_window, find, merged, snippet, weights
-from kb.types import Hit, Snippet
+from kb.types import Chunk, Hit, Snippet
 from tests.helpers import FAKE
 
 FILLER = ("The committee met in the spring and reviewed the budget, the staffing plan and the schedule for "
@@ -59,6 +59,39 @@ def test_the_catalog_indexes_with_the_same_tokenizer(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "catalog.sqlite") as db:
         (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()
     assert f"tokenize='{TOKENIZE}'" in sql
+
+
+def _chunk(text: str) -> Chunk:
+    return Chunk(0, text, text, (), 1, 1, 0, len(text), len(text.split()))
+
+
+def _put(catalog: Catalog, path: str, text: str) -> None:
+    catalog.replace_document(path=path, source=path, file_type="text", sha256=path, size=1, mtime_ns=1, title="t",
+                             pages=1, metadata={}, chunks=[_chunk(text)])
+
+
+def test_the_counts_a_search_reads_follow_every_write_from_any_connection(tmp_path: Path) -> None:
+    """Totals, the chunks' version and the common folder are remembered between searches (counting is
+    O(chunks)), yet a document another process or thread adds or removes shows at once."""
+    reader, writer = Catalog(tmp_path / "catalog.sqlite"), Catalog(tmp_path / "catalog.sqlite")
+    assert reader.totals() == (0, 0, 0) and reader.common_folder() is None
+    empty = reader.version()
+    _put(writer, "/d/a/one.txt", "wombat burrows")
+    assert reader.totals() == (1, 1, 1) and reader.common_folder() == "/d/a"
+    one = reader.version()
+    assert one != empty
+    _put(writer, "/d/b/two.txt", "quokka burrows")
+    assert reader.totals()[:2] == (2, 2) and reader.common_folder() == "/d" and reader.version() != one
+    reader.delete_document("/d/b/two.txt")  # its own write
+    assert reader.totals()[:2] == (1, 1) and reader.common_folder() == "/d/a" and writer.totals()[:2] == (1, 1)
+    _put(writer, "/d/a/one.txt", "wombat tunnels")  # as many chunks as before, new text
+    assert reader.version() != one
+    assert weights(["wombat", "tunnel"], "wombat tunnel", [{}], reader) == weights(
+        ["wombat", "tunnel"], "wombat tunnel", [{}], reader, counted={"wombat": 1, "tunnel": 1})
+    given = weights(["wombat"], "wombat", [{}], reader, counted={"wombat": 0})  # what the search counted is used
+    assert given["wombat"] > weights(["wombat"], "wombat", [{}], reader)["wombat"]
+    reader.close()
+    writer.close()
 
 
 def test_a_quoted_phrase_beats_its_words_apart_and_rare_terms_beat_common_ones() -> None:

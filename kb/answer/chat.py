@@ -1,4 +1,4 @@
-"""Follow-up questions: a question that leans on earlier turns ("and the quarter before?", "what is
+"""Follow-up questions: a question that leans on earlier turns ("and the year before?", "what is
 its failover region?") is rewritten by the LLM into one that stands alone, so that retrieval and
 grounding see the names and periods it leaves out. The reader keeps seeing the question as typed.
 
@@ -22,13 +22,14 @@ if TYPE_CHECKING:
     from kb.llm.base import LLM, Message
 
 MAX_TURNS = 6  # earlier turns the model reads; older ones rarely name what a follow-up leaves out
+KEPT_TURNS = 10  # earlier turns a conversation keeps and sends (kb chat, the web page's API): the model reads the last MAX_TURNS
 ANSWER_CHARS = 1200  # of each earlier answer: its opening names the subject, the rest costs context
 REWRITE_TOKENS = 96  # a question, not an essay
 MAX_REWRITE_CHARS = 500
 FALLBACK = "follow-up searched as typed"  # starts the note of an answer whose rewrite was not used
 
 SYSTEM = """You rewrite the user's last question so that it can be understood without the conversation \
-before it. Replace words that point back (it, its, they, that, the same, the quarter before, what about X) \
+before it. Replace words that point back (it, its, they, that, the same, the one before, what about X) \
 with the names, periods and subjects they refer to in the conversation. Keep everything else as the user \
 wrote it. Do not answer the question. If it already stands alone, repeat it unchanged.
 Reply with the rewritten question only, on one line."""
@@ -71,15 +72,10 @@ def turns(history: History | None) -> list[Turn]:
     return [t for t in out if t.question.strip()]
 
 
-def standalone(question: str, history: Sequence[Turn], llm: LLM | None) -> str:
-    """`question` rewritten to stand alone given `history` (oldest first), or as typed when there is no
-    model, no history, or the rewrite is not usable. See `rewrite` for the reason when it falls back."""
-    return rewrite(question, history, llm).query
-
-
 def rewrite(question: str, history: Sequence[Turn], llm: LLM | None, *, max_turns: int = MAX_TURNS) -> Rewrite:
-    """The query to search for `question` after `history`; the note says why it is the question as typed
-    when the model was asked but its rewrite is not used."""
+    """The query to search for `question` after `history` (oldest first): the question rewritten to stand
+    alone, or as typed when there is no model, no history, or the rewrite is not usable; the note says
+    why when the model was asked but its rewrite is not used."""
     from kb.llm.base import GenerationOptions, LLMError
 
     earlier = list(history)[-max_turns:] if max_turns > 0 else []

@@ -15,8 +15,10 @@ from kb.cli.common import (
     filter_options,
     json_option,
     kb_option,
+    llm_options,
     open_kb,
     pop_filters,
+    stacked,
     store_options,
 )
 from kb.cli.snippets import snippet_line
@@ -25,18 +27,12 @@ from kb.cli.snippets import snippet_line
 def answer_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options of every command that answers (`kb ask`, `kb chat`): knowledge base, store, -k, the
     LLM and its generation settings, filters, --json."""
-    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+    return stacked(
         kb_option,
         store_options,
         click.option("-k", "--k", "k", type=click.IntRange(1, 100), default=5,
                      help="Passages to retrieve (the answer may add up to 3 of the best document's, found by keyword)."),
-        click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
-                     help="auto | llama-cpp | openai | ollama | transformers | none (quote the passages) [default: auto]."),
-        click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
-                     help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder "
-                          "(transformers)."),
-        click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
-                     help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1]."),
+        llm_options(),
         click.option("--temperature", type=click.FloatRange(0, 5), default=None,
                      help="Sampling temperature [default: 0.1]."),
         click.option("--top-p", type=click.FloatRange(0, 1), default=None, help="Nucleus sampling."),
@@ -46,10 +42,7 @@ def answer_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Print the answer when it is complete, unsupported sentences marked."),
         filter_options,
         json_option,
-    ]
-    for option in reversed(options):  # the first listed is the first in --help, as with stacked decorators
-        command = option(command)
-    return command
+    )(command)
 
 
 @click.command(context_settings=CONTEXT)

@@ -10,12 +10,11 @@ from typing import Any
 
 import click
 
-from kb.answer.chat import FALLBACK, Turn
+from kb.answer.chat import FALLBACK, KEPT_TURNS, Turn
 from kb.cli.ask import answer_options, print_answer
 from kb.cli.common import CONTEXT, emit, open_kb, pop_filters
 from kb.errors import ConfigError, KBError
 
-KEPT_TURNS = 10  # earlier turns kept in memory; the model reads the last few of them
 NEW = ("/new", "/reset", "/clear")
 QUIT = ("/quit", "/exit", "/q")
 
@@ -25,7 +24,7 @@ QUIT = ("/quit", "/exit", "/q")
 def chat(kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm_base_url: str | None,
          temperature: float | None, top_p: float | None, top_k: int | None, max_tokens: int, no_stream: bool,
          as_json: bool, **kwargs: Any) -> None:
-    """Ask questions in a conversation: a follow-up ("and the quarter before?", "what about the other
+    """Ask questions in a conversation: a follow-up ("and the year before?", "what about the other
     service?") is rewritten by the LLM, with the earlier turns, into a question that stands alone, and
     that is what is searched. Without an LLM each question is searched as typed.
 

@@ -1,5 +1,5 @@
 """What every command shares: the click context, common options (knowledge base, store, filters,
---json), opening the knowledge base, output, and where the library's log messages go."""
+ingest rules, embedding model, LLM, --json), opening the knowledge base, output, and where the library's log messages go."""
 
 from __future__ import annotations
 
@@ -45,6 +45,50 @@ kb_option = click.option("--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, me
                          help=_kb_help())
 json_option = click.option("--json", "as_json", is_flag=True, callback=_inherit, help="Print one JSON object on stdout.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, callback=_inherit, help="No progress bar.")
+# kb ingest and kb watch
+model_option = click.option("--model", envvar="KB_MODEL", show_envvar=True,
+                            help="Embedding model name or folder (sentence-transformers).")
+workers_option = click.option("--workers", type=int, envvar="KB_WORKERS", show_envvar=True,
+                              help="Parser processes (0: by core count).")
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def stacked(*decorators: Decorator) -> Decorator:
+    """Several option decorators as one; the first listed is the first in --help, as when stacked."""
+
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+# --include, --exclude: which files of the folders given are ingested (kb ingest, kb watch).
+rule_options = stacked(
+    click.option("--include", multiple=True, metavar="GLOB",
+                 help="Only files matching (gitignore syntax, relative to each folder given), e.g. '*.pdf'; "
+                      "repeatable."),
+    click.option("--exclude", multiple=True, metavar="GLOB",
+                 help="Leave out files or folders matching, e.g. 'drafts/'; repeatable. A .kbignore file in a "
+                      "folder does the same for it and below."),
+)
+
+
+def llm_options(purpose: str = "") -> Decorator:
+    """--llm, --model, --base-url: what answers (kb ask, kb chat, kb serve, kb mcp); the command receives
+    `llm`, `llm_model`, `llm_base_url`. `purpose` opens --llm's help ("What the ask tool answers with: ")."""
+    return stacked(
+        click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
+                     help=f"{purpose}auto | llama-cpp | openai | ollama | transformers | none (quote the passages) "
+                          "[default: auto]."),
+        click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
+                     help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder "
+                          "(transformers)."),
+        click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
+                     help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1]."),
+    )
 
 
 def open_kb(kb_dir: str | None, **overrides: Any) -> KnowledgeBase:
@@ -145,15 +189,19 @@ def show_logs(level: int = logging.WARNING) -> None:
 
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--path, --type, --pages, --section; the command receives them as one `filters` argument."""
-    decorators = [
-        click.option("--path", "f_path", metavar="GLOB", help="Only sources matching this glob, e.g. 'reports/*2023*'."),
-        click.option("--type", "f_type", type=click.Choice(file_types()), help="Only this file type."),
+    return stacked(
+        document_filter_options,
         click.option("--pages", "f_pages", metavar="N|A-B", help="Only passages on these pages."),
         click.option("--section", "f_section", metavar="TEXT", help="Only passages whose section path contains TEXT."),
-    ]
-    for d in reversed(decorators):
-        f = d(f)
-    return f
+    )(f)
+
+
+def document_filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--path, --type (as `f_path`, `f_type`): the filters that apply to whole documents (kb documents)."""
+    return stacked(
+        click.option("--path", "f_path", metavar="GLOB", help="Only sources matching this glob, e.g. 'reports/*2023*'."),
+        click.option("--type", "f_type", type=click.Choice(file_types()), help="Only this file type."),
+    )(f)
 
 
 def pop_filters(kwargs: dict[str, Any]) -> Filters:
@@ -178,7 +226,7 @@ def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
             ctx.meta.setdefault(STORE_META, {})[param.name] = value
         return value
 
-    decorators = [
+    return stacked(
         click.option("--store", type=click.Choice(STORES.names(), case_sensitive=False), envvar="KB_STORE",
                      show_envvar=True, expose_value=False, callback=remember,
                      help="Vector store: faiss (a file in the KB folder) or milvus (a team knowledge base) "
@@ -188,10 +236,7 @@ def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      ".db (one process at a time) [default: milvus.db in the KB folder]."),
         click.option("--collection", metavar="NAME", envvar="KB_COLLECTION", show_envvar=True, expose_value=False,
                      callback=remember, help="Milvus: the knowledge base's name on the server [default: kb]."),
-    ]
-    for d in reversed(decorators):
-        f = d(f)
-    return f
+    )(f)
 
 
 def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -206,7 +251,7 @@ def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
         if param.name in ("store", "store_uri", "collection"):
             ctx.meta.setdefault(STORE_META, {})[param.name] = value
 
-    decorators = [
+    return stacked(
         click.option("--kb", "kb_dir", metavar="DIR", expose_value=False, callback=keep, help=_kb_help()),
         click.option("--store", type=click.Choice(STORES.names(), case_sensitive=False), expose_value=False,
                      callback=keep, help="Vector store (as each command's --store)."),
@@ -217,7 +262,4 @@ def global_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=keep, help="Informational messages too."),
         click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=keep,
                      help="No progress bar; errors only."),
-    ]
-    for d in reversed(decorators):
-        f = d(f)
-    return f
+    )(f)

@@ -11,6 +11,7 @@ import click
 
 from kb.cli.common import (
     CONTEXT,
+    document_filter_options,
     emit,
     filter_options,
     global_options,
@@ -18,17 +19,20 @@ from kb.cli.common import (
     json_option,
     kb_option,
     log_level,
+    model_option,
     open_kb,
     pop_filters,
     quiet_option,
+    rule_options,
     show_logs,
     store_options,
+    workers_option,
 )
 from kb.cli.snippets import snippet_line
 from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
-from kb.ingest.base import extensions, file_types
+from kb.ingest.base import extensions
 from kb.types import search_json, shown
 
 
@@ -57,8 +61,8 @@ def main() -> None:
 
     \b
       kb ingest ./docs          index a folder (again: only what changed)
-      kb search "net sales"     best passages, with file, page and section
-      kb ask "what were net sales in Q3?"   an answer citing its sources [n]
+      kb search "retry policy"  best passages, with file, page and section
+      kb ask "how long are backups kept?"   an answer citing its sources [n]
       kb status                 what is indexed
     """
 
@@ -67,16 +71,12 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @kb_option
 @store_options
-@click.option("--model", envvar="KB_MODEL", show_envvar=True, help="Embedding model name or folder (sentence-transformers).")
+@model_option
 @click.option("--device", envvar="KB_DEVICE", show_envvar=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, envvar="KB_BATCH_SIZE", show_envvar=True, help="Embedding batch size (0: by device).")
 @click.option("--chunk-tokens", type=int, envvar="KB_CHUNK_TOKENS", show_envvar=True, help="Max tokens embedded per chunk.")
-@click.option("--workers", type=int, envvar="KB_WORKERS", show_envvar=True, help="Parser processes (0: by core count).")
-@click.option("--include", multiple=True, metavar="GLOB",
-              help="Only files matching (gitignore syntax, relative to each folder given), e.g. '*.pdf'; repeatable.")
-@click.option("--exclude", multiple=True, metavar="GLOB",
-              help="Leave out files or folders matching, e.g. 'drafts/'; repeatable. A .kbignore file in a "
-                   "folder does the same for it and below.")
+@workers_option
+@rule_options
 @quiet_option
 @json_option
 def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], exclude: tuple[str, ...],
@@ -98,7 +98,10 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
     nothing = not (report.added or report.updated or report.unchanged or report.moved or report.removed
                    or report.failed)
     if nothing:
-        what = f"{len(report.skipped)} file(s) of types kb does not read" if report.skipped else "no files"
+        rules = [*(["--include"] if include else []), *(["--exclude"] if exclude else []), "a .kbignore"]
+        left_out = [f"{len(report.skipped)} file(s) of types kb does not read" if report.skipped else "",
+                    f"{report.excluded} file(s) or folder(s) left out by {' or '.join(rules)}" if report.excluded else ""]
+        what = "; ".join(w for w in left_out if w) or "no files"
         click.echo(f"kb: error: nothing to ingest in {', '.join(paths)}: {what} (kb reads "
                    f"{', '.join(sorted(extensions()))})", err=True)
     sys.exit(1 if report.failed or nothing else 0)
@@ -182,16 +185,16 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
 @main.command(context_settings=CONTEXT)
 @kb_option
 @store_options
-@click.option("--path", "f_path", metavar="GLOB", help="Only sources matching this glob, e.g. 'reports/*2023*'.")
-@click.option("--type", "f_type", type=click.Choice(file_types()), help="Only this file type.")
+@document_filter_options
 @json_option
 def documents(kb_dir: str | None, f_path: str | None, f_type: str | None, as_json: bool) -> None:
-    """Each document: type, pages, chunks, when it was ingested; then the files that failed."""
+    """Each document: type, pages, chunks, when it was ingested; then the files that failed (those
+    matching --path and --type too)."""
     from datetime import datetime
 
     with open_kb(kb_dir) as kb:
-        docs = kb.documents(Filters(path=f_path, file_type=f_type))
-        failed = kb.status().failed if kb.exists else []
+        filters = Filters(path=f_path, file_type=f_type)
+        docs, failed = kb.documents(filters), kb.failures(filters)
     if as_json:
         emit({"documents": [d.to_json() for d in docs], "failed": [asdict(f) for f in failed]})
         return

@@ -7,22 +7,13 @@ import sys
 
 import click
 
-from kb.cli.common import CONTEXT, kb_option, open_kb, store_options
-
-TOOLS = "search, ask, get_document, list_documents"
+from kb.cli.common import CONTEXT, kb_option, llm_options, open_kb, store_options
 
 
 @click.command("mcp", context_settings=CONTEXT)
 @kb_option
 @store_options
-@click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
-              help="What the ask tool answers with: auto | llama-cpp | openai | ollama | transformers | none "
-              "(quote the passages) [default: auto].")
-@click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
-              help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder "
-              "(transformers).")
-@click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
-              help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1].")
+@llm_options("What the ask tool answers with: ")
 def mcp_command(kb_dir: str | None, llm: str | None, llm_model: str | None, llm_base_url: str | None) -> None:
     """Serve the knowledge base to an AI assistant (Claude Desktop, an IDE, any MCP client) over the
     Model Context Protocol, on stdin/stdout. The client starts this command itself.
@@ -36,7 +27,7 @@ def mcp_command(kb_dir: str | None, llm: str | None, llm_model: str | None, llm_
     stdout carries only the protocol; messages go to stderr. Needs the mcp extra.
     Over HTTP instead: kb serve --mcp (at /mcp).
     """
-    from kb.integrations.mcp import create_server  # a missing extra is a one-line error with the install command
+    from kb.integrations.mcp import TOOLS, create_server  # a missing extra is a one-line error with the install command
 
     sdk_logs_to_stderr()
     with open_kb(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
@@ -46,7 +37,7 @@ def mcp_command(kb_dir: str | None, llm: str | None, llm_model: str | None, llm_
         else:  # the model loads now (about a second), not during the first question
             kb.reader().embedder.embed_query("warm up")
         server = create_server(kb, llm=llm)
-        click.echo(f"kb: MCP server for {kb.path} on stdio (tools: {TOOLS})", err=True)
+        click.echo(f"kb: MCP server for {kb.path} on stdio (tools: {', '.join(TOOLS)})", err=True)
         server.run("stdio")
     # Leaving the block closed the knowledge base, after any search still running (the reader's lock).
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kb.cli.common import CONTEXT, STORE_META, kb_option, store_options
+from kb.cli.common import CONTEXT, STORE_META, kb_option, llm_options, store_options
 from kb.errors import DependencyError, install_command
 from kb.server.auth import TOKEN_ENV, api_token
 
@@ -21,13 +21,7 @@ if TYPE_CHECKING:
               help="Address to listen on. Anything but loopback needs KB_API_TOKEN set.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, envvar="KB_PORT", show_envvar=True,
               help="TCP port.")
-@click.option("--llm", envvar="KB_LLM", show_envvar=True, metavar="NAME",
-              help="auto | llama-cpp | openai | ollama | transformers | none (quote the passages) [default: auto].")
-@click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
-              help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder "
-              "(transformers).")
-@click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
-              help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1].")
+@llm_options()
 @click.option("--docs", "docs", multiple=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
               help="A folder whose files and subfolders POST /ingest may name by path; repeatable "
               "[default: the current folder].")
@@ -68,7 +62,7 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
         raise DependencyError(f"kb serve needs uvicorn and FastAPI: {install_command('serve')}") from e
     if with_mcp:  # before loading any model: a missing extra is a one-line error with the install command
         from kb.cli.mcp import sdk_logs_to_stderr
-        from kb.integrations.mcp import create_server, http_app
+        from kb.integrations.mcp import TOOLS, create_server, http_app
 
         sdk_logs_to_stderr()
     from kb.server.app import create_app, mount
@@ -89,8 +83,7 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
     click.echo(f"kb: serving {svc.path} at http://{shown}:{port}/ (LLM: {answers}; "
                f"API token: {'required' if token else 'off'})", err=True)
     if with_mcp:
-        click.echo(f"kb: MCP (streamable HTTP) at http://{shown}:{port}/mcp (tools: search, ask, get_document, "
-                   "list_documents)", err=True)
+        click.echo(f"kb: MCP (streamable HTTP) at http://{shown}:{port}/mcp (tools: {', '.join(TOOLS)})", err=True)
     if watched:  # in the background: the first pass is a job of the server's writer, as every pass is
 
         def tell(batch: Batch) -> None:

@@ -15,9 +15,12 @@ from kb.cli.common import (
     ingest_with_progress,
     json_option,
     kb_option,
+    model_option,
     open_kb,
     quiet_option,
+    rule_options,
     store_options,
+    workers_option,
 )
 from kb.watch import DEBOUNCE_MS, Batch, Pass, Watcher, writing_to
 
@@ -26,13 +29,9 @@ from kb.watch import DEBOUNCE_MS, Batch, Pass, Watcher, writing_to
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @kb_option
 @store_options
-@click.option("--model", envvar="KB_MODEL", show_envvar=True, help="Embedding model name or folder (sentence-transformers).")
-@click.option("--workers", type=int, envvar="KB_WORKERS", show_envvar=True, help="Parser processes (0: by core count).")
-@click.option("--include", multiple=True, metavar="GLOB",
-              help="Only files matching (gitignore syntax, relative to each folder given), e.g. '*.pdf'; repeatable.")
-@click.option("--exclude", multiple=True, metavar="GLOB",
-              help="Leave out files or folders matching, e.g. 'drafts/'; repeatable. A .kbignore file in a "
-                   "folder does the same for it and below.")
+@model_option
+@workers_option
+@rule_options
 @click.option("--debounce", "debounce_ms", type=click.IntRange(10, 60_000), default=DEBOUNCE_MS, metavar="MS",
               help="Quiet time that ends a burst of changes (a save, a copy, a checkout): the burst is then "
                    "ingested in one pass.")

@@ -11,16 +11,18 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kb.errors import CatalogError
 from kb.failpoints import failpoint
 from kb.filters import Filters
 from kb.types import Chunk, DocumentInfo, FileOutcome
+
+_T = TypeVar("_T")
 
 MIGRATIONS: list[str] = [
     # 1: documents, chunks, full-text index, failures, index metadata
@@ -124,6 +126,8 @@ class DocumentRow(DocumentRecord):
 class Catalog:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = path
+        self._writes = 0  # this connection's commits: PRAGMA data_version counts only other connections'
+        self._memos: dict[str, tuple[tuple[int, int], Any]] = {}  # key: (changes() when computed, value)
         # A folder this user cannot write (a shared, read-only knowledge base): read the file as it is.
         # SQLite could not create the WAL index beside it, and nobody here can change it.
         frozen = path.is_file() and not os.access(path.parent, os.W_OK)
@@ -168,6 +172,8 @@ class Catalog:
                 yield self.db
         except sqlite3.DatabaseError as e:
             raise CatalogError(f"{self.path}: {e}") from e
+        finally:
+            self._writes += 1
 
     # --- index metadata -------------------------------------------------------------------
     def meta(self) -> dict[str, str]:
@@ -205,12 +211,17 @@ class Catalog:
 
     def common_folder(self) -> str | None:
         """The deepest folder that holds every document (the folder ingested, for most knowledge
-        bases): the common prefix of the first and last source in sort order is every source's."""
-        first, last = self.db.execute("SELECT min(source), max(source) FROM documents").fetchone()
-        if first is None:
-            return None
-        prefix = os.path.commonprefix([first, last])
-        return prefix[: prefix.rfind("/")] or "/" if "/" in prefix else None
+        bases): the common prefix of the first and last source in sort order is every source's.
+        Remembered until the catalog changes (every MCP search names files from there)."""
+
+        def folder() -> str | None:
+            first, last = self.db.execute("SELECT min(source), max(source) FROM documents").fetchone()
+            if first is None:
+                return None
+            prefix = os.path.commonprefix([first, last])
+            return prefix[: prefix.rfind("/")] or "/" if "/" in prefix else None
+
+        return self._memo("folder", folder)
 
     def documents_under(self, root: str) -> list[DocumentRow]:
         prefix = root.rstrip("/") + "/"
@@ -312,8 +323,12 @@ class Catalog:
             db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p, _ in rows])
         return [source for _, source in rows]
 
-    def failures(self) -> list[FileOutcome]:
-        return [FileOutcome(s, r) for s, r in self.db.execute("SELECT source, reason FROM failures ORDER BY source")]
+    def failures(self, path: str | None = None) -> list[FileOutcome]:
+        """The files that could not be ingested, with the reason; `path`: only those matching this glob, as
+        the `path` filter matches documents."""
+        where, params = _path_where(path, "f") if path else ("1", [])
+        sql = f"SELECT f.source, f.reason FROM failures f WHERE {where} ORDER BY f.source"
+        return [FileOutcome(s, r) for s, r in self.db.execute(sql, params)]
 
     # --- chunks -----------------------------------------------------------------------------
     def chunk_ids(self) -> list[int]:
@@ -403,8 +418,7 @@ class Catalog:
         out: dict[str, dict[int, int]] = {}
         try:
             for term in terms:
-                quoted = '"' + term.replace('"', '""') + '"'
-                out[term] = {int(d): int(n) for d, n in self.db.execute(sql, (quoted,))}
+                out[term] = {int(d): int(n) for d, n in self.db.execute(sql, (fts_quote(term),))}
         except sqlite3.DatabaseError as e:
             raise CatalogError(f"{self.path}: keyword search failed: {e}") from e
         return out
@@ -423,10 +437,44 @@ class Catalog:
         except sqlite3.DatabaseError as e:
             return str(e)
 
+    def changes(self) -> tuple[int, int]:
+        """A stamp that differs whenever the catalog may have changed since it was last taken, through
+        this connection or any other (another thread's, another process's): one O(1) pragma."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0]), self._writes
+
+    def _memo(self, key: str, compute: Callable[[], _T]) -> _T:
+        """`compute()`, remembered until the catalog changes: the counts every search needs are O(chunks)."""
+        stamp = self.changes()
+        held = self._memos.get(key)
+        if held is not None and held[0] == stamp and not self.db.in_transaction:  # mid-write: count now
+            return held[1]  # type: ignore[no-any-return]
+        value = compute()
+        self._memos[key] = (stamp, value)
+        return value
+
     def totals(self) -> tuple[int, int, int]:
-        docs, pages = self.db.execute("SELECT count(*), coalesce(sum(pages), 0) FROM documents").fetchone()
-        chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        return int(docs), int(chunks), int(pages)
+        """(documents, chunks, pages)."""
+
+        def count() -> tuple[int, int, int]:
+            docs, pages = self.db.execute("SELECT count(*), coalesce(sum(pages), 0) FROM documents").fetchone()
+            chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            return int(docs), int(chunks), int(pages)
+
+        return self._memo("totals", count)
+
+    def version(self) -> tuple[int, int]:
+        """What the chunks are, comparable across connections: (highest chunk id ever given, chunk count).
+        Ids are never reused, so a chunk added raises the first and one removed lowers the second; what
+        is computed from the chunks (snippets' term frequencies) can be remembered under it. (A team
+        catalog's ids come from the store: a document replaced by as many chunks with lower ids keeps
+        the stamp, which costs a snippet's window its best weights, nothing more.)"""
+        sql = "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'chunks'"
+        return self._memo("seq", lambda: int(self.db.execute(sql).fetchone()[0])), self.totals()[1]
+
+
+def fts_quote(term: str) -> str:
+    """One term (a word or a phrase) as an FTS5 string literal: nothing in it is read as FTS5 syntax."""
+    return '"' + term.replace('"', '""') + '"'
 
 
 _DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, pages"
@@ -437,14 +485,22 @@ def _document(row: tuple[Any, ...]) -> DocumentRow:
     return DocumentRow(*rest, id=doc_id)
 
 
+def _path_where(glob: str, table: str) -> tuple[str, list[object]]:
+    """Rows of `table` (documents or failures) whose source or path matches `glob`: a bare file name
+    matches in any folder, a relative path at the end of the absolute one."""
+    pattern = glob if "/" in glob or glob.startswith("*") else f"*{glob}"
+    return (f"({table}.source GLOB ? OR {table}.path GLOB ?)",
+            [pattern, pattern if pattern.startswith(("/", "*")) else f"*/{pattern}"])
+
+
 def filter_sql(filters: Filters) -> tuple[str, list[object]]:
     """`filters` as a WHERE clause over `chunks c JOIN documents d`, and its parameters."""
     where: list[str] = []
     params: list[object] = []
     if filters.path:
-        pattern = filters.path if "/" in filters.path or filters.path.startswith("*") else f"*{filters.path}"
-        where.append("(d.source GLOB ? OR d.path GLOB ?)")
-        params += [pattern, pattern if pattern.startswith(("/", "*")) else f"*/{pattern}"]
+        sql, glob_params = _path_where(filters.path, "d")
+        where.append(sql)
+        params += glob_params
     if filters.file_type:
         where.append("d.file_type = ?")
         params.append(filters.file_type.lower().lstrip("."))

@@ -45,13 +45,14 @@ try:
 except ImportError as e:  # pragma: no cover - exercised in a subprocess by the tests
     raise MissingExtraError(f"the MCP SDK is not available ({e.name or e}): {INSTALL_HINT}") from e
 
-__all__ = ["DOCUMENT_URI", "INSTALL_HINT", "MissingExtraError", "create_server", "http_app"]
+__all__ = ["DOCUMENT_URI", "INSTALL_HINT", "TOOLS", "MissingExtraError", "create_server", "http_app"]
 
 log = logging.getLogger(__name__)
 
+TOOLS = ("search", "ask", "get_document", "list_documents")  # what `create_server` offers, in this order
 DOCUMENT_URI = "kb://document/{doc_id}"
 PAGE_URI = "kb://document/{doc_id}/page/{page}"
-TEXT_CHARS = 20_000  # get_document's default: a page of a dense filing is 3,000-8,000 characters
+TEXT_CHARS = 20_000  # get_document's default: a dense page of a PDF is 3,000-8,000 characters
 MAX_TEXT_CHARS = 200_000  # the most get_document returns, and what a resource read returns of a document
 INSTRUCTIONS = (
     "A local knowledge base of the user's documents (PDF, Word, Markdown, HTML, text). Use `search` to find "
@@ -143,7 +144,7 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
         """Read the text of one page of a document (PDFs), or of a whole document that has no pages, as
         the knowledge base extracted it. Long text is cut at `max_chars` with a marker saying so."""
         r = reader()
-        doc = _find(_documents(r), source)
+        doc = _find(r.documents(), source)
         if page is not None and doc.pages is None:
             raise ToolError(f"{shown(doc.source)} has no pages ({doc.file_type}): leave page out to read it")
         if page is not None and doc.pages is not None and page > doc.pages:
@@ -164,16 +165,18 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
     @_tool_errors
     def list_documents(path: PathArg = None, type: TypeArg = None) -> dict[str, Any]:
         """The documents in the knowledge base: source, title, file type, pages, chunks, size, when each
-        was ingested and its resource uri; then the files that could not be ingested, with the reason."""
+        was ingested and its resource uri; then the files that could not be ingested (those matching `path`
+        and `type` too), with the reason."""
         r = reader()
+        filters = Filters(path=path, file_type=type)
         with r.lock.read():
-            docs = r.kb.documents(Filters(path=path, file_type=type))
-        failed = r.status().failed
+            docs, failed = r.kb.documents(filters), r.kb.failures(filters)
         return {"documents": [{**d.to_json(), "uri": DOCUMENT_URI.format(doc_id=d.id)} for d in docs],
                 "failed": [{"source": f.source, "reason": f.reason} for f in failed]}
 
-    for tool in (search, ask, get_document, list_documents):
-        server.add_tool(tool, annotations=read_only)
+    tools = {t.__name__: t for t in (search, ask, get_document, list_documents)}
+    for name in TOOLS:
+        server.add_tool(tools[name], annotations=read_only)
 
     @server.resource(DOCUMENT_URI, name="document", mime_type="text/plain",
                      description="A document's text as the knowledge base extracted it (pages in order).")
@@ -234,7 +237,7 @@ class _Server(MCPServer):
             return [ResourceInfo(uri=DOCUMENT_URI.format(doc_id=d.id), name=shown(d.source, base), title=d.title,
                                  mime_type="text/plain", size=None,
                                  description=f"{d.file_type}" + (f", {d.pages} pages" if d.pages else ""))
-                    for d in _documents(r)]
+                    for d in r.documents()]
 
         try:
             return await anyio.to_thread.run_sync(listing)
@@ -274,10 +277,6 @@ def _folder(r: Reader) -> str | None:
 
 def _citation(hit: Hit, base: str | None) -> str:
     return replace(hit, source=shown(hit.source, base)).citation if base else hit.citation
-
-
-def _documents(r: Reader) -> list[DocumentRow]:
-    return r.documents()
 
 
 def _find(docs: Iterable[DocumentRow], given: str) -> DocumentRow:

@@ -1,11 +1,11 @@
 """Retrieval evaluation: questions with gold sources in, recall@k (document and page), MRR, misses out.
 
-Gold files are CSV or JSONL. A question's gold is one or more file names or globs (`*2023 Q3
-AAPL*`), matched case-insensitively against each hit's file name (or its whole path when the
+Gold files are CSV or JSONL. A question's gold is one or more file names or globs (`*2023 annual
+report*`), matched case-insensitively against each hit's file name (or its whole path when the
 pattern has a `/`), and optionally pages (1-based) in those files.
 
 - doc recall@k: share of questions with at least one hit from ANY gold file in the top k. A
-  question whose gold names several files (`*AAPL*`: every Apple filing) counts as found when one
+  question whose gold names several files (`*acme*`: every Acme report) counts as found when one
   of them is there: the reader reaches a right document, not necessarily all of them.
 - page recall@k: over the questions that have gold pages, share with a top-k hit from a gold file
   whose page span overlaps a gold page.

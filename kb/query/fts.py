@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 
+# Defined in the catalog, which quotes terms too and may not import kb.query.
+from kb.index.catalog import fts_quote as quote
+
 # A "word" as a reader sees it: letters and digits, with inner apostrophes, hyphens, commas and
-# dots kept together ("10-Q", "40,665", "U.S.", "don't"); FTS5 splits these the same way its
+# dots kept together ("Wi-Fi", "40,665", "U.S.", "don't"); FTS5 splits these the same way its
 # tokenizer does, so each becomes a quoted phrase of its parts.
 _WORD = re.compile(r"\w+(?:['’.,\-/]\w+)*", re.UNICODE)
 _PART = re.compile(r"[^\W_]+", re.UNICODE)
@@ -52,7 +55,7 @@ _QUOTED = re.compile(r'"([^"]+)"')
 
 
 def literals(query: str) -> list[str]:
-    """What the user means verbatim: "quoted phrases" and figures (36,413; 5031; 2.45), as FTS terms.
+    """What the user means verbatim: "quoted phrases" and figures (40,665; 5031; 2.45), as FTS terms.
 
     Embeddings blur exact figures and codes; hybrid search gives chunks that contain a rare
     literal a bonus of their own (see `kb.query.search`).
@@ -67,11 +70,6 @@ def literals(query: str) -> list[str]:
         if parts and all(p.isdigit() for p in parts) and sum(len(p) for p in parts) >= 3:
             out.append(" ".join(parts))
     return list(dict.fromkeys(out))
-
-
-def quote(term: str) -> str:
-    """One term as an FTS5 string literal."""
-    return '"' + term.replace('"', '""') + '"'
 
 
 def match_expression(query: str) -> str | None:

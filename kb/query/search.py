@@ -33,15 +33,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Tuning:
-    """The knobs of hybrid retrieval; defaults measured on sec-10q (benchmarks/RETRIEVAL.md)."""
+    """The knobs of hybrid retrieval; defaults measured as benchmarks/RETRIEVAL.md tells."""
 
     depth: int = 100  # candidates taken from each retriever before fusion
     dense_weight: float = 1.0
-    keyword_weight: float = 0.3  # BM25 on chunks; equal weight loses to dense-only on 10-Qs
+    keyword_weight: float = 0.3  # BM25 on chunks; at equal weight hybrid loses to dense alone
     title_weight: float = 0.5  # the query's BM25 match on each document's title and file path
     document_weight: float = 0.5  # BM25 of whole documents (see fusion.document_bm25)
     literal_weight: float = 1.0  # bonus for holding the query's rare figures and "quoted phrases"
-    literal_rare: int = 50  # a literal in more chunks than this is no clue (a year in 10-Qs)
+    literal_rare: int = 50  # a literal in more chunks than this is no clue (a year in dated reports)
     per_page: int = 2  # most hits one page may take in the top k (the rest move down)
     rerank_depth: int = 30  # candidates a cross-encoder rescoring looks at
 
@@ -66,14 +66,16 @@ def search(
     filters = filters if filters is not None and not filters.is_empty() else None
     wanted = max(k, tuning.rerank_depth if reranker else 0)
     depth = max(tuning.depth, 2 * wanted + 8)
-    scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning)
+    counted: dict[str, dict[int, int]] = {}  # the chunks per document holding each term, for the snippets too
+    scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning,
+                        counted=counted)
     hits = arrange(_with_rows(catalog, scored, 2 * wanted + 16), wanted, per_page=tuning.per_page)
     if reranker is not None and hits:
         hits = reranker.rerank(query, hits)
         for rank, hit in enumerate(hits, start=1):
             hit.rank = rank
     hits = hits[:k]
-    snippet.annotate(hits, query, catalog)
+    snippet.annotate(hits, query, catalog, counted={t: sum(per_doc.values()) for t, per_doc in counted.items()})
     return hits
 
 
@@ -87,8 +89,11 @@ def candidates(
     filters: Filters | None = None,
     mode: str = "hybrid",
     tuning: Tuning = DEFAULT_TUNING,
+    counted: dict[str, dict[int, int]] | None = None,
 ) -> list[tuple[int, float]]:
-    """(chunk id, score) pairs, best first, before duplicates and page crowding are handled."""
+    """(chunk id, score) pairs, best first, before duplicates and page crowding are handled.
+    `counted` receives what the document-level match counted: for each term, the chunks of each
+    document that hold it."""
     dense: list[tuple[int, float]] = []
     keyword: list[tuple[int, float]] = []
     match = match_expression(query)
@@ -105,7 +110,7 @@ def candidates(
         return keyword
     bonus = _literal_bonus(catalog, query, filters, tuning)
     ids = {i for i, _ in dense} | {i for i, _ in keyword} | set(bonus)
-    for i, b in _document_prior(catalog, query, match, ids, tuning).items():
+    for i, b in _document_prior(catalog, query, match, ids, tuning, counted).items():
         bonus[i] = bonus.get(i, 0.0) + b
     return fusion.fuse([(dense, tuning.dense_weight), (keyword, tuning.keyword_weight)], prior=bonus)
 
@@ -113,7 +118,7 @@ def candidates(
 def _literal_bonus(catalog: Catalog, query: str, filters: Filters | None, tuning: Tuning) -> dict[int, float]:
     """`literal_weight` x the share of the query's rare literals each chunk holds.
 
-    A figure like 36,413 means little to an embedding model and is one weak term among many to
+    A figure like 40,665 means little to an embedding model and is one weak term among many to
     BM25; found in a handful of chunks, it is the best clue there is.
     """
     if not tuning.literal_weight:
@@ -130,11 +135,13 @@ def _literal_bonus(catalog: Catalog, query: str, filters: Filters | None, tuning
     return bonus
 
 
-def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[int], tuning: Tuning) -> dict[int, float]:
+def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[int], tuning: Tuning,
+                    counted: dict[str, dict[int, int]] | None = None) -> dict[int, float]:
     """A per-chunk bonus from how well the chunk's whole document matches the query.
 
-    Chunks of one filing all look alike across quarters and companies; the words that tell them
-    apart ("Q3 2023", "Apple") sit in the file's title or are spread over the whole document.
+    Chunks of a series of like documents all look alike across years and authors; the words that
+    tell them apart ("2023 edition", a product's name) sit in the file's title or are spread over
+    the whole document.
     """
     if not match or not ids or not (tuning.title_weight or tuning.document_weight):
         return {}
@@ -144,7 +151,10 @@ def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[in
     if tuning.title_weight:
         parts.append(fusion.document_prior(doc_of, catalog.document_matches(match), tuning.title_weight))
     if tuning.document_weight:
-        scores = fusion.document_bm25(catalog.document_term_chunks(terms(query)), catalog.document_sizes())
+        term_chunks = catalog.document_term_chunks(terms(query))
+        if counted is not None:
+            counted.update(term_chunks)
+        scores = fusion.document_bm25(term_chunks, catalog.document_sizes())
         parts.append(fusion.document_prior(doc_of, scores, tuning.document_weight, floor=None))
     for part in parts:
         for i, bonus in part.items():

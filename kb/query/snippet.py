@@ -2,7 +2,7 @@
 
 The terms are found by SQLite FTS5 itself, with the catalog's tokenizer, in a throwaway in-memory
 table of the hits' texts: what is marked is exactly what the keyword index matches (stems, so
-"revenue" marks "revenues"; figures such as 36,413 and "quoted phrases" as phrases; case and
+"bridge" marks "bridges"; figures such as 40,665 and "quoted phrases" as phrases; case and
 accents folded). Dense hits get the same marks for whichever query terms they hold.
 """
 
@@ -13,7 +13,7 @@ import re
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from kb.query.fts import literals, quote, terms
@@ -75,12 +75,13 @@ def _spans(marked: str) -> list[Span]:
 
 
 def weights(wanted: Sequence[str], query: str, found: Sequence[dict[str, list[Span]]],
-            catalog: Catalog | None = None) -> dict[str, float]:
+            catalog: Catalog | None = None, counted: Mapping[str, int] | None = None) -> dict[str, float]:
     """Each term's inverse document frequency, over the catalog's chunks (else over these texts);
-    the query's literals (quoted phrases, figures) count `PHRASE_BONUS` times more."""
+    the query's literals (quoted phrases, figures) count `PHRASE_BONUS` times more. `counted`: the
+    chunks holding some of the terms, as the search already counted them (not counted again)."""
     if catalog is not None:
         total = max(catalog.totals()[1], 1)
-        df = _frequencies(catalog, wanted)
+        df = _frequencies(catalog, wanted, counted or {})
     else:
         total = max(len(found), 1)
         df = {t: sum(1 for f in found if t in f) for t in wanted}
@@ -93,23 +94,25 @@ def weights(wanted: Sequence[str], query: str, found: Sequence[dict[str, list[Sp
     return out
 
 
-_DF: OrderedDict[tuple[str, tuple[int, int, int], str], int] = OrderedDict()
+_DF: OrderedDict[tuple[str, tuple[int, int], str], int] = OrderedDict()
 _DF_SIZE = 4096
 _DF_LOCK = threading.Lock()
 
 
-def _frequencies(catalog: Catalog, wanted: Sequence[str]) -> dict[str, int]:
-    """How many chunks hold each term. Remembered per catalog state (its totals): a common term
-    costs a millisecond or more to count, a search's other work about as much as ten of them."""
-    stamp = (str(catalog.path), catalog.totals())
+def _frequencies(catalog: Catalog, wanted: Sequence[str], counted: Mapping[str, int]) -> dict[str, int]:
+    """How many chunks hold each term: those in `counted` as given, the others remembered per catalog
+    state (`Catalog.version`): a common term costs a millisecond or more to count, a search's other
+    work about as much as ten of them."""
+    stamp = (str(catalog.path), catalog.version())
+    known = {t: counted[t] for t in wanted if t in counted}
     with _DF_LOCK:
-        known = {t: _DF[(*stamp, t)] for t in wanted if (*stamp, t) in _DF}
+        known.update({t: _DF[(*stamp, t)] for t in wanted if t not in known and (*stamp, t) in _DF})
     missing = [t for t in wanted if t not in known]
     if missing:
-        counted = {t: sum(per_doc.values()) for t, per_doc in catalog.document_term_chunks(missing).items()}
-        known.update(counted)
+        fresh = {t: sum(per_doc.values()) for t, per_doc in catalog.document_term_chunks(missing).items()}
+        known.update(fresh)
         with _DF_LOCK:
-            for t, n in counted.items():
+            for t, n in fresh.items():
                 _DF[(*stamp, t)] = n
             while len(_DF) > _DF_SIZE:
                 _DF.popitem(last=False)
@@ -202,11 +205,13 @@ def snippet(text: str, window: Span, marks: Sequence[Span]) -> Snippet:
     return Snippet(line, tuple(spans))
 
 
-def annotate(hits: Sequence[Hit], query: str, catalog: Catalog | None = None, width: int = WIDTH) -> None:
-    """Give each hit its `highlights` (spans of the query's terms in its text) and its `snippet`."""
+def annotate(hits: Sequence[Hit], query: str, catalog: Catalog | None = None, width: int = WIDTH,
+             counted: Mapping[str, int] | None = None) -> None:
+    """Give each hit its `highlights` (spans of the query's terms in its text) and its `snippet`.
+    `counted`: how many of the catalog's chunks hold each term, where the search counted them already."""
     wanted = query_terms(query)
     found = find([h.text for h in hits], wanted)
-    weight = weights(wanted, query, found, catalog) if any(found) else {}
+    weight = weights(wanted, query, found, catalog, counted) if any(found) else {}
     for hit, where in zip(hits, found):
         marks = merged([s for spans in where.values() for s in spans])
         hit.highlights = marks
