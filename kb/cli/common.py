@@ -16,10 +16,12 @@ from click.core import ParameterSource
 from kb.filters import Filters
 from kb.index import STORES
 from kb.ingest.base import file_types
+from kb.types import shown
 
 if TYPE_CHECKING:
     from kb.api import KnowledgeBase
     from kb.ingest.pipeline import Ingesting
+    from kb.types import IngestReport
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -171,6 +173,27 @@ def ingest_with_progress(kb: Any, paths: Iterable[str], show: bool, **rules: tup
                        counts=f"files · {p.pages} pages, {p.chunks} chunks{rate}" if files else "")
 
         return kb.ingest(paths, progress=progress, **rules)
+
+
+def print_report(r: IngestReport) -> None:
+    """An ingest's summary on stdout: files and rates, counts by outcome, then each file skipped or failed
+    (kb ingest, kb watch's first pass)."""
+    rate = f"; {r.pages / r.seconds:.1f} pages/s, {r.chunks / r.seconds:.1f} chunks/s" if r.seconds and r.chunks else ""
+    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({r.pages} pages, {r.chunks} chunks{rate})")
+    counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
+              ("moved", len(r.moved)), ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
+    line = " · ".join(f"{name} {n}" for name, n in counts)
+    click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else "")
+               + (f" · excluded {r.excluded}" if r.excluded else ""))
+    for label, items in (("skipped", r.skipped), ("failed", r.failed)):
+        if len(items) > 20:  # a 10,000-file tree must not bury the summary: group by reason
+            from collections import Counter
+
+            for reason, n in Counter(i.reason for i in items).most_common():
+                click.echo(f"  {label:8} {n} file(s): {reason}")
+            continue
+        for item in items:
+            click.echo(f"  {label:8} {shown(item.source)}: {item.reason}")
 
 
 def log_level(ctx: click.Context) -> int:

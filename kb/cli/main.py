@@ -22,6 +22,7 @@ from kb.cli.common import (
     model_option,
     open_kb,
     pop_filters,
+    print_report,
     quiet_option,
     rule_options,
     show_logs,
@@ -94,7 +95,7 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
         else:
             if new and kb.exists:
                 click.echo(f"New knowledge base in {kb.path}")
-            _print_report(report)
+            print_report(report)
     nothing = not (report.added or report.updated or report.unchanged or report.moved or report.removed
                    or report.failed)
     if nothing:
@@ -107,23 +108,7 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
     sys.exit(1 if report.failed or nothing else 0)
 
 
-def _print_report(r: Any) -> None:
-    rate = f"; {r.pages / r.seconds:.1f} pages/s, {r.chunks / r.seconds:.1f} chunks/s" if r.seconds and r.chunks else ""
-    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({r.pages} pages, {r.chunks} chunks{rate})")
-    counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
-              ("moved", len(r.moved)), ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
-    line = " · ".join(f"{name} {n}" for name, n in counts)
-    click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else "")
-               + (f" · excluded {r.excluded}" if r.excluded else ""))
-    for label, items in (("skipped", r.skipped), ("failed", r.failed)):
-        if len(items) > 20:  # a 10,000-file tree must not bury the summary: group by reason
-            from collections import Counter
-
-            for reason, n in Counter(i.reason for i in items).most_common():
-                click.echo(f"  {label:8} {n} file(s): {reason}")
-            continue
-        for item in items:
-            click.echo(f"  {label:8} {shown(item.source)}: {item.reason}")
+_print_report = print_report  # the name kb.cli.watch imports until it takes print_report from kb.cli.common
 
 
 @main.command(context_settings=CONTEXT)
