@@ -48,7 +48,7 @@ def test_gpu_choices_without_a_gpu() -> None:
     assert isinstance(gpu, SentenceTransformerEmbedder) and gpu.backend == "torch"
     assert gpu.batch_size == 256  # fp16, large length-sorted batches (model not loaded here)
     cpu = make_embedder("all-MiniLM-L6-v2", backend="auto", device="cpu")
-    assert cpu.backend == "onnx-int8"
+    assert cpu.backend == "onnx-int8+w8"
     # ONNX asked to run on CUDA without onnxruntime-gpu: runs on the CPU provider instead.
     onnx_gpu = make_embedder("all-MiniLM-L6-v2", backend="onnx", device="cuda")
     assert onnx_gpu.providers == ["CPUExecutionProvider"] or "CUDAExecutionProvider" in onnx.get_available_providers()  # type: ignore[attr-defined]
@@ -69,14 +69,14 @@ def test_backend_is_recorded_and_a_kb_keeps_working_across_backends(
         db.execute("DELETE FROM meta WHERE key = 'backend'")
     caplog.clear()
     with KnowledgeBase.open(kb_dir, device="cpu") as kb:  # defaults: `auto`, ONNX int8 on a CPU
-        assert kb.embedder.backend == "onnx-int8"
+        assert kb.embedder.backend == "onnx-int8+w8"
         assert kb.search("who is the warden of colony 2", k=1, mode="dense")[0].source.endswith("note-02.md")
         _notes(docs, 4)
         report = kb.ingest([str(docs)])
         assert [Path(s).name for s in report.added] == ["note-03.md"]
         assert kb.search("who is the warden of colony 3", k=1, mode="dense")[0].source.endswith("note-03.md")
-    assert "holds torch vectors; new ones come from onnx-int8" in caplog.text
-    assert _meta(kb_dir)["backend"] == "onnx-int8"
+    assert "holds torch vectors; new ones come from onnx-int8+w8" in caplog.text
+    assert _meta(kb_dir)["backend"] == "onnx-int8+w8"
     with KnowledgeBase.open(kb_dir, backend="torch") as kb:  # and back: still the same model's space
         assert kb.search("who is the warden of colony 1", k=1, mode="dense")[0].source.endswith("note-01.md")
 
@@ -89,14 +89,14 @@ def test_new_index_uses_onnx_int8_on_cpu_and_batches_small_documents(tmp_path: P
     seen: list[tuple[int, int]] = []
     with KnowledgeBase.open(kb_dir, device="cpu") as kb:
         report = kb.ingest([str(docs)], progress=lambda p: seen.append((p.done, p.total)))
-        assert kb.embedder.backend == "onnx-int8"
+        assert kb.embedder.backend == "onnx-int8+w8"
         assert len(report.added) == 41 and not report.failed
         docs_n, chunks, _ = kb.catalog.totals()
         assert (docs_n, chunks) == (41, report.chunks) and kb.store.count() == chunks
         hit = kb.search("error 5031 payment gateway", k=1)[0]
         assert hit.source.endswith("runbook.md")
     assert seen[-1] == (41, 41)
-    assert _meta(kb_dir)["backend"] == "onnx-int8"
+    assert _meta(kb_dir)["backend"] == "onnx-int8+w8"
 
 
 @pytest.mark.slow
@@ -109,7 +109,7 @@ def test_reindex_switches_backend(tmp_path: Path) -> None:
     with KnowledgeBase.open(kb_dir, backend="onnx-int8") as kb:
         assert kb.reindex() == kb.catalog.totals()[1]
     with KnowledgeBase.open(kb_dir) as kb:
-        assert kb.embedder.backend == "onnx-int8"
+        assert kb.embedder.backend == "onnx-int8+w8"
         assert kb.check(repair=False).ok
 
 
@@ -137,7 +137,7 @@ def test_ingest_benchmark_prints_the_json_shape(tmp_path: Path) -> None:
         assert run["pages"] == 2 and run["chunks"] >= 1
         for key in ("wall_s", "pages_per_s", "chunks_per_s", "peak_rss_mb"):
             assert isinstance(run[key], float) and run[key] > 0, key
-    assert report["kb"]["backend"] == "onnx-int8"
+    assert report["kb"]["backend"] == "onnx-int8+w8"
     if have_reference:
         assert report["speedup"] == pytest.approx(report["reference"]["wall_s"] / report["kb"]["wall_s"], rel=0.02)
 
