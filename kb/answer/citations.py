@@ -44,7 +44,7 @@ def split_sentences(text: str) -> list[str]:
             end = m.end(1) if m.group(1).strip() else m.start(1)
             candidate = line[start:end].strip()
             if _ABBREV.search(line[start:m.start() + 1]):
-                continue  # "Apple Inc. reported" is one sentence
+                continue  # "Acme Inc. reported" is one sentence
             if candidate:
                 out.append(candidate)
             start = m.end()

@@ -33,7 +33,7 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
     holds (embeddings of short lines drift towards any line naming the company), plus a little for
     a figure when the question asks for an amount, plus a little for a better-ranked passage, plus
     the share of the line's own content words that the question holds (so the short table row
-    "Total net sales $ 81,797" beats a long sentence that merely mentions total net sales)."""
+    "Total units shipped 81,797" beats a long sentence that merely mentions units shipped)."""
     units: list[tuple[Source, str]] = []
     for s in sources:
         sents = split_sentences(s.text)
@@ -183,8 +183,8 @@ def _table_row(line: str) -> bool:
 
 
 def _same_figures(a: str, b: str) -> bool:
-    """Two table rows with the same figures ("Total net sales $ 81,797 $ 82,959" and "Total net sales
-    81,797 82,959 (1)%"): the statement and the discussion of one filing."""
+    """Two table rows with the same figures ("Total units $ 81,797 $ 82,959" and "Total units
+    81,797 82,959 (1)%"): a table and the discussion of it in one document."""
     fa, fb = (set(re.findall(r"\d[\d,]*\d", DATE.sub(" ", x))) for x in (a, b))
     return len(fa) >= 2 and len(fb) >= 2 and (fa <= fb or fb <= fa)
 

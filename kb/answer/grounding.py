@@ -110,7 +110,7 @@ def ground(question: str, hits: Sequence[Hit], search: Callable[..., list[Hit]],
     """Which of the question's names and periods no passage mentions, and which retrieved passages
     come from documents about them. A term belongs to a document when a retrieved passage of it
     mentions the term, or when the keyword index finds the term there often (at least a quarter as
-    often as in the document that mentions it most): a filing that names a customer once is not
+    often as in the document that mentions it most): a report that names a customer once is not
     about that customer. `search`: `(query, k=, filters=, mode=) -> hits`."""
     terms = key_terms(question)
     missing: list[Term] = []

@@ -2,9 +2,9 @@
 column's header (period) and the table's unit.
 
 PDF text keeps a table as lines: a header ("Three Months Ended Nine Months Ended / July 1, 2023
-June 25, 2022 July 1, 2023 June 25, 2022"), then rows ("Total net sales $ 81,797 $ 82,959 $ 293,787
+June 25, 2022 July 1, 2023 June 25, 2022"), then rows ("Total units shipped $ 81,797 $ 82,959 $ 293,787
 $ 304,182"). `read_row` pairs each figure of a row with its column's date and span, so an answer
-can say "Total net sales: $81,797 million (three months ended July 1, 2023)" instead of four bare
+can say "Total units shipped: 81,797 (three months ended July 1, 2023)" instead of four bare
 figures, and can refuse a row none of whose columns is the period the question asks about.
 """
 
@@ -25,7 +25,7 @@ HEADER_WINDOW = 1500  # characters before a row in which its table's header is l
 
 @dataclass(frozen=True)
 class Cell:
-    label: str  # the row's label: "Total net sales"
+    label: str  # the row's label: "Total units shipped"
     value: str  # as a reader should see it: "$81,797 million"
     period: str  # the column's header: "three months ended July 1, 2023"
 

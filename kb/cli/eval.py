@@ -66,7 +66,7 @@ def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str |
 
     \b
     Columns (any case): Question (or query); Source Docs (or sources, docs, gold):
-    file names or globs like '*2023 Q3 AAPL*', several separated by commas or new
+    file names or globs like '*2023 Q3 report*', several separated by commas or new
     lines; optional Pages: '4, 20' or '3-5'. A question counts as found at k when
     a top-k hit comes from any of its gold files (and, at page level, overlaps a
     gold page). Single-doc and multi-doc questions are also reported apart.

@@ -10,8 +10,8 @@ from kb.errors import ParseError
 from kb.ingest.base import clean_text
 from kb.types import Block, ParsedDocument
 
-# pypdf's defaults protect against hostile files but refuse some real filings (two Microsoft
-# 10-Qs have arrays past 100,000 elements). These raise only element counts, still bounded;
+# pypdf's defaults protect against hostile files but refuse some real documents (two of our
+# evaluation PDFs have arrays past 100,000 elements). These raise only element counts, still bounded;
 # decompression limits stay at pypdf's defaults.
 _LIMITS = {
     "array_maximum_element_count": 5_000_000,

@@ -88,9 +88,9 @@ def hit_to_document(hit: Hit) -> Document:
 class KBRetriever(BaseRetriever):
     """Retrieves passages from a kb knowledge base, with their citations in `Document.metadata`.
 
-    >>> retriever = KBRetriever.from_kb("./.kb", k=4, path="*AAPL*")   # doctest: +SKIP
-    >>> retriever.invoke("net sales for the quarter")                    # doctest: +SKIP
-    >>> retriever.invoke("net sales", k=2, pages="1-10")                 # per-call overrides  # doctest: +SKIP
+    >>> retriever = KBRetriever.from_kb("./.kb", k=4, path="*2023*")   # doctest: +SKIP
+    >>> retriever.invoke("failover region of the payments service")      # doctest: +SKIP
+    >>> retriever.invoke("failover", k=2, pages="1-10")                  # per-call overrides  # doctest: +SKIP
     """
 
     model_config = ConfigDict(extra="forbid")
