@@ -17,6 +17,7 @@ from kb.cli.common import (
     kb_option,
     model_option,
     open_kb,
+    print_report,
     quiet_option,
     rule_options,
     store_options,
@@ -75,9 +76,7 @@ def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], 
                 if as_json:
                     emit(batch.to_json())
                 elif batch.first and first:  # counts and failures, not a line per file of a 10,000-file folder
-                    from kb.cli.main import _print_report  # (not at the top: kb.cli.main imports this module)
-
-                    _print_report(first[-1])
+                    print_report(first[-1])
                 elif batch.error:
                     click.echo(f"kb: warning: the changes could not be ingested yet ({batch.error}); "
                                "trying again", err=True)
