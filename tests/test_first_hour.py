@@ -270,3 +270,22 @@ def test_include_exclude_and_kbignore_leave_files_out_and_drop_them_if_indexed(t
     assert only["added"] == [str(docs / "team" / "log.txt")]  # --exclude is not remembered; .kbignore is
     named = json.loads(kb("ingest", str(docs / "runbook.md"), "--exclude", "*.md", "--json").stdout)
     assert named["added"] == [str(docs / "runbook.md")]  # a file named on its own is taken
+
+
+def test_a_file_deleted_between_the_walk_and_its_read_is_no_failure(notes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kb import KnowledgeBase
+    from kb.ingest import pipeline
+
+    doomed = write_markdown(notes / "doomed.md", "# Doomed\n\nThis note is deleted while kb reads the folder.\n")
+    walk = pipeline.walk
+
+    def walk_then_delete(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = walk(*args, **kwargs)
+        doomed.unlink(missing_ok=True)
+        return found
+
+    monkeypatch.setattr(pipeline, "walk", walk_then_delete)
+    with KnowledgeBase.open() as knowledge:
+        report = knowledge.ingest([str(notes)])
+        assert report.failed == [] and knowledge.status().failed == []
+        assert [d.source for d in knowledge.documents()] == [str(notes / "runbook.md")]

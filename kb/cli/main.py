@@ -108,9 +108,6 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
     sys.exit(1 if report.failed or nothing else 0)
 
 
-_print_report = print_report  # the name kb.cli.watch imports until it takes print_report from kb.cli.common
-
-
 @main.command(context_settings=CONTEXT)
 @click.argument("query")
 @kb_option

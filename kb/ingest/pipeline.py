@@ -130,9 +130,8 @@ class Pipeline:
         todo: list[_Todo] = []
         for cand in candidates:
             key = str(cand.path)
-            if key not in seen:
+            if key not in seen and self._triage(cand, report, todo):
                 seen.add(key)
-                self._triage(cand, report, todo)
         gone: dict[str, DocumentRow] = {}
         for root in roots:
             for doc in self._looked_at(root, changed):
@@ -201,14 +200,16 @@ class Pipeline:
             rest.append(item)
         return rest
 
-    def _triage(self, cand: Candidate, report: IngestReport, todo: list[_Todo]) -> None:
+    def _triage(self, cand: Candidate, report: IngestReport, todo: list[_Todo]) -> bool:
+        """Sort one file found into `report` or `todo`; False when it vanished since the walk (then,
+        like a file never found, a document of it is dropped, and no failure is recorded)."""
         key = str(cand.path)
         if not is_supported(cand.path):
             reason = f"unsupported file type {cand.path.suffix or '(no extension)'}"
             (report.failed if cand.explicit else report.skipped).append(FileOutcome(cand.source, reason))
             if cand.explicit:
                 self.catalog.record_failure(key, cand.source, reason)
-            return
+            return True
         try:
             st = os.stat(cand.path)
             cap = self.settings.max_file_mb * 1024 * 1024
@@ -223,19 +224,25 @@ class Pipeline:
                 digest = _sha256(cand.path)
         except _Refused as e:
             self._fail(cand, str(e), report)
-            return
+            return True
+        except FileNotFoundError:
+            if not cand.explicit:
+                return False  # deleted since the walk: as if never found
+            self._fail(cand, "no such file", report)
+            return True
         except PermissionError:
             self._fail(cand, "permission denied", report)
-            return
+            return True
         except OSError as e:
             self._fail(cand, f"cannot read: {e.strerror or e}", report)
-            return
+            return True
         if existing and existing.sha256 == digest:
             if existing.mtime_ns != st.st_mtime_ns or existing.source != cand.source:
                 self.catalog.touch(existing.id, source=cand.source, mtime_ns=st.st_mtime_ns)
             report.unchanged.append(cand.source)
-            return
+            return True
         todo.append(_Todo(cand, digest, st))
+        return True
 
     def _fail(self, cand: Candidate, reason: str, report: IngestReport) -> None:
         report.failed.append(FileOutcome(cand.source, reason))
