@@ -262,6 +262,12 @@ def test_include_exclude_and_kbignore_leave_files_out_and_drop_them_if_indexed(t
     again = json.loads(kb("ingest", str(docs), "--exclude", "*.txt", "--json").stdout)
     assert sorted(again["removed"]) == sorted(str(docs / p) for p in ("drafts/idea.md", "team/secret.md", "team/log.txt"))
     assert again["excluded"] == 3
+    text = kb("ingest", str(docs), "--exclude", "*.md")  # what leaves the knowledge base is named
+    from kb.types import shown
+
+    assert f"removed  {shown(str(docs / 'runbook.md'))}" in text.stdout
+    assert f"removed  {shown(str(docs / 'team' / 'notes.md'))}" in text.stdout
+    kb("ingest", str(docs), "--exclude", "*.txt")
     sources = {d["source"] for d in json.loads(kb("documents", "--json").stdout)["documents"]}
     assert sources == {str(docs / "runbook.md"), str(docs / "team" / "notes.md")}
 
@@ -289,3 +295,15 @@ def test_a_file_deleted_between_the_walk_and_its_read_is_no_failure(notes: Path,
         report = knowledge.ingest([str(notes)])
         assert report.failed == [] and knowledge.status().failed == []
         assert [d.source for d in knowledge.documents()] == [str(notes / "runbook.md")]
+
+
+@pytest.mark.slow
+def test_an_unguarded_script_that_ingests_is_told_how_to_fix_it(notes: Path, tmp_path: Path) -> None:
+    write_markdown(notes / "second.md", "# Second\n\nAnother note, so the ingest uses its worker processes.\n")
+    script = tmp_path / "ingest_notes.py"
+    script.write_text("from kb import KnowledgeBase\n"
+                      f"with KnowledgeBase.open({str(tmp_path / 'skb')!r}) as kb:\n"
+                      f"    print([f.reason for f in kb.ingest([{str(notes)!r}]).failed])\n")
+    env = {**os.environ, "KB_WORKERS": "2"}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert 'if __name__ == "__main__":' in out.stdout, out.stdout + out.stderr[-2000:]

@@ -74,7 +74,7 @@ def test_export_is_cached_and_not_redone(cache: Path, caplog: pytest.LogCaptureF
     assert again.export_dir == folder  # the same model named two ways: one export
     again.embed_query("warm")
     assert [f.stat().st_mtime_ns for f in files] == mtimes
-    assert "exporting" not in caplog.text
+    assert "building" not in caplog.text
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]  # no half-written export left behind
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["pooling"] == "mean" and meta["dimensions"] == 384

@@ -176,8 +176,8 @@ def ingest_with_progress(kb: Any, paths: Iterable[str], show: bool, **rules: tup
 
 
 def print_report(r: IngestReport) -> None:
-    """An ingest's summary on stdout: files and rates, counts by outcome, then each file skipped or failed
-    (kb ingest, kb watch's first pass)."""
+    """An ingest's summary on stdout: files and rates, counts by outcome, then each file removed (up to
+    20), skipped or failed (kb ingest, kb watch's first pass)."""
     rate = f"; {r.pages / r.seconds:.1f} pages/s, {r.chunks / r.seconds:.1f} chunks/s" if r.seconds and r.chunks else ""
     click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({r.pages} pages, {r.chunks} chunks{rate})")
     counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
@@ -185,6 +185,9 @@ def print_report(r: IngestReport) -> None:
     line = " · ".join(f"{name} {n}" for name, n in counts)
     click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else "")
                + (f" · excluded {r.excluded}" if r.excluded else ""))
+    if 0 < len(r.removed) <= 20:  # what left the knowledge base is named (a count alone hides a surprise)
+        for source in r.removed:
+            click.echo(f"  removed  {shown(source)}")
     for label, items in (("skipped", r.skipped), ("failed", r.failed)):
         if len(items) > 20:  # a 10,000-file tree must not bury the summary: group by reason
             from collections import Counter

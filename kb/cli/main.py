@@ -136,7 +136,7 @@ def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str
         click.echo(f"{h.rank:>2}. {h.score:.3f}  " + click.style(h.citation, bold=True))
         click.echo(f"    {snippet_line(h)}")
         if h.also:
-            click.echo(f"    (same passage in {', '.join(h.also)})")
+            click.echo(f"    (same passage in {', '.join(shown(a) for a in h.also)})")
 
 
 @main.command(context_settings=CONTEXT)
@@ -157,7 +157,7 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
         return
     click.echo(f"Knowledge base  {st.path}")
     click.echo(f"Documents {st.documents} · chunks {st.chunks} · pages {st.pages}"
-               + (f" · from {shown(st.folder)}" if st.folder else ""))
+               + (f" · from {st.folder}" if st.folder else ""))
     dims = f" ({st.dimensions} dimensions)" if st.dimensions else ""
     click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")
     for f in st.failed:

@@ -128,7 +128,7 @@ def _export(location: Path, model_id: str, out: Path) -> None:
     started = time.perf_counter()
     modules, pooling_dir, st_config = _read_st_layout(location)
     pooling = _pooling_mode(location / pooling_dir / "config.json")
-    log.warning("kb: exporting %s to ONNX (once; cached in %s)", model_id, out.parent)
+    log.warning("kb: building %s's ONNX graph (once; cached in %s)", model_id, out.parent)
     config_file = location / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     fp32 = out / FP32_FILE

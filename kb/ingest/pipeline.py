@@ -319,13 +319,26 @@ class Pipeline:
                 except BrokenProcessPool:
                     # The parser crashed the worker (a segfault in a C extension): that file fails,
                     # the others are parsed again in a fresh pool.
-                    yield item, Prepared(str(item.cand.path), error="parser crashed on this file")
+                    yield item, Prepared(str(item.cand.path), error=_crashed())
                     pending.extendleft(reversed([i for i, _ in inflight]))
                     inflight.clear()
                     pool.shutdown(cancel_futures=True)
                     pool = _pool(workers)
         finally:
             pool.shutdown(cancel_futures=True)
+
+
+def _crashed() -> str:
+    """Why a parser worker died. A worker first imports the script that started it (spawn): a script
+    that ingests at its top level, unguarded, kills every worker, and the reason must say so."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None) if getattr(main, "__spec__", None) is None else None
+    if script and script.endswith(".py"):  # a script run by path (kb's own command has no .py)
+        return ("the parser process died on this file; if a Python script of yours runs the ingest, put its "
+                "top level under `if __name__ == \"__main__\":` (parsing runs in worker processes that import it)")
+    return "parser crashed on this file"
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
