@@ -156,9 +156,12 @@ def test_gemma_streams_an_answer_through_the_pipeline(kb: KnowledgeBase, gemma: 
     pieces: list[str] = []
     answer = kb.ask(AAPL_SALES, k=3, llm=gemma, on_token=pieces.append, max_tokens=24, temperature=0.0)
     if answer.llm_error:
-        # Gemma 3 270M sometimes writes only a newline here (greedy decoding in llama.cpp is not
-        # bit-stable across runs): the passages' answer follows what it streamed, with the reason.
-        assert answer.llm_error == f"{gemma.name} returned an empty answer" and answer.mode == "extractive"
+        # Gemma 3 270M sometimes writes only a newline or a stray label here, citing nothing (greedy
+        # decoding in llama.cpp is not bit-stable across runs): the passages' answer follows what it
+        # streamed, with the reason.
+        assert answer.llm_error in (f"{gemma.name} returned an empty answer",
+                                    f"{gemma.name} gave an answer that cites none of the sources")
+        assert answer.mode == "extractive"
         assert pieces[-1].strip() == answer.answer and answer.answer.startswith("Total net sales: $81,797 million")
     else:
         assert len(pieces) >= 3  # it streamed
@@ -219,6 +222,14 @@ def test_an_empty_model_answer_gives_way_to_the_passages(kb_with_note: Knowledge
     answer = kb_with_note.ask("What happens on gateway error 5031?", k=2, llm=ScriptedLLM(""))
     assert answer.mode == "extractive" and answer.found and "quokka-west" in answer.answer
     assert answer.llm_error == "scripted:fixed returned an empty answer" and answer.llm_error in (answer.note or "")
+
+
+def test_a_model_answer_that_cites_nothing_gives_way_to_the_passages(kb_with_note: KnowledgeBase) -> None:
+    """An answer no reader could check (a small model echoing a label or its prompt's format) is
+    replaced by the passages' own sentences, with the reason."""
+    answer = kb_with_note.ask("What happens on gateway error 5031?", k=2, llm=ScriptedLLM("Sources: [/INST]"))
+    assert answer.mode == "extractive" and answer.found and "quokka-west" in answer.answer
+    assert answer.llm_error == "scripted:fixed gave an answer that cites none of the sources"
 
 
 def test_unsupported_sentence_is_marked(kb_with_note: KnowledgeBase) -> None:

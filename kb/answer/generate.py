@@ -222,8 +222,10 @@ def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit
         "first_token_s": round(first - t0, 3) if first else None,
         "generate_s": round(end - t0, 3),
         "output_tokens": out_tokens,
-        # after the first token: the time before it is prompt reading, reported as first_token_s
-        "tokens_per_s": round((out_tokens - 1) / (end - first), 2) if first and end > first and out_tokens > 1 else None,
+        # after the first token: the time before it is prompt reading, reported as first_token_s (an
+        # answer that came in one piece, not streamed, has no such split: then over the whole call)
+        "tokens_per_s": (round((out_tokens - 1) / (end - first), 2) if first and end - first > 0.05 and out_tokens > 1
+                         else round(out_tokens / (end - t0), 2) if out_tokens and end > t0 else None),
     })
     text, removed = clean_citations(raw, [s.n for s in sources])
     if not text:  # nothing to read (a small model may stop at once): the passages' own sentences instead
@@ -232,6 +234,8 @@ def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit
     checks = check_sentences(text, {n: s.text for n, s in by_n.items()}, embedder.embed_documents) if check else []
     found = not _NOT_FOUND.search(text[:300])
     citations = _citations(text, by_n, checks, check)
+    if found and not citations:  # nothing a reader could check (a small model's stray label or echo)
+        raise LLMError(f"{llm.name} gave an answer that cites none of the sources")
     note = None
     if removed:
         note = "removed citations of sources that were not given: " + ", ".join(f"[{n}]" for n in removed)

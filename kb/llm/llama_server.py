@@ -25,6 +25,23 @@ def _exit_with_parent() -> None:
     os._exit(0)
 
 
+# llama-cpp-python's chat formats for model families whose GGUF files often come without a chat
+# template (it then formats every prompt as Llama-2's [INST], which these models echo back).
+_FAMILY_FORMATS = {"gemma": "gemma", "qwen": "qwen"}
+
+
+def chat_format(model: str) -> str | None:
+    """None when the GGUF carries its own chat template (llama-cpp-python uses it); else its family's
+    format, read from the file's architecture, when llama-cpp-python has one."""
+    from llama_cpp import Llama
+
+    metadata = Llama(model_path=model, vocab_only=True, verbose=False).metadata
+    if metadata.get("tokenizer.chat_template"):
+        return None
+    architecture = str(metadata.get("general.architecture", ""))
+    return next((f for family, f in _FAMILY_FORMATS.items() if architecture.startswith(family)), None)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kb.llm.llama_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="GGUF file")
@@ -43,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(  # loads the model: a crash here is a crash at load
         server_settings=ServerSettings(host="127.0.0.1", port=args.port),
         model_settings=[ModelSettings(model=args.model, n_ctx=args.n_ctx, n_threads=args.n_threads,
-                                      n_gpu_layers=args.n_gpu_layers, seed=args.seed, verbose=False)],
+                                      n_gpu_layers=args.n_gpu_layers, seed=args.seed, verbose=False,
+                                      chat_format=chat_format(args.model))],
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
