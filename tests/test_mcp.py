@@ -29,7 +29,7 @@ from kb import KnowledgeBase
 from kb.integrations.mcp import create_server
 from kb.types import search_json
 from tests.conftest import REPO
-from tests.helpers import FAKE, free_port, write_markdown, write_pdf
+from tests.helpers import FAKE, free_port, stop, write_markdown, write_pdf
 
 KB_EXE = Path(sys.executable).with_name("kb")
 TOOLS = {"search", "ask", "get_document", "list_documents"}
@@ -230,12 +230,7 @@ def server(real_kb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         assert "/mcp" in log.read_text()
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc)
 
 
 @pytest.mark.slow

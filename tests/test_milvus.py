@@ -25,7 +25,7 @@ from kb import KnowledgeBase
 from kb.cli import main
 from kb.errors import ConfigError, DependencyError, EmbedderMismatchError, StoreError
 from kb.filters import Filters
-from tests.helpers import free_port, write_docx, write_markdown, write_pdf
+from tests.helpers import free_port, stop, write_docx, write_markdown, write_pdf
 
 pytest.importorskip("milvus_lite")
 
@@ -157,12 +157,7 @@ def server(tmp_path: Path) -> str:
             assert proc.poll() is None and time.monotonic() < deadline, "milvus-lite server did not start"
             time.sleep(0.2)
     yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+    stop(proc)
 
 
 @pytest.mark.slow

