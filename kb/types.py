@@ -161,6 +161,7 @@ class IngestReport:
     failed: list[FileOutcome] = field(default_factory=list)
     ignored: int = 0  # hidden and temporary files, never reported one by one
     excluded: int = 0  # files and folders left out by --include/--exclude or a .kbignore
+    types: dict[str, int] = field(default_factory=dict)  # files added or updated, per file type
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -203,6 +204,7 @@ class Status:
     path: str
     dimensions: int | None = None
     folder: str | None = None  # the deepest folder holding every document: pages show sources from it
+    types: dict[str, int] = field(default_factory=dict)  # documents per file type
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

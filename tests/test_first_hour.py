@@ -307,3 +307,14 @@ def test_an_unguarded_script_that_ingests_is_told_how_to_fix_it(notes: Path, tmp
     env = {**os.environ, "KB_WORKERS": "2"}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert 'if __name__ == "__main__":' in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_status_and_the_ingest_summary_count_documents_per_type(notes: Path) -> None:
+    write_pdf(notes / "report.pdf", ["Quarterly report overview", "The depot counted 1,577 crates in the quarter"])
+    write_markdown(notes / "more.md", "# More\n\nA second note about the wombat rota.\n")
+    summary = next(line for line in kb("ingest", str(notes)).stdout.splitlines() if line.startswith("Indexed"))
+    assert summary.startswith("Indexed 3 file(s) in ") and summary.endswith(": 2 markdown, 1 pdf"), summary
+    assert json.loads(kb("ingest", str(notes), "--json").stdout)["types"] == {}  # nothing new
+    status = json.loads(kb("status", "--json").stdout)
+    assert status["types"] == {"markdown": 2, "pdf": 1}
+    assert "Documents 3 (2 markdown, 1 pdf)" in kb("status").stdout

@@ -179,7 +179,9 @@ def print_report(r: IngestReport) -> None:
     """An ingest's summary on stdout: files and rates, counts by outcome, then each file removed (up to
     20), skipped or failed (kb ingest, kb watch's first pass)."""
     rate = f"; {r.pages / r.seconds:.1f} pages/s, {r.chunks / r.seconds:.1f} chunks/s" if r.seconds and r.chunks else ""
-    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({r.pages} pages, {r.chunks} chunks{rate})")
+    by_type = ", ".join(f"{n} {t}" for t, n in sorted(r.types.items(), key=lambda x: (-x[1], x[0])))
+    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({r.pages} pages, "
+               f"{r.chunks} chunks{rate})" + (f": {by_type}" if by_type else ""))
     counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
               ("moved", len(r.moved)), ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
     line = " · ".join(f"{name} {n}" for name, n in counts)

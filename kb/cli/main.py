@@ -156,7 +156,8 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
         emit(st.to_json())
         return
     click.echo(f"Knowledge base  {st.path}")
-    click.echo(f"Documents {st.documents} · chunks {st.chunks} · pages {st.pages}"
+    by_type = ", ".join(f"{n} {t}" for t, n in st.types.items())
+    click.echo(f"Documents {st.documents}{f' ({by_type})' if by_type else ''} · chunks {st.chunks} · pages {st.pages}"
                + (f" · from {st.folder}" if st.folder else ""))
     dims = f" ({st.dimensions} dimensions)" if st.dimensions else ""
     click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")

@@ -183,7 +183,7 @@ class Index(ABC):
             documents=docs, chunks=chunks, pages=pages, model=meta.get("model") or model,
             store=meta.get("store") or self.settings.store, bytes=size, failed=self.catalog.failures(),
             path=str(self.folder), dimensions=int(meta["dimensions"]) if meta.get("dimensions") else None,
-            folder=self.catalog.common_folder(),
+            folder=self.catalog.common_folder(), types=self.catalog.type_counts(),
         )
 
     # --- writing ----------------------------------------------------------------------------

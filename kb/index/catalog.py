@@ -462,6 +462,11 @@ class Catalog:
 
         return self._memo("totals", count)
 
+    def type_counts(self) -> dict[str, int]:
+        """Documents per file type, most first."""
+        rows = self.db.execute("SELECT file_type, count(*) FROM documents GROUP BY file_type ORDER BY 2 DESC, 1")
+        return {t: int(n) for t, n in rows}
+
     def version(self) -> tuple[int, int]:
         """What the chunks are, comparable across connections: (highest chunk id ever given, chunk count).
         Ids are never reused, so a chunk added raises the first and one removed lowers the second; what

@@ -276,6 +276,7 @@ class Pipeline:
                 (report.updated if old else report.added).append(item.cand.source)
                 report.pages += prepared.pages or 0
                 report.chunks += len(new)
+                report.types[prepared.file_type] = report.types.get(prepared.file_type, 0) + 1
                 tell(Ingesting("files", done, len(todo), item.cand.source, report.pages, report.chunks))
             group.clear()
             if time.monotonic() - last_save > SAVE_EVERY_S:
