@@ -33,6 +33,10 @@ PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
     "markdown": "kb.ingest.markdown:MarkdownParser",
     "html": "kb.ingest.html:HtmlParser",
     "text": "kb.ingest.text:TextParser",
+    "json": "kb.ingest.structured:JsonParser",
+    "ndjson": "kb.ingest.structured:NdjsonParser",
+    "yaml": "kb.ingest.structured:YamlParser",
+    "xml": "kb.ingest.structured:XmlParser",
 })
 
 
