@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from pathlib import Path
@@ -10,6 +11,7 @@ from kb.errors import ParseError
 from kb.ingest.base import clean_text
 from kb.types import Block, ParsedDocument
 
+log = logging.getLogger(__name__)
 _HEADING = re.compile(r"^(?:heading|überschrift|titre)\s*(\d)$", re.IGNORECASE)
 
 
@@ -31,9 +33,14 @@ class DocxParser:
         blocks: list[Block] = []
         headings: list[str] = []
         levels: list[int] = []
+        dropped: list[str] = []
         for item in document.iter_inner_content():
             if isinstance(item, Table):
-                text = _table_text(item)
+                try:
+                    text = _table_text(item)
+                except Exception as e:  # one odd table must not lose the whole document
+                    dropped.append(" ".join(str(e).split())[:200])
+                    continue
                 if text:
                     blocks.append(Block(text, tuple(headings), kind="table"))
                 continue
@@ -53,6 +60,9 @@ class DocxParser:
                 blocks.append(Block(f"- {text}", tuple(headings), kind="list"))
             else:
                 blocks.append(Block(text, tuple(headings)))
+        if dropped:
+            count = f"{len(dropped)} table{'s' if len(dropped) > 1 else ''}"
+            log.warning("kb: %s: %s dropped: %s", path, count, "; ".join(dropped))
         if not blocks:
             raise ParseError("no text in document")
         return ParsedDocument(title=title, blocks=_merge_lists(blocks))
@@ -71,6 +81,30 @@ def _is_list_item(paragraph: object, style: str) -> bool:
 
 
 def _table_text(table: object) -> str:
+    """The table's rows as "a | b" lines; python-docx's own iteration raises on some merged-cell
+    layouts Word writes (a vMerge continuation under a gridSpan), so those are read from the XML."""
+    try:
+        return _grid_text(table)
+    except ValueError:
+        return _xml_text(table._tbl)  # type: ignore[attr-defined]
+
+
+def _xml_text(tbl: object) -> str:
+    """Each <w:tc> once, in document order; an empty vertical continuation is left out."""
+    rows = []
+    for tr in tbl.tr_lst:  # type: ignore[attr-defined]
+        cells = []
+        for tc in tr.tc_lst:
+            paras = ("".join(t.text or "" for t in p.xpath(".//w:t")) for p in tc.xpath(".//w:p"))
+            text = clean_text(" ".join(paras)).replace("\n", " ")
+            if text or tc.vMerge != "continue":
+                cells.append(text)
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return "\n".join(rows)
+
+
+def _grid_text(table: object) -> str:
     rows = []
     for row in table.rows:  # type: ignore[attr-defined]
         cells: list[str] = []
