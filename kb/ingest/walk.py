@@ -6,8 +6,10 @@ import os
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 _TEMP_NAMES = {"thumbs.db", "desktop.ini"}
 _TEMP_SUFFIXES = ("~", ".tmp", ".swp", ".swo", ".part", ".crdownload")
@@ -119,6 +121,8 @@ class _Limit:
 
 
 def _spec(lines: Iterable[str]) -> pathspec.PathSpec:
+    import pathspec  # only when there are rules: not on every command's start-up
+
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
