@@ -24,10 +24,36 @@ class Block:
 
 @dataclass
 class ParsedDocument:
+    """A parsed file. `unit` is what a block's `page` numbers (see `UNITS`): the unit a reader would
+    name to find the passage, "page" of a PDF, "slide" of a deck, "row" of a sheet, "message" of a
+    mailbox; `pages` counts them."""
+
     title: str
     blocks: list[Block]
     pages: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    unit: str = "page"
+
+
+# Citation units: name -> (label of one, label of a range, whether a new one starts a new chunk).
+# Pages, slides and messages are units a reader turns to, so a chunk stays within one where that costs
+# little; rows are packed into chunks as many as fit.
+UNITS: dict[str, tuple[str, str, bool]] = {
+    "page": ("p.", "p.", True),
+    "slide": ("slide ", "slides ", True),
+    "message": ("message ", "messages ", True),
+    "row": ("row ", "rows ", False),
+}
+
+
+def locator(unit: str, first: int | None, last: int | None = None) -> str | None:
+    """'p.12', 'p.3-4', 'slide 7', 'rows 2-40': where in its file a passage is, as a reader names it."""
+    if first is None:
+        return None
+    one, many, _ = UNITS.get(unit, UNITS["page"])
+    if last is None or last == first:
+        return f"{one}{first}"
+    return f"{many}{first}-{last}"
 
 
 @dataclass
