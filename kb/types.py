@@ -123,10 +123,11 @@ class Hit:
     also: list[str] = field(default_factory=list)  # other files holding the very same passage
     highlights: list[tuple[int, int]] = field(default_factory=list)  # the query's terms in `text`
     snippet: Snippet | None = None
+    unit: str = "page"  # what `page` numbers: page, slide, row, message (see `UNITS`)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        out = {k: d[k] for k in ("rank", "score", "chunk_id", "source", "page", "page_end", "section", "text")}
+        out = {k: d[k] for k in ("rank", "score", "chunk_id", "source", "page", "page_end", "unit", "section", "text")}
         if self.also:
             out["also"] = list(self.also)
         if self.snippet is not None:
@@ -137,14 +138,14 @@ class Hit:
 
     @property
     def citation(self) -> str:
-        """`file p.12 § Section > Subsection`, the way a reader finds the passage."""
-        parts = [shown(self.source)]
-        if self.page is not None:
-            pages = f"{self.page}" if self.page_end in (None, self.page) else f"{self.page}-{self.page_end}"
-            parts.append(f"p.{pages}")
-        if self.section:
-            parts.append(f"§ {self.section}")
-        return " ".join(parts)
+        """`file p.12 § Section > Subsection` (or `slide 3`, `rows 2-40`...), the way a reader finds
+        the passage."""
+        return citation(shown(self.source), self.unit, self.page, self.page_end, self.section)
+
+
+def citation(source: str, unit: str, page: int | None, page_end: int | None, section: str | None) -> str:
+    parts = [source, locator(unit, page, page_end), f"§ {section}" if section else None]
+    return " ".join(p for p in parts if p)
 
 
 def shown(source: str, base: str | None = None) -> str:

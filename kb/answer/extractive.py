@@ -90,7 +90,7 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
             continue
         at = s.locate(unit)
         citations.append(Citation(s.n, s.source, at.page, at.page_end, at.section, shorten(unit), True,
-                                  [h.chunk_id for h in s.hits]))
+                                  [h.chunk_id for h in s.hits], s.unit))
     citations.sort(key=lambda c: c.n)
     return Answer(question, "\n".join(lines), citations, [], None, "extractive", sources=list(sources),
                   note=PLUG_IN_HINT)

@@ -254,5 +254,5 @@ def _citations(text: str, by_n: dict[int, Source], checks: list[SentenceCheck], 
         supported: bool | None = all(c.supported for c in mine) if checked else None
         at = s.locate(quote)
         out.append(Citation(n, s.source, at.page, at.page_end, at.section, shorten(quote), supported,
-                            [h.chunk_id for h in s.hits]))
+                            [h.chunk_id for h in s.hits], s.unit))
     return sorted(out, key=lambda c: c.n)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kb.answer.citations import SentenceCheck
-from kb.types import Hit
+from kb.types import Hit, citation, shown
 
 
 @dataclass
@@ -29,6 +29,10 @@ class Source:
     def section(self) -> str | None:
         return self.hits[0].section
 
+    @property
+    def unit(self) -> str:
+        return self.hits[0].unit
+
     def locate(self, quote: str) -> Hit:
         """The chunk of this source that holds `quote` (by its first words): a quote is cited with its
         own chunk's page and section, not the first chunk's of a merged source."""
@@ -40,11 +44,10 @@ class Source:
 
     @property
     def citation(self) -> str:
-        first = self.hits[0]
-        return Hit(0, 0.0, 0, first.source, self.page, self.page_end, first.section, "").citation
+        return citation(shown(self.source), self.unit, self.page, self.page_end, self.section)
 
     def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "source": self.source, "page": self.page, "page_end": self.page_end,
+        return {"n": self.n, "source": self.source, "page": self.page, "page_end": self.page_end, "unit": self.unit,
                 "section": self.section, "chunk_ids": [h.chunk_id for h in self.hits],
                 "relevance": round(self.relevance, 4)}
 
@@ -59,13 +62,14 @@ class Citation:
     quote: str
     supported: bool | None  # None: not checked (the check was off)
     chunk_ids: list[int] = field(default_factory=list)
+    unit: str = "page"  # what `page` numbers (see `kb.types.UNITS`)
 
     @property
     def citation(self) -> str:
-        return Hit(0, 0.0, 0, self.source, self.page, self.page_end, self.section, "").citation
+        return citation(shown(self.source), self.unit, self.page, self.page_end, self.section)
 
     def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "source": self.source, "page": self.page, "page_end": self.page_end,
+        return {"n": self.n, "source": self.source, "page": self.page, "page_end": self.page_end, "unit": self.unit,
                 "section": self.section, "quote": self.quote, "supported": self.supported,
                 "chunk_ids": self.chunk_ids}
 

@@ -343,7 +343,7 @@ class Catalog:
             marks = ",".join("?" * len(batch))
             rows = self.db.execute(
                 "SELECT c.id, c.doc_id, c.text, c.headings, c.section, c.page_start, c.page_end, c.char_start,"
-                " c.char_end, d.source, d.file_type, d.title, d.path"
+                " c.char_end, d.source, d.file_type, d.title, d.path, coalesce(json_extract(d.metadata, '$.unit'), 'page')"
                 f" FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
                 batch,
             )
@@ -351,7 +351,7 @@ class Catalog:
                 out[r[0]] = {
                     "id": r[0], "doc_id": r[1], "text": r[2], "headings": tuple(json.loads(r[3])), "section": r[4],
                     "page_start": r[5], "page_end": r[6], "char_start": r[7], "char_end": r[8],
-                    "source": r[9], "file_type": r[10], "title": r[11], "path": r[12],
+                    "source": r[9], "file_type": r[10], "title": r[11], "path": r[12], "unit": r[13],
                 }
         return out
 

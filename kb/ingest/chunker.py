@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kb.types import Chunk, ParsedDocument
+from kb.types import UNITS, Chunk, ParsedDocument
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -110,6 +110,7 @@ class Chunker:
     def _pack(self, doc: ParsedDocument, text: str, pieces: list[_Piece]) -> list[Chunk]:
         chunks: list[Chunk] = []
         current: list[_Piece] = []
+        breaks = UNITS.get(doc.unit, UNITS["page"])[2]  # rows pack; pages, slides, messages break
 
         def flush(carry_overlap: bool) -> list[_Piece]:
             if not current:
@@ -132,8 +133,8 @@ class Chunker:
                 size = sum(p.tokens for p in current)
                 if piece.headings != current[0].headings:
                     current = flush(False)
-                elif piece.page != current[-1].page and size >= budget // 3:
-                    # A new page starts a new chunk unless the current one is still small:
+                elif breaks and piece.page != current[-1].page and size >= budget // 3:
+                    # A new page (slide, message) starts a new chunk unless the current one is still small:
                     # citations stay on one page wherever that costs little.
                     current = flush(False)
                 elif size + piece.tokens > budget:

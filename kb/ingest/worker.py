@@ -81,7 +81,8 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None) -> Prepa
         _, chunks = (chunker or chunker_for(spec)).chunk(doc)
         if not chunks:
             return Prepared(path, error="no text to index")
-        return Prepared(path, parser.file_type, doc.title, doc.pages, doc.metadata, chunks)
+        metadata = {**doc.metadata, "unit": doc.unit} if doc.unit != "page" else doc.metadata
+        return Prepared(path, parser.file_type, doc.title, doc.pages, metadata, chunks)
     except KBError as e:
         return Prepared(path, error=str(e))
     except PermissionError:

@@ -128,8 +128,8 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
         out = answer.to_json()
         base = _folder(r)
         for cited, c in zip(answer.citations, out["citations"]):
-            c["citation"] = _citation(Hit(0, 0.0, 0, cited.source, cited.page, cited.page_end, cited.section, ""),
-                                      base)
+            c["citation"] = _citation(Hit(0, 0.0, 0, cited.source, cited.page, cited.page_end, cited.section, "",
+                                          unit=cited.unit), base)
         return out
 
     @_tool_errors

@@ -250,4 +250,5 @@ def hit_from_row(row: dict[str, object], rank: int, score: float) -> Hit:
         doc_id=int(row["doc_id"]),  # type: ignore[arg-type]
         char_start=int(row["char_start"]),  # type: ignore[arg-type]
         char_end=int(row["char_end"]),  # type: ignore[arg-type]
+        unit=str(row.get("unit") or "page"),
     )

@@ -47,9 +47,16 @@ function shown(source) {
   return folder && source.startsWith(folder + "/") ? source.slice(folder.length + 1) : source;
 }
 
+// Where in its file a passage is, as a reader names it (kb.types.UNITS): p.12, slide 3, rows 2-40.
+const UNITS = { page: ["p.", "p."], slide: ["slide ", "slides "], message: ["message ", "messages "], row: ["row ", "rows "] };
+function locator(unit, first, last) {
+  const [one, many] = UNITS[unit] || UNITS.page;
+  return last != null && last !== first ? many + first + "-" + last : one + first;
+}
+
 function cite(x) {
   let text = shown(x.source);
-  if (x.page != null) text += " p." + x.page + (x.page_end != null && x.page_end !== x.page ? "-" + x.page_end : "");
+  if (x.page != null) text += " " + locator(x.unit, x.page, x.page_end);
   if (x.section) text += " § " + x.section;
   return text;
 }
