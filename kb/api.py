@@ -200,7 +200,8 @@ class KnowledgeBase:
         with self.lock:
             for given in paths:
                 target = str(Path(given).expanduser().resolve())
-                docs = [d for d in [self.catalog.document(target)] if d] or self.catalog.documents_under(target)
+                # A folder's documents, or a file's and those of the files inside it (a mail's attachments).
+                docs = [d for d in [self.catalog.document(target)] if d] + self.catalog.documents_under(target)
                 for doc in docs:
                     self.index.forget(doc.path)
                     removed.append(doc.source)

@@ -33,6 +33,17 @@ class ParsedDocument:
     pages: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     unit: str = "page"
+    parts: list[Part] = field(default_factory=list)  # files inside this one, indexed as documents of their own
+
+
+@dataclass(frozen=True)
+class Part:
+    """A file held inside another (a mail's attachment, a mailbox's message): indexed as a document of
+    its own, parsed by the parser of `filename`'s type, cited as 'mail.eml > report.pdf p.2'."""
+
+    name: str  # as shown after the container's name: "report.pdf", "message 12"
+    filename: str  # a file name unique within the container, whose extension picks the parser
+    data: bytes
 
 
 # Citation units: name -> (label of one, label of a range, whether a new one starts a new chunk).

@@ -37,6 +37,9 @@ PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
     "ndjson": "kb.ingest.structured:NdjsonParser",
     "yaml": "kb.ingest.structured:YamlParser",
     "xml": "kb.ingest.structured:XmlParser",
+    "email": "kb.ingest.mail:EmlParser",
+    "msg": "kb.ingest.mail:MsgParser",
+    "mbox": "kb.ingest.mail:MboxParser",
 })
 
 
@@ -58,7 +61,7 @@ _BROKEN: set[str] = set()
 
 def file_types() -> list[str]:
     """Every file type a parser is registered for: what `--type` and the API's `type` accept."""
-    return [cls.file_type for cls in parsers().values()]
+    return list(dict.fromkeys(cls.file_type for cls in parsers().values()))  # .eml and .msg are both "email"
 
 
 def extensions() -> dict[str, str]:

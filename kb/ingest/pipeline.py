@@ -30,7 +30,7 @@ from kb.index.catalog import DocumentRow
 from kb.ingest.base import is_supported
 from kb.ingest.walk import Candidate, Rules, walk
 from kb.ingest.worker import ChunkSpec, Prepared, chunker_for, ignore_interrupts, prepare, workers_ignore_interrupts
-from kb.types import FileOutcome, IngestReport, Moved
+from kb.types import Chunk, FileOutcome, IngestReport, Moved
 from kb.version import __version__
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class Pipeline:
         gone: dict[str, DocumentRow] = {}
         for root in roots:
             for doc in self._looked_at(root, changed):
-                if doc.path not in seen:
+                if doc.path not in seen and _container(doc.path, seen) is None:
                     gone[doc.path] = doc
             self._clear_failures(root, changed, seen)
         todo = self._move(todo, gone, report)
@@ -183,7 +183,8 @@ class Pipeline:
         title follows the name when it was the name). Returns what is still to index."""
         by_content: dict[tuple[str, str], list[DocumentRow]] = {}
         for doc in gone.values():
-            if not os.path.lexists(doc.path):  # not one that is only left out now
+            # Not one only left out now, nor a part of a file (an attachment goes with its mail).
+            if not os.path.lexists(doc.path) and _container(doc.path, gone) is None:
                 by_content.setdefault((doc.sha256, Path(doc.path).suffix.lower()), []).append(doc)
         rest: list[_Todo] = []
         for item in todo:
@@ -260,23 +261,27 @@ class Pipeline:
             nonlocal last_save
             if not group:
                 return
-            vectors = embedder.embed_documents([c.embed_text for _, _, p in group for c in p.chunks])
+            vectors = embedder.embed_documents([c.embed_text for _, _, p in group for c in _all_chunks(p)])
             failpoint("ingest.after_embed")
             offset = 0
             for done, item, prepared in group:
-                n = len(prepared.chunks)
                 st = item.stat
                 doc = DocumentRecord(
                     path=str(item.cand.path), source=item.cand.source, file_type=prepared.file_type,
                     sha256=item.sha256, size=st.st_size, mtime_ns=st.st_mtime_ns, title=prepared.title,
                     pages=prepared.pages, metadata=prepared.metadata,
                 )
-                old, new = self.index.commit(doc, prepared.chunks, vectors[offset : offset + n])
-                offset += n
+                old = False
+                for record, got in _with_parts(doc, prepared):
+                    n = len(got.chunks)
+                    was, new = self.index.commit(record, got.chunks, vectors[offset : offset + n])
+                    offset += n
+                    old = old or (record is doc and bool(was))
+                    report.pages += got.pages or 0
+                    report.chunks += len(new)
+                    report.types[got.file_type] = report.types.get(got.file_type, 0) + 1
+                self._forget_stale_parts(doc, prepared)
                 (report.updated if old else report.added).append(item.cand.source)
-                report.pages += prepared.pages or 0
-                report.chunks += len(new)
-                report.types[prepared.file_type] = report.types.get(prepared.file_type, 0) + 1
                 tell(Ingesting("files", done, len(todo), item.cand.source, report.pages, report.chunks))
             group.clear()
             if time.monotonic() - last_save > SAVE_EVERY_S:
@@ -291,9 +296,16 @@ class Pipeline:
                 tell(Ingesting("files", done, len(todo), item.cand.source, report.pages, report.chunks))
                 continue
             group.append((done, item, prepared))
-            if sum(len(p.chunks) for _, _, p in group) >= group_chunks:
+            if sum(len(_all_chunks(p)) for _, _, p in group) >= group_chunks:
                 flush()
         flush()
+
+    def _forget_stale_parts(self, doc: DocumentRecord, prepared: Prepared) -> None:
+        """Parts of an earlier version of this file that the new one no longer holds."""
+        kept = {record.path for record, _ in _with_parts(doc, prepared)}
+        for row in self.catalog.documents_under(doc.path):
+            if row.path not in kept:
+                self.index.forget(row.path)
 
     def _prepare_all(self, todo: list[_Todo]) -> Iterator[tuple[_Todo, Prepared]]:
         """Parse and chunk in worker processes, overlapped with embedding, in submission order."""
@@ -327,6 +339,41 @@ class Pipeline:
                     pool = _pool(workers)
         finally:
             pool.shutdown(cancel_futures=True)
+
+
+def _with_parts(doc: DocumentRecord, prepared: Prepared) -> Iterator[tuple[DocumentRecord, Prepared]]:
+    """A file's document, then those of the files inside it (depth first): a part's path is under its
+    container's ('mail.eml/report.pdf', so whatever forgets the mail's path and what is under it
+    forgets its attachments), its source reads 'mail.eml > report.pdf'."""
+    yield doc, prepared
+    for part in prepared.parts:
+        record = DocumentRecord(
+            path=f"{doc.path}/{part.path}", source=f"{doc.source} > {part.name}", file_type=part.file_type,
+            sha256=part.sha256, size=part.size, mtime_ns=doc.mtime_ns, title=part.title, pages=part.pages,
+            metadata={**part.metadata, "part_of": doc.path},
+        )
+        yield from _with_parts(record, part)
+
+
+def _all_chunks(prepared: Prepared) -> list[Chunk]:
+    return [c for p in _flat(prepared) for c in p.chunks]
+
+
+def _flat(prepared: Prepared) -> Iterator[Prepared]:
+    yield prepared
+    for part in prepared.parts:
+        yield from _flat(part)
+
+
+def _container(path: str, files: Collection[str]) -> str | None:
+    """The file among `files` that `path` is a part of (an attachment's mail), if any."""
+    at = path
+    while True:
+        at, sep, _ = at.rpartition("/")
+        if not sep or not at:
+            return None
+        if at in files:
+            return at
 
 
 def _crashed() -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from typing import Any
 from kb.errors import KBError
 from kb.ingest.base import parser_for
 from kb.ingest.chunker import Chunker
-from kb.types import Chunk
+from kb.types import Chunk, Part
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,12 @@ class Prepared:
     metadata: dict[str, Any] = field(default_factory=dict)
     chunks: list[Chunk] = field(default_factory=list)
     error: str | None = None
+    # Files held inside this one (a mail's attachments): each `path` is its file name within this
+    # file, `name` how a citation shows it after this file's name.
+    parts: list[Prepared] = field(default_factory=list)
+    name: str = ""
+    sha256: str = ""  # a part's (a file's own is known before parsing)
+    size: int = 0
 
 
 @lru_cache(maxsize=2)
@@ -72,8 +80,11 @@ def chunker_for(spec: ChunkSpec) -> Chunker:
     return Chunker(tok, max_tokens=spec.max_tokens, overlap=spec.overlap, max_seq_length=spec.max_seq_length)
 
 
-def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None) -> Prepared:
-    """Parse and chunk `path`; a failure comes back as `error`, a one-line reason."""
+MAX_PART_DEPTH = 3  # a mail attached to a mail attached to a mail: deeper parts are left out
+
+
+def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: int = 0) -> Prepared:
+    """Parse and chunk `path`, and the files inside it; a failure comes back as `error`, a one-line reason."""
     p = Path(path)
     try:
         parser = parser_for(p)
@@ -82,7 +93,10 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None) -> Prepa
         if not chunks:
             return Prepared(path, error="no text to index")
         metadata = {**doc.metadata, "unit": doc.unit} if doc.unit != "page" else doc.metadata
-        return Prepared(path, parser.file_type, doc.title, doc.pages, metadata, chunks)
+        out = Prepared(path, parser.file_type, doc.title, doc.pages, metadata, chunks)
+        if doc.parts:
+            _prepare_parts(out, doc.parts, spec, chunker, depth)
+        return out
     except KBError as e:
         return Prepared(path, error=str(e))
     except PermissionError:
@@ -95,3 +109,32 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None) -> Prepa
         if os.environ.get("KB_DEBUG"):
             log.exception("parser error on %s", path)
         return Prepared(path, error=f"parser error: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+
+
+def _prepare_parts(out: Prepared, parts: list[Part], spec: ChunkSpec, chunker: Chunker | None, depth: int) -> None:
+    """Each part written to a file of its own name in a private folder, then prepared like a file found
+    on disk. One that cannot be read is left out and named in the container's metadata."""
+    if depth >= MAX_PART_DEPTH:
+        out.metadata["parts_skipped"] = {p.name: "nested too deep" for p in parts}
+        return
+    skipped: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="kb-part-") as tmp:
+        for part in parts:
+            file = Path(tmp) / part.filename
+            file.write_bytes(part.data)
+            try:
+                parser_for(file)
+            except KBError as e:
+                skipped[part.name] = str(e)
+                continue
+            got = prepare(str(file), spec, chunker, depth + 1)
+            file.unlink()
+            if got.error:
+                skipped[part.name] = got.error
+                continue
+            got.path, got.name = part.filename, part.name
+            got.sha256, got.size = hashlib.sha256(part.data).hexdigest(), len(part.data)
+            out.parts.append(got)
+    if skipped:
+        out.metadata["parts_skipped"] = skipped
+        log.warning("kb: %s: left out %s", out.path, "; ".join(f"{k} ({v})" for k, v in skipped.items()))
