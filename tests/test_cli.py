@@ -79,7 +79,7 @@ def test_search_json_contract_and_citation(docs: Path) -> None:
     assert out["query"] == "hotel night expense limit"
     assert 1 <= len(out["hits"]) <= 3
     top = out["hits"][0]
-    assert HIT_KEYS <= set(top) <= HIT_KEYS | {"also", "highlights", "snippet", "snippet_highlights"}
+    assert HIT_KEYS <= set(top) <= HIT_KEYS | {"also", "highlights", "snippet", "snippet_highlights", "unit"}
     assert "$240" in top["snippet"] and "hotel" in [top["snippet"][a:b].lower() for a, b in top["snippet_highlights"]]
     assert [h["rank"] for h in out["hits"]] == list(range(1, len(out["hits"]) + 1))
     assert top["source"] == f"{docs}/hr/handbook.docx"

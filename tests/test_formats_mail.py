@@ -183,3 +183,35 @@ def test_broken_mail_files_are_one_line_reasons_and_the_rest_is_indexed(kb: Know
     assert reasons["text.msg"].startswith("not an Outlook message (.msg)")
     assert reasons["empty.mbox"] == "no messages in the mailbox (not an mbox file?)"
     assert all("\n" not in r and "Traceback" not in r for r in reasons.values())
+
+
+def test_mail_headers_filter_search_and_the_document_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from kb.cli import main
+    from kb.errors import ConfigError
+    from kb.filters import Filters, parse_where
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.eml").write_bytes(bytes(mail("Budget", "The heron budget is final.")))
+    (docs / "b.eml").write_bytes(bytes(mail("Budget again", "The heron budget moved.", sender="Bob <bob@example.org>")))
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
+        kb.ingest([str(docs)])
+        bob = Filters(where=parse_where(["from=BOB"]))
+        assert [Path(h.source).name for h in kb.search("heron budget", k=5, mode="keyword", filters=bob)] == ["b.eml"]
+        both = Filters(where=parse_where({"from": "example.org", "subject": "again"}))
+        assert [Path(d.source).name for d in kb.documents(both)] == ["b.eml"]
+        assert kb.search("heron", k=5, mode="keyword", filters=Filters(where=(("from", "nobody"),))) == []
+    with pytest.raises(ConfigError, match="FIELD=TEXT"):
+        parse_where(["from"])
+    with pytest.raises(ConfigError, match="metadata field"):
+        parse_where(["x') OR 1=1 --=y"])
+    monkeypatch.setenv("KB_DIR", str(tmp_path / "kb"))
+    monkeypatch.setenv("KB_BACKEND", "fake")
+    monkeypatch.setenv("KB_MODEL", FAKE["model"])
+    result = CliRunner().invoke(main, ["search", "heron budget", "--mode", "keyword", "--where", "from=ada", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [Path(h["source"]).name for h in json.loads(result.output)["hits"]] == ["a.eml"]
+    result = CliRunner().invoke(main, ["documents", "--where", "subject=again"])
+    assert result.exit_code == 0 and "b.eml" in result.output and "a.eml" not in result.output

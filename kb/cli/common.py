@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from kb.filters import Filters
+from kb.filters import Filters, parse_where
 from kb.index import STORES
 from kb.ingest.base import file_types
 from kb.types import shown
@@ -229,6 +229,9 @@ def document_filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return stacked(
         click.option("--path", "f_path", metavar="GLOB", help="Only sources matching this glob, e.g. 'reports/*2023*'."),
         click.option("--type", "f_type", type=click.Choice(file_types()), help="Only this file type."),
+        click.option("--where", "f_where", multiple=True, metavar="FIELD=TEXT",
+                     help="Only documents whose metadata FIELD holds TEXT, e.g. from=ada or subject=budget "
+                          "(a mail's from, to, cc, date, subject; repeatable: all must hold)."),
     )(f)
 
 
@@ -238,6 +241,7 @@ def pop_filters(kwargs: dict[str, Any]) -> Filters:
         file_type=kwargs.pop("f_type", None),
         pages=Filters.parse_pages(kwargs.pop("f_pages", None)),
         section=kwargs.pop("f_section", None),
+        where=parse_where(kwargs.pop("f_where", None)),
     )
 
 

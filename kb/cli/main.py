@@ -170,19 +170,19 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
 @store_options
 @document_filter_options
 @json_option
-def documents(kb_dir: str | None, f_path: str | None, f_type: str | None, as_json: bool) -> None:
+def documents(kb_dir: str | None, as_json: bool, **kwargs: Any) -> None:
     """Each document: type, pages, chunks, when it was ingested; then the files that failed (those
     matching --path and --type too)."""
     from datetime import datetime
 
+    filters = pop_filters(kwargs)
     with open_kb(kb_dir) as kb:
-        filters = Filters(path=f_path, file_type=f_type)
-        docs, failed = kb.documents(filters), kb.failures(filters)
+        docs, failed = kb.documents(filters), kb.failures(Filters(path=filters.path, file_type=filters.file_type))
     if as_json:
         emit({"documents": [d.to_json() for d in docs], "failed": [asdict(f) for f in failed]})
         return
     if not docs and not failed:
-        click.echo("no documents" + (" match" if f_path or f_type else " yet: kb ingest FOLDER adds some"), err=True)
+        click.echo("no documents" + (" match" if not filters.is_empty() else " yet: kb ingest FOLDER adds some"), err=True)
     for d in docs:
         when = datetime.fromtimestamp(d.ingested_at).strftime("%Y-%m-%d %H:%M")
         pages = f"{d.pages} p." if d.pages is not None else ""

@@ -201,7 +201,8 @@ class Catalog:
     def listing(self, filters: Filters | None = None) -> list[DocumentInfo]:
         """Every document that passes the document-level part of `filters` (path, type), with its
         chunk count, in source order: what `kb documents` shows."""
-        where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type) if filters else Filters())
+        where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type, where=filters.where)
+                                   if filters else Filters())
         rows = self.db.execute(
             "SELECT d.source, d.file_type, d.title, d.pages, count(c.id), d.size, d.ingested_at, d.id"
             f" FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id WHERE {where} GROUP BY d.id ORDER BY d.source",
@@ -367,7 +368,7 @@ class Catalog:
 
     def document_paths(self, filters: Filters) -> list[str]:
         """Paths of the documents that pass the document-level part of `filters` (path glob, file type)."""
-        where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type))
+        where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type, where=filters.where))
         return [r[0] for r in self.db.execute(f"SELECT d.path FROM documents d WHERE {where}", params)]
 
     def filtered_ids(self, filters: Filters) -> list[int]:
@@ -515,4 +516,7 @@ def filter_sql(filters: Filters) -> tuple[str, list[object]]:
     if filters.section:
         where.append("lower(coalesce(c.section, '')) LIKE ?")
         params.append(f"%{filters.section.lower()}%")
+    for key, value in filters.where:  # keys are checked by `parse_where`: letters, digits, _ and -
+        where.append(f"instr(lower(coalesce(json_extract(d.metadata, '$.\"{key}\"'), '')), ?) > 0")
+        params.append(value.lower())
     return (" AND ".join(where) or "1"), params

@@ -369,8 +369,8 @@ class MilvusStore(VectorStore):
         from kb.filters import Filters
 
         parts: list[str] = []
-        if filters.path:
-            paths = catalog.document_paths(Filters(path=filters.path))
+        if filters.path or filters.where:  # metadata lives in the catalog: the documents that pass, by path
+            paths = catalog.document_paths(Filters(path=filters.path, where=filters.where))
             if not paths:
                 return None
             parts.append(f"path in {_quote_list(paths)}")

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from kb.config import MODES
 from kb.errors import ConfigError, DependencyError, KBError, LockedError, install_command
-from kb.filters import Filters
+from kb.filters import Filters, parse_where
 from kb.ingest.base import file_types
 from kb.server.asgi import UNAUTHORIZED, BodyLimit, Guarded, Headers, token_ok
 from kb.server.auth import api_token
@@ -73,9 +73,12 @@ class _Filters(BaseModel):
     type: FileType | None = Field(None, description="Only this file type.")
     pages: str | None = Field(None, max_length=20, description="Only passages on these pages: 12 or 3-7.")
     section: str | None = Field(None, max_length=500, description="Only passages whose section path contains this.")
+    where: dict[str, Annotated[str, Field(max_length=500)]] | None = Field(
+        None, max_length=10, description="Only documents whose metadata fields hold these texts, e.g. {\"from\": \"ada\"}.")
 
     def filters(self) -> Filters:
-        return Filters(path=self.path, file_type=self.type, pages=Filters.parse_pages(self.pages), section=self.section)
+        return Filters(path=self.path, file_type=self.type, pages=Filters.parse_pages(self.pages), section=self.section,
+                       where=parse_where(self.where))
 
 
 class SearchRequest(_Filters):
