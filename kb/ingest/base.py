@@ -40,6 +40,12 @@ PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
     "email": "kb.ingest.mail:EmlParser",
     "msg": "kb.ingest.mail:MsgParser",
     "mbox": "kb.ingest.mail:MboxParser",
+    "epub": "kb.ingest.ebook:EpubParser",
+    "odt": "kb.ingest.odt:OdtParser",
+    "rtf": "kb.ingest.rtf:RtfParser",
+    "doc": "kb.ingest.doc:DocParser",  # through antiword or catdoc (Debian packages)
+    "rst": "kb.ingest.rst:RstParser",
+    "org": "kb.ingest.org:OrgParser",
 })
 
 

@@ -1,0 +1,123 @@
+"""Legacy Word (.doc, Word 97-2003) through a Debian converter: antiword, else catdoc. No Python
+library reads the format well; these two have for decades. The text becomes paragraph blocks (the
+converters keep no heading styles), table rows "a | b"."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from kb.errors import ParseError
+from kb.ingest.base import clean_text
+from kb.types import Block, ParsedDocument
+
+log = logging.getLogger(__name__)
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound-file signature every Word 97-2003 file starts with
+TIMEOUT_S = 60
+# tool -> its command line before the file: UTF-8 out, one line per paragraph (no wrapping)
+_TOOLS = {"antiword": ["-m", "UTF-8.txt", "-w", "0"], "catdoc": ["-d", "utf-8", "-w"]}
+
+
+class DocParser:
+    file_type = "doc"
+    extensions = (".doc",)
+
+    def parse(self, path: Path) -> ParsedDocument:
+        with path.open("rb") as f:
+            head = f.read(8)
+        if head.lstrip().startswith(b"{\\rtf"):  # Word and many exporters save RTF under .doc
+            from kb.ingest.rtf import RtfParser
+
+            return RtfParser().parse(path)
+        if head.startswith(b"PK\x03\x04"):  # a .docx renamed .doc
+            from kb.ingest.docx import DocxParser
+
+            return DocxParser().parse(path)
+        if head != _OLE:
+            raise ParseError("not a Word 97-2003 document (.doc)")
+        tools = [t for t in _TOOLS if shutil.which(t)]
+        if not tools:
+            raise ParseError("reading .doc needs antiword or catdoc, neither is installed "
+                             "(Debian/Ubuntu: apt install antiword catdoc)")
+        errors = []
+        for tool in tools:
+            try:
+                text = _convert(tool, path)
+            except ParseError as e:
+                errors.append(str(e))
+                continue
+            blocks = _blocks(text)
+            if blocks:
+                title, author = _summary(path)
+                return ParsedDocument(title=title or path.stem, blocks=blocks,
+                                      metadata={"author": author} if author else {})
+            errors.append(f"{tool} found no text")
+        raise ParseError(f"unreadable Word document (corrupt or truncated?): {errors[0]}")
+
+
+def _convert(tool: str, path: Path) -> str:
+    env = dict(os.environ)
+    env.setdefault("HOME", "/")  # antiword refuses to start without one (it looks for ~/.antiword)
+    try:
+        done = subprocess.run([tool, *_TOOLS[tool], str(path)], capture_output=True, timeout=TIMEOUT_S,
+                              env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise ParseError(f"{tool} took over {TIMEOUT_S} s, gave up") from e
+    except OSError as e:
+        raise ParseError(f"{tool} could not run: {e.strerror or e}") from e
+    if done.returncode != 0:
+        said = " ".join(done.stderr.decode("utf-8", "replace").replace(str(path), path.name).split())
+        raise ParseError(f"{tool}: {said[:200] or f'exit status {done.returncode}'}")
+    return done.stdout.decode("utf-8", "replace")
+
+
+def _blocks(text: str) -> list[Block]:
+    """Both converters, unwrapped, print a paragraph per line. Table rows, which antiword draws as
+    "|a  |b  |" and catdoc as tab-separated cells, become "a | b"; adjacent rows form one table."""
+    blocks: list[Block] = []
+    for line in text.replace("\r", "\n").replace("\x0c", "\n").split("\n"):
+        if _is_row(line):
+            row = " | ".join(clean_text(c) for c in _cells(line))
+            if not row.strip(" |"):
+                continue
+            if blocks and blocks[-1].kind == "table":
+                blocks[-1] = Block(blocks[-1].text + "\n" + row, kind="table")
+            else:
+                blocks.append(Block(row, kind="table"))
+        elif clean_text(line):
+            blocks.append(Block(clean_text(line)))
+    return blocks
+
+
+def _is_row(line: str) -> bool:
+    s = line.strip()
+    return (len(s) > 1 and s.startswith("|") and s.endswith("|")) or "\t" in s
+
+
+def _cells(line: str) -> list[str]:
+    s = line.strip()
+    if s.startswith("|") and s.endswith("|"):
+        return s[1:-1].split("|")
+    return s.split("\t")
+
+
+def _summary(path: Path) -> tuple[str, str]:
+    """Title and author from the file's summary information, where olefile (a dependency of
+    extract-msg) is at hand; nothing is lost without them but the title."""
+    try:
+        import olefile
+
+        with olefile.OleFileIO(str(path)) as ole:
+            meta = ole.get_metadata()
+        return _decoded(meta.title), _decoded(meta.author)
+    except Exception:  # a summary stream that is missing or odd costs the title only
+        return "", ""
+
+
+def _decoded(value: bytes | str | None) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("cp1252", "replace")
+    return " ".join((value or "").replace("\x00", "").split())

@@ -1,0 +1,166 @@
+"""OpenDocument text (.odt) with odfpy: outline-level headings give the section path, lists and
+tables (rows "a | b") become blocks of their own."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from kb.errors import ParseError
+from kb.ingest.base import clean_text
+from kb.types import Block, ParsedDocument
+
+# Generated or hidden text: a table of contents repeats the headings, tracked changes hold deleted text.
+_SKIP = frozenset({"table-of-content", "illustration-index", "table-index", "object-index", "user-index",
+                   "alphabetical-index", "tracked-changes", "sequence-decls", "variable-decls",
+                   "user-field-decls", "forms", "soft-page-break"})
+
+
+class OdtParser:
+    file_type = "odt"
+    extensions = (".odt",)
+
+    def parse(self, path: Path) -> ParsedDocument:
+        from odf.opendocument import load
+
+        _check_package(path)
+        try:
+            document = load(str(path))
+        except Exception as e:  # odfpy raises KeyError, expat errors... for missing or broken parts
+            said = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise ParseError(f"unreadable .odt: {' '.join(str(said).split())[:200] or type(e).__name__}") from e
+        if getattr(document, "text", None) is None:
+            raise ParseError("not an OpenDocument text file (no text body)")
+        walker = _Walker()
+        walker.walk(document.text)
+        if not walker.blocks:
+            raise ParseError("no text in document")
+        title, author = _meta(document)
+        return ParsedDocument(title=title or path.stem, blocks=walker.blocks,
+                              metadata={"author": author} if author else {})
+
+
+def _check_package(path: Path) -> None:
+    if not zipfile.is_zipfile(path):
+        raise ParseError("not a valid .odt (truncated, or not a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            manifest = z.read("META-INF/manifest.xml") if "META-INF/manifest.xml" in names else b""
+            mimetype = z.read("mimetype").decode("ascii", "replace").strip() if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ParseError(f"corrupt .odt: {e}") from e
+    if mimetype and not mimetype.startswith("application/vnd.oasis.opendocument.text"):
+        raise ParseError(f"not an OpenDocument text file ({mimetype[:80]})")
+    if b"encryption-data" in manifest:
+        raise ParseError("password-protected OpenDocument file")
+
+
+def _meta(document: Any) -> tuple[str, str]:
+    from odf import dc, meta, teletype
+
+    def first(kind: Any) -> str:
+        for el in document.meta.getElementsByType(kind):
+            text = " ".join(teletype.extractText(el).split())
+            if text:
+                return text
+        return ""
+
+    return first(dc.Title), first(dc.Creator) or first(meta.InitialCreator)
+
+
+class _Walker:
+    """Document order, headings kept as a stack of (level, text)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.path: list[tuple[int, str]] = []
+
+    @property
+    def headings(self) -> tuple[str, ...]:
+        return tuple(text for _, text in self.path)
+
+    def walk(self, parent: Any) -> None:
+        for el in _elements(parent):
+            name = el.qname[1]
+            if name in _SKIP:
+                continue
+            if name == "h":
+                self.heading(el)
+            elif name == "p":
+                self.add(_text(el), "text")
+            elif name == "list":
+                self.list(el)
+            elif name == "table":
+                rows = [" | ".join(_text(cell) for cell in _cells(row)) for row in _rows(el)]
+                self.add("\n".join(r for r in rows if r.strip(" |")), "table")
+            else:  # text:section, draw frames, headers of a table... anything that holds paragraphs
+                self.walk(el)
+
+    def heading(self, el: Any) -> None:
+        text = _text(el)
+        if not text:
+            return
+        try:
+            level = int(el.getAttribute("outlinelevel") or 1)
+        except ValueError:
+            level = 1
+        while self.path and self.path[-1][0] >= level:
+            self.path.pop()
+        self.path.append((level, text))
+        self.blocks.append(Block(text, self.headings, kind="heading"))
+
+    def list(self, el: Any, depth: int = 0) -> None:
+        """Items as "- text" lines, nested lists indented; a heading inside a list (outline
+        numbering) is still a heading."""
+        lines: list[str] = []
+        for item in _elements(el):
+            for child in _elements(item):
+                name = child.qname[1]
+                if name == "list":
+                    self.flush_list(lines)
+                    self.list(child, depth + 1)
+                elif name == "h":
+                    self.flush_list(lines)
+                    self.heading(child)
+                elif name == "p" and _text(child):
+                    lines.append("  " * depth + "- " + _text(child))
+                elif name not in _SKIP:
+                    self.flush_list(lines)
+                    self.walk(child)
+        self.flush_list(lines)
+
+    def flush_list(self, lines: list[str]) -> None:
+        if lines:
+            self.add("\n".join(lines), "list")
+            lines.clear()
+
+    def add(self, text: str, kind: str) -> None:
+        if text.strip():
+            self.blocks.append(Block(text, self.headings, kind=kind))
+
+
+def _elements(parent: Any) -> list[Any]:
+    return [c for c in parent.childNodes if c.nodeType == c.ELEMENT_NODE]
+
+
+def _rows(table: Any) -> list[Any]:
+    out = []
+    for el in _elements(table):
+        name = el.qname[1]
+        if name == "table-row":
+            out.append(el)
+        elif name in ("table-header-rows", "table-rows", "table-row-group"):
+            out.extend(_rows(el))
+    return out
+
+
+def _cells(row: Any) -> list[Any]:
+    return [c for c in _elements(row) if c.qname[1] == "table-cell"]
+
+
+def _text(el: Any) -> str:
+    from odf import teletype
+
+    return clean_text(teletype.extractText(el)).replace("\n", " ")
