@@ -40,12 +40,13 @@ PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
     "email": "kb.ingest.mail:EmlParser",
     "msg": "kb.ingest.mail:MsgParser",
     "mbox": "kb.ingest.mail:MboxParser",
-    "epub": "kb.ingest.ebook:EpubParser",
-    "odt": "kb.ingest.odt:OdtParser",
-    "rtf": "kb.ingest.rtf:RtfParser",
-    "doc": "kb.ingest.doc:DocParser",  # through antiword or catdoc (Debian packages)
-    "rst": "kb.ingest.rst:RstParser",
-    "org": "kb.ingest.org:OrgParser",
+    "pptx": "kb.ingest.slides:PptxParser",
+    "ppt": "kb.ingest.slides:PptParser",
+    "xlsx": "kb.ingest.sheets:XlsxParser",
+    "xls": "kb.ingest.sheets:XlsParser",
+    "ods": "kb.ingest.sheets:OdsParser",
+    "csv": "kb.ingest.sheets:CsvParser",
+    "tsv": "kb.ingest.sheets:TsvParser",
 })
 
 

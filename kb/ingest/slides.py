@@ -1,0 +1,177 @@
+"""PowerPoint decks with python-pptx, cited by slide: `deck.pptx slide 3 § Pricing`.
+
+A reader finds a passage in a deck by its slide, so every block's `page` is the slide number and its
+section the slide's title. Legacy `.ppt` files are converted to `.pptx` by LibreOffice where it is
+installed (no Python library reads them well); without it they fail with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from kb.errors import ParseError
+from kb.ingest.base import clean_text
+from kb.types import Block, ParsedDocument
+
+log = logging.getLogger(__name__)
+
+CONVERT_TIMEOUT = 120  # seconds LibreOffice may take to convert one legacy file
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # every Office 97-2003 file is an OLE2 compound file
+_NOT_PPTX = "not a valid PowerPoint file (truncated or corrupt)"
+
+
+class PptxParser:
+    file_type = "pptx"
+    extensions = (".pptx",)
+
+    def parse(self, path: Path) -> ParsedDocument:
+        return _parse_pptx(path, path.stem)
+
+
+class PptParser:
+    """PowerPoint 97-2003: LibreOffice converts it to .pptx in a temporary folder, read as above."""
+
+    file_type = "ppt"
+    extensions = (".ppt",)
+
+    def parse(self, path: Path) -> ParsedDocument:
+        with path.open("rb") as f:
+            if f.read(8) != _OLE_MAGIC:
+                raise ParseError("not a valid PowerPoint 97-2003 file (truncated or corrupt)")
+        with tempfile.TemporaryDirectory(prefix="kb-ppt-") as tmp:
+            converted = libreoffice_convert(path, "pptx", Path(tmp), "PowerPoint 97-2003", "libreoffice-impress-nogui")
+            return _parse_pptx(converted, path.stem)
+
+
+def soffice() -> str | None:
+    """LibreOffice's command, where one is on PATH."""
+    return shutil.which("soffice") or shutil.which("libreoffice")
+
+
+def libreoffice_convert(path: Path, to: str, outdir: Path, what: str, package: str) -> Path:
+    """Convert `path` to format `to` in `outdir` with a headless LibreOffice, or raise a one-line
+    ParseError. Each call has its own LibreOffice profile: parser workers run in parallel, and
+    instances sharing a profile hand their work to one another or refuse to start."""
+    command = soffice()
+    if command is None:
+        raise ParseError(f"LibreOffice is needed to read {path.suffix} files ({what}) and is not installed "
+                         f"(Debian: apt-get install {package})")
+    profile = outdir / "profile"
+    args = [command, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
+            "--convert-to", to, "--outdir", str(outdir), str(path.resolve())]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own group: a timeout ends soffice.bin as well
+    try:
+        output, _ = proc.communicate(timeout=CONVERT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise ParseError(f"LibreOffice took over {CONVERT_TIMEOUT} s to convert it") from None
+    out = outdir / f"{path.stem}.{to}"
+    if not out.is_file() or out.stat().st_size == 0:
+        said = [line.strip() for line in output.decode(errors="replace").splitlines() if line.startswith("Error")]
+        reason = " ".join((said[-1] if said else "no output").split())[:200]
+        raise ParseError(f"not a valid {what} file (truncated or corrupt): LibreOffice says {reason!r}")
+    return out
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
+    proc.communicate()
+
+
+def _parse_pptx(path: Path, stem: str) -> ParsedDocument:
+    import pptx
+
+    if not zipfile.is_zipfile(path):
+        raise ParseError(_NOT_PPTX)
+    try:
+        deck = pptx.Presentation(str(path))
+        slides = list(deck.slides)
+    except Exception as e:  # python-pptx raises KeyError, PackageNotFoundError, lxml errors... for bad parts
+        raise ParseError(f"{_NOT_PPTX}: {' '.join(str(e).split())[:200]}") from e
+    title = (deck.core_properties.title or "").strip() or stem
+    blocks: list[Block] = []
+    dropped: list[str] = []
+    for number, slide in enumerate(slides, 1):
+        blocks.extend(_slide_blocks(slide, number, dropped))
+    if dropped:
+        warning = f"{len(dropped)} shape(s) dropped: {'; '.join(dropped)}"
+        log.warning("kb: %s: %s", path, warning)
+    if not blocks:
+        raise ParseError("no text in presentation")
+    metadata: dict[str, Any] = {"warnings": [warning]} if dropped else {}
+    return ParsedDocument(title=title, blocks=blocks, pages=len(slides), metadata=metadata, unit="slide")
+
+
+def _slide_blocks(slide: Any, number: int, dropped: list[str]) -> Iterator[Block]:
+    """The slide's title (its section), its shapes' text in reading order, then its speaker notes."""
+    title_shape = slide.shapes.title
+    title = _one_line(title_shape.text_frame.text) if title_shape is not None else ""
+    headings = (title or f"Slide {number}",)
+    if title:
+        yield Block(title, headings, number, "heading")
+    for shape in _reading_order(slide.shapes):
+        if title_shape is not None and shape.shape_id == title_shape.shape_id:
+            continue
+        try:
+            yield from _shape_blocks(shape, headings, number)
+        except Exception as e:  # one odd shape (a broken table) must not lose the deck
+            dropped.append(f"slide {number}: {' '.join(str(e).split())[:160]}")
+    if slide.has_notes_slide:
+        notes = slide.notes_slide.notes_text_frame
+        text = _frame_text(notes) if notes is not None else ""
+        if text:
+            yield Block(text, (*headings, "Notes"), number)
+
+
+def _reading_order(shapes: Iterable[Any]) -> list[Any]:
+    """Top to bottom, then left to right: the order a reader takes in a slide, which need not be the
+    order the shapes were drawn in (a text box added last may sit at the top)."""
+    return sorted(shapes, key=lambda s: (s.top or 0, s.left or 0))
+
+
+def _shape_blocks(shape: Any, headings: tuple[str, ...], number: int) -> Iterator[Block]:
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+    if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        for inner in _reading_order(shape.shapes):
+            yield from _shape_blocks(inner, headings, number)
+    elif getattr(shape, "has_table", False) and shape.has_table:
+        text = _table_text(shape.table)
+        if text:
+            yield Block(text, headings, number, "table")
+    elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+        text = _frame_text(shape.text_frame)
+        if text:
+            yield Block(text, headings, number)
+
+
+def _table_text(table: Any) -> str:
+    """One line per row (the header row included), cells joined by ' | '; a merged cell once."""
+    rows = []
+    for row in table.rows:
+        cells = [_one_line(cell.text) for cell in row.cells if not cell.is_spanned]
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return "\n".join(rows)
+
+
+def _frame_text(frame: Any) -> str:
+    """A text frame's paragraphs, a line each (python-pptx gives a line break inside one as '\\v')."""
+    return clean_text(frame.text.replace("\v", "\n"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
