@@ -47,6 +47,12 @@ PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
     "ods": "kb.ingest.sheets:OdsParser",
     "csv": "kb.ingest.sheets:CsvParser",
     "tsv": "kb.ingest.sheets:TsvParser",
+    "epub": "kb.ingest.ebook:EpubParser",
+    "odt": "kb.ingest.odt:OdtParser",
+    "rtf": "kb.ingest.rtf:RtfParser",
+    "doc": "kb.ingest.doc:DocParser",  # through antiword or catdoc (Debian packages)
+    "rst": "kb.ingest.rst:RstParser",
+    "org": "kb.ingest.org:OrgParser",
 })
 
 
