@@ -20,6 +20,8 @@ CONFIG_FILE = "kb.toml"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Search modes: the one definition that the CLI's choices, the API's models and the web page use.
 MODES = ("hybrid", "dense", "keyword")
+# OCR of scans and photos: auto (pages without usable text) | always (every page) | never.
+OCR_MODES = ("auto", "always", "never")
 
 
 def check_mode(mode: str | None) -> str:
@@ -48,6 +50,8 @@ class Settings:
     collection: str = "kb"  # milvus: collections <collection>_chunks, _documents, _meta
     workers: int = 0  # parser processes; 0: chosen by core count
     max_file_mb: float = 256.0
+    ocr: str = OCR_MODES[0]  # ingest: one of OCR_MODES
+    ocr_lang: str = "eng"  # ingest: tesseract's language(s) for OCR, "eng+deu"
     mode: str = MODES[0]  # search: one of MODES
     rerank: str | None = None  # search: a cross-encoder model that reorders the best hits; off when unset
     # `kb ask`: auto (configured model, else a local Ollama, else extractive) | llama-cpp | openai
@@ -86,6 +90,10 @@ class Settings:
                     raise ConfigError(f"unknown setting {name!r}")
                 values[name] = value
         coerced = {k: _coerce(known[k], v) for k, v in values.items()}
+        if "ocr" in coerced:
+            coerced["ocr"] = str(coerced["ocr"]).lower()
+            if coerced["ocr"] not in OCR_MODES:
+                raise ConfigError(f"unknown OCR mode {values['ocr']!r} (known: {', '.join(OCR_MODES)})")
         return cls(**coerced, explicit=frozenset(coerced))
 
     def replace(self, **changes: Any) -> Settings:

@@ -61,9 +61,17 @@ def test_generated_pdf_pages(tmp_path: Path) -> None:
 
 
 def test_pdf_without_text_layer_says_it_needs_ocr(tmp_path: Path) -> None:
+    from kb.ingest import ocr
+
     path = write_pdf(tmp_path / "scan.pdf", ["", ""])
-    with pytest.raises(ParseError, match="no extractable text.*needs OCR"):
-        parser_for(path).parse(path)
+    with pytest.raises(ParseError, match=r"^no extractable text in 2 page\(s\), and OCR found none$"):
+        parser_for(path).parse(path)  # OCR (auto) read the blank pages
+    ocr.configure("never")
+    try:
+        with pytest.raises(ParseError, match=r"no extractable text.*needs OCR \(kb ingest --ocr auto\)"):
+            parser_for(path).parse(path)
+    finally:
+        ocr.configure()
 
 
 def test_truncated_pdf_is_a_parse_error(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_each_bad_input_is_named_and_the_rest_ingests(tmp_path: Path, monkeypatc
     failed = {Path(f["source"]).name: f["reason"] for f in report["failed"]}
     assert failed == {
         "locked.pdf": "encrypted PDF needs a password",
-        "scan.pdf": "no extractable text in 2 page(s), needs OCR",
+        "scan.pdf": "no extractable text in 2 page(s), and OCR found none",
         "zero.txt": "empty file (0 bytes)",
         "binary.md": "binary content, not text",
         "fake.docx": "not a valid .docx (not a zip archive)",

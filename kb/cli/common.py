@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from kb.config import OCR_MODES
 from kb.filters import Filters, parse_where
 from kb.index import STORES
 from kb.ingest.base import file_types
@@ -66,6 +67,16 @@ def stacked(*decorators: Decorator) -> Decorator:
 
     return apply
 
+
+# --ocr, --ocr-lang: reading scans and photos (kb ingest, kb watch).
+ocr_options = stacked(
+    click.option("--ocr", type=click.Choice(OCR_MODES, case_sensitive=False), envvar="KB_OCR", show_envvar=True,
+                 help="OCR (tesseract) for images and for PDF pages without usable text (auto), every PDF page "
+                      "(always), or none (never) [default: the `ocr` setting, auto]."),
+    click.option("--ocr-lang", envvar="KB_OCR_LANG", show_envvar=True, metavar="LANGS",
+                 help="Tesseract language(s) of the scans, e.g. 'eng+deu' (Debian: tesseract-ocr-deu) "
+                      "[default: eng]."),
+)
 
 # --include, --exclude: which files of the folders given are ingested (kb ingest, kb watch).
 rule_options = stacked(

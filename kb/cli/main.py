@@ -20,6 +20,7 @@ from kb.cli.common import (
     kb_option,
     log_level,
     model_option,
+    ocr_options,
     open_kb,
     pop_filters,
     print_report,
@@ -77,6 +78,7 @@ def main() -> None:
 @click.option("--batch-size", type=int, envvar="KB_BATCH_SIZE", show_envvar=True, help="Embedding batch size (0: by device).")
 @click.option("--chunk-tokens", type=int, envvar="KB_CHUNK_TOKENS", show_envvar=True, help="Max tokens embedded per chunk.")
 @workers_option
+@ocr_options
 @rule_options
 @quiet_option
 @json_option

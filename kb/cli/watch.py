@@ -16,6 +16,7 @@ from kb.cli.common import (
     json_option,
     kb_option,
     model_option,
+    ocr_options,
     open_kb,
     print_report,
     quiet_option,
@@ -32,6 +33,7 @@ from kb.watch import DEBOUNCE_MS, Batch, Pass, Watcher, writing_to
 @store_options
 @model_option
 @workers_option
+@ocr_options
 @rule_options
 @click.option("--debounce", "debounce_ms", type=click.IntRange(10, 60_000), default=DEBOUNCE_MS, metavar="MS",
               help="Quiet time that ends a burst of changes (a save, a copy, a checkout): the burst is then "

@@ -29,6 +29,7 @@ class Parser(Protocol):
 # which find plugins through their entry points.
 PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
     "pdf": "kb.ingest.pdf:PdfParser",
+    "image": "kb.ingest.image:ImageParser",  # scans and photos, read by OCR
     "docx": "kb.ingest.docx:DocxParser",
     "markdown": "kb.ingest.markdown:MarkdownParser",
     "html": "kb.ingest.html:HtmlParser",

@@ -1,8 +1,11 @@
-"""PDF with pypdf, page by page; headings from the outline or from 'PART I' / 'Item 2.' lines."""
+"""PDF with pypdf, page by page; headings from the outline or from 'PART I' / 'Item 2.' lines; pages
+without usable text (scans) rendered with pypdfium2 and read by OCR (kb.ingest.ocr)."""
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ _LIMITS = {
     "dictionary_maximum_element_count": 5_000_000,
     "stream_parsing_work_maximum_count": 50_000_000,
 }
+
+log = logging.getLogger(__name__)
 
 _PART = re.compile(r"^PART\s+[IVX]+\b.{0,80}$", re.IGNORECASE)
 _ITEM = re.compile(r"^ITEM\s+\d+[A-Z]?\b\.?.{0,100}$", re.IGNORECASE)
@@ -42,8 +47,6 @@ class PdfParser:
             raise ParseError(f"unreadable PDF: {_one_line(e)}") from e
 
     def _parse(self, path: Path) -> ParsedDocument:
-        import logging
-
         from pypdf import PdfReader
 
         logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf logs every odd font at warning
@@ -56,13 +59,14 @@ class PdfParser:
             if not ok:
                 raise ParseError("encrypted PDF needs a password")
         outline = _outline_by_page(reader)
+        texts = [clean_text(page.extract_text() or "") for page in reader.pages]
+        npages = len(texts)
+        ocr_meta, no_text = _ocr_pages(path, texts)
         blocks: list[Block] = []
         headings: tuple[str, ...] = ()
-        npages = len(reader.pages)
-        for number, page in enumerate(reader.pages, start=1):
+        for number, text in enumerate(texts, start=1):
             if number in outline:
                 headings = outline[number]
-            text = clean_text(page.extract_text() or "")
             for para in text.split("\n\n"):
                 if not para.strip():
                     continue
@@ -85,14 +89,83 @@ class PdfParser:
                 if run:
                     blocks.append(Block("\n".join(run), headings, number))
         if not any(b.text.strip() for b in blocks):
-            raise ParseError(f"no extractable text in {npages} page(s), needs OCR")
+            raise ParseError(no_text or f"no extractable text in {npages} page(s), needs OCR (kb ingest --ocr auto)")
         meta: dict[str, Any] = {}
         try:
             info = reader.metadata or {}
             meta = {k.lstrip("/").lower(): str(v) for k, v in info.items() if isinstance(v, str) and v.strip()}
         except Exception:  # broken info dictionaries are common and never worth failing a file for
             meta = {}
+        meta.update(ocr_meta)
         return ParsedDocument(title=path.stem, blocks=blocks, pages=npages, metadata=meta)
+
+
+def _ocr_pages(path: Path, texts: list[str]) -> tuple[dict[str, Any], str | None]:
+    """OCR the pages the mode asks for (auto: those without usable text; always: all), replacing their
+    text in `texts` where OCR finds some. Pages OCR could not read keep what they had and are named in
+    a warning. Returns the metadata to record (`ocr_pages`, `warnings`) and the reason the document
+    fails with if no page has text after all (None: the caller's own)."""
+    from kb.ingest import ocr
+
+    mode = ocr.current.mode
+    if mode == "never":
+        return {}, None
+    wanted = [n for n, text in enumerate(texts, start=1) if mode == "always" or not ocr.usable(text)]
+    if not wanted:
+        return {}, None
+    done: list[int] = []
+    unread: dict[int, str] = {}
+    try:
+        for number, image in _rendered(path, wanted):
+            try:
+                found = "\n\n".join(ocr.recognize(image))
+            except ocr.OcrTimeout as e:
+                unread[number] = str(e)
+                continue
+            text = clean_text(found)
+            if text:
+                texts[number - 1] = text
+                done.append(number)
+    except (ocr.OcrUnavailable, _RenderError) as e:
+        unread.update((n, str(e)) for n in wanted if n not in done and n not in unread)
+    meta: dict[str, Any] = {"ocr_pages": done} if done else {}
+    left = [n for n in unread if not ocr.usable(texts[n - 1])]  # `always` keeps a readable text layer
+    if not left:
+        return meta, f"no extractable text in {len(texts)} page(s), and OCR found none"
+    reasons = "; ".join(sorted(set(unread[n] for n in left)))
+    warning = f"page(s) {ocr.page_list(left)} left unread: {reasons}"
+    log.warning("kb: %s: %s", path, warning)
+    meta["warnings"] = [warning]
+    return meta, f"no text layer in {len(left)} page(s), and OCR failed: {reasons}"
+
+
+class _RenderError(ParseError):
+    pass
+
+
+def _rendered(path: Path, pages: list[int]) -> Iterator[tuple[int, Any]]:
+    """Each of `pages` (1-based) as a grey PIL image at `ocr.DPI` (less for a page too large), one at a time."""
+    import pypdfium2 as pdfium
+
+    from kb.ingest import ocr
+
+    try:
+        pdf = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as e:
+        raise _RenderError(f"pages could not be rendered for OCR ({_one_line(e)})") from e
+    try:
+        for number in pages:
+            try:
+                page = pdf[number - 1]
+                width, height = page.get_size()  # points: 1/72 inch
+                scale = min(ocr.DPI / 72, (ocr.MAX_PIXELS / max(width * height, 1.0)) ** 0.5)
+                image = page.render(scale=scale, grayscale=True).to_pil()
+                page.close()
+            except pdfium.PdfiumError as e:
+                raise _RenderError(f"page {number} could not be rendered for OCR ({_one_line(e)})") from e
+            yield number, image
+    finally:
+        pdf.close()
 
 
 def _outline_by_page(reader: Any) -> dict[int, tuple[str, ...]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import KBError
+from kb.ingest import ocr
 from kb.ingest.base import parser_for
 from kb.ingest.chunker import Chunker
 from kb.types import Chunk, Part
@@ -51,6 +52,8 @@ class ChunkSpec:
     max_tokens: int
     overlap: int
     max_seq_length: int
+    ocr: str = "auto"  # and the OCR settings its parsers read (kb.ingest.ocr.configure)
+    ocr_lang: str = "eng"
 
 
 @dataclass
@@ -88,6 +91,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
     p = Path(path)
     try:
         parser = parser_for(p)
+        ocr.configure(spec.ocr, spec.ocr_lang)
         doc = parser.parse(p)
         _, chunks = (chunker or chunker_for(spec)).chunk(doc)
         if not chunks:
