@@ -339,6 +339,8 @@ def test_a_legacy_ppt_without_libreoffice_says_what_to_install(tmp_path: Path, m
     assert soffice() is None
     with pytest.raises(ParseError, match=r"^LibreOffice is needed to read \.ppt files .*libreoffice-impress-nogui"):
         parser_for(folder / "deck.ppt").parse(folder / "deck.ppt")
+    make_deck(tmp_path / "renamed.ppt")  # a .pptx under the old name needs no converter
+    assert parser_for(tmp_path / "renamed.ppt").parse(tmp_path / "renamed.ppt").pages == 4
     with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
         report = kb.ingest([str(folder)])
         assert [Path(s).name for s in report.added] == ["notes.csv"]

@@ -230,7 +230,7 @@ class CsvParser:
 
 class TsvParser(CsvParser):
     file_type = "tsv"
-    extensions = (".tsv", ".tab")
+    extensions = (".tsv",)
     delimiter = "\t"
     what = "TSV"
 

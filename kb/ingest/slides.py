@@ -44,6 +44,8 @@ class PptParser:
     extensions = (".ppt",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        if zipfile.is_zipfile(path):  # a .pptx renamed .ppt: PowerPoint opens it, so do we
+            return _parse_pptx(path, path.stem)
         with path.open("rb") as f:
             if f.read(8) != _OLE_MAGIC:
                 raise ParseError("not a valid PowerPoint 97-2003 file (truncated or corrupt)")
