@@ -223,6 +223,7 @@ class DocumentInfo:
     bytes: int
     ingested_at: float  # seconds since the epoch
     id: int = 0  # the catalog's document id (GET /documents/{id}, kb://document/{id})
+    unit: str = "page"  # what `pages` counts: pages, slides, rows, messages (see `UNITS`)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -227,7 +227,8 @@ def test_a_large_sheet_is_chunked_by_whole_rows(tmp_path: Path) -> None:
     row = re.compile(r"Entry: entry-(\d+) \| Account: acct\d+ \| Amount: \d+ \| Memo: memo word\d+x paid")
     with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
         report = kb.ingest([str(folder)])
-        assert not report.failed and report.pages == 5000
+        assert not report.failed and report.pages == 0  # rows are not pages
+        assert [(d.pages, d.unit) for d in kb.documents()] == [(5000, "row")]
         chunks = kb.catalog.chunks(kb.catalog.chunk_ids())
         seen: set[int] = set()
         for chunk in chunks.values():

@@ -207,12 +207,12 @@ def test_running_headers_and_footers_are_not_quoted() -> None:
 
 # --- seams: registries, declared capabilities ---------------------------------------------------
 def test_registries_name_what_they_know() -> None:
-    assert {"pdf", "docx", "markdown", "html", "text"} <= set(file_types())
+    assert {"pdf", "docx", "markdown", "html", "text", "pptx", "xlsx", "csv", "email", "epub", "image"} <= set(file_types())
     assert {"faiss", "milvus"} <= set(STORES.names()) and {"llama-cpp", "openai", "transformers"} <= set(LLMS.names())
     with pytest.raises(ConfigError, match="known: faiss, milvus"):
         STORES.get("chroma")
     with pytest.raises(ConfigError, match="unknown parser"):
-        PARSERS.get("pptx")
+        PARSERS.get("numbers")  # Apple Numbers: not read
 
 
 def test_store_capabilities_are_declared_and_choose_the_index() -> None:

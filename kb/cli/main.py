@@ -187,10 +187,10 @@ def documents(kb_dir: str | None, as_json: bool, **kwargs: Any) -> None:
         click.echo("no documents" + (" match" if not filters.is_empty() else " yet: kb ingest FOLDER adds some"), err=True)
     for d in docs:
         when = datetime.fromtimestamp(d.ingested_at).strftime("%Y-%m-%d %H:%M")
-        pages = f"{d.pages} p." if d.pages is not None else ""
+        pages = "" if d.pages is None else f"{d.pages} p." if d.unit == "page" else f"{d.pages} {d.unit}s"
         click.echo(f"{d.file_type:9} {pages:>7} {d.chunks:>6} chunks  {when}  {shown(d.source)}")
     if docs:
-        click.echo(f"{len(docs)} document(s), {sum(d.pages or 0 for d in docs)} pages, "
+        click.echo(f"{len(docs)} document(s), {sum(d.pages or 0 for d in docs if d.unit == 'page')} pages, "
                    f"{sum(d.chunks for d in docs)} chunks", err=True)
     for f in failed:
         click.echo(f"failed    {shown(f.source)}: {f.reason}")

@@ -204,7 +204,8 @@ class Catalog:
         where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type, where=filters.where)
                                    if filters else Filters())
         rows = self.db.execute(
-            "SELECT d.source, d.file_type, d.title, d.pages, count(c.id), d.size, d.ingested_at, d.id"
+            "SELECT d.source, d.file_type, d.title, d.pages, count(c.id), d.size, d.ingested_at, d.id,"
+            " coalesce(json_extract(d.metadata, '$.unit'), 'page')"
             f" FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id WHERE {where} GROUP BY d.id ORDER BY d.source",
             params,
         )
@@ -457,7 +458,10 @@ class Catalog:
         """(documents, chunks, pages)."""
 
         def count() -> tuple[int, int, int]:
-            docs, pages = self.db.execute("SELECT count(*), coalesce(sum(pages), 0) FROM documents").fetchone()
+            # Pages are pages: a deck's slides and a sheet's rows are counted by documents, not here.
+            docs, pages = self.db.execute(
+                "SELECT count(*), coalesce(sum(CASE WHEN json_extract(metadata, '$.unit') IS NULL THEN pages END), 0)"
+                " FROM documents").fetchone()
             chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
             return int(docs), int(chunks), int(pages)
 

@@ -277,7 +277,8 @@ class Pipeline:
                     was, new = self.index.commit(record, got.chunks, vectors[offset : offset + n])
                     offset += n
                     old = old or (record is doc and bool(was))
-                    report.pages += got.pages or 0
+                    if "unit" not in got.metadata:  # pages are pages, not a deck's slides or a sheet's rows
+                        report.pages += got.pages or 0
                     report.chunks += len(new)
                     report.types[got.file_type] = report.types.get(got.file_type, 0) + 1
                 self._forget_stale_parts(doc, prepared)

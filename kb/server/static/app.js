@@ -600,7 +600,7 @@ async function loadDocuments() {
     if (d.title && d.title !== shown(d.source)) name.append(el("span", d.title, "hint doc-title"));
     row.append(name);
     cell(row, d.file_type);
-    cell(row, d.pages != null ? String(d.pages) : "—", "num");
+    cell(row, d.pages == null ? "—" : d.unit && d.unit !== "page" ? plural(d.pages, d.unit) : String(d.pages), "num");
     cell(row, String(d.chunks), "num");
     cell(row, size(d.bytes), "num");
     const when = document.createElement("time");
