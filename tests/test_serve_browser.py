@@ -361,3 +361,60 @@ def test_upload_search_share_and_remove_on_the_page(served_writable: str, browse
     browser.find_element(By.ID, "clear-recent").click()
     assert not browser.find_elements(By.CSS_SELECTOR, "#recent li")
     assert browser.execute_script("return localStorage.getItem('kb_recent')") is None
+
+
+def test_slides_rows_and_attachments_are_cited_by_their_unit_on_the_page(tmp_path: Path, browser: Any) -> None:
+    """A deck, a sheet and a mail with a PDF attached, searched and asked on the page: each passage is
+    cited as a reader finds it (slide 2, row 3, the attachment's page) and the list counts slides and rows."""
+    from email.message import EmailMessage
+
+    import openpyxl
+    from pptx import Presentation
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from kb.api import KnowledgeBase
+    from kb.server import create_app
+
+    files = tmp_path / "files"
+    files.mkdir()
+    deck = Presentation()
+    for title, body in [("Welcome", "Agenda for the harbour review."),
+                        ("Pricing", "The harbour plan costs 40 credits a month for each berth.")]:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = body
+    deck.save(str(files / "deck.pptx"))
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Berths"
+    for row in (["Berth", "Vessel", "Tonnage"], ["A1", "Marigold", 1200], ["A2", "Puffin Star", 860]):
+        sheet.append(row)
+    book.save(str(files / "berths.xlsx"))
+    pdf = write_pdf(tmp_path / "inspection.pdf", ["\n".join(f"Checklist line {i} for the quay." for i in range(40)),
+                                                  "The crane inspection found two worn cables."])
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "Harbour master <hm@example.org>", "crew@example.org", "Inspection"
+    mail.set_content("The report is attached.")
+    mail.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename="inspection.pdf")
+    (files / "inspection.eml").write_bytes(bytes(mail))
+    with KnowledgeBase.open(tmp_path / "kb") as kb:
+        assert not kb.ingest([str(files)]).failed
+    for url in _serve(create_app(tmp_path / "kb", llm="none")):
+        def first_passage(query: str) -> str:
+            browser.get(f"{url}/?q={query.replace(' ', '+')}&mode=search")
+            WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#passages li"))
+            return str(browser.find_elements(By.CSS_SELECTOR, "#passages li")[0].text)
+
+        assert first_passage("harbour plan credits per berth").startswith("deck.pptx slide 2 § Pricing")
+        assert first_passage("Puffin Star tonnage").startswith("berths.xlsx rows 2-3 § Berths")  # rows pack
+        assert first_passage("crane inspection worn cables").startswith("inspection.eml > inspection.pdf p.2")
+        WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#documents tr")) == 4)
+        rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#documents tr")]
+        assert any("deck.pptx" in r and "2 slides" in r for r in rows), rows
+        assert any("berths.xlsx" in r and "2 rows" in r for r in rows), rows
+        # Asked (no model: the answer quotes the passages), the sources are cited the same way.
+        browser.get(f"{url}/?q=How+much+does+the+harbour+plan+cost%3F")
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#sources li"))
+        sources = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#sources li")]
+        assert any(s.startswith("[1] deck.pptx slide 2 § Pricing") for s in sources), sources
