@@ -197,6 +197,39 @@ def test_a_language_tesseract_lacks_is_named_with_its_package(tmp_path: Path, do
     ocr.configure()
 
 
+def _words(*lines: tuple[int, int, int, int, str]) -> dict[str, list]:
+    """Tesseract's image_to_data table for words given as (block, left, top, line, text), 20 px a word."""
+    data: dict[str, list] = {k: [] for k in ("text", "conf", "left", "top", "width", "height", "page_num",
+                                             "block_num", "par_num", "line_num")}
+    for block, left, top, line, text in lines:
+        for n, word in enumerate(text.split()):
+            for key, value in (("text", word), ("conf", 90), ("left", left + 120 * n), ("top", top),
+                               ("width", 100), ("height", 20), ("page_num", 1), ("block_num", block),
+                               ("par_num", 1), ("line_num", line)):
+                data[key].append(value)
+    return data
+
+
+def test_a_table_is_read_by_rows_and_prose_columns_by_column() -> None:
+    from kb.ingest.ocr_layout import paragraphs
+
+    # Tesseract found three blocks side by side: a label column and two narrow columns of amounts.
+    table = _words((1, 0, 0, 1, "Widgets sold"), (1, 0, 40, 2, "Gizmos sold"),
+                   (2, 2000, 0, 1, "1,200"), (2, 2000, 40, 2, "4,210"),
+                   (3, 2400, 2, 1, "3,400"), (3, 2400, 41, 2, "5,650"))
+    assert paragraphs(table) == ["Widgets sold 1,200 3,400\nGizmos sold 4,210 5,650"]
+    # Two wide columns of prose, lines level with each other, stay two columns read one after the other.
+    prose = _words((1, 0, 0, 1, "the first column starts here and"), (1, 0, 40, 2, "goes on down its own lines"),
+                   (2, 1400, 0, 1, "the second column is read only"), (2, 1400, 40, 2, "after the first one ends"))
+    assert paragraphs(prose) == ["the first column starts here and\ngoes on down its own lines",
+                                 "the second column is read only\nafter the first one ends"]
+    # A page number level with the first line of a paragraph is not a table column.
+    stamped = _words((1, 0, 0, 1, "a paragraph of prose that runs"), (1, 0, 40, 2, "over three lines of the"),
+                     (1, 0, 80, 3, "page without any table"), (2, 1400, 0, 1, "17"))
+    assert paragraphs(stamped) == ["a paragraph of prose that runs\nover three lines of the\npage without any table",
+                                   "17"]
+
+
 def test_usable_text_is_words_not_glyph_codes() -> None:
     assert ocr.usable("Revenue grew in the quarter.")
     assert not ocr.usable("")

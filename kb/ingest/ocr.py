@@ -19,6 +19,7 @@ from typing import Any
 
 from kb.config import OCR_MODES as MODES
 from kb.errors import ConfigError, ParseError
+from kb.ingest.ocr_layout import paragraphs
 
 PAGE_TIMEOUT_S = 120.0  # a page tesseract has not read by then is dropped (with a warning), not waited on
 DPI = 300  # PDF pages are rendered at this resolution: tesseract reads body text best at 300 dpi
@@ -101,7 +102,7 @@ def check_lang(lang: str) -> None:
 
 def recognize(image: Any, timeout: float = PAGE_TIMEOUT_S) -> list[str]:
     """The paragraphs tesseract reads in a PIL image, in its reading order (its blocks and paragraphs,
-    lines kept). Raises `OcrUnavailable` (no tesseract, or not its language) or `OcrTimeout`."""
+    lines kept; a table's rows read across: `kb.ingest.ocr_layout`). Raises `OcrUnavailable` (no tesseract, or not its language) or `OcrTimeout`."""
     import pytesseract
 
     lang = current.lang
@@ -118,7 +119,7 @@ def recognize(image: Any, timeout: float = PAGE_TIMEOUT_S) -> list[str]:
         if "timeout" in str(e).lower():
             raise OcrTimeout(f"OCR gave up after {timeout:g} s") from e
         raise
-    return _paragraphs(data)
+    return paragraphs(data)
 
 
 @contextmanager
@@ -154,23 +155,6 @@ def _prepared(image: Any) -> Any:
 
         return ImageOps.autocontrast(image.convert("I").point(lambda v: v / 256).convert("L"))
     return image.convert("RGB")
-
-
-def _paragraphs(data: dict[str, list[Any]]) -> list[str]:
-    """Words grouped back into lines and paragraphs by tesseract's own block/paragraph/line numbers."""
-    paras: dict[tuple[int, int, int], dict[int, list[str]]] = {}
-    for i, word in enumerate(data.get("text", [])):
-        word = (word or "").strip()
-        if not word or float(data["conf"][i]) < 0:
-            continue
-        key = (data["page_num"][i], data["block_num"][i], data["par_num"][i])
-        paras.setdefault(key, {}).setdefault(data["line_num"][i], []).append(word)
-    out = []
-    for lines in paras.values():
-        text = "\n".join(" ".join(words) for words in lines.values())
-        if any(c.isalnum() for c in text):  # specks read as "." or "|" are no paragraph
-            out.append(text)
-    return out
 
 
 def page_list(pages: list[int]) -> str:
