@@ -146,7 +146,8 @@ def test_a_heic_photo_is_read(tmp_path: Path) -> None:
 
 
 def test_ocr_never_gives_the_reason_and_keeps_text_layers(tmp_path: Path, docs: Path) -> None:
-    with KnowledgeBase.open(tmp_path / "never", workers=1, ocr="never", **FAKE) as kb:
+    # Two workers: the setting reaches parsers in the worker processes, not only in this one.
+    with KnowledgeBase.open(tmp_path / "never", workers=2, ocr="never", **FAKE) as kb:
         report = kb.ingest([str(docs / "photo.png"), str(docs / "minutes.pdf"), str(docs / "mixed.pdf")])
         assert [Path(s).name for s in report.added] == ["mixed.pdf"]
         failed = {Path(f.source).name: f.reason for f in report.failed}
