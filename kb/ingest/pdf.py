@@ -134,7 +134,8 @@ def _ocr_pages(path: Path, texts: list[str]) -> tuple[dict[str, Any], str | None
         return meta, f"no extractable text in {len(texts)} page(s), and OCR found none"
     reasons = "; ".join(sorted(set(unread[n] for n in left)))
     warning = f"page(s) {ocr.page_list(left)} left unread: {reasons}"
-    log.warning("kb: %s: %s", path, warning)
+    if any(text.strip() for text in texts):
+        log.warning("kb: %s: %s", path, warning)  # else the document fails, and that line says it
     meta["warnings"] = [warning]
     return meta, f"no text layer in {len(left)} page(s), and OCR failed: {reasons}"
 
