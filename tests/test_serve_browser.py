@@ -401,7 +401,7 @@ def test_slides_rows_and_attachments_are_cited_by_their_unit_on_the_page(tmp_pat
     with KnowledgeBase.open(tmp_path / "kb") as kb:
         assert not kb.ingest([str(files)]).failed
     for url in _serve(create_app(tmp_path / "kb", llm="none")):
-        def first_passage(query: str) -> str:
+        def first_passage(query: str, url: str = url) -> str:
             browser.get(f"{url}/?q={query.replace(' ', '+')}&mode=search")
             WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#passages li"))
             return str(browser.find_elements(By.CSS_SELECTOR, "#passages li")[0].text)

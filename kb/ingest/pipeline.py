@@ -310,8 +310,8 @@ class Pipeline:
 
     def _prepare_all(self, todo: list[_Todo]) -> Iterator[tuple[_Todo, Prepared]]:
         """Parse and chunk in worker processes, overlapped with embedding, in submission order."""
-        # One per core (up to 4): with ONNX int8 the parser, not the embedder, is the slower stage
-        # (sec-10q: 80 CPU-s of pypdf against ~75 of embedding), so the main process needs no core of its own.
+        # One per core (up to 4). With PDFium, parsing sec-10q costs ~8 CPU-s against ~75 of embedding:
+        # the workers mostly wait on the embedder (bounded: at most two files each in flight).
         workers = self.settings.workers or max(1, min(4, os.cpu_count() or 2))
         if len(todo) == 1 or workers <= 1 and len(todo) < 4:
             for item in todo:
