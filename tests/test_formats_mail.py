@@ -215,3 +215,9 @@ def test_mail_headers_filter_search_and_the_document_list(tmp_path: Path, monkey
     assert [Path(h["source"]).name for h in json.loads(result.output)["hits"]] == ["a.eml"]
     result = CliRunner().invoke(main, ["documents", "--where", "subject=again"])
     assert result.exit_code == 0 and "b.eml" in result.output and "a.eml" not in result.output
+    # Mails have no pages: the summary counts chunks only (not "0 pages, 0.0 pages/s").
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "c.eml").write_bytes(bytes(mail("Later", "The egret returned.")))
+    result = CliRunner().invoke(main, ["ingest", str(more)])
+    assert result.exit_code == 0 and "Indexed 1 file(s)" in result.output and "pages" not in result.output

@@ -189,9 +189,12 @@ def ingest_with_progress(kb: Any, paths: Iterable[str], show: bool, **rules: tup
 def print_report(r: IngestReport) -> None:
     """An ingest's summary on stdout: files and rates, counts by outcome, then each file removed (up to
     20), skipped or failed (kb ingest, kb watch's first pass)."""
-    rate = f"; {r.pages / r.seconds:.1f} pages/s, {r.chunks / r.seconds:.1f} chunks/s" if r.seconds and r.chunks else ""
+    # Pages only where there are some: a folder of slides, sheets and mails has none to count.
+    rates = [f"{r.pages / r.seconds:.1f} pages/s"] if r.pages else []
+    rate = "; " + ", ".join([*rates, f"{r.chunks / r.seconds:.1f} chunks/s"]) if r.seconds and r.chunks else ""
     by_type = ", ".join(f"{n} {t}" for t, n in sorted(r.types.items(), key=lambda x: (-x[1], x[0])))
-    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({r.pages} pages, "
+    pages = f"{r.pages} pages, " if r.pages else ""
+    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({pages}"
                f"{r.chunks} chunks{rate})" + (f": {by_type}" if by_type else ""))
     counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
               ("moved", len(r.moved)), ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
