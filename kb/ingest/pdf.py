@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,46 @@ _ITEM = re.compile(r"^ITEM\s+\d+[A-Z]?\b\.?.{0,100}$", re.IGNORECASE)
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
+@dataclass
+class PageRange:
+    """Pages `first`.. of a PDF as read by one worker: their text (OCR'd where asked), which of them OCR
+    read, and those it could not (number -> why). The document's own parts (page count, outline,
+    metadata) come with every range: they cost a few milliseconds to read."""
+
+    first: int
+    texts: list[str]
+    pages: int
+    outline: dict[int, tuple[str, ...]]
+    meta: dict[str, Any]
+    wanted: int = 0  # pages the OCR mode asked for
+    ocr_done: list[int] = field(default_factory=list)
+    unread: dict[int, str] = field(default_factory=dict)
+
+
 class PdfParser:
     file_type = "pdf"
     extensions = (".pdf",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        return self.assemble(path, [self.read(path)])
+
+    @staticmethod
+    def page_count(path: Path) -> int:
+        """How many pages (0 for a file PDFium cannot open: its reason comes when it is read)."""
+        import pypdfium2 as pdfium
+
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError:
+            return 0
+        try:
+            return len(pdf)
+        finally:
+            pdf.close()
+
+    def read(self, path: Path, first: int = 1, last: int | None = None) -> PageRange:
+        """Pages `first`..`last` (1-based, inclusive; None: to the end), OCR included: one worker's share
+        of a large PDF, which `assemble` joins with the others'."""
         import pypdfium2 as pdfium
 
         try:
@@ -40,7 +76,9 @@ class PdfParser:
                 raise ParseError("encrypted PDF needs a password") from None
             raise ParseError(f"unreadable PDF: {_reason(e)}") from None
         try:
-            texts = [_page_text(pdf, i) for i in range(len(pdf))]
+            npages = len(pdf)
+            last = npages if last is None else min(last, npages)
+            texts = [_page_text(pdf, i - 1) for i in range(first, last + 1)]
             outline = _outline_by_page(pdf)
             meta: dict[str, Any] = {k.lower(): v.strip() for k, v in pdf.get_metadata_dict(skip_empty=True).items()
                                     if isinstance(v, str) and v.strip()}
@@ -48,12 +86,20 @@ class PdfParser:
             raise ParseError(f"unreadable PDF: {_reason(e)}") from None
         finally:
             pdf.close()
-        return self._document(path, texts, outline, meta)
+        part = PageRange(first, texts, npages, outline, meta)
+        _ocr_pages(path, part)
+        return part
+
+    def assemble(self, path: Path, ranges: list[PageRange]) -> ParsedDocument:
+        """The document from its page ranges, in order."""
+        first = ranges[0]
+        texts = [t for r in ranges for t in r.texts]
+        ocr_meta, no_text = _ocr_outcome(path, texts, ranges)
+        return self._document(path, texts, first.outline, {**first.meta, **ocr_meta}, no_text)
 
     def _document(self, path: Path, texts: list[str], outline: dict[int, tuple[str, ...]],
-                  meta: dict[str, Any]) -> ParsedDocument:
+                  meta: dict[str, Any], no_text: str | None) -> ParsedDocument:
         npages = len(texts)
-        ocr_meta, no_text = _ocr_pages(path, texts)
         blocks: list[Block] = []
         headings: tuple[str, ...] = ()
         for number, text in enumerate(texts, start=1):
@@ -82,7 +128,6 @@ class PdfParser:
                     blocks.append(Block("\n".join(run), headings, number))
         if not any(b.text.strip() for b in blocks):
             raise ParseError(no_text or f"no extractable text in {npages} page(s), needs OCR (kb ingest --ocr auto)")
-        meta.update(ocr_meta)
         return ParsedDocument(title=path.stem, blocks=blocks, pages=npages, metadata=meta)
 
 
@@ -100,34 +145,44 @@ def _page_text(pdf: Any, index: int) -> str:
     return clean_text(_CONTROLS.sub("", text))
 
 
-def _ocr_pages(path: Path, texts: list[str]) -> tuple[dict[str, Any], str | None]:
-    """OCR the pages the mode asks for (auto: those without usable text; always: all), replacing their
-    text in `texts` where OCR finds some. Pages OCR could not read keep what they had and are named in
-    a warning. Returns the metadata to record (`ocr_pages`, `warnings`) and the reason the document
-    fails with if no page has text after all (None: the caller's own)."""
+def _ocr_pages(path: Path, part: PageRange) -> None:
+    """OCR the pages of `part` the mode asks for (auto: those without usable text; always: all),
+    replacing their text where OCR finds some; the pages it could not read keep what they had and are
+    noted in `part.unread`."""
     from kb.ingest import ocr
 
     mode = ocr.current.mode
     if mode == "never":
-        return {}, None
-    wanted = [n for n, text in enumerate(texts, start=1) if mode == "always" or not ocr.usable(text)]
+        return
+    wanted = [part.first + i for i, text in enumerate(part.texts) if mode == "always" or not ocr.usable(text)]
+    part.wanted = len(wanted)
     if not wanted:
-        return {}, None
-    done: list[int] = []
-    unread: dict[int, str] = {}
+        return
     try:
         for number, image in _rendered(path, wanted):
             try:
                 found = "\n\n".join(ocr.recognize(image))
             except ocr.OcrTimeout as e:
-                unread[number] = str(e)
+                part.unread[number] = str(e)
                 continue
             text = clean_text(found)
             if text:
-                texts[number - 1] = text
-                done.append(number)
+                part.texts[number - part.first] = text
+                part.ocr_done.append(number)
     except (ocr.OcrUnavailable, _RenderError) as e:
-        unread.update((n, str(e)) for n in wanted if n not in done and n not in unread)
+        part.unread.update((n, str(e)) for n in wanted if n not in part.ocr_done and n not in part.unread)
+
+
+def _ocr_outcome(path: Path, texts: list[str], ranges: list[PageRange]) -> tuple[dict[str, Any], str | None]:
+    """What OCR did to the whole document: the metadata to record (`ocr_pages`, `warnings`, with a
+    warning naming the pages left unread) and the reason the document fails with if no page has text
+    after all (None: the caller's own)."""
+    from kb.ingest import ocr
+
+    if not any(r.wanted for r in ranges):
+        return {}, None
+    done = [n for r in ranges for n in r.ocr_done]
+    unread = {n: why for r in ranges for n, why in r.unread.items()}
     meta: dict[str, Any] = {"ocr_pages": done} if done else {}
     left = [n for n in unread if not ocr.usable(texts[n - 1])]  # `always` keeps a readable text layer
     if not left:

@@ -27,9 +27,18 @@ from kb.errors import ConfigError
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
 from kb.index.catalog import DocumentRow
-from kb.ingest.base import is_supported
+from kb.ingest.base import is_supported, parser_for
+from kb.ingest.pdf import PdfParser
 from kb.ingest.walk import Candidate, Rules, walk
-from kb.ingest.worker import ChunkSpec, Prepared, chunker_for, ignore_interrupts, prepare, workers_ignore_interrupts
+from kb.ingest.worker import (
+    ChunkSpec,
+    Prepared,
+    chunker_for,
+    ignore_interrupts,
+    prepare,
+    read_range,
+    workers_ignore_interrupts,
+)
 from kb.types import Chunk, FileOutcome, IngestReport, Moved
 from kb.version import __version__
 
@@ -309,27 +318,34 @@ class Pipeline:
                 self.index.forget(row.path)
 
     def _prepare_all(self, todo: list[_Todo]) -> Iterator[tuple[_Todo, Prepared]]:
-        """Parse and chunk in worker processes, overlapped with embedding, in submission order."""
+        """Parse and chunk in worker processes, overlapped with embedding, in submission order. A PDF of
+        more than `SPLIT_PAGES` pages is read by page ranges across the workers (a long scan's OCR
+        would otherwise hold one core while the others wait), then joined and chunked here."""
         # One per core (up to 4). With PDFium, parsing sec-10q costs ~8 CPU-s against ~75 of embedding:
-        # the workers mostly wait on the embedder (bounded: at most two files each in flight).
+        # the workers mostly wait on the embedder (bounded: about two tasks each in flight).
         workers = self.settings.workers or max(1, min(4, os.cpu_count() or 2))
-        if len(todo) == 1 or workers <= 1 and len(todo) < 4:
+        spec = self.embedding.spec
+        split = {id(item): _ranges(item.cand.path) for item in todo} if workers > 1 else {}
+        if workers <= 1 and len(todo) < 4 or len(todo) == 1 and not split.get(id(todo[0])):
             for item in todo:
-                yield item, prepare(str(item.cand.path), self.embedding.spec)
+                yield item, prepare(str(item.cand.path), spec)
             return
         pending = deque(todo)
-        inflight: deque[tuple[_Todo, Future[Prepared]]] = deque()
+        inflight: deque[tuple[_Todo, list[Future[Any]]]] = deque()
         pool = _pool(workers)
         try:
             while pending or inflight:
-                while pending and len(inflight) < workers * 2:
+                while pending and sum(len(f) for _, f in inflight) < workers * 2:
                     item = pending.popleft()
+                    path = str(item.cand.path)
                     with workers_ignore_interrupts():  # a submit may start a worker process
-                        future = pool.submit(prepare, str(item.cand.path), self.embedding.spec)
-                    inflight.append((item, future))
-                item, future = inflight.popleft()
+                        ranges = split.get(id(item))
+                        futures = ([pool.submit(read_range, path, spec, a, b) for a, b in ranges] if ranges
+                                   else [pool.submit(prepare, path, spec)])
+                    inflight.append((item, futures))
+                item, futures = inflight.popleft()
                 try:
-                    yield item, future.result()
+                    results = [f.result() for f in futures]
                 except BrokenProcessPool:
                     # The parser crashed the worker (a segfault in a C extension): that file fails,
                     # the others are parsed again in a fresh pool.
@@ -338,6 +354,11 @@ class Pipeline:
                     inflight.clear()
                     pool.shutdown(cancel_futures=True)
                     pool = _pool(workers)
+                    continue
+                if split.get(id(item)):
+                    yield item, prepare(str(item.cand.path), spec, ranges=results)
+                else:
+                    yield item, results[0]
         finally:
             pool.shutdown(cancel_futures=True)
 
@@ -375,6 +396,28 @@ def _container(path: str, files: Collection[str]) -> str | None:
             return None
         if at in files:
             return at
+
+
+SPLIT_PAGES = 100  # a PDF longer than this is read by page ranges of this many pages across the workers
+# Only files this large are opened here to count their pages (100 pages of text take ~0.5 MB, of scans
+# far more): a damaged file is best opened first in a worker, where a crash costs that file alone.
+SPLIT_MIN_BYTES = 1 << 20
+
+
+def _ranges(path: Path) -> list[tuple[int, int]] | None:
+    """The page ranges a PDF is read in, or None to read the file whole (not a PDF kb's own parser
+    reads, or a short one)."""
+    if path.suffix.lower() != ".pdf" or parser_for(path).__class__ is not PdfParser:
+        return None
+    try:
+        if path.stat().st_size < SPLIT_MIN_BYTES:
+            return None
+    except OSError:
+        return None
+    pages = PdfParser.page_count(path)
+    if pages <= SPLIT_PAGES:
+        return None
+    return [(a, min(a + SPLIT_PAGES - 1, pages)) for a in range(1, pages + 1, SPLIT_PAGES)]
 
 
 def _crashed() -> str:

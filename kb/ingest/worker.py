@@ -8,17 +8,18 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kb.errors import KBError
 from kb.ingest import ocr
 from kb.ingest.base import parser_for
 from kb.ingest.chunker import Chunker
+from kb.ingest.pdf import PageRange, PdfParser
 from kb.types import Chunk, Part
 
 log = logging.getLogger(__name__)
@@ -86,13 +87,22 @@ def chunker_for(spec: ChunkSpec) -> Chunker:
 MAX_PART_DEPTH = 3  # a mail attached to a mail attached to a mail: deeper parts are left out
 
 
-def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: int = 0) -> Prepared:
-    """Parse and chunk `path`, and the files inside it; a failure comes back as `error`, a one-line reason."""
-    p = Path(path)
-    try:
+def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: int = 0,
+            ranges: list[PageRange | str] | None = None) -> Prepared:
+    """Parse and chunk `path`, and the files inside it; a failure comes back as `error`, a one-line reason.
+    `ranges`: a large PDF's pages as workers read them (`read_range`), to be joined and chunked here."""
+
+    def work() -> Prepared:
+        p = Path(path)
         parser = parser_for(p)
         ocr.configure(spec.ocr, spec.ocr_lang)
-        doc = parser.parse(p)
+        if ranges is not None:
+            failed = next((r for r in ranges if isinstance(r, str)), None)
+            if failed is not None:
+                return Prepared(path, error=failed)
+            doc = PdfParser().assemble(p, [r for r in ranges if not isinstance(r, str)])
+        else:
+            doc = parser.parse(p)
         _, chunks = (chunker or chunker_for(spec)).chunk(doc)
         if not chunks:
             return Prepared(path, error="no text to index")
@@ -101,6 +111,29 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
         if doc.parts:
             _prepare_parts(out, doc.parts, spec, chunker, depth)
         return out
+
+    return _guarded(path, work)
+
+
+def read_range(path: str, spec: ChunkSpec, first: int, last: int) -> PageRange | str:
+    """Pages `first`..`last` of a large PDF, read (and OCR'd) by one worker; a failure comes back as
+    its one-line reason, which `prepare` then gives the whole file."""
+
+    def work() -> PageRange:
+        ocr.configure(spec.ocr, spec.ocr_lang)
+        return PdfParser().read(Path(path), first, last)
+
+    got = _guarded(path, work)
+    return got.error or "" if isinstance(got, Prepared) else got
+
+
+_T = TypeVar("_T")
+
+
+def _guarded(path: str, work: Callable[[], _T]) -> _T | Prepared:
+    """`work()`, or its failure as a one-line reason: a parser's error costs one file, never the ingest."""
+    try:
+        return work()
     except KBError as e:
         return Prepared(path, error=str(e))
     except PermissionError:
@@ -109,7 +142,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
         return Prepared(path, error=f"cannot read: {e.strerror or e}")
     except RecursionError:
         return Prepared(path, error="document nesting too deep to parse")
-    except Exception as e:  # a parser library bug must cost one file, never the whole ingest
+    except Exception as e:  # a parser library bug
         if os.environ.get("KB_DEBUG"):
             log.exception("parser error on %s", path)
         return Prepared(path, error=f"parser error: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
