@@ -77,3 +77,58 @@ def test_a_long_scan_is_ocrd_range_by_range_on_the_workers(tmp_path: Path, monke
         for n, word in enumerate(words, start=1):
             hit = kb.search(word, k=1, mode="keyword")[0]
             assert hit.page == n and f"the {word} was counted" in hit.text
+
+
+def test_parser_workers_end_when_their_ingest_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of an ingest cannot shut its pool down; its workers must not linger for ever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    docs = tmp_path / "docs"
+    for n in range(400):
+        write_pdf(docs / f"note{n:03}.pdf", [f"Note {n} about the pump schedule."])
+    script = ("import sys\nfrom kb.api import KnowledgeBase\nfrom tests.helpers import FAKE\n"
+              "if __name__ == '__main__':\n"
+              "    with KnowledgeBase.open(sys.argv[1], workers=2, **FAKE) as kb:\n"
+              "        kb.ingest([sys.argv[2]])\n")
+    (tmp_path / "run.py").write_text(script)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "kb"), str(docs)], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+
+    def workers() -> list[int]:
+        out = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split() if int(p) != proc.pid and _parent_chain_has(int(p), proc.pid)]
+
+    deadline = time.monotonic() + 60
+    while not workers():
+        assert proc.poll() is None and time.monotonic() < deadline, "no parser worker started"
+        time.sleep(0.1)
+    started = workers()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 15
+    while any(os.path.exists(f"/proc/{p}") and _state(p) != "Z" for p in started):
+        assert time.monotonic() < deadline, f"workers {started} outlived their killed parent"
+        time.sleep(0.2)
+
+
+def _parent_chain_has(pid: int, ancestor: int) -> bool:
+    for _ in range(5):
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"

@@ -434,7 +434,8 @@ def _crashed() -> str:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=ignore_interrupts)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=ignore_interrupts,
+                               initargs=(os.getpid(),))
 
 
 def reembed(catalog: Any, embedding: Embedding,

@@ -8,6 +8,7 @@ import os
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,10 +26,21 @@ from kb.types import Chunk, Part
 log = logging.getLogger(__name__)
 
 
-def ignore_interrupts() -> None:
+def ignore_interrupts(parent: int | None = None) -> None:
     """A worker's initializer: Ctrl-C reaches every process of the terminal's group, and only the
-    parent acts on it (one clean line), not each worker with a traceback of its own."""
+    parent acts on it (one clean line), not each worker with a traceback of its own. A worker also
+    ends when its parent is gone (killed, so it could not shut the pool down): its queue's pipe never
+    closes, as the workers hold its other end too, and it would wait on it forever. `parent`: the pool's
+    process id, given by it (one killed before this runs has no child to ask)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = parent or os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="kb-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(0)
 
 
 @contextmanager
