@@ -321,7 +321,7 @@ class Pipeline:
         """Parse and chunk in worker processes, overlapped with embedding, in submission order. A PDF of
         more than `SPLIT_PAGES` pages is read by page ranges across the workers (a long scan's OCR
         would otherwise hold one core while the others wait), then joined and chunked here."""
-        # One per core (up to 4). With PDFium, parsing sec-10q costs ~8 CPU-s against ~75 of embedding:
+        # One per core (up to 4). With PDFium, parsing sec-10q costs ~4 CPU-s against ~75 of embedding:
         # the workers mostly wait on the embedder (bounded: about two tasks each in flight).
         workers = self.settings.workers or max(1, min(4, os.cpu_count() or 2))
         spec = self.embedding.spec
