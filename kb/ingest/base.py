@@ -98,6 +98,24 @@ def parser_for(path: Path) -> Parser:
     return PARSERS.get(name)()
 
 
+class HeadingPath:
+    """The heading path in force while a parser walks a document: a heading of level N closes the
+    open headings of level N and deeper, then opens itself."""
+
+    def __init__(self) -> None:
+        self._open: list[tuple[int, str]] = []
+
+    def enter(self, level: int, title: str) -> tuple[str, ...]:
+        while self._open and self._open[-1][0] >= level:
+            self._open.pop()
+        self._open.append((level, title))
+        return self.path
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(title for _, title in self._open if title)
+
+
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
 _BLANKS = re.compile(r"\n\s*\n")
 

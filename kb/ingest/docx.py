@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from kb.errors import ParseError
-from kb.ingest.base import clean_text
+from kb.ingest.base import HeadingPath, clean_text
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,7 @@ class DocxParser:
             raise ParseError(f"unreadable .docx: {' '.join(str(e).split())[:200]}") from e
         title = (document.core_properties.title or "").strip() or path.stem
         blocks: list[Block] = []
-        headings: list[str] = []
-        levels: list[int] = []
+        headings = HeadingPath()
         dropped: list[str] = []
         for item in document.iter_inner_content():
             if isinstance(item, Table):
@@ -42,7 +41,7 @@ class DocxParser:
                     dropped.append(" ".join(str(e).split())[:200])
                     continue
                 if text:
-                    blocks.append(Block(text, tuple(headings), kind="table"))
+                    blocks.append(Block(text, headings.path, kind="table"))
                 continue
             text = clean_text(item.text)
             if not text:
@@ -50,16 +49,11 @@ class DocxParser:
             style = item.style.name if item.style is not None else ""
             level = 0 if style == "Title" else _heading_level(style)
             if level is not None:
-                while levels and levels[-1] >= level:
-                    levels.pop()
-                    headings.pop()
-                levels.append(level)
-                headings.append(text)
-                blocks.append(Block(text, tuple(headings), kind="heading"))
+                blocks.append(Block(text, headings.enter(level, text), kind="heading"))
             elif _is_list_item(item, style):
-                blocks.append(Block(f"- {text}", tuple(headings), kind="list"))
+                blocks.append(Block(f"- {text}", headings.path, kind="list"))
             else:
-                blocks.append(Block(text, tuple(headings)))
+                blocks.append(Block(text, headings.path))
         if dropped:
             count = f"{len(dropped)} table{'s' if len(dropped) > 1 else ''}"
             log.warning("kb: %s: %s dropped: %s", path, count, "; ".join(dropped))

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb.errors import ParseError
-from kb.ingest.base import clean_text
+from kb.ingest.base import HeadingPath, clean_text
 from kb.ingest.text import read_text
 from kb.types import Block, ParsedDocument
 
@@ -43,8 +43,7 @@ def html_blocks(markup: str | bytes) -> tuple[str | None, list[Block]]:
 
 def _walk(root: Tag) -> list[Block]:
     blocks: list[Block] = []
-    headings: list[str] = []
-    levels: list[int] = []
+    headings = HeadingPath()
     for el in root.find_all(_BLOCK_TAGS):
         if el.find_parent(_BLOCK_TAGS):  # nested: the outer block already holds this text
             continue
@@ -56,16 +55,10 @@ def _walk(root: Tag) -> list[Block]:
         if not text.strip():
             continue
         if el.name[0] == "h" and el.name[1:].isdigit():
-            level = int(el.name[1])
-            while levels and levels[-1] >= level:
-                levels.pop()
-                headings.pop()
-            levels.append(level)
-            headings.append(text)
-            blocks.append(Block(text, tuple(headings), kind="heading"))
+            blocks.append(Block(text, headings.enter(int(el.name[1]), text), kind="heading"))
         else:
             kind = "code" if el.name == "pre" else "table" if el.name == "tr" else "text"
-            blocks.append(Block(text, tuple(headings), kind=kind))
+            blocks.append(Block(text, headings.path, kind=kind))
     return blocks
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError
-from kb.ingest.base import clean_text
+from kb.ingest.base import HeadingPath, clean_text
 from kb.ingest.text import read_text
 from kb.types import Block, ParsedDocument
 
@@ -27,8 +27,7 @@ class MarkdownParser:
         lines = source.splitlines()
         meta: dict[str, Any] = {}
         blocks: list[Block] = []
-        headings: list[str] = []
-        levels: list[int] = []
+        headings = HeadingPath()
         for i, tok in enumerate(tokens):
             if tok.level != 0 or tok.map is None:
                 continue
@@ -39,18 +38,13 @@ class MarkdownParser:
             if tok.type == "heading_open":
                 level = int(tok.tag[1])
                 text = clean_text(tokens[i + 1].content)
-                while levels and levels[-1] >= level:
-                    levels.pop()
-                    headings.pop()
-                levels.append(level)
-                headings.append(text)
-                blocks.append(Block(text, tuple(headings), kind="heading"))
+                blocks.append(Block(text, headings.enter(level, text), kind="heading"))
                 continue
             kind = _KINDS.get(tok.type, "text")
             # Code keeps its indentation; everything else is whitespace-normalised.
             text = raw.strip("\n") if kind == "code" else clean_text(raw)
             if text.strip():
-                blocks.append(Block(text, tuple(headings), kind=kind))
+                blocks.append(Block(text, headings.path, kind=kind))
         if not blocks:
             raise ParseError("no text in Markdown file")
         title = str(meta.get("title") or "").strip() or _first_h1(blocks) or path.stem

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError
-from kb.ingest.base import clean_text
+from kb.ingest.base import HeadingPath, clean_text
 from kb.types import Block, ParsedDocument
 
 # Generated or hidden text: a table of contents repeats the headings, tracked changes hold deleted text.
@@ -71,15 +71,15 @@ def _meta(document: Any) -> tuple[str, str]:
 
 
 class _Walker:
-    """Document order, headings kept as a stack of (level, text)."""
+    """Document order, with the heading path in force."""
 
     def __init__(self) -> None:
         self.blocks: list[Block] = []
-        self.path: list[tuple[int, str]] = []
+        self.path = HeadingPath()
 
     @property
     def headings(self) -> tuple[str, ...]:
-        return tuple(text for _, text in self.path)
+        return self.path.path
 
     def walk(self, parent: Any) -> None:
         for el in _elements(parent):
@@ -106,10 +106,7 @@ class _Walker:
             level = int(el.getAttribute("outlinelevel") or 1)
         except ValueError:
             level = 1
-        while self.path and self.path[-1][0] >= level:
-            self.path.pop()
-        self.path.append((level, text))
-        self.blocks.append(Block(text, self.headings, kind="heading"))
+        self.blocks.append(Block(text, self.path.enter(level, text), kind="heading"))
 
     def list(self, el: Any, depth: int = 0) -> None:
         """Items as "- text" lines, nested lists indented; a heading inside a list (outline

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError
-from kb.ingest.base import clean_text
+from kb.ingest.base import HeadingPath, clean_text
 from kb.ingest.text import read_text
 from kb.types import Block, ParsedDocument
 
@@ -34,14 +34,10 @@ class OrgParser:
         except Exception as e:  # orgparse raises on some malformed dates and drawers
             raise ParseError(f"unreadable Org file: {' '.join(str(e).split())[:200]}") from e
         blocks = _body_blocks(root.body, ())
-        path_stack: list[tuple[int, str]] = []
+        outline = HeadingPath()
         for node in root[1:]:
-            while path_stack and path_stack[-1][0] >= node.level:
-                path_stack.pop()
             heading = clean_text(node.heading).replace("\n", " ")
-            if heading:
-                path_stack.append((node.level, heading))
-            headings = tuple(h for _, h in path_stack)
+            headings = outline.enter(node.level, heading)  # an empty one closes the deeper ones, names none
             if heading:
                 blocks.append(Block(heading, headings, kind="heading"))
             blocks.extend(_body_blocks(node.body, headings))
