@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from benchmarks.ingest import _machine
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT.parent / "shared" / "eval" / "sec-10q" / "docs"
@@ -142,20 +142,6 @@ def run(picks: list[tuple[Path, int, str]], dpi: int, quiet: bool) -> dict[str, 
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_1m": round(load, 2) if load is not None else None}
-
-
 def tesseract_version() -> str:
     import pytesseract
 
@@ -179,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     picks = sample(args.docs, args.pages, args.seed)
     results = {"docs": str(args.docs), "seed": args.seed, "sample": [f"{p.name} p.{i + 1}" for p, i, _ in picks],
                "tesseract": tesseract_version(), "runs": [run(picks, dpi, args.json) for dpi in args.dpi]}
-    results["machine"] = machine()
+    results["machine"] = _machine()
     results["command"] = "python -m benchmarks.ocr " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
