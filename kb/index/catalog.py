@@ -226,9 +226,12 @@ class Catalog:
         return self._memo("folder", folder)
 
     def documents_under(self, root: str) -> list[DocumentRow]:
+        """The documents whose path starts with `root/`: a folder's, or a file's parts. A range of the
+        path index (every path between "root/" and "root0", '0' following '/'), not a scan: the
+        ingest asks this of every file it commits."""
         prefix = root.rstrip("/") + "/"
         rows = self.db.execute(
-            f"SELECT {_DOC_COLUMNS} FROM documents WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0")
         )
         return [_document(r) for r in rows]
 

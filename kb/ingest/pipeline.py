@@ -325,8 +325,14 @@ class Pipeline:
         # the workers mostly wait on the embedder (bounded: about two tasks each in flight).
         workers = self.settings.workers or max(1, min(4, os.cpu_count() or 2))
         spec = self.embedding.spec
-        split = {id(item): _ranges(item.cand.path) for item in todo} if workers > 1 else {}
-        if workers <= 1 and len(todo) < 4 or len(todo) == 1 and not split.get(id(todo[0])):
+        split: dict[int, list[tuple[int, int]] | None] = {}  # per item, found when it is submitted
+
+        def ranges_of(item: _Todo) -> list[tuple[int, int]] | None:
+            if id(item) not in split:
+                split[id(item)] = _ranges(item.cand.path) if workers > 1 else None
+            return split[id(item)]
+
+        if workers <= 1 and len(todo) < 4 or len(todo) == 1 and not ranges_of(todo[0]):
             for item in todo:
                 yield item, prepare(str(item.cand.path), spec)
             return
@@ -339,7 +345,7 @@ class Pipeline:
                     item = pending.popleft()
                     path = str(item.cand.path)
                     with workers_ignore_interrupts():  # a submit may start a worker process
-                        ranges = split.get(id(item))
+                        ranges = ranges_of(item)
                         futures = ([pool.submit(read_range, path, spec, a, b) for a, b in ranges] if ranges
                                    else [pool.submit(prepare, path, spec)])
                     inflight.append((item, futures))
