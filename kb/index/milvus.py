@@ -63,8 +63,9 @@ def _pymilvus() -> Any:
         raise DependencyError(f"pymilvus is not available: {install_command('milvus')} (pymilvus, milvus-lite)") from e
     if not os.environ.get("KB_DEBUG"):
         # RPC errors come back to us as exceptions, translated below; Lite's in-process gRPC server
-        # also logs each call it lacks (AllocTimestamp, which query iterators try first).
-        for name in ("pymilvus", "grpc._server"):
+        # also logs each call it lacks (AllocTimestamp, which query iterators try first), and Lite's
+        # server manager logs a folder held by another process with a traceback (`_open_error` says it).
+        for name in ("pymilvus", "grpc._server", "milvus_lite"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     return pymilvus
 
