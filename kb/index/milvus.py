@@ -9,6 +9,9 @@ Measured with pymilvus 3.0.2 / milvus-lite 3.2.2 (see benchmarks/stores.py): Lit
 in-process and lets one process at a time open its folder; its HNSW returns fewer hits than the
 limit under a selective filter, so Lite uses FLAT (exact) and a server uses HNSW searched with a
 large `ef`. Lite searches are slow until the rows are flushed into a segment, so `save()` flushes.
+Members on one machine share a Lite folder through `milvus-lite server` on 127.0.0.1 with one
+worker thread (its engine takes one writer at a time: with ten threads, two clients' concurrent
+flushes collided), as a server URI; tests/test_team_writers.py.
 """
 
 from __future__ import annotations
@@ -140,7 +143,9 @@ class MilvusStore(VectorStore):
     def _open_error(self, e: Exception) -> str:
         if self.lite and _locked_elsewhere(self.uri):
             return (f"{self.uri} is open in another process: Milvus Lite lets one process at a time use it "
-                    "(for a team, run a Milvus server: docker compose up -d)")
+                    "(for a team, run a Milvus server: docker compose up -d; or, on one machine, serve the folder "
+                    f"with `milvus-lite server --data-dir {self.uri} --host 127.0.0.1 --port 19530 --max-workers 1` "
+                    "and use --store-uri http://127.0.0.1:19530)")
         return f"cannot open {self.where}: {getattr(e, 'message', None) or e}"
 
     @contextlib.contextmanager
