@@ -33,6 +33,7 @@ POINTS = {
     "reindex.after_save": "the new generation of vectors is saved, the catalog not yet switched to it",
     "reindex.after_switch": "the catalog uses the new vectors, the old file not yet deleted",
     "remove.after_forget": "one document of a `kb remove` is forgotten, the vectors not yet saved",
+    "pdf.read": "a PDF is open in PDFium, its text not yet read (a crash of the native parser)",
 }
 
 

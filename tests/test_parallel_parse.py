@@ -132,3 +132,21 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "gone"
+
+
+def test_a_lone_pdf_that_crashes_its_parser_is_one_failure_not_a_dead_process(tmp_path: Path) -> None:
+    """PDFium is native code reading untrusted files: even one PDF alone is parsed in a worker, so a
+    crash there (here: SIGKILL at a failpoint) costs that file, not the `kb` process (or a server)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pdf = write_pdf(tmp_path / "docs" / "odd.pdf", ["A page PDFium will not finish reading."])
+    kb = Path(sys.executable).with_name("kb")
+    env = {**os.environ, "KB_FAILPOINT": "pdf.read:kill", "KB_DIR": str(tmp_path / "kb")}
+    result = subprocess.run([str(kb), "ingest", str(pdf), "--json"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    failed = json.loads(result.stdout)["failed"]
+    assert [(Path(f["source"]).name, f["reason"]) for f in failed] == [("odd.pdf", "parser crashed on this file")]

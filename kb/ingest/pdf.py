@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError
+from kb.failpoints import failpoint
 from kb.ingest.base import clean_text
 from kb.types import Block, ParsedDocument
 
@@ -76,6 +77,7 @@ class PdfParser:
                 raise ParseError("encrypted PDF needs a password") from None
             raise ParseError(f"unreadable PDF: {_reason(e)}") from None
         try:
+            failpoint("pdf.read")
             npages = len(pdf)
             last = npages if last is None else min(last, npages)
             texts = [_page_text(pdf, i - 1) for i in range(first, last + 1)]

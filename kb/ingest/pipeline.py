@@ -332,7 +332,10 @@ class Pipeline:
                 split[id(item)] = _ranges(item.cand.path) if workers > 1 else None
             return split[id(item)]
 
-        if workers <= 1 and len(todo) < 4 or len(todo) == 1 and not ranges_of(todo[0]):
+        # A lone file is parsed here, saving a pool's start, unless it is a PDF: PDFium is native code
+        # reading untrusted input, and a crash in a worker costs that file, not this process (a server).
+        alone = len(todo) == 1 and todo[0].cand.path.suffix.lower() != ".pdf"
+        if workers <= 1 and len(todo) < 4 or alone:
             for item in todo:
                 yield item, prepare(str(item.cand.path), spec)
             return
