@@ -128,7 +128,7 @@ def test_ingest_benchmark_prints_the_json_shape(tmp_path: Path) -> None:
     have_reference = all(
         __import__("importlib").util.find_spec(m) for m in ("langchain_community", "langchain_huggingface", "langchain_text_splitters")
     )
-    proc = _run("benchmarks.ingest", str(docs), "--limit", "1", "--json", "--no-eval",
+    proc = _run("benchmarks.ingest", str(docs), "--limit", "1", "--json", "--no-eval", "--repeats", "1",
                 *([] if have_reference else ["--no-reference"]))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
