@@ -161,3 +161,12 @@ def test_html_headings_and_text(tmp_path: Path) -> None:
 def test_unsupported_extension(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFileError, match=".xyz"):
         parser_for(tmp_path / "a.xyz")
+
+
+@needs_eval
+def test_pdf_words_hyphenated_at_a_line_end_keep_their_hyphen() -> None:
+    # PDFium hands such a hyphen over as U+FFFE: "credit-financing" must not read "creditfinancing".
+    doc = parser_for(AAPL_Q3_2023).parse(AAPL_Q3_2023)
+    text = " ".join(b.text for b in doc.blocks if b.page == 13)
+    assert "\ufffe" not in text and "\x02" not in text
+    assert "These credit-financing arrangements" in " ".join(text.split()) and "creditfinancing" not in text

@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 
 _PART = re.compile(r"^PART\s+[IVX]+\b.{0,80}$", re.IGNORECASE)
 _ITEM = re.compile(r"^ITEM\s+\d+[A-Z]?\b\.?.{0,100}$", re.IGNORECASE)
-# PDFium marks a hyphen it judges to be a line-end break as U+0002 (or U+FFFE); other control
-# characters are noise of a font's encoding.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# PDFium gives a hyphen that ends a line as U+FFFE (or U+0002), the line break itself dropped:
+# "stock\ufffebased" is "stock-based". Other control characters are noise of a font's encoding.
+_LINE_END_HYPHEN = re.compile(r"[\x02\ufffe]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\uffff]")
 
 
 @dataclass
@@ -144,7 +145,7 @@ def _page_text(pdf: Any, index: int) -> str:
             textpage.close()
     finally:
         page.close()
-    return clean_text(_CONTROLS.sub("", text))
+    return clean_text(_CONTROLS.sub("", _LINE_END_HYPHEN.sub("-", text)))
 
 
 def _ocr_pages(path: Path, part: PageRange) -> None:
