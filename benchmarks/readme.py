@@ -178,7 +178,20 @@ def ingest_record(order: str, date: str, command: str, raw: dict[str, Any]) -> d
     """A stored ingest run from the `--json` output of `python -m benchmarks.ingest` (kept whole in "raw")."""
     return {"order": order, "note": None, "date": date, "command": command, "load_1m": raw["machine"].get("load_1m"),
             "source": "measured by `python -m benchmarks.readme --ingest`", "machine": machine(),
-            "versions": versions(), "kb": raw["kb"], "reference": raw["reference"], "raw": raw}
+            "versions": versions(), "kb": raw["kb"], "reference": raw["reference"],
+            "llamaindex": raw.get("llamaindex"), "raw": raw}
+
+
+def added_ingest(file: Path) -> dict[str, Any]:
+    """A stored ingest run from a saved `python -m benchmarks.ingest ... --json` output (all three
+    pipelines, alternating order, the median of its repeats)."""
+    raw = json.loads(file.read_text())
+    repeats = raw.get("repeats", 1)
+    date = dt.datetime.fromtimestamp(file.stat().st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+    command = raw.get("command") or f"python -m benchmarks.ingest {_shown(SEC10Q / 'docs')} --repeats {repeats}"
+    record = ingest_record(f"alternating, median of {repeats}", date, command, raw)
+    record["source"] = f"`python -m benchmarks.readme --add-ingest {_shown(file)}`"
+    return record
 
 
 # --- rendering ---------------------------------------------------------------------------------------
@@ -280,13 +293,15 @@ def _rss_range(runs: list[dict[str, Any]], side: str) -> str:
 def render_ingest(res: dict[str, Any]) -> str:
     """README, "Performance": one row per stored `benchmarks.ingest` run."""
     runs = _ingest_runs(res)
-    lines = ["| run | kb wall s | kb pages/s | kb chunks/s | reference wall s | reference pages/s | speedup |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| run | kb wall s | kb pages/s | kb chunks/s | LangChain wall s | vs LangChain | LlamaIndex wall s "
+             "| vs LlamaIndex |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
-        k, ref = r["kb"], r["reference"]
+        k, ref, li = r["kb"], r["reference"], r.get("llamaindex")
         lines.append(_row([_readme_label(r), f"{k['wall_s']:.1f}", _rate(k["pages"], k["wall_s"], 1),
                            _rate(k["chunks"], k["wall_s"], 1), f"{ref['wall_s']:.1f}",
-                           _rate(ref["pages"], ref["wall_s"], 1), f"{ref['wall_s'] / k['wall_s']:.2f}x"]))
+                           f"{ref['wall_s'] / k['wall_s']:.2f}x", f"{li['wall_s']:.1f}" if li else "-",
+                           f"{li['wall_s'] / k['wall_s']:.2f}x" if li else "-"]))
     text = f"Peak RSS: kb {_rss_range(runs, 'kb')}, reference {_rss_range(runs, 'reference')}."
     found = _recall_run(res)
     if found:
@@ -410,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--render", action="store_true", help="measure nothing; rewrite the blocks from the stored results")
     ap.add_argument("--kb", type=Path, help="an existing knowledge base of the 20 sec-10q filings, only read (skips the ingest)")
     ap.add_argument("--ingest", action="store_true", help="also re-measure the ingest tables (two benchmarks.ingest runs, 10-25 min)")
+    ap.add_argument("--add-ingest", type=Path, metavar="JSON",
+                    help="append a saved `python -m benchmarks.ingest DIR --json` run to the stored ingest runs")
     ap.add_argument("--results", type=Path, default=RESULTS, help=f"the stored results [default: {_shown(RESULTS)}]")
     args = ap.parse_args(argv)
 
@@ -425,7 +442,11 @@ def main(argv: list[str] | None = None) -> int:
                   "rewrites them, `python -m benchmarks.readme` re-measures", file=sys.stderr)
         return 1 if diffs else 0
     res = load_results(args.results) if args.results.is_file() else {}
-    if not args.render:
+    if args.add_ingest:
+        res["ingest"]["runs"].append(added_ingest(args.add_ingest))
+        args.results.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n")
+        log(f"added {_shown(args.add_ingest)} to {_shown(args.results)}")
+    elif not args.render:
         if args.kb is not None and not (args.kb / "catalog.sqlite").is_file():
             ap.error(f"--kb {args.kb}: no knowledge base there")
         started = time.perf_counter()
