@@ -251,37 +251,48 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+class PeakRss:
+    """The highest resident bytes of a process tree, sampled every 50 ms while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, _tree_rss(self.pid))
+            self._done.wait(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def _spawn(args: list[str], label: str) -> dict[str, Any]:
     """Run one child; wall clock from before the process starts to its exit."""
     with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as res:
         result_file = res.name
     cmd = [sys.executable, "-m", "benchmarks.ingest", *args, "--result", result_file]
-    peak = 0
     # The model is the packaged folder: nothing may come from a hub (HF_HUB_OFFLINE makes a try an error).
     env = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
     # The child's stdout goes to our stderr: what a library prints must not mix into --json on stdout.
     proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], env=env, stdout=sys.stderr,
                             start_new_session=True)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        rc = proc.wait(timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the child and its workers: their own process group
-        proc.wait(timeout=60)
-        rc = None
-    wall = time.perf_counter() - started
-    done.set()
-    sampler.join()
+    with PeakRss(proc.pid) as rss:
+        try:
+            rc = proc.wait(timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the child and its workers: their own process group
+            proc.wait(timeout=60)
+            rc = None
+        wall = time.perf_counter() - started
+    peak = rss.peak
     try:
         data = json.loads(Path(result_file).read_text() or "{}")
     finally:

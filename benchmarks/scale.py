@@ -19,12 +19,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import _machine, _tree_rss
+from benchmarks.ingest import PeakRss, _machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 3600
@@ -38,20 +37,10 @@ def ingest(folder: Path, kb_dir: Path, workers: int) -> dict[str, Any]:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak, done = 0, threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, _ = proc.communicate(timeout=TIMEOUT_S)
-    wall = time.perf_counter() - started
-    done.set()
-    sampler.join()
+    with PeakRss(proc.pid) as rss:
+        out, _ = proc.communicate(timeout=TIMEOUT_S)
+        wall = time.perf_counter() - started
+    peak = rss.peak
     if proc.returncode not in (0, 1):  # 1: some file failed, reported in the JSON
         raise SystemExit(f"kb ingest {folder} --workers {workers} exited {proc.returncode}")
     report = json.loads(out)
