@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,34 @@ def stop(proc: subprocess.Popen[Any], grace: float = 15) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+@contextmanager
+def lite_server(data_dir: Path, log: Path | None = None) -> Iterator[str]:
+    """`milvus-lite server` over `data_dir` on 127.0.0.1 and a free port, one request at a time (Lite's
+    engine takes one writer at a time: README, team section); yields its URI, stops it after."""
+    import os
+    import shutil
+    import sys
+    import time
+
+    exe = shutil.which("milvus-lite", path=os.path.dirname(sys.executable))
+    assert exe, f"milvus-lite is not installed beside {sys.executable}"
+    port = free_port()
+    out = log.open("w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([exe, "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port),
+                             "--max-workers", "1"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "milvus-lite server did not start"
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+        if log:
+            out.close()  # type: ignore[union-attr]

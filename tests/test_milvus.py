@@ -11,10 +11,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from kb import KnowledgeBase
 from kb.cli import main
 from kb.errors import ConfigError, DependencyError, EmbedderMismatchError, StoreError
 from kb.filters import Filters
-from tests.helpers import free_port, stop, write_docx, write_markdown, write_pdf
+from tests.helpers import free_port, lite_server, write_docx, write_markdown, write_pdf
 
 pytest.importorskip("milvus_lite")
 
@@ -141,23 +141,10 @@ def test_lite_folder_open_in_another_process_is_a_clear_error(tmp_path: Path, te
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> str:
+def server(tmp_path: Path) -> Iterator[str]:
     """`milvus-lite server` on 127.0.0.1: the server code path, several clients at once."""
-    port = free_port()
-    exe = shutil.which("milvus-lite", path=os.path.dirname(sys.executable))
-    assert exe
-    proc = subprocess.Popen([exe, "server", "--data-dir", str(tmp_path / "server.db"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "milvus-lite server did not start"
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    with lite_server(tmp_path / "server.db") as uri:
+        yield uri
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import free_port, stop
+from tests import helpers
+from tests.helpers import stop
 
 pytest.importorskip("milvus_lite")
 
@@ -49,24 +49,8 @@ def _exe(name: str) -> str:
 @pytest.fixture
 def lite_server(tmp_path: Path) -> Iterator[str]:
     """One Milvus Lite folder served on 127.0.0.1, one request at a time (see the module's docstring)."""
-    port = free_port()
-    log = (tmp_path / "milvus-lite.log").open("w")
-    proc = subprocess.Popen([_exe("milvus-lite"), "server", "--data-dir", str(tmp_path / "team.db"),
-                             "--host", "127.0.0.1", "--port", str(port), "--max-workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "milvus-lite server did not start"
-            time.sleep(0.2)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
-        log.close()
+    with helpers.lite_server(tmp_path / "team.db", tmp_path / "milvus-lite.log") as uri:
+        yield uri
 
 
 def write_folder(root: Path, side: str, sections: tuple[int, int]) -> dict[Path, str]:
