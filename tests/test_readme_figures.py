@@ -89,11 +89,18 @@ def test_a_new_ingest_run_renders(tmp_path: Path) -> None:
     _copy_docs(tmp_path)
     readme.write_docs(res, tmp_path)
     text = (tmp_path / "README.md").read_text()
-    assert "| kb first (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 250.0 | 4.1 | 2.50x |" in text
+    assert "| kb first (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 250.0 | 2.50x | - | - |" in text
     assert "94.4 for kb (hybrid, onnx-int8) against 84.1" in text
     perf = (tmp_path / "benchmarks/PERFORMANCE.md").read_text()
     assert "| 1 (kb first, 2026-12-02, `../shared/eval/sec-10q --json`, load 1.5) | kb (onnx-int8) | 100.0 |" in perf
     assert readme.differences(res, tmp_path) == []
+    # A run with the LlamaIndex reference too (what `--add-ingest` stores) fills its columns.
+    res["ingest"]["runs"].append(readme.ingest_record(
+        "alternating, median of 3", "2026-12-02T18:46:00+00:00", "python -m benchmarks.ingest DIR --repeats 3",
+        {**raw, "llamaindex": {**side, "chunks": 1163, "wall_s": 150.0}}))
+    readme.write_docs(res, tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "| alternating, median of 3 (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 250.0 | 2.50x | 150.0 | 1.50x |" in text
 
 
 def test_check_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
