@@ -16,6 +16,12 @@
 from __future__ import annotations
 
 
+def one_line(e: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, at most `limit` characters (its type's name if it has none):
+    how a library's error becomes part of a one-line reason."""
+    return " ".join(str(e).split())[:limit] or type(e).__name__
+
+
 def install_command(extra: str = "") -> str:
     """How to install kb (`extra` empty) or one of its extras, run in the kb checkout: kb is installed
     from its source, and the package called "kb" on the public index is another project."""

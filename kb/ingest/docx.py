@@ -7,7 +7,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from kb.errors import ParseError
+from kb.errors import ParseError, one_line
 from kb.ingest.base import HeadingPath, clean_text
 from kb.types import Block, ParsedDocument
 
@@ -28,7 +28,7 @@ class DocxParser:
         try:
             document = docx.Document(str(path))
         except Exception as e:  # python-docx raises KeyError, ValueError, lxml errors... for bad parts
-            raise ParseError(f"unreadable .docx: {' '.join(str(e).split())[:200]}") from e
+            raise ParseError(f"unreadable .docx: {one_line(e)}") from e
         title = (document.core_properties.title or "").strip() or path.stem
         blocks: list[Block] = []
         headings = HeadingPath()
@@ -38,7 +38,7 @@ class DocxParser:
                 try:
                     text = _table_text(item)
                 except Exception as e:  # one odd table must not lose the whole document
-                    dropped.append(" ".join(str(e).split())[:200])
+                    dropped.append(one_line(e))
                     continue
                 if text:
                     blocks.append(Block(text, headings.path, kind="table"))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from kb.errors import ParseError
+from kb.errors import ParseError, one_line
 from kb.ingest.html import html_blocks
 from kb.types import Block, ParsedDocument
 
@@ -44,7 +44,7 @@ class EpubParser:
             try:
                 blocks.extend(_chapter_blocks(item.get_content(), toc.get(_key(item.file_name))))
             except Exception as e:  # one broken chapter must not lose the book
-                dropped.append(f"{item.file_name} ({' '.join(str(e).split())[:100]})")
+                dropped.append(f"{item.file_name} ({one_line(e, 100)})")
         if dropped:
             log.warning("kb: %s: %d chapter(s) dropped: %s", path, len(dropped), "; ".join(dropped))
         if not blocks:

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ParseError
+from kb.errors import ParseError, one_line
 from kb.ingest import ocr
 from kb.ingest.base import paragraphs
 from kb.types import Block, ParsedDocument
@@ -35,9 +35,9 @@ class ImageParser:
         except (ParseError, PermissionError):
             raise
         except Image.DecompressionBombError as e:
-            raise ParseError(f"image too large to read: {_one_line(e)}") from e
+            raise ParseError(f"image too large to read: {one_line(e)}") from e
         except (OSError, SyntaxError, ValueError, EOFError) as e:  # PIL's errors for broken and truncated files
-            raise ParseError(f"unreadable image: {_one_line(e)}") from e
+            raise ParseError(f"unreadable image: {one_line(e)}") from e
 
     def _parse(self, path: Path, image: Any) -> ParsedDocument:
         from PIL import ImageOps, ImageSequence
@@ -79,6 +79,3 @@ def _register_heif() -> None:
         raise ParseError(f"HEIC photos need pillow-heif: {install_command('heic')}") from e
     pillow_heif.register_heif_opener()
 
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__

@@ -20,8 +20,9 @@ from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ParseError
-from kb.ingest.base import clean_text, paragraphs
+from kb.errors import ParseError, one_line
+from kb.ingest.base import paragraphs
+from kb.ingest.html import html_blocks
 from kb.types import Block, ParsedDocument, Part
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class MsgParser:
         try:
             msg = extract_msg.openMsg(str(path), delayAttachments=False)
         except Exception as e:  # extract-msg raises its own errors, and olefile's, for a file that is no .msg
-            raise ParseError(f"not an Outlook message (.msg): {' '.join(str(e).split())[:120]}") from None
+            raise ParseError(f"not an Outlook message (.msg): {one_line(e, 120)}") from None
         try:
             return document(_read_msg(msg), path.stem)
         finally:
@@ -182,12 +183,8 @@ def _content(part: Message) -> str:
 
 
 def html_text(html: str) -> str:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "head"]):
-        tag.decompose()
-    return clean_text(soup.get_text("\n"))
+    """A mail's HTML body as plain text: the HTML parser's blocks, one paragraph each."""
+    return "\n\n".join(b.text for b in html_blocks(html)[1])
 
 
 def _name(name: str) -> str:

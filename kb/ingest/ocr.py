@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from kb.config import OCR_MODES as MODES
-from kb.errors import ConfigError, ParseError
+from kb.errors import ConfigError, ParseError, one_line
 from kb.ingest.ocr_layout import paragraphs
 
 PAGE_TIMEOUT_S = 120.0  # a page tesseract has not read by then is dropped (with a warning), not waited on
@@ -92,7 +92,7 @@ def check_lang(lang: str) -> None:
     try:
         have = _languages(binary)
     except Exception as e:
-        raise OcrUnavailable(f"tesseract does not run: {' '.join(str(e).split())[:150]} ({INSTALL})") from e
+        raise OcrUnavailable(f"tesseract does not run: {one_line(e, 150)} ({INSTALL})") from e
     missing = [code for code in lang.split("+") if code not in have]
     if missing:
         debian = " ".join(f"tesseract-ocr-{m.lower().replace('_', '-')}" for m in missing)

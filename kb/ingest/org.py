@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ParseError
+from kb.errors import ParseError, one_line
 from kb.ingest.base import HeadingPath, clean_text
 from kb.ingest.text import read_text
 from kb.types import Block, ParsedDocument
@@ -32,7 +32,7 @@ class OrgParser:
         try:
             root = orgparse.loads(text, filename=path.name)
         except Exception as e:  # orgparse raises on some malformed dates and drawers
-            raise ParseError(f"unreadable Org file: {' '.join(str(e).split())[:200]}") from e
+            raise ParseError(f"unreadable Org file: {one_line(e)}") from e
         blocks = _body_blocks(root.body, ())
         outline = HeadingPath()
         for node in root[1:]:

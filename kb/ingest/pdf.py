@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ParseError
+from kb.errors import ParseError, one_line
 from kb.failpoints import failpoint
 from kb.ingest.base import clean_text
 from kb.types import Block, ParsedDocument
@@ -211,7 +211,7 @@ def _rendered(path: Path, pages: list[int]) -> Iterator[tuple[int, Any]]:
     try:
         pdf = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as e:
-        raise _RenderError(f"pages could not be rendered for OCR ({_one_line(e)})") from e
+        raise _RenderError(f"pages could not be rendered for OCR ({one_line(e)})") from e
     try:
         for number in pages:
             try:
@@ -221,7 +221,7 @@ def _rendered(path: Path, pages: list[int]) -> Iterator[tuple[int, Any]]:
                 image = page.render(scale=scale, grayscale=True).to_pil()
                 page.close()
             except pdfium.PdfiumError as e:
-                raise _RenderError(f"page {number} could not be rendered for OCR ({_one_line(e)})") from e
+                raise _RenderError(f"page {number} could not be rendered for OCR ({one_line(e)})") from e
             yield number, image
     finally:
         pdf.close()
@@ -245,10 +245,7 @@ def _outline_by_page(pdf: Any) -> dict[int, tuple[str, ...]]:
 
 def _reason(e: BaseException) -> str:
     """PDFium's message without its boilerplate: 'Data format error', 'File access error'."""
-    text = _one_line(e)
+    text = one_line(e)
     inner = re.search(r"\(PDFium: ([^)]*)\)", text)
     return inner.group(1).rstrip(".") if inner else text
 
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__

@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ParseError
+from kb.errors import ParseError, one_line
 from kb.ingest.base import clean_text
 from kb.ingest.text import read_text
 from kb.types import Block, ParsedDocument
@@ -37,7 +37,7 @@ class RstParser:
             tree = publish_doctree(text, source_path=path.name,
                                    settings_overrides={**_SETTINGS, "warning_stream": io.StringIO()})
         except Exception as e:  # docutils may still raise on pathological input
-            raise ParseError(f"unreadable reStructuredText: {' '.join(str(e).split())[:200]}") from e
+            raise ParseError(f"unreadable reStructuredText: {one_line(e)}") from e
         blocks: list[Block] = []
         _walk(tree, (), blocks)
         if not blocks:

@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ParseError
+from kb.errors import ParseError, one_line
 from kb.ingest.text import read_text
 from kb.types import Block, ParsedDocument
 
@@ -52,13 +52,13 @@ class XlsxParser:
             try:
                 book = openpyxl.load_workbook(path, read_only=True, data_only=True)
             except Exception as e:  # KeyError, BadZipFile, lxml errors... for a damaged package
-                raise ParseError(f"not a valid Excel file (truncated or corrupt): {_short(e)}") from e
+                raise ParseError(f"not a valid Excel file (truncated or corrupt): {one_line(e)}") from e
             try:
                 title = (book.properties.title or "").strip() or path.stem
                 # `worksheets` leaves chart sheets out: they hold no cells
                 return _document(path, title, ((ws.title, _xlsx_rows(ws)) for ws in book.worksheets), "Excel")
             except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
-                raise ParseError(f"not a valid Excel file (truncated or corrupt): {_short(e)}") from e
+                raise ParseError(f"not a valid Excel file (truncated or corrupt): {one_line(e)}") from e
             finally:
                 book.close()
 
@@ -83,7 +83,7 @@ class XlsParser:
             # xlrd prints its warnings to stdout unless given somewhere else to write them
             book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True, logfile=io.StringIO())
         except Exception as e:  # XLRDError, CompDocError, struct.error, IndexError... on damaged files
-            raise ParseError(f"not a valid Excel 97-2003 file (truncated or corrupt): {_short(e)}") from e
+            raise ParseError(f"not a valid Excel 97-2003 file (truncated or corrupt): {one_line(e)}") from e
         try:
             sheets = ((name, _xls_rows(book, i)) for i, name in enumerate(book.sheet_names()))
             return _document(path, path.stem, sheets, "Excel 97-2003")
@@ -135,7 +135,7 @@ class OdsParser:
             doc = load(str(path))
             tables = doc.spreadsheet.getElementsByType(Table)
         except Exception as e:  # KeyError, BadZipFile, XML errors, or a text document named .ods
-            raise ParseError(f"not a valid OpenDocument spreadsheet (truncated or corrupt): {_short(e)}") from e
+            raise ParseError(f"not a valid OpenDocument spreadsheet (truncated or corrupt): {one_line(e)}") from e
         sheets = ((str(t.getAttribute("name") or ""), _ods_rows(t)) for t in tables)
         return _document(path, path.stem, sheets, "OpenDocument spreadsheet")
 
@@ -183,7 +183,9 @@ def _ods_cell_text(cell: Any, office: str) -> str:
     if kind == "date":
         value = cell.getAttrNS(office, "date-value") or ""
         return value[:10] if value.endswith("T00:00:00") or len(value) == 10 else value.replace("T", " ")
-    shown = " ".join(" ".join(_node_text(p).split()) for p in cell.childNodes if p.qname[1] == "p")
+    from odf import teletype
+
+    shown = " ".join(" ".join(teletype.extractText(p).split()) for p in cell.childNodes if p.qname[1] == "p")
     if shown.strip() or kind in (None, "", "string"):
         return shown.strip()
     if kind == "boolean":
@@ -193,18 +195,6 @@ def _ods_cell_text(cell: Any, office: str) -> str:
         return cell_text(float(value)) if value else ""
     except ValueError:
         return value
-
-
-def _node_text(node: Any) -> str:
-    """The text of an ODF element: spaces (<text:s text:c="3"/>), tabs and line breaks included."""
-    if node.nodeType == node.TEXT_NODE:
-        return str(node.data)
-    name = node.qname[1] if hasattr(node, "qname") else ""
-    if name == "s":
-        return " " * int(node.getAttribute("c") or 1)
-    if name in ("tab", "line-break"):
-        return " "
-    return "".join(_node_text(child) for child in node.childNodes)
 
 
 class CsvParser:
@@ -300,7 +290,7 @@ class _Sheet:
                     self.blocks.append(Block(" | ".join(pairs), self.headings, number))
                     self.kept += 1
         except Exception as e:  # a damaged sheet: keep what was read, say what was not
-            self.error = _short(e)
+            self.error = one_line(e)
         if header is not None and not self.blocks:
             self.blocks.append(Block(" | ".join(c for c in header if c), self.headings, header_row))
 
@@ -366,6 +356,3 @@ def _number(value: float, fmt: str | None) -> str:
         text = f"{value:{comma}.{decimals}f}"
     return text + ("%" if "%" in pattern else "")
 
-
-def _short(e: BaseException) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__

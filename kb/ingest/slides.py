@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ParseError
+from kb.errors import ParseError, one_line
 from kb.ingest.base import clean_text
 from kb.types import Block, ParsedDocument
 
@@ -102,7 +102,7 @@ def _parse_pptx(path: Path, stem: str) -> ParsedDocument:
         deck = pptx.Presentation(str(path))
         slides = list(deck.slides)
     except Exception as e:  # python-pptx raises KeyError, PackageNotFoundError, lxml errors... for bad parts
-        raise ParseError(f"{_NOT_PPTX}: {' '.join(str(e).split())[:200]}") from e
+        raise ParseError(f"{_NOT_PPTX}: {one_line(e)}") from e
     title = (deck.core_properties.title or "").strip() or stem
     blocks: list[Block] = []
     dropped: list[str] = []
@@ -130,7 +130,7 @@ def _slide_blocks(slide: Any, number: int, dropped: list[str]) -> Iterator[Block
         try:
             yield from _shape_blocks(shape, headings, number)
         except Exception as e:  # one odd shape (a broken table) must not lose the deck
-            dropped.append(f"slide {number}: {' '.join(str(e).split())[:160]}")
+            dropped.append(f"slide {number}: {one_line(e, 160)}")
     if slide.has_notes_slide:
         notes = slide.notes_slide.notes_text_frame
         text = _frame_text(notes) if notes is not None else ""

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kb.errors import KBError
+from kb.errors import KBError, one_line
 from kb.ingest import ocr
 from kb.ingest.base import parser_for
 from kb.ingest.chunker import Chunker
@@ -157,7 +157,7 @@ def _guarded(path: str, work: Callable[[], _T]) -> _T | Prepared:
     except Exception as e:  # a parser library bug
         if os.environ.get("KB_DEBUG"):
             log.exception("parser error on %s", path)
-        return Prepared(path, error=f"parser error: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+        return Prepared(path, error=f"parser error: {type(e).__name__}: {one_line(e)}")
 
 
 def _prepare_parts(out: Prepared, parts: list[Part], spec: ChunkSpec, chunker: Chunker | None, depth: int) -> None:
