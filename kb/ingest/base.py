@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kb.errors import ConfigError, UnsupportedFileError
 from kb.registry import Registry
@@ -22,6 +22,25 @@ class Parser(Protocol):
     extensions: tuple[str, ...]  # lower-case, with the dot: (".md", ".markdown")
 
     def parse(self, path: Path) -> ParsedDocument: ...
+
+
+class RangeParser(Parser, Protocol):
+    """A parser that can also read a file in parts, so that the workers share a long one: `page_count`
+    (0 when it cannot tell), `read(path, first, last)` a range of pages, and `assemble(path, parts)`
+    the document from its parts in order. The PDF parser is one."""
+
+    @staticmethod
+    def page_count(path: Path) -> int: ...
+
+    def read(self, path: Path, first: int = 1, last: int | None = None) -> Any: ...
+
+    def assemble(self, path: Path, parts: list[Any]) -> ParsedDocument: ...
+
+
+def range_parser(path: Path) -> RangeParser | None:
+    """The parser of `path` if it reads files by page ranges, else None."""
+    parser = parser_for(path)
+    return parser if all(hasattr(parser, a) for a in ("page_count", "read", "assemble")) else None  # type: ignore[return-value]
 
 
 # Built-in parsers, imported on first use so `kb --help` stays instant. Parsers registered at run

@@ -27,8 +27,7 @@ from kb.errors import ConfigError
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
 from kb.index.catalog import DocumentRow
-from kb.ingest.base import is_supported, parser_for
-from kb.ingest.pdf import PdfParser
+from kb.ingest.base import is_supported, range_parser
 from kb.ingest.walk import Candidate, Rules, walk
 from kb.ingest.worker import (
     ChunkSpec,
@@ -414,16 +413,17 @@ SPLIT_MIN_BYTES = 1 << 20
 
 
 def _ranges(path: Path) -> list[tuple[int, int]] | None:
-    """The page ranges a PDF is read in, or None to read the file whole (not a PDF kb's own parser
-    reads, or a short one)."""
-    if path.suffix.lower() != ".pdf" or parser_for(path).__class__ is not PdfParser:
+    """The page ranges a file is read in, or None to read it whole (its parser reads no ranges, or the
+    file is short)."""
+    parser = range_parser(path)
+    if parser is None:
         return None
     try:
         if path.stat().st_size < SPLIT_MIN_BYTES:
             return None
     except OSError:
         return None
-    pages = PdfParser.page_count(path)
+    pages = parser.page_count(path)
     if pages <= SPLIT_PAGES:
         return None
     return [(a, min(a + SPLIT_PAGES - 1, pages)) for a in range(1, pages + 1, SPLIT_PAGES)]

@@ -14,14 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kb.errors import KBError, one_line
 from kb.ingest import ocr
-from kb.ingest.base import parser_for
+from kb.ingest.base import parser_for, range_parser
 from kb.ingest.chunker import Chunker
-from kb.ingest.pdf import PageRange, PdfParser
 from kb.types import Chunk, Part
+
+if TYPE_CHECKING:
+    from kb.ingest.pdf import PageRange
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
             failed = next((r for r in ranges if isinstance(r, str)), None)
             if failed is not None:
                 return Prepared(path, error=failed)
-            doc = PdfParser().assemble(p, [r for r in ranges if not isinstance(r, str)])
+            doc = parser.assemble(p, [r for r in ranges if not isinstance(r, str)])  # type: ignore[attr-defined]
         else:
             doc = parser.parse(p)
         _, chunks = (chunker or chunker_for(spec)).chunk(doc)
@@ -133,7 +135,9 @@ def read_range(path: str, spec: ChunkSpec, first: int, last: int) -> PageRange |
 
     def work() -> PageRange:
         ocr.configure(spec.ocr, spec.ocr_lang)
-        return PdfParser().read(Path(path), first, last)
+        parser = range_parser(Path(path))
+        assert parser is not None  # the pipeline asks ranges of such files only
+        return parser.read(Path(path), first, last)
 
     got = _guarded(path, work)
     return got.error or "" if isinstance(got, Prepared) else got
