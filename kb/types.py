@@ -224,6 +224,7 @@ class DocumentInfo:
     ingested_at: float  # seconds since the epoch
     id: int = 0  # the catalog's document id (GET /documents/{id}, kb://document/{id})
     unit: str = "page"  # what `pages` counts: pages, slides, rows, messages (see `UNITS`)
+    date: str | None = None  # the document's own date, as its metadata holds it (see kb.ingest.facets)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -173,8 +173,8 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
 @document_filter_options
 @json_option
 def documents(kb_dir: str | None, as_json: bool, **kwargs: Any) -> None:
-    """Each document: type, pages, chunks, when it was ingested; then the files that failed (those
-    matching --path and --type too)."""
+    """Each document: type, pages, chunks, when it was ingested, its own date (read from its first
+    page); then the files that failed (those matching --path and --type too)."""
     from datetime import datetime
 
     filters = pop_filters(kwargs)
@@ -188,7 +188,8 @@ def documents(kb_dir: str | None, as_json: bool, **kwargs: Any) -> None:
     for d in docs:
         when = datetime.fromtimestamp(d.ingested_at).strftime("%Y-%m-%d %H:%M")
         pages = "" if d.pages is None else f"{d.pages} p." if d.unit == "page" else f"{d.pages} {d.unit}s"
-        click.echo(f"{d.file_type:9} {pages:>7} {d.chunks:>6} chunks  {when}  {shown(d.source)}")
+        dated = (d.date or "")[:10]  # the document's own date (a mail's without its time)
+        click.echo(f"{d.file_type:9} {pages:>7} {d.chunks:>6} chunks  {when}  {dated:10}  {shown(d.source)}")
     if docs:
         click.echo(f"{len(docs)} document(s), {sum(d.pages or 0 for d in docs if d.unit == 'page')} pages, "
                    f"{sum(d.chunks for d in docs)} chunks", err=True)

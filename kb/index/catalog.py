@@ -205,7 +205,7 @@ class Catalog:
                                    if filters else Filters())
         rows = self.db.execute(
             "SELECT d.source, d.file_type, d.title, d.pages, count(c.id), d.size, d.ingested_at, d.id,"
-            " coalesce(json_extract(d.metadata, '$.unit'), 'page')"
+            " coalesce(json_extract(d.metadata, '$.unit'), 'page'), json_extract(d.metadata, '$.date')"
             f" FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id WHERE {where} GROUP BY d.id ORDER BY d.source",
             params,
         )

@@ -20,6 +20,7 @@ from kb.errors import KBError, one_line
 from kb.ingest import ocr
 from kb.ingest.base import parser_for, range_parser
 from kb.ingest.chunker import Chunker
+from kb.ingest.facets import document_facets
 from kb.types import Chunk, Part
 
 if TYPE_CHECKING:
@@ -120,7 +121,9 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
         _, chunks = (chunker or chunker_for(spec)).chunk(doc)
         if not chunks:
             return Prepared(path, error="no text to index")
-        metadata = {**doc.metadata, "unit": doc.unit} if doc.unit != "page" else doc.metadata
+        metadata = {**doc.metadata, **document_facets(doc)}
+        if doc.unit != "page":
+            metadata["unit"] = doc.unit
         out = Prepared(path, parser.file_type, doc.title, doc.pages, metadata, chunks)
         if doc.parts:
             _prepare_parts(out, doc.parts, spec, chunker, depth)
