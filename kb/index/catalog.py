@@ -428,6 +428,16 @@ class Catalog:
             raise CatalogError(f"{self.path}: keyword search failed: {e}") from e
         return out
 
+    def document_dates(self) -> dict[int, str]:
+        """The date of each document that has one (metadata `date`, ISO: "2023-07-01", a mail's with
+        its time); remembered until the catalog changes, as every question about "the latest" asks."""
+
+        def dates() -> dict[int, str]:
+            sql = "SELECT id, json_extract(metadata, '$.date') FROM documents WHERE json_extract(metadata, '$.date') <> ''"
+            return {int(i): str(d) for i, d in self.db.execute(sql)}
+
+        return self._memo("dates", dates)
+
     def document_sizes(self) -> dict[int, int]:
         """Number of chunks of each document."""
         return {int(d): int(n) for d, n in self.db.execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id")}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kb.config import check_mode
 from kb.filters import Filters
-from kb.query import fusion, snippet
+from kb.query import facets, fusion, snippet
 from kb.query.fts import literals, match_expression, quote, terms
 from kb.types import Hit
 
@@ -44,6 +44,9 @@ class Tuning:
     literal_rare: int = 50  # a literal in more chunks than this is no clue (a year in dated reports)
     per_page: int = 2  # most hits one page may take in the top k (the rest move down)
     rerank_depth: int = 30  # candidates a cross-encoder rescoring looks at
+    latest_weight: float = 0.5  # "latest", "most recent": the newest document of those the question is about
+    period_weight: float = 0.5  # a year or date the question names: documents of that date (kb.query.facets)
+    period_near: float = 0.7  # "the documents it is about": a word match this close to the best one's
 
 
 DEFAULT_TUNING = Tuning()
@@ -148,6 +151,7 @@ def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[in
     doc_of = catalog.chunk_documents(ids)
     prior: dict[int, float] = {}
     parts = []
+    scores: dict[int, float] | None = None  # whole-document BM25: the period facets read it too
     if tuning.title_weight:
         parts.append(fusion.document_prior(doc_of, catalog.document_matches(match), tuning.title_weight))
     if tuning.document_weight:
@@ -159,6 +163,9 @@ def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[in
     for part in parts:
         for i, bonus in part.items():
             prior[i] = prior.get(i, 0.0) + bonus
+    for i, bonus in facets.chunk_bonus(catalog, query, doc_of, scores, latest_weight=tuning.latest_weight,
+                                       period_weight=tuning.period_weight, near=tuning.period_near).items():
+        prior[i] = prior.get(i, 0.0) + bonus
     return prior
 
 

@@ -1,0 +1,106 @@
+"""The periods a question names ("the latest", "in 2022", "the quarter ended July 1, 2023"), matched
+against each candidate document's own date (metadata `date`, read at ingest by kb.ingest.facets).
+
+A series of like documents (one report per quarter, one protocol per version) look alike chunk for
+chunk; what tells them apart for such a question is the date each was written for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kb.dates import dates, years
+from kb.query import fusion
+from kb.query.fts import terms
+
+if TYPE_CHECKING:
+    from kb.index.catalog import Catalog
+
+# Words that ask for the newest of a series. Not "current": "current liabilities", "current
+# version of the protocol" name a kind of thing, not the newest document.
+_LATEST = re.compile(r"\b(?:latest|most\s+recent(?:ly)?|newest)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Periods:
+    """What a question says about time: whether it wants the newest document, and the full dates
+    (ISO) and years it names."""
+
+    latest: bool = False
+    dates: tuple[str, ...] = ()
+    years: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.latest or bool(self.dates or self.years)
+
+
+def periods(question: str) -> Periods:
+    """The periods `question` names; empty (false) for most questions."""
+    named = tuple(dict.fromkeys(d.isoformat() for d in dates(question)))
+    return Periods(bool(_LATEST.search(question)), named, tuple(years(question)))
+
+
+def chunk_bonus(catalog: Catalog, question: str, doc_of: Mapping[int, int], scores: Mapping[int, float] | None,
+                *, latest_weight: float, period_weight: float, near: float) -> dict[int, float]:
+    """Each candidate chunk's share of its document's `document_bonus` (`doc_of`: the chunks'
+    documents; `scores`: the question's whole-document BM25 where the caller has it already).
+    Nothing, and no catalog read, for a question that names no period.
+
+    Which documents a question is about is told by its words' BM25 over whole documents
+    (`fusion.document_bm25`), as a share of the best document's: not min-max over the candidates,
+    which in a folder of one series would push its least matching report to nothing.
+    """
+    asked = periods(question) if latest_weight or period_weight else Periods()
+    if not asked or not doc_of:
+        return {}
+    if scores is None:
+        scores = fusion.document_bm25(catalog.document_term_chunks(terms(question)), catalog.document_sizes())
+    relevance = {doc: scores.get(doc, 0.0) for doc in set(doc_of.values())}
+    bonus = document_bonus(asked, catalog.document_dates(), relevance, latest_weight=latest_weight,
+                           period_weight=period_weight, near=near)
+    return {chunk: bonus[doc] for chunk, doc in doc_of.items() if doc in bonus}
+
+
+def document_bonus(asked: Periods, dated: Mapping[int, str], relevance: Mapping[int, float], *,
+                   latest_weight: float, period_weight: float, near: float) -> dict[int, float]:
+    """A bonus for each candidate document (keys of `relevance`, its match to the question's words).
+
+    `latest`: the newest of the documents whose relevance is within `near` (a fraction) of the
+    best one's gets `latest_weight`: "the latest report" of whatever the question names, not the
+    newest document in the knowledge base. Named dates and years: `period_weight` x how well the
+    document's date matches (same day 1, same year 1/2), mapped so the best match gets the weight.
+    """
+    bonus: dict[int, float] = {}
+    if asked.latest and latest_weight:
+        for doc, b in _newest(dated, relevance, near, latest_weight).items():
+            bonus[doc] = bonus.get(doc, 0.0) + b
+    if (asked.dates or asked.years) and period_weight:
+        for doc, b in _matching(asked, dated, relevance, period_weight).items():
+            bonus[doc] = bonus.get(doc, 0.0) + b
+    return bonus
+
+
+def _newest(dated: Mapping[int, str], relevance: Mapping[int, float], near: float, weight: float) -> dict[int, float]:
+    best = max(relevance.values(), default=0.0)
+    if best <= 0:
+        return {}  # nothing tells which series the question is about
+    close = {d: dated[d][:10] for d, r in relevance.items() if r >= near * best and d in dated}
+    if not close:
+        return {}
+    newest = max(close.values())
+    return {d: weight for d, when in close.items() if when == newest}
+
+
+def _matching(asked: Periods, dated: Mapping[int, str], relevance: Mapping[int, float], weight: float) -> dict[int, float]:
+    score: dict[int, float] = {}
+    for doc in relevance:
+        when = dated.get(doc, "")
+        if when[:10] in asked.dates:
+            score[doc] = 1.0
+        elif when[:4] in asked.years or when[:4] in {d[:4] for d in asked.dates}:
+            score[doc] = 0.5
+    best = max(score.values(), default=0.0)
+    return {d: weight * s / best for d, s in score.items()} if best else {}

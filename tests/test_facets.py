@@ -1,0 +1,145 @@
+"""A document's own date, read from its first page at ingest: stored in its metadata, shown by
+`kb documents`, usable as `--where date=...`/`year=...`, and matched against the periods a question
+names ("the latest report", "in 2022")."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kb.api import KnowledgeBase
+from kb.cli.main import main
+from kb.dates import first_date, years
+from kb.filters import Filters, parse_where
+from kb.query.facets import periods
+from kb.query.search import DEFAULT_TUNING
+from tests.helpers import FAKE, write_pdf
+
+FILLER = "The board met and reviewed the operations of the business in the period. " * 70  # ~5,000 characters
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
+        yield k
+
+
+def names(items: list) -> list[str]:  # type: ignore[type-arg]
+    return [Path(i.source).name for i in items]
+
+
+def dated_docs(folder: Path) -> Path:
+    """Files of several formats whose first page states a date in a different written form."""
+    write_pdf(folder / "quarterly.pdf", ["Quarterly report\nFor the quarterly period ended July 1, 2023\nRevenue rose.",
+                                          "Results\nRevenue was 81,797 in the quarter.", "Signed on 2023-08-04."])
+    write_pdf(folder / "cover.pdf", ["Annual review", "Prepared 12 Jan. 2021 by the finance office.", "Notes"])
+    (folder / "minutes.md").write_text("# Minutes\n\nMeeting of 03/15/2022 at the harbour office.\n")
+    (folder / "note.md").write_text("---\ndate: 2019-05-06\n---\n# Note\n\nWritten on 1 July 2023, filed later.\n")
+    (folder / "late.txt").write_text(FILLER + "\nSigned on 5 May 2020.\n")  # a date past the opening text
+    (folder / "bad.md").write_text("# Bad\n\nDue on February 30, 2023, which does not exist.\n")
+    return folder
+
+
+def test_a_documents_own_date_is_read_stored_and_shown(kb: KnowledgeBase, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    kb.ingest([str(dated_docs(tmp_path / "docs"))])
+    dates = {Path(d.source).name: d.date for d in kb.documents()}
+    assert dates == {"quarterly.pdf": "2023-07-01", "cover.pdf": "2021-01-12", "minutes.md": "2022-03-15",
+                     "note.md": "2019-05-06",  # a front matter's date is the author's word: kept
+                     "late.txt": None, "bad.md": None}
+    row = kb.catalog.document(str((tmp_path / "docs" / "note.md").resolve()))
+    assert row is not None
+    meta = json.loads(kb.catalog.db.execute("SELECT metadata FROM documents WHERE id = ?", (row.id,)).fetchone()[0])
+    assert meta["date"] == "2019-05-06" and meta["year"] == "2019"
+    monkeypatch.setenv("KB_DIR", str(kb.path))
+    monkeypatch.setenv("KB_BACKEND", "fake")
+    monkeypatch.setenv("KB_MODEL", FAKE["model"])
+    listed = CliRunner().invoke(main, ["documents"])
+    assert listed.exit_code == 0
+    line = next(x for x in listed.output.splitlines() if "quarterly.pdf" in x)
+    assert "2023-07-01" in line
+    listed = json.loads(CliRunner().invoke(main, ["documents", "--json"]).output)
+    assert {Path(d["source"]).name: d["date"] for d in listed["documents"]}["cover.pdf"] == "2021-01-12"
+
+
+def test_where_date_and_year_filter_search_ask_and_documents(kb: KnowledgeBase, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    kb.ingest([str(dated_docs(tmp_path / "docs"))])
+    assert names(kb.documents(Filters(where=parse_where(["year=2022"])))) == ["minutes.md"]
+    july = Filters(where=parse_where(["date=2023-07"]))
+    assert names(kb.documents(july)) == ["quarterly.pdf"]
+    assert set(names(kb.search("revenue office date", k=10, filters=july))) == {"quarterly.pdf"}
+    monkeypatch.setenv("KB_DIR", str(kb.path))
+    monkeypatch.setenv("KB_BACKEND", "fake")
+    monkeypatch.setenv("KB_MODEL", FAKE["model"])
+    runner = CliRunner()
+    found = json.loads(runner.invoke(main, ["search", "office", "--where", "year=2021", "--json"]).output)
+    assert {Path(h["source"]).name for h in found["hits"]} == {"cover.pdf"}
+    asked = runner.invoke(main, ["ask", "Where was the meeting?", "--where", "date=2022-03", "--json"])
+    assert asked.exit_code == 0, asked.output
+    assert {Path(h["source"]).name for h in json.loads(asked.stdout)["hits"]} == {"minutes.md"}
+    listed = runner.invoke(main, ["documents", "--where", "year=2023"])
+    assert "quarterly.pdf" in listed.output and "minutes.md" not in listed.output
+
+
+OTHERS = {"garden.md": "# Garden notes\n\nThe roses need pruning before the frost.\n",
+          "recipes.md": "# Soup\n\nSimmer the leeks for twenty minutes, then blend.\n",
+          "trip.md": "---\ndate: 2024-06-01\n---\n# Trip\n\nThe ferry leaves at nine; sales of tickets open at eight.\n"}
+
+
+def series(folder: Path, dates: dict[str, str]) -> Path:
+    """Reports of one series that differ only in their office's name and in their (front matter) date,
+    among other documents (one of them newer than any report)."""
+    folder.mkdir(parents=True)
+    for name, text in OTHERS.items():
+        (folder / name).write_text(text)
+    for office, when in dates.items():
+        (folder / f"{office}.md").write_text(
+            f"---\ndate: {when}\n---\n# Widget report, {office} office\n\nWidget sales rose by a third "
+            f"at the {office} office, and returns fell.\n\nThe {office} office hired two fitters.\n")
+    return folder
+
+
+def ranking(kb: KnowledgeBase, question: str, **tuning: float) -> list[tuple[str, float]]:
+    hits = kb.search(question, k=4, tuning=dataclasses.replace(DEFAULT_TUNING, **tuning))
+    return [(Path(h.source).name, h.score) for h in hits]
+
+
+@pytest.mark.parametrize("newer", ["north", "south"])
+def test_latest_favours_the_newest_of_a_series_and_only_when_asked(tmp_path: Path, newer: str) -> None:
+    older = {"north": "south", "south": "north"}[newer]
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
+        kb.ingest([str(series(tmp_path / "docs", {newer: "2023-09-30", older: "2023-03-31"}))])
+        assert ranking(kb, "How did widget sales change in the latest report?")[0][0] == f"{newer}.md"
+        assert ranking(kb, "widget sales in the most recent report")[0][0] == f"{newer}.md"
+        # Without a word about time, dates change nothing: exactly the ranking with the facets off.
+        plain = "How did widget sales change in the report?"
+        assert ranking(kb, plain) == ranking(kb, plain, latest_weight=0, period_weight=0)
+        # "current" names a kind of thing ("current liabilities"), not the newest document.
+        current = "widget sales in the current report"
+        assert ranking(kb, current) == ranking(kb, current, latest_weight=0, period_weight=0)
+
+
+@pytest.mark.parametrize("year, office", [("2021", "north"), ("2022", "south")])
+def test_a_named_year_favours_its_document(tmp_path: Path, year: str, office: str) -> None:
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
+        kb.ingest([str(series(tmp_path / "docs", {"north": "2021-12-31", "south": "2022-12-31"}))])
+        assert ranking(kb, f"How did widget sales change in FY{year}?")[0][0] == f"{office}.md"
+        assert ranking(kb, f"widget sales, quarter ended December 31, {year}")[0][0] == f"{office}.md"
+
+
+def test_dates_and_periods_read_from_text() -> None:
+    written = {"For the period ended July 1, 2023 or": "2023-07-01", "1 July 2023": "2023-07-01",
+               "Jul. 1, 2023": "2023-07-01", "on 2023-07-01.": "2023-07-01", "07/01/2023": "2023-07-01",
+               "25/12/2023": "2023-12-25", "the 3rd of May, 2023": "2023-05-03", "Oct-16-2023": "2023-10-16"}
+    assert {text: str(first_date(text)) for text in written} == written
+    assert first_date("February 30, 2023 and 2,023 units") is None
+    assert years("FY2019 against 2022 Q2, not 2,019 units nor $2018") == ["2019", "2022"]
+    asked = periods("What was the gross margin in the most recent quarter ended July 1, 2023?")
+    assert asked.latest and asked.dates == ("2023-07-01",) and asked.years == ("2023",)
+    assert not periods("What are the current liabilities?")
