@@ -30,8 +30,11 @@ def test_pdf_blocks_carry_the_page_their_text_is_on() -> None:
         assert text[:80] in pages[block.page - 1] and text[-80:] in pages[block.page - 1]
     note2 = next(b for b in doc.blocks if b.text.startswith("Note 2 – Revenue"))
     assert note2.page == 10
-    # 10-Q structure lines become the section path.
-    assert note2.headings == ("PART I — FINANCIAL INFORMATION", "Item 1. Financial Statements")
+    # Numbered heading lines become the section path, and a page's own title its deepest level.
+    assert note2.headings == ("PART I — FINANCIAL INFORMATION", "Item 1. Financial Statements", "Note 2 – Revenue")
+    cash_flows = next(b for b in doc.blocks if b.page == 8 and "operating activities" in b.text)
+    assert cash_flows.headings[-1] == "CONDENSED CONSOLIDATED STATEMENTS OF CASH FLOWS (Unaudited)"
+    assert not any("| Q3 2023 Form 10-Q |" in b.text for b in doc.blocks)  # the running footer of every page
     buyback = next(b for b in doc.blocks if "repurchased $18.0 billion" in b.text)
     assert buyback.page == 18
     assert buyback.headings[-1].startswith("Item 2. Management’s Discussion")

@@ -16,13 +16,29 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.failpoints import failpoint
-from kb.ingest.base import clean_text
+from kb.ingest.base import HeadingPath, clean_text
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
 
-_PART = re.compile(r"^PART\s+[IVX]+\b.{0,80}$", re.IGNORECASE)
-_ITEM = re.compile(r"^ITEM\s+\d+[A-Z]?\b\.?.{0,100}$", re.IGNORECASE)
+Style = tuple[float, int]  # a line's print: font size (points) and weight (400 regular, 700 bold)
+
+# Numbered heading lines: "PART II", "Chapter 3", "Item 2. Results", "Section 4: Scope", "Appendix B". What
+# follows the number starts with a capital or nothing ("Item 3 of this report ..." is a sentence), and a line
+# ending in a page number is a table of contents' entry, not the heading itself.
+_DIVISION = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME)\s+(?:[IVXLC]+|\d+)\b(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s].{0,80})?$",
+                       re.IGNORECASE)
+_SECTION = re.compile(r"^(?:ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+(?:[IVXLC]+|\d+[A-Z]?|[A-Z])\b"
+                      r"(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s].{0,100})?$", re.IGNORECASE)
+# "2.1 Study design": a heading only when printed as one (larger or bolder than the body text).
+_DECIMAL = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,3})\.?\s+[A-Z][^.]{2,80}$")
+_LIST_PAGE = 4  # a page with this many numbered lines lists sections (a table of contents): none opens one
+_TITLE_LINES = 3  # a page's title: at most this many heading-styled lines at its top
+_RUNNING_ZONE = 3  # running headers and footers: among the first or last lines of a page ...
+_RUNNING_SHARE = 0.2  # ... on at least this share of the pages (and at least 3)
+_SMALL_WORDS = frozenset("a an and as at by for from in of on or per the to with vs".split())
+# Dot leaders ("Total assets ........ 1,204"): a token per dot to the embedding model, nothing to a reader.
+_LEADER = re.compile(r"[ \t]*(?:[.·…][ \t]?){4,}[ \t]*")
 # PDFium gives a hyphen that ends a line as U+FFFE (or U+0002), the line break itself dropped:
 # "stock\ufffebased" is "stock-based". Other control characters are noise of a font's encoding.
 _LINE_END_HYPHEN = re.compile(r"[\x02\ufffe]")
@@ -40,6 +56,7 @@ class PageRange:
     pages: int
     outline: dict[int, tuple[str, ...]]
     meta: dict[str, Any]
+    styles: list[list[Style]] = field(default_factory=list)  # each page's line prints (see _page_text)
     wanted: int = 0  # pages the OCR mode asked for
     ocr_done: list[int] = field(default_factory=list)
     unread: dict[int, str] = field(default_factory=dict)
@@ -81,7 +98,7 @@ class PdfParser:
             failpoint("pdf.read")
             npages = len(pdf)
             last = npages if last is None else min(last, npages)
-            texts = [_page_text(pdf, i - 1) for i in range(first, last + 1)]
+            read = [_page_text(pdf, i - 1) for i in range(first, last + 1)]
             outline = _outline_by_page(pdf)
             meta: dict[str, Any] = {k.lower(): v.strip() for k, v in pdf.get_metadata_dict(skip_empty=True).items()
                                     if isinstance(v, str) and v.strip()}
@@ -89,7 +106,7 @@ class PdfParser:
             raise ParseError(f"unreadable PDF: {_reason(e)}") from None
         finally:
             pdf.close()
-        part = PageRange(first, texts, npages, outline, meta)
+        part = PageRange(first, [text for text, _ in read], npages, outline, meta, [styles for _, styles in read])
         _ocr_pages(path, part)
         return part
 
@@ -97,55 +114,241 @@ class PdfParser:
         """The document from its page ranges, in order."""
         first = ranges[0]
         texts = [t for r in ranges for t in r.texts]
+        styles = [[] if n in r.ocr_done else page for r in ranges for n, page in enumerate(r.styles, start=r.first)]
         ocr_meta, no_text = _ocr_outcome(path, texts, ranges)
-        return self._document(path, texts, first.outline, {**first.meta, **ocr_meta}, no_text)
+        return self._document(path, texts, first.outline, {**first.meta, **ocr_meta}, no_text, styles)
 
     def _document(self, path: Path, texts: list[str], outline: dict[int, tuple[str, ...]],
-                  meta: dict[str, Any], no_text: str | None) -> ParsedDocument:
-        npages = len(texts)
+                  meta: dict[str, Any], no_text: str | None, styles: list[list[Style]] | None = None) -> ParsedDocument:
+        layout = _Layout(texts, styles or [[] for _ in texts])
+        sections = _Sections(outline)
         blocks: list[Block] = []
-        headings: tuple[str, ...] = ()
-        for number, text in enumerate(texts, start=1):
-            if number in outline:
-                headings = outline[number]
-            for para in text.split("\n\n"):
-                if not para.strip():
-                    continue
-                if outline:
-                    blocks.append(Block(para, headings, number))
-                    continue
-                # No outline: lines like "PART I" and "Item 2. Management's Discussion" open sections.
-                run: list[str] = []
-                for line in para.split("\n"):
-                    level = 0 if _PART.match(line) else 1 if _ITEM.match(line) else -1
-                    if level < 0:
-                        run.append(line)
-                        continue
-                    if run:
-                        blocks.append(Block("\n".join(run), headings, number))
-                        run = []
-                    part = headings[:1] if headings and _PART.match(headings[0]) else ()
-                    headings = (line,) if level == 0 else (*part, line)
-                    blocks.append(Block(line, headings, number, kind="heading"))
+        for number, lines in enumerate(layout.pages(), start=1):
+            sections.new_page(number)
+            run: list[str] = []
+            title: list[tuple[str, Style | None]] = []
+            at_top = True  # a page's title is the heading-styled lines it opens with (page 1's names the document)
+            listing = sum(1 for line, _ in lines if line and (_DIVISION.match(line) or _SECTION.match(line))) >= _LIST_PAGE
+
+            def flush(kind: str = "text", run: list[str] = run, number: int = number) -> None:
                 if run:
-                    blocks.append(Block("\n".join(run), headings, number))
+                    blocks.append(Block("\n".join(run), sections.path, number, kind=kind))
+                    run.clear()
+
+            for line, style in lines:
+                if line is None:  # a paragraph break
+                    if not title:
+                        flush()
+                    continue
+                if not outline and not listing and (level := _numbered_level(line, style, layout.body)) is not None:
+                    flush()
+                    sections.numbered(level, line, style)
+                    blocks.append(Block(line, sections.path, number, kind="heading"))
+                    continue
+                if at_top and number > 1 and len(title) < _TITLE_LINES and _title_like(line, style, layout.body):
+                    title.append((line, style))
+                    continue
+                if title:
+                    run.extend(t for t, _ in title)
+                    sections.titled(" ".join(t for t, _ in title), title[-1][1])
+                    flush("heading")
+                    title = []
+                at_top = False
+                run.append(line)
+            if title:
+                run.extend(t for t, _ in title)
+                sections.titled(" ".join(t for t, _ in title), title[-1][1])
+                flush("heading")
+            flush()
         if not any(b.text.strip() for b in blocks):
-            raise ParseError(no_text or f"no extractable text in {npages} page(s), needs OCR (kb ingest --ocr auto)")
-        return ParsedDocument(title=path.stem, blocks=blocks, pages=npages, metadata=meta)
+            raise ParseError(no_text or f"no extractable text in {len(texts)} page(s), needs OCR (kb ingest --ocr auto)")
+        return ParsedDocument(title=path.stem, blocks=blocks, pages=len(texts), metadata=meta)
 
 
-def _page_text(pdf: Any, index: int) -> str:
-    """One page's text layer in PDFium's reading order, one line per line of print."""
+class _Sections:
+    """The section path in force while the pages are walked: the outline's entries for the page (or,
+    without an outline, the numbered heading lines met so far), then the title of the page."""
+
+    def __init__(self, outline: dict[int, tuple[str, ...]]):
+        self.outline = outline
+        self._path = HeadingPath()
+        self._outlined: tuple[str, ...] = ()
+        self._numbered: tuple[int, str, Style | None] | None = None  # the numbered heading in force
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self._path.path
+
+    def new_page(self, number: int) -> None:
+        if number in self.outline:
+            self._outlined = self.outline[number]
+            self._path = HeadingPath()
+            for level, heading in enumerate(self._outlined):
+                self._path.enter(level, heading)
+
+    def numbered(self, level: int, line: str, style: Style | None) -> None:
+        self._path.enter(level, line)
+        self._numbered = (level, line, style)
+
+    def titled(self, title: str, style: Style | None) -> None:
+        """A page's own title becomes the deepest level, in force until the next title or heading. Printed
+        more prominently than the numbered heading in force, it is that heading's sibling, not its child:
+        statements printed after a report's last item are not part of that item."""
+        if self.outline:
+            if self._outlined and _same(title, self._outlined[-1]):
+                return
+            level = len(self._outlined)
+        elif self._numbered is not None:
+            level, line, numbered_style = self._numbered
+            if _rank(title, style) <= _rank(line, numbered_style):
+                level += 1
+        else:
+            level = 0
+        self._path.enter(level, title)
+
+
+def _rank(line: str, style: Style | None) -> tuple[float, bool, bool]:
+    """How prominently a heading is printed: size, then bold, then capitals."""
+    size, weight = style or (0.0, 0)
+    return (round(size * 2) / 2, weight >= 600, _caps(line))
+
+
+def _caps(line: str) -> bool:
+    letters = [c for c in line if c.isalpha()]
+    return len(letters) >= 4 and all(c.isupper() for c in letters)
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+
+def _numbered_level(line: str, style: Style | None, body: Style | None) -> int | None:
+    """The level a numbered heading line opens (PART 0; Item, Section 1; "2.1" 2), None for other lines."""
+    if _DIVISION.match(line):
+        return 0
+    if _SECTION.match(line):
+        return 1
+    m = _DECIMAL.match(line)
+    if m and _prominent(line, style, body):
+        return m.group(1).count(".") + 1
+    return None
+
+
+def _prominent(line: str, style: Style | None, body: Style | None) -> bool:
+    """Printed as a heading: larger or bolder than the body text, or in capitals."""
+    if style is None or body is None:
+        return False
+    return style[0] >= body[0] + 0.5 or style[1] >= body[1] + 150 or (_caps(line) and style[1] >= body[1])
+
+
+def _title_like(line: str, style: Style | None, body: Style | None) -> bool:
+    """A short, capitalised line with no closing punctuation, printed as a heading where the print says
+    anything: how a page's title looks ("Consolidated Statements of Cash Flows", "3 STUDY DESIGN")."""
+    words = line.split()
+    letters = sum(c.isalpha() for c in line)
+    if not words or len(words) > 12 or len(line) > 100 or letters < 3 or line[-1] in ".,;:":
+        return False
+    if len(words) >= 3 and words[-1].isdigit():  # "Results of Operations 14": a contents entry
+        return False
+    if letters < 0.6 * len(line.replace(" ", "")):
+        return False
+    content = [w for w in words if any(c.isalpha() for c in w) and w.lower() not in _SMALL_WORDS]
+    if not content or sum(w.lstrip("(\"'“‘")[:1].isupper() for w in content) < 0.7 * len(content):
+        return False
+    if body is None or style is None or _prominent(line, style, body):
+        return True
+    return body[1] <= 0 and style[0] >= body[0] - 0.5  # no weights in the file: bold cannot be seen
+
+
+class _Layout:
+    """A PDF's pages as lines with their print, running headers and footers left out: the lines repeated
+    at the top or bottom of many pages ("Table of Contents", "Acme Inc. | 2023 Report | 7")."""
+
+    def __init__(self, texts: list[str], styles: list[list[Style]]):
+        self.texts = texts
+        seen = {s for page in styles for s in page}
+        self.styles = styles if len(seen) > 1 else [[] for _ in texts]  # one print everywhere says nothing
+        self.body = _body_style(texts, self.styles)
+        self.running = _running_lines(texts)
+
+    def pages(self) -> Iterator[list[tuple[str | None, Style | None]]]:
+        """Each page's lines, None for a paragraph break, with their print where it is known."""
+        for text, styles in zip(self.texts, self.styles):
+            lines = [line for line in text.split("\n")]
+            filled = [i for i, line in enumerate(lines) if line]
+            style_of = dict(zip(filled, styles)) if len(styles) == len(filled) else {}
+            zone = set(filled[:_RUNNING_ZONE] + filled[-_RUNNING_ZONE:])
+            out: list[tuple[str | None, Style | None]] = []
+            for i, line in enumerate(lines):
+                if not line:
+                    out.append((None, None))
+                elif not (i in zone and ((key := _running_key(line)) in self.running or _PAGE_NUMBER.match(key))):
+                    out.append((line, style_of.get(i)))
+            yield out
+
+
+def _body_style(texts: list[str], styles: list[list[Style]]) -> Style | None:
+    """The print of most of the text."""
+    weight: dict[Style, int] = {}
+    for text, page in zip(texts, styles):
+        lines = [line for line in text.split("\n") if line]
+        if len(lines) == len(page):
+            for line, style in zip(lines, page):
+                weight[style] = weight.get(style, 0) + len(line)
+    return max(weight, key=weight.__getitem__) if weight else None
+
+
+def _running_key(line: str) -> str:
+    """A line as it repeats from page to page: its page number (a number that opens or closes it) left out."""
+    return _EDGE_NUMBER.sub("#", " ".join(line.lower().split()))
+
+
+_EDGE_NUMBER = re.compile(r"^\d+\b|\b\d+$")
+_PAGE_NUMBER = re.compile(r"^(?:page )?-? ?[\d#]+ ?-?(?: of [\d#]+)?$")  # "7", "- 7 -", "Page 7 of 12", as keys
+
+
+def _running_lines(texts: list[str]) -> set[str]:
+    if len(texts) < 3:
+        return set()
+    pages: dict[str, int] = {}
+    for text in texts:
+        lines = [line for line in text.split("\n") if line]
+        for key in {_running_key(line) for line in lines[:_RUNNING_ZONE] + lines[-_RUNNING_ZONE:]}:
+            pages[key] = pages.get(key, 0) + 1
+    least = max(3, _RUNNING_SHARE * len(texts))
+    return {key for key, n in pages.items() if n >= least}
+
+
+def _page_text(pdf: Any, index: int) -> tuple[str, list[Style]]:
+    """One page's text layer in PDFium's reading order, one line per line of print, dot leaders dropped,
+    and the print (font size, weight) of each non-empty line, read at its first character."""
+    import pypdfium2.raw as pdfium_c
+
     page = pdf[index]
     try:
         textpage = page.get_textpage()
         try:
-            text = textpage.get_text_range()
+            raw = textpage.get_text_range()
+            lines: list[str] = []
+            styles: list[Style] = []
+            at = 0
+            for line in raw.split("\n"):
+                clean = _clean_line(line)
+                if clean:
+                    first = at + len(line) - len(line.lstrip())
+                    styles.append((round(pdfium_c.FPDFText_GetFontSize(textpage, first), 1),
+                                   int(pdfium_c.FPDFText_GetFontWeight(textpage, first))))
+                lines.append(clean)
+                at += len(line) + 1
         finally:
             textpage.close()
     finally:
         page.close()
-    return clean_text(_CONTROLS.sub("", _LINE_END_HYPHEN.sub("-", text)))
+    return clean_text("\n".join(lines)), styles
+
+
+def _clean_line(line: str) -> str:
+    return clean_text(_LEADER.sub(" ", _CONTROLS.sub("", _LINE_END_HYPHEN.sub("-", line.replace("\r", "")))))
 
 
 def _ocr_pages(path: Path, part: PageRange) -> None:
