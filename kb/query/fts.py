@@ -43,12 +43,23 @@ def terms(query: str) -> list[str]:
         parts = [p.lower() for p in _PART.findall(word)]
         if not parts:
             continue
-        term = " ".join(parts)
-        if term not in seen:
-            seen.add(term)
-            out.append(term)
+        for term in (" ".join(parts), *_figures_inside(parts)):
+            if term not in seen:
+                seen.add(term)
+                out.append(term)
     kept = [t for t in out if t not in STOPWORDS]
     return (kept or out)[:MAX_TERMS]
+
+
+_DIGITS = re.compile(r"\d{4,}")
+
+
+def _figures_inside(parts: list[str]) -> list[str]:
+    """The long numbers inside a word of letters and digits, as terms of their own: "FY2019" is about
+    2019, which the text prints on its own ("fiscal 2019", "December 31, 2019")."""
+    if len(parts) != 1 or parts[0].isdigit() or parts[0].isalpha():
+        return []
+    return _DIGITS.findall(parts[0])
 
 
 _QUOTED = re.compile(r'"([^"]+)"')
