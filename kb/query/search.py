@@ -42,7 +42,7 @@ class Tuning:
     document_weight: float = 0.5  # BM25 of whole documents (see fusion.document_bm25)
     literal_weight: float = 1.0  # bonus for holding the query's rare figures and "quoted phrases"
     literal_rare: int = 50  # a literal in more chunks than this is no clue (a year in dated reports)
-    per_page: int = 2  # most hits one page may take in the top k (the rest move down)
+    per_page: int = 1  # most hits one page may take in the top k (the rest move down): the top k are k pages
     rerank_depth: int = 30  # candidates a cross-encoder rescoring looks at
     latest_weight: float = 0.5  # "latest", "most recent": the newest document of those the question is about
     period_weight: float = 0.5  # a year or date the question names: documents of that date (kb.query.facets)
@@ -209,7 +209,7 @@ def text_key(text: str) -> str:
     return _SPACE.sub(" ", text).strip().lower()
 
 
-def arrange(ranked: Iterable[tuple[dict[str, Any], float]], k: int, *, per_page: int = 2) -> list[Hit]:
+def arrange(ranked: Iterable[tuple[dict[str, Any], float]], k: int, *, per_page: int = 1) -> list[Hit]:
     """Hits in score order: one per distinct passage, at most `per_page` per page until k is reached.
 
     A passage whose text is already shown from another file adds that file to the hit's `also`.
