@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 class Tuning:
     """The knobs of hybrid retrieval; defaults measured as benchmarks/RETRIEVAL.md tells."""
 
-    depth: int = 100  # candidates taken from each retriever before fusion
+    depth: int = 200  # candidates taken from each retriever before fusion
     dense_weight: float = 1.0
     keyword_weight: float = 0.3  # BM25 on chunks; at equal weight hybrid loses to dense alone
     title_weight: float = 0.5  # the query's BM25 match on each document's title and file path
