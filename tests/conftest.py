@@ -1,5 +1,5 @@
-"""Shared fixtures: an isolated KB_DIR per test, the real eval documents, one ingested KB per session, and a
-tiny one of a Markdown runbook per test."""
+"""Shared fixtures: an isolated KB_DIR per test, the real eval documents, one ingested KB per session, an
+empty one and a tiny one of a Markdown runbook per test."""
 
 from __future__ import annotations
 
@@ -66,6 +66,16 @@ def ingested(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         report = kb.ingest([str(corpus)])
     assert not report.failed, report.failed
     return kb_dir
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
+    """An empty knowledge base with the fake embedder and one parser worker (modules may define their own)."""
+    from kb import KnowledgeBase
+    from tests.helpers import FAKE
+
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
+        yield k
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from kb.query.search import DEFAULT_TUNING
 from tests.helpers import FAKE, write_pdf
 
 FILLER = "The board met and reviewed the operations of the business in the period. " * 70  # ~5,000 characters
-
-
-@pytest.fixture
-def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
-    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
-        yield k
 
 
 def names(items: list) -> list[str]:  # type: ignore[type-arg]

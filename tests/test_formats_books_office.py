@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ import pytest
 from kb import KnowledgeBase
 from kb.errors import ParseError
 from kb.ingest.base import parser_for
-from tests.helpers import FAKE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 SENTENCE = "The {word} gauge reads the spring tide twice a day, at 06:10 and 18:35."
@@ -104,12 +102,6 @@ def docs(tmp_path: Path) -> Path:
         elif name != "office_almanac.doc" or HAS_DOC_TOOL:
             shutil.copyfile(FIXTURES / name, folder / name)
     return folder
-
-
-@pytest.fixture
-def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
-    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
-        yield k
 
 
 def test_each_format_is_found_in_its_section(kb: KnowledgeBase, docs: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -17,12 +16,6 @@ from tests.helpers import FAKE, write_docx, write_pdf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 COVER = "\n".join(f"Line {i} of the cover page, which says what the report covers and for whom." for i in range(12))
-
-
-@pytest.fixture
-def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
-    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
-        yield k
 
 
 def mail(subject: str, body: str, *, sender: str = "Ada Byron <ada@example.org>", html: str | None = None,

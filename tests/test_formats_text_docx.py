@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kb.api import KnowledgeBase
-from tests.helpers import FAKE
 
 SENTENCE = "Grüße aus Zürich: the {word} ledger closes at noon — ключ.\nA second line follows.\n"
 ENCODINGS = {  # file name -> bytes written the way Windows editors and tools write them
@@ -28,12 +26,6 @@ ENCODINGS = {  # file name -> bytes written the way Windows editors and tools wr
 WORDS = ["narwhal", "okapi", "axolotl", "pangolin", "quokka", "tapir", "wombat", "ibis", "dugong"]
 ASCII_WORDS = ["heron", "lynx", "marmot", "ocelot", "puffin", "serval", "vole", "egret", "gecko"]
 ASCII = "Plain ASCII: the {word} ledger closes at noon.\nA second line follows.\n"  # valid UTF-8 bytes with NULs
-
-
-@pytest.fixture
-def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
-    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
-        yield k
 
 
 def names(hits: list) -> list[str]:  # type: ignore[type-arg]
