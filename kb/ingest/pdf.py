@@ -126,8 +126,8 @@ class PdfParser:
         return self._document(path, texts, first.outline, {**first.meta, **ocr_meta}, no_text, styles)
 
     def _document(self, path: Path, texts: list[str], outline: dict[int, tuple[str, ...]],
-                  meta: dict[str, Any], no_text: str | None, styles: list[list[Style]] | None = None) -> ParsedDocument:
-        layout = _Layout(texts, styles or [[] for _ in texts])
+                  meta: dict[str, Any], no_text: str | None, styles: list[list[Style]]) -> ParsedDocument:
+        layout = _Layout(texts, styles)
         sections = _Sections(outline)
         blocks: list[Block] = []
         for number, lines in enumerate(layout.pages(), start=1):
@@ -272,18 +272,20 @@ class _Layout:
     at the top or bottom of many pages ("Table of Contents", "Acme Inc. | 2023 Report | 7")."""
 
     def __init__(self, texts: list[str], styles: list[list[Style]]):
-        self.texts = texts
-        seen = {s for page in styles for s in page}
-        self.styles = styles if len(seen) > 1 else [[] for _ in texts]  # one print everywhere says nothing
-        self.body = _body_style(texts, self.styles)
-        self.running = _running_lines(texts)
+        self.lines = [text.split("\n") for text in texts]
+        filled = [[line for line in lines if line] for lines in self.lines]
+        # A page's styles are its non-empty lines' in order; one print everywhere says nothing.
+        self.styles = [page if len(page) == len(f) else [] for page, f in zip(styles, filled)]
+        if len({s for page in self.styles for s in page}) <= 1:
+            self.styles = [[] for _ in texts]
+        self.body = _body_style(filled, self.styles)
+        self.running = _running_lines(filled)
 
     def pages(self) -> Iterator[list[tuple[str | None, Style | None]]]:
         """Each page's lines, None for a paragraph break, with their print where it is known."""
-        for text, styles in zip(self.texts, self.styles):
-            lines = text.split("\n")
+        for lines, styles in zip(self.lines, self.styles):
             filled = [i for i, line in enumerate(lines) if line]
-            style_of = dict(zip(filled, styles)) if len(styles) == len(filled) else {}
+            style_of = dict(zip(filled, styles))
             zone = set(filled[:_RUNNING_ZONE] + filled[-_RUNNING_ZONE:])
             out: list[tuple[str | None, Style | None]] = []
             for i, line in enumerate(lines):
@@ -294,14 +296,12 @@ class _Layout:
             yield out
 
 
-def _body_style(texts: list[str], styles: list[list[Style]]) -> Style | None:
-    """The print of most of the text."""
+def _body_style(pages: list[list[str]], styles: list[list[Style]]) -> Style | None:
+    """The print of most of the text (`pages`: each page's non-empty lines)."""
     weight: dict[Style, int] = {}
-    for text, page in zip(texts, styles):
-        lines = [line for line in text.split("\n") if line]
-        if len(lines) == len(page):
-            for line, style in zip(lines, page):
-                weight[style] = weight.get(style, 0) + len(line)
+    for lines, page in zip(pages, styles):
+        for line, style in zip(lines, page):
+            weight[style] = weight.get(style, 0) + len(line)
     return max(weight, key=weight.__getitem__) if weight else None
 
 
@@ -310,16 +310,16 @@ def _running_key(line: str) -> str:
     return _EDGE_NUMBER.sub("#", " ".join(line.lower().split()))
 
 
-def _running_lines(texts: list[str]) -> set[str]:
-    if len(texts) < 3:
+def _running_lines(pages: list[list[str]]) -> set[str]:
+    """The running headers and footers of a document (`pages`: each page's non-empty lines), as keys."""
+    if len(pages) < 3:
         return set()
-    pages: dict[str, int] = {}
-    for text in texts:
-        lines = [line for line in text.split("\n") if line]
+    counts: dict[str, int] = {}
+    for lines in pages:
         for key in {_running_key(line) for line in lines[:_RUNNING_ZONE] + lines[-_RUNNING_ZONE:]}:
-            pages[key] = pages.get(key, 0) + 1
-    least = max(3, _RUNNING_SHARE * len(texts))
-    return {key for key, n in pages.items() if n >= least}
+            counts[key] = counts.get(key, 0) + 1
+    least = max(3, _RUNNING_SHARE * len(pages))
+    return {key for key, n in counts.items() if n >= least}
 
 
 def _page_text(pdf: Any, index: int) -> tuple[str, list[Style]]:
