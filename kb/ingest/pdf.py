@@ -63,7 +63,7 @@ class PageRange:
     pages: int
     outline: dict[int, tuple[str, ...]]
     meta: dict[str, Any]
-    styles: list[list[Style]] = field(default_factory=list)  # each page's line prints (see _page_text)
+    styles: list[list[Style]]  # each page's line prints (see _page_text)
     wanted: int = 0  # pages the OCR mode asked for
     ocr_done: list[int] = field(default_factory=list)
     unread: dict[int, str] = field(default_factory=dict)
