@@ -38,6 +38,13 @@ def test_pdf_blocks_carry_the_page_their_text_is_on() -> None:
     buyback = next(b for b in doc.blocks if "repurchased $18.0 billion" in b.text)
     assert buyback.page == 18
     assert buyback.headings[-1].startswith("Item 2. Management’s Discussion")
+    # A bold subheading atop an MD&A page stays inside the item; the contents page opens no section; the
+    # page of Part II's short items is not a contents page, so each item is filed under Part II.
+    gross_margin = next(b for b in doc.blocks if b.page == 20 and "gross margin percentage" in b.text)
+    assert gross_margin.headings[1].startswith("Item 2. Management’s Discussion") and gross_margin.headings[-1] == "Gross Margin"
+    assert all(b.headings == () for b in doc.blocks if b.page <= 3)
+    mine_safety = next(b for b in doc.blocks if b.text.startswith("Item 4. Mine Safety"))
+    assert mine_safety.headings == ("PART II — OTHER INFORMATION", "Item 4. Mine Safety Disclosures")
 
 
 @needs_eval

@@ -20,8 +20,8 @@ TITLE = ("Helvetica-Bold", 13)
 # Each page: its lines, each (font, text). The running header and the page footer are added to every page.
 PAGES: list[list[tuple[tuple[str, int], str]]] = [
     [(TITLE, "Acme Industrial Annual Report"), (BODY, "For the year ended December 31, 2023")],
-    [(BOLD, "Contents"), (BODY, "Item 1. Business 3"), (BODY, "Item 2. Results of Operations 4"),
-     (BODY, "Item 3. Controls 6"), (BODY, "Item 4. Exhibits 7")],
+    [(BOLD, "Contents"), (BOLD, "PART I"), (BODY, "Item 1. Business 3"), (BODY, "Item 2. Results of Operations 4"),
+     (BOLD, "PART II"), (BODY, "Item 3. Controls 6"), (BODY, "Item 4. Exhibits 7")],
     [(BOLD, "PART I"), (BOLD, "Item 1. Business"), (BODY, "Acme makes hydraulic valves for irrigation pumps."),
      (BODY, "The board reviewed the plan, and"), (BODY, "Item 3 of this report describes the controls in place.")],
     [(BOLD, "Item 2. Results of Operations"), (BODY, "Valve shipments rose in every region during the year.")],
@@ -79,8 +79,8 @@ def test_running_headers_footers_and_dot_leaders_leave_the_text(report: Path) ->
 
 def test_each_page_is_filed_under_the_section_it_is_printed_under(report: Path) -> None:
     pages = page_blocks(report)
-    # The contents page lists sections; its lines open none of them.
-    assert all("Item" not in " ".join(h) for h, _ in pages[2])
+    # The contents page lists sections (its entries carry page numbers); its lines open none of them.
+    assert all(not name.startswith(("PART", "Item")) for h, _ in pages[2] for name in h)
     # A numbered line opens a section; a sentence that starts with "Item 3" does not.
     assert pages[3][-1] == (("PART I", "Item 1. Business"),
                             "Acme makes hydraulic valves for irrigation pumps.\nThe board reviewed the plan, and\n"
@@ -100,6 +100,24 @@ def test_a_title_printed_like_the_body_is_a_child_of_the_item(tmp_path: Path) ->
     parsed = page_blocks(draw(tmp_path / "discussion.pdf", pages))
     assert {h for h, _ in parsed[2]} == {("Item 7. Discussion", "Liquidity and Capital Resources")}
     assert {h for h, _ in parsed[3]} == {("Item 7. Discussion", "Liquidity and Capital Resources")}
+
+
+def test_short_sections_a_repeated_label_and_a_bold_subheading(tmp_path: Path) -> None:
+    # A page of short items, each "None.", is not a table of contents: each item opens its section.
+    pages = [[(BOLD, "PART II"), (BOLD, "Item 1. Legal Proceedings"), (BODY, "None."),
+              (BOLD, "Item 2. Risk Factors"), (BODY, "Supply of valves may fall short."),
+              (BOLD, "Item 3. Defaults"), (BODY, "None."), (BOLD, "Item 4. Mine Safety"), (BODY, "None."),
+              (BOLD, "Item 5. Other Information"), (BODY, "Filed under Section 1350."),
+              (BODY, "Section 1350."), (BODY, "The certification above is furnished, not filed.")],
+             # "Item 5" atop the next page repeats the item in force; the bold subheading is inside the item.
+             [(BODY, "Item 5"), (BODY, "Pump sales grew."), (BOLD, "Other Matters"), (BODY, "A plant was sold.")],
+             [(BOLD, "Regional Results"), (BODY, "Sales rose in the south.")]]
+    parsed = page_blocks(draw(tmp_path / "other.pdf", pages))
+    assert [h for h, t in parsed[1] if t == "None."] == [
+        ("PART II", "Item 1. Legal Proceedings"), ("PART II", "Item 3. Defaults"), ("PART II", "Item 4. Mine Safety")]
+    assert {h for h, _ in parsed[1][-1:]} == {("PART II", "Item 5. Other Information")}
+    assert {h for h, _ in parsed[2]} == {("PART II", "Item 5. Other Information")}
+    assert {h for h, _ in parsed[3]} == {("PART II", "Item 5. Other Information", "Regional Results")}
 
 
 def test_a_search_cites_the_statement_page_and_its_title(report: Path, tmp_path: Path) -> None:

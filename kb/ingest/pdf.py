@@ -29,15 +29,19 @@ log = logging.getLogger(__name__)
 Style = tuple[float, int]  # a line's print: font size (points) and weight (400 regular, 700 bold)
 
 # Numbered heading lines: "PART II", "Chapter 3", "Item 2. Results", "Section 4: Scope", "Appendix B". What
-# follows the number starts with a capital or nothing ("Item 3 of this report ..." is a sentence), and a line
-# ending in a page number is a table of contents' entry, not the heading itself.
+# follows the number starts with a capital or nothing ("Item 3 of this report ..." is a sentence; "Section
+# 1350." and "Section 162(m)" are citations of a law), and a line ending in a page number is a table of
+# contents' entry, not the heading itself.
 _DIVISION = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME)\s+(?:[IVXLC]+|\d+)\b(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s].{0,80})?$",
                        re.IGNORECASE)
-_SECTION = re.compile(r"^(?:ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+(?:[IVXLC]+|\d+[A-Z]?|[A-Z])\b"
-                      r"(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s].{0,100})?$", re.IGNORECASE)
+_SECTION = re.compile(r"^(?:ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+(?:[IVXLC]+|\d{1,3}[A-Z]?|[A-Z])\b"
+                      r"(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s(].{0,100})?$", re.IGNORECASE)
 # "2.1 Study design": a heading only when printed as one (larger or bolder than the body text).
 _DECIMAL = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,3})\.?\s+[A-Z][^.]{2,80}$")
-_LIST_PAGE = 4  # a page with this many numbered lines lists sections (a table of contents): none opens one
+_LIST_PAGE = 4  # a table of contents lists at least this many numbered lines (see _lists_sections)
+_LISTED = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME|ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+"
+                     r"(?:[IVXLC]+|\d+[A-Z]?|[A-Z])\b", re.IGNORECASE)
+_PAGE_REF = re.compile(r"\s\d{1,4}$|^\d{1,4}$")  # "Results of Operations 14", or "14" on a line of its own
 _TITLE_LINES = 3  # a page's title: at most this many heading-styled lines at its top
 _RUNNING_ZONE = 3  # running headers and footers: among the first or last lines of a page ...
 _RUNNING_SHARE = 0.2  # ... on at least this share of the pages (and at least 3)
@@ -135,7 +139,7 @@ class PdfParser:
             run: list[str] = []
             title: list[tuple[str, Style | None]] = []
             at_top = True  # a page's title is the heading-styled lines it opens with (page 1's names the document)
-            listing = sum(1 for line, _ in lines if line and (_DIVISION.match(line) or _SECTION.match(line))) >= _LIST_PAGE
+            listing = _lists_sections([line for line, _ in lines if line])
 
             def flush(kind: str = "text", run: list[str] = run, number: int = number) -> None:
                 if run:
@@ -147,7 +151,12 @@ class PdfParser:
                     if not title:
                         flush()
                     continue
-                if not outline and not listing and (level := _numbered_level(line, style, layout.body)) is not None:
+                level = None if outline or listing else _numbered_level(line, style, layout.body)
+                if level is not None and sections.repeats(level, line):
+                    if at_top:  # the item's name atop each of its pages, as a running header
+                        continue
+                    level = None
+                if level is not None:
                     flush()
                     sections.numbered(level, line, style)
                     blocks.append(Block(line, sections.path, number, kind="heading"))
@@ -197,27 +206,50 @@ class _Sections:
         self._path.enter(level, line)
         self._numbered = (level, line, style)
 
+    def repeats(self, level: int, line: str) -> bool:
+        """Whether a numbered line names the numbered heading in force ("Item 1A" atop each page of
+        "ITEM 1A. RISK FACTORS"): a running header, not a new section."""
+        return self._numbered is not None and self._numbered[0] == level and _label(line) == _label(self._numbered[1])
+
     def titled(self, title: str, style: Style | None) -> None:
         """A page's own title becomes the deepest level, in force until the next title or heading. Printed
-        more prominently than the numbered heading in force, it is that heading's sibling, not its child:
-        statements printed after a report's last item are not part of that item."""
+        in a larger type than the numbered heading in force, it is that heading's sibling, not its child:
+        statements printed after a report's last item are not part of that item. Weight and capitals do
+        not count here: a bold subheading is still inside its item, and many files misreport weights."""
         if self.outline:
             if self._outlined and _same(title, self._outlined[-1]):
                 return
             level = len(self._outlined)
         elif self._numbered is not None:
             level, line, numbered_style = self._numbered
-            if _rank(title, style) <= _rank(line, numbered_style):
+            if not _larger(style, numbered_style):
                 level += 1
         else:
             level = 0
         self._path.enter(level, title)
 
 
-def _rank(line: str, style: Style | None) -> tuple[float, bool, bool]:
-    """How prominently a heading is printed: size, then bold, then capitals."""
-    size, weight = style or (0.0, 0)
-    return (round(size * 2) / 2, weight >= 600, _caps(line))
+def _lists_sections(lines: list[str]) -> bool:
+    """Whether a page's lines are a table of contents, whose lines open no section: at least `_LIST_PAGE`
+    numbered lines ("Item 2. Results 14"), half of them with a page number (at their end or on the next
+    line), or nearly all of them one after another. A page of short sections ("Item 3. Defaults", "None.",
+    "Item 4. Mine Safety", ...) has text between its headings and no page numbers."""
+    listed = [i for i, line in enumerate(lines) if _LISTED.match(line)]
+    if len(listed) < _LIST_PAGE:
+        return False
+    numbered = sum(1 for i in listed if _PAGE_REF.search(lines[i]) or (i + 1 < len(lines) and _PAGE_REF.match(lines[i + 1])))
+    adjacent = sum(1 for a, b in zip(listed, listed[1:]) if b == a + 1)
+    return 2 * numbered >= len(listed) or 4 * adjacent >= 3 * (len(listed) - 1)
+
+
+def _label(line: str) -> str:
+    """A numbered heading's kind and number: "item 1a" for "ITEM 1A. RISK FACTORS"."""
+    return " ".join(re.sub(r"[^\w\s]", " ", line.lower()).split()[:2])
+
+
+def _larger(style: Style | None, than: Style | None) -> bool:
+    """Printed in a type at least a point larger."""
+    return style is not None and than is not None and style[0] >= than[0] + 1
 
 
 def _caps(line: str) -> bool:
