@@ -120,6 +120,35 @@ def test_short_sections_a_repeated_label_and_a_bold_subheading(tmp_path: Path) -
     assert {h for h, _ in parsed[3]} == {("PART II", "Item 5. Other Information", "Regional Results")}
 
 
+def test_page_labels_leave_the_text_and_a_numbered_line_closes_the_page_title(tmp_path: Path) -> None:
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    # A three-page form: "Page N of 3" with the report's number atop pages 2 and 3 is a running header even
+    # on so few pages. A page's title labels that page: a numbered line after it is not its child, and
+    # the next page's title, printed larger than that line, is the line's sibling.
+    head, numbered = ("Helvetica-Bold", 12), ("Helvetica-Bold", 11)
+    pages = [[(TITLE, "Aviation Accident Report"), (BODY, "Location: Boquete, Panama")],
+             [(head, "Findings"), (numbered, "2. Terrain Condition"), (BODY, "The field was plowed.")],
+             [(head, "Flight Plan"), (BODY, "Departure Point: Islas Secas. Destination: Volcan.")]]
+    path = tmp_path / "report.pdf"
+    c = canvas.Canvas(str(path), pagesize=letter)
+    for number, lines in enumerate(pages, start=1):
+        c.setFont(*BODY)
+        c.drawString(72, 760, f"Page {number} of 3" + (" DFW08WA050" if number > 1 else ""))
+        y = 720
+        for (font, size), text in lines:
+            c.setFont(font, size)
+            c.drawString(72, y, text)
+            y -= 2 * size
+        c.showPage()
+    c.save()
+    parsed = page_blocks(path)
+    assert not any("Page " in t for blocks in parsed.values() for _, t in blocks)
+    assert [h for h, _ in parsed[2]] == [("Findings",), ("2. Terrain Condition",), ("2. Terrain Condition",)]
+    assert {h for h, _ in parsed[3]} == {("Flight Plan",)}
+
+
 def test_a_search_cites_the_statement_page_and_its_title(report: Path, tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
         kb.ingest([str(report.parent)])

@@ -37,7 +37,8 @@ _DIVISION = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME)\s+(?:[IVXLC]+|\d+)\b(?!.*
 _SECTION = re.compile(r"^(?:ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+(?:[IVXLC]+|\d{1,3}[A-Z]?|[A-Z])\b"
                       r"(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s(].{0,100})?$", re.IGNORECASE)
 # "2.1 Study design": a heading only when printed as one (larger or bolder than the body text).
-_DECIMAL = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,3})\.?\s+[A-Z][^.]{2,80}$")
+_DECIMAL = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,3})\.?\s+[A-Z][^.]{2,80}(?<!\s\d)(?<!\s\d\d)(?<!\s\d\d\d)$")
+_DECIMAL_ENTRY = re.compile(r"^\d{1,2}(?:\.\d{1,2}){0,3}\.?\s+[A-Z].*\s\d{1,4}$")  # "4.2 Duration of Study 13"
 _LIST_PAGE = 4  # a table of contents lists at least this many numbered lines (see _lists_sections)
 _LISTED = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME|ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+"
                      r"(?:[IVXLC]+|\d+[A-Z]?|[A-Z])\b", re.IGNORECASE)
@@ -45,7 +46,9 @@ _PAGE_REF = re.compile(r"\s\d{1,4}$|^\d{1,4}$")  # "Results of Operations 14", o
 _TITLE_LINES = 3  # a page's title: at most this many heading-styled lines at its top
 _RUNNING_ZONE = 3  # running headers and footers: among the first or last lines of a page ...
 _RUNNING_SHARE = 0.2  # ... on at least this share of the pages (and at least 3)
-_EDGE_NUMBER = re.compile(r"^\d+\b|\b\d+$")  # a running line's page number opens or closes it
+_EDGE_NUMBER = re.compile(r"^\d+\b|\b\d+$")  # a running line's page number opens or closes it ...
+_PAGE_LABEL = re.compile(r"\bpage \d+(?: of \d+)?\b")  # ... or is written out anywhere in it: "Page 3 of 4 DFW08WA050"
+_PAGE_OF = re.compile(r"\bpage \d+ of \d+\b", re.IGNORECASE)  # a line with this at a page's edge is its running header
 _PAGE_NUMBER = re.compile(r"^(?:page )?-? ?[\d#]+ ?-?(?: of [\d#]+)?$")  # "7", "- 7 -", "Page 7 of 12", as keys
 _SMALL_WORDS = frozenset("a an and as at by for from in of on or per the to with vs".split())
 # Dot leaders ("Total assets ........ 1,204"): a token per dot to the embedding model, nothing to a reader.
@@ -146,6 +149,13 @@ class PdfParser:
                     blocks.append(Block("\n".join(run), sections.path, number, kind=kind))
                     run.clear()
 
+            def close_title(title: list[tuple[str, Style | None]] = title, run: list[str] = run) -> None:
+                if title:
+                    run.extend(t for t, _ in title)
+                    sections.titled(" ".join(t for t, _ in title), title[-1][1])
+                    flush("heading")
+                    title.clear()
+
             for line, style in lines:
                 if line is None:  # a paragraph break
                     if not title:
@@ -157,6 +167,7 @@ class PdfParser:
                         continue
                     level = None
                 if level is not None:
+                    close_title()
                     flush()
                     sections.numbered(level, line, style)
                     blocks.append(Block(line, sections.path, number, kind="heading"))
@@ -164,18 +175,13 @@ class PdfParser:
                 if at_top and number > 1 and len(title) < _TITLE_LINES and _title_like(line, style, layout.body):
                     title.append((line, style))
                     continue
-                if title:
-                    run.extend(t for t, _ in title)
-                    sections.titled(" ".join(t for t, _ in title), title[-1][1])
-                    flush("heading")
-                    title = []
+                close_title()
                 at_top = False
                 run.append(line)
-            if title:
-                run.extend(t for t, _ in title)
-                sections.titled(" ".join(t for t, _ in title), title[-1][1])
-                flush("heading")
+            close_title()
             flush()
+            if listing:
+                sections.end_title()  # "Contents" names its page only
         if not any(b.text.strip() for b in blocks):
             raise ParseError(no_text or f"no extractable text in {len(texts)} page(s), needs OCR (kb ingest --ocr auto)")
         return ParsedDocument(title=path.stem, blocks=blocks, pages=len(texts), metadata=meta)
@@ -190,6 +196,7 @@ class _Sections:
         self._path = HeadingPath()
         self._outlined: tuple[str, ...] = ()
         self._numbered: tuple[int, str, Style | None] | None = None  # the numbered heading in force
+        self._title_level: int | None = None  # the level of the page title in force
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -203,8 +210,16 @@ class _Sections:
                 self._path.enter(level, heading)
 
     def numbered(self, level: int, line: str, style: Style | None) -> None:
+        """A numbered heading line: it closes the page title in force, which is a page's label, not a
+        parent of the document's numbered parts."""
+        self.end_title()
         self._path.enter(level, line)
         self._numbered = (level, line, style)
+
+    def end_title(self) -> None:
+        if self._title_level is not None:
+            self._path.enter(self._title_level, "")
+            self._title_level = None
 
     def repeats(self, level: int, line: str) -> bool:
         """Whether a numbered line names the numbered heading in force ("Item 1A" atop each page of
@@ -212,21 +227,22 @@ class _Sections:
         return self._numbered is not None and self._numbered[0] == level and _label(line) == _label(self._numbered[1])
 
     def titled(self, title: str, style: Style | None) -> None:
-        """A page's own title becomes the deepest level, in force until the next title or heading. Printed
-        in a larger type than the numbered heading in force, it is that heading's sibling, not its child:
-        statements printed after a report's last item are not part of that item. Weight and capitals do
-        not count here: a bold subheading is still inside its item, and many files misreport weights."""
+        """A page's own title becomes the deepest level, in force until the next title or numbered heading.
+        Printed in a larger type than the numbered heading in force, it is that heading's sibling, else its
+        child: statements printed after a report's last item are not part of that item. Weight and
+        capitals do not count here: a bold subheading is still inside its item, and many files misreport
+        weights."""
+        self.end_title()
         if self.outline:
             if self._outlined and _same(title, self._outlined[-1]):
                 return
             level = len(self._outlined)
         elif self._numbered is not None:
-            level, line, numbered_style = self._numbered
-            if not _larger(style, numbered_style):
-                level += 1
+            level = self._numbered[0] + (0 if _larger(style, self._numbered[2]) else 1)
         else:
             level = 0
         self._path.enter(level, title)
+        self._title_level = level
 
 
 def _lists_sections(lines: list[str]) -> bool:
@@ -234,7 +250,7 @@ def _lists_sections(lines: list[str]) -> bool:
     numbered lines ("Item 2. Results 14"), half of them with a page number (at their end or on the next
     line), or nearly all of them one after another. A page of short sections ("Item 3. Defaults", "None.",
     "Item 4. Mine Safety", ...) has text between its headings and no page numbers."""
-    listed = [i for i, line in enumerate(lines) if _LISTED.match(line)]
+    listed = [i for i, line in enumerate(lines) if _LISTED.match(line) or _DECIMAL_ENTRY.match(line)]
     if len(listed) < _LIST_PAGE:
         return False
     numbered = sum(1 for i in listed if _PAGE_REF.search(lines[i]) or (i + 1 < len(lines) and _PAGE_REF.match(lines[i + 1])))
@@ -323,7 +339,8 @@ class _Layout:
             for i, line in enumerate(lines):
                 if not line:
                     out.append((None, None))
-                elif not (i in zone and ((key := _running_key(line)) in self.running or _PAGE_NUMBER.match(key))):
+                elif not (i in zone and ((key := _running_key(line)) in self.running or _PAGE_NUMBER.match(key)
+                                         or _PAGE_OF.search(line))):
                     out.append((line, style_of.get(i)))
             yield out
 
@@ -338,8 +355,9 @@ def _body_style(pages: list[list[str]], styles: list[list[Style]]) -> Style | No
 
 
 def _running_key(line: str) -> str:
-    """A line as it repeats from page to page: its page number (a number that opens or closes it) left out."""
-    return _EDGE_NUMBER.sub("#", " ".join(line.lower().split()))
+    """A line as it repeats from page to page: its page number (a number that opens or closes it, or
+    "page 3 of 4" anywhere) left out."""
+    return _EDGE_NUMBER.sub("#", _PAGE_LABEL.sub("page #", " ".join(line.lower().split())))
 
 
 def _running_lines(pages: list[list[str]]) -> set[str]:
