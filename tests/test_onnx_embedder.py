@@ -63,6 +63,15 @@ def test_fp32_and_int8_match_the_torch_model(cache: Path, reference: np.ndarray)
     assert fp32.embed_documents([]).shape == (0, 384)
 
 
+def test_a_text_gets_the_same_int8_vector_whatever_it_is_embedded_with(cache: Path) -> None:
+    # Dynamic int8 quantization scales a run's activations as a whole: batched with a long text, a short
+    # one drifted from the vector it gets alone, which is how a query is embedded.
+    int8 = OnnxEmbedder("all-MiniLM-L6-v2", quantize=True, cache_dir=cache)
+    alone = np.stack([int8.embed_query(text) for text in SENTENCES])
+    assert np.array_equal(int8.embed_documents(SENTENCES), alone)
+    assert np.array_equal(int8.embed_documents(SENTENCES[::-1])[::-1], alone)
+
+
 @pytest.mark.slow
 def test_export_is_cached_and_not_redone(cache: Path, caplog: pytest.LogCaptureFixture) -> None:
     first = OnnxEmbedder("all-MiniLM-L6-v2", quantize=True, cache_dir=cache)
