@@ -36,8 +36,9 @@ _DIVISION = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME)\s+(?:[IVXLC]+|\d+)\b(?!.*
                        re.IGNORECASE)
 _SECTION = re.compile(r"^(?:ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+(?:[IVXLC]+|\d{1,3}[A-Z]?|[A-Z])\b"
                       r"(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s(].{0,100})?$", re.IGNORECASE)
-# "2.1 Study design": a heading only when printed as one (larger or bolder than the body text).
-_DECIMAL = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,3})\.?\s+[A-Z][^.]{2,80}(?<!\s\d)(?<!\s\d\d)(?<!\s\d\d\d)$")
+# "2.1 Study design": a heading only when printed as one (larger or bolder than the body text); "2.1 Study
+# design 14" is a contents entry.
+_DECIMAL = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,3})\.?\s+(?!.*\s\d{1,3}$)[A-Z][^.]{2,80}$")
 _DECIMAL_ENTRY = re.compile(r"^\d{1,2}(?:\.\d{1,2}){0,3}\.?\s+[A-Z].*\s\d{1,4}$")  # "4.2 Duration of Study 13"
 _LIST_PAGE = 4  # a table of contents lists at least this many numbered lines (see _lists_sections)
 _LISTED = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME|ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+"
