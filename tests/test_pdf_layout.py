@@ -149,6 +149,35 @@ def test_page_labels_leave_the_text_and_a_numbered_line_closes_the_page_title(tm
     assert {h for h, _ in parsed[3]} == {("Flight Plan",)}
 
 
+def test_a_heading_run_on_after_a_sentence_starts_its_own_section(tmp_path: Path) -> None:
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    # Some files print the next section's numbered heading on the line where the last one's text ends;
+    # the text layer gives one line, and only the print (here a larger type) tells the heading.
+    heading = ("Helvetica-Bold", 12)
+    path = tmp_path / "protocol.pdf"
+    c = canvas.Canvas(str(path), pagesize=letter)
+    c.setFont(*TITLE)
+    c.drawString(72, 720, "Stem Cell Dressing Protocol")
+    c.showPage()
+    c.setFont(*heading)
+    c.drawString(72, 720, "5.1 Methods of administration")
+    c.setFont(*BODY)
+    sentence = "The dressing was applied 4 times a day for 2 weeks. "
+    c.drawString(72, 700, sentence)
+    c.setFont(*heading)
+    c.drawString(72 + c.stringWidth(sentence, *BODY), 700, "5.2 Raw materials")
+    c.setFont(*BODY)
+    c.drawString(72, 680, "Gelatin sponge is the raw material of the dressing.")
+    c.showPage()
+    c.save()
+    parsed = page_blocks(path)
+    sections = {t: h for h, t in parsed[2]}
+    assert sections["The dressing was applied 4 times a day for 2 weeks."] == ("5.1 Methods of administration",)
+    assert sections["Gelatin sponge is the raw material of the dressing."] == ("5.2 Raw materials",)
+
+
 def test_a_search_cites_the_statement_page_and_its_title(report: Path, tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
         kb.ingest([str(report.parent)])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ _LIST_PAGE = 4  # a table of contents lists at least this many numbered lines (s
 _LISTED = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME|ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+"
                      r"(?:[IVXLC]+|\d+[A-Z]?|[A-Z])\b", re.IGNORECASE)
 _PAGE_REF = re.compile(r"\s\d{1,4}$|^\d{1,4}$")  # "Results of Operations 14", or "14" on a line of its own
+_RUN_ON_HEADING = re.compile(r"(?<=[.:;] )\d{1,2}(?:\.\d{1,2}){1,3}\.?\s+[A-Z][^.]{2,80}$")  # "... 2 weeks. 5.2 Raw materials"
 _TITLE_LINES = 3  # a page's title: at most this many heading-styled lines at its top
 _RUNNING_ZONE = 3  # running headers and footers: among the first or last lines of a page ...
 _RUNNING_SHARE = 0.2  # ... on at least this share of the pages (and at least 3)
@@ -386,19 +387,34 @@ def _page_text(pdf: Any, index: int) -> tuple[str, list[Style]]:
             lines: list[str] = []
             styles: list[Style] = []
             at = 0
+
+            def style(i: int) -> Style:
+                return (round(pdfium_c.FPDFText_GetFontSize(textpage, i), 1), int(pdfium_c.FPDFText_GetFontWeight(textpage, i)))
+
             for line in raw.split("\n"):
-                clean = _clean_line(line)
-                if clean:
-                    first = at + len(line) - len(line.lstrip())
-                    styles.append((round(pdfium_c.FPDFText_GetFontSize(textpage, first), 1),
-                                   int(pdfium_c.FPDFText_GetFontWeight(textpage, first))))
-                lines.append(clean)
+                for part, start in _print_runs(line, at, style):
+                    clean = _clean_line(part)
+                    if clean:
+                        styles.append(style(start + len(part) - len(part.lstrip())))
+                    lines.append(clean)
                 at += len(line) + 1
         finally:
             textpage.close()
     finally:
         page.close()
     return clean_text("\n".join(lines)), styles
+
+
+def _print_runs(line: str, at: int, style: Callable[[int], Style]) -> list[tuple[str, int]]:
+    """A line of the text layer as the lines of print it holds, with where each starts. Some files run a
+    numbered heading on after the last sentence of a section ("... for 2 weeks. 5.2 Raw materials"):
+    printed larger or bolder than the text before it, it starts a line of its own."""
+    m = _RUN_ON_HEADING.search(line)
+    if m:
+        (size, weight), (size_before, weight_before) = style(at + m.start()), style(at + m.start() - 2)
+        if size >= size_before + 0.5 or weight >= weight_before + 150:
+            return [(line[: m.start()], at), (line[m.start() :], at + m.start())]
+    return [(line, at)]
 
 
 def _clean_line(line: str) -> str:
