@@ -19,7 +19,7 @@ MODES = ("dense", "keyword", "hybrid")
 def main(argv: list[str] | None = None) -> int:
     from kb.api import KnowledgeBase
     from kb.filters import Filters
-    from kb.query.evaluate import load_gold
+    from kb.query.evaluate import judge, load_gold
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.page_ceiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("gold", help="a kb eval gold file with pages")
@@ -32,13 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     with KnowledgeBase.open(args.kb) as kb:
         for q in questions:
             only = Filters(path=q.sources[0])
-            found = {
-                mode: any(
-                    h.page is not None and any(h.page <= p <= (h.page_end or h.page) for p in q.pages)
-                    for h in kb.search(q.question, args.k, filters=only, mode=mode)
-                )
-                for mode in MODES
-            }
+            found = {mode: judge(q, kb.search(q.question, args.k, filters=only, mode=mode)).page_rank is not None
+                     for mode in MODES}
             for mode, ok in found.items():
                 hits[mode] += ok
             hits["any"] += any(found.values())
