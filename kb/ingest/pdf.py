@@ -32,17 +32,19 @@ Style = tuple[float, int]  # a line's print: font size (points) and weight (400 
 # follows the number starts with a capital or nothing ("Item 3 of this report ..." is a sentence; "Section
 # 1350." and "Section 162(m)" are citations of a law), and a line ending in a page number is a table of
 # contents' entry, not the heading itself.
-_DIVISION = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME)\s+(?:[IVXLC]+|\d+)\b(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s].{0,80})?$",
+_DIVISION_WORDS = r"(?:PART|CHAPTER|BOOK|VOLUME)\s+"
+_SECTION_WORDS = r"(?:ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+"
+_DIVISION = re.compile("^" + _DIVISION_WORDS + r"(?:[IVXLC]+|\d+)\b(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s].{0,80})?$",
                        re.IGNORECASE)
-_SECTION = re.compile(r"^(?:ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+(?:[IVXLC]+|\d{1,3}[A-Z]?|[A-Z])\b"
-                      r"(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s(].{0,100})?$", re.IGNORECASE)
+_SECTION = re.compile("^" + _SECTION_WORDS + r"(?:[IVXLC]+|\d{1,3}[A-Z]?|[A-Z])\b(?!.*\s\d+$)[.:\s—–-]*(?:[^a-z\s(].{0,100})?$",
+                      re.IGNORECASE)
 # "2.1 Study design": a heading only when printed as one (larger or bolder than the body text); "2.1 Study
 # design 14" is a contents entry.
-_DECIMAL = re.compile(r"^(\d{1,2}(?:\.\d{1,2}){0,3})\.?\s+(?!.*\s\d{1,3}$)[A-Z][^.]{2,80}$")
-_DECIMAL_ENTRY = re.compile(r"^\d{1,2}(?:\.\d{1,2}){0,3}\.?\s+[A-Z].*\s\d{1,4}$")  # "4.2 Duration of Study 13"
+_DECIMAL_NUMBER = r"\d{1,2}(?:\.\d{1,2}){0,3}"
+_DECIMAL = re.compile(rf"^({_DECIMAL_NUMBER})\.?\s+(?!.*\s\d{{1,3}}$)[A-Z][^.]{{2,80}}$")
+_DECIMAL_ENTRY = re.compile(rf"^{_DECIMAL_NUMBER}\.?\s+[A-Z].*\s\d{{1,4}}$")  # "4.2 Duration of Study 13"
 _LIST_PAGE = 4  # a table of contents lists at least this many numbered lines (see _lists_sections)
-_LISTED = re.compile(r"^(?:PART|CHAPTER|BOOK|VOLUME|ITEM|SECTION|ARTICLE|APPENDIX|ANNEX|SCHEDULE|ATTACHMENT)\s+"
-                     r"(?:[IVXLC]+|\d+[A-Z]?|[A-Z])\b", re.IGNORECASE)
+_LISTED = re.compile(rf"^(?:{_DIVISION_WORDS}|{_SECTION_WORDS})(?:[IVXLC]+|\d+[A-Z]?|[A-Z])\b", re.IGNORECASE)
 _PAGE_REF = re.compile(r"\s\d{1,4}$|^\d{1,4}$")  # "Results of Operations 14", or "14" on a line of its own
 _RUN_ON_HEADING = re.compile(r"(?<=[.:;] )\d{1,2}(?:\.\d{1,2}){1,3}\.?\s+[A-Z][^.]{2,80}$")  # "... 2 weeks. 5.2 Raw materials"
 _TITLE_LINES = 3  # a page's title: at most this many heading-styled lines at its top
