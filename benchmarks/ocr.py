@@ -5,7 +5,7 @@
 DOCS (default ../shared/eval/sec-10q/docs) is a folder of PDFs with a text layer. A seeded sample of
 pages spread across its files (round robin over the files in a shuffled order, a random page of each
 that holds usable text) is rendered with pypdfium2 at each resolution, in grey, as kb renders a
-scanned page, and read by `kb.ingest.ocr.recognize` (tesseract). The reference is the page's own
+scanned page, and read by `kb.ingest.formats.ocr.recognize` (tesseract). The reference is the page's own
 text layer as pypdfium2 extracts it. Both sides are whitespace-normalised (every run of white space
 one space); CER = Levenshtein edit distance / reference length, summed over the pages (rapidfuzz:
 `pip install rapidfuzz`). pages/s counts rendering and OCR, one page at a time in one process, as a
@@ -53,7 +53,7 @@ def sample(folder: Path, n: int, seed: int) -> list[tuple[Path, int, str]]:
     """`n` (file, page index, reference text) picks, spread over the files: round robin in a seeded order."""
     import pypdfium2 as pdfium
 
-    from kb.ingest.ocr import usable
+    from kb.ingest.formats.ocr import usable
 
     rng = random.Random(seed)
     files = sorted(folder.glob("*.pdf"))
@@ -104,7 +104,7 @@ def word_recall(reference: str, read: str) -> float:
 def run(picks: list[tuple[Path, int, str]], dpi: int, quiet: bool) -> dict[str, Any]:
     from rapidfuzz.distance import Levenshtein
 
-    from kb.ingest import ocr
+    from kb.ingest.formats import ocr
 
     ocr.configure("always", "eng")
     edits = sorted_edits = chars = 0

@@ -97,7 +97,7 @@ def test_docx_table_with_merged_cells_is_ingested_whole(kb: KnowledgeBase, tmp_p
 def test_unreadable_table_is_dropped_with_a_warning(kb: KnowledgeBase, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    from kb.ingest import docx as docx_parser
+    from kb.ingest.formats import docx as docx_parser
 
     def broken(tbl: object) -> str:
         raise ValueError("no `tc` element at grid_offset=1")

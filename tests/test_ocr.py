@@ -16,9 +16,9 @@ from PIL import Image, ImageDraw, ImageFont
 from kb import KnowledgeBase
 from kb.cli import main
 from kb.errors import ParseError
-from kb.ingest import ocr
-from kb.ingest.image import ImageParser
-from kb.ingest.pdf import PdfParser
+from kb.ingest.formats import ocr
+from kb.ingest.formats.image import ImageParser
+from kb.ingest.formats.pdf import PdfParser
 from tests.helpers import FAKE
 
 pytestmark = pytest.mark.skipif(
@@ -212,7 +212,7 @@ def _words(*lines: tuple[int, int, int, int, str]) -> dict[str, list]:
 
 
 def test_a_table_is_read_by_rows_and_prose_columns_by_column() -> None:
-    from kb.ingest.ocr_layout import paragraphs
+    from kb.ingest.formats.ocr_layout import paragraphs
 
     # Tesseract found three blocks side by side: a label column and two narrow columns of amounts.
     table = _words((1, 0, 0, 1, "Widgets sold"), (1, 0, 40, 2, "Gizmos sold"),

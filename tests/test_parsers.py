@@ -74,7 +74,7 @@ def test_generated_pdf_pages(tmp_path: Path) -> None:
 
 
 def test_pdf_without_text_layer_says_it_needs_ocr(tmp_path: Path) -> None:
-    from kb.ingest import ocr
+    from kb.ingest.formats import ocr
 
     path = write_pdf(tmp_path / "scan.pdf", ["", ""])
     with pytest.raises(ParseError, match=r"^no extractable text in 2 page\(s\), and OCR found none$"):

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kb.errors import KBError, one_line
-from kb.ingest import ocr
+from kb.ingest.formats import ocr
 from kb.ingest.base import parser_for, range_parser
 from kb.ingest.chunker import Chunker
 from kb.ingest.facets import document_facets
 from kb.types import Chunk, Part
 
 if TYPE_CHECKING:
-    from kb.ingest.pdf import PageRange
+    from kb.ingest.formats.pdf import PageRange
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ChunkSpec:
     max_tokens: int
     overlap: int
     max_seq_length: int
-    ocr: str = "auto"  # and the OCR settings its parsers read (kb.ingest.ocr.configure)
+    ocr: str = "auto"  # and the OCR settings its parsers read (kb.ingest.formats.ocr.configure)
     ocr_lang: str = "eng"
 
 

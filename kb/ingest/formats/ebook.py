@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from kb.errors import ParseError, one_line
-from kb.ingest.html import html_blocks
+from kb.ingest.formats.html import html_blocks
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 
 from kb.config import OCR_MODES as MODES
 from kb.errors import ConfigError, ParseError, one_line
-from kb.ingest.ocr_layout import paragraphs
+from kb.ingest.formats.ocr_layout import paragraphs
 
 PAGE_TIMEOUT_S = 120.0  # a page tesseract has not read by then is dropped (with a warning), not waited on
 DPI = 300  # PDF pages are rendered at this resolution: tesseract reads body text best at 300 dpi
@@ -102,7 +102,7 @@ def check_lang(lang: str) -> None:
 
 def recognize(image: Any, timeout: float = PAGE_TIMEOUT_S) -> list[str]:
     """The paragraphs tesseract reads in a PIL image, in its reading order (its blocks and paragraphs,
-    lines kept; a table's rows read across: `kb.ingest.ocr_layout`). Raises `OcrUnavailable` (no tesseract, or not its language) or `OcrTimeout`."""
+    lines kept; a table's rows read across: `kb.ingest.formats.ocr_layout`). Raises `OcrUnavailable` (no tesseract, or not its language) or `OcrTimeout`."""
     import pytesseract
 
     lang = current.lang

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError, one_line
-from kb.ingest import ocr
+from kb.ingest.formats import ocr
 from kb.ingest.base import paragraphs
 from kb.types import Block, ParsedDocument
 

@@ -29,11 +29,11 @@ class DocParser:
         with path.open("rb") as f:
             head = f.read(8)
         if head.lstrip().startswith(b"{\\rtf"):  # Word and many exporters save RTF under .doc
-            from kb.ingest.rtf import RtfParser
+            from kb.ingest.formats.rtf import RtfParser
 
             return RtfParser().parse(path)
         if head.startswith(b"PK\x03\x04"):  # a .docx renamed .doc
-            from kb.ingest.docx import DocxParser
+            from kb.ingest.formats.docx import DocxParser
 
             return DocxParser().parse(path)
         if head != _OLE:

@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element, TreeBuilder
 
 from kb.errors import ParseError
 from kb.ingest.base import paragraphs
-from kb.ingest.text import read_text
+from kb.ingest.formats.text import read_text
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """PDF with PDFium (pypdfium2), page by page; pages without usable text (scans) rendered by PDFium and
-read by OCR (kb.ingest.ocr).
+read by OCR (kb.ingest.formats.ocr).
 
 The layout becomes structure: the section path comes from the outline, or from numbered heading lines
 ("PART II", "Item 7.", "Section 4", "2.1 Design" when printed as a heading), and each page's own title
@@ -427,7 +427,7 @@ def _ocr_pages(path: Path, part: PageRange) -> None:
     """OCR the pages of `part` the mode asks for (auto: those without usable text; always: all),
     replacing their text where OCR finds some; the pages it could not read keep what they had and are
     noted in `part.unread`."""
-    from kb.ingest import ocr
+    from kb.ingest.formats import ocr
 
     mode = ocr.current.mode
     if mode == "never":
@@ -455,7 +455,7 @@ def _ocr_outcome(path: Path, texts: list[str], ranges: list[PageRange]) -> tuple
     """What OCR did to the whole document: the metadata to record (`ocr_pages`, `warnings`, with a
     warning naming the pages left unread) and the reason the document fails with if no page has text
     after all (None: the caller's own)."""
-    from kb.ingest import ocr
+    from kb.ingest.formats import ocr
 
     if not any(r.wanted for r in ranges):
         return {}, None
@@ -481,7 +481,7 @@ def _rendered(path: Path, pages: list[int]) -> Iterator[tuple[int, Any]]:
     """Each of `pages` (1-based) as a grey PIL image at `ocr.DPI` (less for a page too large), one at a time."""
     import pypdfium2 as pdfium
 
-    from kb.ingest import ocr
+    from kb.ingest.formats import ocr
 
     try:
         pdf = pdfium.PdfDocument(str(path))

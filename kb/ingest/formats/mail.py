@@ -22,7 +22,7 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import paragraphs
-from kb.ingest.html import html_blocks
+from kb.ingest.formats.html import html_blocks
 from kb.types import Block, ParsedDocument, Part
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from kb.errors import ParseError
 from kb.ingest.base import HeadingPath, clean_text
-from kb.ingest.text import read_text
+from kb.ingest.formats.text import read_text
 from kb.types import Block, ParsedDocument
 
 if TYPE_CHECKING:

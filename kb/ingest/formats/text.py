@@ -92,7 +92,7 @@ def read_text(path: Path) -> str:
 
 class TextParser:
     file_type = "text"
-    extensions = (".txt", ".text")  # .rst has its own parser (kb.ingest.rst), which keeps the sections
+    extensions = (".txt", ".text")  # .rst has its own parser (kb.ingest.formats.rst), which keeps the sections
 
     def parse(self, path: Path) -> ParsedDocument:
         blocks = paragraphs(read_text(path))
