@@ -70,16 +70,16 @@ class Settings:
     @classmethod
     def load(cls, kb_dir: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
         values: dict[str, Any] = {}
+        known = {f.name: f for f in fields(cls) if f.name != "explicit"}
         if kb_dir is not None and (kb_dir / CONFIG_FILE).is_file():
             path = kb_dir / CONFIG_FILE
             try:
                 values.update(tomllib.loads(path.read_text(encoding="utf-8")))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 raise ConfigError(f"{path}: {e}") from e
-        known = {f.name: f for f in fields(cls) if f.name != "explicit"}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"{kb_dir / CONFIG_FILE}: unknown key(s) {', '.join(unknown)}")
+            unknown = sorted(set(values) - set(known))
+            if unknown:
+                raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
         for name in known:
             env = os.environ.get(f"KB_{name.upper()}")
             if env is not None and env != "":

@@ -6,7 +6,10 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TypeAlias
+
+# A JSON object as the CLI prints it and the server answers it; its values are whatever `json` writes.
+JSON: TypeAlias = dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class ParsedDocument:
     title: str
     blocks: list[Block]
     pages: int | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: JSON = field(default_factory=dict)
     unit: str = "page"
     parts: list[Part] = field(default_factory=list)  # files inside this one, indexed as documents of their own
 
@@ -136,7 +139,7 @@ class Hit:
     snippet: Snippet | None = None
     unit: str = "page"  # what `page` numbers: page, slide, row, message (see `UNITS`)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSON:
         d = asdict(self)
         out = {k: d[k] for k in ("rank", "score", "chunk_id", "source", "page", "page_end", "unit", "section", "text")}
         if self.also:
@@ -169,7 +172,7 @@ def shown(source: str, base: str | None = None) -> str:
     return rel if len(rel) < len(source) else source
 
 
-def search_json(query: str, hits: Iterable[Hit]) -> dict[str, Any]:
+def search_json(query: str, hits: Iterable[Hit]) -> JSON:
     """The `kb search --json` object, also what `kb serve` answers to POST /search."""
     return {"query": query, "hits": [h.to_json() for h in hits]}
 
@@ -204,7 +207,7 @@ class IngestReport:
     chunks: int = 0
     seconds: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSON:
         d = asdict(self)
         d["pages_per_s"] = round(self.pages / self.seconds, 2) if self.seconds else None
         d["chunks_per_s"] = round(self.chunks / self.seconds, 2) if self.seconds else None
@@ -226,7 +229,7 @@ class DocumentInfo:
     unit: str = "page"  # what `pages` counts: pages, slides, rows, messages (see `UNITS`)
     date: str | None = None  # the document's own date, as its metadata holds it (see kb.ingest.facets)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSON:
         d = asdict(self)
         d["ingested_at"] = datetime.fromtimestamp(self.ingested_at, timezone.utc).isoformat(timespec="seconds")
         return d
@@ -246,7 +249,7 @@ class Status:
     folder: str | None = None  # the deepest folder holding every document: pages show sources from it
     types: dict[str, int] = field(default_factory=dict)  # documents per file type
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSON:
         return asdict(self)
 
 
@@ -264,5 +267,5 @@ class CheckReport:
     missing_vectors: int = 0  # chunks with no vector yet
     repaired: bool = False
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSON:
         return asdict(self)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from kb.errors import ConfigError, UnsupportedFileError
 from kb.registry import Registry
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
+PartT = TypeVar("PartT")  # what a range parser reads one range into (the PDF parser's `PageRange`)
 
 
 class Parser(Protocol):
@@ -24,7 +25,7 @@ class Parser(Protocol):
     def parse(self, path: Path) -> ParsedDocument: ...
 
 
-class RangeParser(Parser, Protocol):
+class RangeParser(Parser, Protocol[PartT]):
     """A parser that can also read a file in parts, so that the workers share a long one: `page_count`
     (0 when it cannot tell), `read(path, first, last)` a range of pages, and `assemble(path, parts)`
     the document from its parts in order. The PDF parser is one."""
@@ -32,13 +33,14 @@ class RangeParser(Parser, Protocol):
     @staticmethod
     def page_count(path: Path) -> int: ...
 
-    def read(self, path: Path, first: int = 1, last: int | None = None) -> Any: ...
+    def read(self, path: Path, first: int = 1, last: int | None = None) -> PartT: ...
 
-    def assemble(self, path: Path, parts: list[Any]) -> ParsedDocument: ...
+    def assemble(self, path: Path, parts: list[PartT]) -> ParsedDocument: ...
 
 
-def range_parser(path: Path) -> RangeParser | None:
-    """The parser of `path` if it reads files by page ranges, else None."""
+def range_parser(path: Path) -> RangeParser[object] | None:
+    """The parser of `path` if it reads files by page ranges, else None. Its parts are opaque to the
+    pipeline, which only carries them from `read` (in one worker) to `assemble` (in another)."""
     parser = parser_for(path)
     return parser if all(hasattr(parser, a) for a in ("page_count", "read", "assemble")) else None  # type: ignore[return-value]
 

@@ -4,17 +4,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from kb.dates import first_date
-from kb.types import ParsedDocument
+from kb.types import JSON, ParsedDocument
 
 FIRST_UNITS = 2  # a cover page and the one after it: where a report, letter or form states its date
 FIRST_CHARS = 4000  # and no more text than this, so a long first "page" (a whole text file) costs little
 _ISO_YEAR = re.compile(r"\d{4}(?=-|$)")
 
 
-def document_facets(doc: ParsedDocument) -> dict[str, Any]:
+def document_facets(doc: ParsedDocument) -> JSON:
     """Facets to merge into `doc.metadata`: `date` (ISO, YYYY-MM-DD) and `year` ("2023").
 
     The date is the first full calendar date in the document's opening text: the one a title page,

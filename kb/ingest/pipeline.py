@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kb.embed.base import tokenizer_file
 from kb.errors import ConfigError
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
-from kb.index.catalog import DocumentRow
+from kb.index.catalog import Catalog, DocumentRow
 from kb.ingest.base import is_supported, range_parser
 from kb.ingest.walk import Candidate, Rules, walk
 from kb.ingest.worker import (
@@ -339,7 +339,7 @@ class Pipeline:
                 yield item, prepare(str(item.cand.path), spec)
             return
         pending = deque(todo)
-        inflight: deque[tuple[_Todo, list[Future[Any]]]] = deque()
+        inflight: deque[tuple[_Todo, list[Future[object]]]] = deque()
         pool = _pool(workers)
         try:
             while pending or inflight:
@@ -348,8 +348,9 @@ class Pipeline:
                     path = str(item.cand.path)
                     with workers_ignore_interrupts():  # a submit may start a worker process
                         ranges = ranges_of(item)
-                        futures = ([pool.submit(read_range, path, spec, a, b) for a, b in ranges] if ranges
-                                   else [pool.submit(prepare, path, spec)])
+                        futures: list[Future[object]] = (
+                            [pool.submit(read_range, path, spec, a, b) for a, b in ranges] if ranges
+                            else [pool.submit(prepare, path, spec)])
                     inflight.append((item, futures))
                 item, futures = inflight.popleft()
                 try:
@@ -366,7 +367,9 @@ class Pipeline:
                 if split.get(id(item)):
                     yield item, prepare(str(item.cand.path), spec, ranges=results)
                 else:
-                    yield item, results[0]
+                    whole = results[0]
+                    assert isinstance(whole, Prepared)  # an unsplit file's one future is `prepare`'s
+                    yield item, whole
         finally:
             pool.shutdown(cancel_futures=True)
 
@@ -447,7 +450,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
                                initargs=(os.getpid(),))
 
 
-def reembed(catalog: Any, embedding: Embedding,
+def reembed(catalog: Catalog, embedding: Embedding,
             progress: Counting | None = None) -> Callable[[list[int]], Iterator[tuple[list[int], np.ndarray]]]:
     """Vectors for chunks already in the catalog, rebuilt from their stored text (no re-parsing):
     a function from chunk ids to (ids, vectors) batches. `progress` sees (chunks done, chunks, "")."""

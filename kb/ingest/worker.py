@@ -14,17 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TypeVar
 
 from kb.errors import KBError, one_line
 from kb.ingest.formats import ocr
 from kb.ingest.base import parser_for, range_parser
 from kb.ingest.chunker import Chunker
 from kb.ingest.facets import document_facets
-from kb.types import Chunk, Part
-
-if TYPE_CHECKING:
-    from kb.ingest.formats.pdf import PageRange
+from kb.types import JSON, Chunk, Part
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +75,7 @@ class Prepared:
     file_type: str = ""
     title: str = ""
     pages: int | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: JSON = field(default_factory=dict)
     chunks: list[Chunk] = field(default_factory=list)
     error: str | None = None
     # Files held inside this one (a mail's attachments): each `path` is its file name within this
@@ -103,7 +100,7 @@ MAX_PART_DEPTH = 3  # a mail attached to a mail attached to a mail: deeper parts
 
 
 def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: int = 0,
-            ranges: list[PageRange | str] | None = None) -> Prepared:
+            ranges: list[object] | None = None) -> Prepared:
     """Parse and chunk `path`, and the files inside it; a failure comes back as `error`, a one-line reason.
     `ranges`: a large PDF's pages as workers read them (`read_range`), to be joined and chunked here."""
 
@@ -115,7 +112,9 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
             failed = next((r for r in ranges if isinstance(r, str)), None)
             if failed is not None:
                 return Prepared(path, error=failed)
-            doc = parser.assemble(p, [r for r in ranges if not isinstance(r, str)])  # type: ignore[attr-defined]
+            joiner = range_parser(p)
+            assert joiner is not None  # the pipeline splits such files only
+            doc = joiner.assemble(p, [r for r in ranges if not isinstance(r, str)])
         else:
             doc = parser.parse(p)
         _, chunks = (chunker or chunker_for(spec)).chunk(doc)
@@ -132,11 +131,11 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
     return _guarded(path, work)
 
 
-def read_range(path: str, spec: ChunkSpec, first: int, last: int) -> PageRange | str:
+def read_range(path: str, spec: ChunkSpec, first: int, last: int) -> object:
     """Pages `first`..`last` of a large PDF, read (and OCR'd) by one worker; a failure comes back as
-    its one-line reason, which `prepare` then gives the whole file."""
+    its one-line reason (a str), which `prepare` then gives the whole file."""
 
-    def work() -> PageRange:
+    def work() -> object:
         ocr.configure(spec.ocr, spec.ocr_lang)
         parser = range_parser(Path(path))
         assert parser is not None  # the pipeline asks ranges of such files only

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from kb.errors import ConfigError
@@ -22,11 +22,20 @@ if TYPE_CHECKING:
     from kb.config import Settings
 
 __all__ = [
-    "LLM", "LLMS", "ContextOverflowError", "GenerationOptions", "LLMError", "Message", "Prompt",
+    "LLM", "LLMS", "Backend", "ContextOverflowError", "GenerationOptions", "LLMError", "Message", "Prompt",
     "create_llm", "default_llm", "ollama_models",
 ]
 
-LLMS: Registry[type[LLM]] = Registry("kb.llms", "LLM backend", {
+
+
+class Backend(Protocol):
+    """What `LLMS` holds: an `LLM` class, or any callable that builds one from a model name and options
+    (`base_url`, `api_key`, `timeout`... as the backend takes them)."""
+
+    def __call__(self, model: str | None, *, context_window: int = 0, **options: object) -> LLM: ...
+
+
+LLMS: Registry[Backend] = Registry("kb.llms", "LLM backend", {
     "llama-cpp": "kb.llm.llama_cpp:LlamaCppLLM",
     "openai": "kb.llm.openai:OpenAILLM",
     "transformers": "kb.llm.transformers:TransformersLLM",

@@ -10,9 +10,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypedDict, cast
 
 from kb.errors import KBError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 Prompt = str | Sequence[Message]
@@ -34,6 +37,17 @@ class ContextOverflowError(LLMError):
         self.context_window = context_window
 
 
+class OptionChanges(TypedDict, total=False):
+    """Changes to `GenerationOptions`, by field (a None given anyway leaves the field as it is)."""
+
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    max_tokens: int
+    num_beams: int | None
+    stop: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class GenerationOptions:
     """Passed through to every backend; None leaves the backend's own default."""
@@ -45,12 +59,13 @@ class GenerationOptions:
     num_beams: int | None = None  # transformers only; beam search cannot stream
     stop: tuple[str, ...] = ()
 
-    def update(self, **changes: Any) -> GenerationOptions:
+    def update(self, **changes: Unpack[OptionChanges]) -> GenerationOptions:
         known = {f.name for f in fields(self)}
         unknown = set(changes) - known
         if unknown:
             raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        given = cast(OptionChanges, {k: v for k, v in changes.items() if v is not None})
+        return replace(self, **given)
 
 
 class LLM(ABC):
@@ -75,7 +90,8 @@ class LLM(ABC):
         """Yield pieces of the answer as the model produces them."""
 
     def generate(
-        self, prompt: Prompt, stream: bool = True, options: GenerationOptions | None = None, **changes: Any
+        self, prompt: Prompt, stream: bool = True, options: GenerationOptions | None = None,
+        **changes: Unpack[OptionChanges],
     ) -> Iterator[str]:
         """The answer to `prompt`, piece by piece (`stream=True`) or as one piece."""
         opts = (options or GenerationOptions()).update(**changes)

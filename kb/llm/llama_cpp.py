@@ -202,8 +202,9 @@ class LlamaServer:
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            with contextlib.suppress(OSError):
-                process.stdin.close() if process.stdin else None  # type: ignore[func-returns-value]
+            if process.stdin:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
             try:
                 process.wait(timeout=2.0)
             except subprocess.TimeoutExpired:

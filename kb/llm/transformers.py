@@ -143,5 +143,5 @@ def _load(location: str, device: str, trust_remote_code: bool) -> tuple[Any, Any
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, RuntimeError) as e:
         raise LLMError(f"cannot load the model {location!r}: {' '.join(str(e).split())[:300]}") from e
-    model.to(device).eval()
+    model.to(device).eval()  # type: ignore[arg-type]  # transformers' stub of the wrapped `to` wants the model twice
     return model, tokenizer, device

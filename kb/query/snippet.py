@@ -106,14 +106,14 @@ def _frequencies(catalog: Catalog, wanted: Sequence[str], counted: Mapping[str, 
     stamp = (str(catalog.path), catalog.version())
     known = {t: counted[t] for t in wanted if t in counted}
     with _DF_LOCK:
-        known.update({t: _DF[(*stamp, t)] for t in wanted if t not in known and (*stamp, t) in _DF})
+        known.update({t: _DF[stamp + (t,)] for t in wanted if t not in known and stamp + (t,) in _DF})
     missing = [t for t in wanted if t not in known]
     if missing:
         fresh = {t: sum(per_doc.values()) for t, per_doc in catalog.document_term_chunks(missing).items()}
         known.update(fresh)
         with _DF_LOCK:
             for t, n in fresh.items():
-                _DF[(*stamp, t)] = n
+                _DF[stamp + (t,)] = n
             while len(_DF) > _DF_SIZE:
                 _DF.popitem(last=False)
     return known

@@ -122,14 +122,15 @@ def read_message(msg: Message) -> Mail:
         for n, att in enumerate(msg.iter_attachments(), start=1):
             if att.get_content_type() == "message/rfc822":
                 inner = att.get_payload(0) if att.is_multipart() else None
-                data = inner.as_bytes() if isinstance(inner, Message) else att.get_payload(decode=True) or b""
+                payload = att.get_payload(decode=True)  # bytes, or None when there is none
+                data = inner.as_bytes() if isinstance(inner, Message) else payload if isinstance(payload, bytes) else b""
                 subject = inner.get("subject", "") if isinstance(inner, Message) else ""
                 attachments.append(Part(_name(subject or f"message {n}"), f"attached-{n}.eml", data))
                 continue
-            data = att.get_payload(decode=True)
+            payload = att.get_payload(decode=True)
             name = att.get_filename()
-            if data and name:
-                attachments.append(Part(_name(name), _name(name), data))
+            if isinstance(payload, bytes) and payload and name:
+                attachments.append(Part(_name(name), _name(name), payload))
     return Mail(_headers(msg), body, _unique(attachments))
 
 

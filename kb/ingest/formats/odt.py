@@ -91,7 +91,7 @@ class _Walker:
             elif name == "p":
                 self.add(_text(el), "text")
             elif name == "list":
-                self.list(el)
+                self.list_items(el)
             elif name == "table":
                 rows = [" | ".join(_text(cell) for cell in _cells(row)) for row in _rows(el)]
                 self.add("\n".join(r for r in rows if r.strip(" |")), "table")
@@ -108,7 +108,7 @@ class _Walker:
             level = 1
         self.blocks.append(Block(text, self.path.enter(level, text), kind="heading"))
 
-    def list(self, el: Any, depth: int = 0) -> None:
+    def list_items(self, el: Any, depth: int = 0) -> None:
         """Items as "- text" lines, nested lists indented; a heading inside a list (outline
         numbering) is still a heading."""
         lines: list[str] = []
@@ -117,7 +117,7 @@ class _Walker:
                 name = child.qname[1]
                 if name == "list":
                     self.flush_list(lines)
-                    self.list(child, depth + 1)
+                    self.list_items(child, depth + 1)
                 elif name == "h":
                     self.flush_list(lines)
                     self.heading(child)

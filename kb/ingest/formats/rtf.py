@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kb.errors import ParseError
 from kb.ingest.base import clean_text
-from kb.types import Block, ParsedDocument
+from kb.types import JSON, Block, ParsedDocument
 
 log = logging.getLogger(__name__)
 _CODEPAGE = re.compile(rb"\\ansicpg(\d+)")
@@ -36,7 +36,7 @@ class RtfParser:
         blocks = _blocks(text)
         if not blocks:
             raise ParseError("truncated RTF file: no text before the cut" if truncated else "no text in RTF file")
-        metadata = {}
+        metadata: JSON = {}
         if truncated:
             log.warning("kb: %s: RTF file ends early (unclosed groups); the text up to the cut is kept", path)
             metadata["warnings"] = ["RTF file ends early (unclosed groups); the text up to the cut is kept"]
