@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import tomllib
 
 from kb.errors import ConfigError
@@ -130,15 +131,11 @@ def resolve_kb_dir(explicit: str | os.PathLike[str] | None = None, *, cwd: Path 
 def default_kb_dir() -> Path:
     """The user's knowledge base when no other is named: the platform's data folder
     (`~/.local/share/kb` on Linux, honouring XDG_DATA_HOME)."""
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("kb", appauthor=False)).resolve()
 
 
 def _moved_from_old_place(new: Path) -> Path:
     """kb 0.x kept the default knowledge base in the config folder (`~/.config/kb`): move it, once."""
-    import platformdirs
-
     old = Path(platformdirs.user_config_dir("kb", appauthor=False))
     if new.exists() or not old.is_dir() or not any(old.iterdir()):
         return new

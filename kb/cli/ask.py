@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from kb import Answer
 from kb.answer.citations import shorten
 from kb.cli.common import (
     CONTEXT,
@@ -75,7 +76,7 @@ def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: s
     print_answer(result, streamed="".join(printed))
 
 
-def print_answer(result: Any, streamed: str, *, hint: bool = True) -> None:
+def print_answer(result: Answer, streamed: str, *, hint: bool = True) -> None:
     """An answer's end on the terminal: the answer itself unless it `streamed`, then its sources (or the
     nearest passages), unsupported sentences, and what answered, messages on stderr. `hint`: the
     extractive answer's note (how to plug in a model); a conversation shows it once."""
@@ -109,15 +110,15 @@ def print_answer(result: Any, streamed: str, *, hint: bool = True) -> None:
     unsupported = result.unsupported
     if unsupported and streamed:
         click.echo(click.style("\nNot supported by the sources:", fg="yellow"))
-        for c in unsupported:
-            click.echo(f"  • “{shorten(c.sentence, 160)}”: {'; '.join(c.reasons)}")
+        for check in unsupported:
+            click.echo(f"  • “{shorten(check.sentence, 160)}”: {'; '.join(check.reasons)}")
     if result.mode == "extractive" and result.note and not result.llm_error and hint:
         click.echo(click.style(f"\n{result.note}", dim=True), err=True)
     elif result.llm:
         click.echo(click.style(f"answered by {result.llm}", dim=True), err=True)
 
 
-def _marked(result: Any) -> str:
+def _marked(result: Answer) -> str:
     """The answer with each unsupported sentence followed by a visible mark."""
     text = result.answer
     for c in result.unsupported:

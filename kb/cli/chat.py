@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from kb import Answer
 from kb.answer.chat import FALLBACK, KEPT_TURNS, Turn
 from kb.cli.ask import answer_options, print_answer
 from kb.cli.common import CONTEXT, emit, open_kb, pop_filters
@@ -88,6 +89,7 @@ def _questions(interactive: bool) -> Iterator[str]:
     """Non-empty lines typed at a prompt (with line editing where `readline` exists), or read from stdin."""
     if interactive:
         try:
+            # lazy: readline changes input() for the whole process; only an interactive chat wants it
             import readline  # noqa: F401  (input() gains editing and up-arrow history)
         except ImportError:  # pragma: no cover - not on Windows
             pass
@@ -105,7 +107,7 @@ def _questions(interactive: bool) -> Iterator[str]:
                 yield line.strip()
 
 
-def _print_rewrite(result: Any) -> None:
+def _print_rewrite(result: Answer) -> None:
     """What was searched, when it is not what was typed, and why a follow-up was searched as typed."""
     if result.rewritten:
         click.echo(click.style(f"searched for: {result.rewritten}", dim=True), err=True)

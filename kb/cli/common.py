@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -13,16 +15,17 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from kb.config import OCR_MODES
+from kb.api import KnowledgeBase
+from kb.config import OCR_MODES, default_kb_dir
 from kb.filters import Filters, parse_where
 from kb.index import STORES
 from kb.ingest.base import file_types
-from kb.types import shown
+from kb.types import IngestReport, shown
 
 if TYPE_CHECKING:
-    from kb.api import KnowledgeBase
+    from rich.console import Console
+
     from kb.ingest.pipeline import Ingesting
-    from kb.types import IngestReport
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -39,8 +42,6 @@ def _inherit(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def _kb_help() -> str:
-    from kb.config import default_kb_dir
-
     return f"Knowledge base folder [default: nearest .kb/ here or above, else {default_kb_dir()}]."
 
 
@@ -106,14 +107,12 @@ def llm_options(purpose: str = "") -> Decorator:
 
 def open_kb(kb_dir: str | None, **overrides: Any) -> KnowledgeBase:
     """The knowledge base a command works on, with the store options given (--store, --store-uri, --collection)."""
-    from kb.api import KnowledgeBase
-
     ctx = click.get_current_context(silent=True)
     store = ctx.meta.get(STORE_META, {}) if ctx else {}
     return KnowledgeBase.open(kb_dir, **{**store, **overrides})
 
 
-def emit(obj: Any) -> None:
+def emit(obj: object) -> None:
     """One JSON object on stdout (--json)."""
     click.echo(json.dumps(obj, ensure_ascii=False))
 
@@ -122,7 +121,7 @@ class _Terminal(logging.Handler):
     """The library's warnings, one line each on stderr (through click, so tests' runners see them;
     above the progress bar while one is shown)."""
 
-    above: Any = None  # the rich Console of a live progress bar
+    above: Console | None = None  # the rich Console of a live progress bar
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -137,7 +136,7 @@ class _Terminal(logging.Handler):
 
 
 @contextmanager
-def messages_above(console: Any) -> Iterator[None]:
+def messages_above(console: Console) -> Iterator[None]:
     """While a rich progress bar is live on `console`, log lines print above it instead of through it."""
     _Terminal.above = console
     try:
@@ -146,12 +145,13 @@ def messages_above(console: Any) -> Iterator[None]:
         _Terminal.above = None
 
 
-def ingest_with_progress(kb: Any, paths: Iterable[str], show: bool, **rules: tuple[str, ...]) -> Any:
+def ingest_with_progress(kb: KnowledgeBase, paths: Iterable[str], show: bool, *, include: Iterable[str] = (),
+                         exclude: Iterable[str] = ()) -> IngestReport:
     """`kb.ingest(paths)` with a progress bar on stderr when `show` (kb ingest, kb watch's first pass)."""
     if not show:
-        return kb.ingest(paths, **rules)
-    import time
+        return kb.ingest(paths, include=include, exclude=exclude)
 
+    # lazy: rich's progress bar costs 0.1 s at start-up; only an ingest on a terminal draws it
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -183,7 +183,7 @@ def ingest_with_progress(kb: Any, paths: Iterable[str], show: bool, **rules: tup
                        file=os.path.basename(p.source)[:40],
                        counts=f"files · {p.pages} pages, {p.chunks} chunks{rate}" if files else "")
 
-        return kb.ingest(paths, progress=progress, **rules)
+        return kb.ingest(paths, progress=progress, include=include, exclude=exclude)
 
 
 def print_report(r: IngestReport) -> None:
@@ -206,7 +206,6 @@ def print_report(r: IngestReport) -> None:
             click.echo(f"  removed  {shown(source)}")
     for label, items in (("skipped", r.skipped), ("failed", r.failed)):
         if len(items) > 20:  # a 10,000-file tree must not bury the summary: group by reason
-            from collections import Counter
 
             for reason, n in Counter(i.reason for i in items).most_common():
                 click.echo(f"  {label:8} {n} file(s): {reason}")

@@ -8,8 +8,12 @@ from typing import Any
 
 import click
 
+from kb import Hit
+from kb.api import KnowledgeBase
 from kb.cli.common import CONTEXT, filter_options, json_option, kb_option, pop_filters
 from kb.config import MODES
+from kb.query.evaluate import EvalResult, RunSpec, evaluate, load_gold, parse_run
+from kb.query.search import Tuning
 
 ALL_MODES = (*MODES[1:], MODES[0])  # the default last: a comparison ends with it
 _INT = re.compile(r"^\d+(,\d+)*$")
@@ -71,10 +75,6 @@ def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str |
     a top-k hit comes from any of its gold files (and, at page level, overlaps a
     gold page). Single-doc and multi-doc questions are also reported apart.
     """
-    from kb.api import KnowledgeBase
-    from kb.query.evaluate import RunSpec, evaluate, load_gold, parse_run
-    from kb.query.search import Tuning
-
     filters = pop_filters(kwargs)
     cutoffs = _cutoffs(ks)
     questions = load_gold(file)
@@ -88,7 +88,8 @@ def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str |
             run_mode = spec.mode or kb.settings.mode
             tuning = Tuning(**spec.tuning)  # type: ignore[arg-type]
 
-            def search(q: str, k: int, _m: str = run_mode, _t: Tuning = tuning, _r: str | None = spec.rerank) -> Any:
+            def search(q: str, k: int, _m: str = run_mode, _t: Tuning = tuning,
+                       _r: str | None = spec.rerank) -> list[Hit]:
                 return kb.search(q, k=k, filters=filters, mode=_m, rerank=_r or rerank, tuning=_t)
 
             results.append(evaluate(questions, search, cutoffs, name=spec.name or run_mode, sources=sources))
@@ -121,7 +122,7 @@ def _split_runs(spec: str) -> list[str]:
     return [s for s in (p.strip() for p in spec.split(",")) if s]
 
 
-def _print_table(file: str, results: list[Any], show_misses: int) -> None:
+def _print_table(file: str, results: list[EvalResult], show_misses: int) -> None:
     first = results[0]
     click.echo(f"{file}: {first.questions} questions"
                + (f", {first.page_questions} with gold pages" if first.page_questions else ""))

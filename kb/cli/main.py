@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import click
@@ -175,8 +176,6 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
 def documents(kb_dir: str | None, as_json: bool, **kwargs: Any) -> None:
     """Each document: type, pages, chunks, when it was ingested, its own date (read from its first
     page); then the files that failed (those matching --path and --type too)."""
-    from datetime import datetime
-
     filters = pop_filters(kwargs)
     with open_kb(kb_dir) as kb:
         docs, failed = kb.documents(filters), kb.failures(Filters(path=filters.path, file_type=filters.file_type))

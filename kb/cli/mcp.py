@@ -27,7 +27,8 @@ def mcp_command(kb_dir: str | None, llm: str | None, llm_model: str | None, llm_
     stdout carries only the protocol; messages go to stderr. Needs the mcp extra.
     Over HTTP instead: kb serve --mcp (at /mcp).
     """
-    from kb.integrations.mcp import TOOLS, create_server  # a missing extra is a one-line error with the install command
+    # lazy: the mcp extra is optional; a missing one is a one-line error with the install command
+    from kb.integrations.mcp import TOOLS, create_server
 
     sdk_logs_to_stderr()
     with open_kb(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kb.cli.common import CONTEXT, STORE_META, kb_option, llm_options, store_options
+from kb.cli.mcp import sdk_logs_to_stderr
 from kb.errors import DependencyError, install_command
-from kb.server.auth import TOKEN_ENV, api_token
+from kb.server.auth import TOKEN_ENV, api_token, check_bind
 
 if TYPE_CHECKING:
     from kb.watch import Batch
@@ -49,22 +50,22 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
     KB_API_TOKEN to a long random secret first: every API request must then
     send `Authorization: Bearer <token>`.
     """
-    from kb.server.auth import check_bind
-
     token = api_token()
     check_bind(host, token)  # before loading any model
     if token and len(token) < 16:
         click.echo(f"kb: warning: {TOKEN_ENV} is short ({len(token)} characters); use 32 or more random ones",
                    err=True)
     try:
+        # lazy: the serve and mcp extras (uvicorn, FastAPI, mcp) are optional
         import uvicorn
     except ImportError as e:
         raise DependencyError(f"kb serve needs uvicorn and FastAPI: {install_command('serve')}") from e
     if with_mcp:  # before loading any model: a missing extra is a one-line error with the install command
-        from kb.cli.mcp import sdk_logs_to_stderr
+        # lazy: the serve and mcp extras (uvicorn, FastAPI, mcp) are optional
         from kb.integrations.mcp import TOOLS, create_server, http_app
 
         sdk_logs_to_stderr()
+    # lazy: the serve and mcp extras (uvicorn, FastAPI, mcp) are optional
     from kb.server.app import create_app, mount
 
     ctx = click.get_current_context()

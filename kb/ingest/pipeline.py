@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -435,8 +436,6 @@ def _ranges(path: Path) -> list[tuple[int, int]] | None:
 def _crashed() -> str:
     """Why a parser worker died. A worker first imports the script that started it (spawn): a script
     that ingests at its top level, unguarded, kills every worker, and the reason must say so."""
-    import sys
-
     main = sys.modules.get("__main__")
     script = getattr(main, "__file__", None) if getattr(main, "__spec__", None) is None else None
     if script and script.endswith(".py"):  # a script run by path (kb's own command has no .py)

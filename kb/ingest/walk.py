@@ -121,7 +121,8 @@ class _Limit:
 
 
 def _spec(lines: Iterable[str]) -> pathspec.PathSpec:
-    import pathspec  # only when there are rules: not on every command's start-up
+    # lazy: only when there are rules, not on every command's start-up
+    import pathspec
 
     return pathspec.GitIgnoreSpec.from_lines(lines)
 

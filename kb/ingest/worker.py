@@ -88,6 +88,7 @@ class Prepared:
 
 @lru_cache(maxsize=2)
 def chunker_for(spec: ChunkSpec) -> Chunker:
+    # lazy: every command imports the pipeline; tokenizers loads where chunks are cut
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(spec.tokenizer_path)

@@ -131,6 +131,7 @@ def ollama_models(timeout: float = 0.3) -> list[str]:
     except OSError:
         return []
     try:
+        # lazy: httpx costs 0.2 s at start-up and most machines run no Ollama
         import httpx
 
         r = httpx.get(root + "/api/tags", timeout=max(timeout, 1.0))

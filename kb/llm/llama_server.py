@@ -33,6 +33,7 @@ _FAMILY_FORMATS = {"gemma": "gemma", "qwen": "qwen"}
 def chat_format(model: str) -> str | None:
     """None when the GGUF carries its own chat template (llama-cpp-python uses it); else its family's
     format, read from the file's architecture, when llama-cpp-python has one."""
+    # lazy: llama-cpp-python (the llm extra) is optional and heavy
     from llama_cpp import Llama
 
     metadata = Llama(model_path=model, vocab_only=True, verbose=False).metadata
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     threading.Thread(target=_exit_with_parent, name="kb-parent-watch", daemon=True).start()
 
+    # lazy: llama-cpp-python (the llm extra) is optional and heavy
     import uvicorn
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings

@@ -10,7 +10,9 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from kb.errors import ConfigError, DependencyError
+import httpx
+
+from kb.errors import ConfigError
 from kb.llm.base import (
     LLM,
     ContextOverflowError,
@@ -33,10 +35,6 @@ class OpenAILLM(LLM):
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None, api_key: str | None = None,
                  context_window: int = 0, timeout: float = 300.0, **_: Any):
-        try:
-            import httpx
-        except ImportError as e:  # a core dependency, but say so plainly if it went missing
-            raise DependencyError("httpx is not installed: pip install httpx") from e
         self._httpx = httpx
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         parts = urlsplit(self.base_url)

@@ -25,6 +25,7 @@ class TransformersLLM(LLM):
         if not model:
             raise ConfigError("the transformers backend needs --model (a Hugging Face id or a local folder)")
         try:
+            # lazy: torch and transformers are optional and heavy
             import torch  # noqa: F401
             import transformers  # noqa: F401
         except ImportError as e:
@@ -69,6 +70,7 @@ class TransformersLLM(LLM):
         return self.tokenizer(messages_to_text(prompt), return_tensors="pt")
 
     def _stream(self, prompt: Prompt, options: GenerationOptions) -> Iterator[str]:
+        # lazy: torch and transformers are optional and heavy
         from transformers import TextIteratorStreamer
 
         # Only what every model's generate takes (a BERT-style tokenizer adds token_type_ids).
@@ -116,6 +118,7 @@ class TransformersLLM(LLM):
                 raise LLMError(f"generation failed: {failure[0]}") from failure[0]
 
     def _run(self, inputs: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+        # lazy: torch and transformers are optional and heavy
         import torch
 
         with torch.inference_mode():
@@ -124,6 +127,7 @@ class TransformersLLM(LLM):
 
 @lru_cache(maxsize=2)
 def _load(location: str, device: str, trust_remote_code: bool) -> tuple[Any, Any, str]:
+    # lazy: torch and transformers are optional and heavy
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

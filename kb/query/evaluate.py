@@ -24,11 +24,13 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kb.config import check_mode
 from kb.errors import ConfigError
+from kb.query.search import Tuning
 from kb.types import Hit
 
 Searcher = Callable[[str, int], list[Hit]]
@@ -283,11 +285,6 @@ class RunSpec:
 
 def parse_run(spec: str) -> RunSpec:
     """`hybrid`, `dense`, `keyword`, or `hybrid:keyword_weight=0.5,title_weight=0` (Tuning fields)."""
-    from dataclasses import fields
-
-    from kb.config import check_mode
-    from kb.query.search import Tuning
-
     mode, _, knobs = spec.strip().partition(":")
     known = {f.name: f for f in fields(Tuning)}
     tuning: dict[str, float] = {}

@@ -71,10 +71,12 @@ def _load_cross_encoder(name: str, device: str) -> Any:
     if location.is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the network
     try:
+        # lazy: sentence-transformers and torch are optional and heavy
         from sentence_transformers import CrossEncoder
     except ImportError as e:
         raise DependencyError(f"sentence-transformers is not installed: {install_command()}") from e
     if device == "auto":
+        # lazy: sentence-transformers and torch are optional and heavy
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"

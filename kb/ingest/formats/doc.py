@@ -12,6 +12,8 @@ from pathlib import Path
 
 from kb.errors import ParseError
 from kb.ingest.base import clean_text
+from kb.ingest.formats.docx import DocxParser
+from kb.ingest.formats.rtf import RtfParser
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -29,11 +31,9 @@ class DocParser:
         with path.open("rb") as f:
             head = f.read(8)
         if head.lstrip().startswith(b"{\\rtf"):  # Word and many exporters save RTF under .doc
-            from kb.ingest.formats.rtf import RtfParser
 
             return RtfParser().parse(path)
         if head.startswith(b"PK\x03\x04"):  # a .docx renamed .doc
-            from kb.ingest.formats.docx import DocxParser
 
             return DocxParser().parse(path)
         if head != _OLE:
@@ -108,6 +108,7 @@ def _summary(path: Path) -> tuple[str, str]:
     """Title and author from the file's summary information, where olefile (a dependency of
     extract-msg) is at hand; nothing is lost without them but the title."""
     try:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import olefile
 
         with olefile.OleFileIO(str(path)) as ole:

@@ -20,6 +20,7 @@ class DocxParser:
     extensions = (".docx",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import docx
         from docx.table import Table
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ class EpubParser:
     extensions = (".epub",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from ebooklib import epub
 
         _check_container(path)
@@ -75,7 +77,6 @@ def _check_container(path: Path) -> None:
 def _encrypts_content(z: zipfile.ZipFile, names: set[str]) -> bool:
     if "META-INF/encryption.xml" not in names:
         return False
-    import xml.etree.ElementTree as ET
 
     try:
         root = ET.fromstring(z.read("META-INF/encryption.xml"))

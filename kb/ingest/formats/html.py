@@ -30,6 +30,7 @@ class HtmlParser:
 def html_blocks(markup: str | bytes) -> tuple[str | None, list[Block]]:
     """The page's <title> and its visible text as blocks, h1-h6 forming the heading path. Shared by
     every format that carries HTML (web pages, e-book chapters, mail bodies), so they cut alike."""
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(markup, "html.parser")

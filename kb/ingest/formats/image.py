@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ParseError, one_line
+from kb.errors import ParseError, install_command, one_line
 from kb.ingest.formats import ocr
 from kb.ingest.base import paragraphs
 from kb.types import Block, ParsedDocument
@@ -25,6 +25,7 @@ class ImageParser:
     def parse(self, path: Path) -> ParsedDocument:
         if ocr.current.mode == "never":
             raise ParseError("image not read: OCR is off (kb ingest --ocr auto reads it)")
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from PIL import Image
 
         if path.suffix.lower() in (".heic", ".heif"):
@@ -40,6 +41,7 @@ class ImageParser:
             raise ParseError(f"unreadable image: {one_line(e)}") from e
 
     def _parse(self, path: Path, image: Any) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from PIL import ImageOps, ImageSequence
 
         blocks: list[Block] = []
@@ -72,10 +74,9 @@ class ImageParser:
 
 def _register_heif() -> None:
     try:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import pillow_heif
     except ImportError as e:
-        from kb.errors import install_command
-
         raise ParseError(f"HEIC photos need pillow-heif: {install_command('heic')}") from e
     pillow_heif.register_heif_opener()
 

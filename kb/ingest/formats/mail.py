@@ -14,6 +14,7 @@ import email
 import email.policy
 import email.utils
 import logging
+import mailbox
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage, Message
@@ -57,6 +58,7 @@ class MsgParser:
     extensions = (".msg",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import extract_msg
 
         try:
@@ -74,8 +76,6 @@ class MboxParser:
     extensions = (".mbox",)
 
     def parse(self, path: Path) -> ParsedDocument:
-        import mailbox
-
         box = mailbox.mbox(str(path), create=False)
         try:
             lines: list[str] = []
@@ -122,8 +122,11 @@ def read_message(msg: Message) -> Mail:
         for n, att in enumerate(msg.iter_attachments(), start=1):
             if att.get_content_type() == "message/rfc822":
                 inner = att.get_payload(0) if att.is_multipart() else None
-                payload = att.get_payload(decode=True)  # bytes, or None when there is none
-                data = inner.as_bytes() if isinstance(inner, Message) else payload if isinstance(payload, bytes) else b""
+                if isinstance(inner, Message):
+                    data = inner.as_bytes()
+                else:
+                    payload = att.get_payload(decode=True)  # bytes, or None when there is none
+                    data = payload if isinstance(payload, bytes) else b""
                 subject = inner.get("subject", "") if isinstance(inner, Message) else ""
                 attachments.append(Part(_name(subject or f"message {n}"), f"attached-{n}.eml", data))
                 continue

@@ -18,6 +18,7 @@ class MarkdownParser:
     extensions = (".md", ".markdown")
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from markdown_it import MarkdownIt
         from mdit_py_plugins.front_matter import front_matter_plugin
 
@@ -52,6 +53,7 @@ class MarkdownParser:
 
 
 def _front_matter(content: str) -> dict[str, Any]:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     import yaml
 
     try:

@@ -77,6 +77,7 @@ def usable(text: str) -> bool:
 
 @lru_cache(maxsize=8)
 def _languages(binary: str) -> frozenset[str]:
+    # lazy: the pipeline imports this module on every start; PIL and tesseract load with the first OCR
     import pytesseract
 
     return frozenset(pytesseract.get_languages(config=""))
@@ -103,6 +104,7 @@ def check_lang(lang: str) -> None:
 def recognize(image: Any, timeout: float = PAGE_TIMEOUT_S) -> list[str]:
     """The paragraphs tesseract reads in a PIL image, in its reading order (its blocks and paragraphs,
     lines kept; a table's rows read across: `kb.ingest.formats.ocr_layout`). Raises `OcrUnavailable` (no tesseract, or not its language) or `OcrTimeout`."""
+    # lazy: the pipeline imports this module on every start; PIL and tesseract load with the first OCR
     import pytesseract
 
     lang = current.lang
@@ -145,12 +147,14 @@ def _prepared(image: Any) -> Any:
     if image.mode in ("1", "L", "RGB"):
         return image
     if image.mode in ("RGBA", "LA", "P", "PA"):  # transparent parts become white, not black
+        # lazy: the pipeline imports this module on every start; PIL and tesseract load with the first OCR
         from PIL import Image
 
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # lazy: the pipeline imports this module on every start; PIL and tesseract load with the first OCR
         from PIL import ImageOps
 
         return ImageOps.autocontrast(image.convert("I").point(lambda v: v / 256).convert("L"))

@@ -22,6 +22,7 @@ class OdtParser:
     extensions = (".odt",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from odf.opendocument import load
 
         _check_package(path)
@@ -58,6 +59,7 @@ def _check_package(path: Path) -> None:
 
 
 def _meta(document: Any) -> tuple[str, str]:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from odf import dc, meta, teletype
 
     def first(kind: Any) -> str:
@@ -158,6 +160,7 @@ def _cells(row: Any) -> list[Any]:
 
 
 def _text(el: Any) -> str:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from odf import teletype
 
     return clean_text(teletype.extractText(el)).replace("\n", " ")

@@ -26,6 +26,7 @@ class OrgParser:
     extensions = (".org",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import orgparse
 
         text = read_text(path)

@@ -22,6 +22,7 @@ from typing import Any
 from kb.errors import ParseError, one_line
 from kb.failpoints import failpoint
 from kb.ingest.base import HeadingPath, clean_text
+from kb.ingest.formats import ocr
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class PdfParser:
     @staticmethod
     def page_count(path: Path) -> int:
         """How many pages (0 for a file PDFium cannot open: its reason comes when it is read)."""
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import pypdfium2 as pdfium
 
         try:
@@ -104,6 +106,7 @@ class PdfParser:
     def read(self, path: Path, first: int = 1, last: int | None = None) -> PageRange:
         """Pages `first`..`last` (1-based, inclusive; None: to the end), OCR included: one worker's share
         of a large PDF, which `assemble` joins with the others'."""
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import pypdfium2 as pdfium
 
         try:
@@ -379,6 +382,7 @@ def _running_lines(pages: list[list[str]]) -> set[str]:
 def _page_text(pdf: Any, index: int) -> tuple[str, list[Style]]:
     """One page's text layer in PDFium's reading order, one line per line of print, dot leaders dropped,
     and the print (font size, weight) of each non-empty line, read at its first character."""
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     import pypdfium2.raw as pdfium_c
 
     page = pdf[index]
@@ -427,8 +431,6 @@ def _ocr_pages(path: Path, part: PageRange) -> None:
     """OCR the pages of `part` the mode asks for (auto: those without usable text; always: all),
     replacing their text where OCR finds some; the pages it could not read keep what they had and are
     noted in `part.unread`."""
-    from kb.ingest.formats import ocr
-
     mode = ocr.current.mode
     if mode == "never":
         return
@@ -455,8 +457,6 @@ def _ocr_outcome(path: Path, texts: list[str], ranges: list[PageRange]) -> tuple
     """What OCR did to the whole document: the metadata to record (`ocr_pages`, `warnings`, with a
     warning naming the pages left unread) and the reason the document fails with if no page has text
     after all (None: the caller's own)."""
-    from kb.ingest.formats import ocr
-
     if not any(r.wanted for r in ranges):
         return {}, None
     done = [n for r in ranges for n in r.ocr_done]
@@ -479,9 +479,8 @@ class _RenderError(ParseError):
 
 def _rendered(path: Path, pages: list[int]) -> Iterator[tuple[int, Any]]:
     """Each of `pages` (1-based) as a grey PIL image at `ocr.DPI` (less for a page too large), one at a time."""
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     import pypdfium2 as pdfium
-
-    from kb.ingest.formats import ocr
 
     try:
         pdf = pdfium.PdfDocument(str(path))

@@ -30,6 +30,7 @@ class RstParser:
     extensions = (".rst", ".rest")
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from docutils.core import publish_doctree
 
         text = read_text(path)
@@ -47,6 +48,7 @@ class RstParser:
 
 def _title(tree: Any) -> str:
     """The top section's title when the document has exactly one (the usual "===" title over it)."""
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from docutils import nodes
 
     sections = [c for c in tree.children if isinstance(c, nodes.section)]
@@ -56,6 +58,7 @@ def _title(tree: Any) -> str:
 
 
 def _walk(node: Any, headings: tuple[str, ...], out: list[Block]) -> None:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from docutils import nodes
 
     skip = (nodes.system_message, nodes.comment, nodes.substitution_definition, nodes.target, nodes.raw,

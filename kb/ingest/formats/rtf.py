@@ -3,6 +3,7 @@ RTF marks no headings that survive conversion to text, so blocks carry no sectio
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 from pathlib import Path
@@ -23,6 +24,7 @@ class RtfParser:
     extensions = (".rtf",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from striprtf.striprtf import rtf_to_text
 
         data = path.read_bytes()
@@ -46,8 +48,6 @@ class RtfParser:
 def _encoding(data: bytes) -> str:
     """The ANSI code page the file declares for its \\'xx bytes (cp1252 when it names none or one
     Python does not know)."""
-    import codecs
-
     m = _CODEPAGE.search(data[:4096])
     if m:
         try:

@@ -43,6 +43,7 @@ class XlsxParser:
     extensions = (".xlsx", ".xlsm")
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import openpyxl
 
         if not zipfile.is_zipfile(path):
@@ -75,6 +76,7 @@ class XlsParser:
     extensions = (".xls",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import xlrd
 
         if zipfile.is_zipfile(path):  # an .xlsx renamed .xls: Excel opens it, so do we
@@ -92,6 +94,7 @@ class XlsParser:
 
 
 def _xls_rows(book: Any, index: int) -> Iterator[tuple[int, list[str]]]:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     import xlrd
 
     sheet = book.sheet_by_index(index)  # loaded here (on demand): a damaged sheet costs itself only
@@ -126,6 +129,7 @@ class OdsParser:
     extensions = (".ods",)
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from odf.opendocument import load
         from odf.table import Table
 
@@ -144,6 +148,7 @@ def _ods_rows(table: Any) -> Iterator[tuple[int, list[str]]]:
     """Rows of an ODS table. LibreOffice writes runs of equal rows and cells once with a repeat count
     (the empty ones up to the sheet's end: a million rows), so the numbers advance by the count and only
     non-empty repeats are expanded."""
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from odf.namespaces import TABLENS
     from odf.table import TableRow
 
@@ -161,6 +166,7 @@ def _ods_rows(table: Any) -> Iterator[tuple[int, list[str]]]:
 
 
 def _ods_cells(row: Any) -> list[str]:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from odf.namespaces import OFFICENS, TABLENS
 
     cells: list[str] = []
@@ -183,6 +189,7 @@ def _ods_cell_text(cell: Any, office: str) -> str:
     if kind == "date":
         value = cell.getAttrNS(office, "date-value") or ""
         return value[:10] if value.endswith("T00:00:00") or len(value) == 10 else value.replace("T", " ")
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from odf import teletype
 
     shown = " ".join(" ".join(teletype.extractText(p).split()) for p in cell.childNodes if p.qname[1] == "p")

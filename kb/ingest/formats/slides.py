@@ -94,6 +94,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _parse_pptx(path: Path, stem: str) -> ParsedDocument:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     import pptx
 
     if not zipfile.is_zipfile(path):
@@ -145,6 +146,7 @@ def _reading_order(shapes: Iterable[Any]) -> list[Any]:
 
 
 def _shape_blocks(shape: Any, headings: tuple[str, ...], number: int) -> Iterator[Block]:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from pptx.enum.shapes import MSO_SHAPE_TYPE
 
     if shape.shape_type == MSO_SHAPE_TYPE.GROUP:

@@ -150,6 +150,7 @@ class YamlParser:
     extensions = (".yaml", ".yml")
 
     def parse(self, path: Path) -> ParsedDocument:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import yaml
 
         text = read_text(path)

@@ -74,6 +74,7 @@ def read_text(path: Path) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         from charset_normalizer import from_bytes
 
         matches = list(from_bytes(data))
