@@ -23,8 +23,12 @@ pytest.importorskip("fastapi", reason='kb serve needs the "serve" extra: pip ins
 
 from fastapi.testclient import TestClient
 
+from kb.answer.chat import KEPT_TURNS
 from kb.cli import main
+from kb.ingest.base import file_types, supported_types
 from kb.server import check_bind, create_app, is_loopback
+from kb.server.routes.page import STATIC
+from kb.types import UNITS
 from tests.conftest import AAPL_Q3_2023, MSFT_Q1_2023
 from tests.helpers import FAKE, free_port, stop, write_markdown
 
@@ -290,7 +294,8 @@ def test_upload_is_ingested_and_capped(tmp_path: Path) -> None:
         r = c.post("/ingest", content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"})
         assert r.status_code == 413 and "limit" in r.json()["detail"]
         assert not (tmp_path / "kb" / "uploads" / "big.md").exists()
-        assert c.post("/ingest", files=[("files", ("tool.exe", b"MZ", "application/octet-stream"))]).status_code == 415
+        refused = c.post("/ingest", files=[("files", ("tool.exe", b"MZ", "application/octet-stream"))])
+        assert refused.status_code == 415 and supported_types() in refused.json()["detail"]
 
 
 # --- the document list and removal -----------------------------------------------------------------
@@ -374,6 +379,22 @@ def test_token_is_required_on_every_api_route(tmp_path: Path) -> None:
         assert c.get("/status").status_code == 401 and c.post("/search", json={"query": "x"}).status_code == 401
         c.cookies.set("kb_token", "wrong")
         assert c.get(doc).status_code == 401
+
+
+def test_the_page_reads_what_it_shares_with_the_library_from_status(tmp_path: Path) -> None:
+    """The turns a conversation keeps, the file types, the unit labels and the token cookie are defined
+    once in Python: GET /status gives them to the page, which holds no copy."""
+    with TestClient(create_app(tmp_path / "kb", llm="none", **FAKE)) as c:
+        server = c.get("/status").json()["server"]
+        assert server["kept_turns"] == KEPT_TURNS
+        assert server["file_types"] == file_types() and len(file_types()) >= 25
+        assert server["units"] == {unit: [one, many] for unit, (one, many, _) in UNITS.items()}
+        assert server["token_cookie"] == "kb_token"
+        history = [{"question": f"question {i}?", "answer": "An answer."} for i in range(KEPT_TURNS + 1)]
+        assert c.post("/ask", json={"question": "And then?", "history": history}).status_code == 422
+    page = (STATIC / "app.js").read_text() + (STATIC / "index.html").read_text()
+    assert "MAX_TURNS" not in page and "kb_token=" not in page and "Markdown, HTML" not in page
+    assert 'slide ", "slides' not in page
 
 
 def test_api_docs_load_their_files_from_this_server(tmp_path: Path) -> None:

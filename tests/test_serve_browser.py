@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from kb.answer.citations import split_sentences
+from kb.ingest.base import file_types
 from kb.llm.base import LLM, GenerationOptions, Prompt
 from tests.helpers import free_port, write_markdown, write_pdf
 
@@ -26,6 +27,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 QUESTION = "What were Apple's total net sales for the three months ended July 1, 2023?"
 INVENTED = "Apple also sold 7,777,777 unicorns on the Moon [1]."
 PHRASE = "the heron counted seventeen blue pebbles"
+TOKEN = "browser-token-0123456789abcdef"
 
 pytestmark = [
     pytest.mark.slow,
@@ -89,6 +91,16 @@ def served_crashing(ingested: Path, tmp_path: Path) -> Iterator[str]:
     gguf.write_bytes(b"GGUF")
     crashing = f"{sys.executable} {Path(__file__).with_name('crashing_llm_server.py')}"
     yield from _serve(create_app(ingested, llm="llama-cpp", llm_model=str(gguf), llm_server=crashing))
+
+
+@pytest.fixture
+def served_with_token(tmp_path: Path) -> Iterator[str]:
+    """The app behind an API token, over an empty knowledge base that may ingest tmp_path/docs."""
+    pytest.importorskip("uvicorn")
+    from kb.server import create_app
+
+    (tmp_path / "docs").mkdir()
+    yield from _serve(create_app(tmp_path / "kb", llm="none", token=TOKEN, docs=[tmp_path / "docs"]))
 
 
 def _serve(app: Any) -> Iterator[str]:
@@ -249,7 +261,7 @@ def test_upload_search_share_and_remove_on_the_page(served_writable: str, browse
 
     browser.get(served_writable + "/")
     WebDriverWait(browser, 30).until(lambda d: "0 documents" in text("kb-status"))
-    assert "up to 1 MB" in text("upload-help")
+    assert "up to 1 MB" in text("upload-help") and ", ".join(file_types()) in text("upload-help")  # the registry's
     assert browser.find_element(By.ID, "job").get_attribute("aria-live") == "polite"
 
     # Over the cap: refused in the page, nothing sent.
@@ -418,3 +430,32 @@ def test_slides_rows_and_attachments_are_cited_by_their_unit_on_the_page(tmp_pat
         WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#sources li"))
         sources = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#sources li")]
         assert any(s.startswith("[1] deck.pptx slide 2 § Pricing") for s in sources), sources
+
+
+def test_the_page_asks_for_the_token_and_its_cookie_opens_files(served_with_token: str, browser: Any,
+                                                                 tmp_path: Path) -> None:
+    """Behind KB_API_TOKEN the page asks for the token; once GET /status takes it, the page sets the
+    cookie /status names, so that a document link (a plain navigation, no header) opens the file."""
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    write_markdown(tmp_path / "docs" / "tides.md", "# Tides\n\nLow tide falls at six in the morning.\n")
+    job = httpx.post(served_with_token + "/ingest", json={"paths": ["tides.md"]}, headers=auth, timeout=30).json()
+    deadline = time.monotonic() + 60
+    while httpx.get(served_with_token + job["url"], headers=auth, timeout=30).json()["state"] != "done":
+        assert time.monotonic() < deadline, "the ingest job did not finish in 60 s"
+        time.sleep(0.2)
+    doc_id = httpx.get(served_with_token + "/documents", headers=auth, timeout=30).json()[0]["id"]
+
+    browser.get(served_with_token + "/")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "token-form").is_displayed())
+    assert "needs an API token" in browser.find_element(By.ID, "kb-status").text
+    browser.find_element(By.ID, "token").send_keys(TOKEN + Keys.ENTER)
+    WebDriverWait(browser, 30).until(lambda d: "1 document" in d.find_element(By.ID, "kb-status").text)
+    assert not browser.find_element(By.ID, "token-form").is_displayed()
+
+    browser.get(f"{served_with_token}/documents/{doc_id}")
+    assert "Low tide falls at six" in browser.find_element(By.TAG_NAME, "body").text

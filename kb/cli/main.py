@@ -35,12 +35,19 @@ from kb.cli.snippets import snippet_line
 from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
-from kb.ingest.base import extensions
+from kb.ingest.base import extensions, supported_types
 from kb.types import search_json, shown
+
+
+TYPES = "{types}"  # in the help text: the file types kb reads, from the parser registry
 
 
 class KBGroup(click.Group):
     """Turns any KBError into one line on stderr and an exit status; tracebacks need KB_DEBUG=1."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.help = (self.help or "").replace(TYPES, supported_types())  # a plugin's parser is named too
+        super().format_help_text(ctx, formatter)
 
     def invoke(self, ctx: click.Context) -> Any:
         show_logs(log_level(ctx))
@@ -60,7 +67,7 @@ class KBGroup(click.Group):
 @click.version_option(package_name="kb", prog_name="kb")
 @global_options
 def main() -> None:
-    """kb: a local knowledge base over your PDFs, Word files, Markdown, HTML and text.
+    """kb: a local knowledge base over your documents ({types}).
 
     \b
       kb ingest ./docs          index a folder (again: only what changed)

@@ -99,6 +99,13 @@ def file_types() -> list[str]:
     return list(dict.fromkeys(cls.file_type for cls in parsers().values()))  # .eml and .msg are both "email"
 
 
+def supported_types() -> str:
+    """The file types kb reads, for help and messages: "pdf, image, docx, ... and org" (the registry's
+    `file_types`, so a plugin's type is named too)."""
+    names = file_types()
+    return f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def extensions() -> dict[str, str]:
     """File extension -> parser name."""
     out: dict[str, str] = {}

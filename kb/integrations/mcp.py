@@ -23,7 +23,7 @@ from kb.config import MODES
 from kb.errors import KBError, MissingExtraError, install_command
 from kb.filters import Filters, glob_escape
 from kb.index.catalog import DocumentRow
-from kb.ingest.base import file_types
+from kb.ingest.base import file_types, supported_types
 from kb.reader import Reader
 from kb.types import Hit, search_json, shown
 from kb.version import __version__
@@ -55,7 +55,7 @@ PAGE_URI = "kb://document/{doc_id}/page/{page}"
 TEXT_CHARS = 20_000  # get_document's default: a dense page of a PDF is 3,000-8,000 characters
 MAX_TEXT_CHARS = 200_000  # the most get_document returns, and what a resource read returns of a document
 INSTRUCTIONS = (
-    "A local knowledge base of the user's documents (PDF, Word, Markdown, HTML, text). Use `search` to find "
+    f"A local knowledge base of the user's documents ({supported_types()}). Use `search` to find "
     "passages, each with its source file, page and section; cite them as `citation` reads. `ask` answers a "
     "question with checked [n] citations. `get_document` reads a page (or a document without pages) in full; "
     "`list_documents` tells what is there."

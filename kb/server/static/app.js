@@ -6,7 +6,6 @@
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem("kb_token") || "";
 
-const MAX_TURNS = 6; // earlier turns sent with a follow-up question
 const MAX_RECENT = 20; // questions kept in this browser
 const RECENT_KEY = "kb_recent";
 const POLL_MS = 400;
@@ -18,10 +17,13 @@ function authHeaders(extra = {}) {
 function setToken(value) {
   token = value;
   sessionStorage.setItem("kb_token", value);
-  // A citation link is a plain navigation and cannot carry a header: the server also accepts this
-  // cookie, for GET /documents/{id} only.
+}
+
+// A citation link is a plain navigation and cannot carry a header: the server also accepts the token
+// as this cookie (its name from GET /status), for GET /documents/{id} only.
+function setTokenCookie(name) {
   const secure = location.protocol === "https:" ? "; Secure" : "";
-  document.cookie = "kb_token=" + encodeURIComponent(value) + "; path=/documents; SameSite=Strict" + secure;
+  document.cookie = name + "=" + encodeURIComponent(token) + "; path=/documents; SameSite=Strict" + secure;
 }
 
 // Every API call: the token when there is one; a 401 shows the token form.
@@ -39,7 +41,11 @@ async function api(method, url, body) {
 
 // Sources are absolute paths; the page shows them from the folder that holds every document.
 let folder = null;
+// What GET /status says of the server (its "server" block): the upload limit and the file types kb
+// reads, the earlier turns a follow-up sends, and how a passage's place is named (kb.types.UNITS).
 let maxUploadMb = null;
+let keptTurns = null;
+let units = {};
 let failures = [];
 let docsBySource = new Map();
 
@@ -47,10 +53,9 @@ function shown(source) {
   return folder && source.startsWith(folder + "/") ? source.slice(folder.length + 1) : source;
 }
 
-// Where in its file a passage is, as a reader names it (kb.types.UNITS): p.12, slide 3, rows 2-40.
-const UNITS = { page: ["p.", "p."], slide: ["slide ", "slides "], message: ["message ", "messages "], row: ["row ", "rows "] };
+// Where in its file a passage is, as a reader names it: p.12, slide 3, rows 2-40.
 function locator(unit, first, last) {
-  const [one, many] = UNITS[unit] || UNITS.page;
+  const [one, many] = units[unit] || units.page || ["", ""];
   return last != null && last !== first ? many + first + "-" + last : one + first;
 }
 
@@ -105,13 +110,17 @@ async function loadStatus() {
     const s = await r.json();
     folder = s.folder && s.folder !== "/" ? s.folder : null;
     failures = s.failed || [];
-    maxUploadMb = s.server ? s.server.max_upload_mb : null;
-    if (maxUploadMb != null) {
+    const server = s.server || {};
+    maxUploadMb = server.max_upload_mb ?? null;
+    keptTurns = server.kept_turns ?? null;
+    units = server.units || {};
+    if (token && server.token_cookie) setTokenCookie(server.token_cookie);
+    if (maxUploadMb != null && server.file_types) {
       $("upload-help").textContent =
-        `Drop files here, or choose them: PDF, Word (.docx), Markdown, HTML, text; up to ${maxUploadMb} MB in all.`;
+        `Drop files here, or choose them: ${server.file_types.join(", ")}; up to ${maxUploadMb} MB in all.`;
     }
     $("token-form").hidden = true;
-    const llm = s.server && s.server.llm ? "answers by " + s.server.llm : "answers quote the documents (no LLM)";
+    const llm = server.llm ? "answers by " + server.llm : "answers quote the documents (no LLM)";
     status.textContent = `${plural(s.documents, "document")} · ${plural(s.chunks, "passage")} · ${llm}`;
     return true;
   } catch {
@@ -291,7 +300,7 @@ async function ask(question, k) {
   answer.setAttribute("aria-busy", "true");
   startRun();
   const body = { question, k };
-  if (conversation.length) body.history = conversation.slice(-MAX_TURNS);
+  if (conversation.length) body.history = keptTurns ? conversation.slice(-keptTurns) : conversation;
   try {
     const r = await fetch("/ask/stream", {
       method: "POST",
@@ -324,7 +333,8 @@ async function ask(question, k) {
           links = ev.data;
         } else if (ev.event === "answer") {
           renderAnswer(ev.data, links);
-          conversation = [...conversation, { question, answer: ev.data.answer }].slice(-MAX_TURNS);
+          conversation = [...conversation, { question, answer: ev.data.answer }];
+          if (keptTurns) conversation = conversation.slice(-keptTurns);
           $("new-conversation").hidden = false;
         } else if (ev.event === "error") {
           showError(ev.data.detail);
@@ -661,8 +671,6 @@ function setUpDropZone() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  if (token) setToken(token);
-
   // A shared link (/?q=...&mode=search&k=N) asks its question once the server answers.
   const params = new URLSearchParams(location.search);
   let pending = params.get("q") ? params.get("q").trim() : null;
