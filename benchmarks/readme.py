@@ -1,4 +1,4 @@
-"""The figures the README prints, regenerated from stored results so that they cannot drift silently.
+"""The figures the docs print, regenerated from stored results so that they cannot drift silently.
 
     python -m benchmarks.readme                # 2-5 min on 2 cores: measure, store, rewrite the blocks
     python -m benchmarks.readme --kb DIR       # ~15 s: evaluate an existing sec-10q knowledge base instead
@@ -12,8 +12,9 @@ only reads DIR), then runs `kb eval FILE --k 1 5 10 --compare dense keyword hybr
 195 questions, the page gold and the exact-figure lookups (~10 s). The raw `kb eval` output goes to
 `benchmarks/results/readme.json` with the date, the commands, the index's build (model, backend,
 chunking, counts), the CPU and its SIMD flags, and the package versions; then every block between
-`<!-- figures:NAME -->` and `<!-- /figures:NAME -->` in README.md, benchmarks/RETRIEVAL.md and
-benchmarks/PERFORMANCE.md is rewritten from that file (nothing outside the markers is touched).
+`<!-- figures:NAME -->` and `<!-- /figures:NAME -->` in docs/retrieval.md, docs/performance.md,
+benchmarks/RETRIEVAL.md and benchmarks/PERFORMANCE.md is rewritten from that file (nothing outside the
+markers is touched; the docs site includes the benchmarks/*.md files whole).
 
 The ingest tables keep their stored runs unless `--ingest` measures new ones: each is one
 `python -m benchmarks.ingest ../shared/eval/sec-10q --json` (5-12 min on 2 cores; it needs
@@ -219,7 +220,7 @@ def _provenance(ev: dict[str, Any]) -> str:
 
 
 def render_eval(res: dict[str, Any]) -> str:
-    """README, "Search modes and `kb eval`": the 195 questions, document level."""
+    """docs/retrieval.md, "`kb eval`": the 195 questions, document level."""
     ev = res["eval"]
     runs = ev["results"]["questions"]["runs"]
     lines = ["| mode | doc R@1 | doc R@5 | doc R@10 | MRR |", "|---|---|---|---|---|"]
@@ -291,7 +292,7 @@ def _rss_range(runs: list[dict[str, Any]], side: str) -> str:
 
 
 def render_ingest(res: dict[str, Any]) -> str:
-    """README, "Performance": one row per stored `benchmarks.ingest` run."""
+    """docs/performance.md, "Ingest": one row per stored `benchmarks.ingest` run."""
     runs = _ingest_runs(res)
     lines = ["| run | kb wall s | kb pages/s | kb chunks/s | LangChain wall s | vs LangChain | LlamaIndex wall s "
              "| vs LlamaIndex |",
@@ -360,8 +361,8 @@ def render_ingest_recall(res: dict[str, Any]) -> str:
 
 # Each block: (file, name) -> renderer. A block's text sits between its two marker lines.
 BLOCKS: dict[tuple[str, str], Callable[[dict[str, Any]], str]] = {
-    ("README.md", "eval"): render_eval,
-    ("README.md", "ingest"): render_ingest,
+    ("docs/retrieval.md", "eval"): render_eval,
+    ("docs/performance.md", "ingest"): render_ingest,
     ("benchmarks/RETRIEVAL.md", "retrieval-docs"): render_retrieval_docs,
     ("benchmarks/RETRIEVAL.md", "retrieval-pages"): render_retrieval_pages,
     ("benchmarks/RETRIEVAL.md", "retrieval-figures"): render_retrieval_figures,

@@ -2,7 +2,7 @@
 
 Needs `pip install -e ".[langchain]"` (in the kb checkout) and a knowledge base (`kb ingest ./docs`); uses the same one as
 the `kb` command (`--kb` aside): `$KB_DIR`, else the nearest `.kb/`, else the user data directory.
-The README's LangChain section is this file from the first import on.
+The example of docs/langchain.md is this file from the first import on.
 """
 
 from langchain_core.language_models.fake_chat_models import ParrotFakeChatModel

@@ -303,8 +303,8 @@ def test_example_script_runs(
     assert "Total net sales $ 81,797" in out and APPLE_QUESTION in out
 
 
-def readme_langchain_example(readme: str) -> str | None:
-    """The first Python block after the README's LangChain heading."""
+def docs_langchain_example(readme: str) -> str | None:
+    """The first Python block after the LangChain page's heading."""
     heading = re.search(r"^#+ .*LangChain.*$", readme, re.MULTILINE)
     block = (
         re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL).search(readme, heading.end())
@@ -316,17 +316,17 @@ def readme_langchain_example(readme: str) -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.needs_eval
-def test_readme_example_is_the_example_script(
+def test_docs_example_is_the_example_script(
     ingested: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = readme_langchain_example((REPO / "README.md").read_text(encoding="utf-8"))
+    code = docs_langchain_example((REPO / "docs" / "langchain.md").read_text(encoding="utf-8"))
     if code is None:
-        pytest.skip("README has no LangChain section yet")
+        pytest.skip("docs/langchain.md has no LangChain section yet")
     script = EXAMPLE.read_text(encoding="utf-8")
-    assert code.strip() in script, "the README's LangChain example and examples/langchain_lcel.py differ"
+    assert code.strip() in script, "the LangChain example of docs/langchain.md and examples/langchain_lcel.py differ"
     monkeypatch.setenv("KB_DIR", str(ingested))
     namespace: dict[str, object] = {"__name__": "__main__"}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/langchain.md", "exec"), namespace)
     namespace["retriever"].close()  # type: ignore[attr-defined]
     assert "Total net sales $ 81,797" in capsys.readouterr().out
 

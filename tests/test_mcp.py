@@ -383,14 +383,13 @@ async def test_documents_ingested_beside_a_running_server_are_found(tmp_path: Pa
             assert len((await client.list_resources()).resources) == 2
 
 
-def test_readme_configuration_snippet_runs_kb_mcp() -> None:
-    """The README's `mcpServers` block is valid JSON whose arguments `kb` accepts."""
+def test_docs_configuration_snippet_runs_kb_mcp() -> None:
+    """The MCP page's `mcpServers` block is valid JSON whose arguments `kb` accepts."""
     from click.testing import CliRunner
 
     from kb.cli import main
 
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## MCP"):]
+    section = (REPO / "docs" / "mcp.md").read_text()
     block = section[section.index("```json") + len("```json"):section.index("```", section.index("```json") + 7)]
     entry = json.loads(block)["mcpServers"]["kb"]
     assert Path(entry["command"]).name == "kb" and set(entry["env"]) == {"KB_DIR"}

@@ -1,4 +1,4 @@
-"""The figures the README and benchmarks/*.md print are the rendering of benchmarks/results/readme.json,
+"""The figures the docs (docs/*.md, benchmarks/*.md) print are the rendering of benchmarks/results/readme.json,
 and (slow) that file's eval figures are what `kb eval` measures today."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from benchmarks import readme
 #   and torch against int8 vectors on both sides (benchmarks/PERFORMANCE.md) by at most 2. Hence 2.
 # The index itself (documents, pages, chunks, model, backend, chunking) must match exactly on any CPU.
 TOLERANCE_OTHER_CPU = 2
+# Where the docs site prints the eval table and the ingest table.
+RETRIEVAL, PERFORMANCE = "docs/retrieval.md", "docs/performance.md"
 
 
 def test_docs_blocks_are_the_stored_results() -> None:
@@ -54,28 +56,28 @@ def test_check_catches_a_figure_edited_by_hand_and_render_restores_it(tmp_path: 
     _copy_docs(tmp_path)
     res = readme.load_results()
     shown = f"{res['eval']['results']['questions']['runs']['hybrid']['mrr']:.3f}"
-    text = (tmp_path / "README.md").read_text()
+    text = (tmp_path / RETRIEVAL).read_text()
     block = text[text.index("<!-- figures:eval -->"):text.index("<!-- /figures:eval -->")]
     assert shown in block
-    (tmp_path / "README.md").write_text(text.replace(block, block.replace(shown, "0.999")))
-    assert any("README.md" in d and "0.999" in d for d in readme.differences(res, tmp_path))
+    (tmp_path / RETRIEVAL).write_text(text.replace(block, block.replace(shown, "0.999")))
+    assert any(RETRIEVAL in d and "0.999" in d for d in readme.differences(res, tmp_path))
 
-    assert readme.write_docs(res, tmp_path) == ["README.md"]
+    assert readme.write_docs(res, tmp_path) == [RETRIEVAL]
     assert readme.differences(res, tmp_path) == []
-    assert (tmp_path / "README.md").read_text() == text
+    assert (tmp_path / RETRIEVAL).read_text() == text
 
 
 def test_a_missing_marker_is_an_error_not_a_pass(tmp_path: Path) -> None:
     _copy_docs(tmp_path)
-    readme_md = tmp_path / "README.md"
-    readme_md.write_text(readme_md.read_text().replace("<!-- /figures:eval -->", ""))
+    page = tmp_path / RETRIEVAL
+    page.write_text(page.read_text().replace("<!-- /figures:eval -->", ""))
     assert any("figures:eval" in d for d in readme.differences(readme.load_results(), tmp_path))
     with pytest.raises(ValueError):
         readme.write_docs(readme.load_results(), tmp_path)
 
 
 def test_a_new_ingest_run_renders(tmp_path: Path) -> None:
-    """What `--ingest` stores (from `python -m benchmarks.ingest --json`) renders in all three docs."""
+    """What `--ingest` stores (from `python -m benchmarks.ingest --json`) renders in both docs that show it."""
     side = {"files": 20, "pages": 1037, "failed": [], "wall_s": 100.0, "peak_rss_mb": 900.0}
     raw = {"kb": {**side, "chunks": 4120, "backend": "onnx-int8", "one_off_export_s": 0.1,
                   "recall": {"dense": {"doc_recall@1": 45.1, "doc_recall@5": 82.1, "doc_recall@10": 90.3},
@@ -88,7 +90,7 @@ def test_a_new_ingest_run_renders(tmp_path: Path) -> None:
         readme.ingest_record("kb first", "2026-12-02T15:00:00+00:00", "python -m benchmarks.ingest ../shared/eval/sec-10q --json", raw)]}
     _copy_docs(tmp_path)
     readme.write_docs(res, tmp_path)
-    text = (tmp_path / "README.md").read_text()
+    text = (tmp_path / PERFORMANCE).read_text()
     assert "| kb first (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 250.0 | 2.50x | - | - |" in text
     assert "94.4 for kb (hybrid, onnx-int8) against 84.1" in text
     perf = (tmp_path / "benchmarks/PERFORMANCE.md").read_text()
@@ -99,7 +101,7 @@ def test_a_new_ingest_run_renders(tmp_path: Path) -> None:
         "alternating, median of 3", "2026-12-02T18:46:00+00:00", "python -m benchmarks.ingest DIR --repeats 3",
         {**raw, "llamaindex": {**side, "chunks": 1163, "wall_s": 150.0}}))
     readme.write_docs(res, tmp_path)
-    text = (tmp_path / "README.md").read_text()
+    text = (tmp_path / PERFORMANCE).read_text()
     assert "| alternating, median of 3 (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 250.0 | 2.50x | 150.0 | 1.50x |" in text
 
 

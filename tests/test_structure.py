@@ -52,7 +52,8 @@ def test_install_commands_work_from_a_checkout() -> None:
     message or document may tell a user to `pip install kb` or `pip install "kb[extra]"`."""
     wrong = re.compile(r"""pip install\s+(?:-U\s+)?["']?kb(?:\[|["'\s)]|$)""")
     offenders = []
-    for path in [*sorted((REPO / "kb").rglob("*.py")), REPO / "README.md", *sorted((REPO / "examples").rglob("*.py"))]:
+    docs = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "benchmarks").glob("*.md"))]
+    for path in [*sorted((REPO / "kb").rglob("*.py")), *docs, *sorted((REPO / "examples").rglob("*.py"))]:
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if wrong.search(line):
                 offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
