@@ -26,7 +26,7 @@ from kb.answer.types import Answer, Citation, Source
 from kb.errors import DependencyError
 from kb.llm import NO_LLM, default_llm
 from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError
-from kb.question import read
+from kb.question import Question, read
 
 if TYPE_CHECKING:
     from kb.answer.chat import History
@@ -74,7 +74,8 @@ def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filter
     """Retrieve, decide, write (the model, or the passages' own sentences when there is none or it
     fails), verify."""
     started = time.perf_counter()
-    passages = retrieve(search, embedder, read(question), k, filters)
+    asked = read(question)
+    passages = retrieve(search, embedder, asked, k, filters)
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
     abstain = decide(passages, filters)
     if abstain is not None:
@@ -93,13 +94,20 @@ def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filter
             return _verify(llm, question, written, passages.hits, embedder, check, timing)
         except LLMError as e:
             llm_error = str(e)
+    result = _quote(asked, sources, passages.hits, embedder, timing, llm_error)
+    if on_token:
+        on_token(("\n\n" if shown else "") + result.answer)
+    return result
+
+
+def _quote(question: Question, sources: list[Source], hits: list[Hit], embedder: Embedder,
+           timing: dict[str, float | int | None], llm_error: str | None) -> Answer:
+    """The passages' own sentences (`extractive_answer`); `llm_error`: why not the model's answer."""
     result = extractive_answer(question, sources, embedder)
-    result.hits, result.timing = passages.hits, timing
+    result.hits, result.timing = hits, timing
     if llm_error:
         result.llm_error = llm_error
         result.note = f"{llm_error}; the answer quotes the passages instead"
-    if on_token:
-        on_token(("\n\n" if shown else "") + result.answer)
     return result
 
 
