@@ -153,11 +153,6 @@ def periods(text: str) -> tuple[list[Period], str]:
     return list(unique.values()), text
 
 
-def years(text: str) -> list[str]:
-    """The years `text` names ("in 2022", "FY2019", "Q3 '23", "July 1, 2023"), in order, without repeats."""
-    return list(dict.fromkeys(str(p.year) for p in periods(text)[0]))
-
-
 def name_period(source: str) -> tuple[int, int] | None:
     """(year, quarter or month) from a file's name, as a series of reports names them: '2023 Q3 Acme.pdf'
     -> (2023, 3); 'ACME_2023Q2_report' -> (2023, 2); 'report-2024-06.pdf' -> (2024, 6); 'ACME_2017_annual'

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from kb.api import KnowledgeBase
 from kb.cli.main import main
-from kb.dates import first_date, years
+from kb.dates import first_date
 from kb.filters import Filters, parse_where
 from kb.query.search import DEFAULT_TUNING
 from kb.question import read
@@ -132,7 +132,7 @@ def test_dates_and_periods_read_from_text() -> None:
                "25/12/2023": "2023-12-25", "the 3rd of May, 2023": "2023-05-03", "Oct-16-2023": "2023-10-16"}
     assert {text: str(first_date(text)) for text in written} == written
     assert first_date("February 30, 2023 and 2,023 units") is None
-    assert years("FY2019 against 2022 Q2, not 2,019 units nor $2018") == ["2019", "2022"]
+    assert read("FY2019 against 2022 Q2, not 2,019 units nor $2018").years == ("2019", "2022")
     asked = read("What was the gross margin in the most recent quarter ended July 1, 2023?")
     assert asked.latest and asked.dates == ("2023-07-01",) and asked.years == ("2023",)
     current = read("What are the current liabilities?")
