@@ -131,7 +131,7 @@ def calibrate(kb: Any, questions: list[dict[str, str]], k: int) -> dict[str, Any
     import numpy as np
 
     from kb.answer.citations import find_numbers, number_supported, source_units
-    from kb.answer.generate import _relevance
+    from kb.answer.retrieve import relevance as _relevance
     from kb.filters import Filters
 
     emb = kb.embedder

@@ -1,23 +1,30 @@
-"""Calendar dates written in text ("July 1, 2023", "1 July 2023", "2023-07-01", "07/01/2023") and
-years named in it ("2023", "FY2019"): read the same way from a document's first page and from a
-question, so the two can be matched."""
+"""Dates and periods written in text: calendar dates ("July 1, 2023", "1 July 2023", "2023-07-01",
+"07/01/2023"), quarters ("Q3 2023", "3Q23", "third quarter of fiscal 2023"), months ("March 2023"),
+fiscal and bare years ("FY2019", "2022"). One grammar, read the same way from a document's first
+page, from a question and from a table's header, so the three can be matched."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
-_MONTHS = {name: n for n, names in enumerate((
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december")
+_MONTH_NUMBERS = {name: n for n, names in enumerate((
     ("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
     ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
     ("november", "nov"), ("december", "dec")), start=1) for name in names}
-_MONTH = r"(?P<{}>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_MONTH_NAMES = "|".join(sorted(_MONTH_NUMBERS, key=len, reverse=True))
+MONTH = rf"(?:{_MONTH_NAMES})\.?"  # a month, spelled out or cut short ("Sept.")
+_MONTH = r"(?P<{}>" + _MONTH_NAMES + r")\.?"
 _DAY = r"(?P<{}>[0-3]?\d)(?:st|nd|rd|th)?"
 _YEAR = r"(?P<{}>(?:1[6-9]|2\d)\d\d)"  # 1600-2999: a four-digit figure outside is no year
 
 # One alternation, so the first date in the text wins whatever its form.
-_DATE = re.compile(
+DATE = re.compile(
     r"(?<![\w/.-])(?:"
     + _MONTH.format("m1") + r"\s+" + _DAY.format("d1") + r",?\s+" + _YEAR.format("y1")  # July 1, 2023
     + "|" + _DAY.format("d2") + r"\s+(?:of\s+)?" + _MONTH.format("m2") + r",?\s+" + _YEAR.format("y2")  # 1 July 2023
@@ -27,13 +34,79 @@ _DATE = re.compile(
     + r")(?![\w/-])",
     re.IGNORECASE,
 )
-# A year standing alone or glued to a fiscal-year prefix ("FY2019"), not a part of a longer figure.
-_YEAR_ALONE = re.compile(r"(?<![\d,.$/-])(?:FY)?((?:19|20)\d\d)(?![\d,/]|\.\d)", re.IGNORECASE)
+_CENTURY_YEAR = r"(?:19|20)\d\d"
+ORDINALS = ("first", "second", "third", "fourth")
+_QUARTER = re.compile(
+    rf"(?i)\bQ([1-4])\s*(?:of\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?'?(\d{{4}}|\d\d)\b"
+    rf"|\b([1-4])Q\s*'?(\d{{4}}|\d\d)\b"
+    rf"|\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+(?:fiscal\s+)?quarter\s+(?:of\s+)?(?:the\s+)?"
+    rf"(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?'?({_CENTURY_YEAR})\b"
+)
+_MONTH_YEAR = re.compile(rf"(?i)\b({MONTH})\s+({_CENTURY_YEAR})\b")
+_FISCAL = re.compile(r"(?i)\b(?:FY|fiscal\s+(?:year\s+)?)\s*'?(\d{4}|\d\d)\b")
+# A year standing alone, not a part of a figure ("2,019", "$2018", "2019.5", "2019%"); a comma or a
+# slash after it is punctuation ("In Q3 2023, ...", "2022/2023").
+_BARE_YEAR = re.compile(rf"(?<![\d$.,])({_CENTURY_YEAR})(?![\d%]|[.,]\d)")
+
+
+@dataclass(frozen=True)
+class Period:
+    """A period a text names, as written (`text`), with its year and, as far as it says them, its
+    quarter, month and day; `query` is what to look it up with in a keyword index."""
+
+    text: str
+    year: int
+    quarter: int | None = None
+    month: int | None = None
+    day: int | None = None
+    at: int = 0  # where the text names it
+
+    kind = "period"
+
+    @property
+    def date(self) -> date | None:
+        return date(self.year, self.month, self.day) if self.month and self.day else None
+
+    @property
+    def query(self) -> str:
+        if self.quarter:
+            return f"Q{self.quarter} {self.year} {ORDINALS[self.quarter - 1]} quarter {self.year}"
+        if self.month:
+            month = MONTHS[self.month - 1]
+            return f"{month} {self.day} {self.year}" if self.day else f"{month} {self.year}"
+        return str(self.year)
+
+    @cached_property
+    def _patterns(self) -> tuple[re.Pattern[str], ...]:
+        year, yy = str(self.year), str(self.year)[2:]
+        patterns: tuple[str, ...]
+        if self.quarter:
+            n, ordinal = self.quarter, ORDINALS[self.quarter - 1]
+            fiscal = r"(?:of\s+)?(?:the\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?"
+            # file names join with "_" ("ACME_2023Q3_report"): edges are letters and digits, not word boundaries
+            a, z = r"(?<![0-9a-z])", r"(?![0-9a-z])"
+            patterns = (rf"{a}Q{n}\s*{fiscal}'?(?:{year}|{yy}){z}",
+                        rf"{a}{ordinal}[\s-]+(?:fiscal\s+)?quarter\s+{fiscal}{year}{z}",
+                        rf"{a}{year}\s*[-_ ]?\s*Q{n}{z}",
+                        rf"{a}{n}Q\s*'?(?:{year}|{yy}){z}")
+        elif self.month and not self.day:
+            month = MONTHS[self.month - 1][:3]
+            patterns = (rf"\b{month}[a-z]*\.?\s+(?:\d{{1,2}},?\s+)?{year}\b",)
+        else:
+            patterns = (rf"(?<!\d){year}(?!\d)",)
+        return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
+
+    def found_in(self, text: str) -> bool:
+        """Whether `text` mentions this period: a day written in any form `dates` reads, a quarter
+        in any of the ways a filing or its file name writes one, a month with its year, a year."""
+        if self.date is not None:
+            return self.date in dates(text)
+        return any(p.search(text) for p in self._patterns)
 
 
 def dates(text: str) -> Iterator[date]:
     """Every valid calendar date written in `text`, in order (February 30 and the like are skipped)."""
-    for m in _DATE.finditer(text):
+    for m in DATE.finditer(text):
         got = _date_of(m)
         if got is not None:
             yield got
@@ -44,16 +117,61 @@ def first_date(text: str) -> date | None:
     return next(dates(text), None)
 
 
-def years(text: str) -> list[str]:
-    """The four-digit years `text` names ("in 2022", "FY2019", "2023 Q1"), in order, without repeats."""
-    return list(dict.fromkeys(m.group(1) for m in _YEAR_ALONE.finditer(text)))
+def periods(text: str) -> tuple[list[Period], str]:
+    """The periods `text` names, in order and without repeats, and the text with them blanked out
+    (so "March" in a date is not also read as a name). The most specific form is read first: a
+    day, a quarter, a month, a fiscal year, a bare year."""
+    found: list[Period] = []
+
+    def take(m: re.Match[str], period: Period) -> None:
+        nonlocal text
+        found.append(period)
+        text = text[:m.start()] + " " * (m.end() - m.start()) + text[m.end():]
+
+    for m in list(DATE.finditer(text)):
+        day = _date_of(m)
+        if day is not None:
+            take(m, Period(m.group(0), day.year, None, day.month, day.day, m.start()))
+    for m in list(_QUARTER.finditer(text)):
+        if m.group(1):
+            n, year = int(m.group(1)), _year(m.group(2))
+        elif m.group(3):
+            n, year = int(m.group(3)), _year(m.group(4))
+        else:
+            n, year = _ordinal(m.group(5)), int(m.group(6))
+        take(m, Period(m.group(0), year, n, at=m.start()))
+    for m in list(_MONTH_YEAR.finditer(text)):
+        take(m, Period(m.group(0), int(m.group(2)), month=_MONTH_NUMBERS[m.group(1).rstrip(".").lower()],
+                       at=m.start()))
+    for m in list(_FISCAL.finditer(text)):
+        take(m, Period(m.group(0), _year(m.group(1)), at=m.start()))
+    for m in list(_BARE_YEAR.finditer(text)):
+        take(m, Period(m.group(0), int(m.group(1)), at=m.start()))
+    unique: dict[str, Period] = {}
+    for period in sorted(found, key=lambda p: p.at):
+        unique.setdefault(period.text.lower(), period)
+    return list(unique.values()), text
+
+
+def name_period(source: str) -> tuple[int, int] | None:
+    """(year, quarter or month) from a file's name, as a series of reports names them: '2023 Q3 Acme.pdf'
+    -> (2023, 3); 'ACME_2023Q2_report' -> (2023, 2); 'report-2024-06.pdf' -> (2024, 6); 'ACME_2017_annual'
+    -> (2017, 0); no year -> None."""
+    name = re.split(r"[\\/]", source)[-1]
+    years = [int(y) for y in re.findall(r"(?<!\d)((?:19|20)\d\d)(?!\d{2})", name)]
+    if not years:
+        return None
+    year = max(years)
+    part = re.search(rf"{year}\s*[-_ ]?\s*Q([1-4])(?![0-9a-z])|(?<![0-9a-z])Q([1-4])\s*[-_ ]?\s*{year}"
+                     rf"|{year}[-_.](0[1-9]|1[0-2])(?![0-9a-z])", name, re.I)
+    return year, int(next((g for g in part.groups() if g), 0)) if part else 0
 
 
 def _date_of(m: re.Match[str]) -> date | None:
     g = m.groupdict()
     if g["y1"] or g["y2"] or g["y5"]:
         n = next(n for n in "125" if g["y" + n])
-        return _valid(int(g["y" + n]), _MONTHS[g["m" + n].lower()], int(g["d" + n]))
+        return _valid(int(g["y" + n]), _MONTH_NUMBERS[g["m" + n].lower()], int(g["d" + n]))
     if g["y3"]:
         return _valid(int(g["y3"]), int(g["m3"]), int(g["d3"]))
     a, b = int(g["a4"]), int(g["b4"])
@@ -65,3 +183,13 @@ def _valid(year: int, month: int, day: int) -> date | None:
         return date(year, month, day)
     except ValueError:
         return None
+
+
+def _year(text: str) -> int:
+    """A year written in two digits or four: '23' -> 2023, '98' -> 1998."""
+    return int(text) if len(text) == 4 else (2000 if int(text) < 70 else 1900) + int(text)
+
+
+def _ordinal(word: str) -> int:
+    word = word.lower()
+    return ORDINALS.index(word) + 1 if word in ORDINALS else int(word[0])

@@ -106,6 +106,7 @@ def test_what_no_document_mentions_is_not_found(kb: KnowledgeBase, question: str
         answer = kb.ask(question, k=5, llm=llm)
         assert answer.mode == "not_found" and not answer.found and not answer.citations, answer.answer
         assert answer.answer == f"Not found in the knowledge base: {missing}.", answer.answer
+        assert answer.abstained == "unmentioned" and "abstained" not in answer.to_json()
         assert answer.hits  # the nearest passages are still shown
 
 
@@ -136,7 +137,7 @@ def test_extractive_answer_from_markdown(kb: KnowledgeBase) -> None:
 def test_off_topic_question_is_not_found(kb: KnowledgeBase) -> None:
     answer = kb.ask("How do I bake sourdough bread at home?", k=3)
     assert answer.mode == "not_found" and not answer.found
-    assert answer.answer == NOT_FOUND and answer.citations == []
+    assert answer.answer == NOT_FOUND and answer.citations == [] and answer.abstained == "off_topic"
     assert answer.hits  # the nearest passages are still shown
 
 
@@ -204,7 +205,7 @@ def test_invented_source_numbers_are_removed(kb_with_note: KnowledgeBase) -> Non
 def test_model_saying_not_found_is_reported(kb_with_note: KnowledgeBase) -> None:
     answer = kb_with_note.ask("What happens on gateway error 5031?", k=2,
                               llm=ScriptedLLM("The sources do not contain the answer."))
-    assert answer.mode == "not_found" and not answer.found and answer.hits
+    assert answer.mode == "not_found" and not answer.found and answer.hits and answer.abstained == "declined"
 
 
 def test_an_empty_model_answer_gives_way_to_the_passages(kb_with_note: KnowledgeBase) -> None:

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from kb.api import KnowledgeBase
 from kb.cli.main import main
-from kb.dates import first_date, years
+from kb.dates import first_date
 from kb.filters import Filters, parse_where
-from kb.query.facets import periods
 from kb.query.search import DEFAULT_TUNING
+from kb.question import read
 from tests.helpers import FAKE, write_pdf
 
 FILLER = "The board met and reviewed the operations of the business in the period. " * 70  # ~5,000 characters
@@ -132,7 +132,25 @@ def test_dates_and_periods_read_from_text() -> None:
                "25/12/2023": "2023-12-25", "the 3rd of May, 2023": "2023-05-03", "Oct-16-2023": "2023-10-16"}
     assert {text: str(first_date(text)) for text in written} == written
     assert first_date("February 30, 2023 and 2,023 units") is None
-    assert years("FY2019 against 2022 Q2, not 2,019 units nor $2018") == ["2019", "2022"]
-    asked = periods("What was the gross margin in the most recent quarter ended July 1, 2023?")
+    assert read("FY2019 against 2022 Q2, not 2,019 units nor $2018").years == ("2019", "2022")
+    asked = read("What was the gross margin in the most recent quarter ended July 1, 2023?")
     assert asked.latest and asked.dates == ("2023-07-01",) and asked.years == ("2023",)
-    assert not periods("What are the current liabilities?")
+    current = read("What are the current liabilities?")
+    assert not current.latest and not current.periods
+
+
+@pytest.mark.parametrize(("question", "latest", "dates", "years"), [
+    # where the facets and the answer's grounding read a question two ways before: one reading now
+    ("What was revenue in the most current quarter?", True, (), ()),  # "latest" for grounding only, before
+    ("What was revenue in the last reported quarter?", True, (), ()),  # the same
+    ("Which report was filed most recently?", True, (), ()),  # "latest" for the facets only, before
+    ("In Q3 2023, what was revenue?", False, (), ("2023",)),  # a year before a comma: grounding's, before
+    ("Revenue in 3Q22 and FY23?", False, (), ("2022", "2023")),  # two-digit years: grounding's, before
+    ("Sales in 2022/2023 and 2021-2022?", False, (), ("2022", "2023", "2021")),  # grounding's, before
+    ("Revenue in 2019.5 or 2019%?", False, (), ()),  # figures: 2019.5 was a year for grounding, 2019% for facets
+    ("The filing dated 1st July 2022?", False, ("2022-07-01",), ("2022",)),  # a day for the facets only, before
+])
+def test_one_reading_of_time_for_search_and_answers(question: str, latest: bool, dates: tuple[str, ...],
+                                                     years: tuple[str, ...]) -> None:
+    asked = read(question)
+    assert (asked.latest, asked.dates, asked.years) == (latest, dates, years)

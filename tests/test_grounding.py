@@ -1,17 +1,22 @@
-"""What a question is about (kb.answer.grounding) and how a table row is read (kb.answer.tables):
-the parts of `kb ask` that decide "not found" and the first line of an extractive answer."""
+"""What a question is about (kb.question), whether the documents hold it (kb.answer.retrieve,
+kb.answer.decide) and how a table row is read (kb.answer.tables): the parts of `kb ask` that decide
+"not found" and the first line of an extractive answer."""
 
 from __future__ import annotations
 
 import pytest
 
-from kb.answer.grounding import _period_of, ground, key_terms, topic
+from kb.answer.decide import EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, decide
+from kb.answer.retrieve import Grounding, Passages, ground
 from kb.answer.tables import Cell, read_row
+from kb.dates import name_period
+from kb.filters import Filters
+from kb.question import read
 from kb.types import Hit
 
 
 def terms(question: str) -> list[tuple[str, str]]:
-    return [(t.kind, t.text) for t in key_terms(question)]
+    return [(t.kind, t.text) for t in read(question).about]
 
 
 @pytest.mark.parametrize(("question", "expected"), [
@@ -37,8 +42,17 @@ def test_key_terms(question: str, expected: list[tuple[str, str]]) -> None:
     assert terms(question) == expected
 
 
+def test_the_sentences_about_the_answers_form_are_told_apart() -> None:
+    asked = read("What is Adobe's FY2015 operating cash flow ratio? Round your answer to two decimal places.")
+    assert asked.instructions == ("Round your answer to two decimal places.",)
+    asked = read("Is working capital a useful metric for Acme? If working capital is not useful, please state that.")
+    assert asked.instructions == ("If working capital is not useful, please state that.",)
+    assert read("Answer the following question: what was revenue?").instructions == ()
+    assert read("Answer in one sentence.").instructions == ()  # nothing else to answer: it is the question
+
+
 def test_a_quarter_is_found_however_it_is_written() -> None:
-    (quarter,) = key_terms("revenue in Q3 2023")
+    (quarter,) = read("revenue in Q3 2023").about
     for text in ("the third quarter of 2023", "Q3 2023", "third quarter of fiscal year 2023", "Q3 FY23",
                  "docs/2023 Q3 AAPL.pdf", "AMCOR_2023Q3_10Q.pdf", "3Q23 results"):
         assert quarter.found_in(text), text
@@ -56,10 +70,16 @@ def test_ground_names_what_no_passage_mentions() -> None:
     def search(query: str, **_: object) -> list[Hit]:  # the keyword index: it holds only these passages
         return [h for h in passages if any(w.lower() in h.text.lower() for w in query.split())]
 
-    grounding = ground("What was Globex's revenue in Q3 2023?", passages, search)
-    assert [t.missing for t in grounding.missing] == ["no document mentions Globex"]
-    assert ground("What was Acme's revenue in Q3 2023?", passages, search).missing == []
-    assert [t.text for t in ground("What was Acme's revenue in Q4 2024?", passages, search).missing] == ["Q4 2024"]
+    grounding = ground(read("What was Globex's revenue in Q3 2023?"), passages, search)
+    assert [t.text for t in grounding.missing] == ["Globex"]
+    abstain = decide(Passages(passages, [0.9], grounding), None)
+    assert abstain is not None and abstain.reason == UNMENTIONED
+    assert abstain.text == "Not found in the knowledge base: no document mentions Globex."
+    assert ground(read("What was Acme's revenue in Q3 2023?"), passages, search).missing == []
+    missing = ground(read("What was Acme's revenue in Q4 2024?"), passages, search).missing
+    assert [t.text for t in missing] == ["Q4 2024"]
+    abstain = decide(Passages(passages, [0.9], ground(read("Acme's revenue in Q4 2024?"), passages, search)), None)
+    assert abstain is not None and abstain.note == "no document covers Q4 2024; nearest passages shown"
 
 
 def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one() -> None:
@@ -73,10 +93,23 @@ def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one()
     def search(query: str, **_: object) -> list[Hit]:
         return [h for h in passages if query.lower() in h.text.lower()]
 
-    grounding = ground("What was Acme's gross margin in its latest report?", passages, search)
+    grounding = ground(read("What was Acme's gross margin in its latest report?"), passages, search)
     assert [h.doc_id for h in grounding.focused] == [1, 3, 4]  # Globex's passage is not about Acme
     assert grounding.latest == "2023 Q3 ACME.pdf"
-    assert ground("What was Acme's gross margin?", passages, search).latest is None
+    assert ground(read("What was Acme's gross margin?"), passages, search).latest is None
+
+
+def test_the_reasons_not_to_answer() -> None:
+    """Every "not found" comes from `decide`, which names its reason."""
+    none = Passages([], [], Grounding([], []))
+    empty = decide(none, None)
+    assert empty is not None and empty.reason == EMPTY and empty.note == "the knowledge base holds no passages"
+    filtered = decide(none, Filters(path="*.md"))
+    assert filtered is not None and filtered.reason == FILTERED and filtered.note.startswith("no passage passes the filters")
+    one = [hit(1, "a.md", "Acme revenue rose.")]
+    far = decide(Passages(one, [0.12], Grounding([], one)), None)
+    assert far is not None and far.reason == OFF_TOPIC and "best similarity 0.12 < 0.3" in far.note
+    assert decide(Passages(one, [0.5], Grounding([], one)), None) is None
 
 
 @pytest.mark.parametrize(("name", "period"), [
@@ -84,7 +117,7 @@ def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one()
     ("ADOBE_2017_10K.pdf", (2017, 0)), ("Q4-2021 summary.md", (2021, 4)), ("notes.md", None),
 ])
 def test_period_of_a_file_name(name: str, period: tuple[int, int] | None) -> None:
-    assert _period_of(name) == period
+    assert name_period(name) == period
 
 
 STATEMENT = """CONDENSED CONSOLIDATED STATEMENTS OF OPERATIONS (Unaudited)
@@ -114,26 +147,26 @@ ROW = "Total net sales $ 81,797 $ 82,959 (1)% $ 293,787 $ 304,182 (3)%"
      "Total net sales: $82,959 million (three months ended June 25, 2022)"),
 ])
 def test_a_row_is_read_at_the_column_asked_about(question: str, expected: str) -> None:
-    cell = read_row(ROW, STATEMENT, question)
+    cell = read_row(ROW, STATEMENT, read(question))
     assert isinstance(cell, Cell) and str(cell) == expected
 
 
 def test_a_row_of_other_periods_is_refused_and_a_row_without_header_is_left_alone() -> None:
-    assert read_row(ROW, STATEMENT, "Total net sales for the quarter ended April 1, 2023?") is False
-    assert read_row(ROW, "Net sales by category:\n", "Total net sales?") is None
-    assert read_row("Total net sales $ 81,797 $ 82,959", STATEMENT, "Total net sales?") is None  # 2 figures, 4 columns
+    assert read_row(ROW, STATEMENT, read("Total net sales for the quarter ended April 1, 2023?")) is False
+    assert read_row(ROW, "Net sales by category:\n", read("Total net sales?")) is None
+    assert read_row("Total net sales $ 81,797 $ 82,959", STATEMENT, read("Total net sales?")) is None  # 2 figures, 4 columns
 
 
 def test_a_header_with_days_above_years_is_read() -> None:
     """Some statements print the column days on one line and the years under them, or one day over
     several years."""
     header = "STATEMENTS OF INCOME (In millions)\nThree Months Ended\nApril 30, May 1,\n2023 2022\nRevenue $ 7,192 $ 8,288\n"
-    cell = read_row("Total operating expenses 2,508 3,563", header, "Operating expenses in the quarter ended May 1, 2022?")
+    cell = read_row("Total operating expenses 2,508 3,563", header, read("Operating expenses in the quarter ended May 1, 2022?"))
     assert isinstance(cell, Cell) and str(cell) == "Total operating expenses: 3,563 million (three months ended May 1, 2022)"
     one_day = "BALANCE SHEETS (In millions)\nThree Months Ended\nSeptember 30,\n2023 2022\n"
-    cell = read_row("Gross margin 40,215 35,115", one_day, "What was the gross margin in the latest quarter?")
+    cell = read_row("Gross margin 40,215 35,115", one_day, read("What was the gross margin in the latest quarter?"))
     assert isinstance(cell, Cell) and str(cell) == "Gross margin: 40,215 million (three months ended September 30, 2023)"
 
 
 def test_topic_is_what_the_question_asks_of_its_names() -> None:
-    assert topic("What was Acme's gross margin in Q3 2023?").split() == ["What", "was", "gross", "margin", "in", "?"]
+    assert read("What was Acme's gross margin in Q3 2023?").topic.split() == ["What", "was", "gross", "margin", "in", "?"]

@@ -16,8 +16,9 @@ from kb.cli import main
 from kb.config import MODES
 from kb.errors import ConfigError
 from kb.filters import Filters
-from kb.query.fts import literals, match_expression, terms
+from kb.query.fts import match_expression
 from kb.query.rerank import CrossEncoderReranker, Reranker
+from kb.question import literals, terms
 from kb.types import Hit
 from tests.helpers import write_markdown
 

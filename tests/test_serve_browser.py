@@ -171,7 +171,7 @@ def test_ask_on_the_page_and_open_a_citation(served: str, browser: Any) -> None:
     sources = browser.find_elements(By.CSS_SELECTOR, "#sources li")
     assert len(sources) == 1 and "2023 Q3 AAPL.pdf" in sources[0].text and "unsupported" in sources[0].text
     passages = browser.find_elements(By.CSS_SELECTOR, "#passages li")
-    # k=5 retrieved, plus up to 3 keyword passages of the best document (kb.answer.generate)
+    # k=5 retrieved, plus up to 3 keyword passages of the best document (kb.answer.retrieve)
     assert 5 <= len(passages) <= 8 and all(p.find_elements(By.TAG_NAME, "a") for p in passages)
     # Each passage's snippet shows the question's terms in <mark> (built as elements, not parsed HTML).
     marks = browser.find_elements(By.CSS_SELECTOR, "#passages summary mark.match")

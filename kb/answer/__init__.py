@@ -1,13 +1,15 @@
-"""Answers grounded in retrieved passages: the types (`Answer`, `Citation`, `Source`), the prompt
-(render + fit to the context window), generation with a `kb.llm` model, the extractive answer
-without one, and the check of every cited sentence against its sources."""
+"""Answers grounded in retrieved passages: `answer` retrieves (`retrieve`), decides whether to answer
+at all (`decide`), writes with a `kb.llm` model (`prompt`, `generate`) or quotes the passages
+without one (`extractive`, `tables`), and checks every cited sentence against its sources
+(`citations`). The types: `Answer`, `Citation`, `Source`."""
 
 from __future__ import annotations
 
 from kb.answer.chat import KEPT_TURNS, MAX_TURNS, Turn, rewrite
 from kb.answer.citations import strip_markers
 from kb.answer.extractive import PLUG_IN_HINT, extractive_answer
-from kb.answer.generate import NOT_FOUND, RELEVANCE_MIN, answer, load_llm, resolve_llm
+from kb.answer.decide import NOT_FOUND, RELEVANCE_MIN
+from kb.answer.generate import answer, load_llm, resolve_llm
 from kb.answer.prompt import SYSTEM, build_messages, fit_sources, merge_hits
 from kb.answer.types import Answer, Citation, Source
 

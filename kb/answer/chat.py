@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import strip_markers
-from kb.query.fts import STOPWORDS
+from kb.llm.base import GenerationOptions, LLMError
+from kb.question import STOPWORDS
 
 if TYPE_CHECKING:
     from kb.llm.base import LLM, Message
@@ -76,8 +77,6 @@ def rewrite(question: str, history: Sequence[Turn], llm: LLM | None, *, max_turn
     """The query to search for `question` after `history` (oldest first): the question rewritten to stand
     alone, or as typed when there is no model, no history, or the rewrite is not usable; the note says
     why when the model was asked but its rewrite is not used."""
-    from kb.llm.base import GenerationOptions, LLMError
-
     earlier = list(history)[-max_turns:] if max_turns > 0 else []
     if llm is None or not earlier or not question.strip():
         return Rewrite(question)

@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
-from kb.answer.grounding import DATE, key_terms
 from kb.answer.tables import Cell, read_row
 from kb.answer.types import Answer, Citation, Source
+from kb.dates import DATE
 from kb.errors import install_command
-from kb.query.fts import STOPWORDS
+from kb.question import STOPWORDS, Question, read
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from kb.embed.base import Embedder
 
 PLUG_IN_HINT = (
@@ -25,15 +27,27 @@ PLUG_IN_HINT = (
 )
 
 
-def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedder, max_sentences: int = 3) -> Answer:
+def extractive_answer(question: str | Question, sources: Sequence[Source], embedder: Embedder,
+                      max_sentences: int = 3) -> Answer:
     """The sentences (or table lines) of the passages that best answer the question, each with its
-    [n]: an answer that cannot say anything the documents do not.
+    [n]: an answer that cannot say anything the documents do not. The lines are gathered (`_units`),
+    scored (`_scores`), the best chosen (`_choose`) and cited (`_cite`)."""
+    asked = read(question) if isinstance(question, str) else question
+    units = _units(sources)
+    scores, vecs = _scores(asked, units, sources, embedder)
+    order = sorted(range(len(units)), key=lambda i: -scores[i])
+    words = _asked_words(asked)
+    cell = _best_cell(asked, words, [units[i] for i in order])
+    picked = _choose(asked, units, order, scores, vecs, cell, max_sentences)
+    lines = [f"{cell[1]} [{cell[0].n}]"] if cell else []
+    lines += [f"{_shorten_lines(unit, 400)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
+    return Answer(asked.text, "\n".join(lines), _cite(picked), [], None, "extractive", sources=list(sources),
+                  note=PLUG_IN_HINT)
 
-    A line's score is its cosine to the question, plus a share of the question's content words it
-    holds (embeddings of short lines drift towards any line naming the company), plus a little for
-    a figure when the question asks for an amount, plus a little for a better-ranked passage, plus
-    the share of the line's own content words that the question holds (so the short table row
-    "Total units shipped 81,797" beats a long sentence that merely mentions units shipped)."""
+
+def _units(sources: Sequence[Source]) -> list[tuple[Source, str]]:
+    """The lines worth quoting, with their source: sentences, and table rows under the line that
+    introduces them."""
     units: list[tuple[Source, str]] = []
     for s in sources:
         sents = split_sentences(s.text)
@@ -43,16 +57,30 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
                     after = itertools.takewhile(lambda x: not _prose(x), sents[i + 1:i + 14])
                     sent = "\n".join([sent, *[x for x in after if _table_row(x)][:3]])
                 units.append((s, sent))
-    if not units:
-        units = [(s, first_sentence(s.text)) for s in sources[:1]]
-    q = embedder.embed_query(question)
+    return units or [(s, first_sentence(s.text)) for s in sources[:1]]
+
+
+def _asked_words(question: Question) -> set[str]:
+    """The question's content words but its names and periods: those chose the documents
+    (kb.answer.retrieve), and within them they match every line ("Acme" in "Acme Foundry Services")."""
+    named = {w for t in question.about for w in _content_words(t.text)}
+    return _content_words(question.text) - named or _content_words(question.text)
+
+
+def _scores(question: Question, units: list[tuple[Source, str]], sources: Sequence[Source],
+            embedder: Embedder) -> tuple[list[float], np.ndarray]:
+    """Each line's score, and the lines' vectors.
+
+    A line's score is its cosine to the question, plus a share of the question's content words it
+    holds (embeddings of short lines drift towards any line naming the company), plus a little for
+    a figure when the question asks for an amount, plus a little for a better-ranked passage, plus
+    the share of the line's own content words that the question holds (so the short table row
+    "Total units shipped 81,797" beats a long sentence that merely mentions units shipped)."""
+    q = embedder.embed_query(question.text)
     vecs = embedder.embed_documents([u for _, u in units])
     cos = vecs @ q
-    # The names and periods the question gives chose the documents (kb.answer.grounding); within
-    # them they match every line ("Acme" in "Acme Foundry Services"), so lines are scored on the rest.
-    named = {w for t in key_terms(question) for w in _content_words(t.text)}
-    words = _content_words(question) - named or _content_words(question)
-    wants_amount = bool(_AMOUNT.search(question))
+    words = _asked_words(question)
+    wants_amount = bool(_AMOUNT.search(question.text))
     top = max(s.relevance for s in sources)
     scores = []
     for i, (s, unit) in enumerate(units):
@@ -62,7 +90,13 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
         figure = 1.0 if wants_amount and re.search(r"\d[\d,.]*\d|\$\s?\d", unit) else 0.0
         scores.append(float(cos[i]) + W_OVERLAP * overlap + W_PRECISION * precision + W_FIGURE * figure
                       + W_RANK * (s.relevance - top))
-    order = sorted(range(len(units)), key=lambda i: -scores[i])
+    return scores, vecs
+
+
+def _choose(question: Question, units: list[tuple[Source, str]], order: list[int], scores: list[float],
+            vecs: np.ndarray, cell: tuple[Source, Cell, str] | None, max_sentences: int) -> list[tuple[Source, str]]:
+    """The lines to quote, best first: the table row read at the asked column (`cell`), then the best
+    lines close to the best score, without repeats and rows of other periods."""
     best = scores[order[0]]
     chosen: list[int] = []
     for i in order:
@@ -72,7 +106,6 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
                for j in chosen):
             continue  # the same line from overlapping passages, or the same table row printed twice
         chosen.append(i)
-    cell = _best_cell(question, words, [units[i] for i in order])
     picked: list[tuple[Source, str]] = [(cell[0], cell[2])] if cell else []
     for i in chosen:
         source, unit = units[i]
@@ -82,8 +115,11 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
             continue  # the row the first line already reads
         if len(picked) < max_sentences:
             picked.append((source, unit))
-    lines = [f"{cell[1]} [{cell[0].n}]"] if cell else []
-    lines += [f"{_shorten_lines(unit, 400)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
+    return picked
+
+
+def _cite(picked: list[tuple[Source, str]]) -> list[Citation]:
+    """One citation per source quoted, at the chunk that holds its first quoted line, in [n] order."""
     citations: list[Citation] = []
     for s, unit in picked:
         if any(c.n == s.n for c in citations):
@@ -92,14 +128,13 @@ def extractive_answer(question: str, sources: Sequence[Source], embedder: Embedd
         citations.append(Citation(s.n, s.source, at.page, at.page_end, at.section, shorten(unit), True,
                                   [h.chunk_id for h in s.hits], s.unit))
     citations.sort(key=lambda c: c.n)
-    return Answer(question, "\n".join(lines), citations, [], None, "extractive", sources=list(sources),
-                  note=PLUG_IN_HINT)
+    return citations
 
 
 W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
 
 
-def _best_cell(question: str, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
+def _best_cell(question: Question, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
     """The table row among `units` (best-scoring first) whose label best matches the question, read at
     the column of the period it asks about: (its source, the cell, the row as printed)."""
     best: tuple[float, int] | None = None
@@ -121,7 +156,7 @@ def _best_cell(question: str, words: set[str], units: list[tuple[Source, str]]) 
     return found
 
 
-def _other_period(question: str, source: Source, unit: str) -> bool:
+def _other_period(question: Question, source: Source, unit: str) -> bool:
     """A table row whose columns are all of periods other than the one the question names."""
     for row in unit.split("\n"):
         if _table_row(row) and read_row(row, source.text[:max(0, source.text.find(row))], question) is False:
@@ -171,8 +206,6 @@ def _content_words(text: str) -> set[str]:
             continue
         words.add(w[:-1] if w.endswith("s") and len(w) > 4 else w)
     return words
-
-
 
 
 def _table_row(line: str) -> bool:

@@ -1,15 +1,15 @@
-"""Answers: retrieve passages, give them to a language model as numbered, quoted sources fitted to
-its context window, then check what it cites. Without a model, quote the best sentences
-(`kb.answer.extractive`)."""
+"""Answers: retrieve the passages (`kb.answer.retrieve`), decide whether to answer at all
+(`kb.answer.decide`), write (a language model given the passages as numbered, quoted sources
+fitted to its context window; without one, the passages' best sentences: `kb.answer.extractive`),
+then verify what the model cites."""
 
 from __future__ import annotations
 
-import dataclasses
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kb.answer.chat import rewrite, turns
 from kb.answer.citations import (
     SentenceCheck,
     check_sentences,
@@ -18,42 +18,28 @@ from kb.answer.citations import (
     first_sentence,
     shorten,
 )
+from kb.answer.decide import DECLINED, UNCITED, decide, judge
 from kb.answer.extractive import extractive_answer
-from kb.answer.grounding import ground, topic
 from kb.answer.prompt import build_messages, fit_sources, merge_hits
+from kb.answer.retrieve import Search, retrieve
 from kb.answer.types import Answer, Citation, Source
-from kb.filters import Filters, glob_escape
-from kb.types import Hit
+from kb.errors import DependencyError
+from kb.llm import NO_LLM, default_llm
+from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError
+from kb.question import Question, read
 
 if TYPE_CHECKING:
     from kb.answer.chat import History
     from kb.config import Settings
     from kb.embed.base import Embedder
-    from kb.llm.base import LLM, GenerationOptions
+    from kb.filters import Filters
+    from kb.types import Hit
 
-Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=, mode=) -> hits
-
-# Below this cosine (all-MiniLM-L6-v2, question vs passage text) the best passage is not about the
-# question. Measured by `benchmarks/ask.py --calibrate` on sec-10q: the best passage of each of the
-# 130 single-filing questions scores 0.54-0.74 (5th-95th percentile, none below 0.30); 20 off-topic
-# questions (sourdough, chess, Hamlet) score 0.10-0.23, none 0.25 or more. 0.30 sits in the gap,
-# nearer the off-topic side, since short notes score lower than 10-Q passages on real questions.
-RELEVANCE_MIN = 0.30
-NOT_FOUND = "Not found in the knowledge base."
-KEYWORD_EXTRA = 3  # keyword passages of the best document added to the answer's sources
-WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
-_NOT_FOUND = re.compile(
-    r"(sources?|documents?|context|passages?|excerpts?|knowledge base)\s+(do|does)\s+not\s+"
-    r"(contain|mention|provide|include|say|specify|state|answer)"
-    r"|not\s+(found|contained|mentioned|provided|stated|specified|available)\s+in\s+the\s+"
-    r"(provided\s+|given\s+)?(sources?|documents?|context|passages?|knowledge base)"
-    r"|^\s*(i\s+(do\s+not|don't|cannot|can't)\s+(know|find|answer))",
-    re.IGNORECASE,
-)
+OnToken = Callable[[str], None]
 
 
 def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, filters: Filters | None = None,
-           llm: LLM | None = None, on_token: Callable[[str], None] | None = None, stream: bool = True,
+           llm: LLM | None = None, on_token: OnToken | None = None, stream: bool = True,
            check: bool = True, llm_error: str | None = None, history: History = (),
            **generation: Any) -> Answer:
     """Answer `question` from what `search` finds. `llm`: the model (see `load_llm`), or None for an
@@ -68,13 +54,11 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
     what is searched, grounded and put to the model, since "its" means nothing to a retriever or to
     a model that never saw the conversation. The answer keeps the question as typed, and the rewrite
     in `rewritten`."""
-    from kb.answer.chat import rewrite, turns
-
     earlier = turns(history)
     asked = rewrite(question, earlier, llm) if earlier and llm is not None else None
     query = asked.query if asked else question
     result = _answer(search, embedder, query, k=k, filters=filters, llm=llm, on_token=on_token, stream=stream,
-                     check=check, llm_error=llm_error, **generation)
+                     check=check, llm_error=llm_error, options=GenerationOptions().update(**generation))
     if asked is not None:
         result.question = question
         result.rewritten = query if asked.differs(question) else None
@@ -85,74 +69,51 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
 
 
 def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filters: Filters | None,
-            llm: LLM | None, on_token: Callable[[str], None] | None, stream: bool, check: bool,
-            llm_error: str | None, **generation: Any) -> Answer:
-    from kb.llm.base import GenerationOptions, LLMError
-
-    options = GenerationOptions().update(**generation)
+            llm: LLM | None, on_token: OnToken | None, stream: bool, check: bool, llm_error: str | None,
+            options: GenerationOptions) -> Answer:
+    """Retrieve, decide, write (the model, or the passages' own sentences when there is none or it
+    fails), verify."""
     started = time.perf_counter()
-    # A wider net, narrowed to the documents about what the question names (`ground`).
-    wide = search(question, k=max(k, min(3 * k, WIDE_K)), filters=filters)
-    grounding = ground(question, wide, search, filters)
-    focused = {h.chunk_id for h in grounding.focused}
-    hits = [h for h in wide if h.chunk_id in focused][:k]
-    if grounding.latest and not (filters and filters.path):
-        within = dataclasses.replace(filters or Filters(), path=glob_escape(grounding.latest))
-        hits = search(question, k=k, filters=within) or hits
-    if hits and not (filters and filters.path):
-        # The passages of the best document that hold the question's own words (a statement's row
-        # "Total operating expenses"), which the fused ranking may leave below its discussion.
-        within = dataclasses.replace(filters or Filters(), path=glob_escape(hits[0].source))
-        have = {h.chunk_id for h in hits}
-        asked = topic(question)
-        extra = search(asked, k=KEYWORD_EXTRA, filters=within, mode="keyword") if asked.strip() else []
-        hits += [h for h in extra if h.chunk_id not in have]
-    relevance = _relevance(embedder, question, hits)
+    asked = read(question)
+    passages = retrieve(search, embedder, asked, k, filters)
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
-    if not hits:
-        why = (f"no passage passes the filters ({filters.describe()})" if filters and not filters.is_empty()
-               else "the knowledge base holds no passages")
-        return Answer(question, NOT_FOUND, [], hits, llm.name if llm else None, "not_found", found=False,
-                      timing=timing, llm_error=llm_error, note=why)
-    if max(relevance) < RELEVANCE_MIN:
-        return Answer(question, NOT_FOUND, [], hits, llm.name if llm else None, "not_found", found=False,
-                      timing=timing, llm_error=llm_error,
-                      note=f"no passage is close enough to the question (best similarity "
-                           f"{max(relevance):.2f} < {RELEVANCE_MIN}); nearest passages shown")
-    if grounding.missing:
-        missing = grounding.missing
-        said = "; ".join(t.missing for t in missing)
-        return Answer(question, f"{NOT_FOUND[:-1]}: {said}.", [], hits, llm.name if llm else None, "not_found",
-                      found=False, timing=timing, llm_error=llm_error,
-                      note=f"{said}; nearest passages shown", missing=[t.text for t in missing])
-    sources = merge_hits(hits, relevance)
-    shown: list[str] = []
-    if llm is not None:
-        def show(piece: str) -> None:
-            shown.append(piece)
-            if on_token:
-                on_token(piece)
+    abstain = decide(passages, filters)
+    if abstain is not None:
+        return abstain.answer(question, passages, llm.name if llm else None, timing, llm_error)
+    sources = merge_hits(passages.hits, passages.relevance)
+    shown: list[str] = []  # what the model streamed before it failed, if it did
 
+    def show(piece: str) -> None:
+        shown.append(piece)
+        if on_token:
+            on_token(piece)
+
+    if llm is not None:
         try:
-            return _generate(llm, question, sources, hits, embedder, options, show, stream, check, timing)
+            written = _write(llm, question, sources, options, show, stream, timing)
+            return _verify(llm, question, written, passages.hits, embedder, check, timing)
         except LLMError as e:
             llm_error = str(e)
+    result = _quote(asked, sources, passages.hits, embedder, timing, llm_error)
+    if on_token:
+        on_token(("\n\n" if shown else "") + result.answer)
+    return result
+
+
+def _quote(question: Question, sources: list[Source], hits: list[Hit], embedder: Embedder,
+           timing: dict[str, float | int | None], llm_error: str | None) -> Answer:
+    """The passages' own sentences (`extractive_answer`); `llm_error`: why not the model's answer."""
     result = extractive_answer(question, sources, embedder)
     result.hits, result.timing = hits, timing
     if llm_error:
         result.llm_error = llm_error
         result.note = f"{llm_error}; the answer quotes the passages instead"
-    if on_token:
-        on_token(("\n\n" if shown else "") + result.answer)
     return result
 
 
 def load_llm(settings: Settings, llm: LLM | str | None, cache: dict[tuple[Any, ...], Any]) -> tuple[LLM | None, str | None]:
     """`resolve_llm`, except that a model that cannot be loaded or reached gives (None, the reason):
     the question is then answered from the passages' own sentences. A wrong setting still raises."""
-    from kb.errors import DependencyError
-    from kb.llm.base import LLMError
-
     try:
         return resolve_llm(settings, llm, cache), None
     except (LLMError, DependencyError) as e:
@@ -163,9 +124,6 @@ def resolve_llm(settings: Settings, llm: LLM | str | None, cache: dict[tuple[Any
     """`llm` as given (an `LLM`, a backend name, "none"), or the configured default; loaded once per
     settings into `cache` (the caller's, e.g. one per knowledge base). Call it before retrieving: a
     misconfigured LLM is an error even when nothing is found."""
-    from kb.llm import NO_LLM, default_llm
-    from kb.llm.base import LLM
-
     if isinstance(llm, LLM):
         return llm
     if isinstance(llm, str):
@@ -175,22 +133,13 @@ def resolve_llm(settings: Settings, llm: LLM | str | None, cache: dict[tuple[Any
     key = (settings.llm, settings.llm_model, settings.llm_base_url, settings.llm_context)
     if key not in cache:
         cache[key] = default_llm(settings)
-    return cache[key]  # type: ignore[no-any-return]
+    return cache[key]
 
 
-def _relevance(embedder: Embedder, question: str, hits: Sequence[Hit]) -> list[float]:
-    """Cosine of the question to each hit's text: a scale that holds whatever the search fused."""
-    if not hits:
-        return []
-    q = embedder.embed_query(question)
-    return [float(x) for x in embedder.embed_documents([h.text for h in hits]) @ q]
-
-
-def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit], embedder: Embedder,
-              options: GenerationOptions, on_token: Callable[[str], None] | None, stream: bool, check: bool,
-              timing: dict[str, float | int | None]) -> Answer:
-    from kb.llm.base import ContextOverflowError, LLMError
-
+def _write(llm: LLM, question: str, all_sources: list[Source], options: GenerationOptions, on_token: OnToken,
+           stream: bool, timing: dict[str, float | int | None]) -> tuple[str, list[Source]]:
+    """What the model writes from the sources that fit its window (streamed to `on_token`), and those
+    sources; its speed goes into `timing`."""
     if not options.stop:
         # A model without a chat template reads the prompt as text to continue: stop it before it
         # writes the next question or source itself.
@@ -207,8 +156,7 @@ def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit
                 if first is None:
                     first = time.perf_counter()
                 pieces.append(piece)
-                if on_token:
-                    on_token(piece)
+                on_token(piece)
             break
         except ContextOverflowError as e:
             # The server's window is smaller than it said (llama_cpp.server does not say at all):
@@ -227,20 +175,30 @@ def _generate(llm: LLM, question: str, all_sources: list[Source], hits: list[Hit
         "tokens_per_s": (round((out_tokens - 1) / (end - first), 2) if first and end - first > 0.05 and out_tokens > 1
                          else round(out_tokens / (end - t0), 2) if out_tokens and end > t0 else None),
     })
+    return raw, sources
+
+
+def _verify(llm: LLM, question: str, written: tuple[str, list[Source]], hits: list[Hit], embedder: Embedder,
+            check: bool, timing: dict[str, float | int | None]) -> Answer:
+    """The model's answer with its citations cleaned and checked against the sources it cites. An
+    answer that is empty or cites none of its sources raises `LLMError`: the passages are quoted instead."""
+    raw, sources = written
     text, removed = clean_citations(raw, [s.n for s in sources])
     if not text:  # nothing to read (a small model may stop at once): the passages' own sentences instead
         raise LLMError(f"{llm.name} returned an empty answer")
     by_n = {s.n: s for s in sources}
     checks = check_sentences(text, {n: s.text for n, s in by_n.items()}, embedder.embed_documents) if check else []
-    found = not _NOT_FOUND.search(text[:300])
     citations = _citations(text, by_n, checks, check)
-    if found and not citations:  # nothing a reader could check (a small model's stray label or echo)
+    verdict = judge(text, citations)
+    if verdict == UNCITED:
         raise LLMError(f"{llm.name} gave an answer that cites none of the sources")
+    found = verdict != DECLINED
     note = None
     if removed:
         note = "removed citations of sources that were not given: " + ", ".join(f"[{n}]" for n in removed)
     return Answer(question, text, citations, hits, llm.name, "llm" if found else "not_found", found=found,
-                  sources=sources, removed_citations=removed, checks=checks, note=note, timing=timing)
+                  sources=sources, removed_citations=removed, checks=checks, note=note, timing=timing,
+                  abstained=verdict)
 
 
 def _citations(text: str, by_n: dict[int, Source], checks: list[SentenceCheck], checked: bool) -> list[Citation]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kb.answer.grounding import DATE, MONTH, key_terms
+from kb.dates import MONTH
+from kb.question import Question
 
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
                    r"(?:periods?\s+)?ended|\b(quarter|year|fiscal year)\s+ended")
@@ -33,7 +34,7 @@ class Cell:
         return f"{self.label}: {self.value} ({self.period})"
 
 
-def read_row(row: str, before: str, question: str) -> Cell | None | bool:
+def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     """The cell of table row `row` for the period `question` asks about, given the text `before` the
     row (where its header is). None: the row's columns cannot be told apart (no header with dates,
     or figures that do not line up with it). False: they can, and none is the period asked about."""
@@ -100,18 +101,17 @@ def _span_words(m: re.Match[str]) -> str:
     return re.sub(r"\bmonth periods? ended", "months ended", text)
 
 
-def _wanted_column(columns: list[tuple[str, str]], question: str) -> int | None:
+def _wanted_column(columns: list[tuple[str, str]], question: Question) -> int | None:
     """The column the question asks about: its date, else its span ('nine months'), else the first
     column (the current period, as financial tables put it first). None: the question names a
     date no column has."""
-    periods = [t for t in key_terms(question) if t.kind == "period"]
     candidates = list(range(len(columns)))
-    dated = [t for t in periods if DATE.search(t.text)]
+    dated = [p for p in question.periods if p.date is not None]
     if dated:
         candidates = [i for i in candidates if any(t.found_in(columns[i][1]) for t in dated)]
         if not candidates:
             return None
-    span = re.search(r"(?i)\b(three|six|nine|twelve)[- ]months?\b|\bquarter(?:ly)?\b", question)
+    span = re.search(r"(?i)\b(three|six|nine|twelve)[- ]months?\b|\bquarter(?:ly)?\b", question.text)
     if span:
         word = span.group(1).lower() if span.group(1) else "three"
         candidates = [i for i in candidates if columns[i][0].startswith(word)] or candidates

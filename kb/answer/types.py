@@ -93,6 +93,8 @@ class Answer:
     llm_error: str | None = None  # the model failed (to load, or while answering): this answer is extractive
     missing: list[str] = field(default_factory=list)  # names and periods of the question no document mentions
     rewritten: str | None = None  # a follow-up as the model rewrote it to stand alone: what was searched
+    abstained: str | None = None  # why it is not an answer (`kb.answer.decide.REASONS`); not in the JSON, whose
+    # mode, found and note say it already
 
     @property
     def unsupported(self) -> list[SentenceCheck]:

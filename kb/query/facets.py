@@ -7,43 +7,17 @@ chunk; what tells them apart for such a question is the date each was written fo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kb.dates import dates, years
 from kb.query import fusion
-from kb.query.fts import terms
+from kb.question import Question
 
 if TYPE_CHECKING:
     from kb.index.catalog import Catalog
 
-# Words that ask for the newest of a series. Not "current": "current liabilities", "current
-# version of the protocol" name a kind of thing, not the newest document.
-_LATEST = re.compile(r"\b(?:latest|most\s+recent(?:ly)?|newest)\b", re.IGNORECASE)
 
-
-@dataclass(frozen=True)
-class Periods:
-    """What a question says about time: whether it wants the newest document, and the full dates
-    (ISO) and years it names."""
-
-    latest: bool = False
-    dates: tuple[str, ...] = ()
-    years: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return self.latest or bool(self.dates or self.years)
-
-
-def periods(question: str) -> Periods:
-    """The periods `question` names; empty (false) for most questions."""
-    named = tuple(dict.fromkeys(d.isoformat() for d in dates(question)))
-    return Periods(bool(_LATEST.search(question)), named, tuple(years(question)))
-
-
-def chunk_bonus(catalog: Catalog, question: str, doc_of: Mapping[int, int], scores: Mapping[int, float] | None,
+def chunk_bonus(catalog: Catalog, question: Question, doc_of: Mapping[int, int], scores: Mapping[int, float] | None,
                 *, latest_weight: float, period_weight: float, near: float) -> dict[int, float]:
     """Each candidate chunk's share of its document's `document_bonus` (`doc_of`: the chunks'
     documents; `scores`: the question's whole-document BM25 where the caller has it already).
@@ -53,18 +27,17 @@ def chunk_bonus(catalog: Catalog, question: str, doc_of: Mapping[int, int], scor
     (`fusion.document_bm25`), as a share of the best document's: not min-max over the candidates,
     which in a folder of one series would push its least matching report to nothing.
     """
-    asked = periods(question) if latest_weight or period_weight else Periods()
-    if not asked or not doc_of:
+    if not (latest_weight or period_weight) or not (question.latest or question.periods) or not doc_of:
         return {}
     if scores is None:
-        scores = fusion.document_bm25(catalog.document_term_chunks(terms(question)), catalog.document_sizes())
+        scores = fusion.document_bm25(catalog.document_term_chunks(question.terms), catalog.document_sizes())
     relevance = {doc: scores.get(doc, 0.0) for doc in set(doc_of.values())}
-    bonus = document_bonus(asked, catalog.document_dates(), relevance, latest_weight=latest_weight,
+    bonus = document_bonus(question, catalog.document_dates(), relevance, latest_weight=latest_weight,
                            period_weight=period_weight, near=near)
     return {chunk: bonus[doc] for chunk, doc in doc_of.items() if doc in bonus}
 
 
-def document_bonus(asked: Periods, dated: Mapping[int, str], relevance: Mapping[int, float], *,
+def document_bonus(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], *,
                    latest_weight: float, period_weight: float, near: float) -> dict[int, float]:
     """A bonus for each candidate document (keys of `relevance`, its match to the question's words).
 
@@ -94,7 +67,7 @@ def _newest(dated: Mapping[int, str], relevance: Mapping[int, float], near: floa
     return {d: weight for d, when in close.items() if when == newest}
 
 
-def _matching(asked: Periods, dated: Mapping[int, str], relevance: Mapping[int, float], weight: float) -> dict[int, float]:
+def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], weight: float) -> dict[int, float]:
     score: dict[int, float] = {}
     for doc in relevance:
         when = dated.get(doc, "")

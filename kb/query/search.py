@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from kb.config import check_mode
 from kb.filters import Filters
 from kb.query import facets, fusion, snippet
-from kb.query.fts import literals, match_expression, quote, terms
+from kb.query.fts import match_expression, quote
+from kb.question import Question, read
 from kb.types import Hit
 
 if TYPE_CHECKING:
@@ -111,14 +112,15 @@ def candidates(
         return dense
     if mode == "keyword":
         return keyword
-    bonus = _literal_bonus(catalog, query, filters, tuning)
+    question = read(query)
+    bonus = _literal_bonus(catalog, question, filters, tuning)
     ids = {i for i, _ in dense} | {i for i, _ in keyword} | set(bonus)
-    for i, b in _document_prior(catalog, query, match, ids, tuning, counted).items():
+    for i, b in _document_prior(catalog, question, match, ids, tuning, counted).items():
         bonus[i] = bonus.get(i, 0.0) + b
     return fusion.fuse([(dense, tuning.dense_weight), (keyword, tuning.keyword_weight)], prior=bonus)
 
 
-def _literal_bonus(catalog: Catalog, query: str, filters: Filters | None, tuning: Tuning) -> dict[int, float]:
+def _literal_bonus(catalog: Catalog, question: Question, filters: Filters | None, tuning: Tuning) -> dict[int, float]:
     """`literal_weight` x the share of the query's rare literals each chunk holds.
 
     A figure like 40,665 means little to an embedding model and is one weak term among many to
@@ -127,10 +129,10 @@ def _literal_bonus(catalog: Catalog, query: str, filters: Filters | None, tuning
     if not tuning.literal_weight:
         return {}
     found: list[list[int]] = []
-    for literal in literals(query):
-        ids = catalog.keyword_search(quote(literal), tuning.literal_rare + 1, filters)
-        if 0 < len(ids) <= tuning.literal_rare:
-            found.append([i for i, _ in ids])
+    for literal in question.literals:
+        holding = catalog.keyword_search(quote(literal), tuning.literal_rare + 1, filters)
+        if 0 < len(holding) <= tuning.literal_rare:
+            found.append([i for i, _ in holding])
     bonus: dict[int, float] = {}
     for ids in found:
         for i in ids:
@@ -138,7 +140,7 @@ def _literal_bonus(catalog: Catalog, query: str, filters: Filters | None, tuning
     return bonus
 
 
-def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[int], tuning: Tuning,
+def _document_prior(catalog: Catalog, question: Question, match: str | None, ids: set[int], tuning: Tuning,
                     counted: dict[str, dict[int, int]] | None = None) -> dict[int, float]:
     """A per-chunk bonus from how well the chunk's whole document matches the query.
 
@@ -155,7 +157,7 @@ def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[in
     if tuning.title_weight:
         parts.append(fusion.document_prior(doc_of, catalog.document_matches(match), tuning.title_weight))
     if tuning.document_weight:
-        term_chunks = catalog.document_term_chunks(terms(query))
+        term_chunks = catalog.document_term_chunks(question.terms)
         if counted is not None:
             counted.update(term_chunks)
         scores = fusion.document_bm25(term_chunks, catalog.document_sizes())
@@ -163,7 +165,7 @@ def _document_prior(catalog: Catalog, query: str, match: str | None, ids: set[in
     for part in parts:
         for i, bonus in part.items():
             prior[i] = prior.get(i, 0.0) + bonus
-    for i, bonus in facets.chunk_bonus(catalog, query, doc_of, scores, latest_weight=tuning.latest_weight,
+    for i, bonus in facets.chunk_bonus(catalog, question, doc_of, scores, latest_weight=tuning.latest_weight,
                                        period_weight=tuning.period_weight, near=tuning.period_near).items():
         prior[i] = prior.get(i, 0.0) + bonus
     return prior
@@ -247,15 +249,15 @@ def hit_from_row(row: dict[str, object], rank: int, score: float) -> Hit:
     return Hit(
         rank=rank,
         score=round(float(score), 6),
-        chunk_id=int(row["id"]),  # type: ignore[arg-type]
+        chunk_id=int(row["id"]),  # type: ignore[call-overload]
         source=str(row["source"]),
         page=row["page_start"],  # type: ignore[arg-type]
         page_end=row["page_end"],  # type: ignore[arg-type]
         section=row["section"],  # type: ignore[arg-type]
         text=str(row["text"]),
         file_type=str(row["file_type"]),
-        doc_id=int(row["doc_id"]),  # type: ignore[arg-type]
-        char_start=int(row["char_start"]),  # type: ignore[arg-type]
-        char_end=int(row["char_end"]),  # type: ignore[arg-type]
+        doc_id=int(row["doc_id"]),  # type: ignore[call-overload]
+        char_start=int(row["char_start"]),  # type: ignore[call-overload]
+        char_end=int(row["char_end"]),  # type: ignore[call-overload]
         unit=str(row.get("unit") or "page"),
     )

@@ -16,7 +16,8 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from kb.query.fts import literals, quote, terms
+from kb.query.fts import quote
+from kb.question import literals, terms
 from kb.types import Snippet
 
 if TYPE_CHECKING:

@@ -1,0 +1,96 @@
+"""Whether to answer at all: the one place that decides "not found", with the reason it gives.
+
+Before anything is written (`decide`): no passage at all, none through the filters, none close
+enough to the question, or a name or period of the question that no document mentions. After a
+model wrote (`judge`): it says the sources do not hold the answer (a "not found" in its own words),
+or it cites none of its sources (nothing a reader could check: the passages' own sentences are
+quoted instead).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kb.answer.retrieve import Passages
+from kb.answer.types import Answer, Citation
+
+if TYPE_CHECKING:
+    from kb.filters import Filters
+    from kb.question import Term
+
+# Below this cosine (all-MiniLM-L6-v2, question vs passage text) the best passage is not about the
+# question. Measured by `benchmarks/ask.py --calibrate` on sec-10q: the best passage of each of the
+# 130 single-filing questions scores 0.54-0.74 (5th-95th percentile, none below 0.30); 20 off-topic
+# questions (sourdough, chess, Hamlet) score 0.10-0.23, none 0.25 or more. 0.30 sits in the gap,
+# nearer the off-topic side, since short notes score lower than 10-Q passages on real questions.
+RELEVANCE_MIN = 0.30
+NOT_FOUND = "Not found in the knowledge base."
+
+# The reasons not to answer, by name (`Answer.abstained`).
+EMPTY = "empty"  # the knowledge base holds no passages
+FILTERED = "filtered"  # no passage passes the filters
+OFF_TOPIC = "off_topic"  # no passage is close enough to the question (RELEVANCE_MIN)
+UNMENTIONED = "unmentioned"  # the question names something no document mentions
+DECLINED = "declined"  # the model says the sources do not hold the answer
+UNCITED = "uncited"  # the model cites none of its sources: quoted instead (not a "not found")
+REASONS = (EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, DECLINED, UNCITED)
+
+_DECLINES = re.compile(
+    r"(sources?|documents?|context|passages?|excerpts?|knowledge base)\s+(do|does)\s+not\s+"
+    r"(contain|mention|provide|include|say|specify|state|answer)"
+    r"|not\s+(found|contained|mentioned|provided|stated|specified|available)\s+in\s+the\s+"
+    r"(provided\s+|given\s+)?(sources?|documents?|context|passages?|knowledge base)"
+    r"|^\s*(i\s+(do\s+not|don't|cannot|can't)\s+(know|find|answer))",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Abstain:
+    """Not answering, and why: `reason` (one of REASONS), the note a reader sees, the answer's text."""
+
+    reason: str
+    note: str
+    text: str = NOT_FOUND
+    missing: tuple[Term, ...] = ()
+
+    def answer(self, question: str, passages: Passages, llm: str | None, timing: dict[str, float | int | None],
+               llm_error: str | None) -> Answer:
+        return Answer(question, self.text, [], passages.hits, llm, "not_found", found=False, timing=timing,
+                      llm_error=llm_error, note=self.note, missing=[t.text for t in self.missing],
+                      abstained=self.reason)
+
+
+def decide(passages: Passages, filters: Filters | None) -> Abstain | None:
+    """Whether to answer from `passages` at all: None to answer, else why not."""
+    if not passages.hits:
+        if filters and not filters.is_empty():
+            return Abstain(FILTERED, f"no passage passes the filters ({filters.describe()})")
+        return Abstain(EMPTY, "the knowledge base holds no passages")
+    best = max(passages.relevance)
+    if best < RELEVANCE_MIN:
+        return Abstain(OFF_TOPIC, f"no passage is close enough to the question (best similarity {best:.2f} < "
+                                  f"{RELEVANCE_MIN}); nearest passages shown")
+    missing = passages.grounding.missing
+    if missing:
+        said = "; ".join(_missing(t) for t in missing)
+        return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.", tuple(missing))
+    return None
+
+
+def judge(text: str, citations: Sequence[Citation]) -> str | None:
+    """What a model's answer says of itself: DECLINED (it says the sources do not hold the answer),
+    UNCITED (it answers, citing none of its sources), or None (an answer to show)."""
+    if _DECLINES.search(text[:300]):
+        return DECLINED
+    if not citations:  # a small model's stray label or echo
+        return UNCITED
+    return None
+
+
+def _missing(term: Term) -> str:
+    """What to tell the reader when no document has it."""
+    return f"no document mentions {term.text}" if term.kind == "entity" else f"no document covers {term.text}"
