@@ -212,6 +212,7 @@ def test_real_10q_search_finds_the_right_filing_and_page(ingested: Path) -> None
     assert msft[0]["source"].endswith("2023 Q1 MSFT.pdf") and msft[0]["page"] == 4
 
 
+@pytest.mark.slow
 def test_installed_entry_point_runs(docs: Path, tmp_path: Path) -> None:
     exe = shutil.which("kb", path=os.path.dirname(sys.executable))
     assert exe, "the kb console script is not installed next to this python"
