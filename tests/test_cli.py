@@ -17,6 +17,8 @@ from tests.helpers import write_docx, write_markdown, write_pdf
 
 HIT_KEYS = {"rank", "score", "chunk_id", "source", "page", "page_end", "section", "text"}
 
+pytestmark = pytest.mark.usefixtures("one_parser_worker")
+
 
 def kb(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)

@@ -20,6 +20,8 @@ from platformdirs import user_cache_path
 from kb.cli import main
 from tests.helpers import write_markdown, write_pdf
 
+pytestmark = pytest.mark.usefixtures("one_parser_worker")  # the tests that need more workers set KB_WORKERS
+
 
 def kb(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)

@@ -176,6 +176,7 @@ def test_members_at_once_on_a_server_do_not_clobber_each_other(tmp_path: Path, s
         assert again.store.count() == again.catalog.totals()[1]
 
 
+@pytest.mark.slow
 def test_building_model_is_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A member whose model differs from the one the team index was built with gets a clear error."""
     from kb.index.milvus import MilvusStore

@@ -1,6 +1,6 @@
 """OCR of scans and photos (tesseract): an image, a scanned PDF, a multi-page TIFF and a PDF that is half
 text layer, half scan are searchable with the right page; --ocr never, a missing tesseract, a missing
-language and broken files are one-line reasons (fast layer: a few small pages, about 1 s of OCR each)."""
+language and broken files are one-line reasons (the scans and the mixed PDF, read by tesseract, are slow)."""
 
 from __future__ import annotations
 
