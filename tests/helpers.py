@@ -30,8 +30,9 @@ TESSERACT = shutil.which("tesseract") is not None and subprocess.run(
     ["tesseract", "--version"], capture_output=True).returncode == 0
 needs_tesseract = pytest.mark.skipif(not TESSERACT, reason="Debian's tesseract-ocr is not installed")
 # Why a PDF of two blank pages is refused: tesseract read them and found nothing, or it is not there to read them.
-BLANK_SCAN_REASON = ("no extractable text in 2 page(s), and OCR found none" if TESSERACT
-                     else f"no text layer in 2 page(s), and OCR failed: OCR needs tesseract, which is not installed: {INSTALL}")
+BLANK_SCAN_REASON = ("no extractable text in 2 page(s), and OCR found none" if TESSERACT else
+                     "no text layer in 2 page(s), and OCR failed: OCR needs tesseract, which is not installed: "
+                     + INSTALL)
 
 
 class FakeEmbedder(Embedder):
