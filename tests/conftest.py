@@ -41,6 +41,13 @@ def isolated_kb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return kb_dir
 
 
+@pytest.fixture
+def one_parser_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`KB_WORKERS=1` for CLI tests of a few small files: a pool of spawned parser workers costs more than
+    they do (a lone PDF is then parsed in-process; the pool has its own tests in test_parallel_parse)."""
+    monkeypatch.setenv("KB_WORKERS", "1")
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with two real 10-Qs, a Markdown note and a Word file."""

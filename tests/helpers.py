@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -13,13 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from kb.embed import EMBEDDERS
 from kb.embed.base import Embedder
+from kb.ingest.formats.ocr import INSTALL
 from kb.llm.base import LLM, GenerationOptions, Prompt
 
 FAKE_MODEL = "fake-hash"  # KnowledgeBase.open(..., model=FAKE_MODEL, backend="fake"): no model is loaded
 FAKE = {"model": FAKE_MODEL, "backend": "fake"}
+
+# Tesseract on PATH (where kb looks for it): every test that needs real OCR takes `needs_tesseract`,
+# so without it they skip with the reason instead of failing.
+TESSERACT = shutil.which("tesseract") is not None and subprocess.run(
+    ["tesseract", "--version"], capture_output=True).returncode == 0
+needs_tesseract = pytest.mark.skipif(not TESSERACT, reason="Debian's tesseract-ocr is not installed")
+# Why a PDF of two blank pages is refused: tesseract read them and found nothing, or it is not there to read them.
+BLANK_SCAN_REASON = ("no extractable text in 2 page(s), and OCR found none" if TESSERACT else
+                     "no text layer in 2 page(s), and OCR failed: OCR needs tesseract, which is not installed: "
+                     + INSTALL)
 
 
 class FakeEmbedder(Embedder):

@@ -333,6 +333,7 @@ def test_llm_setting_from_kb_toml(kb_with_note: KnowledgeBase) -> None:
         assert k.ask("What happens on gateway error 5031?", k=2).mode == "extractive"
 
 
+@pytest.mark.slow
 def test_installed_entry_point(kb_with_note: KnowledgeBase) -> None:
     exe = Path(sys.executable).with_name("kb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}

@@ -110,6 +110,7 @@ def test_invented_source_numbers_are_removed() -> None:
     assert text == "Net sales were $81,797 million [1]. Japan fell [2]. Margins."
 
 
+@pytest.mark.slow
 def test_supported_and_unsupported_sentences(embed) -> None:  # type: ignore[no-untyped-def]
     answer = (
         "Apple's total net sales for the third quarter of 2023 were $81.8 billion [1]. "

@@ -17,6 +17,8 @@ from tests.helpers import write_docx, write_markdown, write_pdf
 
 HIT_KEYS = {"rank", "score", "chunk_id", "source", "page", "page_end", "section", "text"}
 
+pytestmark = pytest.mark.usefixtures("one_parser_worker")
+
 
 def kb(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
@@ -212,6 +214,7 @@ def test_real_10q_search_finds_the_right_filing_and_page(ingested: Path) -> None
     assert msft[0]["source"].endswith("2023 Q1 MSFT.pdf") and msft[0]["page"] == 4
 
 
+@pytest.mark.slow
 def test_installed_entry_point_runs(docs: Path, tmp_path: Path) -> None:
     exe = shutil.which("kb", path=os.path.dirname(sys.executable))
     assert exe, "the kb console script is not installed next to this python"

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from platformdirs import user_cache_path
 
 from kb.cli import main
 from tests.helpers import write_markdown, write_pdf
+
+pytestmark = pytest.mark.usefixtures("one_parser_worker")  # the tests that need more workers set KB_WORKERS
 
 
 def kb(*args: str) -> Result:
@@ -63,6 +66,8 @@ def test_a_catalog_of_relative_sources_is_migrated(notes: Path, isolated_kb: Pat
 def _bare_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home folder with no kb settings in the environment, and the current folder outside any .kb/."""
     home = tmp_path / "home"
+    # The exported model stays in the real cache: exporting it again is the slow layer's test, not this one's.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(user_cache_path()))
     monkeypatch.setenv("HOME", str(home))
     for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "KB_DIR"):
         monkeypatch.delenv(name, raising=False)

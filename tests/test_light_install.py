@@ -89,6 +89,7 @@ def test_ingest_search_ask_without_torch(tmp_path: Path, caplog: pytest.LogCaptu
     assert "holds onnx-int8 vectors; new ones come from onnx-int8+w8" in caplog.text and "kb reindex" in caplog.text
 
 
+@pytest.mark.slow
 def test_torch_backend_without_torch_says_how_to_install(tmp_path: Path) -> None:
     code = ("from kb.embed import make_embedder\n"
             "from kb.errors import DependencyError\n"

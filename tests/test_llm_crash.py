@@ -59,6 +59,7 @@ def test_json_says_why_the_answer_is_extractive(kb_with_note: KnowledgeBase, cra
     assert "crashed (SIGSEGV)" in out["llm_error"] and out["llm_error"] in out["note"]
 
 
+@pytest.mark.slow
 def test_a_hung_server_is_stopped_within_the_timeout(kb_with_note: KnowledgeBase, crashing: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KB_TEST_CRASH", "hang")

@@ -122,6 +122,7 @@ def test_second_member_with_only_the_uri(tmp_path: Path) -> None:
     assert kb("alice", "status")["documents"] == 2  # alice's mirror follows bob's change
 
 
+@pytest.mark.slow
 def test_lite_folder_open_in_another_process_is_a_clear_error(tmp_path: Path, team: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -175,6 +176,7 @@ def test_members_at_once_on_a_server_do_not_clobber_each_other(tmp_path: Path, s
         assert again.store.count() == again.catalog.totals()[1]
 
 
+@pytest.mark.slow
 def test_building_model_is_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A member whose model differs from the one the team index was built with gets a clear error."""
     from kb.index.milvus import MilvusStore
@@ -204,6 +206,7 @@ def _publish(store, path: str, sha: str, n: int, word: str) -> list[int]:  # typ
                    pages=n, metadata={"k": "v"}, chunks=_chunks(n, word), vectors=vectors)
 
 
+@pytest.mark.slow
 def test_sync_skips_cut_short_documents_and_repair_waits_before_deleting_orphans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,6 +255,7 @@ def test_sync_skips_cut_short_documents_and_repair_waits_before_deleting_orphans
         store.close()
 
 
+@pytest.mark.slow
 def test_filters_become_milvus_expressions(tmp_path: Path) -> None:
     from kb.index.catalog import Catalog
     from kb.index.milvus import MilvusStore
@@ -311,6 +315,7 @@ def test_a_local_faiss_kb_folder_is_not_taken_over(tmp_path: Path) -> None:
         kb.status()
 
 
+@pytest.mark.slow
 def test_a_members_reader_pulls_what_others_ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The thread-safe reader (kb serve, the LangChain retriever) pulls a team store's changes as
     `KnowledgeBase.search` does: when its mirror is older than the index's refresh interval."""
@@ -330,6 +335,7 @@ def test_a_members_reader_pulls_what_others_ingest(tmp_path: Path, monkeypatch: 
         assert [Path(h.source).name for h in reader.search("ferry pier", k=1)] == ["boats.md"]
 
 
+@pytest.mark.slow
 def test_reindex_on_a_team_store_is_refused_before_the_model_loads(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from kb.embed import EMBEDDERS

@@ -1,11 +1,10 @@
 """OCR of scans and photos (tesseract): an image, a scanned PDF, a multi-page TIFF and a PDF that is half
 text layer, half scan are searchable with the right page; --ocr never, a missing tesseract, a missing
-language and broken files are one-line reasons (fast layer: a few small pages, about 1 s of OCR each)."""
+language and broken files are one-line reasons (the scans and the mixed PDF, read by tesseract, are slow)."""
 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +18,9 @@ from kb.errors import ParseError
 from kb.ingest.formats import ocr
 from kb.ingest.formats.image import ImageParser
 from kb.ingest.formats.pdf import PdfParser
-from tests.helpers import FAKE
+from tests.helpers import FAKE, needs_tesseract
 
-pytestmark = pytest.mark.skipif(
-    os.system("tesseract --version >/dev/null 2>&1") != 0, reason="Debian's tesseract-ocr is not installed")
+pytestmark = needs_tesseract
 
 PHOTO = ["The wombat observatory opened in March.", "", "Its telescope tracks the comet Quillfeather."]
 SCAN_1 = ["Minutes of the harbour committee.", "The dredging contract was renewed."]
@@ -88,6 +86,7 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
         yield k
 
 
+@pytest.mark.slow
 def test_scans_and_photos_are_searchable_with_their_page(kb: KnowledgeBase, docs: Path) -> None:
     report = kb.ingest([str(docs)])
     assert sorted(Path(s).name for s in report.added) == ["fax.tiff", "minutes.pdf", "mixed.pdf", "photo.png"]
@@ -120,6 +119,7 @@ def test_scans_and_photos_are_searchable_with_their_page(kb: KnowledgeBase, docs
     assert all("\n" not in r and "Traceback" not in r for r in failed.values()), failed
 
 
+@pytest.mark.slow
 def test_a_mixed_pdf_records_which_pages_were_read_by_ocr(tmp_path: Path) -> None:
     path = tmp_path / "mixed.pdf"
     write_mixed_pdf(path)

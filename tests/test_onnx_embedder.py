@@ -63,6 +63,7 @@ def test_fp32_and_int8_match_the_torch_model(cache: Path, reference: np.ndarray)
     assert fp32.embed_documents([]).shape == (0, 384)
 
 
+@pytest.mark.slow
 def test_a_text_gets_the_same_int8_vector_whatever_it_is_embedded_with(cache: Path) -> None:
     # Dynamic int8 quantization scales a run's activations as a whole: batched with a long text, a short
     # one drifted from the vector it gets alone, which is how a query is embedded.

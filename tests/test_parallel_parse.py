@@ -10,7 +10,7 @@ import pytest
 
 import kb.ingest.pipeline as pipeline
 from kb.api import KnowledgeBase
-from tests.helpers import FAKE, write_pdf
+from tests.helpers import FAKE, needs_tesseract, write_pdf
 
 
 def long_pdf(path: Path, pages: int) -> Path:
@@ -59,6 +59,8 @@ def test_a_range_that_fails_fails_the_file_and_the_others_go_on(tmp_path: Path, 
         assert report.pages == 121
 
 
+@pytest.mark.slow
+@needs_tesseract
 def test_a_long_scan_is_ocrd_range_by_range_on_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_ocr import page_image
 
@@ -79,6 +81,7 @@ def test_a_long_scan_is_ocrd_range_by_range_on_the_workers(tmp_path: Path, monke
             assert hit.page == n and f"the {word} was counted" in hit.text
 
 
+@pytest.mark.slow
 def test_parser_workers_end_when_their_ingest_is_killed(tmp_path: Path) -> None:
     """`kill -9` of an ingest cannot shut its pool down; its workers must not linger for ever."""
     import os
@@ -134,6 +137,7 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+@pytest.mark.slow
 def test_a_lone_pdf_that_crashes_its_parser_is_one_failure_not_a_dead_process(tmp_path: Path) -> None:
     """PDFium is native code reading untrusted files: even one PDF alone is parsed in a worker, so a
     crash there (here: SIGKILL at a failpoint) costs that file, not the `kb` process (or a server)."""

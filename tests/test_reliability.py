@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from kb import KnowledgeBase
 from kb.cli import main
 from kb.errors import EmbedderMismatchError, StoreError
-from tests.helpers import write_docx, write_markdown, write_pdf
+from tests.helpers import BLANK_SCAN_REASON, write_docx, write_markdown, write_pdf
 
 
 def run(*args: str) -> tuple[int, dict, str]:
@@ -28,6 +28,7 @@ def run(*args: str) -> tuple[int, dict, str]:
     return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else {}, result.stderr
 
 
+@pytest.mark.slow
 def test_each_bad_input_is_named_and_the_rest_ingests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pypdf import PdfWriter
 
@@ -53,7 +54,7 @@ def test_each_bad_input_is_named_and_the_rest_ingests(tmp_path: Path, monkeypatc
     failed = {Path(f["source"]).name: f["reason"] for f in report["failed"]}
     assert failed == {
         "locked.pdf": "encrypted PDF needs a password",
-        "scan.pdf": "no extractable text in 2 page(s), and OCR found none",
+        "scan.pdf": BLANK_SCAN_REASON,
         "zero.txt": "empty file (0 bytes)",
         "binary.md": "binary content, not text",
         "fake.docx": "not a valid .docx (not a zip archive)",
@@ -109,6 +110,7 @@ def test_unreadable_file_is_named_and_the_rest_ingests(shared_tmp: Path) -> None
     assert [Path(a).name for a in report["added"]] == ["good.md"]
 
 
+@pytest.mark.slow
 def test_a_read_only_knowledge_base_answers_searches_and_refuses_writes_in_one_line(shared_tmp: Path) -> None:
     docs = shared_tmp / "docs"
     write_markdown(docs / "good.md")
@@ -130,6 +132,7 @@ def test_a_read_only_knowledge_base_answers_searches_and_refuses_writes_in_one_l
         kb_dir.chmod(0o755)
 
 
+@pytest.mark.slow
 def test_ten_thousand_file_tree(tmp_path: Path) -> None:
     docs = tmp_path / "tree"
     for d in range(100):

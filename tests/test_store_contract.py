@@ -27,7 +27,9 @@ def _milvus(root: Path, dims: int | None) -> VectorStore:
     return MilvusStore(str(root / "contract.db"), "contract", dims)
 
 
-@pytest.fixture(params=[_faiss, _milvus], ids=["faiss", "milvus-lite"])
+# Milvus Lite starts a real server process per store: its half of the contract is the slow layer's.
+@pytest.fixture(params=[pytest.param(_faiss, id="faiss"),
+                        pytest.param(_milvus, id="milvus-lite", marks=pytest.mark.slow)])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[int | None], VectorStore]:
     """Opens the backend's store in one folder; every store opened is closed after the test."""
     opened: list[VectorStore] = []

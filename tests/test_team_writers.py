@@ -264,6 +264,7 @@ def test_two_members_write_one_removes_a_third_searches(tmp_path: Path, lite_ser
         assert not {h["source"] for h in gone} & set(removed), member
 
 
+@pytest.mark.slow
 def test_a_held_lite_folder_names_the_way_to_share_it(tmp_path: Path) -> None:
     """A second process on a Lite folder is told, in one line, how members share one: serve it."""
     folder = tmp_path / "team.db"

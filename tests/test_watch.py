@@ -96,6 +96,7 @@ class Watching:
         return [line for b in self.batches for line in b.lines()]
 
 
+@pytest.mark.slow
 def test_created_changed_renamed_deleted_files_follow_without_reembedding(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -134,6 +135,7 @@ def test_created_changed_renamed_deleted_files_follow_without_reembedding(tmp_pa
     assert not [b for b in w.batches if b.error]
 
 
+@pytest.mark.slow
 def test_a_failing_file_is_reported_and_watching_goes_on(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -157,6 +159,7 @@ def test_a_failing_file_is_reported_and_watching_goes_on(tmp_path: Path) -> None
         wait_for("the failure is forgotten", no_failures)
 
 
+@pytest.mark.slow
 def test_a_folder_that_goes_away_and_comes_back_is_followed_again(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     write_markdown(docs / "a.md", "# Alpha\n\nThe alpaca grazes on the hill.\n")
@@ -184,6 +187,7 @@ def test_a_folder_that_goes_away_and_comes_back_is_followed_again(tmp_path: Path
         wait_for("a later file in the new folder", lambda: len(w.sources()) == 2)
 
 
+@pytest.mark.slow
 def test_kbignore_and_exclude_are_honoured(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     write_markdown(docs / "notes.md", "# Notes\n\nThe orchard has forty apple trees.\n")
@@ -254,6 +258,7 @@ def stop_at_end() -> Iterator[list[subprocess.Popen[str]]]:
             proc.wait(10)
 
 
+@pytest.mark.slow
 def test_kb_watch_process_prints_json_batches_and_stops_cleanly_on_ctrl_c(
         tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]) -> None:
     docs = tmp_path / "docs"
@@ -314,6 +319,7 @@ def test_installed_kb_watch_with_the_real_model_prints_a_line_per_change(
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("kb: stopped watching"), err
 
 
+@pytest.mark.slow
 def test_kb_serve_watch_ingests_a_new_file(tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]) -> None:
     pytest.importorskip("uvicorn")
     docs = tmp_path / "docs"
@@ -347,6 +353,7 @@ def test_kb_serve_watch_ingests_a_new_file(tmp_path: Path, stop_at_end: list[sub
     assert f"kb watch: added    {docs / 'b.md'}" in printed and "Traceback" not in printed, printed
 
 
+@pytest.mark.slow
 def test_a_file_still_being_written_waits_for_its_last_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long copy outlasts the longest batch (MAX_BATCH_MS): the passes meanwhile leave the file alone,
     and it is ingested once, whole, after its last write."""
@@ -371,6 +378,7 @@ def test_a_file_still_being_written_waits_for_its_last_write(tmp_path: Path, mon
         assert next(b for b in later if b.added).at >= copied
 
 
+@pytest.mark.slow
 def test_a_file_deleted_while_a_pass_reads_it_is_no_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file gone between the pass's walk and its reading is not reported, nor kept, as a failure."""
     from kb.ingest import pipeline
@@ -397,6 +405,7 @@ def test_a_file_deleted_while_a_pass_reads_it_is_no_failure(tmp_path: Path, monk
             assert not kb.status().failed
 
 
+@pytest.mark.slow
 def test_a_pass_that_breaks_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     """A bug in a pass: the batch carries the error in one line and the watch goes on; the traceback is
@@ -435,6 +444,7 @@ def test_a_pass_that_breaks_says_so_in_one_line(tmp_path: Path, monkeypatch: pyt
 RETRY_WAIT_S = 45.0
 
 
+@pytest.mark.slow
 def test_kb_watch_summarises_its_first_pass(tmp_path: Path, stop_at_end: list[subprocess.Popen[str]]) -> None:
     """The first pass prints kb ingest's summary (counts, failures listed), not a line per file; later
     changes print a line each."""
