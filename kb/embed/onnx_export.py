@@ -198,7 +198,7 @@ def _transformers_output(location: Path, samples: dict[str, np.ndarray]) -> np.n
     with torch.no_grad():
         model = AutoModel.from_pretrained(str(location)).eval()
         out = model(**{k: torch.from_numpy(v) for k, v in samples.items()})
-    return out.last_hidden_state.numpy()  # type: ignore[no-any-return]
+    return out.last_hidden_state.numpy()
 
 
 def _weights_without_torch(location: Path, config: dict[str, Any]) -> Any:
@@ -365,7 +365,7 @@ def _run(path: Path, samples: dict[str, np.ndarray]) -> np.ndarray:
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, samples)[0]  # type: ignore[no-any-return]
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, samples)[0]
 
 
 def _check(path: Path, samples: dict[str, np.ndarray], expected: np.ndarray, names: list[str], *, min_cos: float,

@@ -10,7 +10,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from kb.errors import KBError
 
@@ -51,6 +51,16 @@ class GenerationOptions:
         if unknown:
             raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+class Generation(TypedDict, total=False):
+    """`GenerationOptions` as keyword arguments (`KnowledgeBase.ask(..., temperature=0.2)`)."""
+
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    max_tokens: int
+    num_beams: int | None
 
 
 class LLM(ABC):
