@@ -183,11 +183,9 @@ class KnowledgeBase:
             return index.check(reembed(index.catalog, self._embedding()), repair=repair)
 
     def reindex(self, model: str | None = None, *, progress: Counting | None = None) -> int:
-        """Re-embed every chunk from the catalog (no re-parsing), e.g. with a new `model`.
-
-        The new vectors go to a new store generation; the catalog switches to it in one transaction,
-        so an interruption leaves the old index in use. Returns the number of chunks embedded.
-        """
+        """Re-embed every chunk from the catalog (no re-parsing), e.g. with a new `model`, into a new store
+        generation that the catalog switches to in one transaction (an interruption leaves the old one in
+        use). Returns the number of chunks embedded."""
         if not self.exists:
             raise KBError(f"the knowledge base at {self.path} is empty: nothing to reindex")
         self.index.check_reindex()  # before the lock and the new model are taken
@@ -221,7 +219,7 @@ class KnowledgeBase:
         if not self._writing.acquire(blocking=False):
             return False
         try:
-            return self.index.reload_if_changed(self.embedder.model_id)
+            return self.index.reload_if_changed(self.model_id)  # the embedder's, once it is loaded
         finally:
             self._writing.release()
 

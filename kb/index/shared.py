@@ -43,6 +43,7 @@ class ThreadCatalogs:
             for catalog in list(self._open):
                 catalog.close()
             self._open.clear()
+            self._local = threading.local()  # a thread that reads again opens a new one
 
 
 class GuardedStore(VectorStore):
