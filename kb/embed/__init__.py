@@ -6,12 +6,14 @@ A backend entry is a callable `(model, *, device, batch_size) -> Embedder`.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb.embed.base import Embedder, canonical_model_id, resolve_model, tokenizer_file
+from kb.embed import torch as torch_backend  # imports torch only when a vector is needed
 from kb.embed.serial import SerialEmbedder, shareable
 from kb.errors import ConfigError, EmbedderMismatchError
 from kb.registry import Registry
@@ -78,13 +80,9 @@ def open_embedder(settings: Settings, model: str) -> Embedder:
 
 
 def _torch_installed() -> bool:
-    import importlib.util
-
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers"))
 
 
 def cuda_available(device: str = "auto") -> bool:
     """Whether `device` means a GPU (see `kb.embed.torch.cuda_available`)."""
-    from kb.embed.torch import cuda_available as check
-
-    return check(device)
+    return torch_backend.cuda_available(device)

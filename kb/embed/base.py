@@ -5,6 +5,7 @@ Backends live one per file beside this one (`torch`, `onnx`); `kb.embed.make_emb
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,8 +39,6 @@ def resolve_model(name: str, *, int8: bool = False) -> str:
         return str(Path(name).expanduser().resolve())
     package = _PACKAGED.get(name.lower())
     if package:
-        import importlib.util
-
         if not int8 and importlib.util.find_spec(package) is not None:
             try:
                 return str(__import__(package).get_model_path())

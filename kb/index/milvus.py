@@ -30,11 +30,11 @@ import numpy as np
 
 from kb.errors import ConfigError, DependencyError, StoreError, install_command
 from kb.failpoints import failpoint
+from kb.filters import Filters
 from kb.index.store import Payload, VectorStore
 
 if TYPE_CHECKING:
     from kb.config import Settings
-    from kb.filters import Filters
     from kb.index.catalog import Catalog
 
 DEFAULT_LITE = "milvus.db"  # Milvus Lite folder in the KB dir when store=milvus has no store_uri
@@ -372,8 +372,6 @@ class MilvusStore(VectorStore):
         """
         if filters is None or filters.is_empty():
             return ""
-        from kb.filters import Filters
-
         parts: list[str] = []
         if filters.path or filters.where:  # metadata lives in the catalog: the documents that pass, by path
             paths = catalog.document_paths(Filters(path=filters.path, where=filters.where))

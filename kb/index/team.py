@@ -14,6 +14,7 @@ the same id, and writing the same document twice writes the same rows.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -247,8 +248,6 @@ def _chunk(row: dict[str, Any]) -> Chunk:
 
 
 def _json(text: str | None) -> Any:
-    import json
-
     try:
         return json.loads(text) if text else {}
     except ValueError:

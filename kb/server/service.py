@@ -22,12 +22,12 @@ from kb.errors import ConfigError, KBError
 from kb.filters import Filters
 from kb.ingest.pipeline import Ingesting
 from kb.types import Hit, IngestReport
+from kb.watch import Batch, Pass, Watcher
 
 if TYPE_CHECKING:
     from kb.answer.chat import History
     from kb.answer.types import Answer
     from kb.llm.base import LLM
-    from kb.watch import Batch, Pass, Watcher
 
 log = logging.getLogger("kb.server")
 
@@ -268,8 +268,6 @@ class Service:
               on_batch: Callable[[Batch], None] | None = None) -> Watcher:
         """Keep the knowledge base in step with `paths` (see `kb.watch`) from a background thread. Each
         pass is a job of the single writer, so it never runs beside an ingest or a removal."""
-        from kb.watch import Watcher
-
         watcher = Watcher(paths, self._watch_pass, include=include, exclude=exclude, ignore=[self.path])
 
         def logged(batch: Batch) -> None:
