@@ -157,6 +157,41 @@ def test_one_kb_serves_threads_while_a_writer_ingests(kb: KnowledgeBase, docs: P
     assert kb.status().documents == 4
 
 
+def test_a_waiting_writer_holds_new_readers_back() -> None:
+    """The index's read/write lock: searches share it, and once a change waits for the searches in
+    flight, a new search waits behind it, so a stream of searches cannot starve an ingest."""
+    from kb.lock import RWLock
+
+    lock, events = RWLock(), []
+    inside, let_go = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with lock.read():
+            inside.set()
+            let_go.wait(10)
+
+    def write() -> None:
+        with lock.write():
+            events.append("write")
+
+    def second() -> None:
+        with lock.read():
+            events.append("read")
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert inside.wait(10)
+    for target in (write, second):
+        threads.append(threading.Thread(target=target))
+        threads[-1].start()
+        time.sleep(0.2)
+    assert events == []  # the writer waits for the first search; the second search waits behind the writer
+    let_go.set()
+    for t in threads:
+        t.join(10)
+    assert events == ["write", "read"]
+
+
 def test_a_long_lived_kb_reloads_vectors_another_process_wrote(kb: KnowledgeBase, docs: Path) -> None:
     assert names(kb.search("greyhounds", k=1)) == ["kennel.md"]
     assert not kb.reload_if_changed()

@@ -105,7 +105,7 @@ class Service:
         `llm`: an `LLM`, a backend name, "none" (extractive answers), or None for the configured
         default (`llm` setting; else a local Ollama; else extractive)."""
         owns = not isinstance(kb, KnowledgeBase)
-        opened = KnowledgeBase.open(kb, **overrides) if not isinstance(kb, KnowledgeBase) else kb
+        opened = kb if isinstance(kb, KnowledgeBase) else KnowledgeBase.open(kb, **overrides)
         try:
             opened.warm()  # creates the catalog file; on a team store, pulls the shared one
             model, failure = opened.load_llm(llm)
@@ -137,7 +137,7 @@ class Service:
             stream: bool = False, history: History = (), **generation: Any) -> Answer:
         """`history`: the client's earlier turns, oldest first; used for this answer only, never kept here."""
         return self.kb.ask(question, k=k, filters=filters, llm=self._wanted, on_token=on_token,
-                               stream=stream, history=history, **generation)
+                           stream=stream, history=history, **generation)
 
     def status(self) -> dict[str, Any]:
         return self.kb.status().to_json()
