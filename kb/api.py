@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from kb.answer import answer, load_llm
+from kb import answer as answering  # looked up per call (tests replace `load_llm`)
 from kb.config import Settings, check_mode, resolve_kb_dir
 from kb.embed import Embedder, canonical_model_id, index_model, open_embedder, shareable
 from kb.errors import ConfigError, KBError
@@ -145,7 +145,7 @@ class KnowledgeBase:
     def load_llm(self, llm: LLM | str | None = None) -> tuple[LLM | None, str | None]:
         """The LLM `ask` uses for `llm`, loaded once, or (None, why it failed): see `kb.answer.load_llm`."""
         with self._llm_guard:
-            return load_llm(self.settings, llm, self._llms)
+            return answering.load_llm(self.settings, llm, self._llms)
 
     # --- writing: one at a time -------------------------------------------------------------------
     @contextmanager
@@ -269,8 +269,8 @@ class KnowledgeBase:
         num_beams. `history`: earlier turns, oldest first (`kb.Turn`): with a model, a follow-up is rewritten
         to stand alone before it is searched (`Answer.rewritten`). No lock is held while the model writes."""
         model, failure = self.load_llm(llm)
-        return answer(self.search, self.embedder, question, k=k, filters=filters, llm=model, on_token=on_token,
-                      stream=stream, llm_error=failure, history=history, **generation)
+        return answering.answer(self.search, self.embedder, question, k=k, filters=filters, llm=model,
+                                on_token=on_token, stream=stream, llm_error=failure, history=history, **generation)
 
     def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
         """The documents passing the path and type parts of `filters`, in source order (failed: `failures`)."""
