@@ -31,13 +31,12 @@ from kb.errors import (
     StoreError,
 )
 from kb.filters import Filters
-from kb.reader import Reader
 from kb.types import CheckReport, Chunk, FileOutcome, Hit, IngestReport, Status
 from kb.version import __version__
 
 __all__ = [
     "MODES", "Answer", "CatalogError", "CheckReport", "Chunk", "Citation", "ConfigError", "DependencyError",
     "EmbedderError", "EmbedderMismatchError", "FileOutcome", "Filters", "Hit", "IngestReport", "KBError",
-    "KnowledgeBase", "LockedError", "ParseError", "Reader", "SentenceCheck", "Settings", "Source", "Status",
+    "KnowledgeBase", "LockedError", "ParseError", "SentenceCheck", "Settings", "Source", "Status",
     "StoreError", "Turn", "__version__",
 ]

@@ -1,9 +1,8 @@
-"""`KnowledgeBase`: the library's front door. Everything the CLI does goes through here.
-
-It wires the parts together and holds none of their logic: the `Index` (catalog + vector store,
-local or team: `kb.index`), the `Embedder` (`kb.embed`), the ingest `Pipeline` (`kb.ingest`),
-retrieval (`kb.query`) and answers (`kb.answer`), and the single-writer lock (`kb.lock`).
-Every part can be passed in instead of being opened from the settings.
+"""`KnowledgeBase`: the library's one front door, safe to share between threads; the CLI, the server,
+MCP, LangChain and `kb watch` all call its methods. It wires the parts together and holds none of
+their logic: the `Index` (`kb.index`: catalog + vector store, read from any thread through
+`Index.reading`), the `Embedder` (`kb.embed`, shared), the ingest `Pipeline` (`kb.ingest`), retrieval
+(`kb.query`), answers (`kb.answer`) and the single-writer lock (`kb.lock`). Writes run one at a time.
 """
 
 from __future__ import annotations
@@ -11,19 +10,23 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from functools import cached_property
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
+from kb import answer as answering  # looked up per call (tests replace `load_llm`)
 from kb.config import Settings, check_mode, resolve_kb_dir
-from kb.embed import Embedder, canonical_model_id, make_embedder
-from kb.errors import ConfigError, EmbedderMismatchError, KBError
-from kb.failpoints import failpoint
+from kb.embed import Embedder, canonical_model_id, index_model, open_embedder, shareable
+from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
+from kb.ingest.base import extensions, parsers
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.ingest.walk import Rules
 from kb.lock import WriteLock
+from kb.query.rerank import Reranker, open_reranker
+from kb.query.search import DEFAULT_TUNING, Tuning
+from kb.query.search import search as run_search
 from kb.types import CheckReport, DocumentInfo, FileOutcome, Hit, IngestReport, Status
 
 if TYPE_CHECKING:
@@ -32,9 +35,12 @@ if TYPE_CHECKING:
     from kb.filters import Filters
     from kb.index.base import VectorStore
     from kb.index.catalog import Catalog
-    from kb.query.rerank import Reranker
-    from kb.query.search import Tuning
-    from kb.reader import Reader
+    from typing_extensions import Unpack
+
+    from kb.llm.base import LLM, Generation
+
+_T = TypeVar("_T")
+EMPTY = "the knowledge base at {} is empty: run `kb ingest PATH` first"
 
 
 class KnowledgeBase:
@@ -44,7 +50,8 @@ class KnowledgeBase:
     >>> kb.ingest(["docs"]).added                 # doctest: +SKIP
     >>> kb.search("backup schedule", k=3)         # doctest: +SKIP
 
-    Not thread-safe: share one across threads through `reader()`.
+    Share one between threads: search, ask, status and documents run side by side; ingest, remove,
+    reindex, check and refresh run one at a time, and never change the store under a search.
     """
 
     def __init__(self, path: Path, settings: Settings, *, index: Index | None = None,
@@ -52,18 +59,18 @@ class KnowledgeBase:
         self.path = path
         self.settings = settings
         self.lock = WriteLock(path)
-        self._reader: Reader | None = None
-        self._reader_guard = threading.Lock()
-        self._llms: dict[tuple[Any, ...], Any] = {}  # loaded LLMs by settings (kb.answer.resolve_llm)
-        if index is not None:
-            self.__dict__["index"] = index
-        if embedder is not None:
-            self.__dict__["embedder"] = embedder
+        self.auto_refresh = True  # reads pull a team store's changes when due (a server: on its worker)
+        self._index = index
+        self._embedder = None if embedder is None else shareable(embedder)
+        self._model_id: str | None = None
+        self._parts = threading.RLock()  # one thread opens the index and loads the model
+        self._writing = threading.RLock()  # one write at a time (re-entered by a write that reads)
+        self._llms: dict[tuple[object, ...], object] = {}  # loaded LLMs by settings (kb.answer.load_llm)
+        self._llm_guard = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> KnowledgeBase:
-        kb_dir = resolve_kb_dir(path)
-        return cls(kb_dir, Settings.load(kb_dir, overrides))
+    def open(cls, path: str | os.PathLike[str] | None = None, **overrides: object) -> KnowledgeBase:
+        return cls(kb_dir := resolve_kb_dir(path), Settings.load(kb_dir, overrides))
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -72,20 +79,21 @@ class KnowledgeBase:
         self.close()
 
     def close(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None and not reader.closed:
-            reader.close()
-        index = self.__dict__.pop("index", None)
+        """Close the files once the searches in flight end; the next call reopens them (the model stays)."""
+        with self._parts:
+            index, self._index = self._index, None
         try:
             if index is not None:
                 index.close()
         finally:
             self.lock.release(force=True)
 
-    # --- parts, opened on first use ------------------------------------------------------
-    @cached_property
+    @property
     def index(self) -> Index:
-        return open_index(self.path, self.settings)
+        with self._parts:
+            if self._index is None:
+                self._index = open_index(self.path, self.settings)
+            return self._index
 
     @property
     def catalog(self) -> Catalog:
@@ -98,46 +106,58 @@ class KnowledgeBase:
     @property
     def is_open(self) -> bool:
         """Whether this object holds the knowledge base's files open (`close` releases them)."""
-        return "index" in self.__dict__
+        return self._index is not None
 
     @property
     def exists(self) -> bool:
         return self.index.exists
 
-    def refresh(self, max_age: float = 0.0) -> None:
-        """Team mode: pull what other members changed into the local mirror (if older than `max_age` s)."""
-        self.index.refresh(max_age)
+    @property
+    def refresh_every_s(self) -> float | None:
+        """How often a long-lived process should `refresh` (a team store), or None."""
+        return self.index.refresh_every_s
 
-    @cached_property
+    @property
     def model_id(self) -> str:
         """The index's own model when it has one; asking for another one is an error."""
-        built_with = self.catalog.meta().get("model") if self.exists else None
-        wanted = canonical_model_id(self.settings.model)
-        if built_with and built_with != wanted:
-            if "model" in self.settings.explicit:
-                raise EmbedderMismatchError(
-                    f"{self.path} was built with the embedding model {built_with!r}, not {wanted!r}: "
-                    "use that model, or re-embed with `kb reindex --model NEW`"
-                )
-            return built_with
-        return wanted
+        with self._parts:
+            if self._model_id is None:
+                self._model_id = index_model(self.settings, self.catalog.meta().get("model") if self.exists else None,
+                                             self.path)
+            return self._model_id
 
-    @cached_property
+    @property
     def embedder(self) -> Embedder:
-        model = self.model_id if self.model_id != canonical_model_id(self.settings.model) else self.settings.model
-        return self._embedder_for(model)
-
-    def _embedder_for(self, model: str) -> Embedder:
-        # The backend (torch / onnx / onnx-int8) is recorded in the index but is not part of its identity:
-        # one model's backends agree to >= 0.98 cosine and mixing them moved doc recall@5 on the retrieval benchmark by
-        # < 1 point (benchmarks/PERFORMANCE.md), so `auto` takes the fastest one on every machine.
-        return make_embedder(model, backend=self.settings.backend, device=self.settings.device,
-                             batch_size=self.settings.batch_size)
+        with self._parts:
+            if self._embedder is None:
+                same = self.model_id == canonical_model_id(self.settings.model)
+                self._embedder = open_embedder(self.settings, self.settings.model if same else self.model_id)
+            return self._embedder
 
     def _embedding(self, make: Callable[[], Embedder] | None = None) -> Embedding:
         return Embedding(make or (lambda: self.embedder), self.settings, self.path)
 
-    # --- writing -----------------------------------------------------------------------------
+    def warm(self) -> None:
+        """Open the catalog (a team store: pull it) and load the embedding model now, not in a first search."""
+        _ = self.catalog
+        self.embedder.embed_query("warm up")
+
+    def load_llm(self, llm: LLM | str | None = None) -> tuple[LLM | None, str | None]:
+        """The LLM `ask` uses for `llm`, loaded once, or (None, why it failed): see `kb.answer.load_llm`."""
+        with self._llm_guard:
+            return answering.load_llm(self.settings, llm, self._llms)
+
+    # --- writing: one at a time -------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Index]:
+        with self._writing, self.lock:
+            index = self.index
+            index.refresh(index.refresh_every_s or 0.0)
+            try:
+                yield index
+            finally:
+                index.written()
+
     def ingest(self, paths: Iterable[str], *, progress: Progress | None = None, include: Iterable[str] = (),
                exclude: Iterable[str] = (), changed: Iterable[str] | None = None) -> IngestReport:
         """Add new files, re-index changed ones, move renamed ones (nothing re-embedded), drop files gone
@@ -147,10 +167,10 @@ class KnowledgeBase:
         started = time.perf_counter()
         rules = Rules(tuple(include), tuple(exclude))
         scope = None if changed is None else frozenset(changed)
-        with self.lock:
+        with self._write() as index:
             _ = self.model_id  # fail on a model mismatch before any work
-            report = Pipeline(self.index, self._embedding()).run(paths, model=self.model_id, progress=progress,
-                                                                 rules=rules, changed=scope)
+            report = Pipeline(index, self._embedding()).run(paths, model=self.model_id, progress=progress,
+                                                            rules=rules, changed=scope)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -158,126 +178,123 @@ class KnowledgeBase:
         """Verify that catalog and vectors agree (and the catalog is sound); repair unless told not to."""
         if not self.exists:
             return CheckReport(path=str(self.path), ok=True, integrity="ok")
-        integrity = self.catalog.integrity()
-        with self.lock:
+        with self._write() as index:
             _ = self.model_id  # refuses another model before anything is re-embedded
-            orphans, missing = self.index.repair(reembed(self.catalog, self._embedding()), fix=repair)
-        docs, chunks, _ = self.catalog.totals()
-        return CheckReport(
-            path=str(self.path), ok=integrity == "ok" and (repair or not (orphans or missing)), integrity=integrity,
-            documents=docs, chunks=chunks, vectors=self.store.count(), orphan_vectors=orphans,
-            missing_vectors=missing, repaired=repair and bool(orphans or missing),
-        )
+            return index.check(reembed(index.catalog, self._embedding()), repair=repair)
 
     def reindex(self, model: str | None = None, *, progress: Counting | None = None) -> int:
-        """Re-embed every chunk from the catalog (no re-parsing), e.g. with a new `model`.
-
-        The new vectors go to a new store generation; the catalog switches to it in one transaction,
-        so an interruption leaves the old index in use. Returns the number of chunks embedded.
-        """
+        """Re-embed every chunk from the catalog (no re-parsing), e.g. with a new `model`, into a new store
+        generation that the catalog switches to in one transaction (an interruption leaves the old one in
+        use). Returns the number of chunks embedded."""
         if not self.exists:
             raise KBError(f"the knowledge base at {self.path} is empty: nothing to reindex")
         self.index.check_reindex()  # before the lock and the new model are taken
-        with self.lock:
-            embedding = self._embedding(lambda: self._embedder_for(model or self.settings.model))
-            ids = sorted(self.catalog.chunk_ids())
+        with self._write() as index:
+            embedding = self._embedding(lambda: open_embedder(self.settings, model or self.settings.model))
+            ids = sorted(index.catalog.chunk_ids())
             build = {k: v for k, v in embedding.build().items()
                      if k in ("model", "dimensions", "max_seq_length", "backend")}
-            self.index.replace_vectors(reembed(self.catalog, embedding, progress)(ids), build)
-            self.__dict__["embedder"] = embedding.embedder
-            self.__dict__.pop("model_id", None)
-            self.settings = self.settings.replace(model=embedding.embedder.model_id)
-        if self._reader is not None:  # it reads with the old model and vectors: the next reader() is new
-            self._reader.close()
+            index.replace_vectors(reembed(index.catalog, embedding, progress)(ids), build)
+            with self._parts:
+                self._embedder, self._model_id = embedding.embedder, None
+                self.settings = self.settings.replace(model=embedding.embedder.model_id)
         return len(ids)
 
     def remove(self, paths: Iterable[str]) -> list[str]:
-        """Forget files (or every file under folders), and the failures recorded for them; return the
-        sources forgotten. The files themselves are not touched."""
+        """Forget files (or all under folders) and their failures, not touching them; the sources forgotten."""
         if not self.exists:
             return []
-        removed: list[str] = []
-        with self.lock:
-            for given in paths:
-                target = str(Path(given).expanduser().resolve())
-                # A folder's documents, or a file's and those of the files inside it (a mail's attachments).
-                docs = [d for d in [self.catalog.document(target)] if d] + self.catalog.documents_under(target)
-                for doc in docs:
-                    self.index.forget(doc.path)
-                    removed.append(doc.source)
-                    failpoint("remove.after_forget")
-                removed += self.catalog.forget_failures(target)
-            self.index.save()
-        return removed
+        with self._write() as index:
+            return index.remove([str(Path(given).expanduser().resolve()) for given in paths])
 
-    # --- reading -------------------------------------------------------------------------------
+    def refresh(self, max_age: float = 0.0) -> None:
+        """Team mode: pull what other members changed into the local mirror (if older than `max_age` s)."""
+        with self._writing:
+            self.index.refresh(max_age)
+
+    def reload_if_changed(self) -> bool:
+        """Another process (`kb ingest`, `kb reindex`) rewrote the stored vectors: read them. Returns
+        whether it did (not while a write runs here: the next call looks again); vectors of another
+        embedding model are logged and left alone (a restart picks them up)."""
+        if not self._writing.acquire(blocking=False):
+            return False
+        try:
+            return self.index.reload_if_changed(self.model_id)  # the embedder's, once it is loaded
+        finally:
+            self._writing.release()
+
+    def _held(self) -> bool:
+        """Whether anything was ingested; first a team store's pull when due, unless a write runs here."""
+        every = self.index.refresh_every_s
+        if every is not None and self.auto_refresh and self._writing.acquire(blocking=False):
+            try:
+                self.index.refresh(every)
+            finally:
+                self._writing.release()
+        return self.exists
+
+    # --- reading: from any thread ----------------------------------------------------------------
     def search(self, query: str, k: int = 5, *, filters: Filters | None = None, mode: str | None = None,
                rerank: str | Reranker | None = None, tuning: Tuning | None = None) -> list[Hit]:
-        """The `k` passages that best match `query`, among those passing `filters`.
-
-        `mode`: "hybrid" (dense + keyword, the default), "dense" or "keyword"; None: the `mode`
-        setting. `rerank`: a cross-encoder model name, or a `Reranker`, that reorders the best
-        candidates; None: the `rerank` setting (off unless set).
-        """
-        from kb.query.rerank import open_reranker
-        from kb.query.search import DEFAULT_TUNING
-        from kb.query.search import search as run_search
-
+        """The `k` passages that best match `query`, among those passing `filters`. `mode`: "hybrid" (dense
+        + keyword, the default), "dense" or "keyword"; None: the `mode` setting. `rerank`: a cross-encoder
+        model name, or a `Reranker`, that reorders the best candidates; None: the `rerank` setting."""
         if not query.strip():
             raise ConfigError("the query is empty")
         mode = check_mode(mode or self.settings.mode)
         reranker = open_reranker(rerank if rerank is not None else self.settings.rerank, device=self.settings.device)
-        if not self.exists or self.catalog.totals()[1] == 0:
-            raise KBError(f"the knowledge base at {self.path} is empty: run `kb ingest PATH` first")
-        return run_search(self.catalog, self.store, self.embedder, query, k, filters=filters, mode=mode,
-                          reranker=reranker, tuning=tuning or DEFAULT_TUNING)
+        if not self._held():
+            raise KBError(EMPTY.format(self.path))
+        embedder = self.embedder
+        with self.index.reading() as view:
+            if view.catalog.totals()[1] == 0:
+                raise KBError(EMPTY.format(self.path))
+            return run_search(view.catalog, view.store, embedder, query, k, filters=filters, mode=mode,
+                              reranker=reranker, tuning=tuning or DEFAULT_TUNING)
 
-    def ask(self, question: str, k: int = 5, *, filters: Filters | None = None, llm: Any = None,
+    def _read(self, read: Callable[[Catalog], _T], *, pull: bool = False) -> _T | None:
+        """`read` of this thread's catalog connection, or None where nothing was ever ingested."""
+        if not (self._held() if pull else self.exists):
+            return None
+        with self.index.reading() as view:
+            return read(view.catalog)
+
+    def ask(self, question: str, k: int = 5, *, filters: Filters | None = None, llm: LLM | str | None = None,
             on_token: Callable[[str], None] | None = None, stream: bool = True, history: History = (),
-            **generation: Any) -> Answer:
-        """Answer `question` from the top `k` passages with checked [n] citations (an `Answer`).
-
-        `llm`: an `kb.llm.LLM`, a backend name, "none" (quote the best sentences), or None for the
-        configured default. A model that fails to load or while answering gives way to the quoted
-        sentences, the reason in `Answer.llm_error`. `on_token` sees the answer as it streams. `generation`: temperature,
-        top_p, top_k, max_tokens, num_beams. `history`: earlier turns of a conversation, oldest first
-        (`kb.Turn(question, answer)`): with a model, a follow-up is rewritten to stand alone before it is
-        searched (`Answer.rewritten`); without one it is searched as typed. See `kb.answer`.
-        """
-        from kb.answer import answer, load_llm
-
-        model, failure = load_llm(self.settings, llm, self._llms)
-        return answer(self.search, self.embedder, question, k=k, filters=filters, llm=model, on_token=on_token,
-                      stream=stream, llm_error=failure, history=history, **generation)
+            **generation: Unpack[Generation]) -> Answer:
+        """Answer `question` from the top `k` passages with checked [n] citations (an `Answer`). `llm`: an
+        `kb.llm.LLM`, a backend name, "none" (quote the best sentences), or None for the configured default;
+        one that fails to load or while answering gives way to the quoted sentences (`Answer.llm_error`).
+        `on_token` sees the answer as it streams. `generation`: temperature, top_p, top_k, max_tokens,
+        num_beams. `history`: earlier turns, oldest first (`kb.Turn`): with a model, a follow-up is rewritten
+        to stand alone before it is searched (`Answer.rewritten`). No lock is held while the model writes."""
+        model, failure = self.load_llm(llm)
+        return answering.answer(self.search, self.embedder, question, k=k, filters=filters, llm=model,
+                                on_token=on_token, stream=stream, llm_error=failure, history=history, **generation)
 
     def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
-        """The documents held (those passing the path and type parts of `filters`), in source order;
-        the files that failed are in `failures()`."""
-        return self.catalog.listing(filters) if self.exists else []
+        """The documents passing the path and type parts of `filters`, in source order (failed: `failures`)."""
+        return self._read(lambda catalog: catalog.listing(filters), pull=True) or []
+
+    def document(self, doc_id: int) -> DocumentInfo | None:
+        """One document by its id (`DocumentInfo.id`), or None."""
+        return self._read(lambda catalog: next(iter(catalog.listing(doc_id=doc_id)), None))
+
+    def text(self, doc: DocumentInfo, page: int | None = None) -> tuple[str, int | None, int | None]:
+        """`doc`'s text as extracted (or that on `page`), its first and last page: see `Catalog.text`."""
+        return self._read(lambda catalog: catalog.text(doc, page)) or ("", None, None)
 
     def failures(self, filters: Filters | None = None) -> list[FileOutcome]:
         """The files that could not be ingested, with the reason, in source order: those passing the path
         and type parts of `filters` (the type read from the file's extension, as ingest reads it)."""
-        if not self.exists:
-            return []
-        failed = self.catalog.failures(filters.path if filters else None)
+        failed = self._read(lambda catalog: catalog.failures(filters.path if filters else None), pull=True) or []
         if filters is not None and filters.file_type:
-            from kb.ingest.base import extensions, parsers
-
             wanted = filters.file_type.lower().lstrip(".")
             types = {ext: parsers()[name].file_type for ext, name in extensions().items()}
             failed = [f for f in failed if types.get(Path(f.source).suffix.lower()) == wanted]
         return failed
 
     def status(self) -> Status:
+        self._held()
         return self.index.status(canonical_model_id(self.settings.model))
 
-    def reader(self) -> Reader:
-        """A thread-safe view for reading from many threads at once (a server, a LangChain chain):
-        one per knowledge base, closed with it. See `kb.reader.Reader`."""
-        with self._reader_guard:
-            if self._reader is None or self._reader.closed:
-                from kb.reader import Reader
-
-                self._reader = Reader(self)
-            return self._reader

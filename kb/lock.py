@@ -1,14 +1,18 @@
-"""The single-writer lock of a knowledge base: one process at a time ingests, removes or repairs.
+"""Locks: `WriteLock`, one process at a time ingests, removes or repairs a knowledge base; `RWLock`,
+many threads of one process read an index while a change to it waits for them.
 
-An advisory `flock` on a file in the knowledge base folder, holding the writer's pid so that the
-second writer's message can name it. The OS drops it when the process dies, so a `kill -9` never
-leaves a stale lock behind. Readers never take it.
+`WriteLock` is an advisory `flock` on a file in the knowledge base folder, holding the writer's pid so
+that the second writer's message can name it. The OS drops it when the process dies, so a `kill -9`
+never leaves a stale lock behind. Readers never take it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kb.errors import LockedError
@@ -63,3 +67,46 @@ class WriteLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class RWLock:
+    """Many readers or one writer, within one process. A waiting writer holds back new readers, so a
+    steady stream of searches cannot starve an ingest's commits (each holds it for milliseconds).
+    Not re-entrant: a reader must not take it again while it reads."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()

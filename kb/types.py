@@ -228,9 +228,11 @@ class DocumentInfo:
     id: int = 0  # the catalog's document id (GET /documents/{id}, kb://document/{id})
     unit: str = "page"  # what `pages` counts: pages, slides, rows, messages (see `UNITS`)
     date: str | None = None  # the document's own date, as its metadata holds it (see kb.ingest.facets)
+    path: str = ""  # absolute, resolved: the file's identity (not listed: `source` is what users see)
 
     def to_json(self) -> JSON:
         d = asdict(self)
+        del d["path"]
         d["ingested_at"] = datetime.fromtimestamp(self.ingested_at, timezone.utc).isoformat(timespec="seconds")
         return d
 

@@ -184,8 +184,7 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.needs_eval
 def test_mode_is_passed_only_when_set(kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
-    reader = kb.reader()  # what the retriever searches through, from any thread
-    real = reader.search
+    real = kb.search  # what the retriever searches through, from any thread
     accepted = inspect.signature(kb.search).parameters
     calls: list[dict[str, object]] = []
 
@@ -193,7 +192,7 @@ def test_mode_is_passed_only_when_set(kb: KnowledgeBase, monkeypatch: pytest.Mon
         calls.append(dict(options))
         return real(query, k, **{name: value for name, value in options.items() if name in accepted})
 
-    monkeypatch.setattr(reader, "search", spy)
+    monkeypatch.setattr(kb, "search", spy)
     KBRetriever.from_kb(kb, k=1).invoke("net sales")
     assert "mode" not in calls[-1]
     KBRetriever.from_kb(kb, k=1, mode="dense").invoke("net sales")

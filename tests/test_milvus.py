@@ -316,9 +316,9 @@ def test_a_local_faiss_kb_folder_is_not_taken_over(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_members_reader_pulls_what_others_ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The thread-safe reader (kb serve, the LangChain retriever) pulls a team store's changes as
-    `KnowledgeBase.search` does: when its mirror is older than the index's refresh interval."""
+def test_a_members_searches_pull_what_others_ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-lived `KnowledgeBase` (kb serve, the LangChain retriever) pulls a team store's changes
+    when its mirror is older than the index's refresh interval."""
     from kb.index.team import TeamIndex
     from tests.helpers import FAKE
 
@@ -326,13 +326,12 @@ def test_a_members_reader_pulls_what_others_ingest(tmp_path: Path, monkeypatch: 
     write_markdown(tmp_path / "a" / "kennel.md", "# Kennel\n\nThe kennel feeds the greyhounds at nine.\n")
     with KnowledgeBase.open(tmp_path / "alice", **opts) as alice, KnowledgeBase.open(tmp_path / "bob", **opts) as bob:
         alice.ingest([str(tmp_path / "a")])
-        reader = bob.reader()
-        assert [Path(h.source).name for h in reader.search("greyhounds", k=1)] == ["kennel.md"]
+        assert [Path(h.source).name for h in bob.search("greyhounds", k=1)] == ["kennel.md"]
         write_markdown(tmp_path / "a" / "boats.md", "# Boats\n\nThe ferry leaves at seven from pier four.\n")
         alice.ingest([str(tmp_path / "a")])
-        assert "boats.md" not in {Path(h.source).name for h in reader.search("ferry pier", k=2)}  # pulled < 10 s ago
+        assert "boats.md" not in {Path(h.source).name for h in bob.search("ferry pier", k=2)}  # pulled < 10 s ago
         monkeypatch.setattr(TeamIndex, "refresh_every_s", 0.0)
-        assert [Path(h.source).name for h in reader.search("ferry pier", k=1)] == ["boats.md"]
+        assert [Path(h.source).name for h in bob.search("ferry pier", k=1)] == ["boats.md"]
 
 
 @pytest.mark.slow

@@ -213,7 +213,7 @@ def test_failed_save_keeps_the_previous_index(tmp_path: Path, isolated_kb: Path)
         with pytest.raises(StoreError, match="could not save"):
             kb.store.save()
         blocker.rmdir()
-        kb.store._dirty = False  # leave the broken in-memory state unsaved
+        kb.index.swap_store(None)  # leave the broken in-memory state unsaved
     assert vectors.read_bytes() == before
     code, hits, _ = run("search", "payment gateway error")
     assert code == 0 and "quokka-west" in hits["hits"][0]["text"]

@@ -3,7 +3,9 @@ and the library carries no words of the corpora it is evaluated on."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,12 +27,41 @@ def test_imports_follow_the_layers() -> None:
 
 
 def test_no_import_cycles() -> None:
-    """No strongly connected group of modules in kb's import graph (TYPE_CHECKING imports aside)."""
+    """No strongly connected group of modules in kb's import graph, counting the imports made for type
+    checking only and those inside functions."""
     grimp = pytest.importorskip("grimp")
-    graph = grimp.build_graph("kb", exclude_type_checking_imports=True)
+    graph = grimp.build_graph("kb", exclude_type_checking_imports=False)
     edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
     cycles = [group for group in _strongly_connected(edges) if len(group) > 1]
     assert not cycles, cycles
+
+
+def test_type_only_and_in_function_imports_count(tmp_path: Path) -> None:
+    """The two checks above see an upward import hidden under `if TYPE_CHECKING:` or in a function body:
+    a copy of the package with one such import added to a low module breaks the layers and makes a cycle."""
+    pytest.importorskip("grimp")
+    pytest.importorskip("importlinter")
+
+    copy = tmp_path / "kb"
+    shutil.copytree(REPO / "kb", copy, ignore=shutil.ignore_patterns("__pycache__", "models", "static"))
+    lock = copy / "lock.py"
+    lock.write_text(lock.read_text() + "\n\nif TYPE_CHECKING:\n    from kb.api import KnowledgeBase\n\n\n"
+                    "def _opened() -> None:\n    from kb.index import open_index  # noqa: F401\n")
+    lock.write_text(lock.read_text().replace("import fcntl\n", "import fcntl\nfrom typing import TYPE_CHECKING\n", 1))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    script = ("import grimp, kb, tests.test_structure as t; assert kb.__file__.startswith(%r); "
+              "g = grimp.build_graph('kb', exclude_type_checking_imports=False, cache_dir=None); "
+              "print(sorted(g.find_modules_directly_imported_by('kb.lock'))); "
+              "print([c for c in t._strongly_connected({m: g.find_modules_directly_imported_by(m) for m in g.modules}) "
+              "if len(c) > 1])") % str(tmp_path)
+    found = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           check=True, env=env).stdout.splitlines()
+    assert "'kb.api'" in found[0] and "'kb.index'" in found[0]  # the type-only and the in-function import
+    assert "'kb.lock'" in found[1]  # ...make a cycle (kb.api imports kb.lock)
+    exe = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(exe), "--no-cache", str(REPO / "pyproject.toml")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, check=False, env=env)
+    assert out.returncode != 0 and "kb.lock is not allowed to import kb.api" in out.stdout, out.stdout[-3000:]
 
 
 def test_no_corpus_words_in_the_library() -> None:

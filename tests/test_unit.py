@@ -81,14 +81,14 @@ def test_check_deletes_orphan_vectors_and_reembeds_missing_ones(kb: KnowledgeBas
 
 def test_reindex_switches_to_a_new_vectors_file(kb: KnowledgeBase) -> None:
     before = kb.catalog.meta().get("vectors", "vectors.faiss")
-    reader = kb.reader()
+    assert names(kb.search("greyhounds", k=1)) == ["kennel.md"]  # the store and the model are in use
     n = kb.reindex("fake-hash-v2")
     meta = kb.catalog.meta()
     assert n == kb.catalog.totals()[1] and meta["model"] == "fake-hash-v2" and meta["vectors"] != before
     assert not (kb.path / before).exists() and meta["vectors"].endswith(".faiss")  # as older kb versions name it
     assert (kb.path / meta["vectors"]).is_file()
     assert names(kb.search("greyhounds", k=1)) == ["kennel.md"]
-    assert reader.closed and kb.reader() is not reader  # the old reader embedded with the old model
+    assert kb.embedder.model_id == "fake-hash-v2"  # queries are embedded with the new model
     with KnowledgeBase.open(kb.path, workers=1, backend="fake") as reopened:  # the index's model is kept
         assert reopened.model_id == "fake-hash-v2" and names(reopened.search("roses", k=1)) == ["garden.md"]
 
@@ -114,13 +114,13 @@ def test_nothing_to_do_loads_no_model(kb: KnowledgeBase, docs: Path, monkeypatch
         assert k.check().ok and k.check(repair=False).ok
 
 
-def test_reader_ignores_vectors_of_another_model(kb: KnowledgeBase, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_long_lived_kb_ignores_vectors_of_another_model(kb: KnowledgeBase, caplog: pytest.LogCaptureFixture) -> None:
     """`kb reindex --model` in another process: a long-lived reader keeps its model and vectors, and says so."""
-    reader = kb.reader()
+    assert names(kb.search("greyhounds", k=1)) == ["kennel.md"]
     with KnowledgeBase.open(kb.path, workers=1, **FAKE) as other:
         other.reindex("fake-hash-v2")
-    assert not reader.reload_if_changed()
-    assert "restart" in caplog.text and names(reader.search("greyhounds", k=1)) == ["kennel.md"]
+    assert not kb.reload_if_changed()
+    assert "restart" in caplog.text and names(kb.search("greyhounds", k=1)) == ["kennel.md"]
 
 
 def test_remove_forgets_the_document_and_its_vectors(kb: KnowledgeBase, docs: Path) -> None:
@@ -130,9 +130,7 @@ def test_remove_forgets_the_document_and_its_vectors(kb: KnowledgeBase, docs: Pa
     assert "kennel.md" not in names(kb.search("greyhounds", k=3))
 
 
-def test_reader_serves_threads_while_a_writer_ingests(kb: KnowledgeBase, docs: Path) -> None:
-    reader = kb.reader()
-    assert kb.reader() is reader  # one per knowledge base
+def test_one_kb_serves_threads_while_a_writer_ingests(kb: KnowledgeBase, docs: Path) -> None:
     errors: list[BaseException] = []
     results: list[list[str]] = []
     stop = time.monotonic() + 20
@@ -142,7 +140,7 @@ def test_reader_serves_threads_while_a_writer_ingests(kb: KnowledgeBase, docs: P
             for _ in range(25):
                 if time.monotonic() > stop:
                     break
-                results.append(names(reader.search("greyhounds kennel", k=1)))
+                results.append(names(kb.search("greyhounds kennel", k=1)))
         except BaseException as e:
             errors.append(e)
 
@@ -150,27 +148,58 @@ def test_reader_serves_threads_while_a_writer_ingests(kb: KnowledgeBase, docs: P
     for t in threads:
         t.start()
     write_markdown(docs / "boats.md", "# Boats\n\nThe ferry to the island leaves at seven from pier four.\n")
-    writer = reader.writer()
-    try:
-        report = writer.ingest([str(docs)])
-    finally:
-        writer.close()
+    report = kb.ingest([str(docs)])  # the same object, from this thread, while the others search
     for t in threads:
         t.join(30)
     assert not errors and results and all(r == ["kennel.md"] for r in results)
     assert names_of(report.added) == ["boats.md"]
-    assert names(reader.search("ferry to the island", k=1)) == ["boats.md"]  # the shared store has it
-    assert reader.status().documents == 4
+    assert names(kb.search("ferry to the island", k=1)) == ["boats.md"]
+    assert kb.status().documents == 4
 
 
-def test_reader_reloads_vectors_another_process_wrote(kb: KnowledgeBase, docs: Path) -> None:
-    reader = kb.reader()
-    assert not reader.reload_if_changed()
+def test_a_waiting_writer_holds_new_readers_back() -> None:
+    """The index's read/write lock: searches share it, and once a change waits for the searches in
+    flight, a new search waits behind it, so a stream of searches cannot starve an ingest."""
+    from kb.lock import RWLock
+
+    lock, events = RWLock(), []
+    inside, let_go = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with lock.read():
+            inside.set()
+            let_go.wait(10)
+
+    def write() -> None:
+        with lock.write():
+            events.append("write")
+
+    def second() -> None:
+        with lock.read():
+            events.append("read")
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert inside.wait(10)
+    for target in (write, second):
+        threads.append(threading.Thread(target=target))
+        threads[-1].start()
+        time.sleep(0.2)
+    assert events == []  # the writer waits for the first search; the second search waits behind the writer
+    let_go.set()
+    for t in threads:
+        t.join(10)
+    assert events == ["write", "read"]
+
+
+def test_a_long_lived_kb_reloads_vectors_another_process_wrote(kb: KnowledgeBase, docs: Path) -> None:
+    assert names(kb.search("greyhounds", k=1)) == ["kennel.md"]
+    assert not kb.reload_if_changed()
     write_markdown(docs / "boats.md", "# Boats\n\nThe ferry to the island leaves at seven from pier four.\n")
     with KnowledgeBase.open(kb.path, workers=1, **FAKE) as other:  # as `kb ingest` in another process would
         other.ingest([str(docs)])
-    assert reader.reload_if_changed()
-    assert names(reader.search("ferry to the island", k=1)) == ["boats.md"]
+    assert kb.reload_if_changed()
+    assert names(kb.search("ferry to the island", k=1)) == ["boats.md"]
 
 
 def test_ask_with_a_scripted_model_cleans_and_checks_citations(kb: KnowledgeBase) -> None:
@@ -258,13 +287,12 @@ def test_reindex_on_a_team_store_is_refused_before_any_work(tmp_path: Path) -> N
         index.replace_vectors(iter(()), {})
 
 
-def test_a_closed_reader_is_replaced(kb: KnowledgeBase) -> None:
-    """kb serve closes the reader of a knowledge base it was handed; the owner's next reader() is new."""
-    reader = kb.reader()
-    reader.close()
-    with pytest.raises(KBError, match="closed"):
-        reader.search("greyhounds")
-    assert kb.reader() is not reader and names(kb.reader().search("greyhounds", k=1)) == ["kennel.md"]
+def test_a_closed_kb_reopens_on_use(kb: KnowledgeBase) -> None:
+    """`close` releases the files (after the searches in flight); the next call opens them again."""
+    assert names(kb.search("greyhounds", k=1)) == ["kennel.md"] and kb.is_open
+    kb.close()
+    assert not kb.is_open
+    assert names(kb.search("greyhounds", k=1)) == ["kennel.md"] and kb.is_open
 
 
 def test_a_broken_plugin_is_one_warning_line_and_the_rest_works(docs: Path, tmp_path: Path,

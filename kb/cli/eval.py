@@ -85,7 +85,7 @@ def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str |
     questions = load_gold(file)
     specs = [parse_run(s) for spec in runs for s in _split_runs(spec)] or [RunSpec(mode or "", mode or "")]
     with KnowledgeBase.open(kb_dir) as kb:
-        sources = [d.source for d in kb.catalog.documents()] if kb.exists else []
+        sources = [d.source for d in kb.documents()]
         if sources and any((s.mode or kb.settings.mode) != "keyword" for s in specs):
             kb.embedder.embed_query("warm-up")  # model loading must not count in the first run's seconds
         results = []

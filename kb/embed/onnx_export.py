@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kb.embed.onnx_build import build_bert_graph, buildable, weights_from_int8_onnx, weights_from_safetensors
 from kb.errors import DependencyError, EmbedderError, install_command
 
 if TYPE_CHECKING:
@@ -134,8 +135,6 @@ def _export(location: Path, model_id: str, out: Path) -> None:
     fp32 = out / FP32_FILE
     weights = _weights_without_torch(location, config)
     if weights is not None:  # a BERT model: built from its weights, no torch needed
-        from kb.embed.onnx_build import build_bert_graph
-
         if not (location / "tokenizer.json").is_file():
             raise EmbedderError(f"cannot build the ONNX graph of {model_id}: {location} has no tokenizer.json")
         shutil.copy(location / "tokenizer.json", out / "tokenizer.json")
@@ -198,14 +197,12 @@ def _transformers_output(location: Path, samples: dict[str, np.ndarray]) -> np.n
     with torch.no_grad():
         model = AutoModel.from_pretrained(str(location)).eval()
         out = model(**{k: torch.from_numpy(v) for k, v in samples.items()})
-    return out.last_hidden_state.numpy()  # type: ignore[no-any-return]
+    return out.last_hidden_state.numpy()
 
 
 def _weights_without_torch(location: Path, config: dict[str, Any]) -> Any:
     """The model's weights when the torch-free builder can make its graph (BERT, absolute positions,
     gelu; fp32 safetensors or a referenced int8 ONNX file), else None (torch exports it)."""
-    from kb.embed.onnx_build import buildable, weights_from_int8_onnx, weights_from_safetensors
-
     if not buildable(config):
         return None
     if (location / "model.safetensors").is_file():
@@ -365,7 +362,7 @@ def _run(path: Path, samples: dict[str, np.ndarray]) -> np.ndarray:
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, samples)[0]  # type: ignore[no-any-return]
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, samples)[0]
 
 
 def _check(path: Path, samples: dict[str, np.ndarray], expected: np.ndarray, names: list[str], *, min_cos: float,

@@ -17,6 +17,7 @@ from kb.errors import DependencyError, EmbedderError, install_command
 
 if TYPE_CHECKING:
     import numpy as np
+    from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
 
@@ -37,13 +38,13 @@ class SentenceTransformerEmbedder(Embedder):
     @property
     def max_seq_length(self) -> int:
         value = self._local_config.get("max_seq_length")
-        return int(value) if isinstance(value, int) else int(self.model.max_seq_length)
+        return value if isinstance(value, int) else _known(self.model.max_seq_length, "maximum sequence length")
 
     @property
     def dimensions(self) -> int:
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(getter())
+        return _known(getter(), "dimensions")
 
     def tokenizer(self) -> Tokenizer:
         from tokenizers import Tokenizer
@@ -66,11 +67,11 @@ class SentenceTransformerEmbedder(Embedder):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     @cached_property
-    def model(self):  # type: ignore[no-untyped-def]
+    def model(self) -> SentenceTransformer:
         return _load_model(self.location, self.device, self.model_id)
 
     @property
-    def batch_size(self) -> int:
+    def batch_size(self) -> int:  # type: ignore[override]  # read-only here: it follows the device
         if self.requested_batch_size:
             return self.requested_batch_size
         return 256 if self.device.startswith("cuda") else 32
@@ -90,8 +91,14 @@ class SentenceTransformerEmbedder(Embedder):
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+def _known(value: int | None, what: str) -> int:
+    if value is None:
+        raise EmbedderError(f"the embedding model does not say its {what}")
+    return int(value)
+
+
 @lru_cache(maxsize=4)
-def _load_model(location: str, device: str, model_id: str):  # type: ignore[no-untyped-def]
+def _load_model(location: str, device: str, model_id: str) -> SentenceTransformer:
     """One copy of each model per process, however many knowledge bases are open."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

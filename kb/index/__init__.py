@@ -8,24 +8,21 @@ Stores come from the `STORES` registry (entry-point group `kb.stores`); a store 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from kb.index.base import CATALOG_FILE, STORES, DocumentRecord, Index, VectorStore
+from kb.index.base import CATALOG_FILE, STORES, DocumentRecord, Index, VectorStore, View
+from kb.index.local import LocalIndex
+from kb.index.team import TeamIndex
 
 if TYPE_CHECKING:
     from kb.config import Settings
 
-__all__ = ["CATALOG_FILE", "STORES", "DocumentRecord", "Index", "VectorStore", "open_index"]
+__all__ = ["CATALOG_FILE", "STORES", "DocumentRecord", "Index", "VectorStore", "View", "open_index"]
 
 
-def open_index(folder: Path, settings: Settings, **parts: Any) -> Index:
-    """The index of the knowledge base in `folder` (nothing is opened until used). `parts`: a
-    `catalog` and/or `store` to use instead of opening them, and `readonly`."""
+def open_index(folder: Path, settings: Settings) -> Index:
+    """The index of the knowledge base in `folder` (nothing is opened until used)."""
     store_class = STORES.get(settings.store)
     if store_class.shared:
-        from kb.index.team import TeamIndex
-
-        return TeamIndex(folder, settings, **parts)
-    from kb.index.local import LocalIndex
-
-    return LocalIndex(folder, settings, **parts)
+        return TeamIndex(folder, settings)
+    return LocalIndex(folder, settings)

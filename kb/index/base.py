@@ -1,111 +1,45 @@
-"""The two seams of storage: `VectorStore` (vectors keyed by chunk id, one backend per file) and
-`Index` (the catalog and a store together: one knowledge base, local or shared by a team).
-
-A store declares what it can do beyond the contract (`native_filters`, `native_keyword`, `shared`)
-instead of being probed for methods; search code asks those flags.
+"""The `Index` seam: a knowledge base's catalog and vector store together, kept in agreement, local
+(`kb.index.local`) or shared by a team (`kb.index.team`), and safe to read from many threads while
+one writes. The `VectorStore` seam is `kb.index.store`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from functools import cached_property
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
+from kb.embed.base import Vectors
 from kb.errors import KBError
+from kb.failpoints import failpoint
 from kb.index.catalog import Catalog, DocumentRecord
-from kb.registry import Registry
-from kb.types import Status
+from kb.index.shared import GuardedStore, ThreadCatalogs
+from kb.index.store import STORES, VectorStore
+from kb.lock import RWLock
+from kb.types import CheckReport, Status
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from kb.config import Settings
-    from kb.filters import Filters
     from kb.types import Chunk
+
+__all__ = ["CATALOG_FILE", "STORES", "DocumentRecord", "Index", "Reembed", "VectorStore", "View"]
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
 # Re-embeds chunks from the catalog: chunk ids in, (ids, vectors) batches out (kb.ingest.pipeline).
-Reembed = Callable[[list[int]], Iterator[tuple[list[int], "np.ndarray"]]]
+Reembed = Callable[[list[int]], Iterator[tuple[list[int], Vectors]]]
 
 
-class VectorStore(ABC):
-    name: ClassVar[str]
-    native_filters: ClassVar[bool] = False  # `search_filtered` evaluates `Filters` inside the store
-    native_keyword: ClassVar[bool] = False  # `keyword_search` is the store's own BM25 over the chunks it holds
-    shared: ClassVar[bool] = False  # holds the whole knowledge base (chunks, documents, build), for a team
+class View(NamedTuple):
+    """What one reading thread uses: its own read-only catalog connection and the live store."""
 
-    @classmethod
-    @abstractmethod
-    def open(cls, settings: Settings, folder: Path, dimensions: int | None, vectors: str | None = None) -> VectorStore:
-        """The store of the knowledge base in `folder`; `vectors` (kept in the catalog) names a
-        store-specific generation, such as the live FAISS file after `kb reindex`."""
-
-    @abstractmethod
-    def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict[str, Any]] | None = None) -> None:
-        """Insert vectors under new int64 chunk ids (the catalog never reuses an id)."""
-
-    @abstractmethod
-    def search(self, vector: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """Best `k` (id, inner product) pairs, best first; only among `allowed_ids` when given."""
-
-    @abstractmethod
-    def delete(self, ids: np.ndarray) -> None: ...
-
-    @abstractmethod
-    def count(self) -> int: ...
-
-    @abstractmethod
-    def ids(self) -> np.ndarray:
-        """Every id held, as int64."""
-
-    def save(self) -> None:
-        """Make what was added durable (a no-op for stores that write through)."""
-
-    def close(self) -> None:
-        self.save()
-
-    @classmethod
-    def generation(cls) -> str:
-        """A name for a new generation of vectors (`kb reindex` writes one, then switches to it)."""
-        return f"vectors-{int(time.time() * 1000)}"
-
-    @classmethod
-    def drop(cls, folder: Path, vectors: str | None) -> None:
-        """Delete a generation from disk (the old one, once `kb reindex` switched away); it need not open."""
-
-    @classmethod
-    def sweep(cls, folder: Path, vectors: str | None) -> list[str]:
-        """Delete what interrupted writes left in `folder` (half-written files, generations other
-        than the live one `vectors`); called by repair, under the write lock. Returns what went."""
-        return []
-
-    @classmethod
-    def stamp(cls, folder: Path, vectors: str | None) -> object | None:
-        """Changes whenever another process rewrites the stored vectors (a long-lived reader then
-        reopens the store); None when the store cannot tell, or serves every process live."""
-        return None
-
-    # --- optional capabilities: implemented where the flags above say so ------------------------
-    def search_filtered(self, vector: np.ndarray, k: int, filters: Filters | None, catalog: Catalog) -> list[tuple[int, float]]:
-        """Dense search with `filters` evaluated by the store (`native_filters`)."""
-        raise NotImplementedError(f"{self.name} does not filter natively")
-
-    def keyword_search(self, query: str, k: int, filters: Filters | None, catalog: Catalog) -> list[tuple[int, float]]:
-        """The store's own BM25 (`native_keyword`): (id, score) best first."""
-        raise NotImplementedError(f"{self.name} has no keyword search")
-
-
-# Stores by name (entry-point group `kb.stores`); a class with `shared = True` is opened as a `TeamIndex`.
-STORES: Registry[type[VectorStore]] = Registry("kb.stores", "store", {
-    "faiss": "kb.index.faiss:FaissStore",
-    "milvus": "kb.index.milvus:MilvusStore",
-})
+    catalog: Catalog
+    store: VectorStore
 
 
 class Index(ABC):
@@ -113,52 +47,114 @@ class Index(ABC):
     agreement. Subclasses own where the truth lives: `LocalIndex` (the catalog; vectors derived) or
     `TeamIndex` (Milvus; the catalog a mirror). Catalog and store open on first use.
 
-    `readonly`: an index for readers that share a store with a writer elsewhere (kb serve); it never
-    writes, and never pulls on its own.
+    Threads: any number read through `reading()` (each with its own read-only catalog connection) while
+    one at a time writes through `catalog` and `store` (the caller serialises writers: `KnowledgeBase`).
+    A change to the store, swapping it and closing wait for the reads in flight; a waiting change holds
+    new reads back, so a stream of searches cannot starve an ingest.
     """
 
     refresh_every_s: ClassVar[float | None] = None  # how often a long-lived process should `refresh`
 
-    def __init__(self, folder: Path, settings: Settings, *, catalog: Any = None, store: VectorStore | None = None,
-                 readonly: bool = False):
+    def __init__(self, folder: Path, settings: Settings):
         self.folder = folder
         self.settings = settings
-        self.readonly = readonly
-        if catalog is not None:
-            self.__dict__["catalog"] = catalog
-        if store is not None:
-            self.__dict__["store"] = store
+        self.guard = RWLock()
+        self._opening = threading.RLock()  # one thread opens catalog and store (re-entered by `_opened`)
+        self._catalog: Catalog | None = None
+        self._ready = False  # the catalog is open and `_opened` ran: other threads may use it
+        self._store: VectorStore | None = None
+        self._guarded: VectorStore | None = None
+        self._readers = ThreadCatalogs(folder / CATALOG_FILE)
+        self._stamp: object | None = None  # `stamp()` of the vectors this process last read or wrote
 
-    @cached_property
+    @property
     def catalog(self) -> Catalog:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(self.folder / CATALOG_FILE)
-        self.__dict__["catalog"] = catalog  # `_opened` may read it (opening a store reads its metadata)
-        self._opened()
-        return catalog
+        """The catalog's read-write connection, the writer's; readers use `reading()`."""
+        if not self._ready:
+            with self._opening:
+                if self._catalog is None:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    self._catalog = Catalog(self.folder / CATALOG_FILE)
+                    self._opened()  # may read it (opening a store reads its metadata)
+                    self._ready = True
+        assert self._catalog is not None
+        return self._catalog
 
     def _opened(self) -> None:
         """Called once the catalog is open, before anything reads it."""
 
-    @cached_property
+    @property
     def store(self) -> VectorStore:
-        return self.open_store()
+        """The live store, as writers change it: each change waits for the reads in flight."""
+        self._live()
+        assert self._guarded is not None
+        return self._guarded
 
-    def open_store(self) -> VectorStore:
+    def _live(self, catalog: Catalog | None = None) -> VectorStore:
+        if self._store is None:
+            with self._opening:
+                if self._store is None:
+                    self._use(self.open_store(catalog))
+                    self._stamp = self.stamp(catalog)
+        assert self._store is not None
+        return self._store
+
+    def _use(self, store: VectorStore | None) -> None:
+        self._store = store
+        self._guarded = None if store is None else GuardedStore(store, self.guard)
+
+    @contextmanager
+    def reading(self) -> Iterator[View]:
+        """Read from any thread: this thread's catalog connection and the live store, which no change
+        touches until the block ends. Not re-entrant: read everything inside one block."""
+        _ = self.catalog  # opened (on a team store: pulled) once, before any thread reads
+        catalog = self._readers.mine()
+        store = self._live(catalog)
+        with self.guard.read():
+            yield View(catalog, self._store or store)
+
+    def open_store(self, catalog: Catalog | None = None) -> VectorStore:
         """A new handle on the store generation the catalog names as live."""
-        meta = self.catalog.meta()
+        meta = (catalog or self.catalog).meta()
         dims = meta.get("dimensions")
         return self.store_class.open(self.settings, self.folder, int(dims) if dims else None, meta.get("vectors"))
 
-    def stamp(self) -> object | None:
+    def stamp(self, catalog: Catalog | None = None) -> object | None:
         """See `VectorStore.stamp`: of the generation the catalog names as live now."""
-        return self.store_class.stamp(self.folder, self.catalog.meta().get("vectors"))
+        return self.store_class.stamp(self.folder, (catalog or self.catalog).meta().get("vectors"))
 
-    def swap_store(self, store: VectorStore) -> VectorStore | None:
-        """Use `store` from now on; the previous one is returned, not closed (readers may hold it)."""
-        previous = self.__dict__.get("store")
-        self.__dict__["store"] = store
+    def swap_store(self, store: VectorStore | None) -> VectorStore | None:
+        """Use `store` from now on (None: open the live one when next used), once the reads in flight
+        end; the previous one is returned, not closed."""
+        with self.guard.write():
+            previous = self._store
+            self._use(store)
         return previous
+
+    def written(self) -> None:
+        """A writer here saved: what is stored now is what this process reads."""
+        if self._store is not None:
+            self._stamp = self.stamp()
+
+    def reload_if_changed(self, model: str) -> bool:
+        """Another process (`kb ingest`, `kb reindex`) rewrote the stored vectors: read them. Returns
+        whether it did; vectors of another embedding model than `model` (the one queries here are
+        embedded with) are logged and left alone (a restart picks them up). Call it as a writer."""
+        if self._store is None or not self.exists:
+            return False  # nothing read yet: the store opens as it is when first used
+        stamp = self.stamp()
+        if stamp is None or stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        built = self.catalog.meta().get("model")
+        if built and built != model:
+            log.error("kb: the index now holds %s vectors, queries here are embedded with %s: restart to use them",
+                      built, model)
+            return False
+        previous = self.swap_store(self.open_store())
+        if previous is not None:
+            previous.close()
+        return True
 
     @property
     def store_class(self) -> type[VectorStore]:
@@ -170,25 +166,28 @@ class Index(ABC):
         return (self.folder / CATALOG_FILE).is_file()
 
     def refresh(self, max_age: float = 0.0) -> None:
-        """Bring what this process sees up to date with writes made elsewhere (a team's pulls)."""
+        """Bring what this process sees up to date with writes made elsewhere (a team's pulls). Call it
+        as a writer."""
 
     def status(self, model: str) -> Status:
         """What the knowledge base holds; `model`: the one it is (or would be) built with."""
         if not self.exists:
             return Status(0, 0, 0, model, self.settings.store, 0, [], str(self.folder))
-        docs, chunks, pages = self.catalog.totals()
-        meta = self.catalog.meta()
-        size = sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
-        return Status(
-            documents=docs, chunks=chunks, pages=pages, model=meta.get("model") or model,
-            store=meta.get("store") or self.settings.store, bytes=size, failed=self.catalog.failures(),
-            path=str(self.folder), dimensions=int(meta["dimensions"]) if meta.get("dimensions") else None,
-            folder=self.catalog.common_folder(), types=self.catalog.type_counts(),
-        )
+        with self.reading() as view:
+            catalog = view.catalog
+            docs, chunks, pages = catalog.totals()
+            meta = catalog.meta()
+            size = sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
+            return Status(
+                documents=docs, chunks=chunks, pages=pages, model=meta.get("model") or model,
+                store=meta.get("store") or self.settings.store, bytes=size, failed=catalog.failures(),
+                path=str(self.folder), dimensions=int(meta["dimensions"]) if meta.get("dimensions") else None,
+                folder=catalog.common_folder(), types=catalog.type_counts(),
+            )
 
     # --- writing ----------------------------------------------------------------------------
     @abstractmethod
-    def commit(self, doc: DocumentRecord, chunks: list[Chunk], vectors: np.ndarray) -> tuple[list[int], list[int]]:
+    def commit(self, doc: DocumentRecord, chunks: list[Chunk], vectors: Vectors) -> tuple[list[int], list[int]]:
         """One document into catalog and store, whole or not at all: (old chunk ids, new ones)."""
 
     @abstractmethod
@@ -208,7 +207,7 @@ class Index(ABC):
     def check_reindex(self) -> None:
         """Raise a `KBError` saying why `replace_vectors` cannot work here (before any work is done)."""
 
-    def replace_vectors(self, batches: Iterable[tuple[list[int], np.ndarray]], build: dict[str, str]) -> None:
+    def replace_vectors(self, batches: Iterable[tuple[list[int], Vectors]], build: dict[str, str]) -> None:
         """Every chunk's vectors anew (`kb reindex`), switched to only when complete."""
         raise KBError(f"kb reindex does not work on a {self.settings.store} store")
 
@@ -222,17 +221,47 @@ class Index(ABC):
         if any(meta.get(k) != v for k, v in build.items()):
             self.catalog.set_meta(**build)
 
+    def check(self, reembed: Reembed, *, repair: bool = True) -> CheckReport:
+        """`kb doctor`: whether the catalog is sound and store and catalog agree; `repair`: make them."""
+        integrity = self.catalog.integrity()
+        orphans, missing = self.repair(reembed, fix=repair)
+        docs, chunks, _ = self.catalog.totals()
+        return CheckReport(
+            path=str(self.folder), ok=integrity == "ok" and (repair or not (orphans or missing)),
+            integrity=integrity, documents=docs, chunks=chunks, vectors=self.store.count(), orphan_vectors=orphans,
+            missing_vectors=missing, repaired=repair and bool(orphans or missing),
+        )
+
+    def remove(self, targets: list[str]) -> list[str]:
+        """Forget the documents at or under each resolved path (a folder's; a file's and those of the
+        files inside it, a mail's attachments) and the failures recorded there: their sources."""
+        removed: list[str] = []
+        for target in targets:
+            docs = [d for d in [self.catalog.document(target)] if d] + self.catalog.documents_under(target)
+            for doc in docs:
+                self.forget(doc.path)
+                removed.append(doc.source)
+                failpoint("remove.after_forget")
+            removed += self.catalog.forget_failures(target)
+        self.save()
+        return removed
+
     def save(self) -> None:
-        if "store" in self.__dict__:
+        if self._store is not None:
             self.store.save()
 
     def close(self) -> None:
-        """Save and close what was opened; a `readonly` index leaves a shared store open."""
-        store = self.__dict__.pop("store", None)
-        catalog = self.__dict__.pop("catalog", None)
-        try:
-            if store is not None and not self.readonly:
-                store.close()
-        finally:
-            if catalog is not None:
-                catalog.close()
+        """Save and close what was opened, once the reads in flight end."""
+        with self.guard.write():
+            store, catalog = self._store, self._catalog
+            self._use(None)
+            self._catalog, self._ready = None, False
+            try:
+                if store is not None:
+                    store.close()
+            finally:
+                try:
+                    if catalog is not None:
+                        catalog.close()
+                finally:
+                    self._readers.close()

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from kb.errors import CatalogError
 from kb.failpoints import failpoint
-from kb.filters import Filters
+from kb.filters import Filters, glob_escape
 from kb.types import Chunk, DocumentInfo, FileOutcome
 
 _T = TypeVar("_T")
@@ -198,18 +198,45 @@ class Catalog:
     def documents(self) -> list[DocumentRow]:
         return [_document(r) for r in self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY path")]
 
-    def listing(self, filters: Filters | None = None) -> list[DocumentInfo]:
+    def listing(self, filters: Filters | None = None, *, doc_id: int | None = None) -> list[DocumentInfo]:
         """Every document that passes the document-level part of `filters` (path, type), with its
-        chunk count, in source order: what `kb documents` shows."""
+        chunk count, in source order: what `kb documents` shows. `doc_id`: only that document."""
         where, params = filter_sql(Filters(path=filters.path, file_type=filters.file_type, where=filters.where)
                                    if filters else Filters())
+        if doc_id is not None:
+            where, params = f"({where}) AND d.id = ?", [*params, doc_id]
         rows = self.db.execute(
             "SELECT d.source, d.file_type, d.title, d.pages, count(c.id), d.size, d.ingested_at, d.id,"
-            " coalesce(json_extract(d.metadata, '$.unit'), 'page'), json_extract(d.metadata, '$.date')"
+            " coalesce(json_extract(d.metadata, '$.unit'), 'page'), json_extract(d.metadata, '$.date'), d.path"
             f" FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id WHERE {where} GROUP BY d.id ORDER BY d.source",
             params,
         )
         return [DocumentInfo(*r) for r in rows]
+
+    def text(self, doc: DocumentInfo, page: int | None = None) -> tuple[str, int | None, int | None]:
+        """The text of `doc` (or of its chunks on `page`), assembled from its chunks in order, and the
+        first and last page it covers (a chunk that crosses a page break brings its other page along).
+
+        Chunks may overlap (the chunker carries a few sentences over) and leave the blank lines between
+        blocks out: the span each chunk covers in the extracted text puts every character in once."""
+        filters = Filters(path=glob_escape(doc.source), pages=(page, page) if page else None)
+        rows = [c for c in self.chunks(self.filtered_ids(filters)).values() if c["doc_id"] == doc.id]
+        parts: list[str] = []
+        end: int | None = None
+        for c in sorted(rows, key=lambda c: (c["char_start"], c["char_end"])):
+            text, start = c["text"], c["char_start"]
+            if end is not None:
+                if c["char_end"] <= end:
+                    continue
+                if start < end:
+                    text = text[end - start:]
+                else:
+                    parts.append("\n\n")
+            parts.append(text)
+            end = c["char_end"]
+        starts = [c["page_start"] for c in rows if c["page_start"] is not None]
+        ends = [c["page_end"] or c["page_start"] for c in rows if c["page_start"] is not None]
+        return "".join(parts), min(starts, default=None), max(ends, default=None)
 
     def common_folder(self) -> str | None:
         """The deepest folder that holds every document (the folder ingested, for most knowledge
@@ -276,7 +303,8 @@ class Catalog:
                     (ids[n] if ids is not None else None, doc_id, c.ord, c.text, json.dumps(list(c.headings)), c.section,
                      c.page_start, c.page_end, c.char_start, c.char_end, c.tokens),
                 )
-                new.append(int(cur.lastrowid))
+                assert cur.lastrowid is not None  # an INSERT sets it
+                new.append(cur.lastrowid)
             db.execute("DELETE FROM failures WHERE path = ?", (path,))
             failpoint("catalog.in_transaction")
         return old, new
@@ -462,7 +490,7 @@ class Catalog:
         stamp = self.changes()
         held = self._memos.get(key)
         if held is not None and held[0] == stamp and not self.db.in_transaction:  # mid-write: count now
-            return held[1]  # type: ignore[no-any-return]
+            return held[1]
         value = compute()
         self._memos[key] = (stamp, value)
         return value
@@ -504,8 +532,8 @@ _DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, page
 
 
 def _document(row: tuple[Any, ...]) -> DocumentRow:
-    doc_id, *rest = row
-    return DocumentRow(*rest, id=doc_id)
+    doc_id, path, source, file_type, sha256, size, mtime_ns, title, pages = row
+    return DocumentRow(path, source, file_type, sha256, size, mtime_ns, title, pages, id=doc_id)
 
 
 def _path_where(glob: str, table: str) -> tuple[str, list[object]]:

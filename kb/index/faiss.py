@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kb.errors import DependencyError, StoreError
 from kb.failpoints import failpoint
-from kb.index.base import VectorStore
+from kb.index.store import Payload, VectorStore
 
 if TYPE_CHECKING:
     from kb.config import Settings
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_VECTORS = "vectors.faiss"
 
 
-def _faiss():  # type: ignore[no-untyped-def]
+def _faiss() -> ModuleType:
     try:
         import faiss
     except ImportError as e:
@@ -114,7 +115,7 @@ class FaissStore(VectorStore):
             self._mapped = False
         return self.index
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict[str, Any]] | None = None) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[Payload] | None = None) -> None:
         if len(ids) == 0:
             return
         index = self._require(vectors.shape[1])

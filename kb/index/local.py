@@ -49,7 +49,7 @@ class LocalIndex(Index):
                 raise
             log.warning("kb: %s: rebuilding it", e)
             self.store_class.drop(self.folder, self.catalog.meta().get("vectors"))
-            self.__dict__.pop("store", None)
+            self.swap_store(None)  # the torn one is not saved back: a new one opens
             in_store = set(self.store.ids().tolist())
         extra = in_store - in_catalog
         missing = sorted(in_catalog - in_store)

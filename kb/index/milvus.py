@@ -30,11 +30,11 @@ import numpy as np
 
 from kb.errors import ConfigError, DependencyError, StoreError, install_command
 from kb.failpoints import failpoint
-from kb.index.base import VectorStore
+from kb.filters import Filters
+from kb.index.store import Payload, VectorStore
 
 if TYPE_CHECKING:
     from kb.config import Settings
-    from kb.filters import Filters
     from kb.index.catalog import Catalog
 
 DEFAULT_LITE = "milvus.db"  # Milvus Lite folder in the KB dir when store=milvus has no store_uri
@@ -245,7 +245,7 @@ class MilvusStore(VectorStore):
             self.dimensions = dimensions
 
     # --- the VectorStore contract --------------------------------------------------------
-    def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict[str, Any]] | None = None) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[Payload] | None = None) -> None:
         """Upsert vectors (an id already present is replaced) with their chunk payloads."""
         if len(ids) == 0:
             return
@@ -299,11 +299,11 @@ class MilvusStore(VectorStore):
     def delete(self, ids: np.ndarray) -> None:
         if len(ids) == 0 or not self._has(self.chunks_name):
             return
-        ids = [int(i) for i in ids]
+        keys = [int(i) for i in ids]
         failpoint("milvus.delete")
         with self._errors("delete"):
-            for start in range(0, len(ids), DELETE_BATCH):
-                self.client.delete(self.chunks_name, ids=ids[start : start + DELETE_BATCH], timeout=self.timeout)
+            for start in range(0, len(keys), DELETE_BATCH):
+                self.client.delete(self.chunks_name, ids=keys[start : start + DELETE_BATCH], timeout=self.timeout)
         self._dirty = True
 
     def count(self) -> int:
@@ -372,8 +372,6 @@ class MilvusStore(VectorStore):
         """
         if filters is None or filters.is_empty():
             return ""
-        from kb.filters import Filters
-
         parts: list[str] = []
         if filters.path or filters.where:  # metadata lives in the catalog: the documents that pass, by path
             paths = catalog.document_paths(Filters(path=filters.path, where=filters.where))
@@ -443,7 +441,7 @@ class MilvusStore(VectorStore):
             row[k] = _clip(str(row[k] or ""), MAX_SHORT)
         meta = json.dumps(record.get("metadata") or {}, default=str, ensure_ascii=False)
         row["metadata"] = meta if len(meta.encode()) <= MAX_VARCHAR else json.dumps({"truncated": True})
-        _check_short(row["path"])
+        _check_short(str(row["path"]))
         with self._errors("write document"):
             self.client.upsert(self.docs_name, [row], timeout=self.timeout)
         self._dirty = True

@@ -14,6 +14,7 @@ the same id, and writing the same document twice writes the same rows.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -25,6 +26,7 @@ import numpy as np
 from kb.errors import ConfigError, KBError
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index, Reembed
+from kb.index.store import Payload
 from kb.types import Chunk
 
 if TYPE_CHECKING:
@@ -85,16 +87,17 @@ def pull(catalog: Catalog, store: MilvusStore) -> SyncReport:
             if row["sha256"] == remote[row["path"]]["sha256"]:
                 rows[row["path"]].append(row)
         for path in batch:
-            doc, found = remote[path], sorted(rows.get(path, []), key=lambda r: r["ord"])
-            if len(found) != int(doc["chunks"]):
-                report.incomplete.append(doc["source"])
+            record, found = remote[path], sorted(rows.get(path, []), key=lambda r: r["ord"])
+            if len(found) != int(record["chunks"]):
+                report.incomplete.append(record["source"])
                 continue
             catalog.replace_document(
-                path=path, source=doc["source"], file_type=doc["file_type"], sha256=doc["sha256"],
-                size=int(doc["size"]), mtime_ns=int(doc["mtime_ns"]), title=doc["title"], pages=doc["pages"],
-                metadata=_json(doc["metadata"]), chunks=[_chunk(r) for r in found], ids=[int(r["id"]) for r in found],
+                path=path, source=record["source"], file_type=record["file_type"], sha256=record["sha256"],
+                size=int(record["size"]), mtime_ns=int(record["mtime_ns"]), title=record["title"],
+                pages=record["pages"], metadata=_json(record["metadata"]), chunks=[_chunk(r) for r in found],
+                ids=[int(r["id"]) for r in found],
             )
-            report.pulled.append(doc["source"])
+            report.pulled.append(record["source"])
             failpoint("team.pull")
     if report.incomplete:
         log.warning("%d shared document(s) are being written or were cut short; skipped: %s",
@@ -113,7 +116,7 @@ def publish(store: MilvusStore, *, path: str, source: str, file_type: str, sha25
     """
     ids = [chunk_id(path, sha256, c.ord) for c in chunks]
     now = int(time.time())
-    payloads = [
+    payloads: list[Payload] = [
         {"path": path, "source": source, "file_type": file_type, "sha256": sha256, "ord": c.ord, "text": c.text,
          "headings": list(c.headings), "page_start": c.page_start, "page_end": c.page_end,
          "char_start": c.char_start, "char_end": c.char_end, "tokens": c.tokens, "at": now}
@@ -188,24 +191,21 @@ class TeamIndex(Index):
         return self.store  # type: ignore[return-value]  # a `shared` store: the team methods below
 
     def _opened(self) -> None:
-        if not self.readonly:  # pull what other members changed before anything reads the catalog
-            try:
-                self._pull()
-            except BaseException:
-                self.close()
-                raise
+        try:  # pull what other members changed before anything reads the catalog
+            self._pull()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def exists(self) -> bool:
-        self.refresh(TEAM_SYNC_S)  # the knowledge base lives in Milvus: mirror it before anything looks
+        _ = self.catalog  # the knowledge base lives in Milvus: mirror it (once) before anything looks
         return super().exists
 
     def refresh(self, max_age: float = 0.0) -> None:
-        if self.readonly:
-            return
-        fresh = "catalog" not in self.__dict__
+        pulled = self._pulled_at
         _ = self.catalog  # the first open pulls
-        if not fresh and time.monotonic() - self._pulled_at > max_age:
+        if pulled and time.monotonic() - self._pulled_at > max_age:
             self._pull()
 
     def _pull(self) -> SyncReport:
@@ -248,8 +248,6 @@ def _chunk(row: dict[str, Any]) -> Chunk:
 
 
 def _json(text: str | None) -> Any:
-    import json
-
     try:
         return json.loads(text) if text else {}
     except ValueError:

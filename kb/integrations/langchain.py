@@ -180,8 +180,8 @@ class KBRetriever(BaseRetriever):
         if mode is not None:
             # Only when asked for, so this works with a KnowledgeBase.search that has no `mode`.
             options["mode"] = mode
-        # `ainvoke` and `batch` call this from worker threads: the knowledge base's reader is thread-safe.
-        return self.kb.reader().search(query, **options)
+        # `ainvoke` and `batch` call this from worker threads: a `KnowledgeBase` is safe to share between them.
+        return self.kb.search(query, **options)
 
     def _get_relevant_documents(
         self,

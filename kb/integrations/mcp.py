@@ -3,8 +3,8 @@
 `kb mcp` serves it on stdio (what Claude Desktop and other MCP clients start); `kb serve --mcp` adds
 it to the HTTP server as streamable HTTP at /mcp. Tools: `search`, `ask`, `get_document`,
 `list_documents`; each document is also a resource (`kb://document/ID`, one page:
-`kb://document/ID/page/N`). Every call goes through the library's thread-safe `Reader` (the SDK
-runs tools in worker threads); a `KBError` reaches the client as a tool error carrying its one-line
+`kb://document/ID/page/N`). Every call goes through the `KnowledgeBase`, safe to share between
+threads (the SDK runs tools in worker threads); a `KBError` reaches the client as a tool error carrying its one-line
 message, never a traceback.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
@@ -21,11 +20,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from kb.api import KnowledgeBase
 from kb.config import MODES
 from kb.errors import KBError, MissingExtraError, install_command
-from kb.filters import Filters, glob_escape
-from kb.index.catalog import DocumentRow
+from kb.filters import Filters
 from kb.ingest.base import file_types, supported_types
-from kb.reader import Reader
-from kb.types import Hit, search_json, shown
+from kb.types import DocumentInfo, Hit, search_json, shown
 from kb.version import __version__
 
 INSTALL_HINT = install_command("mcp")
@@ -75,23 +72,16 @@ KArg = Annotated[int, Field(ge=1, le=50, description="Number of passages.")]
 _T = TypeVar("_T")
 
 
-def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "kb") -> MCPServer:
-    """The MCP server over `kb`: a `KnowledgeBase`, read through its `reader()` (documents another
-    process ingests meanwhile are picked up before each call), or a `Reader` a host already holds and
-    keeps current, as `kb serve` does. `llm`: what `ask` answers with (an `LLM`, a backend name,
-    "none" for extractive answers, or None for the configured default)."""
+def create_server(kb: KnowledgeBase, *, llm: Any = None, name: str = "kb") -> MCPServer:
+    """The MCP server over `kb` (documents another process ingests meanwhile are picked up before each
+    call). `llm`: what `ask` answers with (an `LLM`, a backend name, "none" for extractive answers, or
+    None for the configured default)."""
 
-    fresh = threading.Lock()
+    def current() -> KnowledgeBase:
+        kb.reload_if_changed()  # a long-lived server: read the vectors a `kb ingest` beside it wrote (one stat)
+        return kb
 
-    def reader() -> Reader:
-        if not isinstance(kb, KnowledgeBase):
-            return kb  # its host keeps it current (kb serve's worker reloads what other processes wrote)
-        r = kb.reader()
-        with fresh:  # a long-lived server: read the vectors a `kb ingest` beside it wrote, once (one stat)
-            r.reload_if_changed()
-        return r
-
-    server = _Server(reader, name=name, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    server = _Server(current, name=name, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                                 open_world_hint=False)
 
@@ -105,7 +95,7 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
         """Find the passages of the knowledge base that best match a query. Each hit has its source file,
         page (1-based, PDFs) and section, the passage text, a snippet of its best-matching part, a score,
         and `citation` (file p.N § Section) to cite it by."""
-        r = reader()
+        r = current()
         hits = r.search(query, k=k, filters=_filters(path, type, pages, section), mode=mode)
         found = search_json(query, hits)
         base = _folder(r)
@@ -123,7 +113,7 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
         `page`, `section` and `quote`); every cited sentence is checked against its source. Without a
         language model configured, the answer quotes the best passages' sentences. "Not found in the
         knowledge base" means the documents do not hold the answer."""
-        r = reader()
+        r = current()
         answer = r.ask(question, k=k, filters=_filters(path, type, pages, section), llm=llm, stream=False)
         out = answer.to_json()
         base = _folder(r)
@@ -143,13 +133,13 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
                      ) -> dict[str, Any]:
         """Read the text of one page of a document (PDFs), or of a whole document that has no pages, as
         the knowledge base extracted it. Long text is cut at `max_chars` with a marker saying so."""
-        r = reader()
+        r = current()
         doc = _find(r.documents(), source)
         if page is not None and doc.pages is None:
             raise ToolError(f"{shown(doc.source)} has no pages ({doc.file_type}): leave page out to read it")
         if page is not None and doc.pages is not None and page > doc.pages:
             raise ToolError(f"{shown(doc.source)} has {doc.pages} page(s), not {page}")
-        whole, first, last = _text(r, doc, page)
+        whole, first, last = r.text(doc, page)
         text, truncated, total = _bounded(whole, max_chars,
                                           "ask for one page (page=N)" if doc.pages and page is None else "")
         out = {"source": doc.source, "title": doc.title, "file_type": doc.file_type, "pages": doc.pages,
@@ -167,10 +157,9 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
         """The documents in the knowledge base: source, title, file type, pages, chunks, size, when each
         was ingested and its resource uri; then the files that could not be ingested (those matching `path`
         and `type` too), with the reason."""
-        r = reader()
+        r = current()
         filters = Filters(path=path, file_type=type)
-        with r.lock.read():
-            docs, failed = r.kb.documents(filters), r.kb.failures(filters)
+        docs, failed = r.documents(filters), r.failures(filters)
         return {"documents": [{**d.to_json(), "uri": DOCUMENT_URI.format(doc_id=d.id)} for d in docs],
                 "failed": [{"source": f.source, "reason": f.reason} for f in failed]}
 
@@ -181,20 +170,20 @@ def create_server(kb: KnowledgeBase | Reader, *, llm: Any = None, name: str = "k
     @server.resource(DOCUMENT_URI, name="document", mime_type="text/plain",
                      description="A document's text as the knowledge base extracted it (pages in order).")
     def read_document(doc_id: str) -> str:
-        r = reader()
+        r = current()
         doc = _resource_document(r, doc_id)
-        return _bounded(_text(r, doc, None)[0], MAX_TEXT_CHARS,
+        return _bounded(r.text(doc, None)[0], MAX_TEXT_CHARS,
                         f"read one page: kb://document/{doc.id}/page/N" if doc.pages else "")[0]
 
     @server.resource(PAGE_URI, name="document page", mime_type="text/plain",
                      description="The text of one page (1-based) of a document with pages (PDF).")
     def read_page(doc_id: str, page: str) -> str:
-        r = reader()
+        r = current()
         doc = _resource_document(r, doc_id)
         if not page.isdigit() or not doc.pages or not 1 <= int(page) <= doc.pages:
             raise ResourceNotFoundError(f"{shown(doc.source)} has no page {page}"
                                         + (f" (it has {doc.pages})" if doc.pages else " (it has no pages)"))
-        return _bounded(_text(r, doc, int(page))[0], MAX_TEXT_CHARS, "")[0]
+        return _bounded(r.text(doc, int(page))[0], MAX_TEXT_CHARS, "")[0]
 
     return server
 
@@ -209,9 +198,9 @@ def http_app(server: MCPServer, *, path: str = "/mcp", host: str = "127.0.0.1") 
 class _Server(MCPServer):
     """`MCPServer` whose resource list is the knowledge base's documents as they are now."""
 
-    def __init__(self, reader: Callable[[], Reader], **kwargs: Any):
+    def __init__(self, current: Callable[[], KnowledgeBase], **kwargs: Any):
         super().__init__(**kwargs)
-        self._reader = reader
+        self._current = current
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         """As `MCPServer.call_tool`; a deliberate error or a bad argument reads as one line naming the tool
@@ -232,7 +221,7 @@ class _Server(MCPServer):
 
     async def list_resources(self) -> list[ResourceInfo]:
         def listing() -> list[ResourceInfo]:
-            r = self._reader()
+            r = self._current()
             base = _folder(r)
             return [ResourceInfo(uri=DOCUMENT_URI.format(doc_id=d.id), name=shown(d.source, base), title=d.title,
                                  mime_type="text/plain", size=None,
@@ -269,17 +258,16 @@ def _described(path: str | None, file_type: str | None, pages: str | int | None,
     return f" the filters ({text})" if text else ""
 
 
-def _folder(r: Reader) -> str | None:
+def _folder(r: KnowledgeBase) -> str | None:
     """The folder that holds every document: citations name files from there, as the web page does."""
-    with r.lock.read():
-        return r.kb.catalog.common_folder() if r.kb.exists else None
+    return r.status().folder
 
 
 def _citation(hit: Hit, base: str | None) -> str:
     return replace(hit, source=shown(hit.source, base)).citation if base else hit.citation
 
 
-def _find(docs: Iterable[DocumentRow], given: str) -> DocumentRow:
+def _find(docs: Iterable[DocumentInfo], given: str) -> DocumentInfo:
     """The document `given` names: its source or path, its kb:// uri, a path relative to the current
     folder, or a path ending (a file name) that only one document has."""
     docs = list(docs)
@@ -304,39 +292,11 @@ def _find(docs: Iterable[DocumentRow], given: str) -> DocumentRow:
     raise ToolError(f"{given!r} names {len(found)} documents ({names}): give the full source")
 
 
-def _resource_document(r: Reader, doc_id: str) -> DocumentRow:
+def _resource_document(r: KnowledgeBase, doc_id: str) -> DocumentInfo:
     doc = r.document(int(doc_id)) if doc_id.isdigit() and len(doc_id) < 19 else None
     if doc is None:
         raise ResourceNotFoundError(f"no document {doc_id} in the knowledge base")
     return doc
-
-
-def _text(r: Reader, doc: DocumentRow, page: int | None) -> tuple[str, int | None, int | None]:
-    """The text of `doc` (or of its chunks on `page`), assembled from the catalog's chunks in order, and
-    the first and last page it covers (a chunk that crosses a page break brings its other page along).
-
-    Chunks may overlap (the chunker carries a few sentences over) and leave the blank lines between
-    blocks out: the span each chunk covers in the extracted text puts every character in once."""
-    filters = Filters(path=glob_escape(doc.source), pages=(page, page) if page else None)
-    with r.lock.read():
-        catalog = r.kb.catalog
-        rows = [c for c in catalog.chunks(catalog.filtered_ids(filters)).values() if c["doc_id"] == doc.id]
-    parts: list[str] = []
-    end: int | None = None
-    for c in sorted(rows, key=lambda c: (c["char_start"], c["char_end"])):
-        text, start = c["text"], c["char_start"]
-        if end is not None:
-            if c["char_end"] <= end:
-                continue
-            if start < end:
-                text = text[end - start:]
-            else:
-                parts.append("\n\n")
-        parts.append(text)
-        end = c["char_end"]
-    starts = [c["page_start"] for c in rows if c["page_start"] is not None]
-    ends = [c["page_end"] or c["page_start"] for c in rows if c["page_start"] is not None]
-    return "".join(parts), min(starts, default=None), max(ends, default=None)
 
 
 def _bounded(text: str, limit: int, hint: str) -> tuple[str, bool, int]:

@@ -68,6 +68,16 @@ class GenerationOptions:
         return replace(self, **given)
 
 
+class Generation(TypedDict, total=False):
+    """`GenerationOptions` as keyword arguments (`KnowledgeBase.ask(..., temperature=0.2)`)."""
+
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    max_tokens: int
+    num_beams: int | None
+
+
 class LLM(ABC):
     """A language model that streams text. Subclasses implement `_stream` and `count_tokens`."""
 

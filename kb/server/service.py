@@ -1,7 +1,6 @@
-"""What `kb serve` runs behind its routes: one knowledge base kept open with its models warm, read by
-many request threads at once through its `kb.reader.Reader` (which owns the concurrency rules),
-written by one background worker (ingest jobs, team-mode pulls, reloading vectors another process
-wrote).
+"""What `kb serve` runs behind its routes: one `KnowledgeBase` kept open with its models warm, read by
+many request threads at once (it owns the concurrency rules), written by one background worker
+(ingest jobs, team-mode pulls, reloading vectors another process wrote).
 """
 
 from __future__ import annotations
@@ -23,12 +22,12 @@ from kb.errors import ConfigError, KBError
 from kb.filters import Filters
 from kb.ingest.pipeline import Ingesting
 from kb.types import Hit, IngestReport
+from kb.watch import Batch, Pass, Watcher
 
 if TYPE_CHECKING:
     from kb.answer.chat import History
     from kb.answer.types import Answer
     from kb.llm.base import LLM
-    from kb.watch import Batch, Pass, Watcher
 
 log = logging.getLogger("kb.server")
 
@@ -77,18 +76,17 @@ class _Cancelled(Exception):
 class Service:
     """One knowledge base served to many clients. Build with `Service.start`; `close` when done."""
 
-    def __init__(self, boot: KnowledgeBase, llm: LLM | None, *, owns_boot: bool, llm_error: str | None = None,
+    def __init__(self, kb: KnowledgeBase, llm: LLM | None, *, owns_kb: bool, llm_error: str | None = None,
                  wanted: LLM | str | None = None):
-        self.boot = boot
-        self.owns_boot = owns_boot
-        self.path = boot.path
-        self.settings = boot.settings
+        self.kb = kb
+        self.owns_kb = owns_kb
+        self.path = kb.path
+        self.settings = kb.settings
         self.llm = llm
         # The model failed to load at start: each question tries again (and says why it could not).
         self.llm_error = llm_error
         self._wanted = llm if llm is not None else wanted if llm_error else "none"
-        self.reader = boot.reader()
-        self.reader.auto_refresh = False  # team pulls happen on the worker thread (`_work`)
+        kb.auto_refresh = False  # team pulls happen on the worker thread (`_work`)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._watch_jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_guard = threading.Lock()
@@ -107,16 +105,15 @@ class Service:
         `llm`: an `LLM`, a backend name, "none" (extractive answers), or None for the configured
         default (`llm` setting; else a local Ollama; else extractive)."""
         owns = not isinstance(kb, KnowledgeBase)
-        boot = KnowledgeBase.open(kb, **overrides) if owns else kb
+        opened = kb if isinstance(kb, KnowledgeBase) else KnowledgeBase.open(kb, **overrides)
         try:
-            reader = boot.reader()  # creates the catalog file; on a team store, pulls the shared one
-            reader.embedder.embed_query("warm up")
-            model, failure = reader.load_llm(llm)
+            opened.warm()  # creates the catalog file; on a team store, pulls the shared one
+            model, failure = opened.load_llm(llm)
         except BaseException:
             if owns:
-                boot.close()
+                opened.close()
             raise
-        return cls(boot, model, owns_boot=owns, llm_error=failure, wanted=llm)
+        return cls(opened, model, owns_kb=owns, llm_error=failure, wanted=llm)
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the worker (a running ingest stops after its current file, its work kept), close the store."""
@@ -127,34 +124,32 @@ class Service:
         self._worker.join(timeout)
         for _, thread in self._watchers:
             thread.join(timeout)
-        self.reader.close()
-        if self.owns_boot:
-            with self.reader.lock.write():  # a worker past its timeout must not write into a closing store
-                self.boot.close()
+        if self.owns_kb:
+            self.kb.close()  # once the searches in flight end
+        else:  # it stays open for its owner, whose reads pull a team store again
+            self.kb.auto_refresh = True
 
     # --- reading ---------------------------------------------------------------------------------
     def search(self, query: str, k: int, filters: Filters | None, mode: str | None) -> list[Hit]:
-        return self.reader.search(query, k=k, filters=filters, mode=mode)
+        return self.kb.search(query, k=k, filters=filters, mode=mode)
 
     def ask(self, question: str, k: int, filters: Filters | None, on_token: Callable[[str], None] | None = None,
             stream: bool = False, history: History = (), **generation: Any) -> Answer:
         """`history`: the client's earlier turns, oldest first; used for this answer only, never kept here."""
-        return self.reader.ask(question, k=k, filters=filters, llm=self._wanted, on_token=on_token,
-                               stream=stream, history=history, **generation)
+        return self.kb.ask(question, k=k, filters=filters, llm=self._wanted, on_token=on_token,
+                           stream=stream, history=history, **generation)
 
     def status(self) -> dict[str, Any]:
-        return self.reader.status().to_json()
+        return self.kb.status().to_json()
 
     def documents(self) -> list[dict[str, Any]]:
         """Each document with its id and file URL, and what `kb documents --json` says of it (chunks,
         bytes, ingested_at), in source order."""
-        with self.reader.lock.read():
-            listing = self.reader.kb.documents()
-        return [{**d.to_json(), "url": f"/documents/{d.id}"} for d in listing]
+        return [{**d.to_json(), "url": f"/documents/{d.id}"} for d in self.kb.documents()]
 
     def document_file(self, doc_id: int) -> tuple[Path, str, str] | None:
         """(path, file type, source) of an ingested document whose file is on this machine, else None."""
-        doc = self.reader.document(doc_id)
+        doc = self.kb.document(doc_id)
         if doc is None or not os.path.isfile(doc.path):
             return None
         return Path(doc.path), doc.file_type, doc.source
@@ -167,7 +162,7 @@ class Service:
         """Queue the removal of a document (None: no such document) as a job of the single writer, so it
         never runs beside an ingest. Its file is deleted too when it lies in `owned` (the uploads folder:
         the server's own copy); any other file is left where it is, as `kb remove` does."""
-        doc = self.reader.document(doc_id)
+        doc = self.kb.document(doc_id)
         if doc is None:
             return None
         path = Path(doc.path)
@@ -200,13 +195,13 @@ class Service:
         return self._busy or not self._queue.empty()
 
     def _work(self) -> None:
-        refresh_every = self.reader.kb.index.refresh_every_s  # a team store: pull what others changed
+        refresh_every = self.kb.refresh_every_s  # a team store: pull what others changed
         while not self._stopping.is_set():
             try:
                 job = self._queue.get(timeout=refresh_every or EXTERNAL_CHECK_S)
             except queue.Empty:
                 try:
-                    self._pull() if refresh_every else self.reader.reload_if_changed()
+                    self.kb.refresh() if refresh_every else self.kb.reload_if_changed()
                 except Exception as e:  # the next round tries again; requests keep being served
                     log.warning("kb serve: could not sync the knowledge base: %s", e)
                 continue
@@ -232,14 +227,13 @@ class Service:
             job.step, job.done, job.total, job.current = p.step, p.done, p.total or None, p.source or None
             job.pages, job.chunks = p.pages, p.chunks
 
-        writer = self.reader.writer()
         try:
             if job.kind == "remove":
-                job.report = self._remove(writer, job)
+                job.report = self._remove(self.kb, job)
             elif job.run is not None:
-                job.report = job.run(writer, progress).to_json()
+                job.report = job.run(self.kb, progress).to_json()
             else:
-                job.report = writer.ingest(job.paths, progress=progress).to_json()
+                job.report = self.kb.ingest(job.paths, progress=progress).to_json()
             job.done, job.total, job.current = job.total or 0, job.total or 0, None
             job.state = "done"
         except _Cancelled:
@@ -249,13 +243,9 @@ class Service:
         except Exception as e:  # a bug must not kill the worker: report it on the job
             log.exception("kb serve: ingest job %s failed", job.id)
             job.state, job.error = "failed", f"{type(e).__name__}: {e}"
-        finally:
-            try:
-                writer.close()  # saves the vectors of what was committed, releases the write lock file
-            finally:
-                job.finished = time.time()
-                self.reader.written()
-                job.ended.set()
+        finally:  # the write saved the vectors of what was committed and released the write lock file
+            job.finished = time.time()
+            job.ended.set()
 
     @staticmethod
     def _remove(writer: KnowledgeBase, job: Job) -> dict[str, Any]:
@@ -278,8 +268,6 @@ class Service:
               on_batch: Callable[[Batch], None] | None = None) -> Watcher:
         """Keep the knowledge base in step with `paths` (see `kb.watch`) from a background thread. Each
         pass is a job of the single writer, so it never runs beside an ingest or a removal."""
-        from kb.watch import Watcher
-
         watcher = Watcher(paths, self._watch_pass, include=include, exclude=exclude, ignore=[self.path])
 
         def logged(batch: Batch) -> None:
@@ -314,10 +302,6 @@ class Service:
         if job.state != "done" or not done:
             raise KBError(job.error or f"the server stopped before the changes were ingested ({job.state})")
         return done[0]
-
-    def _pull(self) -> None:
-        """Team mode: bring the local mirror up to date with the shared store (what other members ingested)."""
-        self.reader.refresh()
 
 
 def check_roots(roots: list[Path]) -> list[Path]:
