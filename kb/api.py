@@ -30,13 +30,13 @@ from kb.query.search import search as run_search
 from kb.types import CheckReport, DocumentInfo, FileOutcome, Hit, IngestReport, Status
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from kb.answer.chat import History
     from kb.answer.types import Answer
     from kb.filters import Filters
     from kb.index.base import VectorStore
     from kb.index.catalog import Catalog
-    from typing_extensions import Unpack
-
     from kb.llm.base import LLM, Generation
 
 _T = TypeVar("_T")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from kb.answer.chat import KEPT_TURNS, MAX_TURNS, Turn, rewrite
 from kb.answer.citations import strip_markers
-from kb.answer.extractive import PLUG_IN_HINT, extractive_answer
 from kb.answer.decide import NOT_FOUND, RELEVANCE_MIN
+from kb.answer.extractive import PLUG_IN_HINT, extractive_answer
 from kb.answer.generate import answer, load_llm, resolve_llm
 from kb.answer.prompt import SYSTEM, build_messages, fit_sources, merge_hits
 from kb.answer.types import Answer, Citation, Source

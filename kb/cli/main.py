@@ -38,7 +38,6 @@ from kb.filters import Filters
 from kb.ingest.base import extensions, supported_types
 from kb.types import search_json, shown
 
-
 TYPES = "{types}"  # in the help text: the file types kb reads, from the parser registry
 
 

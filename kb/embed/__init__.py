@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kb.embed.base import Embedder, canonical_model_id, resolve_model, tokenizer_file
 from kb.embed import torch as torch_backend  # imports torch only when a vector is needed
+from kb.embed.base import Embedder, canonical_model_id, resolve_model, tokenizer_file
 from kb.embed.serial import SerialEmbedder, shareable
 from kb.errors import ConfigError, EmbedderMismatchError
 from kb.registry import Registry

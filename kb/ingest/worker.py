@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from kb.errors import KBError, one_line
-from kb.ingest.formats import ocr
 from kb.ingest.base import parser_for, range_parser
 from kb.ingest.chunker import Chunker
 from kb.ingest.facets import document_facets
+from kb.ingest.formats import ocr
 from kb.types import JSON, Chunk, Part
 
 log = logging.getLogger(__name__)

@@ -97,10 +97,9 @@ def create_server(kb: KnowledgeBase, *, llm: Any = None, name: str = "kb") -> MC
         and `citation` (file p.N § Section) to cite it by."""
         r = current()
         hits = r.search(query, k=k, filters=_filters(path, type, pages, section), mode=mode)
-        found = search_json(query, hits)
         base = _folder(r)
-        for hit, out in zip(hits, found["hits"]):
-            out["citation"] = _citation(hit, base)
+        found: dict[str, Any] = {**search_json(query, []),
+                                 "hits": [{**h.to_json(), "citation": _citation(h, base)} for h in hits]}
         if not hits:
             found["note"] = "no passage matches" + _described(path, type, pages, section)
         return found

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError, install_command, one_line
-from kb.ingest.formats import ocr
 from kb.ingest.base import paragraphs
+from kb.ingest.formats import ocr
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
