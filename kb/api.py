@@ -51,13 +51,11 @@ class KnowledgeBase:
     >>> kb.search("backup schedule", k=3)         # doctest: +SKIP
 
     Share one between threads: search, ask, status and documents run side by side; ingest, remove,
-    reindex, check and refresh run one at a time, and never change the store under a search.
-    """
+    reindex, check and refresh run one at a time, and never change the store under a search."""
 
     def __init__(self, path: Path, settings: Settings, *, index: Index | None = None,
                  embedder: Embedder | None = None):
-        self.path = path
-        self.settings = settings
+        self.path, self.settings = path, settings
         self.lock = WriteLock(path)
         self.auto_refresh = True  # reads pull a team store's changes when due (a server: on its worker)
         self._index = index
@@ -184,20 +182,21 @@ class KnowledgeBase:
 
     def reindex(self, model: str | None = None, *, progress: Counting | None = None) -> int:
         """Re-embed every chunk from the catalog (no re-parsing), e.g. with a new `model`, into a new store
-        generation that the catalog switches to in one transaction (an interruption leaves the old one in
-        use). Returns the number of chunks embedded."""
+        generation switched to in one transaction (interrupted, the old one stays); the chunks embedded."""
         if not self.exists:
             raise KBError(f"the knowledge base at {self.path} is empty: nothing to reindex")
         self.index.check_reindex()  # before the lock and the new model are taken
         with self._write() as index:
             embedding = self._embedding(lambda: open_embedder(self.settings, model or self.settings.model))
             ids = sorted(index.catalog.chunk_ids())
-            build = {k: v for k, v in embedding.build().items()
-                     if k in ("model", "dimensions", "max_seq_length", "backend")}
-            index.replace_vectors(reembed(index.catalog, embedding, progress)(ids), build)
-            with self._parts:
+            build = {k: v for k, v in embedding.build().items() if k in ("model", "dimensions", "max_seq_length",
+                                                                         "backend")}
+
+            def switched() -> None:  # with the store, under its write lock: no search meets one without the other
                 self._embedder, self._model_id = embedding.embedder, None
                 self.settings = self.settings.replace(model=embedding.embedder.model_id)
+
+            index.replace_vectors(reembed(index.catalog, embedding, progress)(ids), build, switched=switched)
         return len(ids)
 
     def remove(self, paths: Iterable[str]) -> list[str]:
@@ -245,11 +244,12 @@ class KnowledgeBase:
         reranker = open_reranker(rerank if rerank is not None else self.settings.rerank, device=self.settings.device)
         if not self._held():
             raise KBError(EMPTY.format(self.path))
-        embedder = self.embedder
+        _ = self.embedder  # loaded before the read lock is taken
         with self.index.reading() as view:
             if view.catalog.totals()[1] == 0:
                 raise KBError(EMPTY.format(self.path))
-            return run_search(view.catalog, view.store, embedder, query, k, filters=filters, mode=mode,
+            # Taken under the read lock: `reindex` switches the store and the embedder in one moment.
+            return run_search(view.catalog, view.store, self.embedder, query, k, filters=filters, mode=mode,
                               reranker=reranker, tuning=tuning or DEFAULT_TUNING)
 
     def _read(self, read: Callable[[Catalog], _T], *, pull: bool = False) -> _T | None:
@@ -265,9 +265,9 @@ class KnowledgeBase:
         """Answer `question` from the top `k` passages with checked [n] citations (an `Answer`). `llm`: an
         `kb.llm.LLM`, a backend name, "none" (quote the best sentences), or None for the configured default;
         one that fails to load or while answering gives way to the quoted sentences (`Answer.llm_error`).
-        `on_token` sees the answer as it streams. `generation`: temperature, top_p, top_k, max_tokens,
-        num_beams. `history`: earlier turns, oldest first (`kb.Turn`): with a model, a follow-up is rewritten
-        to stand alone before it is searched (`Answer.rewritten`). No lock is held while the model writes."""
+        `on_token` sees it stream. `generation`: temperature, top_p, top_k, max_tokens, num_beams. `history`:
+        earlier turns, oldest first (`kb.Turn`): with a model, a follow-up is rewritten to stand alone
+        (`Answer.rewritten`). No lock is held while the model writes."""
         model, failure = self.load_llm(llm)
         return answering.answer(self.search, self.embedder, question, k=k, filters=filters, llm=model,
                                 on_token=on_token, stream=stream, llm_error=failure, history=history, **generation)

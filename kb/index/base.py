@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CATALOG_FILE = "catalog.sqlite"
 # Re-embeds chunks from the catalog: chunk ids in, (ids, vectors) batches out (kb.ingest.pipeline).
 Reembed = Callable[[list[int]], Iterator[tuple[list[int], Vectors]]]
+Switched = Callable[[], None]
 
 
 class View(NamedTuple):
@@ -123,12 +124,15 @@ class Index(ABC):
         """See `VectorStore.stamp`: of the generation the catalog names as live now."""
         return self.store_class.stamp(self.folder, (catalog or self.catalog).meta().get("vectors"))
 
-    def swap_store(self, store: VectorStore | None) -> VectorStore | None:
+    def swap_store(self, store: VectorStore | None, *, then: Switched | None = None) -> VectorStore | None:
         """Use `store` from now on (None: open the live one when next used), once the reads in flight
-        end; the previous one is returned, not closed."""
+        end; `then` runs in the same moment (no read sees one without the other). The previous store
+        is returned, not closed."""
         with self.guard.write():
             previous = self._store
             self._use(store)
+            if then is not None:
+                then()
         return previous
 
     def written(self) -> None:
@@ -207,8 +211,10 @@ class Index(ABC):
     def check_reindex(self) -> None:
         """Raise a `KBError` saying why `replace_vectors` cannot work here (before any work is done)."""
 
-    def replace_vectors(self, batches: Iterable[tuple[list[int], Vectors]], build: dict[str, str]) -> None:
-        """Every chunk's vectors anew (`kb reindex`), switched to only when complete."""
+    def replace_vectors(self, batches: Iterable[tuple[list[int], Vectors]], build: dict[str, str], *,
+                        switched: Switched | None = None) -> None:
+        """Every chunk's vectors anew (`kb reindex`), switched to only when complete; `switched` runs in
+        the moment the reads move to them (the reader's side of the switch: the query embedder)."""
         raise KBError(f"kb reindex does not work on a {self.settings.store} store")
 
     def record_build(self, build: dict[str, str]) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from kb.errors import StoreError
 from kb.failpoints import failpoint
-from kb.index.base import DocumentRecord, Index, Reembed
+from kb.index.base import DocumentRecord, Index, Reembed, Switched
 
 if TYPE_CHECKING:
     from kb.types import Chunk
@@ -66,7 +66,8 @@ class LocalIndex(Index):
             self.store.save()
         return len(extra), len(missing)
 
-    def replace_vectors(self, batches: Iterable[tuple[list[int], np.ndarray]], build: dict[str, str]) -> None:
+    def replace_vectors(self, batches: Iterable[tuple[list[int], np.ndarray]], build: dict[str, str], *,
+                        switched: Switched | None = None) -> None:
         """Write every vector into a new store generation, then switch the catalog to it in one
         transaction: an interruption leaves the old vectors in use."""
         # The old generation is never opened: a corrupt vectors file is what a reindex may be mending.
@@ -79,7 +80,7 @@ class LocalIndex(Index):
         failpoint("reindex.after_save")
         self.catalog.set_meta(**build, vectors=name)
         failpoint("reindex.after_switch")
-        old = self.swap_store(store)
+        old = self.swap_store(store, then=switched)
         if old is not None:
             old.close()
         self.store_class.drop(self.folder, old_name)

@@ -25,7 +25,7 @@ import numpy as np
 
 from kb.errors import ConfigError, KBError
 from kb.failpoints import failpoint
-from kb.index.base import DocumentRecord, Index, Reembed
+from kb.index.base import DocumentRecord, Index, Reembed, Switched
 from kb.index.store import Payload
 from kb.types import Chunk
 
@@ -237,7 +237,7 @@ class TeamIndex(Index):
         raise KBError("kb reindex does not work on a Milvus store yet: ingest into a new --collection "
                       "with the new model")
 
-    def replace_vectors(self, batches: Any, build: dict[str, str]) -> None:
+    def replace_vectors(self, batches: Any, build: dict[str, str], *, switched: Switched | None = None) -> None:
         self.check_reindex()
 
 
