@@ -9,7 +9,7 @@
         print(kb.ask("How long are backups kept?").answer)
 
 The seams (parsers, embedders, vector stores, LLM backends) live in their subpackages, each with a
-registry that other packages extend through entry points: see the README's architecture section.
+registry that other packages extend through entry points: see docs/architecture.md.
 """
 
 from __future__ import annotations
