@@ -228,3 +228,13 @@ def test_installed_entry_point_runs(docs: Path, tmp_path: Path) -> None:
     assert search.stderr == ""
     helped = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, timeout=60)
     assert helped.returncode == 0 and "ingest" in helped.stdout
+
+
+def test_help_loads_no_numerical_library() -> None:
+    """`kb --help` is instant: the CLI, the front door and the index modules import numpy, FAISS, ONNX
+    Runtime and the tokenizer only when a command needs a vector."""
+    code = ("import sys; from kb.cli import main; sys.argv = ['kb', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'faiss', 'onnxruntime', 'tokenizers'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]

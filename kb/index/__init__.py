@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb.index.base import CATALOG_FILE, STORES, DocumentRecord, Index, VectorStore, View
-from kb.index.local import LocalIndex
-from kb.index.team import TeamIndex
 
 if TYPE_CHECKING:
     from kb.config import Settings
@@ -22,6 +20,10 @@ __all__ = ["CATALOG_FILE", "STORES", "DocumentRecord", "Index", "VectorStore", "
 
 def open_index(folder: Path, settings: Settings) -> Index:
     """The index of the knowledge base in `folder` (nothing is opened until used)."""
+    # lazy: both import numpy, which `kb --help` and the other commands that open no index never need
+    from kb.index.local import LocalIndex
+    from kb.index.team import TeamIndex
+
     store_class = STORES.get(settings.store)
     if store_class.shared:
         return TeamIndex(folder, settings)
