@@ -77,14 +77,15 @@ class KnowledgeBase:
         self.close()
 
     def close(self) -> None:
-        """Close the files once the searches in flight end; the next call reopens them (the model stays)."""
-        with self._parts:
-            index, self._index = self._index, None
-        try:
-            if index is not None:
-                index.close()
-        finally:
-            self.lock.release(force=True)
+        """Close the files once the write and searches in flight end; the next call reopens them (the model stays)."""
+        with self._writing:  # a write in flight keeps its files and the lock until it ends
+            with self._parts:  # released before the index waits for the searches, which may need it
+                index, self._index, self._model_id = self._index, None, None
+            try:
+                if index is not None:
+                    index.close()
+            finally:
+                self.lock.release(force=True)
 
     @property
     def index(self) -> Index:
@@ -151,6 +152,7 @@ class KnowledgeBase:
         with self._writing, self.lock:
             index = self.index
             index.refresh(index.refresh_every_s or 0.0)
+            index.catch_up(self._embedder.model_id if self._embedder else None)  # what other processes wrote
             try:
                 yield index
             finally:
@@ -212,13 +214,12 @@ class KnowledgeBase:
             self.index.refresh(max_age)
 
     def reload_if_changed(self) -> bool:
-        """Another process (`kb ingest`, `kb reindex`) rewrote the stored vectors: read them. Returns
-        whether it did (not while a write runs here: the next call looks again); vectors of another
-        embedding model are logged and left alone (a restart picks them up)."""
+        """Read the vectors another process (`kb ingest`, `kb reindex`) rewrote; whether it did (not during a
+        write here: the next call looks again). Another model's are logged and left (a restart reads them)."""
         if not self._writing.acquire(blocking=False):
             return False
         try:
-            return self.index.reload_if_changed(self.model_id)  # the embedder's, once it is loaded
+            return self.index.reload_if_changed(self._embedder.model_id if self._embedder else self.model_id)
         finally:
             self._writing.release()
 
@@ -247,8 +248,7 @@ class KnowledgeBase:
         _ = self.embedder  # loaded before the read lock is taken
         with self.index.reading() as view:
             if view.catalog.totals()[1] == 0:
-                raise KBError(EMPTY.format(self.path))
-            # Taken under the read lock: `reindex` switches the store and the embedder in one moment.
+                raise KBError(EMPTY.format(self.path))  # the embedder below: `reindex` swaps it with the store
             return run_search(view.catalog, view.store, self.embedder, query, k, filters=filters, mode=mode,
                               reranker=reranker, tuning=tuning or DEFAULT_TUNING)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kb import KnowledgeBase
-from kb.errors import ConfigError, KBError
+from kb.errors import ConfigError, EmbedderMismatchError, KBError
 from kb.index import STORES, open_index
 from kb.index.local import LocalIndex
 from kb.index.team import TeamIndex
@@ -314,3 +314,52 @@ def test_a_broken_plugin_is_one_warning_line_and_the_rest_works(docs: Path, tmp_
     assert result.exit_code == 0, result.output
     assert "kb: parser 'broken' (kb_no_such_plugin:Parser) cannot be imported" in result.stderr
     assert "Traceback" not in result.stderr and "added 3" in result.stdout
+
+
+def test_a_long_lived_writer_refuses_to_mix_its_model_into_an_index_another_process_reembedded(tmp_path: Path) -> None:
+    """A server or a watcher keeps its model loaded. When another process re-embeds the index with
+    another model (`kb reindex --model`), its next write says to restart instead of adding vectors of
+    the old model to the new ones, and the index stays whole."""
+    docs = tmp_path / "docs"
+    write_markdown(docs / "kennel.md", "# Kennel\n\nThe kennel feeds the greyhounds at nine.\n")
+    with KnowledgeBase.open(tmp_path / "kb", **FAKE) as server:
+        server.ingest([str(docs)])
+        assert server.search("greyhounds", k=1)  # the model is loaded
+        with KnowledgeBase.open(tmp_path / "kb", **FAKE) as other:
+            other.reindex("fake-other")
+        write_markdown(docs / "boats.md", "# Boats\n\nThe ferry leaves at seven from pier four.\n")
+        with pytest.raises(EmbedderMismatchError, match="restart"):
+            server.ingest([str(docs)])
+    with KnowledgeBase.open(tmp_path / "kb", model="fake-other", backend="fake") as fresh:
+        assert fresh.catalog.meta()["model"] == "fake-other"
+        assert [d.source.rsplit("/", 1)[-1] for d in fresh.documents()] == ["kennel.md"]
+        assert fresh.store.count() == fresh.catalog.totals()[1]
+        assert [h.source.rsplit("/", 1)[-1] for h in fresh.search("greyhounds", k=1)] == ["kennel.md"]
+
+
+def test_close_waits_for_the_write_in_flight(tmp_path: Path) -> None:
+    """Closing a shared knowledge base (a server stopping, a `with` block ending on another thread)
+    lets a running ingest finish with its files and write lock; what it committed is whole."""
+    docs = tmp_path / "docs"
+    write_markdown(docs / "kennel.md", "# Kennel\n\nThe kennel feeds the greyhounds at nine.\n")
+    started, go = threading.Event(), threading.Event()
+
+    def progress(_: object) -> None:
+        started.set()
+        go.wait(10)
+
+    kb = KnowledgeBase.open(tmp_path / "kb", **FAKE)
+    reports: list[object] = []
+    writer = threading.Thread(target=lambda: reports.append(kb.ingest([str(docs)], progress=progress)))
+    writer.start()
+    assert started.wait(10)
+    closer = threading.Thread(target=kb.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # waiting for the ingest
+    go.set()
+    writer.join(10)
+    closer.join(10)
+    assert not writer.is_alive() and not closer.is_alive() and len(reports) == 1
+    with KnowledgeBase.open(tmp_path / "kb", **FAKE) as again:
+        assert again.status().documents == 1 and again.store.count() == again.catalog.totals()[1] > 0

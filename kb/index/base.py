@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from kb.embed.base import Vectors
-from kb.errors import KBError
+from kb.errors import EmbedderMismatchError, KBError
 from kb.failpoints import failpoint
 from kb.index.catalog import Catalog, DocumentRecord
 from kb.index.shared import GuardedStore, ThreadCatalogs
@@ -109,10 +109,9 @@ class Index(ABC):
         """Read from any thread: this thread's catalog connection and the live store, which no change
         touches until the block ends. Not re-entrant: read everything inside one block."""
         _ = self.catalog  # opened (on a team store: pulled) once, before any thread reads
-        catalog = self._readers.mine()
-        store = self._live(catalog)
-        with self.guard.read():
-            yield View(catalog, self._store or store)
+        with self.guard.read():  # then nothing closes or swaps what this thread takes below
+            catalog = self._readers.mine()
+            yield View(catalog, self._live(catalog))
 
     def open_store(self, catalog: Catalog | None = None) -> VectorStore:
         """A new handle on the store generation the catalog names as live."""
@@ -140,6 +139,16 @@ class Index(ABC):
         if self._store is not None:
             self._stamp = self.stamp()
 
+    def catch_up(self, embedding: str | None) -> None:
+        """Before a write: read the vectors another process wrote since this one last did; refuse when it
+        re-embedded the index with another model than `embedding`, the one loaded here (None: none yet)."""
+        built = self.catalog.meta().get("model") if self.exists else None
+        if built and embedding and built != embedding:
+            raise EmbedderMismatchError(f"{self.folder} now holds {built} vectors (re-embedded by another process); "
+                                        f"this process embeds with {embedding}: restart it")
+        if built:
+            self.reload_if_changed(built)
+
     def reload_if_changed(self, model: str) -> bool:
         """Another process (`kb ingest`, `kb reindex`) rewrote the stored vectors: read them. Returns
         whether it did; vectors of another embedding model than `model` (the one queries here are
@@ -149,13 +158,14 @@ class Index(ABC):
         stamp = self.stamp()
         if stamp is None or stamp == self._stamp:
             return False
-        self._stamp = stamp
         built = self.catalog.meta().get("model")
         if built and built != model:
+            self._stamp = stamp  # said once
             log.error("kb: the index now holds %s vectors, queries here are embedded with %s: restart to use them",
                       built, model)
             return False
-        previous = self.swap_store(self.open_store())
+        previous = self.swap_store(self.open_store())  # a store that fails to open is tried again next time
+        self._stamp = stamp
         if previous is not None:
             previous.close()
         return True
