@@ -134,6 +134,7 @@ class Watcher:
                  exclude: Iterable[str] = (), ignore: Iterable[str | os.PathLike[str]] = (),
                  debounce_ms: int = DEBOUNCE_MS):
         try:
+            # lazy: only kb watch and kb serve --watch follow file-system events
             import watchfiles  # noqa: F401
         except ImportError as e:
             raise DependencyError(f"watching folders needs the watchfiles package: {install_command()}") from e
@@ -208,6 +209,7 @@ class Watcher:
     def _events(self, watched: list[str]) -> Iterable[set[tuple[Any, str]]]:
         if not watched:
             return [set()]
+        # lazy: only kb watch and kb serve --watch follow file-system events
         import watchfiles
 
         return watchfiles.watch(*watched, watch_filter=self._counts, debounce=max(MAX_BATCH_MS, self.debounce_ms),

@@ -291,6 +291,7 @@ def check_sentences(answer: str, sources: dict[int, str], embed: Embed,
     """Every sentence of `answer` that cites a source, checked against the sources it cites; with
     `uncited`, also each sentence that states a figure without citing anything, against all of them
     (a small model often gives figures and no [n])."""
+    # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
     import numpy as np
 
     todo: list[tuple[str, list[int], list[int]]] = []  # (sentence, its citations, sources to check against)

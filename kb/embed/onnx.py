@@ -57,6 +57,7 @@ class OnnxEmbedder(Embedder):
     @classmethod
     def _checked(cls, model: str, **options: Any) -> OnnxEmbedder:
         try:
+            # lazy: ONNX Runtime and onnx load with the model, not with kb (kb --help stays instant)
             import onnxruntime  # noqa: F401
         except ImportError as e:
             backend = "onnx-int8" if options.get("quantize") else "onnx"
@@ -70,6 +71,7 @@ class OnnxEmbedder(Embedder):
         if Path(where).is_dir():
             return where
         try:  # a hub id: the local snapshot (downloaded once, as sentence-transformers would)
+            # lazy: the torch extra is optional, and heavy
             from huggingface_hub import snapshot_download
 
             try:
@@ -101,6 +103,7 @@ class OnnxEmbedder(Embedder):
         return self.requested_batch_size or (256 if self.providers[0] == "CUDAExecutionProvider" else 32)
 
     def tokenizer(self) -> Tokenizer:
+        # lazy: the tokenizer loads with the model, not with kb (kb --help stays instant)
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(self.export_dir / "tokenizer.json"))
@@ -116,6 +119,7 @@ class OnnxEmbedder(Embedder):
 
     @cached_property
     def providers(self) -> list[str]:
+        # lazy: ONNX Runtime and onnx load with the model, not with kb (kb --help stays instant)
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -126,6 +130,7 @@ class OnnxEmbedder(Embedder):
     @cached_property
     def session(self) -> Any:
         try:
+            # lazy: ONNX Runtime and onnx load with the model, not with kb (kb --help stays instant)
             import onnxruntime as ort
         except ImportError as e:
             raise DependencyError("onnxruntime is not installed: pip install onnxruntime") from e
@@ -145,6 +150,7 @@ class OnnxEmbedder(Embedder):
 
     # --- embedding ------------------------------------------------------------------------------
     def embed_batch(self, texts: list[str]) -> np.ndarray:
+        # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
         import numpy as np
 
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)

@@ -27,6 +27,7 @@ _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "bf16", "F64": "<f8"}
 def weights_from_safetensors(path: Path) -> Weights:
     """A safetensors file's tensors as float32 arrays (the format is a JSON header and raw little-endian
     data; read here rather than with the safetensors package, whose numpy reader has no bfloat16)."""
+    # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
     import numpy as np
 
     raw = path.read_bytes()
@@ -57,6 +58,7 @@ def weights_from_int8_onnx(path: Path) -> Weights:
     """The weights of an int8 ONNX export of a BertModel whose initializers are `Cast(q) * scale`
     (per output channel), named like the Hugging Face module, linear weights found by the bias added
     after their MatMul. Returned dequantized, linear weights as `[out, in]` like torch's."""
+    # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -121,6 +123,7 @@ def buildable(config: dict[str, Any]) -> bool:
 def build_bert_graph(weights: Weights, config: dict[str, Any], out: Path) -> list[str]:
     """Write the fp32 fused graph of a BertModel (inputs input_ids, attention_mask, token_type_ids,
     int64; output last_hidden_state) to `out`; returns the input names."""
+    # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper

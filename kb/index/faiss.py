@@ -32,6 +32,7 @@ DEFAULT_VECTORS = "vectors.faiss"
 
 def _faiss() -> ModuleType:
     try:
+        # lazy: FAISS loads when a store opens, not at import (kb --help stays instant)
         import faiss
     except ImportError as e:
         raise DependencyError('faiss is not available: pip install faiss-cpu (or the "gpu" extra)') from e

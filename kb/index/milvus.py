@@ -61,6 +61,7 @@ DOC_FIELDS = ("path", "source", "file_type", "sha256", "size", "mtime_ns", "titl
 
 def _pymilvus() -> Any:
     try:
+        # lazy: the milvus extra is optional
         import pymilvus
     except ImportError as e:
         raise DependencyError(f"pymilvus is not available: {install_command('milvus')} (pymilvus, milvus-lite)") from e
@@ -344,6 +345,7 @@ class MilvusStore(VectorStore):
                     _LITE_USERS[self.uri] = left
                 if left <= 0:
                     _LITE_USERS.pop(self.uri, None)
+                    # lazy: the milvus extra is optional
                     from milvus_lite.server_manager import server_manager_instance
 
                     server_manager_instance.release_server(self.uri)

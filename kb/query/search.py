@@ -184,6 +184,7 @@ def dense_candidates(
 def _allowed(catalog: Catalog, filters: Filters | None) -> np.ndarray | None:
     if filters is None or filters.is_empty():
         return None
+    # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
     import numpy as np
 
     return np.asarray(catalog.filtered_ids(filters), dtype=np.int64)
