@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -12,9 +12,8 @@ from kb import Hit
 from kb.api import KnowledgeBase
 from kb.cli.common import CONTEXT, filter_options, json_option, kb_option, pop_filters
 from kb.config import MODES
-
-if TYPE_CHECKING:
-    from kb.query.evaluate import EvalResult
+from kb.query.evaluate import EvalResult, RunSpec, evaluate, load_gold, parse_run
+from kb.query.search import Tuning
 
 ALL_MODES = (*MODES[1:], MODES[0])  # the default last: a comparison ends with it
 _INT = re.compile(r"^\d+(,\d+)*$")
@@ -76,10 +75,6 @@ def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str |
     a top-k hit comes from any of its gold files (and, at page level, overlaps a
     gold page). Single-doc and multi-doc questions are also reported apart.
     """
-    # lazy: the search module compiles its patterns on import; `kb --help` stays instant
-    from kb.query.evaluate import RunSpec, evaluate, load_gold, parse_run
-    from kb.query.search import Tuning
-
     filters = pop_filters(kwargs)
     cutoffs = _cutoffs(ks)
     questions = load_gold(file)

@@ -86,7 +86,7 @@ class Service:
         # The model failed to load at start: each question tries again (and says why it could not).
         self.llm_error = llm_error
         self._wanted = llm if llm is not None else wanted if llm_error else "none"
-        kb.auto_refresh = False  # team pulls happen on the worker thread (`_work`)
+        self._owner_refresh, kb.auto_refresh = kb.auto_refresh, False  # team pulls happen on the worker (`_work`)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._watch_jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_guard = threading.Lock()
@@ -126,8 +126,8 @@ class Service:
             thread.join(timeout)
         if self.owns_kb:
             self.kb.close()  # once the searches in flight end
-        else:  # it stays open for its owner, whose reads pull a team store again
-            self.kb.auto_refresh = True
+        else:  # it stays open for its owner, as its owner had it
+            self.kb.auto_refresh = self._owner_refresh
 
     # --- reading ---------------------------------------------------------------------------------
     def search(self, query: str, k: int, filters: Filters | None, mode: str | None) -> list[Hit]:
