@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -165,6 +166,18 @@ def test_ctrl_c_during_an_ingest_prints_one_clean_line(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1].startswith("kb: interrupted; what was committed is kept"), err
+
+
+def test_a_ctrl_c_while_a_parser_worker_starts_is_kept_for_later_not_lost() -> None:
+    from kb.ingest.worker import workers_ignore_interrupts
+
+    reached_the_end = False
+    with pytest.raises(KeyboardInterrupt):
+        with workers_ignore_interrupts():
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)  # Ctrl-C mid-submit
+            time.sleep(0.05)
+            reached_the_end = True  # a worker starting here inherits the block: it prints no traceback
+    assert reached_the_end
 
 
 def _children(pid: int) -> list[int]:

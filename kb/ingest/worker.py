@@ -33,6 +33,8 @@ def ignore_interrupts(parent: int | None = None) -> None:
     closes, as the workers hold its other end too, and it would wait on it forever. `parent`: the pool's
     process id, given by it (one killed before this runs has no child to ask)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked (workers_ignore_interrupts): ignored now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     parent = parent or os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), name="kb-parent-watch", daemon=True).start()
 
@@ -45,16 +47,20 @@ def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
 
 @contextmanager
 def workers_ignore_interrupts() -> Iterator[None]:
-    """Processes started inside inherit an ignored SIGINT, so one interrupted while it is still
-    starting (before `ignore_interrupts` runs) prints nothing either."""
+    """Processes started inside print nothing when interrupted while still starting (before
+    `ignore_interrupts` runs): SIGINT is blocked here and they inherit the block. Blocked, not
+    ignored: a Ctrl-C meant for this process waits until the block ends instead of being lost."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks, and Ctrl-C does not reach workers
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @dataclass(frozen=True)
