@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from kb.answer.decide import EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, decide
-from kb.answer.retrieve import Grounding, Passages, ground
+from kb.answer.decide import EMPTY, FILTERED, OFF_TOPIC, UNCOVERED, UNMENTIONED, decide
+from kb.answer.retrieve import Grounding, Passages, Subject, ground
 from kb.answer.tables import Cell, read_row
 from kb.dates import name_period
 from kb.filters import Filters
@@ -49,6 +49,13 @@ def test_the_sentences_about_the_answers_form_are_told_apart() -> None:
     assert asked.instructions == ("If working capital is not useful, please state that.",)
     assert read("Answer the following question: what was revenue?").instructions == ()
     assert read("Answer in one sentence.").instructions == ()  # nothing else to answer: it is the question
+
+
+def test_the_content_words_are_what_is_asked_whatever_the_case_or_the_instructions() -> None:
+    assert read("What is the parental leave policy?").content == ("parental", "leave", "policy")
+    assert read("initech revenue q3 2023").content == ("initech", "revenue")
+    assert read("What was Tesla's revenue in Q3 2023? Round your answer to two decimals.").content == ("tesla", "revenue")
+    assert read("the and of").content == ()
 
 
 def test_a_quarter_is_found_however_it_is_written() -> None:
@@ -110,6 +117,20 @@ def test_the_reasons_not_to_answer() -> None:
     far = decide(Passages(one, [0.12], Grounding([], one)), None)
     assert far is not None and far.reason == OFF_TOPIC and "best similarity 0.12 < 0.3" in far.note
     assert decide(Passages(one, [0.5], Grounding([], one)), None) is None
+
+
+def test_a_subject_no_document_holds_or_no_passage_covers_is_not_found() -> None:
+    one = [hit(1, "handbook.md", "Sick leave: ten paid days a year. Bereavement leave: five days.")]
+    unknown = decide(Passages(one, [0.45], Grounding([], one), Subject(0.5, (), ("initech",))), None)
+    assert unknown is not None and unknown.reason == UNMENTIONED
+    assert unknown.text == "Not found in the knowledge base: no document mentions initech."
+    near_miss = Passages(one, [0.45], Grounding([], one), Subject(0.3, ("parental",)))
+    uncovered = decide(near_miss, None)
+    assert uncovered is not None and uncovered.reason == UNCOVERED
+    assert uncovered.text == "Not found in the knowledge base: no passage is about parental."
+    # a passage this close to the question answers it, worded otherwise
+    assert decide(Passages(one, [0.62], Grounding([], one), Subject(0.3, ("parental",))), None) is None
+    assert decide(Passages(one, [0.45], Grounding([], one), Subject(0.8)), None) is None
 
 
 @pytest.mark.parametrize(("name", "period"), [
