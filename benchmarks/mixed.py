@@ -9,8 +9,8 @@ SEC filings, NTSB accident reports, NIH trial protocols) and writes DIR/own/: 27
 fictional design studio in Leeds, Fernhill Studio (staff handbook, travel and expense rules, a VPN
 runbook, recipes, meeting notes, a project plan, a budget sheet, a clinical site visit note, mail,
 slides, an intranet page), in Markdown, text, DOCX, PPTX, XLSX, CSV, e-mail, HTML and PDF. Everything
-is written by this module, without randomness, so every build holds the same text; each file's
-modification time is its own date. The launch deck `own/beacon-launch-deck.pptx` names a date in
+is written by this module, without randomness, so every build writes the same bytes; each file's
+modification time and metadata carry its own date. The launch deck `own/beacon-launch-deck.pptx` names a date in
 passing on its first slide ("General availability on 30 June 2024"); its own date (14 November 2023)
 is on its last slide and in its properties only. `--own-only` writes own/ alone (tests).
 
@@ -28,8 +28,10 @@ import argparse
 import csv
 import hashlib
 import os
+import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from email.message import EmailMessage
@@ -416,6 +418,19 @@ def _stamp(path: Path, when: datetime) -> None:
     os.utime(path, (t, t))
 
 
+def _settle_zip(path: Path, when: datetime) -> None:
+    """Office files are zips: give every entry the document's date and set its `modified` property to it
+    (openpyxl stamps the time of saving), so that a rebuild writes the same bytes and no build-time date leaks."""
+    with zipfile.ZipFile(path) as z:
+        entries = [(i.filename, z.read(i)) for i in z.infolist()]
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            if name == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + stamp, data)
+            z.writestr(zipfile.ZipInfo(name, date_time=when.timetuple()[:6]), data, zipfile.ZIP_DEFLATED)
+
+
 def write_docx(path: Path, sections: list[Section], when: datetime) -> None:
     import docx  # optional heavy format libraries: only `build` needs them
 
@@ -430,6 +445,7 @@ def write_docx(path: Path, sections: list[Section], when: datetime) -> None:
             else:
                 d.add_paragraph(p)
     d.save(str(path))
+    _settle_zip(path, when)
 
 
 def write_pptx(path: Path, slides: list[Section], when: datetime) -> None:
@@ -443,6 +459,7 @@ def write_pptx(path: Path, slides: list[Section], when: datetime) -> None:
         slide.shapes.title.text = title
         slide.placeholders[1].text = "\n".join(bullets)
     deck.save(str(path))
+    _settle_zip(path, when)
 
 
 def write_xlsx(path: Path, sheets: dict[str, Table], when: datetime) -> None:
@@ -457,6 +474,7 @@ def write_xlsx(path: Path, sheets: dict[str, Table], when: datetime) -> None:
         for row in table:
             ws.append(list(row))
     wb.save(str(path))
+    _settle_zip(path, when)
 
 
 def write_pdf(path: Path, pages: list[str], when: datetime) -> None:
@@ -577,7 +595,9 @@ def build(folder: Path, *, own_only: bool = False) -> list[Path]:
             target, link = EVAL / rel, folder / name
             if not target.is_dir():
                 raise SystemExit(f"error: {target} is missing: the shared evaluation documents are needed (see ../shared/eval)")
-            if link.is_symlink() or link.exists():
+            if link.exists() and not link.is_symlink():
+                raise SystemExit(f"error: {link} exists and is not a link: build into a new folder")
+            if link.is_symlink():
                 link.unlink()
             link.symlink_to(target.resolve(), target_is_directory=True)
     return build_own(folder / "own")
