@@ -89,6 +89,37 @@ def test_ground_names_what_no_passage_mentions() -> None:
     assert abstain is not None and abstain.note == "no document covers Q4 2024; nearest passages shown"
 
 
+def test_a_name_written_otherwise_beside_names_the_documents_hold_is_not_missing() -> None:
+    passages = [hit(1, "report.pdf", "The Aerostar 601 struck a tree after departing Elyria, OH, in low clouds.")]
+
+    def search(query: str, **_: object) -> list[Hit]:
+        return [h for h in passages if any(w.lower() in h.text.lower() for w in query.split())]
+
+    grounding = ground(read("What damage was found after the Aerostar hit a tree near Elyria, Ohio?"), passages, search)
+    assert grounding.missing == [] and [t.text for t in grounding.otherwise] == ["Ohio"]
+    assert decide(Passages(passages, [0.6], grounding, Subject(0.8, (), ("ohio",))), None) is None
+    alone = ground(read("What did the Cessna hit near Elyria, Ohio?"), passages, search)  # one name held of two
+    assert [t.text for t in alone.missing] == ["Cessna", "Ohio"]
+
+
+def test_a_subject_word_is_unknown_only_when_no_document_holds_it_or_spells_it_out() -> None:
+    from kb.answer.retrieve import _subject
+
+    passages = [hit(1, "10k.pdf", "Days payable outstanding rose. The failover region is west. Wi-Fi is free.")]
+
+    def nothing(query: str, **_: object) -> list[Hit]:  # a keyword index that holds none of the words
+        return []
+
+    def unknown(question: str) -> tuple[str, ...]:
+        words = read(question).content
+        return _subject(nothing, question, words, [0.5] * len(words), passages, None).unknown
+
+    assert unknown("What is DPO for Walmart?") == ("walmart",)  # capitals the passage spells out
+    assert unknown("which region do we fail over to") == ()  # "fail" is in "failover"
+    assert unknown("is there wifi") == ()
+    assert unknown("initech revenue") == ("initech", "revenue")
+
+
 def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one() -> None:
     passages = [
         hit(1, "2023 Q2 ACME.pdf", "Acme gross margin was 40%.", 1),

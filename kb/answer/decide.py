@@ -83,7 +83,8 @@ def decide(passages: Passages, filters: Filters | None) -> Abstain | None:
         return Abstain(OFF_TOPIC, f"no passage is close enough to the question (best similarity {best:.2f} < "
                                   f"{RELEVANCE_MIN}); nearest passages shown")
     missing: list[Term] = list(passages.grounding.missing)
-    named = {w.lower() for t in missing for w in re.findall(r"\w+", t.text)}  # "Tesla" said once, not twice
+    # a name said once, not twice ("Tesla"), and the words of one written otherwise not at all
+    named = {w.lower() for t in [*missing, *passages.grounding.otherwise] for w in re.findall(r"\w+", t.text)}
     missing += [Name(w, (w,)) for w in passages.subject.unknown if w not in named]
     if missing:
         said = "; ".join(_missing(t) for t in missing)

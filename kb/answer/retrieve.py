@@ -32,6 +32,7 @@ Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (que
 # on questions of our own, "tesla", "metformin", "mileage", "initech" score 0.42-0.79 against their
 # questions, words that only frame one ("mentioned", "figures", "behind", "main") 0.04-0.29.
 SUBJECT_MIN = 0.40
+ACRONYM_MAX = 6  # "EBITDA"; a longer run of capitals is a name or a shout
 KEYWORD_EXTRA = 3  # keyword passages of the best document added to the answer's sources
 WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
 LOOKUP_K = 50  # passages the keyword index is asked for, per name or period
@@ -44,6 +45,7 @@ class Grounding:
     missing: list[Term]  # named by the question, mentioned by no passage
     focused: list[Hit]  # the retrieved passages of the documents that hold the most of the rest
     latest: str | None = None  # the question asks for the latest: the source of the most recent document about it
+    otherwise: list[Term] = dataclasses.field(default_factory=list)  # names taken to be written otherwise
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def retrieve(search: Search, embedder: Embedder, question: Question, k: int, fil
         hits += _own_words(search, question, hits, filters)
     words = question.content
     cosines = _cosines(embedder, question.text, [*(h.text for h in hits), *words]) if hits else []
-    subject = _subject(search, words, cosines[len(hits):], hits, filters) if hits else Subject()
+    subject = _subject(search, question.text, words, cosines[len(hits):], hits, filters) if hits else Subject()
     return Passages(hits, cosines[:len(hits)], grounding, subject)
 
 
@@ -102,10 +104,11 @@ def _cosines(embedder: Embedder, question: str, texts: Sequence[str]) -> list[fl
     return [float(x) for x in embedder.embed_documents(list(texts)) @ q]
 
 
-def _subject(search: Search, words: Sequence[str], weights: Sequence[float], hits: Sequence[Hit],
+def _subject(search: Search, question: str, words: Sequence[str], weights: Sequence[float], hits: Sequence[Hit],
              filters: Filters | None) -> Subject:
     """How much of the question's subject the passages hold: the best passage's weighted share of its
-    content words, and the subject words that no document holds (looked up in the keyword index)."""
+    content words, and the subject words that no document holds (looked up in the keyword index) nor
+    spells out ("DPO")."""
     weight = {w: max(0.0, c) for w, c in zip(words, weights)}
     total = sum(weight.values())
     if not total:
@@ -116,9 +119,10 @@ def _subject(search: Search, words: Sequence[str], weights: Sequence[float], hit
     best = max(held, key=lambda have: sum(weight[w] for w in have))
     lacking = tuple(sorted((w for w in words if w not in best and weight[w] >= SUBJECT_MIN), key=lambda w: -weight[w]))
     anywhere = set().union(*held)
+    written = "\n".join([question, *(h.text for h in hits)])  # the question may spell it out itself
     unknown: list[str] = []
     for word in words:
-        if weight[word] < SUBJECT_MIN or word in anywhere:
+        if weight[word] < SUBJECT_MIN or word in anywhere or _spelled_out(word, question, written):
             continue
         try:
             if not search(word, k=1, filters=filters, mode="keyword"):
@@ -134,6 +138,15 @@ def _stem(word: str) -> str:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
     return word
+
+
+def _spelled_out(word: str, question: str, text: str) -> bool:
+    """Whether `word` is an abbreviation the question writes in capitals ("DPO", "EPS") and `text`
+    spells out as the initials of consecutive words ("days payable outstanding"): no index holds
+    that as a word. Lower-case words are not tried: too many runs of words start with "o", "h", "i"."""
+    if not (2 <= len(word) <= ACRONYM_MAX and re.search(rf"\b{word.upper()}\b", question)):
+        return False
+    return re.search(r"\b" + r"\w*\W+".join(word), text, re.IGNORECASE) is not None
 
 
 def _squashed(text: str) -> str:
@@ -163,6 +176,13 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
             continue
         top = max(counts.values())
         docs_of.append({d for d, n in counts.items() if n * 4 >= top})
+    lacking = [t for t in missing if t.kind == "entity"]
+    held = len(question.names) - len(lacking)
+    otherwise: list[Term] = []
+    if lacking and held >= 2 and held > len(lacking):
+        # A question naming several things the documents hold ("the Aerostar that left Elyria, Ohio")
+        # is about them: the one name they lack is written otherwise there ("Elyria, OH").
+        missing, otherwise = [t for t in missing if t.kind != "entity"], lacking
     if missing:
         return Grounding(missing, list(hits))
     focused = list(hits)
@@ -178,7 +198,7 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
         dated = [(period, d) for d in about if d in sources and (period := name_period(sources[d])) is not None]
         if dated:
             latest = sources[max(dated)[1]]
-    return Grounding([], focused, latest)
+    return Grounding([], focused, latest, otherwise)
 
 
 def _text(hit: Hit) -> str:
