@@ -80,7 +80,10 @@ def eval_command(file: str | None, kb_dir: str | None, answers_file: str | None,
                  mode: str | None, rerank: str | None, runs: tuple[str, ...], show_misses: int, split: str | None,
                  llm: str | None, llm_model: str | None, llm_base_url: str | None, temperature: float,
                  max_tokens: int, as_json: bool, **kwargs: Any) -> None:
-    """Measure retrieval on FILE: questions with gold sources (CSV or JSONL).
+    """Measure retrieval on FILE, or answers with --answers FILE.
+
+    \b
+    Retrieval: FILE holds questions with gold sources (CSV or JSONL).
 
     \b
     Columns (any case): Question (or query); Source Docs (or sources, docs, gold):
