@@ -230,7 +230,7 @@ class AnswerEvalResult:
             "gold_file_cited": share(rows, "cites_gold_file"),
             "gold_page_cited": share(rows, "cites_gold_page"),
             "llm_errors": sum(1 for r in rows if r.llm_error),
-            "median_seconds": statistics.median(r.seconds for r in rows) if rows else None,
+            "median_seconds": round(statistics.median(r.seconds for r in rows), 2) if rows else None,
             "seconds": round(self.seconds, 1),
             "questions": [asdict(r) for r in rows],
         }
