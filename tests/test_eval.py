@@ -1,4 +1,5 @@
-"""`kb eval`: gold files (CSV, JSONL), recall@k at document and page level, MRR, misses, --compare."""
+"""`kb eval`: gold files (CSV, JSONL), recall@k at document and page level, MRR, misses, --compare; and
+`kb eval --answers`: "not found" precision and recall, gold figure on the first line, gold source cited."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from kb import KnowledgeBase
+from kb.answer.evaluate import AnswerQuestion, evaluate_answers, gold_figures, gold_files, judge, load_answers
+from kb.answer.types import Answer, Citation
 from kb.cli import main
 from kb.errors import ConfigError
 from kb.query.evaluate import GoldQuestion, evaluate, load_gold, parse_run, source_matches
 from kb.types import Hit
 from tests.conftest import EVAL, SEC
+from tests.helpers import ScriptedLLM, write_markdown, write_pdf
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE_GOLD = REPO / "benchmarks" / "sec10q_pages.jsonl"
+UNANSWERABLE = REPO / "benchmarks" / "sec10q_unanswerable.jsonl"
 
 
 def hit(source: str, page: int | None = None, page_end: int | None = None) -> Hit:
@@ -192,3 +198,159 @@ def test_eval_command_json_and_table(ingested: Path, tmp_path: Path) -> None:
 
     bad = run(main, ["eval", str(gold), "--kb", str(ingested), "--k", "0"])
     assert bad.exit_code == 2
+
+
+# --- kb eval --answers ---------------------------------------------------------------------------
+def test_answer_set_jsonl_fields_split_and_bad_records(tmp_path: Path) -> None:
+    lines: list[dict[str, object]] = [
+        {"question": "What is the meal allowance?", "answer": "45 euros", "sources": ["travel.md"], "split": "tune"},
+        {"question": "How many patients?", "answer": "240", "sources": ["*clinic*"], "pages": [1], "split": "validate"},
+        {"question": "Initech revenue 2019", "unanswerable": True, "split": "validate"},
+        {"question": "who won the 1998 tour de france"},  # no gold at all: only a refusal can be checked
+        {"question": "Which region fails over?", "sources": "runbook.md"},  # gold source, no gold answer
+    ]
+    path = _write(tmp_path, lines)
+    qs = load_answers(path)
+    assert [q.unanswerable for q in qs] == [False, False, True, True, False]
+    assert (qs[1].answer, qs[1].sources, qs[1].pages, qs[1].split) == ("240", ["*clinic*"], [1], "validate")
+    assert [q.question for q in load_answers(path, "validate")] == ["How many patients?", "Initech revenue 2019"]
+    with pytest.raises(ConfigError, match="no question has split 'tune'"):
+        load_answers(_write(tmp_path, lines[1:3]), "tune")
+    with pytest.raises(ConfigError, match="record 1 is marked unanswerable but gives a gold answer"):
+        load_answers(_write(tmp_path, [{"question": "q", "answer": "1", "unanswerable": True}]))
+    with pytest.raises(ConfigError, match="split must be one of tune, validate"):
+        load_answers(_write(tmp_path, [{"question": "q", "unanswerable": True, "split": "test"}]))
+    with pytest.raises(ConfigError, match="unanswerable must be true or false"):
+        load_answers(_write(tmp_path, [{"question": "q", "unanswerable": "maybe"}]))
+
+
+def _write(tmp_path: Path, records: list[dict[str, object]]) -> Path:
+    path = tmp_path / "set.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.needs_eval
+def test_reads_the_shared_answer_sets_as_they_are() -> None:
+    """sec-10q's Answer column, financebench-dev's answer and pages, the unanswerable set: the counts the
+    answers benchmark reports (86 of the 130 single-filing sec-10q answers hold an amount, 40 of 46
+    financebench-dev answers a figure)."""
+    pdfs = [str(p) for p in sorted(SEC.glob("*.pdf"))]
+    sec = load_answers(EVAL / "sec-10q" / "questions.csv")
+    assert len(sec) == 195 and not any(q.unanswerable for q in sec) and all(q.answer for q in sec)
+    single = [q for q in sec if gold_files(q, pdfs) == 1]
+    assert len(single) == 130 and sum(1 for q in single if gold_figures(q.answer or "")) == 86
+    fb = load_answers(EVAL / "financebench-dev" / "questions.jsonl")
+    assert len(fb) == 46 and all(q.pages and len(q.sources) == 1 for q in fb)
+    assert sum(1 for q in fb if gold_figures(q.answer or "")) == 40
+    absent = load_answers(UNANSWERABLE)
+    assert len(absent) == 48 and all(q.unanswerable for q in absent)
+
+
+def test_gold_figures_of_short_and_long_answers() -> None:
+    # A short gold answer is the figure: all its numbers but years; a long one: its amounts only.
+    assert [n.text for n in gold_figures("0.66")] == ["0.66"]
+    assert [n.text for n in gold_figures("65.4% in 2023")] == ["65.4%"]
+    long = ("Intel's gross margin for the quarterly period ended September 30, 2023, was $6,018 million, as "
+            "reported in note 3.\n\nSOURCE(S): 2023 Q3 INTC.pdf, page 4")
+    assert [n.text for n in gold_figures(long)] == ["$6,018 million"]
+
+
+def test_the_figure_counts_on_the_first_line_and_anywhere_apart() -> None:
+    """A dump of figures with the gold one on its third line holds it anywhere, not on its first line;
+    a citation of the gold file on another page cites the file, not the page."""
+    q = AnswerQuestion("What were net sales?", "Net sales were $81,797 million.", sources=["*2023 Q3 AAPL*"], pages=[4])
+    cite = Citation(1, "/d/2023 Q3 AAPL.pdf", 7, 7, None, "", True)
+    dump = Answer(q.question, "\nTotal 5,791 7,224 [1]\nServices 21,213 [1]\nNet sales 81,797 [1]", [cite], [], None,
+                  "extractive")
+    row = judge(q, dump, 0.1, ["/d/2023 Q3 AAPL.pdf", "/d/2023 Q2 AAPL.pdf"])
+    assert (row.gold_figure_in_answer, row.gold_figure_first_line) == (True, False)
+    assert (row.cites_gold_file, row.cites_gold_page, row.refused) == (True, False, False)
+    first = Answer(q.question, "Net sales were $81,797 million [1].", [Citation(1, "/d/2023 Q3 AAPL.pdf", 3, 4, None, "",
+                                                                                 True)], [], None, "extractive")
+    row = judge(q, first, 0.1, ["/d/2023 Q3 AAPL.pdf"])
+    assert (row.gold_figure_first_line, row.cites_gold_page) == (True, True)
+    several = AnswerQuestion("How did net sales change?", "From $81,797 million to $90,146 million", sources=["*AAPL*"])
+    row = judge(several, first, 0.1, ["/d/2023 Q3 AAPL.pdf", "/d/2023 Q2 AAPL.pdf"])
+    assert row.gold_files == 2 and row.gold_figure_in_answer is None and row.cites_gold_file is None  # not scored
+
+
+ANSWER_SET: list[dict[str, object]] = [
+    {"question": "What is the daily meal allowance?", "answer": "45 euros", "sources": ["travel.md"], "split": "tune"},
+    {"question": "How many patients does the study enroll?", "answer": "240 patients", "sources": ["*clinic*"],
+     "pages": [1], "split": "validate"},
+    {"question": "What dose of the study drug does each patient receive?", "answer": "50 mg twice daily",
+     "sources": ["clinic.pdf"], "pages": [2], "split": "validate"},
+    {"question": "Which region does the payments service fail over to?", "answer": "quokka-west",
+     "sources": ["runbook.md"], "split": "tune"},
+    # Answerable by the user's reading (the policy is Contoso's), but no document names Contoso.
+    {"question": "What is Contoso's daily meal allowance?", "answer": "45 euros", "sources": ["travel.md"],
+     "split": "tune"},
+    {"question": "What was Initech's revenue in 2019?", "unanswerable": True, "split": "tune"},
+    {"question": "How many vacation days does Globex give its employees?", "unanswerable": True, "split": "validate"},
+    {"question": "Who won the 1998 Tour de France?", "split": "validate"},
+]
+
+
+@pytest.fixture
+def small_folder(tmp_path: Path) -> Path:
+    """A travel policy, the runbook and a two-page clinical PDF, ingested with the real embedder."""
+    docs = tmp_path / "docs"
+    write_markdown(docs / "travel.md", "# Travel policy\n\nThe daily meal allowance is 45 euros.\n\n"
+                   "Hotel nights are capped at 180 euros in capital cities.\n\n"
+                   "Economy class is required for flights shorter than six hours.\n")
+    write_markdown(docs / "runbook.md")
+    write_pdf(docs / "clinic.pdf", ["Clinical trial protocol\nThe study enrolls 240 adult patients at four hospitals.",
+                                    "Dosing\nEach patient receives 50 mg of the study drug twice daily."])
+    with KnowledgeBase.open(tmp_path / "kb", workers=1) as kb:
+        kb.ingest([str(docs)])
+    return tmp_path / "kb"
+
+
+@pytest.mark.slow
+def test_eval_answers_command_on_a_small_folder(small_folder: Path, tmp_path: Path) -> None:
+    gold = _write(tmp_path, ANSWER_SET)
+    run = CliRunner().invoke
+    out = run(main, ["eval", "--answers", str(gold), "--kb", str(small_folder), "--llm", "none", "--json"])
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.stdout)
+    assert r["llm"] == "none (extractive)" and r["k"] == 5
+    assert r["counts"] == {"questions": 8, "answerable": 5, "unanswerable": 3, "gold_not_indexed": 0,
+                           "multi_file_gold": 0}
+    # The three unanswerable questions and the one naming Contoso are answered "not found".
+    assert r["not_found"] == {"precision": 0.75, "recall": 1.0, "answered_not_found": 4, "unanswerable_not_found": 3,
+                              "unanswerable": 3}
+    assert r["answerable_refused"] == {"share": 0.2, "n": 5, "yes": 1}
+    assert r["gold_figure_first_line"] == r["gold_figure_in_answer"] == {"share": 0.75, "n": 4, "yes": 3}
+    assert r["gold_file_cited"] == {"share": 0.8, "n": 5, "yes": 4}
+    assert r["gold_page_cited"] == {"share": 1.0, "n": 2, "yes": 2}
+    rows = {q["question"]: q for q in r["questions"]}
+    assert len(rows) == 8 and rows["What is Contoso's daily meal allowance?"]["refused"]
+    assert rows["How many patients does the study enroll?"]["answer"].startswith("The study enrolls 240")
+
+    table = run(main, ["eval", "--answers", str(gold), "--kb", str(small_folder), "--llm", "none", "--split", "validate"])
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].endswith("4 questions, 2 answerable, 2 unanswerable; answered by none (extractive)")
+    assert any(line.split() == ['"not', 'found"', "recall", "2/2", "(100%)", "of", "the", "unanswerable"]
+               for line in lines)
+    assert any("gold page cited" in line and "2/2" in line for line in lines)
+    assert "wrong refusal" not in table.stdout  # on validate, every question went right
+
+    for bad in (["eval", "--kb", str(small_folder)], ["eval", "--answers", str(gold), "--compare"],
+                ["eval", "--answers", str(gold), "-k", "1", "5"], ["eval", str(gold), "--answers", str(gold)]):
+        res = run(main, bad)
+        assert res.exit_code == 2 and "Traceback" not in res.output, bad
+
+
+@pytest.mark.slow
+def test_a_model_is_measured_like_the_quoted_answers(small_folder: Path) -> None:
+    """Through the library with any LLM object: the model's answer is what is scored."""
+    questions = [AnswerQuestion(**ANSWER_SET[0]), AnswerQuestion(**ANSWER_SET[5])]  # type: ignore[arg-type]
+    model = ScriptedLLM("The daily meal allowance is 45 euros [1].")
+    with KnowledgeBase.open(small_folder) as kb:
+        result = evaluate_answers(questions, lambda q: kb.ask(q, llm=model, stream=False),
+                                  [d.source for d in kb.documents()], llm=model.name)
+    answered, refused = result.questions
+    assert (answered.mode, answered.gold_figure_first_line, answered.cites_gold_file) == ("llm", True, True)
+    assert refused.refused and result.to_json()["not_found"]["recall"] == 1.0

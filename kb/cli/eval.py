@@ -1,4 +1,5 @@
-"""`kb eval FILE`: retrieval quality on questions with gold sources (recall@k, MRR, misses)."""
+"""`kb eval FILE`: retrieval quality on questions with gold sources (recall@k, MRR, misses);
+`kb eval --answers FILE`: answers scored ("not found" precision and recall, gold figure, gold source)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 import click
 
-from kb import Hit
+from kb import Answer, Filters, Hit
+from kb.answer.evaluate import SPLITS, AnswerEvalResult, evaluate_answers, first_line, load_answers
 from kb.api import KnowledgeBase
-from kb.cli.common import CONTEXT, filter_options, json_option, kb_option, pop_filters
+from kb.cli.common import CONTEXT, emit, filter_options, json_option, kb_option, llm_options, open_kb, pop_filters
 from kb.config import MODES
 from kb.query.evaluate import EvalResult, RunSpec, evaluate, load_gold, parse_run
 from kb.query.search import Tuning
@@ -51,9 +53,12 @@ class _EvalCommand(click.Command):
 
 
 @click.command("eval", cls=_EvalCommand, context_settings=CONTEXT)
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @kb_option
-@click.option("-k", "--k", "ks", multiple=True, metavar="K...", help="Cut-offs, e.g. --k 1 5 10  [default: 1 5 10]")
+@click.option("--answers", "answers_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Score answers instead of retrieval: questions with gold answers, or marked unanswerable.")
+@click.option("-k", "--k", "ks", multiple=True, metavar="K...",
+              help="Cut-offs, e.g. --k 1 5 10  [default: 1 5 10]; with --answers, passages to retrieve [default: 5].")
 @click.option("--mode", type=click.Choice(ALL_MODES, case_sensitive=False), envvar="KB_MODE", show_envvar=True,
               help="Retrieval mode [default: the `mode` setting, hybrid].")
 @click.option("--rerank", metavar="MODEL", envvar="KB_RERANK", show_envvar=True,
@@ -61,12 +66,24 @@ class _EvalCommand(click.Command):
 @click.option("--compare", "runs", multiple=True, metavar="RUN...",
               help="Evaluate several runs side by side: modes, optionally with tuning, e.g. "
                    "--compare dense keyword hybrid 'hybrid:keyword_weight=0.5'. Bare --compare: all three modes.")
-@click.option("--misses", "show_misses", type=int, default=10, help="Misses to list in the table output (-1: all).")
+@click.option("--misses", "show_misses", type=int, default=10,
+              help="Misses (with --answers: wrong refusals and answers) to list in the table output (-1: all).")
+@click.option("--split", type=click.Choice(SPLITS), help="Only the questions of this split (a `split` field).")
+@llm_options("With --answers, what answers: ")
+@click.option("--temperature", type=click.FloatRange(0, 5), default=0.0, show_default=True,
+              help="With --answers: sampling temperature (0: the same answers on every run).")
+@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="With --answers: longest answer, in tokens.")
 @filter_options
 @json_option
-def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str | None, rerank: str | None,
-                 runs: tuple[str, ...], show_misses: int, as_json: bool, **kwargs: Any) -> None:
-    """Measure retrieval on FILE: questions with gold sources (CSV or JSONL).
+def eval_command(file: str | None, kb_dir: str | None, answers_file: str | None, ks: tuple[str, ...],
+                 mode: str | None, rerank: str | None, runs: tuple[str, ...], show_misses: int, split: str | None,
+                 llm: str | None, llm_model: str | None, llm_base_url: str | None, temperature: float,
+                 max_tokens: int, as_json: bool, **kwargs: Any) -> None:
+    """Measure retrieval on FILE, or answers with --answers FILE.
+
+    \b
+    Retrieval: FILE holds questions with gold sources (CSV or JSONL).
 
     \b
     Columns (any case): Question (or query); Source Docs (or sources, docs, gold):
@@ -74,10 +91,34 @@ def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str |
     lines; optional Pages: '4, 20' or '3-5'. A question counts as found at k when
     a top-k hit comes from any of its gold files (and, at page level, overlaps a
     gold page). Single-doc and multi-doc questions are also reported apart.
+
+    \b
+    kb eval --answers FILE: asks every question as `kb ask` does (--llm: any
+    backend; default: what `kb ask` uses) and scores the answers. FILE's
+    records: question; answer (gold) and/or sources (and pages); or
+    unanswerable: true (a record with no gold at all is unanswerable too).
+    Prints "not found" precision and recall over the unanswerable questions,
+    answerable questions refused, the gold figure on the answer's first line
+    and anywhere in it, the gold file and page cited (gold naming one file).
     """
     filters = pop_filters(kwargs)
+    if (file is None) == (answers_file is None):
+        raise click.UsageError("give a gold FILE (retrieval) or --answers FILE (answers), one of the two")
+    if answers_file is not None:
+        for given, name in ((mode, "--mode"), (rerank, "--rerank"), (runs, "--compare")):
+            if given:
+                raise click.UsageError(f"{name} measures retrieval; it does not go with --answers")
+        _eval_answers(answers_file, kb_dir, _passages(ks), split, filters, show_misses, as_json,
+                      llm=llm, llm_model=llm_model, llm_base_url=llm_base_url,
+                      temperature=temperature, max_tokens=max_tokens)
+        return
+    assert file is not None
     cutoffs = _cutoffs(ks)
     questions = load_gold(file)
+    if split is not None:
+        questions = [q for q in questions if q.meta.get("split") == split]
+        if not questions:
+            raise click.UsageError(f"{file}: no question has split {split!r}")
     specs = [parse_run(s) for spec in runs for s in _split_runs(spec)] or [RunSpec(mode or "", mode or "")]
     with KnowledgeBase.open(kb_dir) as kb:
         sources = [d.source for d in kb.documents()]
@@ -101,6 +142,70 @@ def eval_command(file: str, kb_dir: str | None, ks: tuple[str, ...], mode: str |
                                    "runs": {r.name: r.to_json() for r in results}}, ensure_ascii=False))
         return
     _print_table(file, results, show_misses)
+
+
+def _eval_answers(file: str, kb_dir: str | None, k: int, split: str | None, filters: Filters | None,
+                  show_misses: int, as_json: bool, *, llm: str | None, llm_model: str | None,
+                  llm_base_url: str | None, temperature: float, max_tokens: int) -> None:
+    questions = load_answers(file, split)
+    with open_kb(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
+        model, failure = kb.load_llm()
+        if failure:
+            click.echo(f"kb: {failure}; the answers quote the passages instead", err=True)
+        sources = [d.source for d in kb.documents()]
+
+        def ask(question: str) -> Answer:
+            return kb.ask(question, k=k, filters=filters, stream=False, temperature=temperature,
+                          max_tokens=max_tokens)
+
+        result = evaluate_answers(questions, ask, sources, llm=model.name if model else "none (extractive)")
+    if as_json:
+        emit({"file": file, "split": split, "k": k, **result.to_json()})
+        return
+    _print_answers(file, result, show_misses)
+
+
+def _passages(values: tuple[str, ...]) -> int:
+    """--answers' -k: one number of passages, as `kb ask -k`."""
+    if not values:
+        return 5
+    if len(values) > 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= 100:
+        raise click.BadParameter("with --answers, one number of passages from 1 to 100", param_hint="-k")
+    return int(values[0])
+
+
+def _print_answers(file: str, result: AnswerEvalResult, show_misses: int) -> None:
+    out = result.to_json()
+    counts = out["counts"]
+    click.echo(f"{file}: {counts['questions']} questions, {counts['answerable']} answerable, "
+               f"{counts['unanswerable']} unanswerable; answered by {result.llm}")
+
+    def row(label: str, yes: int, n: int, note: str = "") -> None:
+        figure = f"{yes}/{n} ({yes / n:.0%})" if n else "-"
+        click.echo(f"  {label:34}{figure:>16}{note}")
+
+    nf = out["not_found"]
+    row('"not found" recall', nf["unanswerable_not_found"], nf["unanswerable"], "  of the unanswerable")
+    row('"not found" precision', nf["unanswerable_not_found"], nf["answered_not_found"],
+        "  of the answers \"not found\"")
+    for label, key in (("answerable refused", "answerable_refused"),
+                       ("gold figure on the first line", "gold_figure_first_line"),
+                       ("gold figure anywhere in the answer", "gold_figure_in_answer"),
+                       ("gold file cited", "gold_file_cited"), ("gold page cited", "gold_page_cited")):
+        row(label, out[key]["yes"], out[key]["n"])
+    click.echo(f"  median seconds per question {out['median_seconds']}, {out['seconds']} s in all"
+               + (f"; {out['llm_errors']} model error(s): those answers are extractive" if out["llm_errors"] else ""))
+    if counts["gold_not_indexed"]:
+        click.echo(f"kb: {counts['gold_not_indexed']} question(s) name gold files this knowledge base does not hold",
+                   err=True)
+    wrong = [r for r in result.questions if r.refused != r.unanswerable]
+    if not wrong or show_misses == 0:
+        return
+    shown = wrong if show_misses < 0 else wrong[:show_misses]
+    click.echo(f"\n{len(wrong)} wrong refusal(s) or answer(s)" + (f", first {len(shown)}:" if len(shown) < len(wrong) else ":"))
+    for r in shown:
+        click.echo(f"  - {r.question[:110]}")
+        click.echo("    refused, though answerable" if r.refused else f"    answered: {first_line(r.answer)[:100]}")
 
 
 def _cutoffs(values: tuple[str, ...]) -> list[int]:

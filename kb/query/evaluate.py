@@ -35,9 +35,9 @@ from kb.types import Hit
 
 Searcher = Callable[[str, int], list[Hit]]
 
-_QUESTION_KEYS = ("question", "query", "q")
-_SOURCE_KEYS = ("sources", "source docs", "source_docs", "sourcedocs", "gold", "gold docs", "docs", "doc", "source")
-_PAGE_KEYS = ("pages", "gold pages", "gold_pages", "page")
+QUESTION_KEYS = ("question", "query", "q")
+SOURCE_KEYS = ("sources", "source docs", "source_docs", "sourcedocs", "gold", "gold docs", "docs", "doc", "source")
+PAGE_KEYS = ("pages", "gold pages", "gold_pages", "page")
 _SPLIT = re.compile(r"[\n;,]+")
 
 
@@ -70,21 +70,24 @@ def load_gold(path: str | Path) -> list[GoldQuestion]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            records = _read_jsonl(path)
-        elif suffix in (".csv", ".tsv"):
-            records = _read_csv(path, "\t" if suffix == ".tsv" else ",")
-        else:
-            raise ConfigError(f"{path}: gold questions must be a .csv, .tsv or .jsonl file")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from e
-    questions = [_question(r, path, n) for n, r in enumerate(records, start=1)]
+    questions = [_question(r, path, n) for n, r in enumerate(read_records(path), start=1)]
     questions = [q for q in questions if q is not None]
     if not questions:
         raise ConfigError(f"{path}: no questions found")
     return questions  # type: ignore[return-value]
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a question file: a CSV or TSV (header row), a JSONL file or a JSON list."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return _read_jsonl(path)
+        if suffix in (".csv", ".tsv"):
+            return _read_csv(path, "\t" if suffix == ".tsv" else ",")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from e
+    raise ConfigError(f"{path}: gold questions must be a .csv, .tsv or .jsonl file")
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -110,7 +113,7 @@ def _read_csv(path: Path, delimiter: str) -> list[dict[str, Any]]:
         return list(csv.DictReader(f, delimiter=delimiter))
 
 
-def _pick(record: dict[str, Any], keys: Sequence[str]) -> tuple[str | None, Any]:
+def pick(record: dict[str, Any], keys: Sequence[str]) -> tuple[str | None, Any]:
     lowered = {str(k).strip().lower(): k for k in record if k is not None}
     for key in keys:
         if key in lowered:
@@ -119,24 +122,24 @@ def _pick(record: dict[str, Any], keys: Sequence[str]) -> tuple[str | None, Any]
 
 
 def _question(record: dict[str, Any], path: Path, n: int) -> GoldQuestion | None:
-    qkey, question = _pick(record, _QUESTION_KEYS)
-    skey, sources = _pick(record, _SOURCE_KEYS)
+    qkey, question = pick(record, QUESTION_KEYS)
+    skey, sources = pick(record, SOURCE_KEYS)
     if qkey is None or skey is None:
         raise ConfigError(f"{path}: record {n} needs a question column and a sources column "
                           f"(found: {', '.join(map(str, record))})")
     if not str(question or "").strip():
         return None
-    pkey, pages = _pick(record, _PAGE_KEYS)
+    pkey, pages = pick(record, PAGE_KEYS)
     meta = {str(k): str(v) for k, v in record.items() if k not in (qkey, skey, pkey) and isinstance(v, (str, int, float))}
-    return GoldQuestion(" ".join(str(question).split()), _sources(sources), _pages(pages, path, n), meta)
+    return GoldQuestion(" ".join(str(question).split()), parse_sources(sources), parse_pages(pages, path, n), meta)
 
 
-def _sources(value: Any) -> list[str]:
+def parse_sources(value: Any) -> list[str]:
     items = value if isinstance(value, list) else _SPLIT.split(str(value or ""))
     return [s.strip().strip("'\"").strip() for s in map(str, items) if s.strip().strip("'\"").strip()]
 
 
-def _pages(value: Any, path: Path, n: int) -> list[int] | None:
+def parse_pages(value: Any, path: Path, n: int) -> list[int] | None:
     if value is None or value == "" or value == []:
         return None
     items = value if isinstance(value, list) else _SPLIT.split(str(value))
