@@ -36,6 +36,7 @@ _WORD_POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
 _DIGITS = re.compile(r"\d{4,}")
 _QUOTED = re.compile(r'"([^"]+)"')
 _LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
+_MEASURE = re.compile(r"(?i)\bhow\s+(?:many|much)\s+([^\W\d_]+)\s+of\b")
 
 # Words that ask for the newest of a series. Not "current" alone: "current liabilities", "current
 # version of the protocol" name a kind of thing, not the newest document.
@@ -54,7 +55,7 @@ _SENTENCE = re.compile(r"[^.?!]+(?:[.?!]+|$)")
 # Words that are capitalised for grammar, not because they name something.
 _FRAMING = STOPWORDS | frozenset({
     "please", "list", "describe", "explain", "give", "tell", "compare", "summarize", "summarise", "find", "show",
-    "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
+    "many", "much", "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
     "question", "yes", "no", "note", "assume", "consider", "does", "did", "has", "have", "is", "are", "was",
     "were", "will", "would", "can", "could", "should", "may", "might", "must", "i", "you", "we", "they",
     *MONTHS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
@@ -135,6 +136,28 @@ class Question:
             text = text.replace(part, " ")
         words = dict.fromkeys(w.lower() for w in _LETTERS.findall(text))
         return tuple(w for w in words if w not in _FRAMING)[:MAX_TERMS]
+
+    @cached_property
+    def capitalised(self) -> frozenset[str]:
+        """Words it writes with a capital that grammar did not ask for ("Initech net income", "the
+        Globex deal"), lower-cased; a first word before a glue word ("Outline the ...") is grammar.
+        None when it capitalises most of its words, as a title does."""
+        words = list(_LETTERS.finditer(self.text))
+        if sum(w.group()[0].isupper() for w in words) * 2 > len(words):
+            return frozenset()
+        out: set[str] = set()
+        for i, w in enumerate(words):
+            start = not self.text[:w.start()].strip() or self.text[:w.start()].rstrip()[-1] in ".?!:;"
+            after = words[i + 1].group().lower() if i + 1 < len(words) else ""
+            if w.group()[0].isupper() and not (start and (after in STOPWORDS or not after)):
+                out.add(w.group().lower())
+        return frozenset(out)
+
+    @cached_property
+    def measures(self) -> frozenset[str]:
+        """What a count is counted in ("how many grams of lentils"): the unit of the answer, which the
+        documents may write otherwise ("250 g"), not what it is about."""
+        return frozenset(m.lower() for m in _MEASURE.findall(self.text))
 
     @property
     def topic(self) -> str:

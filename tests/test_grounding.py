@@ -110,14 +110,17 @@ def test_a_subject_word_is_unknown_only_when_no_document_holds_it_or_spells_it_o
     def nothing(query: str, **_: object) -> list[Hit]:  # a keyword index that holds none of the words
         return []
 
-    def unknown(question: str) -> tuple[str, ...]:
-        words = read(question).content
-        return _subject(nothing, question, words, [0.5] * len(words), passages, None).unknown
+    def unknown(question: str, weight: float = 0.5) -> tuple[str, ...]:
+        return _subject(nothing, read(question), [weight] * len(read(question).content), passages, None).unknown
 
     assert unknown("What is DPO for Walmart?") == ("walmart",)  # capitals the passage spells out
     assert unknown("which region do we fail over to") == ()  # "fail" is in "failover"
     assert unknown("is there wifi") == ()
     assert unknown("initech revenue") == ("initech", "revenue")
+    # words that only frame the question weigh little; a capital still marks a name the embedder never saw
+    assert unknown("Initech net income", weight=0.2) == ("initech",)
+    assert unknown("Outline the figures mentioned", weight=0.2) == ()
+    assert unknown("How many grams of initech") == ("initech",)  # the unit is not the subject
 
 
 def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one() -> None:

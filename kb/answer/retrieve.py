@@ -82,7 +82,7 @@ def retrieve(search: Search, embedder: Embedder, question: Question, k: int, fil
         hits += _own_words(search, question, hits, filters)
     words = question.content
     cosines = _cosines(embedder, question.text, [*(h.text for h in hits), *words]) if hits else []
-    subject = _subject(search, question.text, words, cosines[len(hits):], hits, filters) if hits else Subject()
+    subject = _subject(search, question, cosines[len(hits):], hits, filters) if hits else Subject()
     return Passages(hits, cosines[:len(hits)], grounding, subject)
 
 
@@ -104,11 +104,12 @@ def _cosines(embedder: Embedder, question: str, texts: Sequence[str]) -> list[fl
     return [float(x) for x in embedder.embed_documents(list(texts)) @ q]
 
 
-def _subject(search: Search, question: str, words: Sequence[str], weights: Sequence[float], hits: Sequence[Hit],
+def _subject(search: Search, question: Question, weights: Sequence[float], hits: Sequence[Hit],
              filters: Filters | None) -> Subject:
     """How much of the question's subject the passages hold: the best passage's weighted share of its
     content words, and the subject words that no document holds (looked up in the keyword index) nor
     spells out ("DPO")."""
+    words = question.content
     weight = {w: max(0.0, c) for w, c in zip(words, weights)}
     total = sum(weight.values())
     if not total:
@@ -119,10 +120,12 @@ def _subject(search: Search, question: str, words: Sequence[str], weights: Seque
     best = max(held, key=lambda have: sum(weight[w] for w in have))
     lacking = tuple(sorted((w for w in words if w not in best and weight[w] >= SUBJECT_MIN), key=lambda w: -weight[w]))
     anywhere = set().union(*held)
-    written = "\n".join([question, *(h.text for h in hits)])  # the question may spell it out itself
+    written = "\n".join([question.text, *(h.text for h in hits)])  # the question may spell it out itself
     unknown: list[str] = []
     for word in words:
-        if weight[word] < SUBJECT_MIN or word in anywhere or _spelled_out(word, question, written):
+        # A made-up name means nothing to the embedder ("Initech": 0.28): its capital says it is one.
+        subject = weight[word] >= SUBJECT_MIN or word in question.capitalised
+        if not subject or word in question.measures or word in anywhere or _spelled_out(word, question.text, written):
             continue
         try:
             if not search(word, k=1, filters=filters, mode="keyword"):
