@@ -249,7 +249,8 @@ def _names(question: str) -> list[Name]:
             pending.append("&")
         word = m.group(0)
         bare = _POSSESSIVE.sub("", word)
-        if _capitalised_name(word, bare, sentence_start):
+        code = m.start() >= 2 and question[m.start() - 1] == "-" and question[m.start() - 2].isdigit()
+        if not code and _capitalised_name(word, bare, sentence_start):  # "10-Qs", "8-Ks": a form, not a name
             current += [*pending, bare]
             pending = []
             if word != bare:  # a possessive ends the name: "ACME's Data Center" names two things
