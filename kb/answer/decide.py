@@ -39,7 +39,8 @@ DECLINED = "declined"  # the model says the sources do not hold the answer
 UNCITED = "uncited"  # the model cites none of its sources: quoted instead (not a "not found")
 UNSUPPORTED = "unsupported"  # no sentence of the model's answer passes the citation check: quoted instead
 UNQUOTABLE = "unquotable"  # no line of the passages is left to quote (an answer is never empty)
-REASONS = (EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, DECLINED, UNCITED, UNSUPPORTED, UNQUOTABLE)
+VAGUE = "vague"  # the question holds no word but common ones ("what is it?"): nothing to look for
+REASONS = (EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, DECLINED, UNCITED, UNSUPPORTED, UNQUOTABLE, VAGUE)
 
 _DECLINES = re.compile(
     r"(sources?|documents?|context|passages?|excerpts?|knowledge base)\s+(do|does)\s+not\s+"
