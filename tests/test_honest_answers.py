@@ -261,3 +261,10 @@ def test_a_question_in_another_script_is_not_found(kb_dir: Path, question: str) 
     assert result.exit_code == 0 and result.exception is None, result.output
     assert result.stdout.startswith(NOT_FOUND) and "Traceback" not in result.output
     assert result.stderr.startswith("kb: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_kb_chat_goes_on_after_a_question_it_cannot_read(kb_dir: Path) -> None:
+    result = CliRunner().invoke(main, ["chat", "--kb", str(kb_dir), "--llm", "none", "-k", "2"],
+                                input=f"{'revenue ' * 300}\n{RUNBOOK_Q}\n")
+    assert result.exit_code == 1 and "quokka-west" in result.stdout  # the next question was answered
+    assert "kb: error: the question is 2,399 characters long; at most 2,000 are read" in result.stderr

@@ -12,6 +12,7 @@ import click
 
 from kb import Answer
 from kb.answer.chat import FALLBACK, KEPT_TURNS, Turn
+from kb.answer.generate import check_question
 from kb.cli.ask import answer_options, hint_due, print_answer
 from kb.cli.common import CONTEXT, emit, open_kb, pop_filters
 from kb.errors import ConfigError, KBError
@@ -49,6 +50,12 @@ def chat(kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm
                 if question.lower() in NEW:
                     history.clear()
                     click.echo("kb: new conversation", err=True)
+                    continue
+                try:
+                    check_question(question)
+                except ConfigError as e:  # this question cannot be read (too long); the next may be
+                    click.echo(f"kb: error: {e}", err=True)
+                    failed = True
                     continue
                 printed: list[str] = []
 
