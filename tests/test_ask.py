@@ -67,7 +67,7 @@ def test_extractive_answer_cites_the_right_10q(kb: KnowledgeBase, question: str,
         for line in text.split("\n"):
             assert any(x.startswith(line.rstrip("…")) for x in lines), line
     assert all(c.supported for c in answer.citations)
-    assert "ollama" in (answer.note or "").lower()  # how to plug in an LLM
+    assert answer.note is None  # how to plug in an LLM: `kb ask` says it once per knowledge base, not every answer
 
 
 @pytest.mark.slow
@@ -106,7 +106,7 @@ def test_what_no_document_mentions_is_not_found(kb: KnowledgeBase, question: str
         answer = kb.ask(question, k=5, llm=llm)
         assert answer.mode == "not_found" and not answer.found and not answer.citations, answer.answer
         assert answer.answer == f"Not found in the knowledge base: {missing}.", answer.answer
-        assert answer.abstained == "unmentioned" and "abstained" not in answer.to_json()
+        assert answer.abstained == "unmentioned" == answer.to_json()["abstained"]  # the reason, named in the JSON
         assert answer.hits  # the nearest passages are still shown
 
 
@@ -175,8 +175,11 @@ def test_gemma_streams_an_answer_through_the_pipeline(kb: KnowledgeBase, gemma: 
         # Gemma 3 270M sometimes writes only a newline or a stray label here, citing nothing (greedy
         # decoding in llama.cpp is not bit-stable across runs): the passages' answer follows what it
         # streamed, with the reason.
+        # Or what it wrote has no sentence the citation check supports: not shown as the answer.
         assert answer.llm_error in (f"{gemma.name} returned an empty answer",
-                                    f"{gemma.name} gave an answer that cites none of the sources")
+                                    f"{gemma.name} gave an answer that cites none of the sources",
+                                    f"{gemma.name}'s answer is not supported by the sources it cites (no sentence "
+                                    "passes the citation check)")
         assert answer.mode == "extractive"
         assert pieces[-1].strip() == answer.answer and answer.answer.startswith("Total net sales: $81,797 million")
     else:
@@ -321,13 +324,13 @@ def test_cli_json_contract(kb_with_note: KnowledgeBase) -> None:
     assert data["citations"][0]["source"].endswith("runbook.md")
 
 
-def test_cli_text_shows_sources_and_hint(kb_with_note: KnowledgeBase) -> None:
+def test_cli_text_shows_sources(kb_with_note: KnowledgeBase) -> None:
     result = CliRunner().invoke(main, ["ask", "What happens on gateway error 5031?", "--kb",
                                        str(kb_with_note.path), "-k", "2", "--llm", "none"])
     assert result.exit_code == 0, result.output
     assert "quokka-west" in result.stdout and "\nSources:\n  [1] " in result.stdout
     assert "runbook.md" in result.stdout
-    assert "Ollama" in result.stderr  # the hint goes to stderr, not into the answer
+    assert "Ollama" not in result.output  # no model wanted: no hint (tests/test_honest_answers.py)
 
 
 def test_cli_marks_removed_and_unsupported(kb_with_note: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:

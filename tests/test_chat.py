@@ -201,7 +201,7 @@ def test_kb_chat_without_an_llm_says_follow_ups_are_searched_as_typed(two_notes:
     assert out.stdout.count("Sources:") == 2 and "on-call engineer" in out.stdout
     assert "wombat-east" in out.stdout  # "its failover region", searched as typed: the other service's
     assert "without an LLM, follow-ups are searched as typed" in out.stderr
-    assert out.stderr.count("No LLM configured") == 1  # the hint once, not after every answer
+    assert "No LLM configured" not in out.stderr  # no model wanted (--llm none): no hint on plugging one in
 
 
 # --- HTTP ------------------------------------------------------------------------------------------

@@ -162,9 +162,11 @@ def test_stream_gemma_tokens_then_the_ask_object(ingested: Path, gemma: Any) -> 
             # Gemma 3 270M sometimes writes nothing (a newline, then end of text; its llama.cpp server
             # reuses the cached prefix of earlier prompts), or a stray label citing nothing: the
             # passages' answer follows what streamed.
+            # Or what it wrote has no sentence the citation check supports: not shown as the answer.
             empty, uncited = f"{gemma.name} returned an empty answer", f"{gemma.name} gave an answer that cites none of the sources"
-            assert answer["llm_error"] in (empty, uncited)
-            assert answer["llm_error"] == uncited or len(names) - 2 <= 2
+            unsupported = f"{gemma.name}'s answer is not supported by the sources it cites (no sentence passes the citation check)"
+            assert answer["llm_error"] in (empty, uncited, unsupported)
+            assert answer["llm_error"] != empty or len(names) - 2 <= 2
         else:
             assert len(names) - 2 >= 3  # it streamed
             assert answer["llm"] == gemma.name and answer["mode"] in ("llm", "not_found")

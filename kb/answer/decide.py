@@ -2,10 +2,9 @@
 
 Before anything is written (`decide`): no passage at all, none through the filters, none close
 enough to the question, a name, period or subject word of the question that no document mentions,
-or no passage that holds most of what the question asks about. After a
-model wrote (`judge`): it says the sources do not hold the answer (a "not found" in its own words),
-or it cites none of its sources (nothing a reader could check: the passages' own sentences are
-quoted instead).
+or no passage that holds most of what the question asks about. After a model wrote (`judge`): it says the sources do not hold the answer (a "not found" in its own words),
+or it cites none of its sources, or none of its checked sentences is supported (nothing a reader
+could rely on: the passages' own sentences are quoted instead).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kb.answer.citations import SentenceCheck
 from kb.answer.retrieve import Passages
 from kb.answer.types import Answer, Citation
 from kb.question import Name
@@ -44,7 +44,10 @@ UNMENTIONED = "unmentioned"  # the question names something no document mentions
 UNCOVERED = "uncovered"  # no passage holds what the question asks about
 DECLINED = "declined"  # the model says the sources do not hold the answer
 UNCITED = "uncited"  # the model cites none of its sources: quoted instead (not a "not found")
-REASONS = (EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, UNCOVERED, DECLINED, UNCITED)
+UNSUPPORTED = "unsupported"  # no sentence of the model's answer passes the citation check: quoted instead
+UNQUOTABLE = "unquotable"  # no line of the passages is left to quote (an answer is never empty)
+VAGUE = "vague"  # the question holds no word but common ones ("what is it?"): nothing to look for
+REASONS = (EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, UNCOVERED, DECLINED, UNCITED, UNSUPPORTED, UNQUOTABLE, VAGUE)
 
 _DECLINES = re.compile(
     r"(sources?|documents?|context|passages?|excerpts?|knowledge base)\s+(do|does)\s+not\s+"
@@ -98,13 +101,16 @@ def decide(passages: Passages, filters: Filters | None) -> Abstain | None:
     return None
 
 
-def judge(text: str, citations: Sequence[Citation]) -> str | None:
+def judge(text: str, citations: Sequence[Citation], checks: Sequence[SentenceCheck] = ()) -> str | None:
     """What a model's answer says of itself: DECLINED (it says the sources do not hold the answer),
-    UNCITED (it answers, citing none of its sources), or None (an answer to show)."""
+    UNCITED (it answers, citing none of its sources), UNSUPPORTED (of its sentences that were
+    checked, none passes: nothing in it a reader could rely on), or None (an answer to show)."""
     if _DECLINES.search(text[:300]):
         return DECLINED
     if not citations:  # a small model's stray label or echo
         return UNCITED
+    if checks and not any(c.supported for c in checks):
+        return UNSUPPORTED
     return None
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from kb.embed.base import Embedder
 
+# How to get a written answer: shown by `kb ask` once per knowledge base (not in every answer's note).
 PLUG_IN_HINT = (
     "No LLM configured, so these are the passages' own sentences. For a written answer: run Ollama "
     "(ollama serve; ollama pull llama3.2), or pass --llm llama-cpp [--model FILE.gguf] after "
@@ -41,8 +42,7 @@ def extractive_answer(question: str | Question, sources: Sequence[Source], embed
     picked = _choose(asked, units, order, scores, vecs, cell, max_sentences)
     lines = [f"{cell[1]} [{cell[0].n}]"] if cell else []
     lines += [f"{_shorten_lines(unit, 400)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
-    return Answer(asked.text, "\n".join(lines), _cite(picked), [], None, "extractive", sources=list(sources),
-                  note=PLUG_IN_HINT)
+    return Answer(asked.text, "\n".join(lines), _cite(picked), [], None, "extractive", sources=list(sources))
 
 
 def _units(sources: Sequence[Source]) -> list[tuple[Source, str]]:

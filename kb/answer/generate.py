@@ -5,6 +5,7 @@ then verify what the model cites."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,15 +19,15 @@ from kb.answer.citations import (
     first_sentence,
     shorten,
 )
-from kb.answer.decide import DECLINED, UNCITED, decide, judge
+from kb.answer.decide import DECLINED, NOT_FOUND, UNCITED, UNQUOTABLE, UNSUPPORTED, VAGUE, decide, judge
 from kb.answer.extractive import extractive_answer
 from kb.answer.prompt import build_messages, fit_sources, merge_hits
-from kb.answer.retrieve import Search, retrieve
-from kb.answer.types import Answer, Citation, Source
-from kb.errors import DependencyError
+from kb.answer.retrieve import Passages, Search, retrieve
+from kb.answer.types import Answer, Citation, ModelAnswer, Source
+from kb.errors import ConfigError, DependencyError
 from kb.llm import NO_LLM, default_llm
 from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError
-from kb.question import Question, read
+from kb.question import STOPWORDS, Question, read
 
 if TYPE_CHECKING:
     from kb.answer.chat import History
@@ -36,6 +37,30 @@ if TYPE_CHECKING:
     from kb.types import Hit
 
 OnToken = Callable[[str], None]
+
+# The longest question taken, in characters: the embedding model reads about 256 word pieces (some
+# 1,000 characters), so a longer text is not a question search or the citation check can read whole;
+# the HTTP API and MCP take the same bound.
+QUESTION_MAX = 2000
+
+
+class _Rejected(LLMError):
+    """The model's answer is not one to show (`judge`: UNCITED, UNSUPPORTED): the passages are quoted
+    instead, and its text is kept in `Answer.model_answer`."""
+
+    def __init__(self, message: str, rejected: ModelAnswer):
+        super().__init__(message)
+        self.rejected = rejected
+
+
+def check_question(question: str) -> str:
+    """`question` stripped, or `ConfigError` (a usage error) when it is empty or too long to read."""
+    text = question.strip()
+    if not text:
+        raise ConfigError("the question is empty")
+    if len(text) > QUESTION_MAX:
+        raise ConfigError(f"the question is {len(text):,} characters long; at most {QUESTION_MAX:,} are read")
+    return text
 
 
 def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, filters: Filters | None = None,
@@ -53,12 +78,17 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
     A follow-up is rewritten by the model to stand alone (`kb.answer.chat.rewrite`); the rewrite is
     what is searched, grounded and put to the model, since "its" means nothing to a retriever or to
     a model that never saw the conversation. The answer keeps the question as typed, and the rewrite
-    in `rewritten`."""
+    in `rewritten`.
+
+    A question that is empty or longer than `QUESTION_MAX` characters raises `ConfigError`."""
+    question = check_question(question)
     earlier = turns(history)
     asked = rewrite(question, earlier, llm) if earlier and llm is not None else None
     query = asked.query if asked else question
     result = _answer(search, embedder, query, k=k, filters=filters, llm=llm, on_token=on_token, stream=stream,
                      check=check, llm_error=llm_error, options=GenerationOptions().update(**generation))
+    if not result.found:
+        result.hits = nearest(result.hits)
     if asked is not None:
         result.question = question
         result.rewritten = query if asked.differs(question) else None
@@ -75,13 +105,18 @@ def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filter
     fails), verify."""
     started = time.perf_counter()
     asked = read(question)
-    passages = retrieve(search, embedder, asked, k, filters)
+    if all(t in STOPWORDS for t in asked.terms):  # any passage would be as near as any other
+        return Answer(question, NOT_FOUND, [], [], llm.name if llm else None, "not_found", found=False,
+                      note="the question has no word to look for but common ones", llm_error=llm_error,
+                      abstained=VAGUE)
+    passages = _numbered(retrieve(search, embedder, asked, k, filters))
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
     abstain = decide(passages, filters)
     if abstain is not None:
         return abstain.answer(question, passages, llm.name if llm else None, timing, llm_error)
     sources = merge_hits(passages.hits, passages.relevance)
     shown: list[str] = []  # what the model streamed before it failed, if it did
+    rejected: ModelAnswer | None = None
 
     def show(piece: str) -> None:
         shown.append(piece)
@@ -92,9 +127,12 @@ def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filter
         try:
             written = _write(llm, question, sources, options, show, stream, timing)
             return _verify(llm, question, written, passages.hits, embedder, check, timing)
+        except _Rejected as e:
+            llm_error, rejected = str(e), e.rejected
         except LLMError as e:
             llm_error = str(e)
     result = _quote(asked, sources, passages.hits, embedder, timing, llm_error)
+    result.model_answer = rejected
     if on_token:
         on_token(("\n\n" if shown else "") + result.answer)
     return result
@@ -102,13 +140,39 @@ def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filter
 
 def _quote(question: Question, sources: list[Source], hits: list[Hit], embedder: Embedder,
            timing: dict[str, float | int | None], llm_error: str | None) -> Answer:
-    """The passages' own sentences (`extractive_answer`); `llm_error`: why not the model's answer."""
+    """The passages' own sentences (`extractive_answer`); `llm_error`: why not the model's answer.
+    When no line is left to quote, "not found" (UNQUOTABLE): an answer is never empty."""
     result = extractive_answer(question, sources, embedder)
     result.hits, result.timing = hits, timing
+    if not result.answer.strip():
+        note = "no sentence of the passages answers the question; nearest passages shown"
+        result = Answer(question.text, NOT_FOUND, [], hits, None, "not_found", found=False, note=note,
+                        timing=timing, abstained=UNQUOTABLE)
     if llm_error:
         result.llm_error = llm_error
-        result.note = f"{llm_error}; the answer quotes the passages instead"
+        instead = "the answer quotes the passages instead" if result.found else "nothing in the passages to quote instead"
+        result.note = f"{llm_error}; {instead}" + (f" ({result.note})" if result.note and not result.found else "")
     return result
+
+
+def _numbered(passages: Passages) -> Passages:
+    """The passages ranked 1, 2, 3... in the order they are given: retrieval adds the best document's
+    keyword passages after the ranked ones, each with its own search's rank."""
+    hits = [dataclasses.replace(h, rank=i) for i, h in enumerate(passages.hits, 1)]
+    return dataclasses.replace(passages, hits=hits)
+
+
+def nearest(hits: list[Hit]) -> list[Hit]:
+    """The passages a "not found" shows: each page once (its best passage), numbered once. A passage
+    without a page is its own entry."""
+    seen: set[tuple[str, int | str]] = set()
+    out: list[Hit] = []
+    for h in hits:
+        key = (h.source, h.page if h.page is not None else f"chunk {h.chunk_id}")
+        if key not in seen:
+            seen.add(key)
+            out.append(dataclasses.replace(h, rank=len(out) + 1))
+    return out
 
 
 def load_llm(settings: Settings, llm: LLM | str | None, cache: dict[tuple[Any, ...], Any]) -> tuple[LLM | None, str | None]:
@@ -181,7 +245,8 @@ def _write(llm: LLM, question: str, all_sources: list[Source], options: Generati
 def _verify(llm: LLM, question: str, written: tuple[str, list[Source]], hits: list[Hit], embedder: Embedder,
             check: bool, timing: dict[str, float | int | None]) -> Answer:
     """The model's answer with its citations cleaned and checked against the sources it cites. An
-    answer that is empty or cites none of its sources raises `LLMError`: the passages are quoted instead."""
+    answer that is empty raises `LLMError`, one that cites none of its sources or has no supported
+    sentence `_Rejected`: the passages are quoted instead."""
     raw, sources = written
     text, removed = clean_citations(raw, [s.n for s in sources])
     if not text:  # nothing to read (a small model may stop at once): the passages' own sentences instead
@@ -189,9 +254,12 @@ def _verify(llm: LLM, question: str, written: tuple[str, list[Source]], hits: li
     by_n = {s.n: s for s in sources}
     checks = check_sentences(text, {n: s.text for n, s in by_n.items()}, embedder.embed_documents) if check else []
     citations = _citations(text, by_n, checks, check)
-    verdict = judge(text, citations)
+    verdict = judge(text, citations, checks)
     if verdict == UNCITED:
-        raise LLMError(f"{llm.name} gave an answer that cites none of the sources")
+        raise _Rejected(f"{llm.name} gave an answer that cites none of the sources", ModelAnswer(text, verdict, checks))
+    if verdict == UNSUPPORTED:
+        raise _Rejected(f"{llm.name}'s answer is not supported by the sources it cites (no sentence passes the "
+                        "citation check)", ModelAnswer(text, verdict, checks))
     found = verdict != DECLINED
     note = None
     if removed:

@@ -75,6 +75,21 @@ class Citation:
 
 
 @dataclass
+class ModelAnswer:
+    """A model's answer that is not shown as the answer (`Answer.model_answer`): its text, why
+    (`kb.answer.decide`: UNSUPPORTED, no sentence passes the citation check; UNCITED, it cites no
+    source) and the checks its sentences failed."""
+
+    text: str
+    reason: str
+    checks: list[SentenceCheck] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "reason": self.reason,
+                "unsupported": [c.to_json() for c in self.checks if not c.supported]}
+
+
+@dataclass
 class Answer:
     """What `KnowledgeBase.ask` returns; `to_json()` is the `kb ask --json` contract."""
 
@@ -93,8 +108,8 @@ class Answer:
     llm_error: str | None = None  # the model failed (to load, or while answering): this answer is extractive
     missing: list[str] = field(default_factory=list)  # names and periods of the question no document mentions
     rewritten: str | None = None  # a follow-up as the model rewrote it to stand alone: what was searched
-    abstained: str | None = None  # why it is not an answer (`kb.answer.decide.REASONS`); not in the JSON, whose
-    # mode, found and note say it already
+    abstained: str | None = None  # why it is not an answer (`kb.answer.decide.REASONS`)
+    model_answer: ModelAnswer | None = None  # the model's answer, not shown: the passages are quoted instead
 
     @property
     def unsupported(self) -> list[SentenceCheck]:
@@ -110,5 +125,6 @@ class Answer:
             "removed_citations": self.removed_citations,
             "sources": [s.to_json() for s in self.sources],
             "note": self.note, "timing": self.timing, "llm_error": self.llm_error,
-            "missing": self.missing, "rewritten": self.rewritten,
+            "missing": self.missing, "rewritten": self.rewritten, "abstained": self.abstained,
+            "model_answer": self.model_answer.to_json() if self.model_answer else None,
         }

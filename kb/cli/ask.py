@@ -8,12 +8,14 @@ from typing import Any
 
 import click
 
-from kb import Answer
-from kb.answer.citations import shorten
+from kb import Answer, KnowledgeBase
+from kb.answer import PLUG_IN_HINT
+from kb.answer.citations import SentenceCheck, shorten
 from kb.cli.common import (
     CONTEXT,
     emit,
     filter_options,
+    inherited,
     json_option,
     kb_option,
     llm_options,
@@ -23,6 +25,10 @@ from kb.cli.common import (
     store_options,
 )
 from kb.cli.snippets import snippet_line
+from kb.errors import install_command
+from kb.llm import NO_LLM
+
+HINT_SHOWN = "llm-hint-shown"  # a file in the knowledge base's folder: the hint on plugging in a model was shown
 
 
 def answer_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,21 +49,33 @@ def answer_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Print the answer when it is complete, unsupported sentences marked."),
         filter_options,
         json_option,
+        click.option("-q", "--quiet", is_flag=True, callback=inherited,
+                     help="No hint on how to plug in a model for a written answer."),
     )(command)
 
 
-@click.command(context_settings=CONTEXT)
+ASK_HELP = f"""Answer QUESTION from the knowledge base, citing passages as [n].
+
+Uses the configured LLM; else an Ollama server on this machine; else quotes the sentences of the
+best passages. Each cited sentence is checked against its source: its figures must be there and
+its meaning close, or it is marked unsupported; a model's answer with no supported sentence is not
+shown as the answer (the passages are quoted instead). "Not found" lists the nearest passages.
+
+For a written answer: run Ollama (ollama serve; ollama pull llama3.2), or pass --llm llama-cpp
+[--model FILE.gguf] after {install_command("llm")}. Without one, kb says so once per knowledge base
+(never with --llm none or -q).
+
+Exit status: 0 answered or "not found"; 1 the command failed (e.g. nothing ingested yet); 2 usage
+error (an empty question, one over 2,000 characters, an unknown option or backend).
+"""
+
+
+@click.command(context_settings=CONTEXT, help=ASK_HELP)
 @click.argument("question")
 @answer_options
 def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm_base_url: str | None,
         temperature: float | None, top_p: float | None, top_k: int | None, max_tokens: int, no_stream: bool,
-        as_json: bool, **kwargs: Any) -> None:
-    """Answer QUESTION from the knowledge base, citing passages as [n].
-
-    Uses the configured LLM; else an Ollama server on this machine; else quotes the sentences of
-    the best passages. Each cited sentence is checked against its source: its figures must be
-    there and its meaning close, or it is marked unsupported.
-    """
+        as_json: bool, quiet: bool, **kwargs: Any) -> None:
     filters = pop_filters(kwargs)
     streaming = not as_json and not no_stream
     printed: list[str] = []
@@ -70,28 +88,49 @@ def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: s
     with open_kb(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
         result = kb.ask(question, k=k, filters=filters, on_token=show if streaming else None, stream=streaming,
                         temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens)
-    if as_json:
-        emit(result.to_json())
-        return
-    print_answer(result, streamed="".join(printed))
+        if as_json:
+            emit(result.to_json())
+            return
+        print_answer(result, streamed="".join(printed), hint=hint_due(kb, result, quiet))
 
 
-def print_answer(result: Answer, streamed: str, *, hint: bool = True) -> None:
+def hint_due(kb: KnowledgeBase, result: Answer, quiet: bool) -> bool:
+    """Whether to say how to plug in a model after `result`: after an answer quoted because no model is
+    configured (not one standing in for a model that failed: that says why), never with -q or when no
+    model is wanted (--llm none, KB_LLM=none, `llm = "none"`), and once per knowledge base, remembered
+    by a file in its folder. `kb ask --help` says it always."""
+    if quiet or result.mode != "extractive" or result.llm_error or kb.settings.llm.strip().lower() in NO_LLM:
+        return False
+    marker = kb.path / HINT_SHOWN
+    if marker.exists():
+        return False
+    try:
+        marker.write_text("kb ask showed how to plug in a model for a written answer\n")
+    except OSError:  # a folder this user cannot write: said each time rather than never
+        pass
+    return True
+
+
+def print_answer(result: Answer, streamed: str, *, hint: bool = False) -> None:
     """An answer's end on the terminal: the answer itself unless it `streamed`, then its sources (or the
-    nearest passages), unsupported sentences, and what answered, messages on stderr. `hint`: the
-    extractive answer's note (how to plug in a model); a conversation shows it once."""
+    nearest passages), unsupported sentences, and what answered, messages on stderr. `hint`: say how to
+    plug in a model (`hint_due`)."""
     if streamed:
         click.echo()
     else:
         click.echo(_marked(result))
     if result.llm_error:
-        click.echo(click.style(f"kb: {result.llm_error}; the answer quotes the passages instead", fg="yellow"),
-                   err=True)
+        said = result.note or f"{result.llm_error}; the answer quotes the passages instead"
+        if result.model_answer and streamed:
+            said = f"the model's answer above is not the answer: {said}"
+        click.echo(click.style(f"kb: {said}", fg="yellow"), err=True)
+    if result.model_answer and streamed:
+        _unsupported("The model's answer is not supported by the sources:", result.model_answer.checks)
     if result.removed_citations:
         click.echo(click.style("kb: removed citations of sources that were not given: ", fg="yellow")
                    + ", ".join(f"[{n}]" for n in result.removed_citations), err=True)
     if not result.found:
-        if result.mode == "not_found" and result.note and not result.sources:
+        if result.mode == "not_found" and result.note and not result.sources and not result.llm_error:
             click.echo(f"kb: {result.note}", err=True)
         if result.hits:
             click.echo("\nNearest passages:")
@@ -107,15 +146,23 @@ def print_answer(result: Answer, streamed: str, *, hint: bool = True) -> None:
             click.echo(f"      “{c.quote}”")
     elif result.mode == "llm":
         click.echo(click.style("\n(the answer cites no source)", fg="yellow"))
-    unsupported = result.unsupported
-    if unsupported and streamed:
-        click.echo(click.style("\nNot supported by the sources:", fg="yellow"))
-        for check in unsupported:
-            click.echo(f"  • “{shorten(check.sentence, 160)}”: {'; '.join(check.reasons)}")
-    if result.mode == "extractive" and result.note and not result.llm_error and hint:
-        click.echo(click.style(f"\n{result.note}", dim=True), err=True)
+    if streamed:
+        _unsupported("Not supported by the sources:", result.unsupported)
+    if hint:
+        click.echo(click.style(f"\n{PLUG_IN_HINT}", dim=True), err=True)
+    elif result.mode == "extractive" and result.note and not result.llm_error:
+        click.echo(click.style(f"\nkb: {result.note}", dim=True), err=True)
     elif result.llm:
         click.echo(click.style(f"answered by {result.llm}", dim=True), err=True)
+
+
+def _unsupported(heading: str, checks: list[SentenceCheck]) -> None:
+    """The sentences that failed the citation check, with why."""
+    failed = [c for c in checks if not c.supported]
+    if failed:
+        click.echo(click.style(f"\n{heading}", fg="yellow"))
+        for check in failed:
+            click.echo(f"  • “{shorten(check.sentence, 160)}”: {'; '.join(check.reasons)}")
 
 
 def _marked(result: Answer) -> str:

@@ -12,7 +12,8 @@ import click
 
 from kb import Answer
 from kb.answer.chat import FALLBACK, KEPT_TURNS, Turn
-from kb.cli.ask import answer_options, print_answer
+from kb.answer.generate import check_question
+from kb.cli.ask import answer_options, hint_due, print_answer
 from kb.cli.common import CONTEXT, emit, open_kb, pop_filters
 from kb.errors import ConfigError, KBError
 
@@ -34,6 +35,7 @@ def chat(kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm
     With --json, each answer is one `kb ask --json` object per line ("rewritten": what was searched).
     """
     filters = pop_filters(kwargs)
+    quiet = bool(kwargs.pop("quiet", False))
     streaming = not as_json and not no_stream
     interactive = sys.stdin.isatty()
     history: list[Turn] = []
@@ -48,6 +50,12 @@ def chat(kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm
                 if question.lower() in NEW:
                     history.clear()
                     click.echo("kb: new conversation", err=True)
+                    continue
+                try:
+                    check_question(question)
+                except ConfigError as e:  # this question cannot be read (too long); the next may be
+                    click.echo(f"kb: error: {e}", err=True)
+                    failed = True
                     continue
                 printed: list[str] = []
 
@@ -72,8 +80,9 @@ def chat(kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm
                 if as_json:
                     emit(result.to_json())
                     continue
-                print_answer(result, streamed="".join(printed), hint=not hinted)
-                hinted = hinted or result.mode == "extractive"
+                hint = not hinted and hint_due(kb, result, quiet)
+                print_answer(result, streamed="".join(printed), hint=hint)
+                hinted = hinted or hint
                 _print_rewrite(result)
                 if len(history) > 1 and result.llm is None and not told:
                     click.echo(click.style("kb: without an LLM, follow-ups are searched as typed", dim=True), err=True)

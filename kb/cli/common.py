@@ -32,7 +32,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 GLOBAL_META = "kb.global"  # click context key: options given before the subcommand (`kb --kb DIR status`)
 
 
-def _inherit(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+def inherited(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """An option given after the subcommand wins; else the same option given before it (as in git);
     else the environment and the default."""
     given = ctx.meta.get(GLOBAL_META, {})
@@ -45,10 +45,10 @@ def _kb_help() -> str:
     return f"Knowledge base folder [default: nearest .kb/ here or above, else {default_kb_dir()}]."
 
 
-kb_option = click.option("--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, metavar="DIR", callback=_inherit,
+kb_option = click.option("--kb", "kb_dir", envvar="KB_DIR", show_envvar=True, metavar="DIR", callback=inherited,
                          help=_kb_help())
-json_option = click.option("--json", "as_json", is_flag=True, callback=_inherit, help="Print one JSON object on stdout.")
-quiet_option = click.option("-q", "--quiet", is_flag=True, callback=_inherit, help="No progress bar.")
+json_option = click.option("--json", "as_json", is_flag=True, callback=inherited, help="Print one JSON object on stdout.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, callback=inherited, help="No progress bar.")
 # kb ingest and kb watch
 model_option = click.option("--model", envvar="KB_MODEL", show_envvar=True,
                             help="Embedding model name or folder (sentence-transformers).")
@@ -266,7 +266,7 @@ def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
     base). They reach `Settings` through the click context, so a command needs no parameters for them."""
 
     def remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        value = _inherit(ctx, param, value)
+        value = inherited(ctx, param, value)
         if value is not None:
             ctx.meta.setdefault(STORE_META, {})[param.name] = value
         return value

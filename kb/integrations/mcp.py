@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Annotated, Any, Literal, TypeVar
 
+from kb.answer.generate import QUESTION_MAX
 from kb.api import KnowledgeBase
 from kb.config import MODES
 from kb.errors import KBError, MissingExtraError, install_command
@@ -105,7 +106,7 @@ def create_server(kb: KnowledgeBase, *, llm: Any = None, name: str = "kb") -> MC
         return found
 
     @_tool_errors
-    def ask(question: Annotated[str, Field(min_length=1, max_length=2000, description="The question.")],
+    def ask(question: Annotated[str, Field(min_length=1, max_length=QUESTION_MAX, description="The question.")],
             k: KArg = 5, path: PathArg = None, type: TypeArg = None, pages: PagesArg = None,
             section: SectionArg = None) -> dict[str, Any]:
         """Answer a question from the knowledge base, citing its sources as [n] (each citation's `source`,

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, TypedDict
 from pydantic import BaseModel, Field
 
 from kb.answer.chat import KEPT_TURNS
+from kb.answer.generate import QUESTION_MAX
 from kb.config import MODES
 from kb.filters import Filters, parse_where
 from kb.ingest.base import file_types
@@ -44,7 +45,7 @@ class SearchRequest(_Filters):
 
 
 class AskRequest(_Filters):
-    question: str = Field(min_length=1, max_length=2000)
+    question: str = Field(min_length=1, max_length=QUESTION_MAX)
     k: int = Field(5, ge=1, le=100, description="Passages to retrieve.")
     temperature: float | None = Field(None, ge=0, le=5)
     top_p: float | None = Field(None, ge=0, le=1)
@@ -60,7 +61,7 @@ class AskRequest(_Filters):
 
 
 class _Turn(BaseModel):
-    question: str = Field(min_length=1, max_length=2000)
+    question: str = Field(min_length=1, max_length=QUESTION_MAX)
     answer: str = Field("", max_length=20000, description="The answer as it was shown (its [n] markers may stay).")
 
 

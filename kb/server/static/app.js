@@ -187,6 +187,7 @@ function renderAnswer(result, links) {
   }
   appendCited(p, text.slice(pos), links, byN);
   $("answer").replaceChildren(p);
+  if (result.model_answer) $("answer").append(rejectedAnswer(result.model_answer));
 
   const notes = [];
   if (result.removed_citations && result.removed_citations.length) {
@@ -208,6 +209,19 @@ function renderAnswer(result, links) {
   }
   $("sources-section").hidden = result.citations.length === 0;
   renderPassages(result.hits, (h) => links.hits[String(h.rank)], "Retrieved passages");
+}
+
+// A model's answer that is not the answer (no sentence of it passes the citation check, or it cites
+// nothing): folded away under the quoted passages, with what failed.
+function rejectedAnswer(model) {
+  const details = el("details", null, "model-answer");
+  const why = model.reason === "uncited" ? "it cites none of the sources" : "it is not supported by the sources";
+  details.append(el("summary", "The model's answer, not shown: " + why));
+  details.append(el("p", model.text, "passage"));
+  for (const u of model.unsupported || []) {
+    details.append(el("p", "“" + u.sentence + "”: " + (u.reasons || []).join("; "), "hint"));
+  }
+  return details;
 }
 
 // The passages, each cited (linked to its file, at its page) with its snippet, the query's terms marked.
