@@ -36,6 +36,7 @@ _WORD_POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
 _DIGITS = re.compile(r"\d{4,}")
 _QUOTED = re.compile(r'"([^"]+)"')
 _LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
+_DEFINED = re.compile(r"(?i)\bdefine\s+([\w%&' -]{2,60}?)\s+as\b|([\w%&'-]+(?: [\w%&'-]+){0,4})\s+(?:is|are)\s+defined\s+as\b")
 _MEASURE = re.compile(r"(?i)\bhow\s+(?:many|much)\s+([^\W\d_]+)\s+of\b")
 
 # Words that ask for the newest of a series. Not "current" alone: "current liabilities", "current
@@ -55,7 +56,7 @@ _SENTENCE = re.compile(r"[^.?!]+(?:[.?!]+|$)")
 # Words that are capitalised for grammar, not because they name something.
 _FRAMING = STOPWORDS | frozenset({
     "please", "list", "describe", "explain", "give", "tell", "compare", "summarize", "summarise", "find", "show",
-    "many", "much", "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
+    "many", "much", "define", "defined", "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
     "question", "yes", "no", "note", "assume", "consider", "does", "did", "has", "have", "is", "are", "was",
     "were", "will", "would", "can", "could", "should", "may", "might", "must", "i", "you", "we", "they",
     *MONTHS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
@@ -134,8 +135,11 @@ class Question:
         text = self.text
         for part in (*self.instructions, *(p.text for p in self.periods)):
             text = text.replace(part, " ")
+        # A term the question defines ("DPO is defined as ...") is its own: the documents hold the
+        # parts it is computed from, not the term.
+        defined = {w.lower() for m in _DEFINED.finditer(text) for w in _LETTERS.findall(m.group(1) or m.group(2))}
         words = dict.fromkeys(w.lower() for w in _LETTERS.findall(text))
-        return tuple(w for w in words if w not in _FRAMING)[:MAX_TERMS]
+        return tuple(w for w in words if w not in _FRAMING and w not in defined)[:MAX_TERMS]
 
     @cached_property
     def capitalised(self) -> frozenset[str]:

@@ -57,6 +57,8 @@ def test_the_content_words_are_what_is_asked_whatever_the_case_or_the_instructio
     assert read("initech revenue q3 2023").content == ("initech", "revenue")
     assert read("What was Tesla's revenue in Q3 2023? Round your answer to two decimals.").content == ("tesla", "revenue")
     assert read("the and of").content == ()
+    # a term the question defines is its own, not something the documents must hold
+    assert read("What is Acme's DPO? DPO is defined as 365 * payables / COGS.").content == ("acme", "payables", "cogs")
 
 
 def test_a_quarter_is_found_however_it_is_written() -> None:
@@ -98,7 +100,7 @@ def test_a_name_written_otherwise_beside_names_the_documents_hold_is_not_missing
 
     grounding = ground(read("What damage was found after the Aerostar hit a tree near Elyria, Ohio?"), passages, search)
     assert grounding.missing == [] and [t.text for t in grounding.otherwise] == ["Ohio"]
-    assert decide(Passages(passages, [0.6], grounding, Subject(0.8, (), ("ohio",))), None) is None
+    assert decide(Passages(passages, [0.6], grounding, Subject(0.8, unknown=("ohio",))), None) is None
     alone = ground(read("What did the Cessna hit near Elyria, Ohio?"), passages, search)  # one name held of two
     assert [t.text for t in alone.missing] == ["Cessna", "Ohio"]
 
@@ -156,7 +158,7 @@ def test_the_reasons_not_to_answer() -> None:
 
 def test_a_subject_no_document_holds_or_no_passage_covers_is_not_found() -> None:
     one = [hit(1, "handbook.md", "Sick leave: ten paid days a year. Bereavement leave: five days.")]
-    unknown = decide(Passages(one, [0.45], Grounding([], one), Subject(0.5, (), ("initech",))), None)
+    unknown = decide(Passages(one, [0.45], Grounding([], one), Subject(0.5, unknown=("initech",))), None)
     assert unknown is not None and unknown.reason == UNMENTIONED
     assert unknown.text == "Not found in the knowledge base: no document mentions initech."
     near_miss = Passages(one, [0.45], Grounding([], one), Subject(0.3, ("parental",)))
@@ -166,6 +168,9 @@ def test_a_subject_no_document_holds_or_no_passage_covers_is_not_found() -> None
     # a passage this close to the question answers it, worded otherwise
     assert decide(Passages(one, [0.62], Grounding([], one), Subject(0.3, ("parental",))), None) is None
     assert decide(Passages(one, [0.45], Grounding([], one), Subject(0.8)), None) is None
+    # most of the words, but not the one that carries the subject ("parental" leave)
+    weightiest = decide(Passages(one, [0.45], Grounding([], one), Subject(0.7, ("parental",), True)), None)
+    assert weightiest is not None and weightiest.reason == UNCOVERED
 
 
 @pytest.mark.parametrize(("name", "period"), [

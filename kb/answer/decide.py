@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 # questions (sourdough, chess, Hamlet) score 0.10-0.23, none 0.25 or more. 0.30 sits in the gap,
 # nearer the off-topic side, since short notes score lower than 10-Q passages on real questions.
 RELEVANCE_MIN = 0.30
-# A passage holding less than this share of the question's weighted content words is about something
-# else (another kind of leave, another drug's dose), unless it is this close to the question anyway
-# (worded otherwise): half the subject, and a cosine that real answers reach and near misses seldom do.
+# A passage holding less than this share of the question's weighted content words, or not its
+# weightiest one, is about something else (another kind of leave, another drug's dose), unless it is
+# this close to the question anyway (worded otherwise): half the subject, and a cosine that real
+# answers reach and near misses seldom do.
 COVERAGE_MIN = 0.5
 RELEVANCE_SURE = 0.5
 NOT_FOUND = "Not found in the knowledge base."
@@ -93,7 +94,7 @@ def decide(passages: Passages, filters: Filters | None) -> Abstain | None:
         said = "; ".join(_missing(t) for t in missing)
         return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.", tuple(missing))
     subject = passages.subject
-    if subject.coverage < COVERAGE_MIN and best < RELEVANCE_SURE:
+    if (subject.coverage < COVERAGE_MIN or subject.lacks_weightiest) and best < RELEVANCE_SURE:
         lacking = ", ".join(subject.lacking[:3])
         said = f"no passage is about {lacking}" if lacking else "no passage holds what the question asks about"
         return Abstain(UNCOVERED, f"{said} (it holds {subject.coverage:.0%} of the question's subject); "

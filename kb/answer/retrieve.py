@@ -55,6 +55,7 @@ class Subject:
 
     coverage: float = 1.0  # the largest weighted share of the words that one passage holds
     lacking: tuple[str, ...] = ()  # the subject words that passage lacks, weightiest first
+    lacks_weightiest: bool = False  # that passage lacks the word that carries most of the subject
     unknown: tuple[str, ...] = ()  # subject words that no document holds at all
 
 
@@ -132,7 +133,8 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
                 unknown.append(word)
         except KBError:  # a lookup that failed says nothing
             continue
-    return Subject(sum(weight[w] for w in best) / total, lacking, tuple(unknown))
+    weightiest = max(words, key=lambda w: weight[w])
+    return Subject(sum(weight[w] for w in best) / total, lacking, weightiest not in best, tuple(unknown))
 
 
 def _stem(word: str) -> str:
