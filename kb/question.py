@@ -37,6 +37,11 @@ _DIGITS = re.compile(r"\d{4,}")
 _QUOTED = re.compile(r'"([^"]+)"')
 _LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
 _DEFINED = re.compile(r"(?i)\bdefine\s+([\w%&' -]{2,60}?)\s+as\b|([\w%&'-]+(?: [\w%&'-]+){0,4})\s+(?:is|are)\s+defined\s+as\b")
+# A word of letters and digits, both: "S23", "AT-401", "CH-SKIN-02", "170B" (periods are read first).
+_ALNUM = re.compile(r"(?<![\w.-])(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[^\W_]+(?:-[^\W_]+)*(?![\w-])")
+_FORM = re.compile(r"\d{1,2}-[A-Za-z]s?")  # "10-Q", "8-Ks": a kind of filing, not one thing
+# A capitalised word and a version or a number of one to three digits: "Beacon 3.0", "iPhone 16".
+_VERSIONED = re.compile(r"\b([A-Z][\w+]*|i[A-Z]\w*)\s+(\d+(?:\.\d+)+|\d{1,3})(?![\d,.%]*\d)(?!\s*(?:%|percent|million|billion))")
 _MEASURE = re.compile(r"(?i)\bhow\s+(?:many|much)\s+([^\W\d_]+)\s+of\b")
 
 # Words that ask for the newest of a series. Not "current" alone: "current liabilities", "current
@@ -90,7 +95,33 @@ class Name:
         return all(p.search(text) for p in self._patterns)
 
 
-Term = Name | Period  # what a question is about: `kind` entity | period, `text`, `query`, `found_in`
+@dataclass(frozen=True)
+class Code:
+    """A model, version or code the question names ("Beacon 3.0", "iPhone 16", "CH-SKIN-02", "S23"):
+    a text mentions it where its parts stand together, however they are joined ("AT-401", "AT401")."""
+
+    text: str
+
+    kind = "entity"
+
+    @property
+    def parts(self) -> list[str]:
+        return _PART.findall(self.text)
+
+    @property
+    def query(self) -> str:
+        return " ".join(self.parts)
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        joined = r"[\s.\-–/]*".join(re.escape(p) for p in self.parts)
+        return re.compile(rf"(?<![^\W_]){joined}(?![^\W_])", re.IGNORECASE)
+
+    def found_in(self, text: str) -> bool:
+        return self._pattern.search(text) is not None
+
+
+Term = Name | Code | Period  # what a question is about: `kind` entity | period, `text`, `query`, `found_in`
 
 
 @dataclass(frozen=True)
@@ -102,11 +133,12 @@ class Question:
     periods: tuple[Period, ...]
     latest: bool  # it asks for the newest document of a series ("the latest report")
     instructions: tuple[str, ...] = ()  # its sentences about the answer's form ("Round to two decimals.")
+    codes: tuple[Code, ...] = ()  # the models, versions and codes it names
 
     @property
     def about(self) -> tuple[Term, ...]:
-        """The names, then the periods."""
-        return (*self.names, *self.periods)
+        """The names, the codes, then the periods."""
+        return (*self.names, *self.codes, *self.periods)
 
     @cached_property
     def terms(self) -> list[str]:
@@ -142,10 +174,11 @@ class Question:
         return tuple(w for w in words if w not in _FRAMING and w not in defined)[:MAX_TERMS]
 
     @cached_property
-    def capitalised(self) -> frozenset[str]:
+    def named(self) -> frozenset[str]:
         """Words it writes with a capital that grammar did not ask for ("Initech net income", "the
-        Globex deal"), lower-cased; a first word before a glue word ("Outline the ...") is grammar.
-        None when it capitalises most of its words, as a title does."""
+        Globex deal"), lower-cased; a first word before a glue word ("Outline the ...") is grammar, and
+        an abbreviation ("AGM", "ESG") is as often a term the documents spell out as a name. None
+        when it capitalises most of its words, as a title does."""
         words = list(_LETTERS.finditer(self.text))
         if sum(w.group()[0].isupper() for w in words) * 2 > len(words):
             return frozenset()
@@ -153,7 +186,7 @@ class Question:
         for i, w in enumerate(words):
             start = not self.text[:w.start()].strip() or self.text[:w.start()].rstrip()[-1] in ".?!:;"
             after = words[i + 1].group().lower() if i + 1 < len(words) else ""
-            if w.group()[0].isupper() and not (start and (after in STOPWORDS or not after)):
+            if w.group()[0].isupper() and not w.group().isupper() and not (start and (after in STOPWORDS or not after)):
                 out.add(w.group().lower())
         return frozenset(out)
 
@@ -176,7 +209,8 @@ class Question:
 def read(text: str) -> Question:
     """`text` read as a question (cached: search, grounding, line scoring and every table row ask)."""
     found, rest = periods(text)
-    return Question(text, tuple(_names(rest)), tuple(found), bool(_LATEST.search(text)), _instructions(text))
+    return Question(text, tuple(_names(rest)), tuple(found), bool(_LATEST.search(text)), _instructions(text),
+                    _codes(rest))
 
 
 # --- words ----------------------------------------------------------------------------------------
@@ -229,6 +263,27 @@ def _instructions(text: str) -> tuple[str, ...]:
     sentences = [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
     found = tuple(s for s in sentences if _INSTRUCTION.match(s))
     return found if len(found) < len(sentences) else ()
+
+
+# --- codes ----------------------------------------------------------------------------------------
+def _codes(question: str) -> tuple[Code, ...]:
+    """What names a model, version or code: a word of letters and digits ("S23", "AT-401", "NCT0615"),
+    or a capitalised word followed by a version or a small number ("Beacon 3.0", "iPhone 16"), in
+    `question` without its periods. Not a form's number ("10-Q", "8-K"), which names no one thing."""
+    out: list[str] = []
+    for m in _ALNUM.finditer(question):
+        word = m.group()
+        if not _FORM.fullmatch(word):
+            out.append(word)
+    for m in _VERSIONED.finditer(question):
+        before = question[:m.start()].rstrip()
+        start = not before or before[-1] in ".?!:;"
+        plain = not any(c.isupper() for c in m.group(1)[1:])
+        if start and plain and "." not in m.group(2):  # "Top 10 customers": grammar's capital, not a product's
+            continue
+        if m.group(1).lower() not in _FRAMING and not any(m.group(2) in c for c in out):
+            out.append(m.group())
+    return tuple(Code(c) for c in dict.fromkeys(out))
 
 
 # --- names ----------------------------------------------------------------------------------------

@@ -61,6 +61,22 @@ def test_the_content_words_are_what_is_asked_whatever_the_case_or_the_instructio
     assert read("What is Acme's DPO? DPO is defined as 365 * payables / COGS.").content == ("acme", "payables", "cogs")
 
 
+def test_a_model_version_or_code_is_read_and_found_however_it_is_joined() -> None:
+    def codes(question: str) -> list[str]:
+        return [c.text for c in read(question).codes]
+
+    assert codes("release date of Beacon 3.0") == ["Beacon 3.0"]
+    assert codes("What distracted the pilot of the Air Tractor AT-401 near Soledad?") == ["AT-401"]
+    assert codes("iPhone 16 Pro starting price") == ["iPhone 16"]
+    # a form's number, a period and grammar's capital are not codes
+    assert codes("In Apple's Q3 2023 10-Q, what was revenue?") == [] and codes("Top 10 customers of Intel") == []
+    (beacon,) = read("release date of Beacon 3.0").codes
+    assert beacon.found_in("Beacon 3.0 ships in May") and beacon.found_in("beacon-3-0 notes")
+    assert not beacon.found_in("Beacon 3.01 ships") and not beacon.found_in("Beacon 2.0 shipped in 3.0 weeks")
+    (plane,) = read("the AT-401 crash").codes
+    assert plane.found_in("an Air Tractor AT401") and plane.found_in("AT-401")
+
+
 def test_a_quarter_is_found_however_it_is_written() -> None:
     (quarter,) = read("revenue in Q3 2023").about
     for text in ("the third quarter of 2023", "Q3 2023", "third quarter of fiscal year 2023", "Q3 FY23",

@@ -32,6 +32,9 @@ Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (que
 # on questions of our own, "tesla", "metformin", "mileage", "initech" score 0.42-0.79 against their
 # questions, words that only frame one ("mentioned", "figures", "behind", "main") 0.04-0.29.
 SUBJECT_MIN = 0.40
+# A word carrying at least this share of the question's weight is what it is about; in a long
+# question ("... inventory turnover ratio ... defined as ...") no one word is.
+WEIGHTIEST_SHARE = 0.2
 ACRONYM_MAX = 6  # "EBITDA"; a longer run of capitals is a name or a shout
 KEYWORD_EXTRA = 3  # keyword passages of the best document added to the answer's sources
 WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
@@ -125,7 +128,7 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
     unknown: list[str] = []
     for word in words:
         # A made-up name means nothing to the embedder ("Initech": 0.28): its capital says it is one.
-        subject = weight[word] >= SUBJECT_MIN or word in question.capitalised
+        subject = weight[word] >= SUBJECT_MIN or word in question.named
         if not subject or word in question.measures or word in anywhere or _spelled_out(word, question.text, written):
             continue
         try:
@@ -134,7 +137,8 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
         except KBError:  # a lookup that failed says nothing
             continue
     weightiest = max(words, key=lambda w: weight[w])
-    return Subject(sum(weight[w] for w in best) / total, lacking, weightiest not in best, tuple(unknown))
+    lacks = weightiest not in best and weight[weightiest] >= WEIGHTIEST_SHARE * total
+    return Subject(sum(weight[w] for w in best) / total, lacking, lacks, tuple(unknown))
 
 
 def _stem(word: str) -> str:
@@ -151,7 +155,8 @@ def _spelled_out(word: str, question: str, text: str) -> bool:
     that as a word. Lower-case words are not tried: too many runs of words start with "o", "h", "i"."""
     if not (2 <= len(word) <= ACRONYM_MAX and re.search(rf"\b{word.upper()}\b", question)):
         return False
-    return re.search(r"\b" + r"\w*\W+".join(word), text, re.IGNORECASE) is not None
+    joined = r"\w*\W+(?:(?:and|of|&)\W+)?".join(word)  # "environmental, social and governance"
+    return re.search(r"\b" + joined, text, re.IGNORECASE) is not None
 
 
 def _squashed(text: str) -> str:
@@ -182,7 +187,7 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
         top = max(counts.values())
         docs_of.append({d for d, n in counts.items() if n * 4 >= top})
     lacking = [t for t in missing if t.kind == "entity"]
-    held = len(question.names) - len(lacking)
+    held = sum(t.kind == "entity" for t in question.about) - len(lacking)
     otherwise: list[Term] = []
     if lacking and held >= 2 and held > len(lacking):
         # A question naming several things the documents hold ("the Aerostar that left Elyria, Ohio")
