@@ -1,11 +1,13 @@
 """The passages an answer is written from: a wider net than the reader asked for, narrowed to the
 documents about the question's names and periods, or to the latest one when it asks for the latest,
-plus the passages of the best document that hold the question's own words; and what the
-knowledge base does not hold of those names and periods at all.
+plus the passages of the best document that hold the question's own words; what the knowledge
+base does not hold of those names and periods at all; and how much of what the question asks about
+(its weighted content words) the passages hold.
 
 A question about Tesla over a folder that never mentions Tesla must be answered "not found", not
 with the nearest passage about another company: `ground` says what is missing, in words a
-reader can check ("no document mentions Tesla").
+reader can check ("no document mentions Tesla"). The same for a subject in any case or position
+("initech revenue"), and for a passage about a neighbouring subject (another kind of leave): `_subject`.
 """
 
 from __future__ import annotations
