@@ -105,7 +105,8 @@ def test_what_no_document_mentions_is_not_found(kb: KnowledgeBase, question: str
     for llm in ("none", ScriptedLLM("Revenue was $1.5 billion [1].")):
         answer = kb.ask(question, k=5, llm=llm)
         assert answer.mode == "not_found" and not answer.found and not answer.citations, answer.answer
-        assert answer.answer == f"Not found in the knowledge base: {missing}.", answer.answer
+        assert answer.answer.startswith(f"Not found in the knowledge base: {missing}"), answer.answer  # and any
+        # subject word no document holds either ("backlog")
         assert answer.abstained == "unmentioned" == answer.to_json()["abstained"]  # the reason, named in the JSON
         assert answer.hits  # the nearest passages are still shown
 
