@@ -106,10 +106,16 @@ class Period:
 
 def dates(text: str) -> Iterator[date]:
     """Every valid calendar date written in `text`, in order (February 30 and the like are skipped)."""
+    for got, _, _ in date_spans(text):
+        yield got
+
+
+def date_spans(text: str) -> Iterator[tuple[date, int, int]]:
+    """Every valid calendar date written in `text`, in order, with where it starts and ends."""
     for m in DATE.finditer(text):
         got = _date_of(m)
         if got is not None:
-            yield got
+            yield got, m.start(), m.end()
 
 
 def first_date(text: str) -> date | None:
