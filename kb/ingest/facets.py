@@ -32,8 +32,9 @@ _WORDS = re.compile(r"[^\W\d_]{2,}")
 _NAME_JOINS = re.compile(r"_|(?<=[^\W\d_])-(?=\d)")  # "report_2024-06-30", "dated-2022-05-20": a name's separators
 
 
-def document_facets(doc: ParsedDocument) -> JSON:
-    """Facets to merge into `doc.metadata`: `date` (ISO: YYYY-MM-DD, or YYYY-MM for a month) and `year`.
+def document_facets(doc: ParsedDocument, name: str = "") -> JSON:
+    """Facets to merge into `doc.metadata` (`name`: its file's name): `date` (ISO: YYYY-MM-DD, or
+    YYYY-MM for a month) and `year`.
 
     The date is one that labels the document, not one it mentions: first a date its opening pages
     label (`_LABEL`: "For the quarterly period ended July 1, 2023", "Dated: 3 May 2023", a press
@@ -48,18 +49,18 @@ def document_facets(doc: ParsedDocument) -> JSON:
     if meta.get("date"):
         year = _year_of(str(meta["date"]))
         return {"year": year} if year and not meta.get("year") else {}
-    found = own_date(doc)
+    found = own_date(doc, name)
     if found is None:
         return {}
     return {"date": _iso(found), "year": str(found.year)}
 
 
-def own_date(doc: ParsedDocument) -> Period | None:
-    """The date that labels `doc` (see `document_facets`), or None."""
+def own_date(doc: ParsedDocument, name: str = "") -> Period | None:
+    """The date that labels `doc`, whose file is called `name` (see `document_facets`), or None."""
     labelled = next(_labelled(opening_text(doc)), None)
     if labelled is not None:
         return labelled
-    titled = [p for p in periods(_NAME_JOINS.sub(" ", doc.title))[0] if p.month]
+    titled = [p for p in periods(_NAME_JOINS.sub(" ", f"{doc.title}\n{name}"))[0] if p.month]
     if titled:
         return next((p for p in titled if p.day), titled[0])
     return next(_alone(opening_text(doc, units=1)), None)
