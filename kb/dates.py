@@ -106,16 +106,10 @@ class Period:
 
 def dates(text: str) -> Iterator[date]:
     """Every valid calendar date written in `text`, in order (February 30 and the like are skipped)."""
-    for got, _, _ in date_spans(text):
-        yield got
-
-
-def date_spans(text: str) -> Iterator[tuple[date, int, int]]:
-    """Every valid calendar date written in `text`, in order, with where it starts and ends."""
     for m in DATE.finditer(text):
         got = _date_of(m)
         if got is not None:
-            yield got, m.start(), m.end()
+            yield got
 
 
 def first_date(text: str) -> date | None:
