@@ -35,6 +35,7 @@ _PART = re.compile(r"[^\W_]+", re.UNICODE)
 _WORD_POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
 _DIGITS = re.compile(r"\d{4,}")
 _QUOTED = re.compile(r'"([^"]+)"')
+_LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 # Words that ask for the newest of a series. Not "current" alone: "current liabilities", "current
 # version of the protocol" name a kind of thing, not the newest document.
@@ -124,6 +125,16 @@ class Question:
     def years(self) -> tuple[str, ...]:
         """The years it names, however written ("FY23", "Q3 2023", "July 1, 2023")."""
         return tuple(dict.fromkeys(str(p.year) for p in self.periods))
+
+    @cached_property
+    def content(self) -> tuple[str, ...]:
+        """The words that say what is asked, lower-cased, in order: its sentences but the instructions,
+        without glue and framing words, periods or figures ("parental", "leave", "policy")."""
+        text = self.text
+        for part in (*self.instructions, *(p.text for p in self.periods)):
+            text = text.replace(part, " ")
+        words = dict.fromkeys(w.lower() for w in _LETTERS.findall(text))
+        return tuple(w for w in words if w not in _FRAMING)[:MAX_TERMS]
 
     @property
     def topic(self) -> str:

@@ -141,6 +141,30 @@ def test_off_topic_question_is_not_found(kb: KnowledgeBase) -> None:
     assert answer.hits  # the nearest passages are still shown
 
 
+@pytest.mark.slow
+@pytest.mark.needs_eval
+@pytest.mark.parametrize("question", [
+    "initech revenue q3 2023",  # a company no document mentions: lower case, no possessive
+    "Globex operating income for the quarter",  # the name first
+    "what is the parental leave policy",  # a kind of policy the handbook does not have
+    "How many vacation days do employees get?",
+    "What is the recommended dose of ibuprofen for adults?",
+])
+def test_questions_nothing_in_a_mixed_folder_answers_are_not_found(kb: KnowledgeBase, question: str) -> None:
+    answer = kb.ask(question, k=5, llm="none")
+    assert answer.mode == "not_found" and not answer.found and answer.citations == [], (question, answer.answer)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_eval
+@pytest.mark.parametrize(("question", "expected"), [
+    ("what happens on gateway error 5031", "quokka-west"),
+])
+def test_lower_case_questions_the_notes_answer_are_answered(kb: KnowledgeBase, question: str, expected: str) -> None:
+    answer = kb.ask(question, k=5, llm="none")
+    assert answer.found and expected in answer.answer, (question, answer.answer, answer.note)
+
+
 # --- with a model -----------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.needs_eval

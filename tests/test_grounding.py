@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from kb.answer.decide import EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, decide
-from kb.answer.retrieve import Grounding, Passages, ground
+from kb.answer.decide import EMPTY, FILTERED, OFF_TOPIC, UNCOVERED, UNMENTIONED, decide
+from kb.answer.retrieve import Grounding, Passages, Subject, ground
 from kb.answer.tables import Cell, read_row
 from kb.dates import name_period
 from kb.filters import Filters
@@ -51,6 +51,13 @@ def test_the_sentences_about_the_answers_form_are_told_apart() -> None:
     assert read("Answer in one sentence.").instructions == ()  # nothing else to answer: it is the question
 
 
+def test_the_content_words_are_what_is_asked_whatever_the_case_or_the_instructions() -> None:
+    assert read("What is the parental leave policy?").content == ("parental", "leave", "policy")
+    assert read("initech revenue q3 2023").content == ("initech", "revenue")
+    assert read("What was Tesla's revenue in Q3 2023? Round your answer to two decimals.").content == ("tesla", "revenue")
+    assert read("the and of").content == ()
+
+
 def test_a_quarter_is_found_however_it_is_written() -> None:
     (quarter,) = read("revenue in Q3 2023").about
     for text in ("the third quarter of 2023", "Q3 2023", "third quarter of fiscal year 2023", "Q3 FY23",
@@ -82,6 +89,37 @@ def test_ground_names_what_no_passage_mentions() -> None:
     assert abstain is not None and abstain.note == "no document covers Q4 2024; nearest passages shown"
 
 
+def test_a_name_written_otherwise_beside_names_the_documents_hold_is_not_missing() -> None:
+    passages = [hit(1, "report.pdf", "The Aerostar 601 struck a tree after departing Elyria, OH, in low clouds.")]
+
+    def search(query: str, **_: object) -> list[Hit]:
+        return [h for h in passages if any(w.lower() in h.text.lower() for w in query.split())]
+
+    grounding = ground(read("What damage was found after the Aerostar hit a tree near Elyria, Ohio?"), passages, search)
+    assert grounding.missing == [] and [t.text for t in grounding.otherwise] == ["Ohio"]
+    assert decide(Passages(passages, [0.6], grounding, Subject(0.8, (), ("ohio",))), None) is None
+    alone = ground(read("What did the Cessna hit near Elyria, Ohio?"), passages, search)  # one name held of two
+    assert [t.text for t in alone.missing] == ["Cessna", "Ohio"]
+
+
+def test_a_subject_word_is_unknown_only_when_no_document_holds_it_or_spells_it_out() -> None:
+    from kb.answer.retrieve import _subject
+
+    passages = [hit(1, "10k.pdf", "Days payable outstanding rose. The failover region is west. Wi-Fi is free.")]
+
+    def nothing(query: str, **_: object) -> list[Hit]:  # a keyword index that holds none of the words
+        return []
+
+    def unknown(question: str) -> tuple[str, ...]:
+        words = read(question).content
+        return _subject(nothing, question, words, [0.5] * len(words), passages, None).unknown
+
+    assert unknown("What is DPO for Walmart?") == ("walmart",)  # capitals the passage spells out
+    assert unknown("which region do we fail over to") == ()  # "fail" is in "failover"
+    assert unknown("is there wifi") == ()
+    assert unknown("initech revenue") == ("initech", "revenue")
+
+
 def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one() -> None:
     passages = [
         hit(1, "2023 Q2 ACME.pdf", "Acme gross margin was 40%.", 1),
@@ -110,6 +148,20 @@ def test_the_reasons_not_to_answer() -> None:
     far = decide(Passages(one, [0.12], Grounding([], one)), None)
     assert far is not None and far.reason == OFF_TOPIC and "best similarity 0.12 < 0.3" in far.note
     assert decide(Passages(one, [0.5], Grounding([], one)), None) is None
+
+
+def test_a_subject_no_document_holds_or_no_passage_covers_is_not_found() -> None:
+    one = [hit(1, "handbook.md", "Sick leave: ten paid days a year. Bereavement leave: five days.")]
+    unknown = decide(Passages(one, [0.45], Grounding([], one), Subject(0.5, (), ("initech",))), None)
+    assert unknown is not None and unknown.reason == UNMENTIONED
+    assert unknown.text == "Not found in the knowledge base: no document mentions initech."
+    near_miss = Passages(one, [0.45], Grounding([], one), Subject(0.3, ("parental",)))
+    uncovered = decide(near_miss, None)
+    assert uncovered is not None and uncovered.reason == UNCOVERED
+    assert uncovered.text == "Not found in the knowledge base: no passage is about parental."
+    # a passage this close to the question answers it, worded otherwise
+    assert decide(Passages(one, [0.62], Grounding([], one), Subject(0.3, ("parental",))), None) is None
+    assert decide(Passages(one, [0.45], Grounding([], one), Subject(0.8)), None) is None
 
 
 @pytest.mark.parametrize(("name", "period"), [

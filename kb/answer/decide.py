@@ -1,7 +1,8 @@
 """Whether to answer at all: the one place that decides "not found", with the reason it gives.
 
 Before anything is written (`decide`): no passage at all, none through the filters, none close
-enough to the question, or a name or period of the question that no document mentions. After a
+enough to the question, a name, period or subject word of the question that no document mentions,
+or no passage that holds most of what the question asks about. After a
 model wrote (`judge`): it says the sources do not hold the answer (a "not found" in its own words),
 or it cites none of its sources (nothing a reader could check: the passages' own sentences are
 quoted instead).
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from kb.answer.retrieve import Passages
 from kb.answer.types import Answer, Citation
+from kb.question import Name
 
 if TYPE_CHECKING:
     from kb.filters import Filters
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
 # questions (sourdough, chess, Hamlet) score 0.10-0.23, none 0.25 or more. 0.30 sits in the gap,
 # nearer the off-topic side, since short notes score lower than 10-Q passages on real questions.
 RELEVANCE_MIN = 0.30
+# A passage holding less than this share of the question's weighted content words is about something
+# else (another kind of leave, another drug's dose), unless it is this close to the question anyway
+# (worded otherwise): half the subject, and a cosine that real answers reach and near misses seldom do.
+COVERAGE_MIN = 0.5
+RELEVANCE_SURE = 0.5
 NOT_FOUND = "Not found in the knowledge base."
 
 # The reasons not to answer, by name (`Answer.abstained`).
@@ -34,9 +41,10 @@ EMPTY = "empty"  # the knowledge base holds no passages
 FILTERED = "filtered"  # no passage passes the filters
 OFF_TOPIC = "off_topic"  # no passage is close enough to the question (RELEVANCE_MIN)
 UNMENTIONED = "unmentioned"  # the question names something no document mentions
+UNCOVERED = "uncovered"  # no passage holds what the question asks about
 DECLINED = "declined"  # the model says the sources do not hold the answer
 UNCITED = "uncited"  # the model cites none of its sources: quoted instead (not a "not found")
-REASONS = (EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, DECLINED, UNCITED)
+REASONS = (EMPTY, FILTERED, OFF_TOPIC, UNMENTIONED, UNCOVERED, DECLINED, UNCITED)
 
 _DECLINES = re.compile(
     r"(sources?|documents?|context|passages?|excerpts?|knowledge base)\s+(do|does)\s+not\s+"
@@ -74,10 +82,19 @@ def decide(passages: Passages, filters: Filters | None) -> Abstain | None:
     if best < RELEVANCE_MIN:
         return Abstain(OFF_TOPIC, f"no passage is close enough to the question (best similarity {best:.2f} < "
                                   f"{RELEVANCE_MIN}); nearest passages shown")
-    missing = passages.grounding.missing
+    missing: list[Term] = list(passages.grounding.missing)
+    # a name said once, not twice ("Tesla"), and the words of one written otherwise not at all
+    named = {w.lower() for t in [*missing, *passages.grounding.otherwise] for w in re.findall(r"\w+", t.text)}
+    missing += [Name(w, (w,)) for w in passages.subject.unknown if w not in named]
     if missing:
         said = "; ".join(_missing(t) for t in missing)
         return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.", tuple(missing))
+    subject = passages.subject
+    if subject.coverage < COVERAGE_MIN and best < RELEVANCE_SURE:
+        lacking = ", ".join(subject.lacking[:3])
+        said = f"no passage is about {lacking}" if lacking else "no passage holds what the question asks about"
+        return Abstain(UNCOVERED, f"{said} (it holds {subject.coverage:.0%} of the question's subject); "
+                                  "nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.")
     return None
 
 
