@@ -27,7 +27,7 @@ def chunk_bonus(catalog: Catalog, question: Question, doc_of: Mapping[int, int],
     (`fusion.document_bm25`), as a share of the best document's: not min-max over the candidates,
     which in a folder of one series would push its least matching report to nothing. For "the
     latest", a question that names something ("Acme's most recent report") is about the documents
-    that mention every name it gives: a newer deck that shares its other words is another subject's.
+    that mention its names (`naming`): a newer deck that shares its other words is another subject's.
     """
     if not (latest_weight or period_weight) or not (question.latest or question.periods) or not doc_of:
         return {}
@@ -43,12 +43,16 @@ def chunk_bonus(catalog: Catalog, question: Question, doc_of: Mapping[int, int],
 
 
 def naming(catalog: Catalog, names: Iterable[Name]) -> set[int]:
-    """The documents that mention every word of every one of `names` (in any of their chunks)."""
-    subject: set[int] | None = None
+    """The documents that mention the most of `names` (every word of a name, in any of their chunks):
+    those that mention them all, or where none does, those that mention the most of them ("Elyria,
+    Ohio" of reports that write "Elyria, OH")."""
+    held: dict[int, int] = {}
     for name in names:
-        for holding in catalog.document_term_chunks(name.words).values():
-            subject = set(holding) if subject is None else subject & set(holding)
-    return subject or set()
+        per_word = [set(docs) for docs in catalog.document_term_chunks(name.words).values()]
+        for doc in set.intersection(*per_word) if per_word else set():
+            held[doc] = held.get(doc, 0) + 1
+    most = max(held.values(), default=0)
+    return {doc for doc, n in held.items() if n == most}
 
 
 def document_bonus(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], *,
