@@ -189,6 +189,14 @@ def labelled_docs(folder: Path) -> Path:
     write_pdf(folder / "accident.pdf", ["Aviation Accident Final Report\nLocation: Tallahassee, FL\n"
                                         "Date & Time: 12/08/2007, 1730 EST Registration: N5921D"])
     (folder / "minutes-2022-03-15.md").write_text("# Minutes\n\nThe committee will meet again on 4 April 2022.\n")
+    write_deck(folder / "review.pptx", [("Sales review: first quarter 2024", "Presented by Tom Hughes, 8 April 2024"),
+                                        ("Results", "Seven new clients.")])
+    (folder / "board.md").write_text("# Board meeting minutes, 28 March 2024\n\n"
+                                     "The lease break date of 1 April 2025 will be reviewed in September.\n")
+    (folder / "handbook.md").write_text("# Handbook\n\nExcerpts of the staff handbook, version 3.2, in force from "
+                                        "1 January 2024.\n")
+    (folder / "plan.md").write_text("# Project plan\n\nMilestones\n\n- Discovery: April 2024\n"
+                                    "- Go-live: 2 September 2024\n")
     return folder
 
 
@@ -205,13 +213,17 @@ def test_a_documents_date_is_the_one_that_labels_it_not_one_it_mentions(kb: Know
         "release.pdf": "2023-07-20",  # a press release's dateline; not the guidance's horizon
         "accident.pdf": "2007-12-08",  # a form's date field
         "minutes-2022-03-15.md": "2022-03-15",  # the file's name; not the next meeting's day
+        "review.pptx": "2024-04-08",  # a title slide's "Presented by ..., DATE"
+        "board.md": "2024-03-28",  # its heading's; not a date the minutes talk about ("break date of")
+        "handbook.md": "2024-01-01",  # "in force from"
+        "plan.md": None,  # milestones in a list are the plan's subject, not its date
     }
     monkeypatch.setenv("KB_DIR", str(kb.path))
     monkeypatch.setenv("KB_BACKEND", "fake")
     monkeypatch.setenv("KB_MODEL", FAKE["model"])
     listed = json.loads(CliRunner().invoke(main, ["documents", "--json"]).output)
     assert {Path(d["source"]).name: d["date"] for d in listed["documents"]}["undated.pptx"] is None
-    assert names(kb.documents(Filters(where=parse_where(["year=2024"])))) == ["updated.pptx"]
+    assert names(kb.documents(Filters(where=parse_where(["date=2024-02"])))) == ["updated.pptx"]
 
 
 def subject_series(folder: Path) -> Path:

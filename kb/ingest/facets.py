@@ -17,17 +17,24 @@ DATELINE_LEAD = 60  # a press release's "City, State (July 20, 2023) -": the pla
 _ISO_YEAR = re.compile(r"\d{4}(?=-|$)")
 
 # A date that labels the document, said by the words just before it: the period it reports on ("for the
-# quarter ended", "as of"), when it was written or holds ("Dated", "updated on", "effective"), or a form's
-# field so named ("Date & Time:", "Version 3:").
-_LABEL = re.compile(r"(?i)(?:\b(?:ended|ending|as\s+(?:of|at))\W*"
-                    r"|\b(?:dated|date|effective|issued|published|updated|revised|prepared|reported|filed|submitted"
-                    r"|version|edition)(?:\W*(?:on|of)?|[^.:;]{0,20}:))\s*$")
+# quarter ended", "as of"), when it was written or holds ("Dated", "last reviewed", "in force from"), or a
+# form's field so named ("Date:", "Date & Time:", "Version 3:"). "Date" alone is a field's name only: "the
+# lease break date of 1 April 2025" is a date the text talks about.
+_WRITTEN = (r"dated|effective|issued|published|updated|revised|reviewed|prepared|reported|filed|submitted"
+            r"|in\s+force|valid")
+_LABEL = re.compile(rf"(?i)(?:\b(?:ended|ending|as\s+(?:of|at))\W*"
+                    rf"|\b(?:{_WRITTEN})\W*(?:(?:on|of|from|since|as\s+of)\s+)?"
+                    rf"|\b(?:{_WRITTEN}|date|version|edition)[^.:;]{{0,20}}:)\s*$")
 # "Minutes of 15 March 2022", "Meeting of ...": a line's one or two opening words, then "of" and the date.
 _TITLE_OF = re.compile(r"^\W*[^\W\d]+(?:\s+[^\W\d]+)?\s+of\s+$")
 # A date after which a sentence goes on about something that happens then ("General availability on
 # 30 June 2024", "due by", "from ... to ..."): an event the document mentions, not the document's date.
 _EVENT = re.compile(r"(?i)\b(?:on|by|until|till|before|after|from|since|to|through|between|and|or|at|in)\W*$")
-_DATELINE = (re.compile(r"(?:,|\()\s*$"), re.compile(r"^\)?\s*(?:[-\u2013\u2014]|/)"))
+# A press release's "New Brunswick, N.J. (July 20, 2023) -", a letter's or a title slide's "Leeds, 8 April
+# 2024" / "Presented by Tom Hughes, 8 April 2024": a short lead ending in a comma or a bracket, the date
+# then a dash, or the date ending the line.
+_DATELINE = (re.compile(r"(?:,|\()\s*$"), re.compile(r"^\)?\s*(?:[-\u2013\u2014/]|[.)]?\s*$)"))
+_OTHER_FIELD = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s|:")  # a list's item or another field ("Go-live: ...")
 _WORDS = re.compile(r"[^\W\d_]{2,}")
 _NAME_JOINS = re.compile(r"_|(?<=[^\W\d_])-(?=\d)")  # "report_2024-06-30", "dated-2022-05-20": a name's separators
 
@@ -104,7 +111,7 @@ def _labelled(text: str) -> Iterator[Period]:
 def _alone(text: str) -> Iterator[Period]:
     for period, words, before, after in _dated(text):
         rest = periods(before + " " * len(period.text) + after)[1]
-        if len(_WORDS.findall(rest)) <= LINE_WORDS and not _EVENT.search(words):
+        if len(_WORDS.findall(rest)) <= LINE_WORDS and not _EVENT.search(words) and not _OTHER_FIELD.search(before):
             yield period
 
 
