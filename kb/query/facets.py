@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING
 from kb.query import fusion
 from kb.question import Name, Question
 
+# About a name: mentioned in at least a quarter as many chunks as by the document that mentions it most
+# (the share `kb.answer.retrieve.ground` uses): a filing that names a customer in passing is not about it.
+ABOUT_SHARE = 0.25
+
 if TYPE_CHECKING:
     from kb.index.catalog import Catalog
 
@@ -27,7 +31,7 @@ def chunk_bonus(catalog: Catalog, question: Question, doc_of: Mapping[int, int],
     (`fusion.document_bm25`), as a share of the best document's: not min-max over the candidates,
     which in a folder of one series would push its least matching report to nothing. For "the
     latest", a question that names something ("Acme's most recent report") is about the documents
-    that mention its names (`naming`): a newer deck that shares its other words is another subject's.
+    about its names (`naming`): a newer deck that shares its other words is another subject's.
     """
     if not (latest_weight or period_weight) or not (question.latest or question.periods) or not doc_of:
         return {}
@@ -43,14 +47,17 @@ def chunk_bonus(catalog: Catalog, question: Question, doc_of: Mapping[int, int],
 
 
 def naming(catalog: Catalog, names: Iterable[Name]) -> set[int]:
-    """The documents that mention the most of `names` (every word of a name, in any of their chunks):
-    those that mention them all, or where none does, those that mention the most of them ("Elyria,
-    Ohio" of reports that write "Elyria, OH")."""
+    """The documents about `names` (`ABOUT_SHARE`): those about all of them, or where none is, those
+    about the most of them ("Elyria, Ohio" of reports that write "Elyria, OH")."""
     held: dict[int, int] = {}
     for name in names:
-        per_word = [set(docs) for docs in catalog.document_term_chunks(name.words).values()]
-        for doc in set.intersection(*per_word) if per_word else set():
-            held[doc] = held.get(doc, 0) + 1
+        per_word = list(catalog.document_term_chunks(name.words).values())
+        both = set.intersection(*map(set, per_word)) if per_word else set()
+        counts = {d: min(c[d] for c in per_word) for d in both}  # chunks holding its rarest word
+        top = max(counts.values(), default=0)
+        for doc, n in counts.items():
+            if n >= ABOUT_SHARE * top:
+                held[doc] = held.get(doc, 0) + 1
     most = max(held.values(), default=0)
     return {doc for doc, n in held.items() if n == most}
 
