@@ -154,3 +154,103 @@ def test_one_reading_of_time_for_search_and_answers(question: str, latest: bool,
                                                      years: tuple[str, ...]) -> None:
     asked = read(question)
     assert (asked.latest, asked.dates, asked.years) == (latest, dates, years)
+
+
+def write_deck(path: Path, slides: list[tuple[str, str]]) -> Path:
+    """A real .pptx (python-pptx): each slide a title and a body, the first on the title-slide layout."""
+    from pptx import Presentation
+
+    deck = Presentation()
+    for n, (title, body) in enumerate(slides):
+        slide = deck.slides.add_slide(deck.slide_layouts[0 if n == 0 else 1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = body
+    deck.save(str(path))
+    return path
+
+
+GA = "General availability on 30 June 2024, after the pilot customers sign off."  # an event, in a sentence
+
+
+def labelled_docs(folder: Path) -> Path:
+    """Files whose opening pages mention dates in passing, and label (or not) their own."""
+    folder.mkdir(parents=True)
+    write_deck(folder / "undated.pptx", [("Platform roadmap", GA), ("Pricing", "Two tiers, billed monthly.")])
+    write_deck(folder / "title-dated.pptx", [("Platform roadmap", f"{GA}\n12 March 2023"), ("Pricing", "Two tiers.")])
+    write_deck(folder / "month.pptx", [("Board update", "March 2023"), ("Plan", GA)])
+    write_deck(folder / "updated.pptx", [("Platform roadmap", GA), ("Status", "Last updated: 1 February 2024")])
+    write_pdf(folder / "filing.pdf", [
+        "UNITED STATES\nFORM 10-Q\nQUARTERLY REPORT PURSUANT TO SECTION 13\nFOR THE QUARTERLY PERIOD ENDED\n"
+        "July 1, 2023\nThe offering closed on 15 June 2023.\nAs of July 21, 2023, 15,000 shares were outstanding.",
+        "Results\nRevenue was 81,797 in the quarter."])
+    write_pdf(folder / "release.pdf", [
+        "FOR IMMEDIATE RELEASE\nGuidance raised through 31 December 2023\n"
+        "New Brunswick, N.J. (July 20, 2023) - Acme today announced results for the second quarter."])
+    write_pdf(folder / "accident.pdf", ["Aviation Accident Final Report\nLocation: Tallahassee, FL\n"
+                                        "Date & Time: 12/08/2007, 1730 EST Registration: N5921D"])
+    (folder / "minutes-2022-03-15.md").write_text("# Minutes\n\nThe committee will meet again on 4 April 2022.\n")
+    write_deck(folder / "review.pptx", [("Sales review: first quarter 2024", "Presented by Tom Hughes, 8 April 2024"),
+                                        ("Results", "Seven new clients.")])
+    (folder / "board.md").write_text("# Board meeting minutes, 28 March 2024\n\n"
+                                     "The lease break date of 1 April 2025 will be reviewed in September.\n")
+    (folder / "handbook.md").write_text("# Handbook\n\nExcerpts of the staff handbook, version 3.2, in force from "
+                                        "1 January 2024.\n")
+    (folder / "plan.md").write_text("# Project plan\n\nMilestones\n\n- Discovery: April 2024\n"
+                                    "- Go-live: 2 September 2024\n")
+    return folder
+
+
+def test_a_documents_date_is_the_one_that_labels_it_not_one_it_mentions(kb: KnowledgeBase, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    kb.ingest([str(labelled_docs(tmp_path / "docs"))])
+    dates = {Path(d.source).name: d.date for d in kb.documents()}
+    assert dates == {
+        "undated.pptx": None,  # "General availability on 30 June 2024" is an event the deck announces
+        "title-dated.pptx": "2023-03-12",  # the title slide's date line
+        "month.pptx": "2023-03",  # a month alone on the cover: as precise as the document says
+        "updated.pptx": "2024-02-01",  # a labelled date on its second slide
+        "filing.pdf": "2023-07-01",  # the label on the line above its date; not the offering's day
+        "release.pdf": "2023-07-20",  # a press release's dateline; not the guidance's horizon
+        "accident.pdf": "2007-12-08",  # a form's date field
+        "minutes-2022-03-15.md": "2022-03-15",  # the file's name; not the next meeting's day
+        "review.pptx": "2024-04-08",  # a title slide's "Presented by ..., DATE"
+        "board.md": "2024-03-28",  # its heading's; not a date the minutes talk about ("break date of")
+        "handbook.md": "2024-01-01",  # "in force from"
+        "plan.md": None,  # milestones in a list are the plan's subject, not its date
+    }
+    monkeypatch.setenv("KB_DIR", str(kb.path))
+    monkeypatch.setenv("KB_BACKEND", "fake")
+    monkeypatch.setenv("KB_MODEL", FAKE["model"])
+    listed = json.loads(CliRunner().invoke(main, ["documents", "--json"]).output)
+    assert {Path(d["source"]).name: d["date"] for d in listed["documents"]}["undated.pptx"] is None
+    assert names(kb.documents(Filters(where=parse_where(["date=2024-02"])))) == ["updated.pptx"]
+
+
+def subject_series(folder: Path) -> Path:
+    """Three quarterly reports of one company, named without their periods, and a newer deck of
+    another subject that shares the question's other words ("revenue", "latest quarter", "report")."""
+    folder.mkdir(parents=True)
+    for letter, ended, revenue in (("a", "March 31, 2023", "41.2"), ("b", "June 30, 2023", "43.9"),
+                                   ("c", "September 30, 2023", "45.6")):
+        write_pdf(folder / f"acme-report-{letter}.pdf", [
+            f"Acme Corporation\nQuarterly report\nFor the quarterly period ended {ended}",
+            f"Results of operations\nAcme's revenue for the quarter was ${revenue} million, and gross margin was 38%.\n"
+            f"Acme sold more widgets to hospitals in the quarter ended {ended}."])
+    write_deck(folder / "roadmap.pptx", [
+        ("Platform roadmap", "Revenue from the platform in the latest quarter grew, as every quarterly report shows."),
+        ("Quarterly report of the platform team",
+         "Last updated: 1 February 2024\nRevenue in the latest quarter rose by a fifth; the report covers its revenue.")])
+    return folder
+
+
+@pytest.mark.slow
+def test_the_latest_is_the_newest_of_the_questions_subject_not_of_the_folder(tmp_path: Path) -> None:
+    with KnowledgeBase.open(tmp_path / "kb", workers=1) as kb:  # the packaged embedder, the real index
+        kb.ingest([str(subject_series(tmp_path / "docs"))])
+        assert {Path(d.source).name: d.date for d in kb.documents()}["roadmap.pptx"] == "2024-02-01"
+        for question in ("What was Acme's revenue in the latest quarter?", "Acme's most recent report",
+                         "What was the revenue of Acme in the most recent quarter?"):
+            assert names(kb.search(question, k=3))[0] == "acme-report-c.pdf", question
+            answer = kb.ask(question, llm="none")
+            assert {Path(c.source).name for c in answer.citations} == {"acme-report-c.pdf"}, question
+        assert "45.6" in kb.ask("What was Acme's revenue in the latest quarter?", llm="none").answer

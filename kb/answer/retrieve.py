@@ -205,11 +205,14 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     latest = None
     if question.latest and not question.periods:
         # "the latest report": the most recent document about every name the question gives, by the
-        # period its own name says ("2023 Q3 ...", "..._2023Q2_...", "report-2024-06")
+        # period its own name says ("2023 Q3 ...", "..._2023Q2_...", "report-2024-06"); with no such
+        # names, the first retrieved of them: the search ranked the newest by its own date first
         about = set.intersection(*docs_of) if docs_of else {h.doc_id for h in focused}
         dated = [(period, d) for d in about if d in sources and (period := name_period(sources[d])) is not None]
         if dated:
             latest = sources[max(dated)[1]]
+        else:
+            latest = next((h.source for h in focused if h.doc_id in about), None)
     return Grounding([], focused, latest, otherwise)
 
 

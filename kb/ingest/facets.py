@@ -4,30 +4,73 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from kb.dates import first_date
+from kb.dates import Period, first_date, periods
 from kb.types import JSON, ParsedDocument
 
 FIRST_UNITS = 2  # a cover page and the one after it: where a report, letter or form states its date
 FIRST_CHARS = 4000  # and no more text than this, so a long first "page" (a whole text file) costs little
+LINE_WORDS = 3  # a line with at most this many words besides its date is a date line (a cover's, a heading's)
+LABEL_REACH = 40  # characters before a date where its label is read: a form's field name and some
+DATELINE_LEAD = 60  # a press release's "City, State (July 20, 2023) -": the place before the date is short
 _ISO_YEAR = re.compile(r"\d{4}(?=-|$)")
 
+# A date that labels the document, said by the words just before it: the period it reports on ("for the
+# quarter ended", "as of"), when it was written or holds ("Dated", "last reviewed", "in force from"), or a
+# form's field so named ("Date:", "Date & Time:", "Version 3:"). "Date" alone is a field's name only: "the
+# lease break date of 1 April 2025" is a date the text talks about.
+_WRITTEN = (r"dated|effective|issued|published|updated|revised|reviewed|prepared|reported|filed|submitted"
+            r"|in\s+force|valid")
+_LABEL = re.compile(rf"(?i)(?:\b(?:ended|ending|as\s+(?:of|at))\W*"
+                    rf"|\b(?:{_WRITTEN})\W*(?:(?:on|of|from|since|as\s+of)\s+)?"
+                    rf"|\b(?:{_WRITTEN}|date|version|edition)[^.:;]{{0,20}}:)\s*$")
+# "Minutes of 15 March 2022", "Meeting of ...": a line's one or two opening words, then "of" and the date.
+_TITLE_OF = re.compile(r"^\W*[^\W\d]+(?:\s+[^\W\d]+)?\s+of\s+$")
+# A date after which a sentence goes on about something that happens then ("General availability on
+# 30 June 2024", "due by", "from ... to ..."): an event the document mentions, not the document's date.
+_EVENT = re.compile(r"(?i)\b(?:on|by|until|till|before|after|from|since|to|through|between|and|or|at|in)\W*$")
+# A press release's "New Brunswick, N.J. (July 20, 2023) -", a letter's or a title slide's "Leeds, 8 April
+# 2024" / "Presented by Tom Hughes, 8 April 2024": a short lead ending in a comma or a bracket, the date
+# then a dash, or the date ending the line.
+_DATELINE = (re.compile(r"(?:,|\()\s*$"), re.compile(r"^\)?\s*(?:[-\u2013\u2014/]|[.)]?\s*$)"))
+_OTHER_FIELD = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s|:")  # a list's item or another field ("Go-live: ...")
+_WORDS = re.compile(r"[^\W\d_]{2,}")
+_NAME_JOINS = re.compile(r"_|(?<=[^\W\d_])-(?=\d)")  # "report_2024-06-30", "dated-2022-05-20": a name's separators
 
-def document_facets(doc: ParsedDocument) -> JSON:
-    """Facets to merge into `doc.metadata`: `date` (ISO, YYYY-MM-DD) and `year` ("2023").
 
-    The date is the first full calendar date in the document's opening text: the one a title page,
-    a letter head, a form's header or a report's "period ended" line gives. A date the parser already
-    found (a mail's Date header, a front matter's `date`) is kept; it only lends its year.
+def document_facets(doc: ParsedDocument, name: str = "") -> JSON:
+    """Facets to merge into `doc.metadata` (`name`: its file's name): `date` (ISO: YYYY-MM-DD, or
+    YYYY-MM for a month) and `year`.
+
+    The date is one that labels the document, not one it mentions: first a date its opening pages
+    label (`_LABEL`: "For the quarterly period ended July 1, 2023", "Dated: 3 May 2023", a press
+    release's dateline), then a date in its title or file name, then a date alone on a line of its
+    first page (a title page's "12 March 2023", "March 2023"). A date in running prose ("General
+    availability on 30 June 2024") dates nothing: such a document has no date rather than a wrong one.
+    A date the parser already found (a mail's Date header, a front matter's `date`) is the author's
+    word and is kept; it only lends its year. File dates (a PDF's CreationDate, an Office file's
+    "created") are not read: they say when a file was converted, copied or made from a template.
     """
     meta = doc.metadata
     if meta.get("date"):
         year = _year_of(str(meta["date"]))
         return {"year": year} if year and not meta.get("year") else {}
-    found = first_date(opening_text(doc))
+    found = own_date(doc, name)
     if found is None:
         return {}
-    return {"date": found.isoformat(), "year": str(found.year)}
+    return {"date": _iso(found), "year": str(found.year)}
+
+
+def own_date(doc: ParsedDocument, name: str = "") -> Period | None:
+    """The date that labels `doc`, whose file is called `name` (see `document_facets`), or None."""
+    labelled = next(_labelled(opening_text(doc)), None)
+    if labelled is not None:
+        return labelled
+    titled = [p for p in periods(_NAME_JOINS.sub(" ", f"{doc.title}\n{name}"))[0] if p.month]
+    if titled:
+        return next((p for p in titled if p.day), titled[0])
+    return next(_alone(opening_text(doc, units=1)), None)
 
 
 def opening_text(doc: ParsedDocument, units: int = FIRST_UNITS, limit: int = FIRST_CHARS) -> str:
@@ -43,6 +86,38 @@ def opening_text(doc: ParsedDocument, units: int = FIRST_UNITS, limit: int = FIR
         if size >= limit:
             break
     return "\n".join(parts)[:limit]
+
+
+def _dated(text: str) -> Iterator[tuple[Period, str, str, str]]:
+    """Each day and month the text names (not bare years or quarters), with the words before it (a
+    label may end the line above: "FOR THE FISCAL YEAR ENDED" / "May 26, 2019"), the text before it
+    on its line, and the rest of its line."""
+    for period in periods(text)[0]:
+        if period.month:
+            at, end = period.at, period.at + len(period.text)
+            start = text.rfind("\n", 0, at) + 1
+            stop = len(text) if (stop := text.find("\n", end)) < 0 else stop
+            words = " ".join(text[max(0, at - LABEL_REACH):at].split()) + " "
+            yield period, words, text[start:at], text[end:stop]
+
+
+def _labelled(text: str) -> Iterator[Period]:
+    for period, words, before, after in _dated(text):
+        if (_LABEL.search(words) or _TITLE_OF.match(before)
+                or (len(before) <= DATELINE_LEAD and _DATELINE[0].search(before) and _DATELINE[1].match(after))):
+            yield period
+
+
+def _alone(text: str) -> Iterator[Period]:
+    for period, words, before, after in _dated(text):
+        rest = periods(before + " " * len(period.text) + after)[1]
+        if len(_WORDS.findall(rest)) <= LINE_WORDS and not _EVENT.search(words) and not _OTHER_FIELD.search(before):
+            yield period
+
+
+def _iso(period: Period) -> str:
+    day = period.date
+    return day.isoformat() if day else f"{period.year:04d}-{period.month:02d}"
 
 
 def _year_of(text: str) -> str | None:

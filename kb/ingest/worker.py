@@ -127,7 +127,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
         _, chunks = (chunker or chunker_for(spec)).chunk(doc)
         if not chunks:
             return Prepared(path, error="no text to index")
-        metadata = {**doc.metadata, **document_facets(doc)}
+        metadata = {**doc.metadata, **document_facets(doc, p.name)}
         if doc.unit != "page":
             metadata["unit"] = doc.unit
         out = Prepared(path, parser.file_type, doc.title, doc.pages, metadata, chunks)

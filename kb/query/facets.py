@@ -7,11 +7,15 @@ chunk; what tells them apart for such a question is the date each was written fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from kb.query import fusion
-from kb.question import Question
+from kb.question import Name, Question
+
+# About a name: mentioned in at least a quarter as many chunks as by the document that mentions it most
+# (the share `kb.answer.retrieve.ground` uses): a filing that names a customer in passing is not about it.
+ABOUT_SHARE = 0.25
 
 if TYPE_CHECKING:
     from kb.index.catalog import Catalog
@@ -25,16 +29,37 @@ def chunk_bonus(catalog: Catalog, question: Question, doc_of: Mapping[int, int],
 
     Which documents a question is about is told by its words' BM25 over whole documents
     (`fusion.document_bm25`), as a share of the best document's: not min-max over the candidates,
-    which in a folder of one series would push its least matching report to nothing.
+    which in a folder of one series would push its least matching report to nothing. For "the
+    latest", a question that names something ("Acme's most recent report") is about the documents
+    about its names (`naming`): a newer deck that shares its other words is another subject's.
     """
     if not (latest_weight or period_weight) or not (question.latest or question.periods) or not doc_of:
         return {}
     if scores is None:
         scores = fusion.document_bm25(catalog.document_term_chunks(question.terms), catalog.document_sizes())
     relevance = {doc: scores.get(doc, 0.0) for doc in set(doc_of.values())}
+    if question.latest and question.names:
+        subject = naming(catalog, question.names)
+        relevance = {doc: r if doc in subject else 0.0 for doc, r in relevance.items()}
     bonus = document_bonus(question, catalog.document_dates(), relevance, latest_weight=latest_weight,
                            period_weight=period_weight, near=near)
     return {chunk: bonus[doc] for chunk, doc in doc_of.items() if doc in bonus}
+
+
+def naming(catalog: Catalog, names: Iterable[Name]) -> set[int]:
+    """The documents about `names` (`ABOUT_SHARE`): those about all of them, or where none is, those
+    about the most of them ("Elyria, Ohio" of reports that write "Elyria, OH")."""
+    held: dict[int, int] = {}
+    for name in names:
+        per_word = list(catalog.document_term_chunks(name.words).values())
+        both = set.intersection(*map(set, per_word)) if per_word else set()
+        counts = {d: min(c[d] for c in per_word) for d in both}  # chunks holding its rarest word
+        top = max(counts.values(), default=0)
+        for doc, n in counts.items():
+            if n >= ABOUT_SHARE * top:
+                held[doc] = held.get(doc, 0) + 1
+    most = max(held.values(), default=0)
+    return {doc for doc, n in held.items() if n == most}
 
 
 def document_bonus(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], *,
