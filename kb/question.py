@@ -42,6 +42,7 @@ _ALNUM = re.compile(r"(?<![\w.-])(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[^\W_]+(?:-[^\W_]
 _FORM = re.compile(r"\d{1,2}-[A-Za-z]s?")  # "10-Q", "8-Ks": a kind of filing, not one thing
 # A capitalised word and a version or a number of one to three digits: "Beacon 3.0", "iPhone 16".
 _VERSIONED = re.compile(r"\b([A-Z][\w+]*|i[A-Z]\w*)\s+(\d+(?:\.\d+)+|\d{1,3})(?![\d,.%]*\d)(?!\s*(?:%|percent|million|billion))")
+_NUMBERED = re.compile(r"\b[^\W\d_]{2,}\s+0\d+\b")  # a number with a leading zero is a code: "site 022"
 _MEASURE = re.compile(r"(?i)\bhow\s+(?:many|much)\s+([^\W\d_]+)\s+of\b")
 
 # Words that ask for the newest of a series. Not "current" alone: "current liabilities", "current
@@ -115,7 +116,8 @@ class Code:
     @cached_property
     def _pattern(self) -> re.Pattern[str]:
         joined = r"[\s.\-–/]*".join(re.escape(p) for p in self.parts)
-        return re.compile(rf"(?<![^\W_]){joined}(?![^\W_])", re.IGNORECASE)
+        # not inside a longer word or figure: "iPhone 16" is not "iPhone 16,757" (a table row)
+        return re.compile(rf"(?<![^\W_]){joined}(?![^\W_]|[.,]\d)", re.IGNORECASE)
 
     def found_in(self, text: str) -> bool:
         return self._pattern.search(text) is not None
@@ -268,13 +270,15 @@ def _instructions(text: str) -> tuple[str, ...]:
 # --- codes ----------------------------------------------------------------------------------------
 def _codes(question: str) -> tuple[Code, ...]:
     """What names a model, version or code: a word of letters and digits ("S23", "AT-401", "NCT0615"),
-    or a capitalised word followed by a version or a small number ("Beacon 3.0", "iPhone 16"), in
+    a word and a number with a leading zero ("site 022"), or a capitalised word followed by a version
+    or a small number ("Beacon 3.0", "iPhone 16"), in
     `question` without its periods. Not a form's number ("10-Q", "8-K"), which names no one thing."""
     out: list[str] = []
     for m in _ALNUM.finditer(question):
         word = m.group()
         if not _FORM.fullmatch(word):
             out.append(word)
+    out += [m.group() for m in _NUMBERED.finditer(question)]
     for m in _VERSIONED.finditer(question):
         before = question[:m.start()].rstrip()
         start = not before or before[-1] in ".?!:;"

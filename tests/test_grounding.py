@@ -68,11 +68,13 @@ def test_a_model_version_or_code_is_read_and_found_however_it_is_joined() -> Non
     assert codes("release date of Beacon 3.0") == ["Beacon 3.0"]
     assert codes("What distracted the pilot of the Air Tractor AT-401 near Soledad?") == ["AT-401"]
     assert codes("iPhone 16 Pro starting price") == ["iPhone 16"]
+    assert codes("how many subjects were enrolled at site 022") == ["site 022"]
     # a form's number, a period and grammar's capital are not codes
     assert codes("In Apple's Q3 2023 10-Q, what was revenue?") == [] and codes("Top 10 customers of Intel") == []
     (beacon,) = read("release date of Beacon 3.0").codes
     assert beacon.found_in("Beacon 3.0 ships in May") and beacon.found_in("beacon-3-0 notes")
     assert not beacon.found_in("Beacon 3.01 ships") and not beacon.found_in("Beacon 2.0 shipped in 3.0 weeks")
+    assert not read("iPhone 16 Pro price").codes[0].found_in("iPhone 16,757 18,104")  # a table row's figures
     (plane,) = read("the AT-401 crash").codes
     assert plane.found_in("an Air Tractor AT401") and plane.found_in("AT-401")
 
