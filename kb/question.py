@@ -271,8 +271,8 @@ def _instructions(text: str) -> tuple[str, ...]:
 def _codes(question: str) -> tuple[Code, ...]:
     """What names a model, version or code: a word of letters and digits ("S23", "AT-401", "NCT0615"),
     a word and a number with a leading zero ("site 022"), or a capitalised word followed by a version
-    or a small number ("Beacon 3.0", "iPhone 16"), in
-    `question` without its periods. Not a form's number ("10-Q", "8-K"), which names no one thing."""
+    or a small number ("Beacon 3.0", "iPhone 16"), in `question` without its periods. Not a form's
+    number ("10-Q", "8-K"), which names no one thing."""
     out: list[str] = []
     for m in _ALNUM.finditer(question):
         word = m.group()
