@@ -3,6 +3,7 @@ question, each with its [n], so the answer cannot say anything the documents do 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ def extractive_answer(question: str | Question, sources: Sequence[Source], embed
     cell = _best_cell(asked, words, [units[i] for i in order])
     picked = _choose(asked, units, order, scores, vecs, cell, max_sentences)
     lines = [f"{cell[1]} [{cell[0].n}]"] if cell else []
-    lines += [f"{_shorten_lines(unit, 400)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
+    lines += [f"{_read_rows(asked, source, unit)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
     return Answer(asked.text, "\n".join(lines), _cite(picked), [], None, "extractive", sources=list(sources),
                   note=PLUG_IN_HINT)
 
@@ -52,6 +53,8 @@ def _units(sources: Sequence[Source]) -> list[tuple[Source, str]]:
     for s in sources:
         sents = split_sentences(s.text)
         for i, sent in enumerate(sents):
+            if i == 0 and _starts_midway(sent) or i == len(sents) - 1 and _stops_midway(sent):
+                continue  # the passage's edge cut this sentence: quoting it would cut it too
             if _quotable(sent):
                 if sent.endswith(":"):  # "... were as follows (in millions):" quotes the rows it introduces
                     after = itertools.takewhile(lambda x: not _prose(x), sents[i + 1:i + 14])
@@ -137,7 +140,7 @@ W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
 def _best_cell(question: Question, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
     """The table row among `units` (best-scoring first) whose label best matches the question, read at
     the column of the period it asks about: (its source, the cell, the row as printed)."""
-    best: tuple[float, int] | None = None
+    best: tuple[float, int, int] | None = None
     found: tuple[Source, Cell, str] | None = None
     for rank, (s, unit) in enumerate(units):
         for row in unit.split("\n"):
@@ -150,7 +153,9 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
             shared = len(words & label)
             if not shared:
                 continue
-            key = (shared / len(words) + shared / len(label), -rank)
+            # equally good labels: the latest column first when no period is asked, then the better passage
+            latest = cell.date.toordinal() if cell.date and not question.periods else 0
+            key = (shared / len(words) + shared / len(label), latest, -rank)
             if best is None or key > best:
                 best, found = key, (s, cell, row)
     return found
@@ -179,6 +184,7 @@ _STOP = STOPWORDS | frozenset({
     "week", "weeks", "date", "dates", "current", "previous", "prior", "last", "next", "first",
 })
 _PAGE_NUMBER = re.compile(r"\d{1,4}")
+LONGEST_SENTENCE = 600  # characters: about 100 words, longer than the sentences people write to be read
 
 
 def _running_line(line: str) -> bool:
@@ -193,9 +199,36 @@ def _running_line(line: str) -> bool:
         re.search(r"[A-Za-z]{2,}", f) for i, f in enumerate(fields) if i != numbers[0])
 
 
-def _shorten_lines(text: str, width: int) -> str:
-    """Like `shorten`, keeping a table's line breaks."""
-    return "\n".join(shorten(x, width) for x in text.split("\n"))
+def _read_rows(question: Question, source: Source, unit: str) -> str:
+    """`unit` as quoted: each table row whose columns can be told apart read at the asked column, with
+    its label and its column's header; other lines as they are."""
+    lines = unit.split("\n")
+    out = []
+    for line in lines:
+        cell = read_row(line, source.text[:max(0, source.text.find(line))], question) if _table_row(line) else None
+        if isinstance(cell, Cell):
+            # under the line that introduces the rows, the rows need not repeat it
+            out.append(str(dataclasses.replace(cell, group="") if cell.group and cell.group in lines[0] else cell))
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _starts_midway(sentence: str) -> bool:
+    """A passage's first line that starts inside a sentence: its first word is all lower case
+    ("net sales increased ..."), as no sentence, heading or row starts ("iPhone" is a name)."""
+    return bool(re.match(r"[a-z]+\b(?![.)])", sentence)) and len(sentence.split()) > 3
+
+
+def _stops_midway(sentence: str) -> bool:
+    """A passage's last line that stops inside a sentence: prose (more words than figures, several of
+    them) with no full stop, colon or closing mark at its end ("... as of April 1, 2023, $3.1")."""
+    words = re.findall(r"[A-Za-z]{2,}", sentence)
+    figures = re.findall(r"\d[\d,.]*", DATE.sub(" ", sentence))
+    return len(words) > PROSE_WORDS and len(words) > 2 * len(figures) and not re.search(r"[.!?:;)\"”’]$", sentence)
+
+
+PROSE_WORDS = 6  # a table row or heading has fewer words than this; a sentence has more
 
 
 def _content_words(text: str) -> set[str]:
@@ -231,6 +264,8 @@ def _quotable(sentence: str) -> bool:
     words = re.findall(r"[A-Za-z]{2,}", sentence)
     if len(sentence) < 12 or len(words) < 4 and not _table_row(sentence):
         return False
+    if len(sentence) > LONGEST_SENTENCE:
+        return False  # text run together (a flattened table or list), not a sentence to quote whole
     if _running_line(sentence):
         return False
     letters = re.sub(r"[^A-Za-z]", "", sentence)
