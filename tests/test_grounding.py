@@ -200,3 +200,9 @@ def test_a_row_of_percentages_is_read_as_percentages() -> None:
     cell = read_row("North site 4.1 % 3.2 %", before, read("What share of the North site's samples was retested?"))
     assert isinstance(cell, Cell)
     assert str(cell) == "North site (share of samples retested), twelve months ended June 30, 2023: 3.2%"
+
+
+def test_the_change_columns_after_the_dated_ones_are_not_read_as_periods() -> None:
+    header = "Three Months Ended\nApril 30,\n2023\nMay 1,\n2022\n$\nChange\n%\nChange\n($ in millions)\n"
+    cell = read_row("Interest expense (66) (68) 2 (3)%", header, read("What was the interest expense?"))
+    assert isinstance(cell, Cell) and str(cell) == "Interest expense, three months ended April 30, 2023: (66) million"

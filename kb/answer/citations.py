@@ -74,7 +74,9 @@ def unwrap(text: str) -> list[str]:
             if not line:
                 continue
             if lines and (re.search(r"[a-z,;(&/-]$", lines[-1]) and re.match(r"[a-z0-9(]", line)
-                          or re.search(r"\b(the|of|and|or|in|to|a|an|for|by|with|on|at|from|as|its|their)$", lines[-1])):
+                          or re.search(r"\b(the|of|and|or|in|to|a|an|for|by|with|on|at|from|as|its|their)$", lines[-1])
+                          # "... from 53.6%" / "and 55.1% for ...": a figure ends the line, a lower-case word goes on
+                          or re.search(r"[0-9%)]$", lines[-1]) and re.match(r"(and|or|to|for|in|of|from|compared|respectively)\b", line)):
                 glue = "" if lines[-1].endswith("-") and line[:1].islower() else " "  # year-\nover-year
                 lines[-1] = f"{lines[-1]}{glue}{line}"
             else:

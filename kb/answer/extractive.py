@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import re
 from collections.abc import Sequence
+from datetime import date
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
@@ -79,7 +80,7 @@ def _scores(question: Question, units: list[tuple[Source, str]], sources: Sequen
     a figure when the question asks for an amount, plus a little for a better-ranked passage, plus
     the share of the line's own content words that the question holds (so the short table row
     "Total units shipped 81,797" beats a long sentence that merely mentions units shipped)."""
-    q = embedder.embed_query(question.text)
+    q = embedder.embed_query(_FRAMING.sub(" ", question.text))
     vecs = embedder.embed_documents([u for _, u in units])
     cos = vecs @ q
     words = _asked_words(question)
@@ -90,7 +91,7 @@ def _scores(question: Question, units: list[tuple[Source, str]], sources: Sequen
         unit_words = _content_words(unit)
         overlap = len(words & unit_words) / len(words) if words else 0.0
         precision = len(words & unit_words) / len(unit_words) if unit_words else 0.0
-        figure = 1.0 if wants_amount and re.search(r"\d[\d,.]*\d|\$\s?\d", unit) else 0.0
+        figure = 1.0 if wants_amount and _FIGURE.search(_YEAR.sub(" ", DATE.sub(" ", unit))) else 0.0
         scores.append(float(cos[i]) + W_OVERLAP * overlap + W_PRECISION * precision + W_FIGURE * figure
                       + W_RANK * (s.relevance - top))
     return scores, vecs
@@ -116,6 +117,8 @@ def _choose(question: Question, units: list[tuple[Source, str]], order: list[int
             continue  # a row of another period than the one asked about
         if cell and (cell[2] in unit or _same_figures(cell[2], unit)):
             continue  # the row the first line already reads
+        if cell and cell[1].date and not question.periods and _older(question, source, unit, cell[1].date):
+            continue  # no period asked: a row of an earlier period than the first line's is a superseded figure
         if len(picked) < max_sentences:
             picked.append((source, unit))
     return picked
@@ -140,7 +143,7 @@ W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
 def _best_cell(question: Question, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
     """The table row among `units` (best-scoring first) whose label best matches the question, read at
     the column of the period it asks about: (its source, the cell, the row as printed)."""
-    best: tuple[float, int, int] | None = None
+    best: tuple[float, int, bool, int] | None = None
     found: tuple[Source, Cell, str] | None = None
     for rank, (s, unit) in enumerate(units):
         for row in unit.split("\n"):
@@ -155,10 +158,20 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
                 continue
             # equally good labels: the latest column first when no period is asked, then the better passage
             latest = cell.date.toordinal() if cell.date and not question.periods else 0
-            key = (shared / len(words) + shared / len(label), latest, -rank)
+            # then a figure with its unit ("$66 million", "3.2%") over a bare one
+            key = (shared / len(words) + shared / len(label), latest, cell.value != cell.value.strip("$%").split()[0], -rank)
             if best is None or key > best:
                 best, found = key, (s, cell, row)
     return found
+
+
+def _older(question: Question, source: Source, unit: str, than: date) -> bool:
+    """A table row of `unit` read at a column dated before `than`."""
+    for row in unit.split("\n"):
+        cell = read_row(row, source.text[:max(0, source.text.find(row))], question) if _table_row(row) else None
+        if isinstance(cell, Cell) and cell.date and cell.date < than:
+            return True
+    return False
 
 
 def _other_period(question: Question, source: Source, unit: str) -> bool:
@@ -173,9 +186,22 @@ def _other_period(question: Question, source: Source, unit: str) -> bool:
 _AMOUNT = re.compile(
     r"\b(how (much|many)|(amount|number|total|value|rate|percentage|share|cost|price|size|count) of"
     r"|what (was|were|is|are) (the )?(\w+'s )?(total|net|gross|average|mean|median|amount|number|value|rate"
-    r"|percentage|cost|price))\b|\bhow did\b.*\bcompare",
+    r"|percentage|cost|price))\b|\bhow did\b.*\bcompare"
+    # "what effective tax rate was ...", "how significant was the revenue ...": a quantity named within the clause
+    r"|^\W*(what|how)\b[^?,]{0,60}?\b(rates?|ratios?|revenues?|sales|income|margins?|profits?|costs?|expenses?"
+    r"|prices?|amounts?|figures?|totals?|balances?|cash flows?|doses?|levels?|counts?)\b",
     re.IGNORECASE,
 )
+# Where the question says the answer is ("as stated in the most recent annual report"): words about the
+# document itself, which draw the lines that name it (a certification, a cover page) over the answer.
+_FRAMING = re.compile(
+    r"(?i)\b(?:as\s+)?(?:(?:stated|reported|disclosed|revealed|mentioned|shown|given|presented|described)\s+)?"
+    r"(?:in|from|according\s+to)\s+(?:its|their|the|this|that)\s+(?:(?:latest|most\s+recent|last|recent|current)\s+)?"
+    r"(?:[\w-]+\s+){0,3}?(?:report|filing|document|release)s?\b")
+# An amount in a line: a figure of two digits or more, or one with a currency sign (dates and years are not
+# amounts: "for fiscal year 2024" answers no "how much").
+_FIGURE = re.compile(r"\d[\d,.]*\d|[$€£]\s?\d|\d\s?%")
+_YEAR = re.compile(r"(?<![\d$.,])(?:19|20)\d\d(?![\d%]|[.,]\d)")
 # Generic English glue and question framing ("the latest", "compared with the same period"): words that
 # say how a question is asked, not what it is about.
 _STOP = STOPWORDS | frozenset({
@@ -184,6 +210,7 @@ _STOP = STOPWORDS | frozenset({
     "week", "weeks", "date", "dates", "current", "previous", "prior", "last", "next", "first",
 })
 _PAGE_NUMBER = re.compile(r"\d{1,4}")
+TITLE_WORDS = 12  # a heading is short; a run of capitalised words longer than this is a list of names
 LONGEST_SENTENCE = 600  # characters: about 100 words, longer than the sentences people write to be read
 
 
@@ -269,4 +296,14 @@ def _quotable(sentence: str) -> bool:
     if _running_line(sentence):
         return False
     letters = re.sub(r"[^A-Za-z]", "", sentence)
-    return not (letters.isupper() and len(words) < 12)
+    return not (letters.isupper() and len(words) < 12) and not _heading(sentence)
+
+
+def _heading(line: str) -> bool:
+    """A title ("Liquidity and Capital Resources", "We Face Significant Inventory Risk"): no figure, no
+    closing punctuation, and every word but the short joining ones capitalised. It names a topic; it
+    answers nothing."""
+    if re.search(r"\d|[.!?:;]$", line):
+        return False
+    words = re.findall(r"[A-Za-z][A-Za-z'’-]*", line)
+    return len(words) <= TITLE_WORDS and all(w[0].isupper() for w in words if len(w) > 3)

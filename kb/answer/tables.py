@@ -56,6 +56,8 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     header = header_text[_group_start(spans):]
     spans = list(_SPAN.finditer(header))
     dates = _dates(header)
+    if len(spans) == 1 and len(values) > len(dates) and re.search(r"(?i)\bchange\b", header):
+        values = values[:len(dates)]  # "April 30, 2023 May 1, 2022 $ Change % Change": the dated columns come first
     if len(values) != len(dates) and len(percents) == len(dates):
         values = percents  # a row of shares ("Gross margin percentage 43.3 % 43.3 %"): its figures are the %
     if len(values) != len(dates) or not dates:
