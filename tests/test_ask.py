@@ -283,7 +283,7 @@ def test_a_quote_from_a_merged_source_is_cited_with_its_own_page_and_section() -
 
 def test_no_quote_is_a_sentence_cut_by_the_passage_edge() -> None:
     """A passage cut out of a longer text starts and stops inside sentences: those halves are not quoted
-    (they would read as the whole claim), nor is a heading (it answers nothing), and a long sentence is
+    (they would read as the whole claim), nor is a heading or a contents line (they answer nothing), and a long sentence is
     quoted whole, never cut short."""
     from kb.answer import extractive_answer
     from tests.helpers import FakeEmbedder
@@ -291,7 +291,7 @@ def test_no_quote_is_a_sentence_cut_by_the_passage_edge() -> None:
     long = ("The gateway outage lawsuit was settled for 4,200 dollars in March after the court heard that the "
             + "gateway vendor had failed to patch the outage that the claimants reported in writing " * 4 + "last year.")
     text = ("outage lawsuit claims were filed by three customers over the gateway in January.\n"
-            f"Gateway Outage Lawsuit Settlement\n{long}\n"
+            f"Gateway Outage Lawsuit Settlement\nf) Gateway Outage Lawsuit Settled Amounts 12\n{long}\n"
             "The gateway outage lawsuit costs were booked as of April 1, 2023, $3.1")
     hits = [Hit(1, 1.0, 1, "r.pdf", 3, 3, "Legal", text, "pdf", 1, 100, 100 + len(text))]
     (source,) = merge_hits(hits, [0.6])

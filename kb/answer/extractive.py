@@ -300,9 +300,11 @@ def _quotable(sentence: str) -> bool:
 
 
 def _heading(line: str) -> bool:
-    """A title ("Liquidity and Capital Resources", "We Face Significant Inventory Risk"): no figure, no
+    """A title ("Liquidity and Capital Resources", "We Face Significant Inventory Risk"), or a line of a
+    table of contents (a title and its page: "f) Notes to Financial Statements 8"): no other figure, no
     closing punctuation, and every word but the short joining ones capitalised. It names a topic; it
     answers nothing."""
+    line = re.sub(r"^\s*(?:[a-z]\)|\d{1,3}\.?)\s+(?=[A-Z])|\s+\d{1,3}$", "", line)  # a list label, a page number
     if re.search(r"\d|[.!?:;]$", line):
         return False
     words = re.findall(r"[A-Za-z][A-Za-z'’-]*", line)
