@@ -235,7 +235,8 @@ def _read_rows(question: Question, source: Source, unit: str) -> str:
         cell = read_row(line, source.text[:max(0, source.text.find(line))], question) if _table_row(line) else None
         if isinstance(cell, Cell):
             # under the line that introduces the rows, the rows need not repeat it
-            out.append(str(dataclasses.replace(cell, group="") if cell.group and cell.group in lines[0] else cell))
+            said = cell.group and cell.group.lower() in lines[0].lower()
+            out.append(str(dataclasses.replace(cell, group="") if said else cell))
         else:
             out.append(line)
     return "\n".join(out)

@@ -82,14 +82,15 @@ GROUP_WORDS = 6  # a line that heads a block of rows is short ("Gross margin per
 
 def _group(before: str, label: str) -> str:
     """The line that heads the row's block of rows ("Gross margin percentage:" above "Products 34.5 %"),
-    found going up over the block's other rows; "" when none or when the label already says it."""
+    found going up over the block's other rows; "" when none or when the label already says what it
+    counts ("Total net sales" under "Net sales by category:")."""
     for line in reversed(before.rstrip().split("\n")[-30:]):
         line = line.strip()
         if not line:
             return ""
         if line.endswith(":") and not re.search(r"\d", line) and len(line.split()) <= GROUP_WORDS:
             group = line.rstrip(":").strip()
-            return "" if group.lower() in label.lower() else group
+            return "" if _words(group) & _words(label) else group
         if not re.search(r"[A-Za-z].*\d", line):
             return ""  # the header or a heading: the row heads its own block
     return ""
@@ -112,6 +113,10 @@ def _dates(header: str) -> list[str]:
         if len(days) == len(years):
             out += [f"{d}, {y}" for d, y in zip(days, years)]
     return out
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z]{4,}", text)}
 
 
 def _group_start(spans: list[re.Match[str]]) -> int:
