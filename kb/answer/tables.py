@@ -34,7 +34,9 @@ class Cell:
     date: date | None = None  # the column's date, to tell the latest
 
     def __str__(self) -> str:
-        label = f"{self.label} ({self.group[:1].lower()}{self.group[1:]})" if self.group else self.label
+        # in the middle of a line the heading reads in lower case ("net sales"), its acronyms kept ("AWS")
+        group = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in self.group.split())
+        label = f"{self.label} ({group})" if group else self.label
         return f"{label}, {self.period}: {self.value}"
 
 
