@@ -102,16 +102,15 @@ def _choose(question: Question, units: list[tuple[Source, str]], order: list[int
     """The lines to quote, best first: the table row read at the asked column (`cell`), then the best
     lines close to the best score, without repeats and rows of other periods."""
     best = scores[order[0]]
+    picked: list[tuple[Source, str]] = [(cell[0], cell[2])] if cell else []
     chosen: list[int] = []
     for i in order:
-        if len(chosen) == max_sentences or scores[i] < best - 0.15:
+        if len(picked) == max_sentences or scores[i] < best - 0.15:
             break
         if any(float(vecs[i] @ vecs[j]) > 0.92 or units[i][1] in units[j][1] or _same_figures(units[i][1], units[j][1])
                for j in chosen):
             continue  # the same line from overlapping passages, or the same table row printed twice
         chosen.append(i)
-    picked: list[tuple[Source, str]] = [(cell[0], cell[2])] if cell else []
-    for i in chosen:
         source, unit = units[i]
         if _other_period(question, source, unit):
             continue  # a row of another period than the one asked about
@@ -119,8 +118,7 @@ def _choose(question: Question, units: list[tuple[Source, str]], order: list[int
             continue  # the row the first line already reads
         if cell and cell[1].date and not question.periods and _older(question, source, unit, cell[1].date):
             continue  # no period asked: a row of an earlier period than the first line's is a superseded figure
-        if len(picked) < max_sentences:
-            picked.append((source, unit))
+        picked.append((source, unit))
     return picked
 
 
