@@ -97,6 +97,15 @@ def test_sentences_undo_pdf_wraps() -> None:
     assert "Europe 20,205 19,287 5 % 71,831 72,323 (1)%" in sents  # table rows stay rows
     assert "Macroeconomic Conditions" in sents  # headings stay headings
     assert split_sentences("Apple Inc. sold more. [1] The U.S. fell [2].") == ["Apple Inc. sold more. [1]", "The U.S. fell [2]."]
+    # a line of prose that runs to the margin goes on below, even in a capital; a short one (a heading) does not
+    wrapped = ("The following statements are formatted in a structured language: (i) Statements of Cash Flows, (iii) Consolidated\n"
+               "Statements of Income, and (iv) Notes.\nGross Margin\nGross margin rose.")
+    assert split_sentences(wrapped) == [
+        "The following statements are formatted in a structured language: (i) Statements of Cash Flows, (iii) Consolidated "
+        "Statements of Income, and (iv) Notes.", "Gross Margin", "Gross margin rose."]
+    # a line that ends on a figure goes on when the next starts with a joining word
+    assert split_sentences("Margin rose to 74.0% and 70.9%, from 53.6%\nand 55.1% a year ago.\nTotal 5 6") == [
+        "Margin rose to 74.0% and 70.9%, from 53.6% and 55.1% a year ago.", "Total 5 6"]
 
 
 def test_citation_markers() -> None:

@@ -218,12 +218,12 @@ ROW = "Total net sales $ 81,797 $ 82,959 (1)% $ 293,787 $ 304,182 (3)%"
 
 @pytest.mark.parametrize(("question", "expected"), [
     ("What were total net sales for the quarter ended July 1, 2023?",
-     "Total net sales: $81,797 million (three months ended July 1, 2023)"),
-    ("Total net sales in the quarter?", "Total net sales: $81,797 million (three months ended July 1, 2023)"),
+     "Total net sales, three months ended July 1, 2023: $81,797 million"),
+    ("Total net sales in the quarter?", "Total net sales, three months ended July 1, 2023: $81,797 million"),
     ("Total net sales for the nine months ended June 25, 2022?",
-     "Total net sales: $304,182 million (nine months ended June 25, 2022)"),
+     "Total net sales, nine months ended June 25, 2022: $304,182 million"),
     ("Total net sales for the three months ended June 25, 2022?",
-     "Total net sales: $82,959 million (three months ended June 25, 2022)"),
+     "Total net sales, three months ended June 25, 2022: $82,959 million"),
 ])
 def test_a_row_is_read_at_the_column_asked_about(question: str, expected: str) -> None:
     cell = read_row(ROW, STATEMENT, read(question))
@@ -241,11 +241,47 @@ def test_a_header_with_days_above_years_is_read() -> None:
     several years."""
     header = "STATEMENTS OF INCOME (In millions)\nThree Months Ended\nApril 30, May 1,\n2023 2022\nRevenue $ 7,192 $ 8,288\n"
     cell = read_row("Total operating expenses 2,508 3,563", header, read("Operating expenses in the quarter ended May 1, 2022?"))
-    assert isinstance(cell, Cell) and str(cell) == "Total operating expenses: 3,563 million (three months ended May 1, 2022)"
+    assert isinstance(cell, Cell) and str(cell) == "Total operating expenses, three months ended May 1, 2022: 3,563 million"
     one_day = "BALANCE SHEETS (In millions)\nThree Months Ended\nSeptember 30,\n2023 2022\n"
     cell = read_row("Gross margin 40,215 35,115", one_day, read("What was the gross margin in the latest quarter?"))
-    assert isinstance(cell, Cell) and str(cell) == "Gross margin: 40,215 million (three months ended September 30, 2023)"
+    assert isinstance(cell, Cell) and str(cell) == "Gross margin, three months ended September 30, 2023: 40,215 million"
 
 
 def test_topic_is_what_the_question_asks_of_its_names() -> None:
     assert read("What was Acme's gross margin in Q3 2023?").topic.split() == ["What", "was", "gross", "margin", "in", "?"]
+
+
+LAB = """Assay throughput by site
+Twelve Months Ended
+June 30,
+2022 2023
+Samples tested:
+North site 1,204 1,377
+South site 988 1,012
+Share of samples retested:
+North site 4.1 % 3.2 %
+"""
+
+
+def test_with_no_period_asked_the_latest_column_is_read_whatever_the_column_order() -> None:
+    """A table that prints its oldest column first (a lab's yearly sheet) is read at its latest column when
+    the question names no period, at the year's column when it names one; the row's block heading
+    ("Samples tested:") says what the bare label ("North site") counts."""
+    before = LAB[:LAB.index("North site 1,204")]
+    cell = read_row("North site 1,204 1,377", before, read("How many samples did the North site test?"))
+    assert isinstance(cell, Cell) and str(cell) == "North site (samples tested), twelve months ended June 30, 2023: 1,377"
+    cell = read_row("North site 1,204 1,377", before, read("How many samples did the North site test in 2022?"))
+    assert isinstance(cell, Cell) and cell.value == "1,204" and cell.period == "twelve months ended June 30, 2022"
+
+
+def test_a_row_of_percentages_is_read_as_percentages() -> None:
+    before = LAB[:LAB.index("North site 4.1")]
+    cell = read_row("North site 4.1 % 3.2 %", before, read("What share of the North site's samples was retested?"))
+    assert isinstance(cell, Cell)
+    assert str(cell) == "North site (share of samples retested), twelve months ended June 30, 2023: 3.2%"
+
+
+def test_the_change_columns_after_the_dated_ones_are_not_read_as_periods() -> None:
+    header = "Three Months Ended\nApril 30,\n2023\nMay 1,\n2022\n$\nChange\n%\nChange\n($ in millions)\n"
+    cell = read_row("Interest expense (66) (68) 2 (3)%", header, read("What was the interest expense?"))
+    assert isinstance(cell, Cell) and str(cell) == "Interest expense, three months ended April 30, 2023: (66) million"

@@ -69,18 +69,34 @@ def unwrap(text: str) -> list[str]:
     the next when that one goes on in lower case or with a figure; table rows and headings stay."""
     lines: list[str] = []
     for para in re.split(r"\n\s*\n", text):
-        for raw in para.split("\n"):
-            line = " ".join(raw.split())
+        raws = [" ".join(raw.split()) for raw in para.split("\n")]
+        widest = max(map(len, raws), default=0)
+        prev = ""
+        for line in raws:
             if not line:
                 continue
             if lines and (re.search(r"[a-z,;(&/-]$", lines[-1]) and re.match(r"[a-z0-9(]", line)
-                          or re.search(r"\b(the|of|and|or|in|to|a|an|for|by|with|on|at|from|as|its|their)$", lines[-1])):
+                          or re.search(r"\b(the|of|and|or|in|to|a|an|for|by|with|on|at|from|as|its|their)$", lines[-1])
+                          # "... from 53.6%" / "and 55.1% for ...": a figure ends the line, a lower-case word goes on
+                          or re.search(r"[0-9%)]$", lines[-1]) and re.match(r"(and|or|to|for|in|of|from|compared|respectively)\b", line)
+                          or _full_prose_line(prev, widest) and re.match(r"[A-Z][a-z]+\b", line)):
                 glue = "" if lines[-1].endswith("-") and line[:1].islower() else " "  # year-\nover-year
                 lines[-1] = f"{lines[-1]}{glue}{line}"
             else:
                 lines.append(line)
+            prev = line
         lines.append("")  # paragraphs never join
     return [x for x in lines if x]
+
+
+FULL_LINE = 0.9  # of the paragraph's widest line: a line this wide ran into the margin, it did not end
+
+
+def _full_prose_line(line: str, widest: int) -> bool:
+    """A line of prose that runs to the right margin and ends on a word ("... (iii) Consolidated"): the
+    sentence goes on below, even when the next line starts with a capital ("Statements of Income")."""
+    return (len(line) >= max(80, FULL_LINE * widest) and bool(re.search(r"[a-z][A-Za-z]*$", line))
+            and len(re.findall(r"\b[a-z]{2,}\b", line)) > 2 * len(re.findall(r"\d[\d,.]*", line)))
 
 
 def _glue_markers(parts: list[str]) -> list[str]:

@@ -3,9 +3,11 @@ question, each with its [n], so the answer cannot say anything the documents do 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Sequence
+from datetime import date
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
@@ -41,7 +43,7 @@ def extractive_answer(question: str | Question, sources: Sequence[Source], embed
     cell = _best_cell(asked, words, [units[i] for i in order])
     picked = _choose(asked, units, order, scores, vecs, cell, max_sentences)
     lines = [f"{cell[1]} [{cell[0].n}]"] if cell else []
-    lines += [f"{_shorten_lines(unit, 400)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
+    lines += [f"{_read_rows(asked, source, unit)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
     return Answer(asked.text, "\n".join(lines), _cite(picked), [], None, "extractive", sources=list(sources))
 
 
@@ -52,6 +54,8 @@ def _units(sources: Sequence[Source]) -> list[tuple[Source, str]]:
     for s in sources:
         sents = split_sentences(s.text)
         for i, sent in enumerate(sents):
+            if i == 0 and _starts_midway(sent) or i == len(sents) - 1 and _stops_midway(sent):
+                continue  # the passage's edge cut this sentence: quoting it would cut it too
             if _quotable(sent):
                 if sent.endswith(":"):  # "... were as follows (in millions):" quotes the rows it introduces
                     after = itertools.takewhile(lambda x: not _prose(x), sents[i + 1:i + 14])
@@ -76,7 +80,7 @@ def _scores(question: Question, units: list[tuple[Source, str]], sources: Sequen
     a figure when the question asks for an amount, plus a little for a better-ranked passage, plus
     the share of the line's own content words that the question holds (so the short table row
     "Total units shipped 81,797" beats a long sentence that merely mentions units shipped)."""
-    q = embedder.embed_query(question.text)
+    q = embedder.embed_query(_FRAMING.sub(" ", question.text))
     vecs = embedder.embed_documents([u for _, u in units])
     cos = vecs @ q
     words = _asked_words(question)
@@ -87,7 +91,7 @@ def _scores(question: Question, units: list[tuple[Source, str]], sources: Sequen
         unit_words = _content_words(unit)
         overlap = len(words & unit_words) / len(words) if words else 0.0
         precision = len(words & unit_words) / len(unit_words) if unit_words else 0.0
-        figure = 1.0 if wants_amount and re.search(r"\d[\d,.]*\d|\$\s?\d", unit) else 0.0
+        figure = 1.0 if wants_amount and _FIGURE.search(_YEAR.sub(" ", DATE.sub(" ", unit))) else 0.0
         scores.append(float(cos[i]) + W_OVERLAP * overlap + W_PRECISION * precision + W_FIGURE * figure
                       + W_RANK * (s.relevance - top))
     return scores, vecs
@@ -98,23 +102,23 @@ def _choose(question: Question, units: list[tuple[Source, str]], order: list[int
     """The lines to quote, best first: the table row read at the asked column (`cell`), then the best
     lines close to the best score, without repeats and rows of other periods."""
     best = scores[order[0]]
+    picked: list[tuple[Source, str]] = [(cell[0], cell[2])] if cell else []
     chosen: list[int] = []
     for i in order:
-        if len(chosen) == max_sentences or scores[i] < best - 0.15:
+        if len(picked) == max_sentences or scores[i] < best - 0.15:
             break
         if any(float(vecs[i] @ vecs[j]) > 0.92 or units[i][1] in units[j][1] or _same_figures(units[i][1], units[j][1])
                for j in chosen):
             continue  # the same line from overlapping passages, or the same table row printed twice
         chosen.append(i)
-    picked: list[tuple[Source, str]] = [(cell[0], cell[2])] if cell else []
-    for i in chosen:
         source, unit = units[i]
         if _other_period(question, source, unit):
             continue  # a row of another period than the one asked about
         if cell and (cell[2] in unit or _same_figures(cell[2], unit)):
             continue  # the row the first line already reads
-        if len(picked) < max_sentences:
-            picked.append((source, unit))
+        if cell and cell[1].date and not question.periods and _older(question, source, unit, cell[1].date):
+            continue  # no period asked: a row of an earlier period than the first line's is a superseded figure
+        picked.append((source, unit))
     return picked
 
 
@@ -137,7 +141,7 @@ W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
 def _best_cell(question: Question, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
     """The table row among `units` (best-scoring first) whose label best matches the question, read at
     the column of the period it asks about: (its source, the cell, the row as printed)."""
-    best: tuple[float, int] | None = None
+    best: tuple[float, int, int, int] | None = None
     found: tuple[Source, Cell, str] | None = None
     for rank, (s, unit) in enumerate(units):
         for row in unit.split("\n"):
@@ -150,10 +154,22 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
             shared = len(words & label)
             if not shared:
                 continue
-            key = (shared / len(words) + shared / len(label), -rank)
+            # equally good labels: the one with more of the question's words, then the latest column when no
+            # period is asked, then the better passage
+            latest = cell.date.toordinal() if cell.date and not question.periods else 0
+            key = (shared / len(words) + shared / len(label), shared, latest, -rank)
             if best is None or key > best:
                 best, found = key, (s, cell, row)
     return found
+
+
+def _older(question: Question, source: Source, unit: str, than: date) -> bool:
+    """A table row of `unit` read at a column dated before `than`."""
+    for row in unit.split("\n"):
+        cell = read_row(row, source.text[:max(0, source.text.find(row))], question) if _table_row(row) else None
+        if isinstance(cell, Cell) and cell.date and cell.date < than:
+            return True
+    return False
 
 
 def _other_period(question: Question, source: Source, unit: str) -> bool:
@@ -168,9 +184,22 @@ def _other_period(question: Question, source: Source, unit: str) -> bool:
 _AMOUNT = re.compile(
     r"\b(how (much|many)|(amount|number|total|value|rate|percentage|share|cost|price|size|count) of"
     r"|what (was|were|is|are) (the )?(\w+'s )?(total|net|gross|average|mean|median|amount|number|value|rate"
-    r"|percentage|cost|price))\b|\bhow did\b.*\bcompare",
+    r"|percentage|cost|price))\b|\bhow did\b.*\bcompare"
+    # "what effective tax rate was ...", "how significant was the revenue ...": a quantity named within the clause
+    r"|^\W*(what|how)\b[^?,]{0,60}?\b(rates?|ratios?|revenues?|sales|income|margins?|profits?|costs?|expenses?"
+    r"|prices?|amounts?|figures?|totals?|balances?|cash flows?|doses?|levels?|counts?)\b",
     re.IGNORECASE,
 )
+# Where the question says the answer is ("as stated in the most recent annual report"): words about the
+# document itself, which draw the lines that name it (a certification, a cover page) over the answer.
+_FRAMING = re.compile(
+    r"(?i)\b(?:as\s+)?(?:(?:stated|reported|disclosed|revealed|mentioned|shown|given|presented|described)\s+)?"
+    r"(?:in|from|according\s+to)\s+(?:its|their|the|this|that)\s+(?:(?:latest|most\s+recent|last|recent|current)\s+)?"
+    r"(?:[\w-]+\s+){0,3}?(?:report|filing|document|release)s?\b")
+# An amount in a line: a figure of two digits or more, or one with a currency sign (dates and years are not
+# amounts: "for fiscal year 2024" answers no "how much").
+_FIGURE = re.compile(r"\d[\d,.]*\d|[$€£]\s?\d|\d\s?%")
+_YEAR = re.compile(r"(?<![\d$.,])(?:19|20)\d\d(?![\d%]|[.,]\d)")
 # Generic English glue and question framing ("the latest", "compared with the same period"): words that
 # say how a question is asked, not what it is about.
 _STOP = STOPWORDS | frozenset({
@@ -179,6 +208,8 @@ _STOP = STOPWORDS | frozenset({
     "week", "weeks", "date", "dates", "current", "previous", "prior", "last", "next", "first",
 })
 _PAGE_NUMBER = re.compile(r"\d{1,4}")
+TITLE_WORDS = 12  # a heading is short; a run of capitalised words longer than this is a list of names
+LONGEST_SENTENCE = 600  # characters: about 100 words, longer than the sentences people write to be read
 
 
 def _running_line(line: str) -> bool:
@@ -193,9 +224,37 @@ def _running_line(line: str) -> bool:
         re.search(r"[A-Za-z]{2,}", f) for i, f in enumerate(fields) if i != numbers[0])
 
 
-def _shorten_lines(text: str, width: int) -> str:
-    """Like `shorten`, keeping a table's line breaks."""
-    return "\n".join(shorten(x, width) for x in text.split("\n"))
+def _read_rows(question: Question, source: Source, unit: str) -> str:
+    """`unit` as quoted: each table row whose columns can be told apart read at the asked column, with
+    its label and its column's header; other lines as they are."""
+    lines = unit.split("\n")
+    out = []
+    for line in lines:
+        cell = read_row(line, source.text[:max(0, source.text.find(line))], question) if _table_row(line) else None
+        if isinstance(cell, Cell):
+            # under the line that introduces the rows, the rows need not repeat it
+            said = cell.group and cell.group.lower() in lines[0].lower()
+            out.append(str(dataclasses.replace(cell, group="") if said else cell))
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _starts_midway(sentence: str) -> bool:
+    """A passage's first line that starts inside a sentence: its first word is all lower case
+    ("net sales increased ..."), as no sentence, heading or row starts ("iPhone" is a name)."""
+    return bool(re.match(r"[a-z]+\b(?![.)])", sentence)) and len(sentence.split()) > 3
+
+
+def _stops_midway(sentence: str) -> bool:
+    """A passage's last line that stops inside a sentence: prose (more words than figures, several of
+    them) with no full stop, colon or closing mark at its end ("... as of April 1, 2023, $3.1")."""
+    words = re.findall(r"[A-Za-z]{2,}", sentence)
+    figures = re.findall(r"\d[\d,.]*", DATE.sub(" ", sentence))
+    return len(words) > PROSE_WORDS and len(words) > 2 * len(figures) and not re.search(r"[.!?:;)\"”’]$", sentence)
+
+
+PROSE_WORDS = 6  # a table row or heading has fewer words than this; a sentence has more
 
 
 def _content_words(text: str) -> set[str]:
@@ -231,7 +290,21 @@ def _quotable(sentence: str) -> bool:
     words = re.findall(r"[A-Za-z]{2,}", sentence)
     if len(sentence) < 12 or len(words) < 4 and not _table_row(sentence):
         return False
+    if len(sentence) > LONGEST_SENTENCE:
+        return False  # text run together (a flattened table or list), not a sentence to quote whole
     if _running_line(sentence):
         return False
     letters = re.sub(r"[^A-Za-z]", "", sentence)
-    return not (letters.isupper() and len(words) < 12)
+    return not (letters.isupper() and len(words) < 12) and not _heading(sentence)
+
+
+def _heading(line: str) -> bool:
+    """A title ("Liquidity and Capital Resources", "We Face Significant Inventory Risk"), or a line of a
+    table of contents (a title and its page: "f) Notes to Financial Statements 8"): no other figure, no
+    closing punctuation, and every word but the short joining ones capitalised. It names a topic; it
+    answers nothing."""
+    line = re.sub(r"^\s*(?:[a-z]\)|\d{1,3}\.?)\s+(?=[A-Z])|\s+\d{1,3}$", "", line)  # a list label, a page number
+    if re.search(r"\d|[.!?:;]$", line):
+        return False
+    words = re.findall(r"[A-Za-z][A-Za-z'’-]*", line)
+    return len(words) <= TITLE_WORDS and all(w[0].isupper() for w in words if len(w) > 3)

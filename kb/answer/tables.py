@@ -4,7 +4,7 @@ column's header (period) and the table's unit.
 PDF text keeps a table as lines: a header ("Three Months Ended Nine Months Ended / July 1, 2023
 June 25, 2022 July 1, 2023 June 25, 2022"), then rows ("Total units shipped $ 81,797 $ 82,959 $ 293,787
 $ 304,182"). `read_row` pairs each figure of a row with its column's date and span, so an answer
-can say "Total units shipped: 81,797 (three months ended July 1, 2023)" instead of four bare
+can say "Total units shipped, three months ended July 1, 2023: $81,797 million" instead of four bare
 figures, and can refuse a row none of whose columns is the period the question asks about.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
-from kb.dates import MONTH
+from kb.dates import MONTH, first_date
 from kb.question import Question
 
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
@@ -29,9 +30,14 @@ class Cell:
     label: str  # the row's label: "Total units shipped"
     value: str  # as a reader should see it: "$81,797 million"
     period: str  # the column's header: "three months ended July 1, 2023"
+    group: str = ""  # the line that heads the row's block within the table: "Gross margin percentage"
+    date: date | None = None  # the column's date, to tell the latest
 
     def __str__(self) -> str:
-        return f"{self.label}: {self.value} ({self.period})"
+        # in the middle of a line the heading reads in lower case ("net sales"), its acronyms kept ("AWS")
+        group = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in self.group.split())
+        label = f"{self.label} ({group})" if group else self.label
+        return f"{label}, {self.period}: {self.value}"
 
 
 def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
@@ -42,15 +48,21 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     if not label_match:
         return None
     label = label_match.group(1).strip(" :.")
-    values = [(m.group(1) or "", m.group(2)) for m in _VALUE.finditer(row[label_match.end():]) if not m.group(3)]
+    found = list(_VALUE.finditer(row[label_match.end():]))
+    values = [(m.group(1) or "", m.group(2)) for m in found if not m.group(3)]
+    percents = [("", m.group(2) + "%") for m in found if m.group(3)]
     header_text = " ".join(before[-HEADER_WINDOW:].split())
     spans = list(_SPAN.finditer(header_text))
-    if not spans or len(values) < 2:
+    if not spans or max(len(values), len(percents)) < 2:
         return None
     header = header_text[_group_start(spans):]
     spans = list(_SPAN.finditer(header))
     dates = _dates(header)
-    if len(values) != len(dates):
+    if len(spans) == 1 and len(values) > len(dates) and re.search(r"(?i)\bchange\b", header):
+        values = values[:len(dates)]  # "April 30, 2023 May 1, 2022 $ Change % Change": the dated columns come first
+    if len(values) != len(dates) and len(percents) == len(dates):
+        values = percents  # a row of shares ("Gross margin percentage 43.3 % 43.3 %"): its figures are the %
+    if len(values) != len(dates) or not dates:
         return None  # figures and dated columns do not line up: not this header's row, or no header
     per_span = len(dates) // len(spans) if len(dates) % len(spans) == 0 else len(dates)
     columns = [(_span_words(spans[min(i // per_span, len(spans) - 1)]), dates[i]) for i in range(len(dates))]
@@ -61,9 +73,29 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     # the table's own "(In millions, except ... in thousands)", else the last unit the text states
     unit = re.findall(r"(?i)\(\s*(?:dollars\s+|amounts\s+)?in\s+(thousands|millions|billions)", header_text) \
         or _UNIT.findall(header_text)
-    scale = f" {_SCALE[unit[-1].lower()]}" if unit else ""
-    span, date = columns[wanted]
-    return Cell(label, f"{'$' if dollar or '$' in row else ''}{figure}{scale}", f"{span} {date}")
+    scale = f" {_SCALE[unit[-1].lower()]}" if unit and not figure.endswith("%") else ""
+    dollar = "$" if (dollar or "$" in row) and not figure.endswith("%") else ""
+    span, when = columns[wanted]
+    return Cell(label, f"{dollar}{figure}{scale}", f"{span} {when}", _group(before, label), first_date(when))
+
+
+GROUP_WORDS = 6  # a line that heads a block of rows is short ("Gross margin percentage:"); a longer one is prose
+
+
+def _group(before: str, label: str) -> str:
+    """The line that heads the row's block of rows ("Gross margin percentage:" above "Products 34.5 %"),
+    found going up over the block's other rows; "" when none or when the label already says what it
+    counts ("Total net sales" under "Net sales by category:")."""
+    for line in reversed(before.rstrip().split("\n")[-30:]):
+        line = line.strip()
+        if not line:
+            return ""
+        if line.endswith(":") and not re.search(r"\d", line) and len(line.split()) <= GROUP_WORDS:
+            group = line.rstrip(":").strip()
+            return "" if _words(group) & _words(label) else group
+        if not re.search(r"[A-Za-z].*\d", line):
+            return ""  # the header or a heading: the row heads its own block
+    return ""
 
 
 _MONTH_DAY = rf"{MONTH}\s+\d{{1,2}},?"
@@ -85,6 +117,10 @@ def _dates(header: str) -> list[str]:
     return out
 
 
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z]{4,}", text)}
+
+
 def _group_start(spans: list[re.Match[str]]) -> int:
     """Where the last header starts: the first of the span phrases that follow one another closely."""
     start = spans[-1].start()
@@ -102,17 +138,21 @@ def _span_words(m: re.Match[str]) -> str:
 
 
 def _wanted_column(columns: list[tuple[str, str]], question: Question) -> int | None:
-    """The column the question asks about: its date, else its span ('nine months'), else the first
-    column (the current period, as financial tables put it first). None: the question names a
-    date no column has."""
+    """The column the question asks about: its date, else its span ('nine months'), among those of
+    the question's year if any; of those, the latest date, the first of them (the shortest span,
+    as tables put it first). None: the question names a date no column has."""
     candidates = list(range(len(columns)))
     dated = [p for p in question.periods if p.date is not None]
     if dated:
         candidates = [i for i in candidates if any(t.found_in(columns[i][1]) for t in dated)]
         if not candidates:
             return None
+    years = {str(p.year) for p in question.periods}
+    candidates = [i for i in candidates if columns[i][1][-4:] in years] or candidates
     span = re.search(r"(?i)\b(three|six|nine|twelve)[- ]months?\b|\bquarter(?:ly)?\b", question.text)
     if span:
         word = span.group(1).lower() if span.group(1) else "three"
         candidates = [i for i in candidates if columns[i][0].startswith(word)] or candidates
-    return candidates[0]
+    when = {i: first_date(columns[i][1]) for i in candidates}
+    latest = max((d for d in when.values() if d is not None), default=None)
+    return next(i for i in candidates if when[i] == latest)
