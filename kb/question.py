@@ -165,9 +165,10 @@ class Question:
     @cached_property
     def content(self) -> tuple[str, ...]:
         """The words that say what is asked, lower-cased, in order: its sentences but the instructions,
-        without glue and framing words, periods or figures ("parental", "leave", "policy")."""
+        without glue and framing words, figures, and what `about` holds (its names, codes and periods,
+        which are looked up in whole documents: a report names its company on its first page only)."""
         text = self.text
-        for part in (*self.instructions, *(p.text for p in self.periods)):
+        for part in (*self.instructions, *(t.text for t in self.about)):
             text = text.replace(part, " ")
         # A term the question defines ("DPO is defined as ...") is its own: the documents hold the
         # parts it is computed from, not the term.

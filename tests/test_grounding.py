@@ -55,10 +55,12 @@ def test_the_sentences_about_the_answers_form_are_told_apart() -> None:
 def test_the_content_words_are_what_is_asked_whatever_the_case_or_the_instructions() -> None:
     assert read("What is the parental leave policy?").content == ("parental", "leave", "policy")
     assert read("initech revenue q3 2023").content == ("initech", "revenue")
-    assert read("What was Tesla's revenue in Q3 2023? Round your answer to two decimals.").content == ("tesla", "revenue")
+    # its names and periods are looked up whole in the documents (`ground`), not word by word
+    assert read("What was Tesla's revenue in Q3 2023? Round your answer to two decimals.").content == ("revenue",)
+    assert read("what was tesla revenue").content == ("tesla", "revenue")
     assert read("the and of").content == ()
     # a term the question defines is its own, not something the documents must hold
-    assert read("What is Acme's DPO? DPO is defined as 365 * payables / COGS.").content == ("acme", "payables", "cogs")
+    assert read("What is Acme's DPO? DPO is defined as 365 * payables / COGS.").content == ("payables", "cogs")
 
 
 def test_a_model_version_or_code_is_read_and_found_however_it_is_joined() -> None:
@@ -134,7 +136,7 @@ def test_a_subject_word_is_unknown_only_when_no_document_holds_it_or_spells_it_o
     def unknown(question: str, weight: float = 0.5) -> tuple[str, ...]:
         return _subject(nothing, read(question), [weight] * len(read(question).content), passages, None).unknown
 
-    assert unknown("What is DPO for Walmart?") == ("walmart",)  # capitals the passage spells out
+    assert unknown("What is DPO for walmart?") == ("walmart",)  # capitals the passage spells out
     assert unknown("which region do we fail over to") == ()  # "fail" is in "failover"
     assert unknown("is there wifi") == ()
     assert unknown("initech revenue") == ("initech", "revenue")
