@@ -62,7 +62,9 @@ _SENTENCE = re.compile(r"[^.?!]+(?:[.?!]+|$)")
 # Words that are capitalised for grammar, not because they name something.
 _FRAMING = STOPWORDS | frozenset({
     "please", "list", "describe", "explain", "give", "tell", "compare", "summarize", "summarise", "find", "show",
-    "many", "much", "define", "defined", "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
+    "many", "much", "define", "defined", "according",
+    # the kind of answer asked for: a document prints the date or amount itself, not the word
+    "date", "amount", "number", "value", "figure", "figures", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
     "question", "yes", "no", "note", "assume", "consider", "does", "did", "has", "have", "is", "are", "was",
     "were", "will", "would", "can", "could", "should", "may", "might", "must", "i", "you", "we", "they",
     *MONTHS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
@@ -115,7 +117,7 @@ class Code:
 
     @cached_property
     def _pattern(self) -> re.Pattern[str]:
-        joined = r"[\s.\-–/]*".join(re.escape(p) for p in self.parts)
+        joined = r"[\s.\-–/:#]*".join(re.escape(p) for p in self.parts)  # "Site: 014", "Site #014"
         # not inside a longer word or figure: "iPhone 16" is not "iPhone 16,757" (a table row)
         return re.compile(rf"(?<![^\W_]){joined}(?![^\W_]|[.,]\d)", re.IGNORECASE)
 
