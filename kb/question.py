@@ -62,9 +62,10 @@ _SENTENCE = re.compile(r"[^.?!]+(?:[.?!]+|$)")
 # Words that are capitalised for grammar, not because they name something.
 _FRAMING = STOPWORDS | frozenset({
     "please", "list", "describe", "explain", "give", "tell", "compare", "summarize", "summarise", "find", "show",
-    "many", "much", "define", "defined", "according",
-    # the kind of answer asked for: a document prints the date or amount itself, not the word
-    "date", "amount", "number", "value", "figure", "figures", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
+    "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
+    "many", "much", "define", "defined",
+    # the kind of answer asked for: a document prints the date or the amount itself, not the word
+    "date", "amount", "number", "value", "figure", "figures",
     "question", "yes", "no", "note", "assume", "consider", "does", "did", "has", "have", "is", "are", "was",
     "were", "will", "would", "can", "could", "should", "may", "might", "must", "i", "you", "we", "they",
     *MONTHS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
