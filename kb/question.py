@@ -59,7 +59,8 @@ _INSTRUCTION = re.compile(
 )
 _SENTENCE = re.compile(r"[^.?!]+(?:[.?!]+|$)")
 
-# Words that are capitalised for grammar, not because they name something.
+# Words that frame a question rather than say what it is about: capitalised for grammar, not because
+# they name something, and never one of its content words.
 _FRAMING = STOPWORDS | frozenset({
     "please", "list", "describe", "explain", "give", "tell", "compare", "summarize", "summarise", "find", "show",
     "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
