@@ -43,6 +43,7 @@ _FORM = re.compile(r"\d{1,2}-[A-Za-z]s?")  # "10-Q", "8-Ks": a kind of filing, n
 # A capitalised word and a version or a number of one to three digits: "Beacon 3.0", "iPhone 16".
 _VERSIONED = re.compile(r"\b([A-Z][\w+]*|i[A-Z]\w*)\s+(\d+(?:\.\d+)+|\d{1,3})(?![\d,.%]*\d)(?!\s*(?:%|percent|million|billion))")
 _NUMBERED = re.compile(r"\b[^\W\d_]{2,}\s+0\d+\b")  # a number with a leading zero is a code: "site 022"
+_ABBREVIATION = re.compile(r"\b[A-Z]{2,6}s?\b")
 _MEASURE = re.compile(r"(?i)\bhow\s+(?:many|much)\s+([^\W\d_]+)\s+of\b")
 
 # Words that ask for the newest of a series. Not "current" alone: "current liabilities", "current
@@ -196,6 +197,12 @@ class Question:
             if w.group()[0].isupper() and not w.group().isupper() and not (start and (after in STOPWORDS or not after)):
                 out.add(w.group().lower())
         return frozenset(out)
+
+    @cached_property
+    def abbreviations(self) -> frozenset[str]:
+        """Words it writes in capitals ("COGS", "DPO"), lower-cased: terms a document may spell out in
+        words of its own ("cost of products sold")."""
+        return frozenset(w.lower() for w in _ABBREVIATION.findall(self.text))
 
     @cached_property
     def measures(self) -> frozenset[str]:

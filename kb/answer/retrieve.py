@@ -138,8 +138,10 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
                 unknown.append(word)
         except KBError:  # a lookup that failed says nothing
             continue
-    weightiest = max(words, key=lambda w: weight[w])
-    lacks = weightiest not in best and weight[weightiest] >= WEIGHTIEST_SHARE * total
+    # an abbreviation is not required to stand in the passage: it may be spelled out in other words
+    weighed = [w for w in words if w not in question.abbreviations]
+    weightiest = max(weighed, key=lambda w: weight[w]) if weighed else None
+    lacks = weightiest is not None and weightiest not in best and weight[weightiest] >= WEIGHTIEST_SHARE * total
     return Subject(sum(weight[w] for w in best) / total, lacking, lacks, tuple(unknown))
 
 
