@@ -144,6 +144,10 @@ def test_a_subject_word_is_unknown_only_when_no_document_holds_it_or_spells_it_o
     assert unknown("Initech net income", weight=0.2) == ("initech",)
     assert unknown("Outline the figures mentioned", weight=0.2) == ()
     assert unknown("How many grams of initech") == ("initech",)  # the unit is not the subject
+    # the passage need not hold an abbreviation it may spell out in words of its own ("cost of products sold")
+    asked = read("What was the COGS trend?")
+    assert not _subject(nothing, asked, [0.9, 0.1], passages, None).lacks_weightiest
+    assert _subject(nothing, read("What was the cogs trend?"), [0.9, 0.1], passages, None).lacks_weightiest
 
 
 def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one() -> None:
