@@ -155,7 +155,8 @@ def test_ctrl_c_during_an_ingest_prints_one_clean_line(tmp_path: Path) -> None:
         write_markdown(docs / f"note-{n:03}.md", f"# Note {n}\n\nThe failover region for cell {n} is wombat-{n}.\n")
     env = {**os.environ, "KB_DIR": str(tmp_path / "kb"), "KB_WORKERS": "2"}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "kb"), "ingest", str(docs)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(_children(proc.pid)) < 2:  # the parser workers are up
         time.sleep(0.2)
@@ -172,12 +173,22 @@ def test_a_ctrl_c_while_a_parser_worker_starts_is_kept_for_later_not_lost() -> N
     from kb.ingest.worker import workers_ignore_interrupts
 
     reached_the_end = False
-    with pytest.raises(KeyboardInterrupt):
-        with workers_ignore_interrupts():
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)  # Ctrl-C mid-submit
-            time.sleep(0.05)
-            reached_the_end = True  # a worker starting here inherits the block: it prints no traceback
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see _as_in_a_terminal)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with workers_ignore_interrupts():
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)  # Ctrl-C mid-submit
+                time.sleep(0.05)
+                reached_the_end = True  # a worker starting here inherits the block: it prints no traceback
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert reached_the_end
+
+
+def _as_in_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: a runner may start the tests with SIGINT ignored (a background
+    job's), and a child inherits that, so kb would rightly ignore the Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _children(pid: int) -> list[int]:
