@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -231,3 +232,10 @@ def lite_server(data_dir: Path, log: Path | None = None) -> Iterator[str]:
         stop(proc)
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+def sigint_as_in_a_terminal() -> None:
+    """A `preexec_fn` for a child the test sends Ctrl-C: SIGINT as a terminal delivers it. A runner may
+    start the tests with SIGINT ignored (a background job's), and a child inherits that, so kb would
+    rightly ignore the Ctrl-C the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

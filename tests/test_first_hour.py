@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from platformdirs import user_cache_path
 
 from kb.cli import main
-from tests.helpers import write_markdown, write_pdf
+from tests.helpers import sigint_as_in_a_terminal, write_markdown, write_pdf
 
 pytestmark = pytest.mark.usefixtures("one_parser_worker")  # the tests that need more workers set KB_WORKERS
 
@@ -156,7 +156,7 @@ def test_ctrl_c_during_an_ingest_prints_one_clean_line(tmp_path: Path) -> None:
     env = {**os.environ, "KB_DIR": str(tmp_path / "kb"), "KB_WORKERS": "2"}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "kb"), "ingest", str(docs)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=_as_in_a_terminal)
+                            preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(_children(proc.pid)) < 2:  # the parser workers are up
         time.sleep(0.2)
@@ -173,7 +173,7 @@ def test_a_ctrl_c_while_a_parser_worker_starts_is_kept_for_later_not_lost() -> N
     from kb.ingest.worker import workers_ignore_interrupts
 
     reached_the_end = False
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see _as_in_a_terminal)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see sigint_as_in_a_terminal)
     try:
         with pytest.raises(KeyboardInterrupt):
             with workers_ignore_interrupts():
@@ -183,12 +183,6 @@ def test_a_ctrl_c_while_a_parser_worker_starts_is_kept_for_later_not_lost() -> N
     finally:
         signal.signal(signal.SIGINT, before)
     assert reached_the_end
-
-
-def _as_in_a_terminal() -> None:
-    """Ctrl-C as a terminal delivers it: a runner may start the tests with SIGINT ignored (a background
-    job's), and a child inherits that, so kb would rightly ignore the Ctrl-C the test sends."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _children(pid: int) -> list[int]:

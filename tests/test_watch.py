@@ -24,7 +24,7 @@ import pytest
 
 from kb import KnowledgeBase
 from kb.watch import Batch, Watcher, writing_to
-from tests.helpers import FAKE, free_port, write_markdown
+from tests.helpers import FAKE, free_port, sigint_as_in_a_terminal, write_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT_S = 30.0
@@ -265,7 +265,8 @@ def test_kb_watch_process_prints_json_batches_and_stops_cleanly_on_ctrl_c(
     write_markdown(docs / "a.md", "# Alpha\n\nThe alpaca grazes on the hill.\n")
     proc = subprocess.Popen([sys.executable, "-m", "tests.fake_kb", "watch", str(docs), "--json", "--debounce", "100"],
                             cwd=REPO, env=_env(tmp_path / "kb"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=sigint_as_in_a_terminal)  # Ctrl-C as a terminal sends it
     stop_at_end.append(proc)
     out = _lines(proc.stdout)
     first = _next_json(out)
@@ -302,7 +303,8 @@ def test_installed_kb_watch_with_the_real_model_prints_a_line_per_change(
     env["KB_DIR"] = str(tmp_path / "kb")
     exe = Path(sys.executable).with_name("kb")
     proc = subprocess.Popen([str(exe), "watch", str(docs)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_as_in_a_terminal)  # Ctrl-C as a terminal sends it
     stop_at_end.append(proc)
     out = _lines(proc.stdout)
     assert out.get(timeout=120).startswith("Indexed 1 file(s) in ")  # the first pass: kb ingest's summary
@@ -328,7 +330,8 @@ def test_kb_serve_watch_ingests_a_new_file(tmp_path: Path, stop_at_end: list[sub
     log = open(tmp_path / "serve.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "tests.fake_kb", "serve", "--port", str(port), "--llm", "none",
                              "--watch", str(docs), "--log-level", "warning"], cwd=REPO, env=_env(tmp_path / "kb"),
-                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=sigint_as_in_a_terminal)  # Ctrl-C as a terminal sends it
     stop_at_end.append(proc)
 
     def search(query: str) -> str | None:
@@ -454,7 +457,8 @@ def test_kb_watch_summarises_its_first_pass(tmp_path: Path, stop_at_end: list[su
     (docs / "blob.txt").write_bytes(bytes(range(256)) * 8)
     proc = subprocess.Popen([sys.executable, "-m", "tests.fake_kb", "watch", str(docs), "--debounce", "100"],
                             cwd=REPO, env=_env(tmp_path / "kb"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=sigint_as_in_a_terminal)  # Ctrl-C as a terminal sends it
     stop_at_end.append(proc)
     out = _lines(proc.stdout)
     assert out.get(timeout=WAIT_S).startswith("Indexed 5 file(s) in ")
