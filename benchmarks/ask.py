@@ -131,12 +131,16 @@ def calibrate(kb: Any, questions: list[dict[str, str]], k: int) -> dict[str, Any
     import numpy as np
 
     from kb.answer.citations import find_numbers, number_supported, source_units
-    from kb.answer.retrieve import relevance as _relevance
     from kb.filters import Filters
 
     emb = kb.embedder
-    real = [max(_relevance(emb, q["Question"], kb.search(q["Question"], k=k)), default=0.0) for q in questions]
-    off = [max(_relevance(emb, q, kb.search(q, k=k)), default=0.0) for q in OFF_TOPIC]
+
+    def _relevance(question: str, hits: list[Any]) -> list[float]:  # the cosines `decide` reads
+        if not hits:
+            return []
+        return [float(x) for x in emb.embed_documents([h.text for h in hits]) @ emb.embed_query(question)]
+    real = [max(_relevance(q["Question"], kb.search(q["Question"], k=k)), default=0.0) for q in questions]
+    off = [max(_relevance(q, kb.search(q, k=k)), default=0.0) for q in OFF_TOPIC]
     own: list[float] = []
     other: list[float] = []
     figures_found: list[bool] = []
