@@ -37,7 +37,6 @@ SUBJECT_MIN = 0.40
 # A word carrying at least this share of the question's weight is what it is about; in a long
 # question ("... inventory turnover ratio ... defined as ...") no one word is.
 WEIGHTIEST_SHARE = 0.2
-ACRONYM_MAX = 6  # "EBITDA"; a longer run of capitals is a name or a shout
 KEYWORD_EXTRA = 3  # keyword passages of the best document added to the answer's sources
 WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
 LOOKUP_K = 50  # passages the keyword index is asked for, per name or period
@@ -131,7 +130,7 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
     for word in words:
         # A made-up name means nothing to the embedder ("Initech": 0.28): its capital says it is one.
         subject = weight[word] >= SUBJECT_MIN or word in question.named
-        if not subject or word in question.measures or word in anywhere or _spelled_out(word, question.text, written):
+        if not subject or word in question.measures or word in anywhere or _spelled_out(word, question, written):
             continue
         try:
             if not search(word, k=1, filters=filters, mode="keyword"):
@@ -153,11 +152,11 @@ def _stem(word: str) -> str:
     return word
 
 
-def _spelled_out(word: str, question: str, text: str) -> bool:
+def _spelled_out(word: str, question: Question, text: str) -> bool:
     """Whether `word` is an abbreviation the question writes in capitals ("DPO", "EPS") and `text`
     spells out as the initials of consecutive words ("days payable outstanding"): no index holds
     that as a word. Lower-case words are not tried: too many runs of words start with "o", "h", "i"."""
-    if not (2 <= len(word) <= ACRONYM_MAX and re.search(rf"\b{word.upper()}\b", question)):
+    if word not in question.abbreviations:
         return False
     joined = r"\w*\W+(?:(?:and|of|&)\W+)?".join(word)  # "environmental, social and governance"
     return re.search(r"\b" + joined, text, re.IGNORECASE) is not None
