@@ -1,10 +1,12 @@
 """Whether to answer at all: the one place that decides "not found", with the reason it gives.
 
-Before anything is written (`decide`): no passage at all, none through the filters, none close
-enough to the question, a name, period or subject word of the question that no document mentions,
-or no passage that holds most of what the question asks about. After a model wrote (`judge`): it says the sources do not hold the answer (a "not found" in its own words),
-or it cites none of its sources, or none of its checked sentences is supported (nothing a reader
-could rely on: the passages' own sentences are quoted instead).
+Before any search (`vague`): a question of common words only. Before anything is written
+(`decide`): no passage at all, none through the filters, none close enough to the question, a name,
+period or subject word of the question that no document mentions, or no passage that holds most of
+what the question asks about. After a model wrote (`judge`): it says the sources do not hold the
+answer (a "not found" in its own words), or it cites none of its sources, or none of its checked
+sentences is supported (nothing a reader could rely on: the passages' own sentences are quoted
+instead).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 from kb.answer.citations import SentenceCheck
 from kb.answer.retrieve import Passages
 from kb.answer.types import Answer, Citation
-from kb.question import Name
+from kb.question import STOPWORDS, Name, Question
 
 if TYPE_CHECKING:
     from kb.filters import Filters
@@ -74,6 +76,14 @@ class Abstain:
         return Answer(question, self.text, [], passages.hits, llm, "not_found", found=False, timing=timing,
                       llm_error=llm_error, note=self.note, missing=[t.text for t in self.missing],
                       abstained=self.reason)
+
+
+def vague(asked: Question) -> Abstain | None:
+    """Before any search: a question of common words only ("what is it?") has nothing to look for, and
+    any passage would be as near as any other."""
+    if all(t in STOPWORDS for t in asked.terms):
+        return Abstain(VAGUE, "the question has no word to look for but common ones")
+    return None
 
 
 def decide(passages: Passages, filters: Filters | None) -> Abstain | None:

@@ -19,15 +19,15 @@ from kb.answer.citations import (
     first_sentence,
     shorten,
 )
-from kb.answer.decide import DECLINED, NOT_FOUND, UNCITED, UNQUOTABLE, UNSUPPORTED, VAGUE, decide, judge
+from kb.answer.decide import DECLINED, NOT_FOUND, UNCITED, UNQUOTABLE, UNSUPPORTED, decide, judge, vague
 from kb.answer.extractive import extractive_answer
 from kb.answer.prompt import build_messages, fit_sources, merge_hits
-from kb.answer.retrieve import Passages, Search, retrieve
+from kb.answer.retrieve import Grounding, Passages, Search, retrieve
 from kb.answer.types import Answer, Citation, ModelAnswer, Source
 from kb.errors import ConfigError, DependencyError
 from kb.llm import NO_LLM, default_llm
 from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError
-from kb.question import STOPWORDS, Question, read
+from kb.question import Question, read
 
 if TYPE_CHECKING:
     from kb.answer.chat import History
@@ -105,10 +105,9 @@ def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filter
     fails), verify."""
     started = time.perf_counter()
     asked = read(question)
-    if all(t in STOPWORDS for t in asked.terms):  # any passage would be as near as any other
-        return Answer(question, NOT_FOUND, [], [], llm.name if llm else None, "not_found", found=False,
-                      note="the question has no word to look for but common ones", llm_error=llm_error,
-                      abstained=VAGUE)
+    empty = vague(asked)
+    if empty is not None:
+        return empty.answer(question, Passages([], [], Grounding([], [])), llm.name if llm else None, {}, llm_error)
     passages = _numbered(retrieve(search, embedder, asked, k, filters))
     timing: dict[str, float | int | None] = {"retrieve_s": round(time.perf_counter() - started, 3)}
     abstain = decide(passages, filters)
