@@ -22,12 +22,11 @@ if TYPE_CHECKING:
 
     from kb.embed.base import Embedder
 
-# How to get a written answer: shown by `kb ask` once per knowledge base (not in every answer's note).
-PLUG_IN_HINT = (
-    "No LLM configured, so these are the passages' own sentences. For a written answer: run Ollama "
-    "(ollama serve; ollama pull llama3.2), or pass --llm llama-cpp [--model FILE.gguf] after "
-    + install_command("llm") + "."
-)
+# How to get a written answer: in `kb ask --help`, and shown by `kb ask` once per knowledge base (not in
+# every answer's note).
+WRITTEN_ANSWER = ("For a written answer: run Ollama (ollama serve; ollama pull llama3.2), or pass --llm llama-cpp "
+                  "[--model FILE.gguf] after " + install_command("llm") + ".")
+PLUG_IN_HINT = "No LLM configured, so these are the passages' own sentences. " + WRITTEN_ANSWER
 
 
 def extractive_answer(question: str | Question, sources: Sequence[Source], embedder: Embedder,

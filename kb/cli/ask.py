@@ -11,6 +11,8 @@ import click
 from kb import Answer, KnowledgeBase
 from kb.answer import PLUG_IN_HINT
 from kb.answer.citations import SentenceCheck, shorten
+from kb.answer.extractive import WRITTEN_ANSWER
+from kb.answer.generate import QUESTION_MAX
 from kb.cli.common import (
     CONTEXT,
     emit,
@@ -25,7 +27,6 @@ from kb.cli.common import (
     store_options,
 )
 from kb.cli.snippets import snippet_line
-from kb.errors import install_command
 from kb.llm import NO_LLM
 
 HINT_SHOWN = "llm-hint-shown"  # a file in the knowledge base's folder: the hint on plugging in a model was shown
@@ -61,12 +62,10 @@ best passages. Each cited sentence is checked against its source: its figures mu
 its meaning close, or it is marked unsupported; a model's answer with no supported sentence is not
 shown as the answer (the passages are quoted instead). "Not found" lists the nearest passages.
 
-For a written answer: run Ollama (ollama serve; ollama pull llama3.2), or pass --llm llama-cpp
-[--model FILE.gguf] after {install_command("llm")}. Without one, kb says so once per knowledge base
-(never with --llm none or -q).
+{WRITTEN_ANSWER} Without one, kb says so once per knowledge base (never with --llm none or -q).
 
 Exit status: 0 answered or "not found"; 1 the command failed (e.g. nothing ingested yet); 2 usage
-error (an empty question, one over 2,000 characters, an unknown option or backend).
+error (an empty question, one over {QUESTION_MAX:,} characters, an unknown option or backend).
 """
 
 
