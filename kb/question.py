@@ -39,7 +39,7 @@ _LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
 _DEFINED = re.compile(r"(?i)\bdefine\s+([\w%&' -]{2,60}?)\s+as\b|([\w%&'-]+(?: [\w%&'-]+){0,4})\s+(?:is|are)\s+defined\s+as\b")
 # A word of letters and digits, both: "S23", "AT-401", "CH-SKIN-02", "170B" (periods are read first).
 _ALNUM = re.compile(r"(?<![\w.-])(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[^\W_]+(?:-[^\W_]+)*(?![\w-])")
-_FORM = re.compile(r"\d{1,2}-[A-Za-z]s?")  # "10-Q", "8-Ks": a kind of filing, not one thing
+_FORM = re.compile(r"\d{1,2}-[A-Za-z]s?")  # "4-B", "12-Cs": digits, a hyphen, a letter: a kind of form
 # A capitalised word and a version or a number of one to three digits: "Beacon 3.0", "iPhone 16".
 _VERSIONED = re.compile(r"\b([A-Z][\w+]*|i[A-Z]\w*)\s+(\d+(?:\.\d+)+|\d{1,3})(?![\d,.%]*\d)(?!\s*(?:%|percent|million|billion))")
 _NUMBERED = re.compile(r"\b[^\W\d_]{2,}\s+0\d+\b")  # a number with a leading zero is a code: "site 022"
@@ -283,8 +283,8 @@ def _instructions(text: str) -> tuple[str, ...]:
 def _codes(question: str) -> tuple[Code, ...]:
     """What names a model, version or code: a word of letters and digits ("S23", "AT-401", "NCT0615"),
     a word and a number with a leading zero ("site 022"), or a capitalised word followed by a version
-    or a small number ("Beacon 3.0", "iPhone 16"), in `question` without its periods. Not a form's
-    number ("10-Q", "8-K"), which names no one thing."""
+    or a small number ("Beacon 3.0", "iPhone 16"), in `question` without its periods. Not a kind of
+    form ("4-B", "12-Cs"), which names no one thing."""
     out: list[str] = []
     for m in _ALNUM.finditer(question):
         word = m.group()
@@ -325,7 +325,7 @@ def _names(question: str) -> list[Name]:
         word = m.group(0)
         bare = _POSSESSIVE.sub("", word)
         code = m.start() >= 2 and question[m.start() - 1] == "-" and question[m.start() - 2].isdigit()
-        if not code and _capitalised_name(word, bare, sentence_start):  # "10-Qs", "8-Ks": a form, not a name
+        if not code and _capitalised_name(word, bare, sentence_start):  # "12-Cs": a kind of form, not a name
             current += [*pending, bare]
             pending = []
             if word != bare:  # a possessive ends the name: "ACME's Data Center" names two things
