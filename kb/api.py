@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from kb import answer as answering  # looked up per call (tests replace `load_llm`)
 from kb.config import Settings, check_mode, resolve_kb_dir
-from kb.embed import Embedder, canonical_model_id, index_model, open_embedder, shareable
+from kb.embed import Embedder, auto_backend, canonical_model_id, index_model, open_embedder, pick_backend, shareable
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
 from kb.ingest.base import extensions, parsers
@@ -130,8 +130,14 @@ class KnowledgeBase:
         with self._parts:
             if self._embedder is None:
                 same = self.model_id == canonical_model_id(self.settings.model)
-                self._embedder = open_embedder(self.settings, self.settings.model if same else self.model_id)
+                self._embedder = open_embedder(self.settings, self.settings.model if same else self.model_id,
+                                               self._recorded_backend())
             return self._embedder
+
+    def _recorded_backend(self) -> str | None:
+        """The backend that made the index's vectors, if it holds any (before kb recorded it: torch)."""
+        meta = self.catalog.meta() if self.exists else {}
+        return meta.get("backend") or ("torch" if meta.get("model") else None)
 
     def _embedding(self, make: Callable[[], Embedder] | None = None) -> Embedding:
         return Embedding(make or (lambda: self.embedder), self.settings, self.path)
@@ -296,5 +302,10 @@ class KnowledgeBase:
 
     def status(self) -> Status:
         self._held()
-        return self.index.status(canonical_model_id(self.settings.model))
+        status = self.index.status(canonical_model_id(self.settings.model))
+        # what a search or an ingest here would embed with (named without loading the model)
+        status.backend = pick_backend(self.settings.backend, self._recorded_backend())
+        if status.backend == "auto":
+            status.backend = auto_backend(self.settings.device)
+        return status
 

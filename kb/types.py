@@ -250,6 +250,8 @@ class Status:
     dimensions: int | None = None
     folder: str | None = None  # the deepest folder holding every document: pages show sources from it
     types: dict[str, int] = field(default_factory=dict)  # documents per file type
+    vectors: str | None = None  # the backend that made the index's vectors ("onnx-int8+w8")
+    backend: str | None = None  # the backend embedding here, for this index's format (`kb.embed.pick_backend`)
 
     def to_json(self) -> JSON:
         return asdict(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,29 @@ def test_a_text_gets_the_same_int8_vector_whatever_it_is_embedded_with(cache: Pa
     alone = np.stack([int8.embed_query(text) for text in SENTENCES])
     assert np.array_equal(int8.embed_documents(SENTENCES), alone)
     assert np.array_equal(int8.embed_documents(SENTENCES[::-1])[::-1], alone)
+    # The texts of a batch run side by side, one thread each: as many runs at once as the machine has
+    # cores, or one, or more than it has, and callers in several threads, all give the same bits.
+    many = SENTENCES * 4
+    for threads in (1, 3):
+        other = OnnxEmbedder("all-MiniLM-L6-v2", quantize=True, cache_dir=cache, threads=threads)
+        assert np.array_equal(other.embed_documents(many), np.tile(alone, (4, 1)))
+    with ThreadPoolExecutor(3) as callers:
+        for got in callers.map(int8.embed_documents, [many, many[::-1], SENTENCES[2:5]]):
+            assert {tuple(v) for v in got} <= {tuple(v) for v in alone}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_a_text_gets_the_same_float_vector_alone_and_in_any_batch(backend: str, cache: Path) -> None:
+    # fp32 paths batch texts of different lengths with padding: the padded positions are masked out, and
+    # what is left differs only in the last bits of a float sum.
+    embedder = (OnnxEmbedder("all-MiniLM-L6-v2", quantize=False, cache_dir=cache) if backend == "onnx"
+                else SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu"))
+    alone = np.stack([embedder.embed_query(text) for text in SENTENCES])
+    for batch in (SENTENCES, SENTENCES[::-1], SENTENCES * 5):
+        got = embedder.embed_documents(batch)
+        order = [SENTENCES.index(t) for t in batch]
+        assert _cosines(got, alone[order]).min() >= 0.99999
 
 
 @pytest.mark.slow

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+import kb.embed as kb_embed
 from kb import KnowledgeBase
+from kb.cli import main as cli
 from kb.embed import cuda_available, make_embedder
 from kb.embed.torch import SentenceTransformerEmbedder
 from kb.errors import ConfigError
@@ -55,30 +58,59 @@ def test_gpu_choices_without_a_gpu() -> None:
 
 
 @pytest.mark.slow
-def test_backend_is_recorded_and_a_kb_keeps_working_across_backends(
+def test_auto_keeps_the_vectors_of_the_index_and_another_backend_by_name_still_works(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The backend is recorded, not part of the index identity: a torch-built KB works under `auto`."""
+    """The backend is recorded; `auto` then embeds with one making the same vectors (fp32 here, where int8
+    would be the default), and a backend asked for by name mixes in its own, saying so."""
     docs = _notes(tmp_path / "docs", 3)
     kb_dir = tmp_path / "kb"
     with KnowledgeBase.open(kb_dir, backend="torch") as kb:
         kb.ingest([str(docs)])
     assert _meta(kb_dir)["backend"] == "torch"
-    # An index from before the setting existed has no record: it counts as torch.
-    with KnowledgeBase.open(kb_dir) as kb, kb.catalog.transaction() as db:
-        db.execute("DELETE FROM meta WHERE key = 'backend'")
     caplog.clear()
-    with KnowledgeBase.open(kb_dir, device="cpu") as kb:  # defaults: `auto`, ONNX int8 on a CPU
+    with KnowledgeBase.open(kb_dir, device="cpu") as kb:  # defaults: `auto`
+        assert kb.embedder.backend == "torch" and kb.status().backend == "torch"
+        _notes(docs, 4)
+        assert [Path(s).name for s in kb.ingest([str(docs)]).added] == ["note-03.md"]
+        assert kb.search("who is the warden of colony 3", k=1, mode="dense")[0].source.endswith("note-03.md")
+    assert "new ones come from" not in caplog.text
+    with KnowledgeBase.open(kb_dir, backend="onnx-int8") as kb:
         assert kb.embedder.backend == "onnx-int8+w8"
         assert kb.search("who is the warden of colony 2", k=1, mode="dense")[0].source.endswith("note-02.md")
-        _notes(docs, 4)
-        report = kb.ingest([str(docs)])
-        assert [Path(s).name for s in report.added] == ["note-03.md"]
-        assert kb.search("who is the warden of colony 3", k=1, mode="dense")[0].source.endswith("note-03.md")
+        _notes(docs, 5)
+        assert [Path(s).name for s in kb.ingest([str(docs)]).added] == ["note-04.md"]
+        assert kb.search("who is the warden of colony 4", k=1, mode="dense")[0].source.endswith("note-04.md")
     assert "holds torch vectors; new ones come from onnx-int8+w8" in caplog.text
     assert _meta(kb_dir)["backend"] == "onnx-int8+w8"
     with KnowledgeBase.open(kb_dir, backend="torch") as kb:  # and back: still the same model's space
         assert kb.search("who is the warden of colony 1", k=1, mode="dense")[0].source.endswith("note-01.md")
+    # An index from before the setting existed has no record: it counts as torch.
+    with KnowledgeBase.open(kb_dir) as kb, kb.catalog.transaction() as db:
+        db.execute("DELETE FROM meta WHERE key = 'backend'")
+    with KnowledgeBase.open(kb_dir, device="cpu") as kb:
+        assert kb.embedder.backend == "torch"
+
+
+@pytest.mark.slow
+def test_a_machine_with_a_gpu_adds_int8_vectors_to_an_int8_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Team members on other machines share one store: `auto` on a GPU machine would take torch (fp16)
+    for a new index, but an index of int8 vectors gets int8 vectors from it, and `kb status` says so."""
+    docs = _notes(tmp_path / "docs", 2)
+    kb_dir = tmp_path / "kb"
+    with KnowledgeBase.open(kb_dir, device="cpu") as kb:
+        kb.ingest([str(docs)])
+    monkeypatch.setattr(kb_embed.torch_backend, "cuda_available", lambda device="auto": device != "cpu")
+    with KnowledgeBase.open(tmp_path / "new") as kb:
+        assert kb.status().backend == "torch"
+    with KnowledgeBase.open(kb_dir) as kb:
+        assert kb.status().backend == "onnx-int8" and kb.status().vectors == "onnx-int8+w8"
+        assert kb.embedder.backend == "onnx-int8+w8"
+        _notes(docs, 3)
+        kb.ingest([str(docs)])
+    assert _meta(kb_dir)["backend"] == "onnx-int8+w8"
+    out = CliRunner().invoke(cli, ["status", "--kb", str(kb_dir)])
+    assert "Embedding with onnx-int8 here · the index's vectors: onnx-int8+w8" in out.output
 
 
 @pytest.mark.slow

@@ -170,6 +170,8 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
                + (f" · from {st.folder}" if st.folder else ""))
     dims = f" ({st.dimensions} dimensions)" if st.dimensions else ""
     click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")
+    made = f" · the index's vectors: {st.vectors}" if st.vectors else ""
+    click.echo(f"Embedding with {st.backend} here{made}")
     for f in st.failed:
         click.echo(f"  failed  {shown(f.source)}: {f.reason}")
 

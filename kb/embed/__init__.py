@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from kb.config import Settings
 
 __all__ = ["BACKENDS", "EMBEDDERS", "Embedder", "SerialEmbedder", "canonical_model_id", "cuda_available",
-           "make_embedder", "resolve_model", "shareable", "tokenizer_file"]
+           "auto_backend", "make_embedder", "open_embedder", "pick_backend", "resolve_model", "shareable", "tokenizer_file"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ EMBEDDERS: Registry[Callable[..., Embedder]] = Registry("kb.embedders", "embeddi
 })
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")  # the built-in choices; `EMBEDDERS.names()` adds plugins'
 
+# The vectors a built-in backend makes: one text gets the same vector from one format's paths (int8:
+# bit for bit; fp32: cosine >= 0.99999), from two formats' only within 0.98. torch is fp16 on CUDA.
+FORMATS = {"onnx-int8": "int8", "onnx": "fp32", "torch": "fp32"}
+
 
 def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", batch_size: int = 0) -> Embedder:
     """The embedder for a backend name. `auto`: torch fp16 on CUDA (when torch is installed), else ONNX
@@ -42,7 +46,7 @@ def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", ba
     if name != "auto" and name not in EMBEDDERS:
         raise ConfigError(f"unknown backend {backend!r} (known: auto, {', '.join(EMBEDDERS.names())})")
     if name == "auto":
-        if cuda_available(device):
+        if auto_backend(device) == "torch":
             return EMBEDDERS.get("torch")(model, device=device, batch_size=batch_size)
         try:
             embedder = EMBEDDERS.get("onnx-int8")(model, device=device, batch_size=batch_size)
@@ -57,6 +61,11 @@ def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", ba
     return EMBEDDERS.get(name)(model, device=device, batch_size=batch_size)
 
 
+def auto_backend(device: str = "auto") -> str:
+    """What `auto` takes for a new knowledge base: torch (fp16) on a GPU, else ONNX Runtime int8."""
+    return "torch" if cuda_available(device) else "onnx-int8"
+
+
 def index_model(settings: Settings, built_with: str | None, where: Path) -> str:
     """The model the knowledge base in `where` embeds with: the one its index was `built_with`, when it
     has one; asking for another one by name is an error."""
@@ -69,13 +78,25 @@ def index_model(settings: Settings, built_with: str | None, where: Path) -> str:
     return built_with or wanted
 
 
-def open_embedder(settings: Settings, model: str) -> Embedder:
+def pick_backend(backend: str, recorded: str | None) -> str:
+    """The backend to use: `backend` as configured, except that `auto` in a knowledge base that holds
+    vectors (made by the `recorded` backend) takes a backend making vectors of the same format, so that
+    machines with and without a GPU, or with other CPUs, add the same vectors to one store. A format
+    no built-in backend makes (a plugin's) leaves `auto` as for a new knowledge base."""
+    if backend.strip().lower() != "auto" or not recorded:
+        return backend
+    made_by = recorded.split("+")[0]  # "+w8": from int8 weights, which the same backend here uses too
+    if made_by == "onnx-int8":
+        return "onnx-int8"  # also on a GPU machine: torch on CUDA would add fp16 vectors
+    if made_by == "torch":  # the record does not say whether on CUDA (fp16): torch decides as it did
+        return "torch" if _torch_installed() else "onnx"
+    return "onnx" if made_by == "onnx" else backend
+
+
+def open_embedder(settings: Settings, model: str, recorded: str | None = None) -> Embedder:
     """The embedder of `model` with the backend, device and batch size `settings` name, safe to share
-    between threads."""
-    # The backend (torch / onnx / onnx-int8) is recorded in the index but is not part of its identity:
-    # one model's backends agree to >= 0.98 cosine and mixing them moved doc recall@5 on the retrieval benchmark by
-    # < 1 point (benchmarks/PERFORMANCE.md), so `auto` takes the fastest one on every machine.
-    return shareable(make_embedder(model, backend=settings.backend, device=settings.device,
+    between threads; `recorded`: the backend that made the index's vectors (see `pick_backend`)."""
+    return shareable(make_embedder(model, backend=pick_backend(settings.backend, recorded), device=settings.device,
                                    batch_size=settings.batch_size))
 
 

@@ -1,14 +1,18 @@
 """The ONNX Runtime backend of the `Embedder` seam: fp32 (`onnx`) or int8-quantized (`onnx-int8`).
 
 The model is exported once (`kb.embed.onnx_export`, without torch for BERT models); then texts are
-tokenized with `tokenizers`, sorted by length into batches (little padding), run through ONNX
-Runtime, pooled as the model's own pooling config says, L2-normalised.
+tokenized with `tokenizers`, run through ONNX Runtime, pooled as the model's own pooling config says,
+L2-normalised. fp32: sorted by length into batches (little padding). int8: each text alone (its
+activations quantized with a scale of its own, so a text always gets the same vector), the texts
+spread over one single-threaded run per core: as fast as batches of 8 on two threads, and the same
+vector bit for bit whatever the batch or the thread count (benchmarks/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,7 +140,8 @@ class OnnxEmbedder(Embedder):
             raise DependencyError("onnxruntime is not installed: pip install onnxruntime") from e
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = self.threads or _cpu_count()
+        # int8 runs one text per run, a run per core at once (`_runs`): each run takes one thread.
+        opts.intra_op_num_threads = 1 if self.quantize else self.cores
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         # Spinning threads burn the cores that parser processes need while ingesting.
@@ -148,6 +153,15 @@ class OnnxEmbedder(Embedder):
             raise EmbedderError(f"cannot load {path} (delete {self.export_dir} to export it again): "
                                 f"{' '.join(str(e).split())[:300]}") from e
 
+    @property
+    def cores(self) -> int:
+        """The threads embedding uses: the cores this process may run on, unless told otherwise."""
+        return self.threads or _cpu_count()
+
+    @cached_property
+    def _runs(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.cores, thread_name_prefix="kb-embed")
+
     # --- embedding ------------------------------------------------------------------------------
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
@@ -157,16 +171,54 @@ class OnnxEmbedder(Embedder):
         if not texts:
             return out
         encodings = self._encoder.encode_batch(texts)
+        if self.quantize:
+            # The int8 graph quantizes a run's activations with one scale for the whole run, so a text
+            # batched with others came out up to 0.03 cosine away from itself alone (as a query is
+            # embedded): each text runs alone, and the same text always gets the same vector. Runs
+            # with one thread each, one per core, are the fastest way to do that (a 1-thread run of
+            # 8 texts is slower than 8 runs of one).
+            ids = [e.ids for e in encodings]
+            out[:] = list(self._runs.map(self._alone, ids)) if len(ids) > 1 else [self._alone(ids[0])]
+        else:
+            self._batched(encodings, out)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def _alone(self, ids: list[int]) -> np.ndarray:
+        # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
+        import numpy as np
+
+        row = np.array([ids], dtype=np.int64)
+        mask = np.ones_like(row)
+        return pool(self._run(row, mask), mask, self.meta["pooling"])[0]
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
+        import numpy as np
+
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        try:
+            return self.session.run(None, feed)[0]
+        except Exception as e:
+            raise EmbedderError(f"ONNX Runtime failed on a batch: {' '.join(str(e).split())[:300]}") from e
+
+    @cached_property
+    def _inputs(self) -> set[str]:
+        return {i.name for i in self.session.get_inputs()}
+
+    def _batched(self, encodings: list[Any], out: np.ndarray) -> None:
+        """fp32: length-sorted batches of `batch_size` texts (fewer when long), into `out`'s rows."""
+        # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
+        import numpy as np
+
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")  # longest first: the biggest batch fails first
-        inputs = {i.name for i in self.session.get_inputs()}
         start = 0
         while start < len(order):
             longest = int(lengths[order[start]])
-            # The int8 graph quantizes each run's activations with one scale for the whole run, so a text
-            # batched with others came out up to 0.03 cosine away from itself alone (as a query is
-            # embedded): it runs alone, and the same text always gets the same vector.
-            size = 1 if self.quantize else max(1, min(self.batch_size, _MAX_BATCH_TOKENS // max(longest, 1)))
+            size = max(1, min(self.batch_size, _MAX_BATCH_TOKENS // max(longest, 1)))
             rows = order[start : start + size]
             ids = np.zeros((len(rows), longest), dtype=np.int64)
             mask = np.zeros((len(rows), longest), dtype=np.int64)
@@ -174,17 +226,8 @@ class OnnxEmbedder(Embedder):
                 n = int(lengths[i])
                 ids[r, :n] = encodings[i].ids
                 mask[r, :n] = 1
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            try:
-                hidden = self.session.run(None, feed)[0]
-            except Exception as e:
-                raise EmbedderError(f"ONNX Runtime failed on a batch: {' '.join(str(e).split())[:300]}") from e
-            out[rows] = pool(hidden, mask, self.meta["pooling"])
+            out[rows] = pool(self._run(ids, mask), mask, self.meta["pooling"])
             start += size
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
 
 
 def _cpu_count() -> int:

@@ -196,7 +196,7 @@ class Index(ABC):
                 documents=docs, chunks=chunks, pages=pages, model=meta.get("model") or model,
                 store=meta.get("store") or self.settings.store, bytes=size, failed=catalog.failures(),
                 path=str(self.folder), dimensions=int(meta["dimensions"]) if meta.get("dimensions") else None,
-                folder=catalog.common_folder(), types=catalog.type_counts(),
+                folder=catalog.common_folder(), types=catalog.type_counts(), vectors=meta.get("backend"),
             )
 
     # --- writing ----------------------------------------------------------------------------
