@@ -174,6 +174,20 @@ def test_ingest_benchmark_prints_the_json_shape(tmp_path: Path) -> None:
         assert report["speedup"] == pytest.approx(report["reference"]["wall_s"] / report["kb"]["wall_s"], rel=0.02)
 
 
+@pytest.mark.slow
+def test_the_embedding_benchmark_times_each_backend_batched_and_one_chunk_at_a_time(tmp_path: Path) -> None:
+    docs = tmp_path / "pdfs"
+    docs.mkdir()
+    write_pdf(docs / "a.pdf", ["Quarterly report. Net sales rose 8% to $81.8 billion.", "Risk factors apply."])
+    proc = _run("benchmarks.ingest", str(docs), "--embed-only", "--backend", "onnx-int8", "--backend", "onnx", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert [r["backend"] for r in report["embedding"].values()] == ["onnx-int8+w8", "onnx"]
+    for row in report["embedding"].values():
+        assert row["chunks"] >= 1 and row["chunks_per_s"] > 0 and row["batch_1_chunks_per_s"] > 0
+    assert isinstance(report["machine"]["flags"], list) and report["machine"]["cpu"]
+
+
 def test_search_benchmark_runs_small() -> None:
     proc = _run("benchmarks.search", "--sizes", "2000", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
