@@ -198,7 +198,7 @@ class KnowledgeBase:
             embedding = self._embedding(lambda: open_embedder(self.settings, model or self.settings.model))
             ids = sorted(index.catalog.chunk_ids())
             build = {k: v for k, v in embedding.build().items() if k in ("model", "dimensions", "max_seq_length",
-                                                                         "backend")}
+                                                                         "backend", "graph")}
 
             def switched() -> None:  # with the store, under its write lock: no search meets one without the other
                 self._embedder, self._model_id = embedding.embedder, None

@@ -40,7 +40,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 0  # 0: chosen by device
-    # Embedding runtime: auto (torch fp16 on CUDA, else ONNX Runtime int8) | torch | onnx | onnx-int8
+    # Embedding runtime: auto (the index's vector format; new: torch fp16 on CUDA, else ONNX Runtime int8)
+    # | torch | onnx | onnx-int8
     backend: str = "auto"
     chunk_tokens: int = 256  # cap on embedded tokens, title/heading prefix included
     chunk_overlap: int = 32

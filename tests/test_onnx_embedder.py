@@ -147,3 +147,30 @@ def test_unsupported_module_is_refused_and_auto_falls_back_to_torch(
     assert "embedding with torch" in caplog.text  # a warning the CLI shows on stderr
     with pytest.raises(EmbedderError):  # asked for by name: no silent fallback
         _ = make_embedder(str(model), backend="onnx-int8", device="cpu").dimensions
+
+
+def test_layer_norms_are_unfused_into_the_same_arithmetic(tmp_path: Path) -> None:
+    # ONNX Runtime's SkipLayerNormalization kernel is 5x slower than the three plain operators it stands for.
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from kb.embed.onnx_export import SLOW_FUSIONS, plain_layer_norms
+
+    rng = np.random.default_rng(0)
+    weights = {name: rng.standard_normal(16).astype(np.float32) for name in ("gamma", "beta", "bias")}
+    graph = helper.make_graph(
+        [helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta", "bias"], ["y"],
+                          domain="com.microsoft", epsilon=1e-12)], "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 5, 16]) for n in ("x", "skip")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 16])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+              str(path))
+    feed = {"x": rng.standard_normal((1, 5, 16)).astype(np.float32), "skip": rng.standard_normal((1, 5, 16)).astype(np.float32)}
+    fused = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    plain_layer_norms(path)
+    assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["Add", "Add", "LayerNormalization"]
+    plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], disabled_optimizers=SLOW_FUSIONS)
+    assert np.allclose(plain.run(None, feed)[0], fused, atol=1e-5)

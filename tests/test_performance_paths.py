@@ -132,6 +132,28 @@ def test_new_index_uses_onnx_int8_on_cpu_and_batches_small_documents(tmp_path: P
 
 
 @pytest.mark.slow
+def test_an_index_of_an_older_int8_graph_says_once_that_new_vectors_differ_a_little(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = _notes(tmp_path / "docs", 2)
+    kb_dir = tmp_path / "kb"
+    with KnowledgeBase.open(kb_dir) as kb:
+        kb.ingest([str(docs)])
+    assert _meta(kb_dir)["graph"] == "2"
+    with KnowledgeBase.open(kb_dir) as kb, kb.catalog.transaction() as db:  # as kb before the graph was recorded
+        db.execute("DELETE FROM meta WHERE key = 'graph'")
+    for n in (3, 4):
+        caplog.clear()
+        with KnowledgeBase.open(kb_dir) as kb:
+            _notes(docs, n)
+            kb.ingest([str(docs)])
+            assert kb.search(f"who is the warden of colony {n - 1}", k=1)[0].source.endswith(f"note-{n - 1:02d}.md")
+        said = "holds onnx-int8+w8 vectors of an older graph; new ones come from graph 2" in caplog.text
+        assert said == (n == 3)
+    assert _meta(kb_dir)["graph"] == "2"
+
+
+@pytest.mark.slow
 def test_reindex_switches_backend(tmp_path: Path) -> None:
     docs = _notes(tmp_path / "docs", 2)
     kb_dir = tmp_path / "kb"

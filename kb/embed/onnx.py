@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kb.embed.base import Embedder, canonical_model_id, resolve_model
-from kb.embed.onnx_export import FP32_FILE, INT8_FILE, META_FILE, WEIGHTS_REF, cache_root, ensure_export, pool
+from kb.embed.onnx_export import (
+    EXPORT_VERSION,
+    FP32_FILE,
+    INT8_FILE,
+    META_FILE,
+    SLOW_FUSIONS,
+    WEIGHTS_REF,
+    cache_root,
+    ensure_export,
+    pool,
+)
 from kb.errors import DependencyError, EmbedderError
 
 if TYPE_CHECKING:
@@ -43,6 +53,9 @@ class OnnxEmbedder(Embedder):
             # Built from int8 source weights: vectors within 0.99 cosine of the fp32 weights' graph, not
             # equal, so the index records which (an ingest into an index of the other kind says so).
             self.backend += "+w8"
+        # int8: each kernel's rounding moves the quantized activations, so a newer graph's vectors differ a
+        # little (0.996 cosine at worst from 1 to 2); fp32 ones only in the last bits
+        self.graph = str(EXPORT_VERSION) if quantize else ""
         self.requested_batch_size = batch_size
         self.threads = threads
         self.requested_device = device
@@ -148,7 +161,7 @@ class OnnxEmbedder(Embedder):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = self.export_dir / (INT8_FILE if self.quantize else FP32_FILE)
         try:
-            return ort.InferenceSession(str(path), opts, providers=self.providers)
+            return ort.InferenceSession(str(path), opts, providers=self.providers, disabled_optimizers=SLOW_FUSIONS)
         except Exception as e:
             raise EmbedderError(f"cannot load {path} (delete {self.export_dir} to export it again): "
                                 f"{' '.join(str(e).split())[:300]}") from e

@@ -234,6 +234,9 @@ class Index(ABC):
         if was and was != build.get("backend", was) and self.catalog.totals()[1]:
             log.warning("kb: this index holds %s vectors; new ones come from %s (same model, cosine >= 0.98 to "
                         "each other); `kb reindex` makes them uniform", was, build["backend"])
+        elif was and build.get("graph") and meta.get("graph", "1") != build["graph"] and self.catalog.totals()[1]:
+            log.warning("kb: this index holds %s vectors of an older graph; new ones come from graph %s (cosine >= "
+                        "0.99 to the old ones); `kb reindex` makes them uniform", was, build["graph"])
         if any(meta.get(k) != v for k, v in build.items()):
             self.catalog.set_meta(**build)
 
