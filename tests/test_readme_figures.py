@@ -91,18 +91,24 @@ def test_a_new_ingest_run_renders(tmp_path: Path) -> None:
     _copy_docs(tmp_path)
     readme.write_docs(res, tmp_path)
     text = (tmp_path / PERFORMANCE).read_text()
-    assert "| kb first (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 250.0 | 2.50x | - | - |" in text
+    assert "| kb first (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | - | 250.0 | 2.50x | - | - |" in text
     assert "94.4 for kb (hybrid, onnx-int8) against 84.1" in text
     perf = (tmp_path / "benchmarks/PERFORMANCE.md").read_text()
     assert "| 1 (kb first, 2026-12-02, `../shared/eval/sec-10q --json`, load 1.5) | kb (onnx-int8) | 100.0 |" in perf
+    assert "| | reference | 250.0 | 4.15 | 4,250 | 17.0 | 900 | **2.50x** |" in perf
     assert readme.differences(res, tmp_path) == []
-    # A run with the LlamaIndex reference too (what `--add-ingest` stores) fills its columns.
+    # A run with the LlamaIndex reference and kb's torch row too (what `--add-ingest` stores) fills their columns.
+    torch = {**side, "chunks": 4120, "wall_s": 200.0, "backend": "torch"}
     res["ingest"]["runs"].append(readme.ingest_record(
         "alternating, median of 3", "2026-12-02T18:46:00+00:00", "python -m benchmarks.ingest DIR --repeats 3",
-        {**raw, "llamaindex": {**side, "chunks": 1163, "wall_s": 150.0}}))
+        {**raw, "llamaindex": {**side, "chunks": 1163, "wall_s": 150.0}, "kb_backends": {"kb": raw["kb"], "kb[torch]": torch}}))
     readme.write_docs(res, tmp_path)
     text = (tmp_path / PERFORMANCE).read_text()
-    assert "| alternating, median of 3 (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 250.0 | 2.50x | 150.0 | 1.50x |" in text
+    assert ("| alternating, median of 3 (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 200.0 | 250.0 | 2.50x | 150.0 "
+            "| 1.50x |") in text
+    perf = (tmp_path / "benchmarks/PERFORMANCE.md").read_text()
+    assert "| | kb (torch) | 200.0 | 5.18 | 4,120 | 20.6 | 900 | 2.00x |" in perf
+    assert "| | LlamaIndex | 150.0 | 6.91 | 1,163 | 7.8 | 900 | **1.50x** |" in perf
 
 
 def test_check_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
