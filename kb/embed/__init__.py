@@ -33,10 +33,6 @@ EMBEDDERS: Registry[Callable[..., Embedder]] = Registry("kb.embedders", "embeddi
 })
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")  # the built-in choices; `EMBEDDERS.names()` adds plugins'
 
-# The vectors a built-in backend makes: one text gets the same vector from one format's paths (int8:
-# bit for bit; fp32: cosine >= 0.99999), from two formats' only within 0.98. torch is fp16 on CUDA.
-FORMATS = {"onnx-int8": "int8", "onnx": "fp32", "torch": "fp32"}
-
 
 def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", batch_size: int = 0) -> Embedder:
     """The embedder for a backend name. `auto`: torch fp16 on CUDA (when torch is installed), else ONNX
@@ -81,8 +77,10 @@ def index_model(settings: Settings, built_with: str | None, where: Path) -> str:
 def pick_backend(backend: str, recorded: str | None) -> str:
     """The backend to use: `backend` as configured, except that `auto` in a knowledge base that holds
     vectors (made by the `recorded` backend) takes a backend making vectors of the same format, so that
-    machines with and without a GPU, or with other CPUs, add the same vectors to one store. A format
-    no built-in backend makes (a plugin's) leaves `auto` as for a new knowledge base."""
+    machines with and without a GPU, or with other CPUs, add the same vectors to one store. One text
+    gets the same vector from one format's backends (int8: `onnx-int8`, bit for bit; fp32: `onnx` and
+    `torch` on the CPU, cosine >= 0.99999), from two formats' only within 0.98. A format no built-in
+    backend makes (a plugin's) leaves `auto` as for a new knowledge base."""
     if backend.strip().lower() != "auto" or not recorded:
         return backend
     made_by = recorded.split("+")[0]  # "+w8": from int8 weights, which the same backend here uses too
