@@ -154,7 +154,8 @@ def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str
 @click.option("--check", is_flag=True, help="Also verify catalog and vectors agree, and repair (as `kb doctor`).")
 @json_option
 def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
-    """What the knowledge base holds: documents, chunks, pages, model, store, size, failures."""
+    """What the knowledge base holds: documents, chunks, pages, model, store, size, failures; the embedding
+    backend used here and the one that made its vectors."""
     if check:
         ctx = click.get_current_context()
         ctx.invoke(doctor, kb_dir=kb_dir, no_repair=False, as_json=as_json)
