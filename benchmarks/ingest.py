@@ -513,21 +513,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and its feature flags (Linux /proc/cpuinfo; elsewhere what platform says)."""
+    import platform
+
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:  # the first processor's fields
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return info.get("model name", platform.processor() or platform.machine()), set(info.get("flags", "").split())
+
+
 def _machine() -> dict[str, Any]:
     import platform
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            have = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
-    except OSError:
-        have = set()
+    cpu, have = cpu_info()
     return {"cpu": cpu, "cores": os.cpu_count(), "load_1m": round(load, 2) if load is not None else None,
             "python": platform.python_version(), "flags": [f for f in SIMD_FLAGS if f in have]}
 

@@ -46,6 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ingest import cpu_info
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "readme.json"
 SEC10Q = Path(os.environ.get("KB_EVAL_DIR", REPO.parent / "shared" / "eval")) / "sec-10q"
@@ -91,13 +93,7 @@ def _run_kb(args: list[str], log: Callable[[str], None]) -> tuple[str, float, st
 
 def machine() -> dict[str, Any]:
     """The CPU (model and the SIMD features int8 kernels pick from), cores, load, OS, Python."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), cpu)
-        flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    except OSError:
-        pass
+    cpu, flags = cpu_info()
     simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "cpu_flags": simd, "cores": os.cpu_count(), "load_1m": None if load is None else round(load, 2),

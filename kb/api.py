@@ -20,6 +20,7 @@ from kb.config import Settings, check_mode, resolve_kb_dir
 from kb.embed import Embedder, auto_backend, canonical_model_id, index_model, open_embedder, pick_backend, shareable
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
+from kb.index.base import made_by
 from kb.ingest.base import extensions, parsers
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.ingest.walk import Rules
@@ -131,13 +132,8 @@ class KnowledgeBase:
             if self._embedder is None:
                 same = self.model_id == canonical_model_id(self.settings.model)
                 self._embedder = open_embedder(self.settings, self.settings.model if same else self.model_id,
-                                               self._recorded_backend())
+                                               made_by(self.catalog.meta()) if self.exists else None)
             return self._embedder
-
-    def _recorded_backend(self) -> str | None:
-        """The backend that made the index's vectors, if it holds any (before kb recorded it: torch)."""
-        meta = self.catalog.meta() if self.exists else {}
-        return meta.get("backend") or ("torch" if meta.get("model") else None)
 
     def _embedding(self, make: Callable[[], Embedder] | None = None) -> Embedding:
         return Embedding(make or (lambda: self.embedder), self.settings, self.path)
@@ -304,7 +300,7 @@ class KnowledgeBase:
         self._held()
         status = self.index.status(canonical_model_id(self.settings.model))
         # what a search or an ingest here would embed with (named without loading the model)
-        status.backend = pick_backend(self.settings.backend, self._recorded_backend())
+        status.backend = pick_backend(self.settings.backend, status.vectors)
         if status.backend == "auto":
             status.backend = auto_backend(self.settings.device)
         return status

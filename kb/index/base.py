@@ -43,6 +43,12 @@ class View(NamedTuple):
     store: VectorStore
 
 
+def made_by(meta: dict[str, str]) -> str | None:
+    """The backend that made an index's vectors, from its catalog's meta (before kb recorded it: torch);
+    None while it has none."""
+    return meta.get("backend") or ("torch" if meta.get("model") else None)
+
+
 class Index(ABC):
     """A knowledge base's catalog (SQLite: documents, chunks, text, FTS) and vector store, kept in
     agreement. Subclasses own where the truth lives: `LocalIndex` (the catalog; vectors derived) or
@@ -196,7 +202,7 @@ class Index(ABC):
                 documents=docs, chunks=chunks, pages=pages, model=meta.get("model") or model,
                 store=meta.get("store") or self.settings.store, bytes=size, failed=catalog.failures(),
                 path=str(self.folder), dimensions=int(meta["dimensions"]) if meta.get("dimensions") else None,
-                folder=catalog.common_folder(), types=catalog.type_counts(), vectors=meta.get("backend"),
+                folder=catalog.common_folder(), types=catalog.type_counts(), vectors=made_by(meta),
             )
 
     # --- writing ----------------------------------------------------------------------------
@@ -230,7 +236,7 @@ class Index(ABC):
     def record_build(self, build: dict[str, str]) -> None:
         """Record how the index is built (model, dimensions, chunking, store, kb version)."""
         meta = self.catalog.meta()
-        was = meta.get("backend") or ("torch" if meta.get("model") else None)
+        was = made_by(meta)
         if was and was != build.get("backend", was) and self.catalog.totals()[1]:
             log.warning("kb: this index holds %s vectors; new ones come from %s (same model, cosine >= 0.98 to "
                         "each other); `kb reindex` makes them uniform", was, build["backend"])
