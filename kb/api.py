@@ -21,7 +21,7 @@ from kb.embed import Embedder, auto_backend, canonical_model_id, index_model, op
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
 from kb.index.base import made_by
-from kb.ingest.base import extensions, parsers
+from kb.ingest.base import add_extensions, extensions, parsers
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.ingest.walk import Rules
 from kb.lock import WriteLock
@@ -57,6 +57,7 @@ class KnowledgeBase:
     def __init__(self, path: Path, settings: Settings, *, index: Index | None = None,
                  embedder: Embedder | None = None):
         self.path, self.settings = path, settings
+        add_extensions(settings.code_extensions)  # what ingest and watch take (the workers are told in ChunkSpec)
         self.lock = WriteLock(path)
         self.auto_refresh = True  # reads pull a team store's changes when due (a server: on its worker)
         self._index = index

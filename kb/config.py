@@ -54,6 +54,7 @@ class Settings:
     max_file_mb: float = 256.0
     ocr: str = OCR_MODES[0]  # ingest: one of OCR_MODES
     ocr_lang: str = "eng"  # ingest: tesseract's language(s) for OCR, "eng+deu"
+    code_extensions: str = ""  # ingest: more extensions read as code, by line: ".vue .svelte" (or a TOML list)
     mode: str = MODES[0]  # search: one of MODES
     rerank: str | None = None  # search: a cross-encoder model that reorders the best hits; off when unset
     # `kb ask`: auto (configured model, else a local Ollama, else extractive) | llama-cpp | openai
@@ -104,6 +105,8 @@ class Settings:
 
 def _coerce(field: dataclasses.Field[Any], value: Any) -> Any:
     kind = str(field.type)
+    if isinstance(value, (list, tuple)):  # a TOML list, for a setting that is a list of words
+        value = " ".join(str(v) for v in value)
     try:
         if kind.startswith("int"):
             return int(value)

@@ -29,7 +29,7 @@ class Block:
 class ParsedDocument:
     """A parsed file. `unit` is what a block's `page` numbers (see `UNITS`): the unit a reader would
     name to find the passage, "page" of a PDF, "slide" of a deck, "row" of a sheet, "message" of a
-    mailbox; `pages` counts them."""
+    mailbox, "line" of source code; `pages` counts them."""
 
     title: str
     blocks: list[Block]
@@ -51,12 +51,13 @@ class Part:
 
 # Citation units: name -> (label of one, label of a range, whether a new one starts a new chunk).
 # Pages, slides and messages are units a reader turns to, so a chunk stays within one where that costs
-# little; rows are packed into chunks as many as fit.
+# little; rows and lines are packed into chunks as many as fit.
 UNITS: dict[str, tuple[str, str, bool]] = {
     "page": ("p.", "p.", True),
     "slide": ("slide ", "slides ", True),
     "message": ("message ", "messages ", True),
     "row": ("row ", "rows ", False),
+    "line": ("L", "L", False),  # source code, config and logs: 'app.py L12-40', as editors and forges name lines
 }
 
 
@@ -137,7 +138,7 @@ class Hit:
     also: list[str] = field(default_factory=list)  # other files holding the very same passage
     highlights: list[tuple[int, int]] = field(default_factory=list)  # the query's terms in `text`
     snippet: Snippet | None = None
-    unit: str = "page"  # what `page` numbers: page, slide, row, message (see `UNITS`)
+    unit: str = "page"  # what `page` numbers: page, slide, row, message, line (see `UNITS`)
 
     def to_json(self) -> JSON:
         d = asdict(self)
@@ -226,7 +227,7 @@ class DocumentInfo:
     bytes: int
     ingested_at: float  # seconds since the epoch
     id: int = 0  # the catalog's document id (GET /documents/{id}, kb://document/{id})
-    unit: str = "page"  # what `pages` counts: pages, slides, rows, messages (see `UNITS`)
+    unit: str = "page"  # what `pages` counts: pages, slides, rows, messages, lines (see `UNITS`)
     date: str | None = None  # the document's own date, as its metadata holds it (see kb.ingest.facets)
     path: str = ""  # absolute, resolved: the file's identity (not listed: `source` is what users see)
 

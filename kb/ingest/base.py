@@ -75,6 +75,10 @@ PARSERS: Registry[type[Parser]] = Registry("kb.parsers", "parser", {
     "doc": "kb.ingest.formats.doc:DocParser",  # through antiword or catdoc (Debian packages)
     "rst": "kb.ingest.formats.rst:RstParser",
     "org": "kb.ingest.formats.org:OrgParser",
+    "code": "kb.ingest.formats.code:CodeParser",  # source code, by lines
+    "config": "kb.ingest.formats.code:ConfigParser",
+    "log": "kb.ingest.formats.code:LogParser",
+    "archive": "kb.ingest.formats.archive:ArchiveParser",  # .zip, .tar(.gz/.bz2/.xz), .gz: each file a part
 })
 
 
@@ -107,20 +111,53 @@ def supported_types() -> str:
 
 
 def extensions() -> dict[str, str]:
-    """File extension -> parser name."""
+    """File extension -> parser name (the extensions a user added in config, `code_extensions`, included)."""
     out: dict[str, str] = {}
     for name, cls in parsers().items():
         for ext in cls.extensions:
             out.setdefault(ext.lower(), name)
+    out.update(_added)
     return out
 
 
-def is_supported(path: Path) -> bool:
-    return path.suffix.lower() in extensions()
+_added: dict[str, str] = {}  # extension -> parser name, from `add_extensions`
+
+
+def add_extensions(spec: str, parser: str = "code") -> None:
+    """Read files of these extensions ('.vue .svelte', or comma-separated) with `parser`, for this
+    process: the knowledge base sets its `code_extensions` here, and each parse worker does too."""
+    _added.clear()
+    for ext in re.split(r"[\s,;]+", spec or ""):
+        ext = ext.strip().lower().lstrip(".")
+        if ext:
+            _added["." + ext] = parser
+
+
+def parser_name(path: Path, *, peek: bool = True) -> str | None:
+    """The parser that reads `path`: by its well-known name ('Makefile'), else its extension, else (with
+    `peek`) a script's '#!' line, for a file with no extension; else None."""
+    lower = path.name.lower()
+    for name, cls in parsers().items():
+        if lower in getattr(cls, "filenames", ()):
+            return name
+    suffix = path.suffix.lower()
+    if suffix or not peek:
+        return extensions().get(suffix)
+    try:
+        with open(path, "rb") as f:
+            script = f.read(2) == b"#!"
+    except OSError:  # a name only (an upload's), a folder, or unreadable: not known to be a script
+        return None
+    return "code" if script and "code" in PARSERS.names() else None
+
+
+def is_supported(path: Path, *, peek: bool = True) -> bool:
+    """Whether kb reads `path`; `peek=False`: by its name alone (one not on disk, as an archive's file)."""
+    return parser_name(path, peek=peek) is not None
 
 
 def parser_for(path: Path) -> Parser:
-    name = extensions().get(path.suffix.lower())
+    name = parser_name(path)
     if name is None:
         raise UnsupportedFileError(f"unsupported file type {path.suffix or '(no extension)'!r}")
     return PARSERS.get(name)()

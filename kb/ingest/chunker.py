@@ -29,6 +29,7 @@ class _Piece:
     tokens: int
     page: int | None
     headings: tuple[str, ...]
+    last: int | None = None  # the last unit it spans, where a block spans several (lines); else `page`
 
 
 class Chunker:
@@ -68,14 +69,23 @@ class Chunker:
 
         pieces: list[_Piece] = []
         counts = self.count([b.text for b in doc.blocks])
+        # A "line" document's block is numbered by its first line: a piece's lines are counted from there.
+        by_line = doc.unit == "line"
         for block, (start, end), n in zip(doc.blocks, spans, counts):
             budget = self._budget(doc.title, block.headings)
+            line, at = block.page, start
             if n <= budget:
-                pieces.append(_Piece(start, end, n, block.page, block.headings))
-            else:
-                seps = [_LINE_END] if block.kind in ("table", "code", "list") else [_SENTENCE_END, _LINE_END]
-                for s, e, k in self._split(text, start, end, budget, seps):
-                    pieces.append(_Piece(s, e, k, block.page, block.headings))
+                last = line + block.text.count("\n") if by_line and line is not None else line
+                pieces.append(_Piece(start, end, n, line, block.headings, last))
+                continue
+            seps = [_LINE_END] if block.kind in ("table", "code", "list") else [_SENTENCE_END, _LINE_END]
+            for s, e, k in self._split(text, start, end, budget, seps):
+                if by_line and line is not None:
+                    line += text.count("\n", at, s)
+                    pieces.append(_Piece(s, e, k, line, block.headings, line + text.count("\n", s, e)))
+                    at = s
+                else:
+                    pieces.append(_Piece(s, e, k, block.page, block.headings, block.page))
         return text, self._pack(doc, text, pieces)
 
     def _budget(self, title: str, headings: tuple[str, ...]) -> int:
@@ -150,7 +160,7 @@ class Chunker:
         body = text[start:end]
         headings = pieces[0].headings
         prefix, _ = self.prefix(doc.title, headings)
-        pages = [p.page for p in pieces if p.page is not None]
+        pages = [p.page for p in pieces if p.page is not None] + [p.last for p in pieces if p.last is not None]
         out.append(
             Chunk(
                 ord=len(out),

@@ -91,7 +91,8 @@ class Embedding:
         """The tokenizer (saved into the knowledge base folder if the model has no file of its own)."""
         e = self.embedder
         return ChunkSpec(tokenizer_file(e, self.folder), self.settings.chunk_tokens, self.settings.chunk_overlap,
-                         e.max_seq_length, ocr=self.settings.ocr, ocr_lang=self.settings.ocr_lang)
+                         e.max_seq_length, ocr=self.settings.ocr, ocr_lang=self.settings.ocr_lang,
+                         code_extensions=self.settings.code_extensions)
 
     def build(self) -> dict[str, str]:
         """How an index is built, as recorded in its metadata."""

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from kb.errors import KBError, one_line
-from kb.ingest.base import parser_for, range_parser
+from kb.ingest.base import add_extensions, parser_for, range_parser
 from kb.ingest.chunker import Chunker
 from kb.ingest.facets import document_facets
 from kb.ingest.formats import ocr
@@ -73,6 +73,7 @@ class ChunkSpec:
     max_seq_length: int
     ocr: str = "auto"  # and the OCR settings its parsers read (kb.ingest.formats.ocr.configure)
     ocr_lang: str = "eng"
+    code_extensions: str = ""  # and the extensions a user added (kb.ingest.base.add_extensions)
 
 
 @dataclass
@@ -103,7 +104,8 @@ def chunker_for(spec: ChunkSpec) -> Chunker:
     return Chunker(tok, max_tokens=spec.max_tokens, overlap=spec.overlap, max_seq_length=spec.max_seq_length)
 
 
-MAX_PART_DEPTH = 3  # a mail attached to a mail attached to a mail: deeper parts are left out
+MAX_PART_DEPTH = 3  # a mail attached to a mail attached to a mail (an archive in one...): deeper parts are left out
+SKIPPED_NAMED = 5  # parts left out that a warning names one by one (all are in the metadata)
 
 
 def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: int = 0,
@@ -113,6 +115,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
 
     def work() -> Prepared:
         p = Path(path)
+        add_extensions(spec.code_extensions)
         parser = parser_for(p)
         ocr.configure(spec.ocr, spec.ocr_lang)
         if ranges is not None:
@@ -176,13 +179,22 @@ def _guarded(path: str, work: Callable[[], _T]) -> _T | Prepared:
 def _prepare_parts(out: Prepared, parts: list[Part], spec: ChunkSpec, chunker: Chunker | None, depth: int) -> None:
     """Each part written to a file of its own name in a private folder, then prepared like a file found
     on disk. One that cannot be read is left out and named in the container's metadata."""
+    earlier = out.metadata.get("parts_skipped")  # those its parser left out (an archive's encrypted files)
+    skipped: dict[str, str] = dict(earlier) if isinstance(earlier, dict) else {}
     if depth >= MAX_PART_DEPTH:
-        out.metadata["parts_skipped"] = {p.name: "nested too deep" for p in parts}
+        out.metadata["parts_skipped"] = {**skipped, **{p.name: "nested too deep" for p in parts}}
         return
-    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="kb-part-") as tmp:
-        for part in parts:
-            file = Path(tmp) / part.filename
+        for n, part in enumerate(parts):
+            # A folder of its own per part, named by the last piece of its name only: the name (an archive
+            # member's path) is never a path on disk, whatever it holds ('../x').
+            base = PurePosixPath(part.filename.replace("\\", "/")).name
+            if base in ("", ".", ".."):
+                skipped[part.name] = "unsafe name"
+                continue
+            folder = Path(tmp) / str(n)
+            folder.mkdir()
+            file = folder / base
             file.write_bytes(part.data)
             try:
                 parser_for(file)
@@ -199,4 +211,6 @@ def _prepare_parts(out: Prepared, parts: list[Part], spec: ChunkSpec, chunker: C
             out.parts.append(got)
     if skipped:
         out.metadata["parts_skipped"] = skipped
-        log.warning("kb: %s: left out %s", out.path, "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+        named = [f"{k} ({v})" for k, v in skipped.items()]
+        more = f"; and {len(named) - SKIPPED_NAMED} more" if len(named) > SKIPPED_NAMED else ""
+        log.warning("kb: %s: left out %s%s", out.path, "; ".join(named[:SKIPPED_NAMED]), more)
