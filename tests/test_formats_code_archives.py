@@ -244,3 +244,23 @@ def test_the_cli_shows_line_ranges_and_archive_paths(tmp_path: Path, monkeypatch
     assert "docs/bundle.zip > inner/notes.md § Notes" in result.output
     result = CliRunner().invoke(main, ["documents", "--type", "code"])
     assert "settings.py" in result.output and "12 lines" in result.output and "bundle.zip" not in result.output
+
+
+def test_a_7z_archive_is_read_like_a_zip(kb: KnowledgeBase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    py7zr = pytest.importorskip("py7zr", reason="py7zr (the 7z extra) is not installed")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with py7zr.SevenZipFile(docs / "pack.7z", "w") as z:
+        z.writestr(b"# Field notes\n\nThe jerboa colony moved north.\n", "notes/field.md")
+        z.writestr(PY.encode(), "src/settings.py")
+    report = kb.ingest([str(docs)])
+    assert report.types == {"archive": 1, "markdown": 1, "code": 1} and not report.failed
+    assert kb.search("jerboa colony", k=1, mode="keyword")[0].citation.endswith("pack.7z > notes/field.md § Field notes")
+    assert kb.search("burrow tunnel", k=1, mode="keyword")[0].citation.endswith("pack.7z > src/settings.py L1-12")
+    # Without py7zr, the reason says what to install.
+    from kb.errors import ParseError
+    from kb.ingest.formats.archive import ArchiveParser
+
+    monkeypatch.setitem(__import__("sys").modules, "py7zr", None)
+    with pytest.raises(ParseError, match=r"reading \.7z needs the py7zr library: pip install -e '\.\[7z\]'"):
+        ArchiveParser().parse(docs / "pack.7z")

@@ -111,11 +111,12 @@ def supported_types() -> str:
 
 
 def extensions() -> dict[str, str]:
-    """File extension -> parser name (the extensions a user added in config, `code_extensions`, included)."""
+    """File extension -> parser name. A parser registered later (a plugin) takes an extension a built-in
+    one reads too (.ini read by a plugin of its own); those a user added in config (`code_extensions`) win."""
     out: dict[str, str] = {}
     for name, cls in parsers().items():
         for ext in cls.extensions:
-            out.setdefault(ext.lower(), name)
+            out[ext.lower()] = name
     out.update(_added)
     return out
 

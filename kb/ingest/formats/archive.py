@@ -1,6 +1,6 @@
 """Archives read as folders: .zip (the standard library's `zipfile`), .tar and compressed tars (`tarfile`:
 .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz), one compressed file (.gz, .bz2, .xz) and .7z (py7zr, an
-optional library: `pip install py7zr`).
+optional library: the `7z` extra).
 
 Each file inside that kb reads becomes a document of its own (a `Part`: the pipeline parses it with the
 parser of its type and cites it 'bundle.zip > docs/report.pdf p.3'; an archive inside is read the same
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from kb.errors import ParseError
+from kb.errors import ParseError, install_command
 from kb.ingest.base import is_supported
 from kb.ingest.walk import is_ignored
 from kb.types import Block, ParsedDocument, Part
@@ -127,7 +127,8 @@ def _members(path: Path) -> tuple[Iterator[_Member], str]:
     try:
         tar = tarfile.open(path, "r:*")
     except tarfile.ReadError:
-        raise ParseError(f"not a {suffix.lstrip('.')} archive (damaged, or another format)") from None
+        kind = "".join(path.suffixes[-2:]) if path.stem.lower().endswith(".tar") else suffix
+        raise ParseError(f"not a {kind.lstrip('.')} archive (damaged, or another format)") from None
     except (OSError, EOFError, lzma.LZMAError, zlib.error) as e:
         raise ParseError(f"damaged archive: {e}") from None
     return _tar(path, tar), "tar archive"
@@ -187,7 +188,7 @@ def _single(path: Path, opener: Callable[[Path], io.BufferedIOBase]) -> Iterator
         with opener(path) as f:
             data = f.read(bound + 1)  # one byte more than allowed tells the parser it would go further
     except (OSError, EOFError, lzma.LZMAError, zlib.error) as e:
-        raise ParseError(f"damaged archive: {e}") from None
+        raise ParseError(f"not a {path.suffix.lstrip('.')} file, or damaged ({e})") from None
     yield _Member(path.stem, len(data), packed, lambda: data)
 
 
@@ -195,7 +196,7 @@ def _7z(path: Path) -> Iterator[_Member]:
     try:
         import py7zr  # optional: the `7z` extra
     except ImportError:
-        raise ParseError("reading .7z needs the py7zr library: pip install 'kb[7z]' (or py7zr)") from None
+        raise ParseError(f"reading .7z needs the py7zr library: {install_command('7z')}") from None
     try:
         with py7zr.SevenZipFile(path, "r") as z:
             infos = [i for i in z.list() if not i.is_directory]
