@@ -171,8 +171,13 @@ def test_an_archive_is_read_as_a_folder_of_documents(kb: KnowledgeBase, tmp_path
                           "logs.tar.gz > var/server.log"]
     assert not kb.search("narwhal census", k=3, mode="keyword")
     assert kb.search("pangolin", k=1, mode="keyword")[0].source.endswith("bundle.zip > new.txt")
-    # Removed from the folder, it takes its files along.
-    (docs / "bundle.zip").unlink()
+    # Renamed, its files follow it (read again under the new name); removed, it takes them along.
+    (docs / "bundle.zip").rename(docs / "renamed.zip")
+    kb.ingest([str(docs)])
+    assert source(kb) == ["logs.tar.gz", "logs.tar.gz > var/server.log", "renamed.zip", "renamed.zip > new.txt",
+                          "renamed.zip > readme.md"]
+    assert kb.search("pangolin", k=1, mode="keyword")[0].citation.endswith("renamed.zip > new.txt")
+    (docs / "renamed.zip").unlink()
     kb.ingest([str(docs)])
     assert source(kb) == ["logs.tar.gz", "logs.tar.gz > var/server.log"]
 

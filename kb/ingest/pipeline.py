@@ -193,9 +193,12 @@ class Pipeline:
         document takes the new path with its chunks and vectors (same text, nothing re-embedded; the
         title follows the name when it was the name). Returns what is still to index."""
         by_content: dict[tuple[str, str], list[DocumentRow]] = {}
+        # A file holding parts (a mail's attachments, an archive's files) is read again under its new name:
+        # a move would keep its parts at the old one.
+        containers = {c for path in gone if (c := _container(path, gone)) is not None}
         for doc in gone.values():
             # Not one only left out now, nor a part of a file (an attachment goes with its mail).
-            if not os.path.lexists(doc.path) and _container(doc.path, gone) is None:
+            if not os.path.lexists(doc.path) and _container(doc.path, gone) is None and doc.path not in containers:
                 by_content.setdefault((doc.sha256, Path(doc.path).suffix.lower()), []).append(doc)
         rest: list[_Todo] = []
         for item in todo:

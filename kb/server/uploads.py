@@ -27,7 +27,7 @@ def safe_name(name: str) -> str:
 def save_uploads(files: list[UploadFile], folder: Path) -> list[str]:
     """Keep uploaded files under `folder` by name (an upload of a name already there is a new version)."""
     named = [(f, safe_name(f.filename or "")) for f in files]
-    bad = [n for _, n in named if not is_supported(Path(n))]
+    bad = [n for _, n in named if not is_supported(Path(n), peek=False)]
     if bad:
         raise HTTPException(415, f"unsupported file type: {', '.join(bad)} (kb reads {supported_types()})")
     folder.mkdir(parents=True, exist_ok=True)
