@@ -17,7 +17,8 @@ PartT = TypeVar("PartT")  # what a range parser reads one range into (the PDF pa
 
 class Parser(Protocol):
     """One file format: `parse` a file into blocks with page and heading path. A class with these
-    attributes, registered under its `file_type` (entry-point group `kb.parsers`)."""
+    attributes, registered under its `file_type` (entry-point group `kb.parsers`). Optional: `filenames`,
+    names it reads whatever their extension, lower-case ("makefile"); `version` (see the reader versions)."""
 
     file_type: str  # the name filters and citations use: "pdf", "docx"...
     extensions: tuple[str, ...]  # lower-case, with the dot: (".md", ".markdown")
