@@ -7,7 +7,7 @@ from typing import Any
 
 from kb.errors import ParseError
 from kb.ingest.base import HeadingPath, clean_text
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import read_text
 from kb.types import Block, ParsedDocument
 
 _KINDS = {"fence": "code", "code_block": "code", "table_open": "table"}

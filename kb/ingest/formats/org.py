@@ -9,7 +9,7 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import HeadingPath, clean_text
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import read_text
 from kb.types import Block, ParsedDocument
 
 _BEGIN = re.compile(r"^\s*#\+begin_(\w+)", re.IGNORECASE)

@@ -10,7 +10,7 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import clean_text
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import read_text
 from kb.types import Block, ParsedDocument
 
 _SETTINGS = {

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError, one_line
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import read_text
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
