@@ -67,7 +67,7 @@ def _walk(root: Tag) -> list[Block]:
     loose: list[str] = []
 
     def flush() -> None:
-        text = clean_text(" ".join(" ".join(loose).split()))
+        text = " ".join("".join(loose).split())  # inline pieces join as a browser lays them out
         loose.clear()
         if text:
             blocks.append(Block(text, headings.path))

@@ -14,6 +14,7 @@ _KINDS = {"fence": "code", "code_block": "code", "table_open": "table"}
 
 
 class MarkdownParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "markdown"
     extensions = (".md", ".markdown")
 

@@ -22,6 +22,7 @@ _RULE = re.compile(r"\|[-+|:\s]*")  # a |---+---| line between table rows
 
 
 class OrgParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "org"
     extensions = (".org",)
 

@@ -26,6 +26,7 @@ _SETTINGS = {
 
 
 class RstParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "rst"
     extensions = (".rst", ".rest")
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.decode import read_text
+from kb.ingest.formats.protected import refuse_encrypted
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class XlsxParser:
         # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import openpyxl
 
+        refuse_encrypted(path)
         if not zipfile.is_zipfile(path):
             raise ParseError("not a valid Excel file (truncated or corrupt)")
         with warnings.catch_warnings():
@@ -81,6 +83,7 @@ class XlsParser:
 
         if zipfile.is_zipfile(path):  # an .xlsx renamed .xls: Excel opens it, so do we
             return XlsxParser().parse(path)
+        refuse_encrypted(path)
         try:
             # xlrd prints its warnings to stdout unless given somewhere else to write them
             book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True, logfile=io.StringIO())
@@ -207,6 +210,7 @@ def _ods_cell_text(cell: Any, office: str) -> str:
 class CsvParser:
     """Comma- (or semicolon-, tab-, pipe-) separated values in any encoding; the delimiter is sniffed."""
 
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "csv"
     extensions = (".csv",)
     delimiter: str | None = None

@@ -101,6 +101,7 @@ def _json_error(e: json.JSONDecodeError) -> ParseError:
 
 
 class JsonParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "json"
     extensions = (".json",)
 
@@ -120,6 +121,7 @@ class JsonParser:
 class NdjsonParser:
     """One JSON record per line. A bad line loses that record only; the count is in a warning."""
 
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "ndjson"
     extensions = (".ndjson", ".jsonl")
 
@@ -146,6 +148,7 @@ class NdjsonParser:
 
 
 class YamlParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "yaml"
     extensions = (".yaml", ".yml")
 

@@ -14,6 +14,7 @@ __all__ = ["TextParser", "read_text"]  # read_text: kb.ingest.decode's, kept imp
 
 
 class TextParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "text"
     extensions = (".txt", ".text")  # .rst has its own parser (kb.ingest.formats.rst), which keeps the sections
 
