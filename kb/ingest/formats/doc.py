@@ -13,6 +13,7 @@ from pathlib import Path
 from kb.errors import ParseError
 from kb.ingest.base import clean_text
 from kb.ingest.formats.docx import DocxParser
+from kb.ingest.formats.protected import refuse_encrypted
 from kb.ingest.formats.rtf import RtfParser
 from kb.types import Block, ParsedDocument
 
@@ -38,6 +39,7 @@ class DocParser:
             return DocxParser().parse(path)
         if head != _OLE:
             raise ParseError("not a Word 97-2003 document (.doc)")
+        refuse_encrypted(path)  # antiword would say "is not a Word Document" of an encrypted one
         tools = [t for t in _TOOLS if shutil.which(t)]
         if not tools:
             raise ParseError("reading .doc needs antiword or catdoc, neither is installed "

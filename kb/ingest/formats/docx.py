@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import HeadingPath, clean_text
+from kb.ingest.formats.protected import refuse_encrypted
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class DocxParser:
         import docx
         from docx.table import Table
 
+        refuse_encrypted(path)
         if not zipfile.is_zipfile(path):
             raise ParseError("not a valid .docx (not a zip archive)")
         try:

@@ -10,11 +10,13 @@ A mailbox is a list of its messages (date, sender, subject), each message a part
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.policy
 import email.utils
 import logging
 import mailbox
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage, Message
@@ -23,6 +25,7 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import paragraphs
+from kb.ingest.decode import ascii_compatible, decode, html_declared
 from kb.ingest.formats.html import html_blocks
 from kb.types import Block, ParsedDocument, Part
 
@@ -42,11 +45,12 @@ class Mail:
 
 
 class EmlParser:
+    version = 2  # messages saved as UTF-16/32 (BOM or not); bodies without a charset decoded by detection
     file_type = "email"
     extensions = (".eml",)
 
     def parse(self, path: Path) -> ParsedDocument:
-        data = path.read_bytes()
+        data = ascii_compatible(path.read_bytes())
         msg = email.message_from_bytes(data, policy=email.policy.default)
         if not any(msg.get(h) for h in ("from", "to", "subject", "date", "message-id")):
             raise ParseError("not an e-mail message (no From, To, Subject or Date header)")
@@ -72,11 +76,23 @@ class MsgParser:
 
 
 class MboxParser:
+    version = 2  # mailboxes saved as UTF-16/32 (BOM or not)
     file_type = "mbox"
     extensions = (".mbox",)
 
     def parse(self, path: Path) -> ParsedDocument:
-        box = mailbox.mbox(str(path), create=False)
+        with path.open("rb") as f:
+            head = f.read(4096)
+        if ascii_compatible(head) is head:
+            return self._read(path, path)
+        # A mailbox saved as UTF-16/32: `mailbox` reads bytes from a file, so it reads a UTF-8 copy.
+        with tempfile.TemporaryDirectory(prefix="kb-mbox-") as tmp:
+            copy = Path(tmp) / "mbox"
+            copy.write_bytes(ascii_compatible(path.read_bytes()))
+            return self._read(path, copy)
+
+    def _read(self, path: Path, source: Path) -> ParsedDocument:
+        box = mailbox.mbox(str(source), create=False)
         try:
             lines: list[str] = []
             parts: list[Part] = []
@@ -146,7 +162,7 @@ def _read_msg(msg: Any) -> Mail:
     body = msg.body or ""
     if not body.strip() and msg.htmlBody:
         html = msg.htmlBody
-        body = html_text(html.decode("utf-8", "replace") if isinstance(html, bytes) else str(html))
+        body = html_text(html)
     attachments: list[Part] = []
     for n, att in enumerate(msg.attachments, start=1):
         data = att.data
@@ -179,14 +195,31 @@ def _headers(msg: Message) -> dict[str, str]:
 
 
 def _content(part: Message) -> str:
+    """A text part's content: in the charset it declares; without one (or with one Python does not
+    know) its bytes are decoded as any text file is (kb.ingest.decode: BOM, UTF-8, detection)."""
+    if part.get_param("charset") is None or not _known(part.get_content_charset() or ""):
+        raw = part.get_payload(decode=True)
+        if isinstance(raw, bytes):
+            try:
+                return decode(raw, html_declared if part.get_content_subtype() == "html" else None)
+            except ParseError:
+                return raw.decode("utf-8", "replace")
     try:
         return str(part.get_content())  # type: ignore[attr-defined]
-    except (LookupError, ValueError):  # an unknown charset: bytes read as UTF-8, replacing the rest
+    except (LookupError, ValueError):  # a charset the codec refuses: bytes read as UTF-8, replacing the rest
         raw = part.get_payload(decode=True)
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
 
 
-def html_text(html: str) -> str:
+def _known(charset: str) -> bool:
+    try:
+        codecs.lookup(charset)
+        return True
+    except LookupError:
+        return False
+
+
+def html_text(html: str | bytes) -> str:
     """A mail's HTML body as plain text: the HTML parser's blocks, one paragraph each."""
     return "\n\n".join(b.text for b in html_blocks(html)[1])
 

@@ -7,13 +7,14 @@ from typing import Any
 
 from kb.errors import ParseError
 from kb.ingest.base import HeadingPath, clean_text
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import read_text
 from kb.types import Block, ParsedDocument
 
 _KINDS = {"fence": "code", "code_block": "code", "table_open": "table"}
 
 
 class MarkdownParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "markdown"
     extensions = (".md", ".markdown")
 

@@ -1,23 +1,32 @@
-"""OpenDocument text (.odt) with odfpy: outline-level headings give the section path, lists and
-tables (rows "a | b") become blocks of their own."""
+"""OpenDocument text (.odt) with odfpy: what a reader of the page sees. Headings (outline-level
+`text:h`, and paragraphs styled as headings: LibreOffice writes those when it imports HTML or Word)
+give the section path; lists and tables (rows "a | b") become blocks of their own; the page header
+leads the text and the page footer ends it, each once."""
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError
 from kb.ingest.base import HeadingPath, clean_text
+from kb.ingest.formats.protected import ENCRYPTED
 from kb.types import Block, ParsedDocument
 
 # Generated or hidden text: a table of contents repeats the headings, tracked changes hold deleted text.
 _SKIP = frozenset({"table-of-content", "illustration-index", "table-index", "object-index", "user-index",
                    "alphabetical-index", "tracked-changes", "sequence-decls", "variable-decls",
                    "user-field-decls", "forms", "soft-page-break"})
+# Paragraph styles that are headings by name: the programmatic names every ODF writer uses, whatever the UI language.
+_HEADING_STYLE = re.compile(r"^(?:heading|heading_20_(\d+)|title)$", re.IGNORECASE)
+_STYLE_DEPTH = 8  # parent styles followed at most (a loop in a damaged file must end)
+_MARGINALS = ("header", "header-first", "header-left", "footer", "footer-first", "footer-left")
 
 
 class OdtParser:
+    version = 2  # indented content.xml read; heading-styled paragraphs; page header and footer (issue 33)
     file_type = "odt"
     extensions = (".odt",)
 
@@ -31,14 +40,22 @@ class OdtParser:
         except Exception as e:  # odfpy raises KeyError, expat errors... for missing or broken parts
             said = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             raise ParseError(f"unreadable .odt: {' '.join(str(said).split())[:200] or type(e).__name__}") from e
-        if getattr(document, "text", None) is None:
+        # odfpy takes the body's first child as the text, which is a whitespace node when content.xml is
+        # indented (generators and hand-edited files): the office:text element is looked up instead.
+        body = next((el for el in _elements(document.body) if el.qname[1] == "text"), None)
+        if body is None:
             raise ParseError("not an OpenDocument text file (no text body)")
-        walker = _Walker()
+        document.text = body
+        walker = _Walker(_heading_styles(document))
         walker.walk(document.text)
-        if not walker.blocks:
+        headers, footers = _marginals(document)
+        blocks = headers + walker.blocks + footers
+        if not walker.blocks:  # text in elements the walker does not know: still what the reader sees
+            blocks = [Block(text, ()) for text in [_text(document.text)] if text] + blocks
+        if not blocks:
             raise ParseError("no text in document")
         title, author = _meta(document)
-        return ParsedDocument(title=title or path.stem, blocks=walker.blocks,
+        return ParsedDocument(title=title or path.stem, blocks=blocks,
                               metadata={"author": author} if author else {})
 
 
@@ -55,7 +72,7 @@ def _check_package(path: Path) -> None:
     if mimetype and not mimetype.startswith("application/vnd.oasis.opendocument.text"):
         raise ParseError(f"not an OpenDocument text file ({mimetype[:80]})")
     if b"encryption-data" in manifest:
-        raise ParseError("password-protected OpenDocument file")
+        raise ParseError(ENCRYPTED)
 
 
 def _meta(document: Any) -> tuple[str, str]:
@@ -72,12 +89,63 @@ def _meta(document: Any) -> tuple[str, str]:
     return first(dc.Title), first(dc.Creator) or first(meta.InitialCreator)
 
 
+def _heading_styles(document: Any) -> dict[str, int]:
+    """Paragraph style name -> heading level, for styles that are (or derive from) a heading style:
+    one with a default outline level, or named Heading N / Title."""
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
+    from odf.style import Style
+
+    parents: dict[str, str] = {}
+    levels: dict[str, int] = {}
+    for styles in (document.styles, document.automaticstyles):
+        for style in styles.getElementsByType(Style):
+            name = str(style.getAttribute("name") or "")
+            parents[name] = str(style.getAttribute("parentstylename") or "")
+            outline = str(style.getAttribute("defaultoutlinelevel") or "")
+            m = _HEADING_STYLE.match(name)
+            if outline.isdigit():
+                levels[name] = int(outline)
+            elif m:
+                levels[name] = int(m.group(1) or 1) if not name.lower() == "title" else 0
+    out: dict[str, int] = {}
+    for name in parents:
+        current = name
+        for _ in range(_STYLE_DEPTH):
+            if current in levels:
+                out[name] = levels[current]
+                break
+            current = parents.get(current, "")
+            if not current:
+                break
+    return out
+
+
+def _marginals(document: Any) -> tuple[list[Block], list[Block]]:
+    """The page header and footer text of every master page, each distinct text once."""
+    headers: list[Block] = []
+    footers: list[Block] = []
+    seen: set[str] = set()
+    for page in _elements(document.masterstyles):
+        for el in _elements(page):
+            name = el.qname[1]
+            if name not in _MARGINALS:
+                continue
+            walker = _Walker({})
+            walker.walk(el)
+            for block in walker.blocks:
+                if block.text not in seen:
+                    seen.add(block.text)
+                    (headers if name.startswith("header") else footers).append(Block(block.text, (), kind=block.kind))
+    return headers, footers
+
+
 class _Walker:
     """Document order, with the heading path in force."""
 
-    def __init__(self) -> None:
+    def __init__(self, heading_styles: dict[str, int]) -> None:
         self.blocks: list[Block] = []
         self.path = HeadingPath()
+        self.heading_styles = heading_styles
 
     @property
     def headings(self) -> tuple[str, ...]:
@@ -91,7 +159,11 @@ class _Walker:
             if name == "h":
                 self.heading(el)
             elif name == "p":
-                self.add(_text(el), "text")
+                level = self.heading_styles.get(str(el.getAttribute("stylename") or ""))
+                if level is None:
+                    self.add(_text(el), "text")
+                else:
+                    self.heading(el, level)
             elif name == "list":
                 self.list_items(el)
             elif name == "table":
@@ -100,14 +172,15 @@ class _Walker:
             else:  # text:section, draw frames, headers of a table... anything that holds paragraphs
                 self.walk(el)
 
-    def heading(self, el: Any) -> None:
+    def heading(self, el: Any, level: int | None = None) -> None:
         text = _text(el)
         if not text:
             return
-        try:
-            level = int(el.getAttribute("outlinelevel") or 1)
-        except ValueError:
-            level = 1
+        if level is None:
+            try:
+                level = int(el.getAttribute("outlinelevel") or 1)
+            except ValueError:
+                level = 1
         self.blocks.append(Block(text, self.path.enter(level, text), kind="heading"))
 
     def list_items(self, el: Any, depth: int = 0) -> None:

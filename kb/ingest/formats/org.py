@@ -9,7 +9,7 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import HeadingPath, clean_text
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import read_text
 from kb.types import Block, ParsedDocument
 
 _BEGIN = re.compile(r"^\s*#\+begin_(\w+)", re.IGNORECASE)
@@ -22,6 +22,7 @@ _RULE = re.compile(r"\|[-+|:\s]*")  # a |---+---| line between table rows
 
 
 class OrgParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "org"
     extensions = (".org",)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import clean_text
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import read_text
 from kb.types import Block, ParsedDocument
 
 _SETTINGS = {
@@ -26,6 +26,7 @@ _SETTINGS = {
 
 
 class RstParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "rst"
     extensions = (".rst", ".rest")
 

@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ParseError, one_line
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import read_text
+from kb.ingest.formats.protected import ENCRYPTED, refuse_encrypted
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 200_000  # data rows kept per sheet; more are dropped with a warning
 _MAX_REPEAT = 1_000  # an ODS row or cell repeated more than this is padding, not data
+_NAMED_CELLS = 5  # cells a warning names before "..."
 
 # One sheet: its name (None for CSV) and its rows as (row number, cell texts by column).
 Rows = Iterable[tuple[int, list[str]]]
@@ -37,8 +39,11 @@ Rows = Iterable[tuple[int, list[str]]]
 
 class XlsxParser:
     """Excel 2007+ with openpyxl, read-only (rows stream, memory stays flat) and data-only (a formula
-    cell gives the value Excel last computed, as the sheet shows it)."""
+    cell gives the value Excel last computed, as the sheet shows it). A formula cell with no saved value
+    (written by a library that does not compute, such as openpyxl) keeps its formula text, and one
+    warning per file names those cells."""
 
+    version = 2  # formula cells without a saved value keep their formula text (issue 33)
     file_type = "xlsx"
     extensions = (".xlsx", ".xlsm")
 
@@ -46,6 +51,7 @@ class XlsxParser:
         # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
         import openpyxl
 
+        refuse_encrypted(path)
         if not zipfile.is_zipfile(path):
             raise ParseError("not a valid Excel file (truncated or corrupt)")
         with warnings.catch_warnings():
@@ -56,17 +62,99 @@ class XlsxParser:
                 raise ParseError(f"not a valid Excel file (truncated or corrupt): {one_line(e)}") from e
             try:
                 title = (book.properties.title or "").strip() or path.stem
-                # `worksheets` leaves chart sheets out: they hold no cells
-                return _document(path, title, ((ws.title, _xlsx_rows(ws)) for ws in book.worksheets), "Excel")
+                notes: list[str] = []
+                return _document(path, title, _xlsx_sheets(path, book, notes), "Excel", notes)
             except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
                 raise ParseError(f"not a valid Excel file (truncated or corrupt): {one_line(e)}") from e
             finally:
                 book.close()
 
 
-def _xlsx_rows(ws: Any) -> Iterator[tuple[int, list[str]]]:
+def _xlsx_sheets(path: Path, book: Any, notes: list[str]) -> Iterator[tuple[str, Rows]]:
+    """Each worksheet (`worksheets` leaves chart sheets out: they hold no cells), then one note naming
+    the formula cells that had no saved value, if any."""
+    unsaved: list[str] = []
+    for ws in book.worksheets:
+        formulas = _unsaved_formulas(path, ws)
+        yield ws.title, _xlsx_rows(ws, formulas)
+        sheet = ws.title if re.fullmatch(r"\w+", ws.title) else "'" + ws.title.replace("'", "''") + "'"
+        unsaved.extend(f"{sheet}!{column_letter(col - 1)}{row}" for row, col in formulas)
+    if unsaved:
+        shown = ", ".join(unsaved[:_NAMED_CELLS]) + (", ..." if len(unsaved) > _NAMED_CELLS else "")
+        count = f"{len(unsaved)} formula cell{'s have' if len(unsaved) > 1 else ' has'}"
+        notes.append(f"{count} no saved value ({shown}); their formulas are indexed")
+
+
+def _xlsx_rows(ws: Any, formulas: dict[tuple[int, int], str]) -> Iterator[tuple[int, list[str]]]:
     for number, row in enumerate(ws.iter_rows(min_row=1), 1):
-        yield number, [cell_text(c.value, getattr(c, "number_format", None)) for c in row]
+        cells = [cell_text(c.value, getattr(c, "number_format", None)) for c in row]
+        if formulas:
+            for col, cell in enumerate(cells, 1):
+                if not cell and (number, col) in formulas:
+                    cells[col - 1] = formulas[number, col]
+        yield number, cells
+
+
+def _unsaved_formulas(path: Path, ws: Any) -> dict[tuple[int, int], str]:
+    """(row, column) -> "=formula" for the sheet's formula cells that hold no saved value. openpyxl's
+    data-only reading gives such a cell as empty and its formula reading loses every saved value, so the
+    sheet's XML is scanned once more (lxml, cells cleared as they go): a fraction of openpyxl's time."""
+    part = getattr(ws, "_worksheet_path", None)  # openpyxl's name for the sheet's part in the package
+    if not part:
+        return {}
+    try:
+        return _scan_formulas(path, part)
+    except Exception:  # a damaged part: openpyxl's reading of it says what is wrong, and keeps what it can
+        return {}
+
+
+_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")  # <f>, <f t="shared" ...>, <x:f>
+
+
+def _has_formulas(z: zipfile.ZipFile, part: str) -> bool:
+    """Whether the part holds a formula element at all: a byte search, ~20x cheaper than parsing, so
+    sheets of plain data (most) pay nearly nothing for the formula check."""
+    tail = b""
+    with z.open(part) as f:
+        while chunk := f.read(1 << 20):
+            if _FORMULA_TAG.search(tail + chunk):
+                return True
+            tail = chunk[-32:]
+    return False
+
+
+def _scan_formulas(path: Path, part: str) -> dict[tuple[int, int], str]:
+    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
+    from lxml import etree
+    from openpyxl.formula.translate import Translator
+    from openpyxl.utils.cell import coordinate_to_tuple
+
+    ns = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    found: dict[tuple[int, int], str] = {}
+    shared: dict[str, tuple[str, str]] = {}  # shared formula id -> (its text, the cell it is written for)
+    with zipfile.ZipFile(path) as z:
+        if not _has_formulas(z, part.lstrip("/")):
+            return found
+        with z.open(part.lstrip("/")) as f:
+            # At a row's end its cells are whole (a formula's <v> follows its <f>): formulas found there, then freed.
+            for _, row in etree.iterparse(f, tag=f"{ns}row", huge_tree=True):
+                for formula in row.iter(f"{ns}f"):
+                    el = formula.getparent()
+                    ref = el.get("r", "")
+                    text = formula.text or ""
+                    if formula.get("t") == "shared" and formula.get("si") is not None:
+                        si = formula.get("si", "")
+                        if text:
+                            shared[si] = (text, ref)
+                        elif si in shared and ref:  # a copy of the shared formula, moved to this cell as Excel shows it
+                            text = Translator("=" + shared[si][0], origin=shared[si][1]).translate_formula(ref)[1:]
+                    value = el.find(f"{ns}v")
+                    # an empty <v> of a string-typed cell is a saved empty text; of any other, no value at all
+                    saved = value is not None and (bool(value.text) or el.get("t") == "str")
+                    if text and ref and not saved and el.find(f"{ns}is") is None:
+                        found[coordinate_to_tuple(ref)] = "=" + text
+                row.clear(keep_tail=False)
+    return found
 
 
 class XlsParser:
@@ -81,6 +169,7 @@ class XlsParser:
 
         if zipfile.is_zipfile(path):  # an .xlsx renamed .xls: Excel opens it, so do we
             return XlsxParser().parse(path)
+        refuse_encrypted(path)
         try:
             # xlrd prints its warnings to stdout unless given somewhere else to write them
             book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True, logfile=io.StringIO())
@@ -122,60 +211,97 @@ def _xls_rows(book: Any, index: int) -> Iterator[tuple[int, list[str]]]:
 
 
 class OdsParser:
-    """OpenDocument spreadsheets with odfpy; a cell reads as its displayed text (what LibreOffice
-    wrote), a date as its ISO value."""
+    """OpenDocument spreadsheets: content.xml streamed with lxml's iterparse (rows cleared as they are
+    read, so memory stays flat; odfpy builds the whole document first and read ~3,000 rows/s). A cell
+    reads as its displayed text (what LibreOffice wrote), a date as its ISO value."""
 
+    version = 2  # own streaming reader: same text, plus sheets of files whose content.xml is indented
     file_type = "ods"
     extensions = (".ods",)
 
     def parse(self, path: Path) -> ParsedDocument:
-        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
-        from odf.opendocument import load
-        from odf.table import Table
-
+        what = "OpenDocument spreadsheet"
         if not zipfile.is_zipfile(path):
-            raise ParseError("not a valid OpenDocument spreadsheet (truncated or corrupt)")
+            raise ParseError(f"not a valid {what} (truncated or corrupt)")
         try:
-            doc = load(str(path))
-            tables = doc.spreadsheet.getElementsByType(Table)
-        except Exception as e:  # KeyError, BadZipFile, XML errors, or a text document named .ods
-            raise ParseError(f"not a valid OpenDocument spreadsheet (truncated or corrupt): {one_line(e)}") from e
-        sheets = ((str(t.getAttribute("name") or ""), _ods_rows(t)) for t in tables)
-        return _document(path, path.stem, sheets, "OpenDocument spreadsheet")
+            with zipfile.ZipFile(path) as z:
+                names = set(z.namelist())
+                mimetype = z.read("mimetype").decode("ascii", "replace").strip() if "mimetype" in names else ""
+                manifest = z.read("META-INF/manifest.xml") if "META-INF/manifest.xml" in names else b""
+                if b"encryption-data" in manifest:
+                    raise ParseError(ENCRYPTED)
+                if mimetype and not mimetype.startswith("application/vnd.oasis.opendocument.spreadsheet"):
+                    raise ParseError(f"not an {what} ({mimetype[:80]})")
+                if "content.xml" not in names:
+                    raise ParseError(f"not a valid {what} (truncated or corrupt): no content.xml")
+                with z.open("content.xml") as content:
+                    return _document(path, path.stem, _OdsSheets(content), what)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise ParseError(f"not a valid {what} (truncated or corrupt): {one_line(e)}") from e
 
 
-def _ods_rows(table: Any) -> Iterator[tuple[int, list[str]]]:
-    """Rows of an ODS table. LibreOffice writes runs of equal rows and cells once with a repeat count
-    (the empty ones up to the sheet's end: a million rows), so the numbers advance by the count and only
-    non-empty repeats are expanded."""
-    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
-    from odf.namespaces import TABLENS
-    from odf.table import TableRow
+_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+_TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
+_OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
+_ODS_CELLS = (f"{_TABLE}table-cell", f"{_TABLE}covered-table-cell")
+_ODS_SPACES = (f"{_TEXT}s", f"{_TEXT}tab", f"{_TEXT}line-break")
 
-    number = 0
-    for row in table.getElementsByType(TableRow):
-        repeat = int(row.getAttrNS(TABLENS, "number-rows-repeated") or 1)
-        cells = _ods_cells(row)
-        if not any(cells):
-            number += repeat
-            continue
-        for _ in range(min(repeat, _MAX_REPEAT)):
-            number += 1
-            yield number, cells
-        number += max(0, repeat - _MAX_REPEAT)
+
+class _OdsSheets:
+    """The sheets of a content.xml stream, each as (name, rows), in one pass: a sheet's rows are read
+    to its end before the next sheet is looked for (as `_document` does). LibreOffice writes runs of equal
+    rows and cells once with a repeat count (the empty ones up to the sheet's end: a million rows), so the
+    numbers advance by the count and only non-empty repeats are expanded."""
+
+    def __init__(self, content: Any):
+        # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
+        from lxml import etree
+
+        self.syntax_error = etree.XMLSyntaxError
+        self.events = etree.iterparse(content, events=("start", "end"), tag=(f"{_TABLE}table", f"{_TABLE}table-row"),
+                                      huge_tree=True)
+
+    def __iter__(self) -> Iterator[tuple[str, Rows]]:
+        try:
+            for event, el in self.events:
+                if event == "start" and el.tag == f"{_TABLE}table":
+                    yield str(el.get(f"{_TABLE}name") or ""), self._rows()
+        except self.syntax_error:
+            return  # damage after the last sheet read: that sheet's note already says so
+
+    def _rows(self) -> Iterator[tuple[int, list[str]]]:
+        number = 0
+        depth = 0  # tables inside cells (ODF sub-tables): their rows belong to the cell, not the sheet
+        for event, el in self.events:
+            if el.tag == f"{_TABLE}table":
+                depth += 1 if event == "start" else -1
+                if depth < 0:
+                    el.clear()
+                    return
+                continue
+            if event == "start" or depth:
+                continue
+            repeat = int(el.get(f"{_TABLE}number-rows-repeated") or 1)
+            cells = _ods_cells(el)
+            el.clear()
+            parent = el.getparent()
+            while el.getprevious() is not None and parent is not None:  # rows read: freed
+                del parent[0]
+            if not any(cells):
+                number += repeat
+                continue
+            for _ in range(min(repeat, _MAX_REPEAT)):
+                number += 1
+                yield number, cells
+            number += max(0, repeat - _MAX_REPEAT)
 
 
 def _ods_cells(row: Any) -> list[str]:
-    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
-    from odf.namespaces import OFFICENS, TABLENS
-
     cells: list[str] = []
     width = 0  # columns up to the last non-empty cell
-    for cell in row.childNodes:
-        if cell.qname[1] not in ("table-cell", "covered-table-cell"):
-            continue
-        repeat = int(cell.getAttrNS(TABLENS, "number-columns-repeated") or 1)
-        text = _ods_cell_text(cell, OFFICENS)
+    for cell in row.iterchildren(*_ODS_CELLS):
+        repeat = int(cell.get(f"{_TABLE}number-columns-repeated") or 1)
+        text = _ods_cell_text(cell)
         if not text:
             cells.extend([""] * min(repeat, 16_384 - len(cells)))
             continue
@@ -184,29 +310,42 @@ def _ods_cells(row: Any) -> list[str]:
     return cells[:width]
 
 
-def _ods_cell_text(cell: Any, office: str) -> str:
-    kind = cell.getAttrNS(office, "value-type")
+def _ods_cell_text(cell: Any) -> str:
+    kind = cell.get(f"{_OFFICE}value-type")
     if kind == "date":
-        value = cell.getAttrNS(office, "date-value") or ""
+        value = cell.get(f"{_OFFICE}date-value") or ""
         return value[:10] if value.endswith("T00:00:00") or len(value) == 10 else value.replace("T", " ")
-    # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
-    from odf import teletype
-
-    shown = " ".join(" ".join(teletype.extractText(p).split()) for p in cell.childNodes if p.qname[1] == "p")
-    if shown.strip() or kind in (None, "", "string"):
-        return shown.strip()
+    shown = " ".join(" ".join(_inline_text(p).split()) for p in cell.iterchildren(f"{_TEXT}p")).strip()
+    if shown or kind in (None, "", "string"):
+        return shown
     if kind == "boolean":
-        return (cell.getAttrNS(office, "boolean-value") or "").upper()
-    value = cell.getAttrNS(office, "value")  # a file written without displayed text (odfpy, scripts)
+        return (cell.get(f"{_OFFICE}boolean-value") or "").upper()
+    value = cell.get(f"{_OFFICE}value")  # a file written without displayed text (odfpy, scripts)
     try:
         return cell_text(float(value)) if value else ""
     except ValueError:
-        return value
+        return str(value)
+
+
+def _inline_text(el: Any) -> str:
+    """A paragraph's text: spans and links read through, text:s/tab/line-break as a space, comments
+    (office:annotation) left out as the sheet shows them only on hover."""
+    if not len(el):
+        return str(el.text or "")
+    out: list[str] = [el.text or ""]
+    for child in el:
+        if child.tag in _ODS_SPACES:
+            out.append(" ")
+        elif child.tag != f"{_OFFICE}annotation":
+            out.append(_inline_text(child))
+        out.append(child.tail or "")
+    return "".join(out)
 
 
 class CsvParser:
     """Comma- (or semicolon-, tab-, pipe-) separated values in any encoding; the delimiter is sniffed."""
 
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "csv"
     extensions = (".csv",)
     delimiter: str | None = None
@@ -240,11 +379,13 @@ def _sniff(sample: str) -> str:
         return ","
 
 
-def _document(path: Path, title: str, sheets: Iterable[tuple[str | None, Rows]], what: str) -> ParsedDocument:
+def _document(path: Path, title: str, sheets: Iterable[tuple[str | None, Rows]], what: str,
+              notes: list[str] | None = None) -> ParsedDocument:
     """The blocks of every sheet. A sheet the library fails on partway keeps the rows read before the
-    failure, and a warning names what was dropped; only a file with nothing readable fails whole."""
+    failure, and a warning names what was dropped; only a file with nothing readable fails whole.
+    `notes` may gain warnings of the reader's own while the sheets are read."""
     blocks: list[Block] = []
-    notes: list[str] = []
+    notes = [] if notes is None else notes
     errors: list[str] = []
     rows = 0
     for name, sheet_rows in sheets:

@@ -20,6 +20,7 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import clean_text
+from kb.ingest.formats.protected import refuse_encrypted
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class PptParser:
         with path.open("rb") as f:
             if f.read(8) != _OLE_MAGIC:
                 raise ParseError("not a valid PowerPoint 97-2003 file (truncated or corrupt)")
+        refuse_encrypted(path)  # LibreOffice would stop at a password prompt it cannot show
         with tempfile.TemporaryDirectory(prefix="kb-ppt-") as tmp:
             converted = libreoffice_convert(path, "pptx", Path(tmp), "PowerPoint 97-2003", "libreoffice-impress-nogui")
             return _parse_pptx(converted, path.stem)
@@ -97,6 +99,7 @@ def _parse_pptx(path: Path, stem: str) -> ParsedDocument:
     # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     import pptx
 
+    refuse_encrypted(path)
     if not zipfile.is_zipfile(path):
         raise ParseError(_NOT_PPTX)
     try:

@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element, TreeBuilder
 
 from kb.errors import ParseError
 from kb.ingest.base import paragraphs
-from kb.ingest.formats.text import read_text
+from kb.ingest.decode import decode, read_text, xml_declared
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ def _json_error(e: json.JSONDecodeError) -> ParseError:
 
 
 class JsonParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "json"
     extensions = (".json",)
 
@@ -120,6 +121,7 @@ class JsonParser:
 class NdjsonParser:
     """One JSON record per line. A bad line loses that record only; the count is in a warning."""
 
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "ndjson"
     extensions = (".ndjson", ".jsonl")
 
@@ -146,6 +148,7 @@ class NdjsonParser:
 
 
 class YamlParser:
+    version = 2  # legacy code pages: Windows-1252 preferred when it reads nearly as cleanly (issue 33)
     file_type = "yaml"
     extensions = (".yaml", ".yml")
 
@@ -179,6 +182,7 @@ def _yaml_reason(e: Exception) -> str:
 class XmlParser:
     """Element paths as sections; text and attributes kept as `name: value` lines."""
 
+    version = 2  # text in any encoding: UTF-16/32, mismatched or unknown declarations (issue 33)
     file_type = "xml"
     extensions = (".xml",)
 
@@ -195,8 +199,12 @@ def _refuse_entities(*_: Any) -> None:
 
 def parse_xml(data: bytes) -> Element:
     """Parse with expat directly, refusing entity declarations (the stdlib's ElementTree parser
-    expands them, and `defusedxml` is not a dependency)."""
-    if not data.strip():
+    expands them, and `defusedxml` is not a dependency). The bytes are decoded by kb.ingest.decode
+    (BOM, UTF-16/32, the declared encoding, UTF-8, detection) and expat reads the text: files whose
+    declaration does not match their bytes (a UTF-16 declaration kept in a file re-saved as UTF-8, and
+    the reverse) or names an encoding expat lacks (UTF-32) are read as a person's editor shows them."""
+    text = decode(data, xml_declared)
+    if not text.strip():
         raise ParseError("empty file")
     builder = TreeBuilder()
     p = xml.parsers.expat.ParserCreate()
@@ -209,7 +217,7 @@ def parse_xml(data: bytes) -> Element:
     p.CharacterDataHandler = builder.data
     p.buffer_text = True
     try:
-        p.Parse(data, True)
+        p.Parse(text, True)  # a str is parsed as UTF-8 whatever its declaration says
         return builder.close()
     except xml.parsers.expat.ExpatError as e:
         raise ParseError(f"invalid XML: {xml.parsers.expat.ErrorString(e.code)} at line {e.lineno} "
