@@ -21,9 +21,9 @@ from kb.embed import Embedder, auto_backend, canonical_model_id, index_model, op
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
 from kb.index.base import made_by
-from kb.ingest.base import add_extensions, extensions, parsers
+from kb.ingest.base import add_extensions, extensions, is_supported, parsers
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
-from kb.ingest.walk import Rules
+from kb.ingest.walk import Rules, walk
 from kb.lock import WriteLock
 from kb.query.rerank import Reranker, open_reranker
 from kb.query.search import DEFAULT_TUNING, Tuning
@@ -170,6 +170,11 @@ class KnowledgeBase:
         started = time.perf_counter()
         rules = Rules(tuple(include), tuple(exclude))
         scope = None if changed is None else frozenset(changed)
+        if scope is None and not self.exists:
+            nothing = _nothing_to_read(paths, rules)
+            if nothing is not None:  # no knowledge base is made to hold nothing
+                nothing.seconds = time.perf_counter() - started
+                return nothing
         with self._write() as index:
             _ = self.model_id  # fail on a model mismatch before any work
             report = Pipeline(index, self._embedding()).run(paths, model=self.model_id, progress=progress,
@@ -306,3 +311,21 @@ class KnowledgeBase:
             status.backend = auto_backend(self.settings.device)
         return status
 
+
+def _nothing_to_read(paths: Iterable[str], rules: Rules) -> IngestReport | None:
+    """The report of an ingest of `paths` that finds no file of a type kb reads (each file found
+    skipped, or failed where named on its own), made without writing anything; None when there is
+    one, or a path that is not there (the pipeline says so)."""
+    report = IngestReport()
+    for given in paths:
+        if not os.path.exists(given):
+            return None
+        walked = walk(given, rules)
+        for cand in walked.found:
+            if is_supported(cand.path):
+                return None
+            outcome = FileOutcome(cand.source, f"unsupported file type {cand.path.suffix or '(no extension)'}")
+            (report.failed if cand.explicit else report.skipped).append(outcome)
+        report.ignored += walked.ignored
+        report.excluded += walked.excluded
+    return report

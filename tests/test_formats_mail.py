@@ -213,4 +213,4 @@ def test_mail_headers_filter_search_and_the_document_list(tmp_path: Path, monkey
     more.mkdir()
     (more / "c.eml").write_bytes(bytes(mail("Later", "The egret returned.")))
     result = CliRunner().invoke(main, ["ingest", str(more)])
-    assert result.exit_code == 0 and "Indexed 1 file(s)" in result.output and "pages" not in result.output
+    assert result.exit_code == 0 and "Indexed 1 file in" in result.output and "pages" not in result.output

@@ -146,7 +146,7 @@ def test_ten_thousand_file_tree(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 120
     assert "added 1 " in result.stdout and "skipped 10000" in result.stdout
-    assert "skipped  10000 file(s): unsupported file type .bin" in result.stdout
+    assert "skipped  10,000 files: unsupported file type .bin" in result.stdout
     assert len(result.stdout.splitlines()) < 10
 
 

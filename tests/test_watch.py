@@ -307,7 +307,7 @@ def test_installed_kb_watch_with_the_real_model_prints_a_line_per_change(
                             preexec_fn=sigint_as_in_a_terminal)  # Ctrl-C as a terminal sends it
     stop_at_end.append(proc)
     out = _lines(proc.stdout)
-    assert out.get(timeout=120).startswith("Indexed 1 file(s) in ")  # the first pass: kb ingest's summary
+    assert out.get(timeout=120).startswith("Indexed 1 file in ")  # the first pass: kb ingest's summary
     assert "added 1" in out.get(timeout=WAIT_S)
     write_markdown(docs / "kennel.md", "# Kennel\n\nThe kennel feeds the greyhounds twice a day at nine.\n")
     assert out.get(timeout=WAIT_S).split()[1:] == ["added", "docs/kennel.md"]
@@ -461,7 +461,7 @@ def test_kb_watch_summarises_its_first_pass(tmp_path: Path, stop_at_end: list[su
                             preexec_fn=sigint_as_in_a_terminal)  # Ctrl-C as a terminal sends it
     stop_at_end.append(proc)
     out = _lines(proc.stdout)
-    assert out.get(timeout=WAIT_S).startswith("Indexed 5 file(s) in ")
+    assert out.get(timeout=WAIT_S).startswith("Indexed 5 files in ")
     counts = out.get(timeout=WAIT_S)
     assert "added 5" in counts and "failed 1" in counts, counts
     failed = out.get(timeout=WAIT_S).split()

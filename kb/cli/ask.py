@@ -12,7 +12,7 @@ from kb import Answer, KnowledgeBase
 from kb.answer import PLUG_IN_HINT
 from kb.answer.citations import SentenceCheck, shorten
 from kb.answer.extractive import WRITTEN_ANSWER
-from kb.answer.generate import QUESTION_MAX
+from kb.answer.generate import QUESTION_MAX, check_question
 from kb.cli.common import (
     CONTEXT,
     emit,
@@ -27,7 +27,7 @@ from kb.cli.common import (
     store_options,
 )
 from kb.cli.snippets import snippet_line
-from kb.llm import NO_LLM
+from kb.llm import NO_LLM, check_choice
 
 HINT_SHOWN = "llm-hint-shown"  # a file in the knowledge base's folder: the hint on plugging in a model was shown
 
@@ -76,6 +76,8 @@ def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: s
         temperature: float | None, top_p: float | None, top_k: int | None, max_tokens: int, no_stream: bool,
         as_json: bool, quiet: bool, **kwargs: Any) -> None:
     filters = pop_filters(kwargs)
+    check_question(question)  # a usage error is told before a missing knowledge base
+    check_choice(llm)
     streaming = not as_json and not no_stream
     printed: list[str] = []
 
@@ -84,7 +86,7 @@ def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: s
         click.echo(piece, nl=False)
         sys.stdout.flush()
 
-    with open_kb(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
+    with open_kb(kb_dir, existing=True, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
         result = kb.ask(question, k=k, filters=filters, on_token=show if streaming else None, stream=streaming,
                         temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens)
         if as_json:

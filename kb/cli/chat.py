@@ -16,6 +16,7 @@ from kb.answer.generate import check_question
 from kb.cli.ask import answer_options, hint_due, print_answer
 from kb.cli.common import CONTEXT, emit, open_kb, pop_filters
 from kb.errors import ConfigError, KBError
+from kb.llm import check_choice
 
 NEW = ("/new", "/reset", "/clear")
 QUIT = ("/quit", "/exit", "/q")
@@ -40,7 +41,8 @@ def chat(kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm
     interactive = sys.stdin.isatty()
     history: list[Turn] = []
     failed = told = hinted = False
-    with open_kb(kb_dir, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
+    check_choice(llm)  # a usage error is told before a missing knowledge base
+    with open_kb(kb_dir, existing=True, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
         if interactive:
             click.echo("kb chat: ask a question; /new starts a new conversation, /quit or Ctrl-D ends.", err=True)
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -17,6 +17,7 @@ from click.core import ParameterSource
 
 from kb.api import KnowledgeBase
 from kb.config import OCR_MODES, default_kb_dir
+from kb.errors import KBError
 from kb.filters import Filters, parse_where
 from kb.index import STORES
 from kb.ingest.base import file_types
@@ -24,11 +25,11 @@ from kb.types import IngestReport, shown
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from kb.ingest.pipeline import Ingesting
+    from rich.table import Table
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
+UNBOUNDED = 10_000  # columns of a table printed where no terminal limits its width
 GLOBAL_META = "kb.global"  # click context key: options given before the subcommand (`kb --kb DIR status`)
 
 
@@ -105,11 +106,17 @@ def llm_options(purpose: str = "") -> Decorator:
     )
 
 
-def open_kb(kb_dir: str | None, **overrides: Any) -> KnowledgeBase:
-    """The knowledge base a command works on, with the store options given (--store, --store-uri, --collection)."""
+def open_kb(kb_dir: str | None, *, existing: bool = False, **overrides: Any) -> KnowledgeBase:
+    """The knowledge base a command works on, with the store options given (--store, --store-uri,
+    --collection). `existing`: one that must be there already (a command that reads: status, search,
+    ask...), so that a mistyped --kb is named rather than shown as an empty knowledge base."""
     ctx = click.get_current_context(silent=True)
     store = ctx.meta.get(STORE_META, {}) if ctx else {}
-    return KnowledgeBase.open(kb_dir, **{**store, **overrides})
+    kb = KnowledgeBase.open(kb_dir, **{**store, **overrides})
+    # A team store's knowledge base lives on its server: a new member's local folder is made on first use.
+    if existing and not kb.path.exists() and not STORES.get(kb.settings.store).shared:
+        raise KBError(f"no knowledge base at {kb.path} (no such folder; `kb ingest FOLDER` makes one)")
+    return kb
 
 
 def emit(obj: object) -> None:
@@ -147,43 +154,34 @@ def messages_above(console: Console) -> Iterator[None]:
 
 def ingest_with_progress(kb: KnowledgeBase, paths: Iterable[str], show: bool, *, include: Iterable[str] = (),
                          exclude: Iterable[str] = ()) -> IngestReport:
-    """`kb.ingest(paths)` with a progress bar on stderr when `show` (kb ingest, kb watch's first pass)."""
+    """`kb.ingest(paths)` with its progress on stderr when `show` (kb ingest, kb watch's first pass): a
+    line that fits the terminal, or a status line every 10 s where stderr is not one (`kb.cli.progress`)."""
     if not show:
         return kb.ingest(paths, include=include, exclude=exclude)
+    # lazy: rich's progress bar costs 0.1 s at start-up; only an ingest shows it
+    from kb.cli.progress import ingest_progress
 
-    # lazy: rich's progress bar costs 0.1 s at start-up; only an ingest on a terminal draws it
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    steps = {"scanning": "scanning", "model": "loading the embedding model", "files": "ingesting"}
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[counts]}"), TextColumn("ETA"), TimeRemainingColumn(),
-               TimeElapsedColumn(), TextColumn("[dim]{task.fields[file]}"))
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, transient=True) as bar, messages_above(console):
-        task = bar.add_task(steps["scanning"], total=None, file="", counts="")
-        began = {"files": 0.0}
-
-        def progress(p: Ingesting) -> None:
-            if p.step == "files" and not began["files"]:
-                began["files"] = time.monotonic()
-                bar.reset(task, total=p.total)  # the rate and ETA count from here, not from the model's load
-            seconds = time.monotonic() - began["files"] if began["files"] else 0.0
-            rate = f" · {p.pages / seconds:.1f} pages/s, {p.chunks / seconds:.0f} chunks/s" if seconds > 1 else ""
-            files = p.step == "files"
-            bar.update(task, description=steps.get(p.step, p.step), completed=p.done, total=p.total if files else None,
-                       file=os.path.basename(p.source)[:40],
-                       counts=f"files · {p.pages} pages, {p.chunks} chunks{rate}" if files else "")
-
+    with ingest_progress() as progress:
         return kb.ingest(paths, progress=progress, include=include, exclude=exclude)
+
+
+def print_table(table: Table) -> None:
+    """A rich table on stdout: as wide as the terminal (long cells folded), or one line per row where
+    stdout is not a terminal (a pipe to grep), unless COLUMNS sets a width."""
+    from rich.console import Console  # lazy: only commands that draw a table load rich
+
+    terminal = sys.stdout.isatty()
+    console = Console(file=sys.stdout, width=None if terminal or os.environ.get("COLUMNS") else UNBOUNDED,
+                      highlight=False)
+    with console.capture() as captured:
+        console.print(table)
+    for line in captured.get().splitlines():
+        click.echo(line.rstrip())
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 chunk', '2 chunks', '0 chunks' ('1 file or folder', '3 files or folders' with `many`)."""
+    return f"{n:,} {one}" if n == 1 else f"{n:,} {many or one + 's'}"
 
 
 def print_report(r: IngestReport) -> None:
@@ -193,9 +191,9 @@ def print_report(r: IngestReport) -> None:
     rates = [f"{r.pages / r.seconds:.1f} pages/s"] if r.pages else []
     rate = "; " + ", ".join([*rates, f"{r.chunks / r.seconds:.1f} chunks/s"]) if r.seconds and r.chunks else ""
     by_type = ", ".join(f"{n} {t}" for t, n in sorted(r.types.items(), key=lambda x: (-x[1], x[0])))
-    pages = f"{r.pages} pages, " if r.pages else ""
-    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({pages}"
-               f"{r.chunks} chunks{rate})" + (f": {by_type}" if by_type else ""))
+    pages = f"{plural(r.pages, 'page')}, " if r.pages else ""
+    click.echo(f"Indexed {plural(len(r.added) + len(r.updated), 'file')} in {r.seconds:.1f} s ({pages}"
+               f"{plural(r.chunks, 'chunk')}{rate})" + (f": {by_type}" if by_type else ""))
     counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
               ("moved", len(r.moved)), ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
     line = " · ".join(f"{name} {n}" for name, n in counts)
@@ -208,7 +206,7 @@ def print_report(r: IngestReport) -> None:
         if len(items) > 20:  # a 10,000-file tree must not bury the summary: group by reason
 
             for reason, n in Counter(i.reason for i in items).most_common():
-                click.echo(f"  {label:8} {n} file(s): {reason}")
+                click.echo(f"  {label:8} {plural(n, 'file')}: {reason}")
             continue
         for item in items:
             click.echo(f"  {label:8} {shown(item.source)}: {item.reason}")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kb.cli.common import (
     CONTEXT,
+    GLOBAL_META,
     document_filter_options,
     emit,
     filter_options,
@@ -23,8 +26,10 @@ from kb.cli.common import (
     model_option,
     ocr_options,
     open_kb,
+    plural,
     pop_filters,
     print_report,
+    print_table,
     quiet_option,
     rule_options,
     show_logs,
@@ -36,17 +41,30 @@ from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
 from kb.ingest.base import extensions, supported_types
-from kb.types import search_json, shown
+from kb.types import DocumentInfo, IngestReport, search_json, shown
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 TYPES = "{types}"  # in the help text: the file types kb reads, from the parser registry
+JSON_META = "kb.json"  # click context key: --json was given (a failure is then a JSON object too)
 
 
 class KBGroup(click.Group):
-    """Turns any KBError into one line on stderr and an exit status; tracebacks need KB_DEBUG=1."""
+    """Turns any KBError into one line on stderr and an exit status; tracebacks need KB_DEBUG=1. With
+    --json, a failure is also one JSON object on stdout (`{"error", "exit_status"}`), usage errors included."""
 
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         self.help = (self.help or "").replace(TYPES, supported_types())  # a plugin's parser is named too
         super().format_help_text(ctx, formatter)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        # Read before the subcommand parses its options: a usage error may come before --json is reached.
+        given = rest[: rest.index("--")] if "--" in rest else rest
+        takes_json = command is not None and any(p.name == "as_json" for p in command.params)
+        ctx.meta[JSON_META] = takes_json and bool(ctx.meta.get(GLOBAL_META, {}).get("as_json") or "--json" in given)
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         show_logs(log_level(ctx))
@@ -55,11 +73,23 @@ class KBGroup(click.Group):
         except KBError as e:
             if os.environ.get("KB_DEBUG"):
                 raise
+            status = 2 if isinstance(e, ConfigError) else 1
+            _json_error(ctx, str(e), status)
             click.echo(f"kb: error: {e}", err=True)
-            ctx.exit(2 if isinstance(e, ConfigError) else 1)
+            ctx.exit(status)
+        except click.ClickException as e:  # a usage error: click prints it and the usage line
+            _json_error(ctx, e.format_message(), e.exit_code)
+            raise
         except KeyboardInterrupt:
+            _json_error(ctx, "interrupted", 130)
             click.echo("kb: interrupted; what was committed is kept, run the command again to finish", err=True)
             ctx.exit(130)
+
+
+def _json_error(ctx: click.Context, message: str, status: int) -> None:
+    """A failure as the one JSON object of a --json command (`docs/json.md`)."""
+    if ctx.meta.get(JSON_META):
+        emit({"error": message, "exit_status": status})
 
 
 @click.group(cls=KBGroup, context_settings=CONTEXT)
@@ -98,23 +128,36 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
     """
     with open_kb(kb_dir, **settings) as kb:
         new = not kb.exists
-        report = ingest_with_progress(kb, paths, show=not quiet and sys.stderr.isatty(), include=include, exclude=exclude)
-        if as_json:
-            emit(report.to_json())
-        else:
-            if new and kb.exists:
-                click.echo(f"New knowledge base in {kb.path}")
-            print_report(report)
+        report = ingest_with_progress(kb, paths, show=not quiet, include=include, exclude=exclude)
+        made = new and kb.exists
     nothing = not (report.added or report.updated or report.unchanged or report.moved or report.removed
                    or report.failed)
-    if nothing:
-        rules = [*(["--include"] if include else []), *(["--exclude"] if exclude else []), "a .kbignore"]
-        left_out = [f"{len(report.skipped)} file(s) of types kb does not read" if report.skipped else "",
-                    f"{report.excluded} file(s) or folder(s) left out by {' or '.join(rules)}" if report.excluded else ""]
-        what = "; ".join(w for w in left_out if w) or "no files"
-        click.echo(f"kb: error: nothing to ingest in {', '.join(paths)}: {what} (kb reads "
-                   f"{', '.join(sorted(extensions()))})", err=True)
+    said = _nothing_read(paths, report, include, exclude) if nothing else ""
+    if as_json:
+        emit({**report.to_json(), "error": said} if said else report.to_json())
+    elif not said:
+        if made:
+            click.echo(f"New knowledge base in {kb.path}")
+        print_report(report)
+    if said:
+        click.echo(f"kb: error: {said}", err=True)
     sys.exit(1 if report.failed or nothing else 0)
+
+
+def _nothing_read(paths: tuple[str, ...], report: IngestReport, include: tuple[str, ...],
+                  exclude: tuple[str, ...]) -> str:
+    """Why an ingest found nothing to read, in one line: what it left aside, and what kb reads."""
+    by_type = Counter(Path(item.source).suffix.lower() or "(no extension)" for item in report.skipped)
+    types = ", ".join(f"{n} {ext}" for ext, n in sorted(by_type.items(), key=lambda x: (-x[1], x[0])))
+    rules = [*(["--include"] if include else []), *(["--exclude"] if exclude else []), "a .kbignore"]
+    aside = [
+        f"{plural(len(report.skipped), 'file')} of types kb does not read ({types})" if report.skipped else "",
+        f"{plural(report.excluded, 'file or folder', 'files or folders')} left out by {' or '.join(rules)}"
+        if report.excluded else "",
+        f"{plural(report.ignored, 'hidden or temporary file')} ignored" if report.ignored else "",
+    ]
+    what = ", ".join(a for a in aside if a) or "no files there"
+    return f"nothing to ingest in {', '.join(paths)}: {what}; kb reads {', '.join(sorted(extensions()))}"
 
 
 @main.command(context_settings=CONTEXT)
@@ -133,7 +176,9 @@ def search(query: str, kb_dir: str | None, k: int, mode: str | None, rerank: str
            **kwargs: Any) -> None:
     """Find the passages that best match QUERY."""
     filters = pop_filters(kwargs)
-    with open_kb(kb_dir) as kb:
+    if not query.strip():  # a usage error is told before a missing knowledge base
+        raise ConfigError("the query is empty")
+    with open_kb(kb_dir, existing=True) as kb:
         hits = kb.search(query, k=k, filters=filters, mode=mode, rerank=rerank)
     if as_json:
         emit(search_json(query, hits))
@@ -160,7 +205,7 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
         ctx = click.get_current_context()
         ctx.invoke(doctor, kb_dir=kb_dir, no_repair=False, as_json=as_json)
         return
-    with open_kb(kb_dir) as kb:
+    with open_kb(kb_dir, existing=True) as kb:
         st = kb.status()
     if as_json:
         emit(st.to_json())
@@ -186,23 +231,39 @@ def documents(kb_dir: str | None, as_json: bool, **kwargs: Any) -> None:
     """Each document: type, pages, chunks, when it was ingested, its own date (read from its first
     page); then the files that failed (those matching --path and --type too)."""
     filters = pop_filters(kwargs)
-    with open_kb(kb_dir) as kb:
+    with open_kb(kb_dir, existing=True) as kb:
         docs, failed = kb.documents(filters), kb.failures(Filters(path=filters.path, file_type=filters.file_type))
     if as_json:
         emit({"documents": [d.to_json() for d in docs], "failed": [asdict(f) for f in failed]})
         return
     if not docs and not failed:
         click.echo("no documents" + (" match" if not filters.is_empty() else " yet: kb ingest FOLDER adds some"), err=True)
-    for d in docs:
-        when = datetime.fromtimestamp(d.ingested_at).strftime("%Y-%m-%d %H:%M")
-        pages = "" if d.pages is None else f"{d.pages} p." if d.unit == "page" else f"{d.pages} {d.unit}s"
-        dated = (d.date or "")[:10]  # the document's own date (a mail's without its time)
-        click.echo(f"{d.file_type:9} {pages:>7} {d.chunks:>6} chunks  {when}  {dated:10}  {shown(d.source)}")
     if docs:
-        click.echo(f"{len(docs)} document(s), {sum(d.pages or 0 for d in docs if d.unit == 'page')} pages, "
-                   f"{sum(d.chunks for d in docs)} chunks", err=True)
+        print_table(_documents_table(docs))
+        pages = sum(d.pages or 0 for d in docs if d.unit == "page")
+        click.echo(f"{plural(len(docs), 'document')}, " + (f"{plural(pages, 'page')}, " if pages else "")
+                   + plural(sum(d.chunks for d in docs), "chunk"), err=True)
     for f in failed:
         click.echo(f"failed    {shown(f.source)}: {f.reason}")
+
+
+def _documents_table(docs: list[DocumentInfo]) -> Table:
+    """`kb documents`: a row per document under labelled columns, numbers right-aligned."""
+    from rich.table import Table  # lazy: only commands that draw a table load rich
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("Type", no_wrap=True)
+    table.add_column("Length", justify="right", no_wrap=True)  # pages, slides, rows or messages, as the file counts
+    table.add_column("Chunks", justify="right", no_wrap=True)
+    table.add_column("Ingested", no_wrap=True)
+    table.add_column("Dated", no_wrap=True)  # the document's own date, as its metadata or first page states it
+    table.add_column("Source", overflow="fold")  # only the path folds, whole, where the terminal is narrow
+    for d in docs:
+        table.add_row(d.file_type, "" if d.pages is None else plural(d.pages, d.unit), f"{d.chunks:,}",
+                      datetime.fromtimestamp(d.ingested_at).strftime("%Y-%m-%d %H:%M"),
+                      (d.date or "")[:10],  # a mail's date without its time
+                      shown(d.source))
+    return table
 
 
 @main.command(context_settings=CONTEXT)
@@ -216,7 +277,7 @@ def doctor(kb_dir: str | None, no_repair: bool, as_json: bool) -> None:
     After a crash or kill -9 mid-ingest, vectors of committed documents may be missing or stale:
     they are re-embedded from the catalog's stored text (no re-parsing). Exit 1 if problems remain.
     """
-    with open_kb(kb_dir) as kb:
+    with open_kb(kb_dir, existing=True) as kb:
         report = kb.check(repair=not no_repair)
     if as_json:
         emit(report.to_json())
@@ -241,13 +302,13 @@ def reindex(kb_dir: str | None, model: str | None, as_json: bool) -> None:
 
     The old vectors stay in use until the new ones are complete.
     """
-    with open_kb(kb_dir) as kb:
+    with open_kb(kb_dir, existing=True) as kb:
         n = kb.reindex(model)
         model_id = kb.status().model
     if as_json:
         emit({"chunks": n, "model": model_id})
     else:
-        click.echo(f"re-embedded {n} chunks with {model_id}")
+        click.echo(f"re-embedded {plural(n, 'chunk')} with {model_id}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -257,7 +318,7 @@ def reindex(kb_dir: str | None, model: str | None, as_json: bool) -> None:
 @json_option
 def remove(paths: tuple[str, ...], kb_dir: str | None, as_json: bool) -> None:
     """Forget files, or every file under folders (the files themselves stay on disk)."""
-    with open_kb(kb_dir) as kb:
+    with open_kb(kb_dir, existing=True) as kb:
         removed = kb.remove(paths)
     if as_json:
         emit({"removed": removed})

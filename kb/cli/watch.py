@@ -18,6 +18,7 @@ from kb.cli.common import (
     model_option,
     ocr_options,
     open_kb,
+    plural,
     print_report,
     quiet_option,
     rule_options,
@@ -58,7 +59,7 @@ def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], 
     try:
         with open_kb(kb_dir, **settings) as kb:
             direct = writing_to(kb)
-            show = not quiet and not as_json and sys.stderr.isatty()
+            show = not quiet and not as_json
 
             first: list[Any] = []  # the first pass's report: printed as kb ingest prints its own
 
@@ -89,7 +90,8 @@ def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], 
                 if batch.first:
                     st = kb.status()
                     kb.close()
-                    click.echo(f"kb: watching {', '.join(paths)} ({st.documents} documents, {st.chunks} chunks "
+                    click.echo(f"kb: watching {', '.join(paths)} ({plural(st.documents, 'document')}, "
+                               f"{plural(st.chunks, 'chunk')} "
                                f"in {kb.path}); Ctrl-C stops", err=True)
 
             watcher.run(on_batch)

@@ -54,16 +54,39 @@ def create_llm(name: str, *, model: str | None = None, base_url: str | None = No
                context_window: int = 0, **kwargs: Any) -> LLM:
     """The backend called `name` (or an alias such as `ollama`, `gguf`, `hf`), constructed."""
     key = name.strip().lower()
-    backend = ALIASES.get(key, key)
-    if backend not in LLMS:
-        choices = ", ".join([*LLMS.names(), "none"])
-        raise ConfigError(f"unknown LLM backend {name!r}: choose one of {choices}")
+    backend = known_backend(name)
     cls = LLMS.get(backend)
     if backend == "openai":
         if not base_url and key == "ollama":
             base_url = _ollama_root() + "/v1"
         return cls(model, base_url=base_url, api_key=api_key, context_window=context_window, **kwargs)
     return cls(model, context_window=context_window, **kwargs)
+
+
+def known_backend(name: str) -> str:
+    """The registry's name of the backend `name` (an alias such as `ollama` included), or `ConfigError`
+    naming every name accepted. "auto" and "none" are choices, not backends: check them first."""
+    key = name.strip().lower()
+    backend = ALIASES.get(key, key)
+    if backend not in LLMS:
+        raise ConfigError(f"unknown LLM backend {name!r}: choose one of {llm_names()}")
+    return backend
+
+
+def check_choice(name: str | None) -> None:
+    """`ConfigError` unless `name` is an `llm` setting kb accepts: a backend, an alias, auto or none."""
+    if name is not None and name.strip().lower() not in AUTO | NO_LLM:
+        known_backend(name)
+
+
+def llm_names() -> str:
+    """Every name `--llm` (the `llm` setting) accepts, from the registry (plugins included) and its
+    aliases: "auto, llama-cpp (or gguf, ...), openai (or ollama, ...), ..., none (or off, ...)"."""
+    def named(name: str, aliases: list[str]) -> str:
+        return f"{name} (or {', '.join(sorted(aliases))})" if aliases else name
+
+    backends = [named(b, [a for a, to in ALIASES.items() if to == b]) for b in LLMS.names()]
+    return ", ".join(["auto", *backends, named("none", sorted(NO_LLM - {"none"}))])
 
 
 def infer_backend(model: str | None, base_url: str | None) -> str:

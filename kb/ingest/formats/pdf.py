@@ -13,6 +13,7 @@ pages in 1.7 s against 19.5 s) with the same text, line for line, and opens what
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ class PdfParser:
         except pdfium.PdfiumError as e:
             if "password" in str(e).lower():
                 raise ParseError("encrypted PDF needs a password") from None
-            raise ParseError(f"unreadable PDF: {_reason(e)}") from None
+            raise ParseError(_unopened(path, e)) from None
         try:
             failpoint("pdf.read")
             npages = len(pdf)
@@ -515,6 +516,29 @@ def _outline_by_page(pdf: Any) -> dict[int, tuple[str, ...]]:
     except Exception:  # a broken outline is common and never worth failing a file for
         return {}
     return result
+
+
+SNIFF_BYTES = 1024  # readers take a PDF whose %PDF header or %%EOF marker lies this close to its start or end
+
+
+def _unopened(path: Path, e: BaseException) -> str:
+    """Why PDFium could not open `path`, told from its first and last bytes where they say more than
+    PDFium's 'Data format error': another kind of file, or a PDF cut short."""
+    reason = _reason(e)
+    if "format" not in reason.lower():  # 'File access error' and the like say it themselves
+        return f"unreadable PDF: {reason}"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - SNIFF_BYTES))
+            tail = f.read()
+    except OSError:
+        return f"unreadable PDF: {reason}"
+    if b"%PDF" not in head:
+        return "not a PDF (it does not start with %PDF)"
+    if b"%%EOF" not in tail:
+        return "unreadable PDF: truncated (it does not end with %%EOF)"
+    return f"unreadable PDF: corrupt ({reason})"
 
 
 def _reason(e: BaseException) -> str:
