@@ -8,10 +8,6 @@ installed (no Python library reads them well); without it they fail with a reaso
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import signal
-import subprocess
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -20,11 +16,11 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import clean_text
+from kb.ingest.formats.libreoffice import libreoffice_convert
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
 
-CONVERT_TIMEOUT = 120  # seconds LibreOffice may take to convert one legacy file
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # every Office 97-2003 file is an OLE2 compound file
 _NOT_PPTX = "not a valid PowerPoint file (truncated or corrupt)"
 
@@ -52,45 +48,6 @@ class PptParser:
         with tempfile.TemporaryDirectory(prefix="kb-ppt-") as tmp:
             converted = libreoffice_convert(path, "pptx", Path(tmp), "PowerPoint 97-2003", "libreoffice-impress-nogui")
             return _parse_pptx(converted, path.stem)
-
-
-def soffice() -> str | None:
-    """LibreOffice's command, where one is on PATH."""
-    return shutil.which("soffice") or shutil.which("libreoffice")
-
-
-def libreoffice_convert(path: Path, to: str, outdir: Path, what: str, package: str) -> Path:
-    """Convert `path` to format `to` in `outdir` with a headless LibreOffice, or raise a one-line
-    ParseError. Each call has its own LibreOffice profile: parser workers run in parallel, and
-    instances sharing a profile hand their work to one another or refuse to start."""
-    command = soffice()
-    if command is None:
-        raise ParseError(f"LibreOffice is needed to read {path.suffix} files ({what}) and is not installed "
-                         f"(Debian: apt-get install {package})")
-    profile = outdir / "profile"
-    args = [command, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
-            "--convert-to", to, "--outdir", str(outdir), str(path.resolve())]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own group: a timeout ends soffice.bin as well
-    try:
-        output, _ = proc.communicate(timeout=CONVERT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise ParseError(f"LibreOffice took over {CONVERT_TIMEOUT} s to convert it") from None
-    out = outdir / f"{path.stem}.{to}"
-    if not out.is_file() or out.stat().st_size == 0:
-        said = [line.strip() for line in output.decode(errors="replace").splitlines() if line.startswith("Error")]
-        reason = " ".join((said[-1] if said else "no output").split())[:200]
-        raise ParseError(f"not a valid {what} file (truncated or corrupt): LibreOffice says {reason!r}")
-    return out
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        proc.kill()
-    proc.communicate()
 
 
 def _parse_pptx(path: Path, stem: str) -> ParsedDocument:
