@@ -29,7 +29,7 @@ _TOOLS = {"antiword": ["-m", "UTF-8.txt", "-w", "0"], "catdoc": ["-d", "utf-8", 
 class DocParser:
     file_type = "doc"
     extensions = (".doc",)
-    version = 2  # 2: LibreOffice reads the files antiword and catdoc cannot
+    version = 2  # 2: LibreOffice reads the files antiword and catdoc cannot (their pictures by OCR, as .docx)
 
     def parse(self, path: Path) -> ParsedDocument:
         with path.open("rb") as f:
