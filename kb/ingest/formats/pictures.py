@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 # Under 100 x 100 pixels' worth a picture is an icon, a bullet or a rule: a few words at most, and
 # decks repeat them on every slide.
 MIN_PIXELS = 10_000
-# OCR'd per file at most: a 1280 x 720 slide picture takes about 1 s (docs/formats.md), so a file
-# costs two minutes at worst; the rest are counted in a warning.
+# OCR'd per file at most: a 1280 x 720 slide picture takes about 0.5 s, a dense one a few seconds
+# (benchmarks/OCR.md), so a file costs a minute or a few at worst; the rest are counted in a warning.
 MAX_PICTURES = 100
 
 
