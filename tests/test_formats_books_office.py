@@ -209,11 +209,11 @@ def test_doc_without_a_converter_says_which_to_install(kb: KnowledgeBase, docs: 
     shutil.copyfile(FIXTURES / "office_almanac.doc", docs / "office_almanac.doc")
     empty = tmp_path / "bin"
     empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))  # neither antiword nor catdoc on it
+    monkeypatch.setenv("PATH", str(empty))  # neither antiword, catdoc nor LibreOffice on it
     report = kb.ingest([str(docs)])
     failed = {Path(f.source).name: f.reason for f in report.failed}
-    assert failed == {"office_almanac.doc": "reading .doc needs antiword or catdoc, neither is installed "
-                                            "(Debian/Ubuntu: apt install antiword catdoc)"}
+    assert failed == {"office_almanac.doc": "reading .doc needs antiword, catdoc or LibreOffice, none is installed "
+                                            "(Debian/Ubuntu: apt install antiword catdoc, or libreoffice-writer-nogui)"}
     assert len(report.added) == len(CASES) - 1
 
 

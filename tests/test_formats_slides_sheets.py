@@ -23,8 +23,8 @@ from kb import Filters, KnowledgeBase
 from kb.errors import ParseError
 from kb.ingest.base import parser_for
 from kb.ingest.formats import sheets
+from kb.ingest.formats.libreoffice import soffice
 from kb.ingest.formats.sheets import cell_text, column_letter
-from kb.ingest.formats.slides import soffice
 from tests.helpers import FAKE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"

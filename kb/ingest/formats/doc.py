@@ -1,6 +1,7 @@
 """Legacy Word (.doc, Word 97-2003) through a Debian converter: antiword, else catdoc. No Python
 library reads the format well; these two have for decades. The text becomes paragraph blocks (the
-converters keep no heading styles), table rows "a | b"."""
+converters keep no heading styles), table rows "a | b". Where both fail or are missing, LibreOffice
+(when installed) converts the file to .docx, read as one (headings, pictures and all)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from kb.errors import ParseError
 from kb.ingest.base import clean_text
 from kb.ingest.formats.docx import DocxParser
+from kb.ingest.formats.libreoffice import libreoffice_convert, soffice
 from kb.ingest.formats.protected import refuse_encrypted
 from kb.ingest.formats.rtf import RtfParser
 from kb.types import Block, ParsedDocument
@@ -27,6 +30,7 @@ _TOOLS = {"antiword": ["-m", "UTF-8.txt", "-w", "0"], "catdoc": ["-d", "utf-8", 
 class DocParser:
     file_type = "doc"
     extensions = (".doc",)
+    version = 2  # 2: LibreOffice reads the files antiword and catdoc cannot (their pictures by OCR, as .docx)
 
     def parse(self, path: Path) -> ParsedDocument:
         with path.open("rb") as f:
@@ -41,9 +45,9 @@ class DocParser:
             raise ParseError("not a Word 97-2003 document (.doc)")
         refuse_encrypted(path)  # antiword would say "is not a Word Document" of an encrypted one
         tools = [t for t in _TOOLS if shutil.which(t)]
-        if not tools:
-            raise ParseError("reading .doc needs antiword or catdoc, neither is installed "
-                             "(Debian/Ubuntu: apt install antiword catdoc)")
+        if not tools and soffice() is None:
+            raise ParseError("reading .doc needs antiword, catdoc or LibreOffice, none is installed "
+                             "(Debian/Ubuntu: apt install antiword catdoc, or libreoffice-writer-nogui)")
         errors = []
         for tool in tools:
             try:
@@ -57,7 +61,25 @@ class DocParser:
                 return ParsedDocument(title=title or path.stem, blocks=blocks,
                                       metadata={"author": author} if author else {})
             errors.append(f"{tool} found no text")
+        if soffice() is not None:  # Word 6/95 files, fast-saved ones and others both converters refuse
+            return _through_libreoffice(path, errors)
         raise ParseError(f"unreadable Word document (corrupt or truncated?): {errors[0]}")
+
+
+def _through_libreoffice(path: Path, errors: list[str]) -> ParsedDocument:
+    """The document as LibreOffice converts it to .docx; `errors`: what antiword and catdoc said."""
+    with tempfile.TemporaryDirectory(prefix="kb-doc-") as tmp:
+        try:
+            converted = libreoffice_convert(path, "docx", Path(tmp), "Word 97-2003", "libreoffice-writer-nogui")
+        except ParseError as e:
+            if not errors:
+                raise
+            raise ParseError(f"unreadable Word document (corrupt or truncated?): {errors[0]}; "
+                             "LibreOffice could not convert it either") from e
+        doc = DocxParser().parse(converted)
+    if errors:
+        log.info("kb: %s: read by LibreOffice (%s)", path, "; ".join(errors))
+    return doc
 
 
 def _convert(tool: str, path: Path) -> str:

@@ -1,4 +1,6 @@
-"""Word (.docx) with python-docx: heading styles give the section path, tables become rows."""
+"""Word (.docx) with python-docx: heading styles give the section path, tables become rows, pictures
+are read by OCR as the OCR mode asks (`kb.ingest.formats.pictures`), cited by the section they sit in
+(a Word file has no pages)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import HeadingPath, clean_text
+from kb.ingest.formats.pictures import Pictures
 from kb.ingest.formats.protected import refuse_encrypted
 from kb.types import Block, ParsedDocument
 
@@ -19,6 +22,7 @@ _HEADING = re.compile(r"^(?:heading|überschrift|titre)\s*(\d)$", re.IGNORECASE)
 class DocxParser:
     file_type = "docx"
     extensions = (".docx",)
+    version = 2  # 2: pictures read by OCR (per the OCR mode)
 
     def parse(self, path: Path) -> ParsedDocument:
         # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
@@ -36,7 +40,9 @@ class DocxParser:
         blocks: list[Block] = []
         headings = HeadingPath()
         dropped: list[str] = []
+        shown: list[tuple[int, tuple[str, ...], bytes]] = []  # pictures: where in `blocks`, section, bytes
         for item in document.iter_inner_content():
+            shown.extend((len(blocks), headings.path, blob) for blob in _pictures(document, item))
             if isinstance(item, Table):
                 try:
                     text = _table_text(item)
@@ -60,9 +66,48 @@ class DocxParser:
         if dropped:
             count = f"{len(dropped)} table{'s' if len(dropped) > 1 else ''}"
             log.warning("kb: %s: %s dropped: %s", path, count, "; ".join(dropped))
+        pictures = Pictures(path, "")
+        blocks = _with_pictures(blocks, shown, pictures)
         if not blocks:
-            raise ParseError("no text in document")
-        return ParsedDocument(title=title, blocks=_merge_lists(blocks))
+            raise ParseError(pictures.no_text("no text in document"))
+        return ParsedDocument(title=title, blocks=_merge_lists(blocks), metadata=pictures.metadata())
+
+
+def _pictures(document: object, item: object) -> list[bytes]:
+    """The pictures embedded in a paragraph or table (inline or floating), as their files' bytes;
+    a linked one (a path elsewhere) has none here."""
+    related = document.part.related_parts  # type: ignore[attr-defined]
+    blobs = []
+    for rid in item._element.xpath(".//a:blip/@r:embed"):  # type: ignore[attr-defined]
+        part = related.get(str(rid))
+        blob = getattr(part, "blob", None)
+        if isinstance(blob, bytes) and blob:
+            blobs.append(blob)
+    return blobs
+
+
+def _with_pictures(blocks: list[Block], shown: list[tuple[int, tuple[str, ...], bytes]],
+                   pictures: Pictures) -> list[Block]:
+    """`blocks` with the text OCR reads in the pictures put where they sit, under their section.
+    `auto` reads the pictures of a section with no usable text of its own (its heading aside)."""
+    if not shown:
+        return blocks
+    own: dict[tuple[str, ...], list[str]] = {}
+    for b in blocks:
+        if b.kind != "heading":
+            own.setdefault(b.headings, []).append(b.text)
+    counts: dict[tuple[str, ...], int] = {}
+    for _, section, _ in shown:
+        counts[section] = counts.get(section, 0) + 1
+    wanted = {section for section, n in counts.items() if pictures.wanted(" ".join(own.get(section, [])), n)}
+    out: list[Block] = []
+    at = 0
+    for index, section, blob in shown:
+        out.extend(blocks[at:index])
+        at = max(at, index)
+        if section in wanted:
+            out.extend(pictures.blocks(blob, section))
+    return out + blocks[at:]
 
 
 def _heading_level(style: str) -> int | None:

@@ -3,15 +3,13 @@
 A reader finds a passage in a deck by its slide, so every block's `page` is the slide number and its
 section the slide's title. Legacy `.ppt` files are converted to `.pptx` by LibreOffice where it is
 installed (no Python library reads them well); without it they fail with a reason that says so.
+Pictures on a slide are read by OCR as the OCR mode asks (`kb.ingest.formats.pictures`), cited by
+their slide like its text.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import signal
-import subprocess
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -20,12 +18,13 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.base import clean_text
+from kb.ingest.formats.libreoffice import libreoffice_convert
+from kb.ingest.formats.pictures import Pictures
 from kb.ingest.formats.protected import refuse_encrypted
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
 
-CONVERT_TIMEOUT = 120  # seconds LibreOffice may take to convert one legacy file
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # every Office 97-2003 file is an OLE2 compound file
 _NOT_PPTX = "not a valid PowerPoint file (truncated or corrupt)"
 
@@ -33,9 +32,10 @@ _NOT_PPTX = "not a valid PowerPoint file (truncated or corrupt)"
 class PptxParser:
     file_type = "pptx"
     extensions = (".pptx",)
+    version = 2  # 2: pictures on a slide read by OCR (per the OCR mode)
 
     def parse(self, path: Path) -> ParsedDocument:
-        return _parse_pptx(path, path.stem)
+        return _parse_pptx(path, path)
 
 
 class PptParser:
@@ -43,59 +43,22 @@ class PptParser:
 
     file_type = "ppt"
     extensions = (".ppt",)
+    version = 2  # 2: pictures on a slide read by OCR (per the OCR mode)
 
     def parse(self, path: Path) -> ParsedDocument:
         if zipfile.is_zipfile(path):  # a .pptx renamed .ppt: PowerPoint opens it, so do we
-            return _parse_pptx(path, path.stem)
+            return _parse_pptx(path, path)
         with path.open("rb") as f:
             if f.read(8) != _OLE_MAGIC:
                 raise ParseError("not a valid PowerPoint 97-2003 file (truncated or corrupt)")
         refuse_encrypted(path)  # LibreOffice would stop at a password prompt it cannot show
         with tempfile.TemporaryDirectory(prefix="kb-ppt-") as tmp:
             converted = libreoffice_convert(path, "pptx", Path(tmp), "PowerPoint 97-2003", "libreoffice-impress-nogui")
-            return _parse_pptx(converted, path.stem)
+            return _parse_pptx(converted, path)
 
 
-def soffice() -> str | None:
-    """LibreOffice's command, where one is on PATH."""
-    return shutil.which("soffice") or shutil.which("libreoffice")
-
-
-def libreoffice_convert(path: Path, to: str, outdir: Path, what: str, package: str) -> Path:
-    """Convert `path` to format `to` in `outdir` with a headless LibreOffice, or raise a one-line
-    ParseError. Each call has its own LibreOffice profile: parser workers run in parallel, and
-    instances sharing a profile hand their work to one another or refuse to start."""
-    command = soffice()
-    if command is None:
-        raise ParseError(f"LibreOffice is needed to read {path.suffix} files ({what}) and is not installed "
-                         f"(Debian: apt-get install {package})")
-    profile = outdir / "profile"
-    args = [command, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
-            "--convert-to", to, "--outdir", str(outdir), str(path.resolve())]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own group: a timeout ends soffice.bin as well
-    try:
-        output, _ = proc.communicate(timeout=CONVERT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise ParseError(f"LibreOffice took over {CONVERT_TIMEOUT} s to convert it") from None
-    out = outdir / f"{path.stem}.{to}"
-    if not out.is_file() or out.stat().st_size == 0:
-        said = [line.strip() for line in output.decode(errors="replace").splitlines() if line.startswith("Error")]
-        reason = " ".join((said[-1] if said else "no output").split())[:200]
-        raise ParseError(f"not a valid {what} file (truncated or corrupt): LibreOffice says {reason!r}")
-    return out
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        proc.kill()
-    proc.communicate()
-
-
-def _parse_pptx(path: Path, stem: str) -> ParsedDocument:
+def _parse_pptx(path: Path, source: Path) -> ParsedDocument:
+    """The deck at `path`, which is `source` or LibreOffice's conversion of it (warnings name `source`)."""
     # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     import pptx
 
@@ -107,34 +70,47 @@ def _parse_pptx(path: Path, stem: str) -> ParsedDocument:
         slides = list(deck.slides)
     except Exception as e:  # python-pptx raises KeyError, PackageNotFoundError, lxml errors... for bad parts
         raise ParseError(f"{_NOT_PPTX}: {one_line(e)}") from e
-    title = (deck.core_properties.title or "").strip() or stem
+    title = (deck.core_properties.title or "").strip() or source.stem
     blocks: list[Block] = []
     dropped: list[str] = []
+    pictures = Pictures(source, "slide")
     for number, slide in enumerate(slides, 1):
-        blocks.extend(_slide_blocks(slide, number, dropped))
+        blocks.extend(_slide_blocks(slide, number, dropped, pictures))
     if dropped:
         warning = f"{len(dropped)} shape(s) dropped: {'; '.join(dropped)}"
-        log.warning("kb: %s: %s", path, warning)
+        log.warning("kb: %s: %s", source, warning)
     if not blocks:
-        raise ParseError("no text in presentation")
-    metadata: dict[str, Any] = {"warnings": [warning]} if dropped else {}
+        raise ParseError(pictures.no_text("no text in presentation"))
+    metadata: dict[str, Any] = pictures.metadata()
+    if dropped:
+        metadata["warnings"] = [warning, *metadata.get("warnings", [])]
     return ParsedDocument(title=title, blocks=blocks, pages=len(slides), metadata=metadata, unit="slide")
 
 
-def _slide_blocks(slide: Any, number: int, dropped: list[str]) -> Iterator[Block]:
-    """The slide's title (its section), its shapes' text in reading order, then its speaker notes."""
+def _slide_blocks(slide: Any, number: int, dropped: list[str], pictures: Pictures) -> Iterator[Block]:
+    """The slide's title (its section), its shapes' text and pictures' OCR in reading order, then its
+    speaker notes."""
     title_shape = slide.shapes.title
     title = _one_line(title_shape.text_frame.text) if title_shape is not None else ""
     headings = (title or f"Slide {number}",)
     if title:
         yield Block(title, headings, number, "heading")
+    body: list[Block | bytes] = []  # a picture as its file's bytes, read below if the mode asks
     for shape in _reading_order(slide.shapes):
         if title_shape is not None and shape.shape_id == title_shape.shape_id:
             continue
         try:
-            yield from _shape_blocks(shape, headings, number)
+            body.extend(_shape_blocks(shape, headings, number))
         except Exception as e:  # one odd shape (a broken table) must not lose the deck
             dropped.append(f"slide {number}: {one_line(e, 160)}")
+    shown = [b for b in body if isinstance(b, bytes)]
+    # auto: the pictures of a slide without usable text of its own (the title and notes aside)
+    read = bool(shown) and pictures.wanted(" ".join(b.text for b in body if isinstance(b, Block)), len(shown))
+    for item in body:
+        if isinstance(item, Block):
+            yield item
+        elif read:
+            yield from pictures.blocks(item, headings, number)
     if slide.has_notes_slide:
         notes = slide.notes_slide.notes_text_frame
         text = _frame_text(notes) if notes is not None else ""
@@ -148,11 +124,18 @@ def _reading_order(shapes: Iterable[Any]) -> list[Any]:
     return sorted(shapes, key=lambda s: (s.top or 0, s.left or 0))
 
 
-def _shape_blocks(shape: Any, headings: tuple[str, ...], number: int) -> Iterator[Block]:
+def _shape_blocks(shape: Any, headings: tuple[str, ...], number: int) -> Iterator[Block | bytes]:
+    """A shape's text as blocks; a picture as its file's bytes."""
     # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read
     from pptx.enum.shapes import MSO_SHAPE_TYPE
+    from pptx.shapes.picture import Picture
 
-    if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+    if isinstance(shape, Picture):  # a filled picture placeholder too
+        try:
+            yield shape.image.blob
+        except ValueError:  # a linked picture (a path elsewhere) has no bytes in the deck
+            pass
+    elif shape.shape_type == MSO_SHAPE_TYPE.GROUP:
         for inner in _reading_order(shape.shapes):
             yield from _shape_blocks(inner, headings, number)
     elif getattr(shape, "has_table", False) and shape.has_table:
