@@ -12,9 +12,11 @@ import pytest
 
 from kb import KnowledgeBase
 from kb.filters import Filters
+from tests.helpers import needs_tesseract
+from tests.test_formats_pictures import picture, write_deck
 from tests.test_formats_what_a_person_sees import encrypted, office_files, report_odt
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_tesseract]
 
 
 def messy_folder(root: Path) -> dict[str, str]:
@@ -51,6 +53,9 @@ def messy_folder(root: Path) -> dict[str, str]:
     (root / "menu.csv").write_bytes("dish,price\nCrème brûlée of the pelican café,7\n".encode("cp1252"))
     phrases["menu.csv"] = "crème brûlée pelican café"
 
+    write_deck(root / "screenshots.pptx", [("", "", [picture("The ibis dashboard shows nine alerts.")])])
+    phrases["screenshots.pptx"] = "ibis dashboard shows nine alerts"
+
     plain = office_files(root.parent)
     encrypted(plain["budget.xlsx"], root / "locked.xlsx")
     (root / "random.pdf").write_bytes(os.urandom(4096))
@@ -71,5 +76,7 @@ def test_a_messy_folder_is_read_file_by_file_with_true_reasons(tmp_path: Path) -
             assert hits and hits[0].source.endswith(name), (name, [h.source for h in hits])
         code = kb.search("kangaroo freight tariff", k=1, filters=Filters(file_type="code"))[0]
         assert (code.unit, code.page, code.page_end) == ("line", 1, 6)
+        deck = kb.search("ibis dashboard", k=1)[0]
+        assert (deck.unit, deck.page) == ("slide", 1)
         inner = kb.search("axolotl tanks", k=1)[0]
         assert inner.source.endswith("bundle.zip > inner/axolotl.md")
