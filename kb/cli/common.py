@@ -152,19 +152,6 @@ def messages_above(console: Console) -> Iterator[None]:
         _Terminal.above = None
 
 
-def ingest_with_progress(kb: KnowledgeBase, paths: Iterable[str], show: bool, *, include: Iterable[str] = (),
-                         exclude: Iterable[str] = ()) -> IngestReport:
-    """`kb.ingest(paths)` with its progress on stderr when `show` (kb ingest, kb watch's first pass): a
-    line that fits the terminal, or a status line every 10 s where stderr is not one (`kb.cli.progress`)."""
-    if not show:
-        return kb.ingest(paths, include=include, exclude=exclude)
-    # lazy: rich's progress bar costs 0.1 s at start-up; only an ingest shows it
-    from kb.cli.progress import ingest_progress
-
-    with ingest_progress() as progress:
-        return kb.ingest(paths, progress=progress, include=include, exclude=exclude)
-
-
 def print_table(table: Table) -> None:
     """A rich table on stdout: as wide as the terminal (long cells folded), or one line per row where
     stdout is not a terminal (a pipe to grep), unless COLUMNS sets a width."""

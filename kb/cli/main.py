@@ -19,7 +19,6 @@ from kb.cli.common import (
     emit,
     filter_options,
     global_options,
-    ingest_with_progress,
     json_option,
     kb_option,
     log_level,
@@ -126,6 +125,8 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
     Files left out by --include/--exclude or a .kbignore are dropped too if they were indexed.
     Exit status 1 when some files could not be ingested (each is listed with its reason).
     """
+    from kb.cli.progress import ingest_with_progress  # lazy: rich's progress bar costs 0.1 s at start-up
+
     with open_kb(kb_dir, **settings) as kb:
         new = not kb.exists
         report = ingest_with_progress(kb, paths, show=not quiet, include=include, exclude=exclude)

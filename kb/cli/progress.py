@@ -31,7 +31,9 @@ from kb.cli.common import messages_above, plural
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from kb.api import KnowledgeBase
     from kb.ingest.pipeline import Ingesting
+    from kb.types import IngestReport
 
 STATUS_EVERY_S = 10.0  # not a terminal: often enough to show an ingest is alive, rarely enough for a short log
 BAR_MIN = 10  # cells: narrower, a bar no longer reads as a share
@@ -204,3 +206,13 @@ def ingest_progress(console: Console | None = None, *, every: float | None = Non
     finally:
         stop.set()
         ticker.join()
+
+
+def ingest_with_progress(kb: KnowledgeBase, paths: Iterable[str], show: bool, *, include: Iterable[str] = (),
+                         exclude: Iterable[str] = ()) -> IngestReport:
+    """`kb.ingest(paths)` with its progress on stderr when `show` (kb ingest, kb watch's first pass): a
+    line that fits the terminal, or a status line every 10 s where stderr is not one (`kb.cli.progress`)."""
+    if not show:
+        return kb.ingest(paths, include=include, exclude=exclude)
+    with ingest_progress() as progress:
+        return kb.ingest(paths, progress=progress, include=include, exclude=exclude)

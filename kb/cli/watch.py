@@ -12,7 +12,6 @@ import click
 from kb.cli.common import (
     CONTEXT,
     emit,
-    ingest_with_progress,
     json_option,
     kb_option,
     model_option,
@@ -60,6 +59,8 @@ def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], 
         with open_kb(kb_dir, **settings) as kb:
             direct = writing_to(kb)
             show = not quiet and not as_json
+
+            from kb.cli.progress import ingest_with_progress  # lazy: rich's progress bar costs 0.1 s at start-up
 
             first: list[Any] = []  # the first pass's report: printed as kb ingest prints its own
 
