@@ -146,10 +146,10 @@ def messages_above(console: Console) -> Iterator[None]:
 
 
 def ingest_with_progress(kb: KnowledgeBase, paths: Iterable[str], show: bool, *, include: Iterable[str] = (),
-                         exclude: Iterable[str] = ()) -> IngestReport:
+                         exclude: Iterable[str] = (), reparse: bool = False) -> IngestReport:
     """`kb.ingest(paths)` with a progress bar on stderr when `show` (kb ingest, kb watch's first pass)."""
     if not show:
-        return kb.ingest(paths, include=include, exclude=exclude)
+        return kb.ingest(paths, include=include, exclude=exclude, reparse=reparse)
 
     # lazy: rich's progress bar costs 0.1 s at start-up; only an ingest on a terminal draws it
     from rich.console import Console
@@ -183,7 +183,7 @@ def ingest_with_progress(kb: KnowledgeBase, paths: Iterable[str], show: bool, *,
                        file=os.path.basename(p.source)[:40],
                        counts=f"files · {p.pages} pages, {p.chunks} chunks{rate}" if files else "")
 
-        return kb.ingest(paths, progress=progress, include=include, exclude=exclude)
+        return kb.ingest(paths, progress=progress, include=include, exclude=exclude, reparse=reparse)
 
 
 def print_report(r: IngestReport) -> None:
@@ -194,10 +194,12 @@ def print_report(r: IngestReport) -> None:
     rate = "; " + ", ".join([*rates, f"{r.chunks / r.seconds:.1f} chunks/s"]) if r.seconds and r.chunks else ""
     by_type = ", ".join(f"{n} {t}" for t, n in sorted(r.types.items(), key=lambda x: (-x[1], x[0])))
     pages = f"{r.pages} pages, " if r.pages else ""
-    click.echo(f"Indexed {len(r.added) + len(r.updated)} file(s) in {r.seconds:.1f} s ({pages}"
+    click.echo(f"Indexed {len(r.added) + len(r.updated) + len(r.reparsed)} file(s) in {r.seconds:.1f} s ({pages}"
                f"{r.chunks} chunks{rate})" + (f": {by_type}" if by_type else ""))
     counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
               ("moved", len(r.moved)), ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
+    if r.reparsed:  # only after --reparse: unchanged files a newer reader read again
+        counts.insert(2, ("re-read", len(r.reparsed)))
     line = " · ".join(f"{name} {n}" for name, n in counts)
     click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else "")
                + (f" · excluded {r.excluded}" if r.excluded else ""))

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from kb.config import Settings
 
 __all__ = ["BACKENDS", "EMBEDDERS", "Embedder", "SerialEmbedder", "canonical_model_id", "cuda_available",
-           "auto_backend", "make_embedder", "open_embedder", "pick_backend", "resolve_model", "shareable", "tokenizer_file"]
+           "auto_backend", "make_embedder", "open_embedder", "pick_backend", "resolve_model", "shareable", "tokenizer_file",
+           "vector_format"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,20 @@ def pick_backend(backend: str, recorded: str | None) -> str:
     if made_by == "torch":  # the record does not say whether on CUDA (fp16): torch decides as it did
         return "torch" if _torch_installed() else "onnx"
     return "onnx" if made_by == "onnx" else backend
+
+
+def vector_format(backend: str, model: str) -> tuple[str, str] | None:
+    """(backend, graph) as an index records them for the vectors `backend` (a name `pick_backend` gave,
+    not "auto") makes of `model`, told without loading it; None for a backend kb does not know (a
+    plugin's)."""
+    name = backend.strip().lower()
+    if name in ("onnx", "onnx-int8"):
+        # lazy: the ONNX backend's module (the model loads later still, on first use)
+        from kb.embed.onnx import OnnxEmbedder
+
+        e = OnnxEmbedder(model, quantize=name == "onnx-int8")
+        return e.backend, e.graph
+    return ("torch", "") if name == "torch" else None
 
 
 def open_embedder(settings: Settings, model: str, recorded: str | None = None) -> Embedder:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
+from kb.embed import vector_format
 from kb.embed.base import Vectors
 from kb.errors import EmbedderMismatchError, KBError
 from kb.failpoints import failpoint
@@ -47,6 +48,22 @@ def made_by(meta: dict[str, str]) -> str | None:
     """The backend that made an index's vectors, from its catalog's meta (before kb recorded it: torch);
     None while it has none."""
     return meta.get("backend") or ("torch" if meta.get("model") else None)
+
+
+def older_vectors(meta: dict[str, str], backend: str, model: str) -> str | None:
+    """Why the vectors of an index (its catalog's `meta`) are of an older format than those `backend` (a
+    name `pick_backend` gave) makes here of `model`, in a few words; None when they are alike, or when
+    that cannot be told (a plugin's backend)."""
+    was = made_by(meta)
+    now = vector_format(backend, model) if was else None
+    if was is None or now is None:
+        return None
+    if was != now[0]:
+        return f"made by {was}, and new ones here by {now[0]}"
+    graph = meta.get("graph", "1") if now[1] else ""  # int8 graphs only: kb recorded none before graph 2
+    if graph != now[1]:
+        return f"made by graph {graph} of {was}, and new ones here by graph {now[1]}"
+    return None
 
 
 class Index(ABC):
