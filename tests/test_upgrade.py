@@ -178,3 +178,21 @@ def test_ingest_needs_paths_unless_reparsing(tmp_path: Path) -> None:
     empty = kb("ingest", "--reparse", "--kb", str(tmp_path / "kb"))
     assert empty.exit_code == 0 and "nothing is stale" in empty.stderr
     assert not (tmp_path / "kb").exists()  # asking creates no knowledge base
+
+
+@pytest.mark.slow
+def test_a_team_member_sees_which_reader_read_each_shared_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a team store the reader rides in the shared record: another member's mirror knows it too, and
+    says what is stale the same way."""
+    pytest.importorskip("milvus_lite")
+    opts = {"store": "milvus", "store_uri": str(tmp_path / "team.db"), "workers": 1, **FAKE}
+    write_markdown(tmp_path / "a" / "kennel.md", "# Kennel\n\nThe kennel feeds the greyhounds at nine.\n")
+    with KnowledgeBase.open(tmp_path / "alice", **opts) as alice:
+        alice.ingest([str(tmp_path / "a")])
+    with KnowledgeBase.open(tmp_path / "bob", **opts) as bob:
+        assert [Path(h.source).name for h in bob.search("greyhounds", k=1)] == ["kennel.md"]
+        (doc,) = bob.catalog.documents()
+        assert (doc.reader, doc.reader_version) == ("markdown", reader_version(PARSERS.get("markdown")))
+        assert bob.documents()[0].title == "Kennel" and not bob.status().stale
+        newer(monkeypatch, "markdown")
+        assert bob.status().stale.types == {"markdown": 1}
