@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from kb.embed import torch as torch_backend  # imports torch only when a vector is needed
 from kb.embed.base import Embedder, canonical_model_id, resolve_model, tokenizer_file
 from kb.embed.serial import SerialEmbedder, shareable
-from kb.errors import ConfigError, EmbedderMismatchError
+from kb.errors import ConfigError, DiskFullError, EmbedderMismatchError
 from kb.registry import Registry
 
 if TYPE_CHECKING:
@@ -50,7 +50,9 @@ def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", ba
             _ = embedder.dimensions  # exports the model now, so that `auto` can still fall back to torch
             return embedder
         except Exception as e:  # any failure to export or load: torch still works, and says so
-            if not _torch_installed():  # the default install has no torch: the ONNX error is the one to see
+            # The default install has no torch: the ONNX error is the one to see; so is a full disk, which
+            # the user must hear of, not find a knowledge base of another backend's vectors.
+            if not _torch_installed() or isinstance(e, DiskFullError):
                 raise
             why = " ".join(str(e).split())[:200] or type(e).__name__
             log.warning("kb: ONNX backend unavailable (%s); embedding with torch", why)

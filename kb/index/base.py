@@ -32,6 +32,12 @@ __all__ = ["CATALOG_FILE", "STORES", "DocumentRecord", "Index", "Reembed", "Vect
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
+# What committing a document may cost the catalog's disk: each byte of chunk text takes ~3 in the file (the
+# text, its full-text index, their pages: 3.3 measured on docs/, small files), and the write-ahead log holds
+# the transaction until it is copied there (its space is reused after each checkpoint, so less than as much
+# again); one transaction also rewrites about 30 pages of 4 kB (rows, indexes, FTS segments).
+CATALOG_GROWTH = 4
+CATALOG_MARGIN = 128 * 1024
 # Re-embeds chunks from the catalog: chunk ids in, (ids, vectors) batches out (kb.ingest.pipeline).
 Reembed = Callable[[list[int]], Iterator[tuple[list[int], Vectors]]]
 Switched = Callable[[], None]
@@ -223,6 +229,12 @@ class Index(ABC):
             )
 
     # --- writing ----------------------------------------------------------------------------
+    def room_needed(self, chunks: list[Chunk], dimensions: int) -> int:
+        """Free bytes the knowledge base's folder needs to commit a document of `chunks` and then save
+        the vectors (a local store writes its whole file anew beside the old one)."""
+        text = sum(len(c.text.encode()) for c in chunks)
+        return CATALOG_GROWTH * text + CATALOG_MARGIN + self.store.bytes_to_save(len(chunks), dimensions)
+
     @abstractmethod
     def commit(self, doc: DocumentRecord, chunks: list[Chunk], vectors: Vectors) -> tuple[list[int], list[int]]:
         """One document into catalog and store, whole or not at all: (old chunk ids, new ones)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kb.errors import CatalogError
+from kb.errors import CatalogError, disk_full, is_disk_full
 from kb.failpoints import failpoint
 from kb.filters import Filters, glob_escape
 from kb.types import Chunk, DocumentInfo, FileOutcome
@@ -156,6 +156,8 @@ class Catalog:
                 self._migrate()
             schema = self._check_version()
         except sqlite3.DatabaseError as e:
+            if is_disk_full(e):
+                raise disk_full(path.parent, "open the catalog") from e
             raise CatalogError(f"{path}: {e}") from e
         self._columns = _DOC_COLUMNS if schema >= 4 else _DOC_COLUMNS_3
 
@@ -179,7 +181,9 @@ class Catalog:
         try:
             with self.db:
                 yield self.db
-        except sqlite3.DatabaseError as e:
+        except sqlite3.DatabaseError as e:  # rolled back: the catalog is as before the transaction
+            if is_disk_full(e):
+                raise disk_full(self.path.parent, "write the catalog") from e
             raise CatalogError(f"{self.path}: {e}") from e
         finally:
             self._writes += 1

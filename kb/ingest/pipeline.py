@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb.embed.base import tokenizer_file
-from kb.errors import ConfigError
+from kb.errors import ConfigError, DiskFullError, KBError, disk_full
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
 from kb.index.catalog import Catalog, DocumentRow
@@ -39,7 +40,7 @@ from kb.ingest.worker import (
     read_range,
     workers_ignore_interrupts,
 )
-from kb.types import Chunk, FileOutcome, IngestReport, Moved
+from kb.types import Chunk, FileOutcome, IngestReport, Moved, shown
 from kb.version import __version__
 
 if TYPE_CHECKING:
@@ -166,7 +167,14 @@ class Pipeline:
         if todo:
             tell(Ingesting("model", total=len(todo)))
             self.index.record_build({**self.embedding.build(), "model": model})
-            self._index(todo, report, tell)
+            try:
+                self._index(todo, report, tell)
+            except DiskFullError:  # the documents committed before stay; so do their vectors, if they fit
+                try:
+                    self.index.save()
+                except KBError:
+                    self.index.swap_store(None)  # left unsaved: the next run re-embeds them from the catalog
+                raise
         self.index.save()
         return report
 
@@ -313,6 +321,7 @@ class Pipeline:
                 old = False
                 for record, got in _with_parts(doc, prepared):
                     n = len(got.chunks)
+                    self._room(record.source, got.chunks, vectors.shape[1])
                     was, new = self.index.commit(record, got.chunks, vectors[offset : offset + n])
                     offset += n
                     old = old or (record is doc and bool(was))
@@ -339,6 +348,17 @@ class Pipeline:
             if sum(len(_all_chunks(p)) for _, _, p in group) >= group_chunks:
                 flush()
         flush()
+
+    def _room(self, source: str, chunks: list[Chunk], dimensions: int) -> None:
+        """Refuse a document the knowledge base's disk has no room for (with the vectors' next save),
+        before any of it is written: the knowledge base stays as it was before it."""
+        need = self.index.room_needed(chunks, dimensions)
+        try:
+            free = shutil.disk_usage(self.index.folder).free
+        except OSError:
+            return
+        if free < need:
+            raise disk_full(self.index.folder, f"add {shown(source)}", need)
 
     def _forget_stale_parts(self, doc: DocumentRecord, prepared: Prepared) -> None:
         """Parts of an earlier version of this file that the new one no longer holds."""
