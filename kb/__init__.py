@@ -31,12 +31,12 @@ from kb.errors import (
     StoreError,
 )
 from kb.filters import Filters
-from kb.types import CheckReport, Chunk, FileOutcome, Hit, IngestReport, Status
+from kb.types import CheckReport, Chunk, FileOutcome, Hit, IngestReport, Stale, Status
 from kb.version import __version__
 
 __all__ = [
     "MODES", "Answer", "CatalogError", "CheckReport", "Chunk", "Citation", "ConfigError", "DependencyError",
     "EmbedderError", "EmbedderMismatchError", "FileOutcome", "Filters", "Hit", "IngestReport", "KBError",
-    "KnowledgeBase", "LockedError", "ParseError", "SentenceCheck", "Settings", "Source", "Status",
+    "KnowledgeBase", "LockedError", "ParseError", "SentenceCheck", "Settings", "Source", "Stale", "Status",
     "StoreError", "Turn", "__version__",
 ]

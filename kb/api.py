@@ -20,15 +20,15 @@ from kb.config import Settings, check_mode, resolve_kb_dir
 from kb.embed import Embedder, auto_backend, canonical_model_id, index_model, open_embedder, pick_backend, shareable
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
-from kb.index.base import made_by
-from kb.ingest.base import add_extensions, extensions, is_supported, parsers
+from kb.index.base import made_by, older_vectors
+from kb.ingest.base import add_extensions, extensions, is_supported, parsers, stale_types
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.ingest.walk import Rules, walk
 from kb.lock import WriteLock
 from kb.query.rerank import Reranker, open_reranker
 from kb.query.search import DEFAULT_TUNING, Tuning
 from kb.query.search import search as run_search
-from kb.types import CheckReport, DocumentInfo, FileOutcome, Hit, IngestReport, Status
+from kb.types import CheckReport, DocumentInfo, FileOutcome, Hit, IngestReport, Stale, Status
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -162,14 +162,19 @@ class KnowledgeBase:
                 index.written()
 
     def ingest(self, paths: Iterable[str], *, progress: Progress | None = None, include: Iterable[str] = (),
-               exclude: Iterable[str] = (), changed: Iterable[str] | None = None) -> IngestReport:
+               exclude: Iterable[str] = (), changed: Iterable[str] | None = None, reparse: bool = False) -> IngestReport:
         """Add new files, re-index changed ones, move renamed ones (nothing re-embedded), drop files gone
         from the folders given. `include` and `exclude`: gitignore-style patterns, relative to each
         folder given, beside its `.kbignore` files. `changed`: absolute paths under the folders given
-        that changed since the last pass (a watcher's events, `kb.watch`): only they are looked at."""
+        that changed since the last pass (a watcher's events, `kb.watch`): only they are looked at.
+        `reparse`: also re-read unchanged files that a newer reader reads better (`Status.stale`); with
+        no `paths`, every such file in the knowledge base (`IngestReport.reparsed`)."""
         started = time.perf_counter()
         rules = Rules(tuple(include), tuple(exclude))
         scope = None if changed is None else frozenset(changed)
+        paths = list(paths)
+        if reparse and not paths and not self.exists:
+            return IngestReport()
         if scope is None and not self.exists:
             nothing = _nothing_to_read(paths, rules)
             if nothing is not None:  # no knowledge base is made to hold nothing
@@ -178,17 +183,20 @@ class KnowledgeBase:
         with self._write() as index:
             _ = self.model_id  # fail on a model mismatch before any work
             report = Pipeline(index, self._embedding()).run(paths, model=self.model_id, progress=progress,
-                                                            rules=rules, changed=scope)
+                                                            rules=rules, changed=scope, reparse=reparse)
         report.seconds = time.perf_counter() - started
         return report
 
     def check(self, *, repair: bool = True) -> CheckReport:
-        """Verify that catalog and vectors agree (and the catalog is sound); repair unless told not to."""
+        """Verify that catalog and vectors agree (and the catalog is sound); repair unless told not to.
+        Also says what is stale (`CheckReport.stale`), which is no problem: it repairs nothing of that."""
         if not self.exists:
             return CheckReport(path=str(self.path), ok=True, integrity="ok")
         with self._write() as index:
             _ = self.model_id  # refuses another model before anything is re-embedded
-            return index.check(reembed(index.catalog, self._embedding()), repair=repair)
+            report = index.check(reembed(index.catalog, self._embedding()), repair=repair)
+        report.stale = self.status().stale
+        return report
 
     def reindex(self, model: str | None = None, *, progress: Counting | None = None) -> int:
         """Re-embed every chunk from the catalog (no re-parsing), e.g. with a new `model`, into a new store
@@ -309,7 +317,17 @@ class KnowledgeBase:
         status.backend = pick_backend(self.settings.backend, status.vectors)
         if status.backend == "auto":
             status.backend = auto_backend(self.settings.device)
+        if status.documents:
+            status.stale = self._stale(status)
         return status
+
+    def _stale(self, status: Status) -> Stale:
+        """What a newer reader or embedding format does better than what built this knowledge base."""
+        readers, meta = self._read(lambda catalog: (catalog.readers(), catalog.meta())) or ({}, {})
+        types = stale_types(readers)
+        return Stale(documents=sum(types.values()), types=types,
+                     vectors=older_vectors(meta, status.backend or "", status.model or self.model_id)
+                     if status.chunks else None)
 
 
 def _nothing_to_read(paths: Iterable[str], rules: Rules) -> IngestReport | None:

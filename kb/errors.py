@@ -10,10 +10,15 @@
     │   └── EmbedderMismatchError   index built with another model
     ├── StoreError             the vector store failed (FAISS file, Milvus server)
     ├── CatalogError           the SQLite catalog failed or is from a newer kb
-    └── LockedError            another process holds the knowledge base's write lock
+    ├── LockedError            another process holds the knowledge base's write lock
+    └── DiskFullError          no space left where kb writes (knowledge base folder, model cache)
 """
 
 from __future__ import annotations
+
+import errno
+import os
+import shutil
 
 
 def one_line(e: BaseException, limit: int = 200) -> str:
@@ -74,3 +79,42 @@ class CatalogError(KBError):
 
 class LockedError(KBError):
     pass
+
+
+class DiskFullError(KBError):
+    """A write found no space left on its disk (or the user's quota spent): the message names the
+    folder, the space free and, where known, the space needed (`disk_full`)."""
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether `e` says the disk (or the quota) is full: an OSError's ENOSPC or EDQUOT, SQLite's
+    SQLITE_FULL, or a native library's message carrying the C library's words for them."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if getattr(e, "sqlite_errorcode", None) == 13:  # SQLITE_FULL (Python 3.11 names the code)
+        return True
+    text = str(e)
+    return any(words in text for words in ("database or disk is full", os.strerror(errno.ENOSPC),
+                                           os.strerror(errno.EDQUOT)))
+
+
+def disk_full(folder: str | os.PathLike[str], what: str, needed: int | None = None, *,
+              hint: str = "free some space and run it again") -> DiskFullError:
+    """The one-line error for a write to `folder` that found no space: "no space left in FOLDER to
+    {what}: 312 kB free, about 1.4 MB needed; {hint}"."""
+    free: int | None
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    room = ", ".join([*([f"{size(free)} free"] if free is not None else []),
+                      *([f"about {size(needed)} needed"] if needed else [])])
+    return DiskFullError(f"no space left in {os.fspath(folder)} to {what}{': ' + room if room else ''}; "
+                         f"{hint}")
+
+
+def size(n: int) -> str:
+    """A byte count as people read it: "312 kB", "1.4 MB", "2.1 GB"."""
+    if n < 1_000_000:
+        return f"{max(n, 0) / 1e3:.0f} kB"
+    return f"{n / 1e6:.1f} MB" if n < 1_000_000_000 else f"{n / 1e9:.1f} GB"

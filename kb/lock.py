@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kb.errors import LockedError
+from kb.errors import LockedError, disk_full, is_disk_full
 
 LOCK_FILE = "ingest.lock"
 
@@ -41,6 +41,10 @@ class WriteLock:
             fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except PermissionError:
             raise LockedError(f"{self.folder} is read-only for this user: kb can search it but not write to it") from None
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full(self.folder, "start writing") from e
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -49,8 +53,14 @@ class WriteLock:
             raise LockedError(
                 f"another kb process (pid {holder}) is writing to {self.folder}; try again when it ends"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as e:
+            os.close(fd)
+            if is_disk_full(e):
+                raise disk_full(self.folder, "start writing") from e
+            raise
         self._fd = fd
         self._depth = 1
 

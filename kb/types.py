@@ -199,6 +199,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     moved: list[Moved] = field(default_factory=list)  # each counts in none of the lists above
+    reparsed: list[str] = field(default_factory=list)  # unchanged files a newer reader re-read (--reparse); nor these
     skipped: list[FileOutcome] = field(default_factory=list)
     failed: list[FileOutcome] = field(default_factory=list)
     ignored: int = 0  # hidden and temporary files, never reported one by one
@@ -239,6 +240,20 @@ class DocumentInfo:
 
 
 @dataclass
+class Stale:
+    """What a newer kb does better than the one that built (part of) a knowledge base: files a newer
+    reader reads better (`kb ingest --reparse` re-reads them) and vectors of an older format (`kb
+    reindex` re-embeds them)."""
+
+    documents: int = 0  # documents read by an older reader than today's for their file type
+    types: dict[str, int] = field(default_factory=dict)  # ...per file type, most first
+    vectors: str | None = None  # why the vectors are of an older format than the ones made here; None: they are not
+
+    def __bool__(self) -> bool:
+        return bool(self.documents or self.vectors)
+
+
+@dataclass
 class Status:
     documents: int
     chunks: int
@@ -253,6 +268,7 @@ class Status:
     types: dict[str, int] = field(default_factory=dict)  # documents per file type
     vectors: str | None = None  # the backend that made the index's vectors ("onnx-int8+w8")
     backend: str | None = None  # the backend embedding here, for this index's format (`kb.embed.pick_backend`)
+    stale: Stale = field(default_factory=Stale)  # what a newer reader or embedding format would do better
 
     def to_json(self) -> JSON:
         return asdict(self)
@@ -271,6 +287,7 @@ class CheckReport:
     orphan_vectors: int = 0  # vectors whose chunk is gone (e.g. a crash after a catalog commit)
     missing_vectors: int = 0  # chunks with no vector yet
     repaired: bool = False
+    stale: Stale = field(default_factory=Stale)  # not a problem (`ok` holds): what an upgrade would do better
 
     def to_json(self) -> JSON:
         return asdict(self)

@@ -179,10 +179,13 @@ def print_report(r: IngestReport) -> None:
     rate = "; " + ", ".join([*rates, f"{r.chunks / r.seconds:.1f} chunks/s"]) if r.seconds and r.chunks else ""
     by_type = ", ".join(f"{n} {t}" for t, n in sorted(r.types.items(), key=lambda x: (-x[1], x[0])))
     pages = f"{plural(r.pages, 'page')}, " if r.pages else ""
-    click.echo(f"Indexed {plural(len(r.added) + len(r.updated), 'file')} in {r.seconds:.1f} s ({pages}"
+    read = len(r.added) + len(r.updated) + len(r.reparsed)
+    click.echo(f"Indexed {plural(read, 'file')} in {r.seconds:.1f} s ({pages}"
                f"{plural(r.chunks, 'chunk')}{rate})" + (f": {by_type}" if by_type else ""))
     counts = [("added", len(r.added)), ("updated", len(r.updated)), ("unchanged", len(r.unchanged)),
               ("moved", len(r.moved)), ("removed", len(r.removed)), ("skipped", len(r.skipped)), ("failed", len(r.failed))]
+    if r.reparsed:  # only after --reparse: unchanged files a newer reader read again
+        counts.insert(2, ("re-read", len(r.reparsed)))
     line = " · ".join(f"{name} {n}" for name, n in counts)
     click.echo(f"  {line}" + (f" · ignored {r.ignored} hidden/temp" if r.ignored else "")
                + (f" · excluded {r.excluded}" if r.excluded else ""))

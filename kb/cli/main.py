@@ -40,7 +40,7 @@ from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
 from kb.ingest.base import extensions, supported_types
-from kb.types import DocumentInfo, IngestReport, search_json, shown
+from kb.types import DocumentInfo, IngestReport, Stale, search_json, shown
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -106,7 +106,7 @@ def main() -> None:
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @kb_option
 @store_options
 @model_option
@@ -116,26 +116,33 @@ def main() -> None:
 @workers_option
 @ocr_options
 @rule_options
+@click.option("--reparse", is_flag=True, help="Also re-read unchanged files that a newer reader reads better "
+              "(`kb status` counts them); without PATHS, every such file in the knowledge base.")
 @quiet_option
 @json_option
 def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], exclude: tuple[str, ...],
-           quiet: bool, as_json: bool, **settings: Any) -> None:
+           reparse: bool, quiet: bool, as_json: bool, **settings: Any) -> None:
     """Index files and folders; unchanged files are skipped, vanished ones dropped.
 
     Files left out by --include/--exclude or a .kbignore are dropped too if they were indexed.
     Exit status 1 when some files could not be ingested (each is listed with its reason).
     """
+    if not paths and not reparse:
+        raise click.UsageError("Missing argument 'PATHS...' (or --reparse: re-read the stale files).")
     from kb.cli.progress import ingest_with_progress  # lazy: rich's progress bar costs 0.1 s at start-up
 
     with open_kb(kb_dir, **settings) as kb:
         new = not kb.exists
-        report = ingest_with_progress(kb, paths, show=not quiet, include=include, exclude=exclude)
+        report = ingest_with_progress(kb, paths, show=not quiet, include=include, exclude=exclude, reparse=reparse)
         made = new and kb.exists
-    nothing = not (report.added or report.updated or report.unchanged or report.moved or report.removed
-                   or report.failed)
+    stale_only = reparse and not paths  # the stale files only: none is no error
+    nothing = not stale_only and not (report.added or report.updated or report.unchanged or report.moved
+                                      or report.removed or report.failed or report.reparsed)
     said = _nothing_read(paths, report, include, exclude) if nothing else ""
     if as_json:
         emit({**report.to_json(), "error": said} if said else report.to_json())
+    elif stale_only and not (report.reparsed or report.failed or report.skipped):
+        click.echo("nothing is stale: every file was read by the reader kb has today", err=True)
     elif not said:
         if made:
             click.echo(f"New knowledge base in {kb.path}")
@@ -219,8 +226,19 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
     click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")
     made = f" · the index's vectors: {st.vectors}" if st.vectors else ""
     click.echo(f"Embedding with {st.backend} here{made}")
+    print_stale(st.stale)
     for f in st.failed:
         click.echo(f"  failed  {shown(f.source)}: {f.reason}")
+
+
+def print_stale(stale: Stale) -> None:
+    """What a newer reader or embedding format does better, and the command that brings it (kb status, kb doctor)."""
+    if stale.documents:
+        by_type = ", ".join(f"{n} {t}" for t, n in stale.types.items())
+        click.echo(f"Stale: {stale.documents} document{'s' if stale.documents != 1 else ''} ({by_type}) a newer reader "
+                   "reads better: `kb ingest --reparse` re-reads them")
+    if stale.vectors:
+        click.echo(f"Stale: the vectors were {stale.vectors}: `kb reindex` re-embeds them")
 
 
 @main.command(context_settings=CONTEXT)
@@ -277,6 +295,7 @@ def doctor(kb_dir: str | None, no_repair: bool, as_json: bool) -> None:
 
     After a crash or kill -9 mid-ingest, vectors of committed documents may be missing or stale:
     they are re-embedded from the catalog's stored text (no re-parsing). Exit 1 if problems remain.
+    Also says what an upgrade of kb reads or embeds better (`kb ingest --reparse`, `kb reindex`).
     """
     with open_kb(kb_dir, existing=True) as kb:
         report = kb.check(repair=not no_repair)
@@ -289,6 +308,7 @@ def doctor(kb_dir: str | None, no_repair: bool, as_json: bool) -> None:
             verb = "repaired" if report.repaired else "found"
             click.echo(f"{verb}: {report.missing_vectors} chunk(s) without a vector, "
                        f"{report.orphan_vectors} vector(s) without a chunk")
+        print_stale(report.stale)
         click.echo("ok" if report.ok else "problems remain")
     sys.exit(0 if report.ok else 1)
 

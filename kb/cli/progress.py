@@ -209,10 +209,10 @@ def ingest_progress(console: Console | None = None, *, every: float | None = Non
 
 
 def ingest_with_progress(kb: KnowledgeBase, paths: Iterable[str], show: bool, *, include: Iterable[str] = (),
-                         exclude: Iterable[str] = ()) -> IngestReport:
+                         exclude: Iterable[str] = (), reparse: bool = False) -> IngestReport:
     """`kb.ingest(paths)` with its progress on stderr when `show` (kb ingest, kb watch's first pass): a
     line that fits the terminal, or a status line every 10 s where stderr is not one (`kb.cli.progress`)."""
     if not show:
-        return kb.ingest(paths, include=include, exclude=exclude)
+        return kb.ingest(paths, include=include, exclude=exclude, reparse=reparse)
     with ingest_progress() as progress:
-        return kb.ingest(paths, progress=progress, include=include, exclude=exclude)
+        return kb.ingest(paths, progress=progress, include=include, exclude=exclude, reparse=reparse)

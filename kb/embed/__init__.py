@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 from kb.embed import torch as torch_backend  # imports torch only when a vector is needed
 from kb.embed.base import Embedder, canonical_model_id, resolve_model, tokenizer_file
 from kb.embed.serial import SerialEmbedder, shareable
-from kb.errors import ConfigError, EmbedderMismatchError
+from kb.errors import ConfigError, DiskFullError, EmbedderMismatchError
 from kb.registry import Registry
 
 if TYPE_CHECKING:
     from kb.config import Settings
 
 __all__ = ["BACKENDS", "EMBEDDERS", "Embedder", "SerialEmbedder", "canonical_model_id", "cuda_available",
-           "auto_backend", "make_embedder", "open_embedder", "pick_backend", "resolve_model", "shareable", "tokenizer_file"]
+           "auto_backend", "make_embedder", "open_embedder", "pick_backend", "resolve_model", "shareable", "tokenizer_file",
+           "vector_format"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", ba
             _ = embedder.dimensions  # exports the model now, so that `auto` can still fall back to torch
             return embedder
         except Exception as e:  # any failure to export or load: torch still works, and says so
-            if not _torch_installed():  # the default install has no torch: the ONNX error is the one to see
+            # The default install has no torch: the ONNX error is the one to see; so is a full disk, which
+            # the user must hear of, not find a knowledge base of another backend's vectors.
+            if not _torch_installed() or isinstance(e, DiskFullError):
                 raise
             why = " ".join(str(e).split())[:200] or type(e).__name__
             log.warning("kb: ONNX backend unavailable (%s); embedding with torch", why)
@@ -89,6 +92,20 @@ def pick_backend(backend: str, recorded: str | None) -> str:
     if made_by == "torch":  # the record does not say whether on CUDA (fp16): torch decides as it did
         return "torch" if _torch_installed() else "onnx"
     return "onnx" if made_by == "onnx" else backend
+
+
+def vector_format(backend: str, model: str) -> tuple[str, str] | None:
+    """(backend, graph) as an index records them for the vectors `backend` (a name `pick_backend` gave,
+    not "auto") makes of `model`, told without loading it; None for a backend kb does not know (a
+    plugin's)."""
+    name = backend.strip().lower()
+    if name in ("onnx", "onnx-int8"):
+        # lazy: the ONNX backend's module (the model loads later still, on first use)
+        from kb.embed.onnx import OnnxEmbedder
+
+        e = OnnxEmbedder(model, quantize=name == "onnx-int8")
+        return e.backend, e.graph
+    return ("torch", "") if name == "torch" else None
 
 
 def open_embedder(settings: Settings, model: str, recorded: str | None = None) -> Embedder:

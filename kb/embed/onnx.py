@@ -27,6 +27,7 @@ from kb.embed.onnx_export import (
     WEIGHTS_REF,
     cache_root,
     ensure_export,
+    hold,
     pool,
 )
 from kb.errors import DependencyError, EmbedderError
@@ -100,8 +101,11 @@ class OnnxEmbedder(Embedder):
 
     @cached_property
     def export_dir(self) -> Path:
-        """The cached export of this model (made now if missing)."""
-        return ensure_export(self.location, self.model_id, self.cache_dir)
+        """The cached export of this model (made now if missing), held for this embedder's life: a
+        newer kb's cleaning of the cache (`kb.embed.onnx_export.prune`) leaves it alone meanwhile."""
+        folder = ensure_export(self.location, self.model_id, self.cache_dir, fp32=not self.quantize)
+        self._held = hold(folder)
+        return folder
 
     @cached_property
     def meta(self) -> dict[str, Any]:

@@ -10,22 +10,25 @@ keyed by the model's file hashes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from platformdirs import user_cache_dir
 
 from kb.embed.onnx_build import build_bert_graph, buildable, weights_from_int8_onnx, weights_from_safetensors
-from kb.errors import DependencyError, EmbedderError, install_command
+from kb.errors import DependencyError, EmbedderError, KBError, disk_full, install_command, is_disk_full
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,27 +103,163 @@ def referenced_weights(location: Path) -> tuple[Path, str] | None:
     return Path(next(iter(spec.submodule_search_locations))) / ref["file"], str(ref["sha256"])
 
 
-def ensure_export(location: str, model_id: str, cache_dir: Path) -> Path:
-    """The export folder for this model, made (under a lock, atomically) when it is missing."""
+def ensure_export(location: str, model_id: str, cache_dir: Path, *, fp32: bool = False) -> Path:
+    """The export folder for this model, made (under a lock, atomically) when it is missing. It holds the
+    int8 graph; the fp32 one only where `fp32` asked for it once (the `onnx` backend runs it: marked
+    `FP32_USED`), for int8 it is a step, deleted once quantized. Folders of older exports of the model
+    are deleted afterwards (`prune`): the cache keeps one model file per model and backend."""
     key = model_fingerprint(location, model_id, cache_dir)
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id.split("/")[-1])[:48]
     final = cache_dir / f"{slug}-{key[:16]}"
-    if (final / META_FILE).is_file():
+    if _ready(final, fp32):
         return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / f".{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the export done
-        if (final / META_FILE).is_file():
+    usable = (final / META_FILE).is_file() and (final / (FP32_FILE if fp32 else INT8_FILE)).is_file()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(_lock_file(final), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the export done
+            if not _ready(final, fp32):
+                _make(Path(location), model_id, final, fp32)
+    except OSError as e:
+        if usable:  # only tidying failed (a cache this user may not change): the export is there to use
             return final
-        tmp = cache_dir / f".{final.name}.{os.getpid()}.tmp"
+        if is_disk_full(e):
+            raise disk_full(cache_dir, f"build the ONNX graph of {model_id}", space_needed(Path(location)),
+                            hint="free some space, or set KB_CACHE_DIR to a folder with room") from e
+        raise
+    with contextlib.suppress(OSError):
+        gone = prune(cache_dir, model_id)
+        if gone:
+            log.info("kb: removed older exports of %s from %s: %s", model_id, cache_dir, ", ".join(gone))
+    return final
+
+
+FP32_USED = "fp32.used"  # in an export folder: the fp32 graph is run (the `onnx` backend), not only a step to int8
+
+
+def _ready(final: Path, fp32: bool) -> bool:
+    """Whether `final` holds a finished export with what is asked (the fp32 graph, marked as used) and,
+    for int8, no fp32 graph left that nothing runs (kept by kb before it deleted them)."""
+    if not (final / META_FILE).is_file():
+        return False
+    used = (final / FP32_USED).is_file()
+    return (final / FP32_FILE).is_file() and used if fp32 else used or not (final / FP32_FILE).is_file()
+
+
+def _make(location: Path, model_id: str, final: Path, fp32: bool) -> None:
+    """Export into a temporary folder and move the result into `final`; under the folder's lock."""
+    if not (final / META_FILE).is_file() or (fp32 and not (final / FP32_FILE).is_file()):
+        need = space_needed(location)
+        free = shutil.disk_usage(final.parent).free
+        if free < need:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            _export(Path(location), model_id, tmp)
-            os.replace(tmp, final)
+            _export(location, model_id, tmp)
+            if (final / META_FILE).is_file():  # an int8 export from before, now asked for its fp32 graph
+                os.replace(tmp / FP32_FILE, final / FP32_FILE)
+            else:
+                if not fp32:
+                    (tmp / FP32_FILE).unlink()
+                os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    if fp32:
+        (final / FP32_USED).touch()
+    elif not (final / FP32_USED).is_file():
+        (final / FP32_FILE).unlink(missing_ok=True)
+
+
+def space_needed(location: Path) -> int:
+    """Bytes an export of the model in `location` writes at its peak: the fp32 graph (as large as fp32
+    weights, 4x int8 ones), a fused copy of it where torch exports it, and the int8 graph (a quarter)."""
+    config_file = location / "config.json"
+    config: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    weights = next((location / f for f in ("model.safetensors", "pytorch_model.bin") if (location / f).is_file()), None)
+    try:
+        if weights is not None:
+            fp32 = weights.stat().st_size
+        else:
+            referenced = referenced_weights(location)
+            fp32 = 4 * referenced[0].stat().st_size if referenced else 0
+    except (OSError, KBError):
+        fp32 = 0
+    return int(fp32 * (1.25 if buildable(config) else 2.25)) + EXPORT_MARGIN
+
+
+EXPORT_MARGIN = 4 * 1024 * 1024  # the tokenizer (0.5 MB for MiniLM), meta and the graph's structure
+
+
+# --- the cache: one export per model ---------------------------------------------------------------
+def _lock_file(folder: Path) -> Path:
+    """Held while `folder` is exported or changed (`ensure_export`), and to delete it (`prune`)."""
+    return folder.with_name(f".{folder.name}.lock")
+
+
+def _use_file(folder: Path) -> Path:
+    """Held shared by every process that embeds with `folder`'s graphs (`hold`): `prune` leaves it alone."""
+    return folder.with_name(f".{folder.name}.use")
+
+
+def hold(folder: Path) -> IO[str] | None:
+    """A shared lock on `folder` for as long as the file returned stays open (an embedder's life): a
+    newer kb pruning older exports then leaves this one in place. None where it cannot be taken."""
+    try:
+        held = open(_use_file(folder), "a")
+    except OSError:
+        return None  # a read-only cache: nothing here deletes anything in it either
+    fcntl.flock(held, fcntl.LOCK_SH)
+    return held
+
+
+def prune(cache_dir: Path, model_id: str) -> list[str]:
+    """Delete the exports of `model_id` made by an older recipe (EXPORT_VERSION) and what exports cut
+    short left (temporary folders): never one another process is exporting, changing or embedding
+    with (its locks are held; such a folder waits for a later call). A folder goes by an atomic rename
+    first: a process of an older kb that looks for it from then on finds none and exports it anew.
+    Returns the names deleted."""
+    gone = []
+    for folder in sorted(cache_dir.iterdir()):
+        name = folder.name
+        if not folder.is_dir():
+            continue
+        cut_short = re.fullmatch(r"\.(.+)\.\d+\.(tmp|trash)", name)
+        if cut_short:  # only an export in progress writes there: its lock says whether one is
+            if _delete(folder, cache_dir / cut_short[1], (_lock_file,)):
+                gone.append(name)
+            continue
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+            older = meta["model_id"] == model_id and int(meta["export_version"]) < EXPORT_VERSION
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if older and _delete(folder, folder, (_lock_file, _use_file)):
+            gone.append(name)
+    return gone
+
+
+def _delete(folder: Path, owner: Path, locks: tuple[Callable[[Path], Path], ...]) -> bool:
+    """Delete `folder` (the export `owner`, or a temporary folder of it) if nobody holds `owner`'s
+    `locks`; whether it went. The lock files go too when `owner` is gone."""
+    with contextlib.ExitStack() as held:
+        for lock in locks:
+            f = held.enter_context(open(lock(owner), "a"))
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        trash = folder.with_name(f".{owner.name}.{os.getpid()}.trash")
+        if folder != trash:
+            os.replace(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        if not owner.exists():
+            for lock in (_lock_file, _use_file):
+                lock(owner).unlink(missing_ok=True)
+    return True
 
 
 def _export(location: Path, model_id: str, out: Path) -> None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
+from kb.embed import vector_format
 from kb.embed.base import Vectors
 from kb.errors import EmbedderMismatchError, KBError
 from kb.failpoints import failpoint
@@ -31,6 +32,12 @@ __all__ = ["CATALOG_FILE", "STORES", "DocumentRecord", "Index", "Reembed", "Vect
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
+# What committing a document may cost the catalog's disk: each byte of chunk text takes ~3 in the file (the
+# text, its full-text index, their pages: 3.3 measured on docs/, small files), and the write-ahead log holds
+# the transaction until it is copied there (its space is reused after each checkpoint, so less than as much
+# again); one transaction also rewrites about 30 pages of 4 kB (rows, indexes, FTS segments).
+CATALOG_GROWTH = 4
+CATALOG_MARGIN = 128 * 1024
 # Re-embeds chunks from the catalog: chunk ids in, (ids, vectors) batches out (kb.ingest.pipeline).
 Reembed = Callable[[list[int]], Iterator[tuple[list[int], Vectors]]]
 Switched = Callable[[], None]
@@ -47,6 +54,22 @@ def made_by(meta: dict[str, str]) -> str | None:
     """The backend that made an index's vectors, from its catalog's meta (before kb recorded it: torch);
     None while it has none."""
     return meta.get("backend") or ("torch" if meta.get("model") else None)
+
+
+def older_vectors(meta: dict[str, str], backend: str, model: str) -> str | None:
+    """Why the vectors of an index (its catalog's `meta`) are of an older format than those `backend` (a
+    name `pick_backend` gave) makes here of `model`, in a few words; None when they are alike, or when
+    that cannot be told (a plugin's backend)."""
+    was = made_by(meta)
+    now = vector_format(backend, model) if was else None
+    if was is None or now is None:
+        return None
+    if was != now[0]:
+        return f"made by {was}, and new ones here by {now[0]}"
+    graph = meta.get("graph", "1") if now[1] else ""  # int8 graphs only: kb recorded none before graph 2
+    if graph != now[1]:
+        return f"made by graph {graph} of {was}, and new ones here by graph {now[1]}"
+    return None
 
 
 class Index(ABC):
@@ -206,6 +229,12 @@ class Index(ABC):
             )
 
     # --- writing ----------------------------------------------------------------------------
+    def room_needed(self, chunks: list[Chunk], dimensions: int) -> int:
+        """Free bytes the knowledge base's folder needs to commit a document of `chunks` and then save
+        the vectors (a local store writes its whole file anew beside the old one)."""
+        text = sum(len(c.text.encode()) for c in chunks)
+        return CATALOG_GROWTH * text + CATALOG_MARGIN + self.store.bytes_to_save(len(chunks), dimensions)
+
     @abstractmethod
     def commit(self, doc: DocumentRecord, chunks: list[Chunk], vectors: Vectors) -> tuple[list[int], list[int]]:
         """One document into catalog and store, whole or not at all: (old chunk ids, new ones)."""

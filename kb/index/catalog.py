@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kb.errors import CatalogError
+from kb.errors import CatalogError, disk_full, is_disk_full
 from kb.failpoints import failpoint
 from kb.filters import Filters, glob_escape
 from kb.types import Chunk, DocumentInfo, FileOutcome
@@ -95,6 +95,13 @@ MIGRATIONS: list[str] = [
     UPDATE documents SET source = path WHERE source NOT LIKE '/%' AND path LIKE '/%';
     UPDATE failures SET source = path WHERE source NOT LIKE '/%' AND path LIKE '/%';
     """,
+    # 4: which reader read each file: the parser (its registry name) and that parser's `version`, so that
+    # files a newer reader reads better are known (`kb status`, `kb ingest --reparse`). Documents from
+    # before were read by version 1 of the parser their extension names (reader NULL).
+    """
+    ALTER TABLE documents ADD COLUMN reader TEXT;
+    ALTER TABLE documents ADD COLUMN reader_version INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 
@@ -111,6 +118,8 @@ class DocumentRecord:
     title: str
     pages: int | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    reader: str | None = None  # the parser that read the file (its registry name; None: not recorded)
+    reader_version: int = 1  # that parser's `version` (kb.ingest.base.reader_of)
 
     def fields(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -145,10 +154,12 @@ class Catalog:
             self.db.execute("PRAGMA synchronous=FULL")
             if not readonly:
                 self._migrate()
-            else:
-                self._check_version()
+            schema = self._check_version()
         except sqlite3.DatabaseError as e:
+            if is_disk_full(e):
+                raise disk_full(path.parent, "open the catalog") from e
             raise CatalogError(f"{path}: {e}") from e
+        self._columns = _DOC_COLUMNS if schema >= 4 else _DOC_COLUMNS_3
 
     def _check_version(self) -> int:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -170,7 +181,9 @@ class Catalog:
         try:
             with self.db:
                 yield self.db
-        except sqlite3.DatabaseError as e:
+        except sqlite3.DatabaseError as e:  # rolled back: the catalog is as before the transaction
+            if is_disk_full(e):
+                raise disk_full(self.path.parent, "write the catalog") from e
             raise CatalogError(f"{self.path}: {e}") from e
         finally:
             self._writes += 1
@@ -188,15 +201,15 @@ class Catalog:
 
     # --- documents --------------------------------------------------------------------------
     def document(self, path: str) -> DocumentRow | None:
-        row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE path = ?", (path,)).fetchone()
+        row = self.db.execute(f"SELECT {self._columns} FROM documents WHERE path = ?", (path,)).fetchone()
         return _document(row) if row else None
 
     def document_by_id(self, doc_id: int) -> DocumentRow | None:
-        row = self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        row = self.db.execute(f"SELECT {self._columns} FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return _document(row) if row else None
 
     def documents(self) -> list[DocumentRow]:
-        return [_document(r) for r in self.db.execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY path")]
+        return [_document(r) for r in self.db.execute(f"SELECT {self._columns} FROM documents ORDER BY path")]
 
     def listing(self, filters: Filters | None = None, *, doc_id: int | None = None) -> list[DocumentInfo]:
         """Every document that passes the document-level part of `filters` (path, type), with its
@@ -258,7 +271,7 @@ class Catalog:
         ingest asks this of every file it commits."""
         prefix = root.rstrip("/") + "/"
         rows = self.db.execute(
-            f"SELECT {_DOC_COLUMNS} FROM documents WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0")
+            f"SELECT {self._columns} FROM documents WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0")
         )
         return [_document(r) for r in rows]
 
@@ -280,6 +293,8 @@ class Catalog:
         metadata: dict[str, Any],
         chunks: list[Chunk],
         ids: list[int] | None = None,
+        reader: str | None = None,
+        reader_version: int = 1,
     ) -> tuple[list[int], list[int]]:
         """Put a document and all its chunks in one transaction; return (old chunk ids, new ones).
 
@@ -290,9 +305,10 @@ class Catalog:
             old = [r[0] for r in db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.path = ?", (path,))]
             db.execute("DELETE FROM documents WHERE path = ?", (path,))
             cur = db.execute(
-                "INSERT INTO documents(path, source, file_type, sha256, size, mtime_ns, title, pages, metadata, ingested_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, source, file_type, sha256, size, mtime_ns, title, pages, json.dumps(metadata, default=str), time.time()),
+                "INSERT INTO documents(path, source, file_type, sha256, size, mtime_ns, title, pages, metadata, ingested_at,"
+                " reader, reader_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, source, file_type, sha256, size, mtime_ns, title, pages, json.dumps(metadata, default=str), time.time(),
+                 reader, reader_version),
             )
             doc_id = cur.lastrowid
             new = []
@@ -508,6 +524,22 @@ class Catalog:
 
         return self._memo("totals", count)
 
+    def readers(self) -> dict[tuple[str, str | None, int, str], int]:
+        """Documents per (file type, reader, reader version, extension): how the files were read, for
+        telling which a newer reader reads better (`kb.ingest.base.read_better`). The extension is lower
+        case, with its dot; a reader None: not recorded (a document from before kb recorded it)."""
+
+        def count() -> dict[tuple[str, str | None, int, str], int]:
+            out: dict[tuple[str, str | None, int, str], int] = {}
+            read = "reader, reader_version" if self._columns == _DOC_COLUMNS else "NULL, 1"
+            rows = self.db.execute(f"SELECT path, file_type, {read} FROM documents")
+            for path, file_type, reader, version in rows:
+                key = (file_type, reader, int(version), os.path.splitext(path)[1].lower())
+                out[key] = out.get(key, 0) + 1
+            return out
+
+        return self._memo("readers", count)
+
     def type_counts(self) -> dict[str, int]:
         """Documents per file type, most first."""
         rows = self.db.execute("SELECT file_type, count(*) FROM documents GROUP BY file_type ORDER BY 2 DESC, 1")
@@ -528,12 +560,15 @@ def fts_quote(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-_DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, pages"
+_DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, pages, reader, reader_version"
+# A catalog opened read-only before migration 4 (a folder this user cannot write) has no reader columns.
+_DOC_COLUMNS_3 = _DOC_COLUMNS.replace("reader, reader_version", "NULL, 1")
 
 
 def _document(row: tuple[Any, ...]) -> DocumentRow:
-    doc_id, path, source, file_type, sha256, size, mtime_ns, title, pages = row
-    return DocumentRow(path, source, file_type, sha256, size, mtime_ns, title, pages, id=doc_id)
+    doc_id, path, source, file_type, sha256, size, mtime_ns, title, pages, reader, reader_version = row
+    return DocumentRow(path, source, file_type, sha256, size, mtime_ns, title, pages, reader=reader,
+                       reader_version=int(reader_version), id=doc_id)
 
 
 def _path_where(glob: str, table: str) -> tuple[str, list[object]]:

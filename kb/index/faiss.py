@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kb.errors import DependencyError, StoreError
+from kb.errors import DependencyError, StoreError, disk_full, is_disk_full
 from kb.failpoints import failpoint
 from kb.index.store import Payload, VectorStore
 
@@ -187,8 +187,15 @@ class FaissStore(VectorStore):
         except (RuntimeError, OSError) as e:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
+            if is_disk_full(e):  # the previous file is whole: the catalog re-embeds what it lacks
+                raise disk_full(self.path.parent, f"save the vectors ({self.path.name})",
+                                self.bytes_to_save(0, self.index.d)) from e
             raise StoreError(f"could not save {self.path}: {e}") from e
         self._dirty = False
+
+    def bytes_to_save(self, added: int, dimensions: int) -> int:
+        # A save writes the whole index anew beside the old file: float32 vectors and int64 ids.
+        return (self.count() + added) * (4 * dimensions + 8) + SAVE_MARGIN
 
     def _resize(self) -> None:
         """Flat below IVF_THRESHOLD; above, IVF with ~sqrt(n) lists, retrained when n outgrows them 4x."""
@@ -204,6 +211,9 @@ class FaissStore(VectorStore):
             vectors, ids = _ivf_contents(self.faiss, self.index, vectors=True)
         self.index = _train_ivf(self.faiss, vectors, ids)
         self._gpu = None
+
+
+SAVE_MARGIN = 64 * 1024  # a file's headers (an IVF index's centroids add ~0.1% to its vectors: not counted)
 
 
 def _fsync_dir(folder: Path) -> None:

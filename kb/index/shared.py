@@ -77,6 +77,10 @@ class GuardedStore(VectorStore):
     def close(self) -> None:
         self.save()  # the index closes the store itself
 
+    def bytes_to_save(self, added: int, dimensions: int) -> int:
+        with self.lock.read():
+            return self.inner.bytes_to_save(added, dimensions)
+
     def search(self, vector: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> list[tuple[int, float]]:
         with self.lock.read():
             return self.inner.search(vector, k, allowed_ids)

@@ -57,6 +57,11 @@ class VectorStore(ABC):
     def save(self) -> None:
         """Make what was added durable (a no-op for stores that write through)."""
 
+    def bytes_to_save(self, added: int, dimensions: int) -> int:
+        """Free bytes the knowledge base folder needs for the next `save` once `added` more vectors of
+        `dimensions` are in (0: the store keeps nothing there, or writes as it goes)."""
+        return 0
+
     def close(self) -> None:
         self.save()
 

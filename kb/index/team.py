@@ -91,11 +91,13 @@ def pull(catalog: Catalog, store: MilvusStore) -> SyncReport:
             if len(found) != int(record["chunks"]):
                 report.incomplete.append(record["source"])
                 continue
+            metadata = _json(record["metadata"]) or {}
+            reader, version = metadata.pop(READER_KEY, None) or (None, 1)
             catalog.replace_document(
                 path=path, source=record["source"], file_type=record["file_type"], sha256=record["sha256"],
                 size=int(record["size"]), mtime_ns=int(record["mtime_ns"]), title=record["title"],
-                pages=record["pages"], metadata=_json(record["metadata"]), chunks=[_chunk(r) for r in found],
-                ids=[int(r["id"]) for r in found],
+                pages=record["pages"], metadata=metadata, chunks=[_chunk(r) for r in found],
+                ids=[int(r["id"]) for r in found], reader=reader, reader_version=int(version),
             )
             report.pulled.append(record["source"])
             failpoint("team.pull")
@@ -105,9 +107,14 @@ def pull(catalog: Catalog, store: MilvusStore) -> SyncReport:
     return report
 
 
+# The reader that read a document (kb.index.catalog, migration 4) rides in its shared record's metadata,
+# under this key, so that the Milvus collections keep their schema.
+READER_KEY = "_reader"
+
+
 def publish(store: MilvusStore, *, path: str, source: str, file_type: str, sha256: str, size: int, mtime_ns: int,
             title: str, pages: int | None, metadata: dict[str, Any], chunks: list[Chunk], vectors: np.ndarray,
-            previous: bool = True) -> list[int]:
+            previous: bool = True, reader: str | None = None, reader_version: int = 1) -> list[int]:
     """Write one document to Milvus (chunks, then its record, then drop older chunks); return chunk ids.
 
     `previous`: whether an earlier version may be there (the mirror knows the path). Dropping old
@@ -125,7 +132,8 @@ def publish(store: MilvusStore, *, path: str, source: str, file_type: str, sha25
     store.add(np.asarray(ids, dtype=np.int64), vectors, payloads)
     failpoint("team.after_chunks")
     store.put_document({"path": path, "source": source, "file_type": file_type, "sha256": sha256, "size": size,
-                        "mtime_ns": mtime_ns, "title": title, "pages": pages, "metadata": metadata,
+                        "mtime_ns": mtime_ns, "title": title, "pages": pages,
+                        "metadata": {**metadata, READER_KEY: [reader, reader_version]} if reader else metadata,
                         "chunks": len(chunks), "ingested_at": time.time()})
     failpoint("team.after_record")
     if previous:

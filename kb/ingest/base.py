@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -18,7 +19,11 @@ PartT = TypeVar("PartT")  # what a range parser reads one range into (the PDF pa
 class Parser(Protocol):
     """One file format: `parse` a file into blocks with page and heading path. A class with these
     attributes, registered under its `file_type` (entry-point group `kb.parsers`). Optional: `filenames`,
-    names it reads whatever their extension, lower-case ("makefile"); `version` (see the reader versions)."""
+    names it reads whatever their extension, lower-case ("makefile").
+
+    A parser class may also carry `version: int` (absent: 1), raised whenever it reads files better
+    (more or other text, blocks or pages): each document records the reader and version that read it,
+    and the files an older version read are then stale (`kb status`, `kb ingest --reparse`)."""
 
     file_type: str  # the name filters and citations use: "pdf", "docx"...
     extensions: tuple[str, ...]  # lower-case, with the dot: (".md", ".markdown")
@@ -163,6 +168,42 @@ def parser_for(path: Path) -> Parser:
     if name is None:
         raise UnsupportedFileError(f"unsupported file type {path.suffix or '(no extension)'!r}")
     return PARSERS.get(name)()
+
+
+def reader_version(parser: type[Parser] | Parser) -> int:
+    """A parser's `version` (1 when it has none)."""
+    return int(getattr(parser, "version", 1))
+
+
+def reader_of(path: Path | str) -> tuple[str, int] | None:
+    """(name, version) of the parser that reads `path` now (by its extension), or None when none does."""
+    name = extensions().get(os.path.splitext(str(path))[1].lower())
+    if name is None:
+        return None
+    try:
+        return name, reader_version(PARSERS.get(name))
+    except ConfigError:  # a plugin's parser that no longer loads
+        return None
+
+
+def read_better(reader: str | None, version: int, path: str) -> bool:
+    """Whether a file (`path`) that `reader` read at `version` is read better now:
+    by a newer version of that parser, or by another one. A reader None (a document from before kb
+    recorded it) was the one its extension names now, at version 1."""
+    now = reader_of(path)
+    if now is None:  # no parser reads it now: nothing would read it better
+        return False
+    name, current = now
+    return (reader is not None and reader != name) or version < current
+
+
+def stale_types(readers: dict[tuple[str, str | None, int, str], int]) -> dict[str, int]:
+    """Documents a newer reader reads better, per file type, most first, from `Catalog.readers()`."""
+    out: dict[str, int] = {}
+    for (file_type, reader, version, ext), n in readers.items():
+        if read_better(reader, version, f"file{ext}"):
+            out[file_type] = out.get(file_type, 0) + n
+    return dict(sorted(out.items(), key=lambda x: (-x[1], x[0])))
 
 
 class HeadingPath:

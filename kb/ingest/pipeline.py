@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import time
 from collections import deque
@@ -24,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb.embed.base import tokenizer_file
-from kb.errors import ConfigError
+from kb.errors import ConfigError, DiskFullError, KBError, disk_full
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
 from kb.index.catalog import Catalog, DocumentRow
-from kb.ingest.base import is_supported, range_parser
+from kb.ingest.base import is_supported, range_parser, read_better
 from kb.ingest.walk import Candidate, Rules, walk
 from kb.ingest.worker import (
     ChunkSpec,
@@ -39,7 +40,7 @@ from kb.ingest.worker import (
     read_range,
     workers_ignore_interrupts,
 )
-from kb.types import Chunk, FileOutcome, IngestReport, Moved
+from kb.types import Chunk, FileOutcome, IngestReport, Moved, shown
 from kb.version import __version__
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class _Todo:
     cand: Candidate
     sha256: str
     stat: os.stat_result
+    reparse: bool = False  # unchanged, re-read because a newer reader reads it better
 
 
 class Embedding:
@@ -113,17 +115,26 @@ class Pipeline:
         self.catalog = index.catalog
         self.embedding = embedding
         self.settings = embedding.settings
+        self.reparse = False
 
     def run(self, paths: Iterable[str], *, model: str, progress: Progress | None = None,
-            rules: Rules | None = None, changed: Collection[str] | None = None) -> IngestReport:
+            rules: Rules | None = None, changed: Collection[str] | None = None, reparse: bool = False) -> IngestReport:
         """Add new files, re-index changed ones, move renamed ones (same content, so no re-embedding),
         drop files gone from the folders given (or left out of them by `rules`). `model`: the id to
         record (the index's own, which the embedder's may only spell differently). `changed`: the
         absolute paths under the folders given that changed (see `walk`): only they are looked at, and
-        a folder given that is gone only loses the documents under them."""
+        a folder given that is gone only loses the documents under them. `reparse`: also re-read the
+        unchanged files that a newer reader reads better (`read_better`); with no `paths`, every such
+        file in the knowledge base."""
         report = IngestReport()
+        self.reparse = reparse
         tell = progress or (lambda _: None)
         tell(Ingesting("scanning"))
+        paths = list(paths)
+        if reparse and not paths:
+            paths, vanished = self.stale_files()
+            report.skipped += [FileOutcome(source, "read by an older reader, but no longer there (`kb remove` "
+                                                   "forgets it)") for source in vanished]
         candidates: list[Candidate] = []
         roots: list[str] = []
         for given in paths:
@@ -157,7 +168,14 @@ class Pipeline:
         if todo:
             tell(Ingesting("model", total=len(todo)))
             self.index.record_build({**self.embedding.build(), "model": model})
-            self._index(todo, report, tell)
+            try:
+                self._index(todo, report, tell)
+            except DiskFullError:  # the documents committed before stay; so do their vectors, if they fit
+                try:
+                    self.index.save()
+                except KBError:
+                    self.index.swap_store(None)  # left unsaved: the next run re-embeds them from the catalog
+                raise
         self.index.save()
         return report
 
@@ -203,7 +221,7 @@ class Pipeline:
         rest: list[_Todo] = []
         for item in todo:
             was = by_content.get((item.sha256, item.cand.path.suffix.lower()))
-            if was:
+            if was and not item.reparse:  # a file re-read is no renamed one: its document is there
                 doc = was[-1]
                 title = item.cand.path.stem if doc.title == Path(doc.path).stem else doc.title
                 if self.index.move(doc.path, str(item.cand.path), source=item.cand.source,
@@ -254,10 +272,28 @@ class Pipeline:
         if existing and existing.sha256 == digest:
             if existing.mtime_ns != st.st_mtime_ns or existing.source != cand.source:
                 self.catalog.touch(existing.id, source=cand.source, mtime_ns=st.st_mtime_ns)
+            if self.reparse and any(read_better(d.reader, d.reader_version, d.path)
+                                    for d in [existing, *self.catalog.documents_under(key)]):
+                todo.append(_Todo(cand, digest, st, reparse=True))
+                return True
             report.unchanged.append(cand.source)
             return True
         todo.append(_Todo(cand, digest, st))
         return True
+
+    def stale_files(self) -> tuple[list[str], list[str]]:
+        """The files of documents a newer reader reads better (a part's: the file holding it), as the
+        sources of those still there and of those gone."""
+        docs = {d.path: d for d in self.catalog.documents()}
+        files: dict[str, str] = {}
+        for doc in docs.values():
+            if read_better(doc.reader, doc.reader_version, doc.path):
+                top = doc.path
+                while (container := _container(top, docs)) is not None:
+                    top = container
+                files[top] = docs[top].source
+        sources = sorted(files.values())
+        return [s for s in sources if os.path.isfile(s)], [s for s in sources if not os.path.isfile(s)]
 
     def _fail(self, cand: Candidate, reason: str, report: IngestReport) -> None:
         report.failed.append(FileOutcome(cand.source, reason))
@@ -283,11 +319,13 @@ class Pipeline:
                 doc = DocumentRecord(
                     path=str(item.cand.path), source=item.cand.source, file_type=prepared.file_type,
                     sha256=item.sha256, size=st.st_size, mtime_ns=st.st_mtime_ns, title=prepared.title,
-                    pages=prepared.pages, metadata=prepared.metadata,
+                    pages=prepared.pages, metadata=prepared.metadata, reader=prepared.reader,
+                    reader_version=prepared.reader_version,
                 )
                 old = False
                 for record, got in _with_parts(doc, prepared):
                     n = len(got.chunks)
+                    self._room(record.source, got.chunks, vectors.shape[1])
                     was, new = self.index.commit(record, got.chunks, vectors[offset : offset + n])
                     offset += n
                     old = old or (record is doc and bool(was))
@@ -296,7 +334,7 @@ class Pipeline:
                     report.chunks += len(new)
                     report.types[got.file_type] = report.types.get(got.file_type, 0) + 1
                 self._forget_stale_parts(doc, prepared)
-                (report.updated if old else report.added).append(item.cand.source)
+                (report.reparsed if item.reparse else report.updated if old else report.added).append(item.cand.source)
                 tell(Ingesting("files", done, len(todo), item.cand.source, report.pages, report.chunks))
             group.clear()
             if time.monotonic() - last_save > SAVE_EVERY_S:
@@ -314,6 +352,17 @@ class Pipeline:
             if sum(len(_all_chunks(p)) for _, _, p in group) >= group_chunks:
                 flush()
         flush()
+
+    def _room(self, source: str, chunks: list[Chunk], dimensions: int) -> None:
+        """Refuse a document the knowledge base's disk has no room for (with the vectors' next save),
+        before any of it is written: the knowledge base stays as it was before it."""
+        need = self.index.room_needed(chunks, dimensions)
+        try:
+            free = shutil.disk_usage(self.index.folder).free
+        except OSError:
+            return
+        if free < need:
+            raise disk_full(self.index.folder, f"add {shown(source)}", need)
 
     def _forget_stale_parts(self, doc: DocumentRecord, prepared: Prepared) -> None:
         """Parts of an earlier version of this file that the new one no longer holds."""
@@ -389,7 +438,7 @@ def _with_parts(doc: DocumentRecord, prepared: Prepared) -> Iterator[tuple[Docum
         record = DocumentRecord(
             path=f"{doc.path}/{part.path}", source=f"{doc.source} > {part.name}", file_type=part.file_type,
             sha256=part.sha256, size=part.size, mtime_ns=doc.mtime_ns, title=part.title, pages=part.pages,
-            metadata={**part.metadata, "part_of": doc.path},
+            metadata={**part.metadata, "part_of": doc.path}, reader=part.reader, reader_version=part.reader_version,
         )
         yield from _with_parts(record, part)
 

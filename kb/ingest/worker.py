@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from kb.errors import KBError, one_line
-from kb.ingest.base import add_extensions, parser_for, range_parser
+from kb.ingest.base import add_extensions, parser_for, range_parser, reader_of, reader_version
 from kb.ingest.chunker import Chunker
 from kb.ingest.facets import document_facets
 from kb.ingest.formats import ocr
@@ -91,6 +91,8 @@ class Prepared:
     name: str = ""
     sha256: str = ""  # a part's (a file's own is known before parsing)
     size: int = 0
+    reader: str | None = None  # the parser that read it (its registry name) and that parser's version
+    reader_version: int = 1
 
 
 @lru_cache(maxsize=2)
@@ -134,6 +136,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
         if doc.unit != "page":
             metadata["unit"] = doc.unit
         out = Prepared(path, parser.file_type, doc.title, doc.pages, metadata, chunks)
+        out.reader, out.reader_version = reader_of(p) or (None, reader_version(parser))
         if doc.parts:
             _prepare_parts(out, doc.parts, spec, chunker, depth)
         return out
