@@ -57,6 +57,8 @@ def test_a_catalog_of_relative_sources_is_migrated(notes: Path, isolated_kb: Pat
     assert kb("ingest", str(notes)).exit_code == 0
     with sqlite3.connect(isolated_kb / "catalog.sqlite") as db:  # as kb 0.x wrote it
         db.execute("UPDATE documents SET source = '../notes/runbook.md'")
+        for column in ("reader", "reader_version"):  # added by migration 4, after kb 0.x
+            db.execute(f"ALTER TABLE documents DROP COLUMN {column}")
         db.execute("PRAGMA user_version = 2")
     db.close()
     hit = json.loads(kb("search", "failover region", "--json").stdout)["hits"][0]
