@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from kb.api import KnowledgeBase
 from kb.filters import Filters
-from tests.helpers import FAKE, ScriptedLLM, write_pdf
+from tests.helpers import FAKE, ScriptedLLM, write_docx, write_pdf
 
 PY = '''import os
 
@@ -180,6 +180,24 @@ def test_an_archive_is_read_as_a_folder_of_documents(kb: KnowledgeBase, tmp_path
     (docs / "renamed.zip").unlink()
     kb.ingest([str(docs)])
     assert source(kb) == ["logs.tar.gz", "logs.tar.gz > var/server.log"]
+
+
+def test_a_tar_whose_last_file_is_a_docx_is_read_as_a_tar(kb: KnowledgeBase, tmp_path: Path) -> None:
+    # A .docx is a zip, whose end marker is then in the tar's last bytes: the tar's extension decides.
+    docx = write_docx(tmp_path / "src" / "handbook.docx").read_bytes()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with tarfile.open(docs / "reports.tar", "w") as tar:
+        for name, data in (("reports/first.docx", docx), ("reports/notes.txt", b"The heron survey notes.\n"),
+                           ("reports/zz-final.docx", docx)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    report = kb.ingest([str(docs)])
+    assert not report.failed
+    assert {d.source.split("/docs/")[-1]: d.file_type for d in kb.documents()} == {
+        "reports.tar": "archive", "reports.tar > reports/first.docx": "docx",
+        "reports.tar > reports/notes.txt": "text", "reports.tar > reports/zz-final.docx": "docx"}
 
 
 def test_zip_bombs_traversal_names_and_encrypted_members_are_refused_with_a_reason(

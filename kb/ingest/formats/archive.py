@@ -114,24 +114,43 @@ class ArchiveParser:
                               parts=list(parts.values()))
 
 
+_TARS = (".tar", ".tgz", ".tbz2", ".txz", ".tar.gz", ".tar.bz2", ".tar.xz")
+
+
 def _members(path: Path) -> tuple[Iterator[_Member], str]:
-    """The archive's files, lazily (so that the bounds stop a bomb early), and what it is called."""
+    """The archive's files, lazily (so that the bounds stop a bomb early), and what it is called. The
+    format is the one its extension names; only a name that names none (an extension a user or plugin
+    mapped here) is told by its first bytes. Never by a zip's end marker, which a tar holding a .docx
+    last has near its end too."""
+    name = path.name.lower()
+    if name.endswith(_TARS):
+        return _open_tar(path), "tar archive"
     suffix = path.suffix.lower()
-    if suffix == ".zip" or (suffix not in (".7z",) and zipfile.is_zipfile(path)):
+    if suffix == ".zip":
         return _zip(path), "zip"
     if suffix == ".7z":
         return _7z(path), "7z archive"
     opener = _COMPRESSED.get(suffix)
-    if opener is not None and not path.stem.lower().endswith(".tar"):
+    if opener is not None:
         return _single(path, opener), f"{suffix.lstrip('.')} file"  # 'notes.txt.gz': one file, compressed
+    with open(path, "rb") as f:
+        head = f.read(262)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip's first member, or an empty zip
+        return _zip(path), "zip"
+    if head[257:262] == b"ustar":
+        return _open_tar(path), "tar archive"
+    raise ParseError("not an archive kb reads (neither a zip nor a tar)")
+
+
+def _open_tar(path: Path) -> Iterator[_Member]:
     try:
-        tar = tarfile.open(path, "r:*")
+        tar = tarfile.open(path, "r:*")  # compressed or not, as its first bytes say
     except tarfile.ReadError:
-        kind = "".join(path.suffixes[-2:]) if path.stem.lower().endswith(".tar") else suffix
-        raise ParseError(f"not a {kind.lstrip('.')} archive (damaged, or another format)") from None
+        kind = "".join(path.suffixes[-2:]) if path.stem.lower().endswith(".tar") else path.suffix
+        raise ParseError(f"not a {kind.lstrip('.') or 'tar'} archive (damaged, or another format)") from None
     except (OSError, EOFError, lzma.LZMAError, zlib.error) as e:
         raise ParseError(f"damaged archive: {e}") from None
-    return _tar(path, tar), "tar archive"
+    return _tar(path, tar)
 
 
 def _zip(path: Path) -> Iterator[_Member]:
