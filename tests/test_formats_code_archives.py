@@ -4,9 +4,12 @@ a zip bomb with a reason; a member named '../x' is never written anywhere."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -243,6 +246,40 @@ def test_zip_bombs_traversal_names_and_encrypted_members_are_refused_with_a_reas
     row = kb.catalog.db.execute("SELECT metadata FROM documents WHERE path LIKE '%evil.zip'").fetchone()
     assert json.loads(row[0])["parts_skipped"] == {"../evil.txt": "unsafe name: leads outside the archive"}
     assert kb.search("marmot report", k=1, mode="keyword")[0].source.endswith("plain.txt.gz > plain.txt")
+
+
+def test_a_member_that_cannot_be_written_as_named_costs_itself_only(
+        kb: KnowledgeBase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    long = "d/" + "x" * 300 + ".md"  # longer than a file name may be on disk
+    docs = tmp_path / "docs"
+    _zip(docs / "long.zip", {"ok.txt": b"The aardvark memo is fine.\n", long: b"# Long\n\nThe gecko lives here.\n"})
+    report = kb.ingest([str(docs)])
+    assert not report.failed
+    hit = kb.search("gecko", k=1, mode="keyword")[0]  # read under a short name, cited under its own
+    assert hit.source.endswith(f"long.zip > {long}") and hit.file_type == "markdown"
+    assert kb.search("aardvark memo", k=1, mode="keyword")[0].source.endswith("long.zip > ok.txt")
+
+    # A part that cannot be written is left out and named; a full disk fails the archive, to be read again.
+    write = Path.write_bytes
+    error = {"errno": errno.EIO}
+
+    def failing(self: Path, data: bytes) -> int:
+        if self.name == "b.txt" and self.parent.parent.name.startswith("kb-part-"):
+            raise OSError(error["errno"], os.strerror(error["errno"]))
+        return write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", failing)
+    _zip(tmp_path / "more" / "two.zip", {"a.txt": b"The okapi is fine.\n", "b.txt": b"The heron is lost.\n"})
+    kb.ingest([str(tmp_path / "more")])
+    row = kb.catalog.db.execute("SELECT metadata FROM documents WHERE path LIKE '%two.zip'").fetchone()
+    assert json.loads(row[0])["parts_skipped"] == {"b.txt": "cannot write it to a temporary file: Input/output error"}
+    error["errno"] = errno.ENOSPC
+    _zip(tmp_path / "full" / "three.zip", {"a.txt": b"The ibis is fine.\n", "b.txt": b"The ibis is lost.\n"})
+    report = kb.ingest([str(tmp_path / "full")])
+    [(source, reason)] = [(Path(f.source).name, f.reason) for f in report.failed]
+    assert source == "three.zip"
+    assert reason.startswith(f"no space left in {tempfile.gettempdir()} to unpack b.txt from three.zip")
+    assert not kb.search("ibis", k=1, mode="keyword")
 
 
 def test_the_cli_shows_line_ranges_and_archive_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

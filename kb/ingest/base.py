@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -204,6 +208,45 @@ def stale_types(readers: dict[tuple[str, str | None, int, str], int]) -> dict[st
         if read_better(reader, version, f"file{ext}"):
             out[file_type] = out.get(file_type, 0) + n
     return dict(sorted(out.items(), key=lambda x: (-x[1], x[0])))
+
+
+@dataclass
+class Unpacking:
+    """What the files inside one file found on disk share, at every level of nesting (an archive in an
+    archive in a mail): the bounds on what its archives expand to (`bytes`, `members`: counted by the
+    archive parser against its limits), the contents already read (a part whose bytes were seen is not
+    read twice) and a reason that refuses the whole file (`fatal`), however deep it arose."""
+
+    source: str  # the file's name, for reasons
+    bytes: int = 0
+    members: int = 0
+    seen: dict[str, str] = field(default_factory=dict)  # sha256 -> the part first read with it ('a.zip > b.txt')
+    inside: list[str] = field(default_factory=list)  # the parts being read now, outermost first
+    fatal: str | None = None
+
+
+_UNPACKING: ContextVar[Unpacking | None] = ContextVar("kb_unpacking", default=None)
+
+
+def unpacking() -> Unpacking | None:
+    """The `Unpacking` of the file being read now, None outside `unpacking_of` (a parser called on its own)."""
+    return _UNPACKING.get()
+
+
+@contextmanager
+def unpacking_of(path: Path) -> Iterator[Unpacking]:
+    """Read `path` and the files inside it under one `Unpacking`; one already open (a part's own parts
+    are read inside their container's) is kept."""
+    now = _UNPACKING.get()
+    if now is not None:
+        yield now
+        return
+    fresh = Unpacking(path.name)
+    token = _UNPACKING.set(fresh)
+    try:
+        yield fresh
+    finally:
+        _UNPACKING.reset(token)
 
 
 class HeadingPath:

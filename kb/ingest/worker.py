@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
-from kb.errors import KBError, one_line
-from kb.ingest.base import add_extensions, parser_for, range_parser, reader_of, reader_version
+from kb.errors import KBError, ParseError, disk_full, is_disk_full, one_line
+from kb.ingest.base import add_extensions, parser_for, range_parser, reader_of, reader_version, unpacking, unpacking_of
 from kb.ingest.chunker import Chunker
 from kb.ingest.facets import document_facets
 from kb.ingest.formats import ocr
@@ -141,7 +141,11 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
             _prepare_parts(out, doc.parts, spec, chunker, depth)
         return out
 
-    return _guarded(path, work)
+    def top() -> Prepared:
+        with unpacking_of(Path(path)):  # the bounds and contents the files inside it share, at every depth
+            return work()
+
+    return _guarded(path, top)
 
 
 def read_range(path: str, spec: ChunkSpec, first: int, last: int) -> object:
@@ -179,6 +183,28 @@ def _guarded(path: str, work: Callable[[], _T]) -> _T | Prepared:
         return Prepared(path, error=f"parser error: {type(e).__name__}: {one_line(e)}")
 
 
+DISK_NAME_BYTES = 100  # a part's file name on disk, at most: well under any file system's 255, with room for a folder
+
+
+def _disk_name(filename: str) -> str | None:
+    """The name a part is written under: the last piece of its name, which keeps its title and the parser
+    its extension or name picks, without control characters, shortened to DISK_NAME_BYTES with its
+    extensions kept ('A very long ti.tar.gz'); None for a name that is no file ('..')."""
+    base = PurePosixPath(filename.replace("\\", "/")).name
+    base = "".join("_" if ord(c) < 32 or c == "\x7f" else c for c in base)
+    if base in ("", ".", ".."):
+        return None
+    if len(base.encode()) <= DISK_NAME_BYTES:
+        return base
+    suffix = ""
+    for ext in reversed(PurePosixPath(base).suffixes[-2:]):  # '.tar.gz' whole: it picks the reader
+        if len(ext.encode()) > 16:  # a dot inside a long name, no extension
+            break
+        suffix = ext + suffix
+    stem = base[: len(base) - len(suffix)].encode()[: DISK_NAME_BYTES - len(suffix.encode())]
+    return stem.decode(errors="ignore") + suffix
+
+
 def _prepare_parts(out: Prepared, parts: list[Part], spec: ChunkSpec, chunker: Chunker | None, depth: int) -> None:
     """Each part written to a file of its own name in a private folder, then prepared like a file found
     on disk. One that cannot be read is left out and named in the container's metadata."""
@@ -187,24 +213,41 @@ def _prepare_parts(out: Prepared, parts: list[Part], spec: ChunkSpec, chunker: C
     if depth >= MAX_PART_DEPTH:
         out.metadata["parts_skipped"] = {**skipped, **{p.name: "nested too deep" for p in parts}}
         return
+    unpacked = unpacking()
+    assert unpacked is not None  # `prepare` opened it
     with tempfile.TemporaryDirectory(prefix="kb-part-") as tmp:
         for n, part in enumerate(parts):
             # A folder of its own per part, named by the last piece of its name only: the name (an archive
             # member's path) is never a path on disk, whatever it holds ('../x').
-            base = PurePosixPath(part.filename.replace("\\", "/")).name
-            if base in ("", ".", ".."):
+            base = _disk_name(part.filename)
+            if base is None:
                 skipped[part.name] = "unsafe name"
                 continue
             folder = Path(tmp) / str(n)
-            folder.mkdir()
             file = folder / base
-            file.write_bytes(part.data)
+            try:
+                folder.mkdir()
+                file.write_bytes(part.data)
+            except OSError as e:
+                if is_disk_full(e):  # the temporary folder's disk: the whole file fails, to be read again
+                    unpacked.fatal = str(disk_full(tempfile.gettempdir(), f"unpack {part.name} from {unpacked.source}",
+                                                   len(part.data), hint="free some space there (or point TMPDIR "
+                                                   "at a disk with room) and run it again"))
+                    raise ParseError(unpacked.fatal) from None
+                skipped[part.name] = f"cannot write it to a temporary file: {e.strerror or e}"
+                continue
             try:
                 parser_for(file)
             except KBError as e:
                 skipped[part.name] = str(e)
                 continue
-            got = prepare(str(file), spec, chunker, depth + 1)
+            unpacked.inside.append(part.name)
+            try:
+                got = prepare(str(file), spec, chunker, depth + 1)
+            finally:
+                unpacked.inside.pop()
+            if unpacked.fatal:  # refused deeper down (no room to unpack it): so is the file found on disk
+                raise ParseError(unpacked.fatal)
             file.unlink()
             if got.error:
                 skipped[part.name] = got.error
