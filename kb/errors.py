@@ -114,7 +114,10 @@ def disk_full(folder: str | os.PathLike[str], what: str, needed: int | None = No
 
 
 def size(n: int) -> str:
-    """A byte count as people read it: "312 kB", "1.4 MB", "2.1 GB"."""
+    """A byte count as people read it: "13 bytes", "312 kB", "1.4 MB", "500 MB", "2.1 GB"."""
+    if n < 1000:
+        return f"{max(n, 0)} bytes"
     if n < 1_000_000:
-        return f"{max(n, 0) / 1e3:.0f} kB"
-    return f"{n / 1e6:.1f} MB" if n < 1_000_000_000 else f"{n / 1e9:.1f} GB"
+        return f"{n / 1e3:.0f} kB"
+    number, unit = (n / 1e6, "MB") if n < 1_000_000_000 else (n / 1e9, "GB")
+    return f"{number:.1f}".removesuffix(".0") + f" {unit}"
