@@ -187,12 +187,17 @@ def test_an_archive_is_read_as_a_folder_of_documents(kb: KnowledgeBase, tmp_path
 
 def test_a_tar_whose_last_file_is_a_docx_is_read_as_a_tar(kb: KnowledgeBase, tmp_path: Path) -> None:
     # A .docx is a zip, whose end marker is then in the tar's last bytes: the tar's extension decides.
-    docx = write_docx(tmp_path / "src" / "handbook.docx").read_bytes()
+    import docx
+
+    first = write_docx(tmp_path / "src" / "handbook.docx").read_bytes()
+    final = docx.Document()
+    final.add_paragraph("The final report on the heron survey.")
+    final.save(tmp_path / "src" / "final.docx")
     docs = tmp_path / "docs"
     docs.mkdir()
     with tarfile.open(docs / "reports.tar", "w") as tar:
-        for name, data in (("reports/first.docx", docx), ("reports/notes.txt", b"The heron survey notes.\n"),
-                           ("reports/zz-final.docx", docx)):
+        for name, data in (("reports/first.docx", first), ("reports/notes.txt", b"The heron survey notes.\n"),
+                           ("reports/zz-final.docx", (tmp_path / "src" / "final.docx").read_bytes())):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -231,14 +236,14 @@ def test_zip_bombs_traversal_names_and_encrypted_members_are_refused_with_a_reas
     # The bounds on count and size, set low here (two files: parsed in this process, which sees the patch).
     monkeypatch.setattr(archive, "MAX_MEMBERS", 20)
     monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 5000)
-    monkeypatch.setattr(archive, "_TOO_LARGE", "refused, would expand to more than 5000 bytes")
     small = tmp_path / "small"
     _zip(small / "many.zip", {f"f{i}.txt": b"x" for i in range(30)})
     _zip(small / "big.zip", {"a.txt": b"a" * 3000, "b.txt": b"b" * 3000}, zipfile.ZIP_STORED)
     report = kb.ingest([str(small)])
     assert {Path(f.source).name: f.reason for f in report.failed} == {
         "many.zip": "refused, holds more than 20 files (unpack it to read it)",
-        "big.zip": "refused, would expand to more than 5000 bytes"}
+        "big.zip": "refused, would expand to more than 5 kB (a zip bomb, or too large to read in memory: "
+                   "unpack it to read it)"}
     # The traversal name is listed and named as left out, never written: nothing appeared beside the archive.
     assert sorted(p.name for p in tmp_path.rglob("evil.txt")) == []
     assert kb.search("lemurs", k=1, mode="keyword")[0].source.endswith("evil.zip > ok.txt")
@@ -246,6 +251,44 @@ def test_zip_bombs_traversal_names_and_encrypted_members_are_refused_with_a_reas
     row = kb.catalog.db.execute("SELECT metadata FROM documents WHERE path LIKE '%evil.zip'").fetchone()
     assert json.loads(row[0])["parts_skipped"] == {"../evil.txt": "unsafe name: leads outside the archive"}
     assert kb.search("marmot report", k=1, mode="keyword")[0].source.endswith("plain.txt.gz > plain.txt")
+
+
+def test_the_bounds_hold_for_a_file_and_the_archives_inside_it_together(
+        kb: KnowledgeBase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kb.ingest.formats import archive
+
+    def zipped(members: dict[str, bytes]) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        return out.getvalue()
+
+    # Four archives of four archives of 1,500 bytes of text: each archive alone is within a bound of
+    # 10,000 bytes, the whole is not (24,000 bytes of text, and the inner archives).
+    def text(i: int, j: int) -> bytes:
+        return f"Section {i}.{j} of the falcon survey. ".encode() * 40
+
+    middle = [zipped({f"in{j}.zip": zipped({"t.txt": text(i, j)}) for j in range(4)}) for i in range(4)]
+    docs = tmp_path / "docs"
+    _zip(docs / "outer.zip", {f"mid{i}.zip": middle[i] for i in range(4)})
+    assert all(len(text(0, 0)) * 4 + len(m) < 10_000 for m in middle)
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 10_000)
+    report = kb.ingest([str(docs)])
+    assert [(Path(f.source).name, f.reason) for f in report.failed] == [
+        ("outer.zip", "refused, outer.zip with the archives inside it would expand to more than 10 kB (a zip bomb, "
+                      "or too large to read in memory: unpack it to read it)")]
+    assert not kb.documents()
+    # The same files copied over and over are read once: the copies are named as left out.
+    copies = tmp_path / "copies" / "docs"
+    _zip(copies / "copies.zip", {f"mid{i}.zip": middle[0] for i in range(4)})
+    report = kb.ingest([str(copies)])
+    assert not report.failed
+    assert source(kb) == sorted(["copies.zip", "copies.zip > mid0.zip",
+                                 *[f"copies.zip > mid0.zip > in{j}.zip" for j in range(4)],
+                                 *[f"copies.zip > mid0.zip > in{j}.zip > t.txt" for j in range(4)]])
+    row = kb.catalog.db.execute("SELECT metadata FROM documents WHERE path LIKE '%copies.zip'").fetchone()
+    assert json.loads(row[0])["parts_skipped"] == {f"mid{i}.zip": "the same as mid0.zip" for i in (1, 2, 3)}
 
 
 def test_a_member_that_cannot_be_written_as_named_costs_itself_only(

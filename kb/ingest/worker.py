@@ -207,7 +207,8 @@ def _disk_name(filename: str) -> str | None:
 
 def _prepare_parts(out: Prepared, parts: list[Part], spec: ChunkSpec, chunker: Chunker | None, depth: int) -> None:
     """Each part written to a file of its own name in a private folder, then prepared like a file found
-    on disk. One that cannot be read is left out and named in the container's metadata."""
+    on disk. One that cannot be read, or whose bytes another part of the same file on disk had, is left
+    out and named in the container's metadata."""
     earlier = out.metadata.get("parts_skipped")  # those its parser left out (an archive's encrypted files)
     skipped: dict[str, str] = dict(earlier) if isinstance(earlier, dict) else {}
     if depth >= MAX_PART_DEPTH:
@@ -216,44 +217,57 @@ def _prepare_parts(out: Prepared, parts: list[Part], spec: ChunkSpec, chunker: C
     unpacked = unpacking()
     assert unpacked is not None  # `prepare` opened it
     with tempfile.TemporaryDirectory(prefix="kb-part-") as tmp:
-        for n, part in enumerate(parts):
+        parts.reverse()  # taken from the end, so that each part's bytes are let go once written
+        for n in range(len(parts)):
+            part = parts.pop()
+            name, filename, data = part.name, part.filename, part.data
+            del part
+            digest = hashlib.sha256(data).hexdigest()
+            first = unpacked.seen.get(digest)
+            if first is not None:  # read once: a second copy adds nothing to find, and nesting copies multiply
+                skipped[name] = f"the same as {first}"
+                continue
+            unpacked.seen[digest] = " > ".join([*unpacked.inside, name])
             # A folder of its own per part, named by the last piece of its name only: the name (an archive
             # member's path) is never a path on disk, whatever it holds ('../x').
-            base = _disk_name(part.filename)
+            base = _disk_name(filename)
             if base is None:
-                skipped[part.name] = "unsafe name"
+                skipped[name] = "unsafe name"
                 continue
             folder = Path(tmp) / str(n)
             file = folder / base
+            length = len(data)
             try:
                 folder.mkdir()
-                file.write_bytes(part.data)
+                file.write_bytes(data)
             except OSError as e:
                 if is_disk_full(e):  # the temporary folder's disk: the whole file fails, to be read again
-                    unpacked.fatal = str(disk_full(tempfile.gettempdir(), f"unpack {part.name} from {unpacked.source}",
-                                                   len(part.data), hint="free some space there (or point TMPDIR "
+                    unpacked.fatal = str(disk_full(tempfile.gettempdir(), f"unpack {name} from {unpacked.source}",
+                                                   length, hint="free some space there (or point TMPDIR "
                                                    "at a disk with room) and run it again"))
                     raise ParseError(unpacked.fatal) from None
-                skipped[part.name] = f"cannot write it to a temporary file: {e.strerror or e}"
+                skipped[name] = f"cannot write it to a temporary file: {e.strerror or e}"
                 continue
+            finally:
+                del data
             try:
                 parser_for(file)
             except KBError as e:
-                skipped[part.name] = str(e)
+                skipped[name] = str(e)
                 continue
-            unpacked.inside.append(part.name)
+            unpacked.inside.append(name)
             try:
                 got = prepare(str(file), spec, chunker, depth + 1)
             finally:
                 unpacked.inside.pop()
-            if unpacked.fatal:  # refused deeper down (no room to unpack it): so is the file found on disk
+            if unpacked.fatal:  # refused deeper down (its archives expand too far): so is the file found on disk
                 raise ParseError(unpacked.fatal)
             file.unlink()
             if got.error:
-                skipped[part.name] = got.error
+                skipped[name] = got.error
                 continue
-            got.path, got.name = part.filename, part.name
-            got.sha256, got.size = hashlib.sha256(part.data).hexdigest(), len(part.data)
+            got.path, got.name = filename, name
+            got.sha256, got.size = digest, length
             out.parts.append(got)
     if skipped:
         out.metadata["parts_skipped"] = skipped

@@ -24,21 +24,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from kb.errors import ParseError, install_command
-from kb.ingest.base import is_supported
+from kb.errors import ParseError, install_command, size
+from kb.ingest.base import Unpacking, is_supported, unpacking
 from kb.ingest.walk import is_ignored
 from kb.types import Block, ParsedDocument, Part
 
-# Bounds, each refusing the whole archive with a reason that names it. Members are held in memory while
-# their documents are read, so the total stays at twice the largest file kb reads by default (max_file_mb).
-MAX_TOTAL_BYTES = 512 * 1024 * 1024
-MAX_MEMBERS = 10_000  # files listed in one archive (a source tree's node_modules has more: unpack it instead)
+# Bounds, each refusing the whole file found on disk with a reason that names it. They hold for that file
+# and every archive inside it together (`kb.ingest.base.Unpacking`), so nesting does not multiply them.
+# Members are held in memory while their documents are read, so the total stays at about twice the largest
+# file kb reads by default (max_file_mb).
+MAX_TOTAL_BYTES = 500_000_000
+MAX_MEMBERS = 10_000  # files listed (a source tree's node_modules has more: unpack it instead)
 # Text compresses about 3-10 times, office files hardly at all; a member expanding more than this many
 # times (and to more than RATIO_MIN_BYTES) is a bomb's filler, not a document.
 MAX_RATIO = 200
 RATIO_MIN_BYTES = 1024 * 1024
-_TOO_LARGE = (f"refused, would expand to more than {MAX_TOTAL_BYTES >> 20} MB (a zip bomb, or too large to read "
-              "in memory: unpack it to read it)")
 # One compressed file, when not a tar.
 _COMPRESSED: dict[str, Callable[[Path], io.BufferedIOBase]] = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File,
                                                                 ".xz": lzma.LZMAFile}
@@ -58,7 +58,8 @@ class ArchiveParser:
     extensions = (".zip", ".tar", ".tgz", ".tbz2", ".txz", ".gz", ".bz2", ".xz", ".7z")
 
     def parse(self, path: Path) -> ParsedDocument:
-        members, kind = _members(path)
+        unpacked = unpacking() or Unpacking(path.name)  # a parser called on its own: bounds of its own
+        members, kind = _members(path, unpacked)
         packed = max(path.stat().st_size, 1)
         listing: list[str] = []
         parts: dict[str, Part] = {}
@@ -66,12 +67,14 @@ class ArchiveParser:
         unsupported = 0
         total = 0
         encrypted = 0
-        for count, m in enumerate(members, start=1):
-            if count > MAX_MEMBERS:
-                raise ParseError(f"refused, holds more than {MAX_MEMBERS:,} files (unpack it to read it)")
+        for m in members:
+            unpacked.members += 1
+            if unpacked.members > MAX_MEMBERS:
+                raise _refuse(unpacked, f"holds more than {MAX_MEMBERS:,} files", "(unpack it to read it)")
             total += m.size
-            if total > MAX_TOTAL_BYTES:
-                raise ParseError(_TOO_LARGE)
+            unpacked.bytes += m.size
+            if unpacked.bytes > MAX_TOTAL_BYTES:
+                raise _refuse(unpacked, f"would expand to more than {size(MAX_TOTAL_BYTES)}", _TOO_LARGE)
             if m.packed is not None and m.size > RATIO_MIN_BYTES and m.size > MAX_RATIO * max(m.packed, 1):
                 raise ParseError(f"refused, {m.name} would expand more than {MAX_RATIO} times its compressed size "
                                  "(a zip bomb)")
@@ -80,7 +83,7 @@ class ArchiveParser:
             name = _safe(m.name)
             if name is not None and any(is_ignored(p) or p == "__MACOSX" for p in name.split("/")):
                 continue  # hidden and temporary files, as a folder's walk leaves them out
-            listing.append(f"{m.name} ({_size(m.size)})")
+            listing.append(f"{m.name} ({size(m.size)})")
             if name is None:
                 skipped[m.name] = "unsafe name: leads outside the archive"
                 continue
@@ -96,8 +99,6 @@ class ArchiveParser:
             if not is_supported(Path(name), peek=False) and not data.startswith(b"#!"):
                 unsupported += 1
                 continue
-            if len(data) > m.size:  # a member whose header understated its size: never trusted further
-                raise ParseError(f"refused, {m.name} is larger than the archive says (damaged or crafted)")
             parts.pop(name, None)  # a name given twice: the later one wins, as unpacking would leave it
             parts[name] = Part(name, name, data)
         if not listing:
@@ -117,7 +118,18 @@ class ArchiveParser:
 _TARS = (".tar", ".tgz", ".tbz2", ".txz", ".tar.gz", ".tar.bz2", ".tar.xz")
 
 
-def _members(path: Path) -> tuple[Iterator[_Member], str]:
+def _refuse(unpacked: Unpacking, what: str, why: str) -> ParseError:
+    """A bound met: the file found on disk is refused whole, named when the archive is one inside it."""
+    whole = f"{unpacked.source} with the archives inside it " if unpacked.inside else ""
+    unpacked.fatal = f"refused, {whole}{what} {why}"
+    return ParseError(unpacked.fatal)
+
+
+_TOO_LARGE = "(a zip bomb, or too large to read in memory: unpack it to read it)"
+_TARS = (".tar", ".tgz", ".tbz2", ".txz", ".tar.gz", ".tar.bz2", ".tar.xz")
+
+
+def _members(path: Path, unpacked: Unpacking) -> tuple[Iterator[_Member], str]:
     """The archive's files, lazily (so that the bounds stop a bomb early), and what it is called. The
     format is the one its extension names; only a name that names none (an extension a user or plugin
     mapped here) is told by its first bytes. Never by a zip's end marker, which a tar holding a .docx
@@ -129,10 +141,10 @@ def _members(path: Path) -> tuple[Iterator[_Member], str]:
     if suffix == ".zip":
         return _zip(path), "zip"
     if suffix == ".7z":
-        return _7z(path), "7z archive"
+        return _7z(path, unpacked), "7z archive"
     opener = _COMPRESSED.get(suffix)
     if opener is not None:
-        return _single(path, opener), f"{suffix.lstrip('.')} file"  # 'notes.txt.gz': one file, compressed
+        return _single(path, opener, MAX_TOTAL_BYTES - unpacked.bytes), f"{suffix.lstrip('.')} file"  # 'notes.txt.gz': one file, compressed
     with open(path, "rb") as f:
         head = f.read(262)
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip's first member, or an empty zip
@@ -198,11 +210,12 @@ def _guarded(read: Callable[[], bytes], name: str) -> Callable[[], bytes]:
     return guarded
 
 
-def _single(path: Path, opener: Callable[[Path], io.BufferedIOBase]) -> Iterator[_Member]:
+def _single(path: Path, opener: Callable[[Path], io.BufferedIOBase], room: int) -> Iterator[_Member]:
     """One compressed file ('notes.txt.gz'): a member named without the compression's extension, read
-    up to the bound (a compressed stream does not say its size before it is expanded)."""
+    up to the bound (`room`: what is left of MAX_TOTAL_BYTES; a compressed stream does not say its size
+    before it is expanded)."""
     packed = path.stat().st_size
-    bound = min(MAX_TOTAL_BYTES, max(RATIO_MIN_BYTES, MAX_RATIO * packed))
+    bound = max(0, min(room, max(RATIO_MIN_BYTES, MAX_RATIO * packed)))
     try:
         with opener(path) as f:
             data = f.read(bound + 1)  # one byte more than allowed tells the parser it would go further
@@ -211,7 +224,7 @@ def _single(path: Path, opener: Callable[[Path], io.BufferedIOBase]) -> Iterator
     yield _Member(path.stem, len(data), packed, lambda: data)
 
 
-def _7z(path: Path) -> Iterator[_Member]:
+def _7z(path: Path, unpacked: Unpacking) -> Iterator[_Member]:
     try:
         import py7zr  # optional: the `7z` extra
     except ImportError:
@@ -226,19 +239,25 @@ def _7z(path: Path) -> Iterator[_Member]:
         raise ParseError(f"not a valid 7z archive ({e})") from None
     got: dict[str, bytes] = {}
 
-    def read(name: str) -> Callable[[], bytes]:
+    def read(name: str, declared: int) -> Callable[[], bytes]:
         def load() -> bytes:
             # All at once, on the first read: a solid archive is one stream, which a read of one member
             # would expand from its start each time. The parser has checked the declared sizes by then.
             if not got:
                 got.update(_7z_all(path, max(i.uncompressed for i in infos)))
-            return got.get(name, b"")
+            data = got.get(name, b"")
+            # Only here can a member come out larger than declared (each is read up to the largest size
+            # declared; zip and tar readers stop at the member's own): never trusted further.
+            if len(data) > declared:
+                raise ParseError(f"refused, {name} is larger than the archive says (damaged or crafted)")
+            return data
         return load
 
-    if sum(i.uncompressed for i in infos) > MAX_TOTAL_BYTES:  # before the first read, which reads them all
-        raise ParseError(_TOO_LARGE)
+    if unpacked.bytes + sum(i.uncompressed for i in infos) > MAX_TOTAL_BYTES:  # before the first read, of all
+        raise _refuse(unpacked, f"would expand to more than {size(MAX_TOTAL_BYTES)}", _TOO_LARGE)
     for info in infos:
-        yield _Member(info.filename, info.uncompressed, info.compressed, read(info.filename), encrypted)
+        yield _Member(info.filename, info.uncompressed, info.compressed, read(info.filename, info.uncompressed),
+                      encrypted)
 
 
 def _7z_all(path: Path, largest: int) -> dict[str, bytes]:
@@ -268,10 +287,3 @@ def _safe(name: str) -> str | None:
     if not parts or ".." in parts:
         return None
     return "/".join(parts)
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n} bytes"
