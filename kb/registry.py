@@ -35,15 +35,20 @@ class Registry(Generic[T]):
         self._entries: dict[str, str | T] = dict(entries or {})
         self._plugins_loaded = False
         self._guard = threading.Lock()
+        # Raised by each change to the names (an entry registered or removed, the plugins found): what is
+        # derived from the entries (the parsers' extension map) is rebuilt when it moves.
+        self.changes = 0
 
     def register(self, name: str, target: str | T) -> None:
         """Add (or replace) an entry: an object, or "module:attribute" to import on first use."""
         with self._guard:
             self._entries[name.lower()] = target
+            self.changes += 1
 
     def unregister(self, name: str) -> None:
         with self._guard:
             self._entries.pop(name.lower(), None)
+            self.changes += 1
 
     def _load_plugins(self) -> None:
         if self._plugins_loaded:
@@ -58,6 +63,7 @@ class Registry(Generic[T]):
                     continue
                 self._entries[name] = ep.value
             self._plugins_loaded = True
+            self.changes += 1
 
     def names(self) -> list[str]:
         self._load_plugins()

@@ -266,8 +266,12 @@ def test_a_parser_registered_at_run_time_ingests_its_format(tmp_path: Path) -> N
 
             return ParsedDocument(title=path.stem, blocks=paragraphs(path.read_text().replace("=", " is ")))
 
+    from kb.ingest.base import parser_name
+
+    assert parser_name(Path("server.ini")) == "config"
     PARSERS.register("ini", IniParser)
     try:
+        assert parser_name(Path("server.ini")) == "ini"  # seen at once: the extension map is rebuilt
         (tmp_path / "docs").mkdir()
         (tmp_path / "docs" / "server.ini").write_text("timeout = ninety seconds\n")
         with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
@@ -276,7 +280,7 @@ def test_a_parser_registered_at_run_time_ingests_its_format(tmp_path: Path) -> N
             assert hit.file_type == "ini" and "ninety" in hit.text
     finally:
         PARSERS.unregister("ini")
-    assert "ini" not in file_types()
+    assert "ini" not in file_types() and parser_name(Path("server.ini")) == "config"
 
 
 def test_reindex_on_a_team_store_is_refused_before_any_work(tmp_path: Path) -> None:

@@ -123,37 +123,63 @@ def supported_types() -> str:
 def extensions() -> dict[str, str]:
     """File extension -> parser name. A parser registered later (a plugin) takes an extension a built-in
     one reads too (.ini read by a plugin of its own); those a user added in config (`code_extensions`) win."""
-    out: dict[str, str] = {}
+    return dict(_maps()[0])
+
+
+# (PARSERS.changes, _added_changes) they were built at, extension -> parser, file name -> parser. Every file
+# a walk finds is looked up here (twice): built once, not per call.
+_cache: tuple[tuple[int, int], dict[str, str], dict[str, str]] | None = None
+
+
+def _maps() -> tuple[dict[str, str], dict[str, str]]:
+    """The parser of each extension and of each well-known file name ('makefile'), rebuilt when a parser
+    is registered or removed, or the extensions a user added change."""
+    global _cache
+    key = (PARSERS.changes, _added_changes)
+    cached = _cache
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    by_ext: dict[str, str] = {}
+    by_name: dict[str, str] = {}
     for name, cls in parsers().items():
         for ext in cls.extensions:
-            out[ext.lower()] = name
-    out.update(_added)
-    return out
+            by_ext[ext.lower()] = name
+        for filename in getattr(cls, "filenames", ()):
+            by_name.setdefault(filename.lower(), name)  # the first parser that names it
+    by_ext.update(_added)
+    _cache = (key, by_ext, by_name)
+    return by_ext, by_name
 
 
 _added: dict[str, str] = {}  # extension -> parser name, from `add_extensions`
+_added_changes = 0
 
 
 def add_extensions(spec: str, parser: str = "code") -> None:
-    """Read files of these extensions ('.vue .svelte', or comma-separated) with `parser`, for this
+    """Read files of these extensions ('.astro .mdx', or comma-separated) with `parser`, for this
     process: the knowledge base sets its `code_extensions` here, and each parse worker does too."""
-    _added.clear()
+    global _added_changes
+    added = {}
     for ext in re.split(r"[\s,;]+", spec or ""):
         ext = ext.strip().lower().lstrip(".")
         if ext:
-            _added["." + ext] = parser
+            added["." + ext] = parser
+    if added != _added:  # set again for every file a worker reads: the maps are rebuilt only on a change
+        _added.clear()
+        _added.update(added)
+        _added_changes += 1
 
 
 def parser_name(path: Path, *, peek: bool = True) -> str | None:
     """The parser that reads `path`: by its well-known name ('Makefile'), else its extension, else (with
     `peek`) a script's '#!' line, for a file with no extension; else None."""
-    lower = path.name.lower()
-    for name, cls in parsers().items():
-        if lower in getattr(cls, "filenames", ()):
-            return name
+    by_ext, by_name = _maps()
+    name = by_name.get(path.name.lower())
+    if name is not None:
+        return name
     suffix = path.suffix.lower()
     if suffix or not peek:
-        return extensions().get(suffix)
+        return by_ext.get(suffix)
     try:
         with open(path, "rb") as f:
             script = f.read(2) == b"#!"
