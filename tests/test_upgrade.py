@@ -182,6 +182,21 @@ def test_ingest_needs_paths_unless_reparsing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_the_reader_recorded_is_the_parser_that_read_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file read by its name ('CMakeLists.txt': code) records that parser, not its extension's (text),
+    so it is not stale the day after, and it is when that parser gets newer."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "CMakeLists.txt").write_text("project(kiwi)\nadd_executable(kiwi main.c)\n")
+    (tmp_path / "src" / "notes.txt").write_text("The kiwi build notes.\n")
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as k:
+        k.ingest([str(tmp_path / "src")])
+        readers = {Path(d.path).name: (d.file_type, d.reader) for d in k.catalog.documents()}
+        assert readers == {"CMakeLists.txt": ("code", "code"), "notes.txt": ("text", "text")}
+        assert not k.status().stale
+        newer(monkeypatch, "code")
+        assert k.status().stale.types == {"code": 1}
+
+
 def test_a_team_member_sees_which_reader_read_each_shared_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a team store the reader rides in the shared record: another member's mirror knows it too, and
     says what is stale the same way."""

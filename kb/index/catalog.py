@@ -525,16 +525,17 @@ class Catalog:
         return self._memo("totals", count)
 
     def readers(self) -> dict[tuple[str, str | None, int, str], int]:
-        """Documents per (file type, reader, reader version, extension): how the files were read, for
-        telling which a newer reader reads better (`kb.ingest.base.read_better`). The extension is lower
-        case, with its dot; a reader None: not recorded (a document from before kb recorded it)."""
+        """Documents per (file type, reader, reader version, file name): how the files were read, for
+        telling which a newer reader reads better (`kb.ingest.base.read_better`). The file name is the
+        path's last piece, lower case (its reader may go by the name: 'cmakelists.txt'); a reader None:
+        not recorded (a document from before kb recorded it)."""
 
         def count() -> dict[tuple[str, str | None, int, str], int]:
             out: dict[tuple[str, str | None, int, str], int] = {}
             read = "reader, reader_version" if self._columns == _DOC_COLUMNS else "NULL, 1"
             rows = self.db.execute(f"SELECT path, file_type, {read} FROM documents")
             for path, file_type, reader, version in rows:
-                key = (file_type, reader, int(version), os.path.splitext(path)[1].lower())
+                key = (file_type, reader, int(version), os.path.basename(path).lower())
                 out[key] = out.get(key, 0) + 1
             return out
 

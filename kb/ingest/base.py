@@ -206,8 +206,9 @@ def reader_version(parser: type[Parser] | Parser) -> int:
 
 
 def reader_of(path: Path | str) -> tuple[str, int] | None:
-    """(name, version) of the parser that reads `path` now (by its extension), or None when none does."""
-    name = extensions().get(os.path.splitext(str(path))[1].lower())
+    """(name, version) of the parser that reads `path` now (by its name or extension, as `parser_name`
+    without peeking), or None when none does."""
+    name = parser_name(Path(path), peek=False)
     if name is None:
         return None
     try:
@@ -228,10 +229,17 @@ def read_better(reader: str | None, version: int, path: str) -> bool:
 
 
 def stale_types(readers: dict[tuple[str, str | None, int, str], int]) -> dict[str, int]:
-    """Documents a newer reader reads better, per file type, most first, from `Catalog.readers()`."""
+    """Documents a newer reader reads better, per file type, most first, from `Catalog.readers()` (keyed
+    by file name: 'CMakeLists.txt' is read by another parser than 'notes.txt')."""
+    named = _maps()[1]
+    judged: dict[tuple[str | None, int, str], bool] = {}
     out: dict[str, int] = {}
-    for (file_type, reader, version, ext), n in readers.items():
-        if read_better(reader, version, f"file{ext}"):
+    for (file_type, reader, version, name), n in readers.items():
+        probe = name if name in named else f"file{os.path.splitext(name)[1]}"  # one judgement per extension
+        key = (reader, version, probe)
+        if key not in judged:
+            judged[key] = read_better(reader, version, probe)
+        if judged[key]:
             out[file_type] = out.get(file_type, 0) + n
     return dict(sorted(out.items(), key=lambda x: (-x[1], x[0])))
 

@@ -17,7 +17,15 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from kb.errors import KBError, ParseError, disk_full, is_disk_full, one_line
-from kb.ingest.base import add_extensions, parser_for, range_parser, reader_of, reader_version, unpacking, unpacking_of
+from kb.ingest.base import (
+    add_extensions,
+    parser_for,
+    parser_name,
+    range_parser,
+    reader_version,
+    unpacking,
+    unpacking_of,
+)
 from kb.ingest.chunker import Chunker
 from kb.ingest.facets import document_facets
 from kb.ingest.formats import ocr
@@ -136,7 +144,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
         if doc.unit != "page":
             metadata["unit"] = doc.unit
         out = Prepared(path, parser.file_type, doc.title, doc.pages, metadata, chunks)
-        out.reader, out.reader_version = reader_of(p) or (None, reader_version(parser))
+        out.reader, out.reader_version = parser_name(p), reader_version(parser)  # the one parser_for chose
         if doc.parts:
             _prepare_parts(out, doc.parts, spec, chunker, depth)
         return out
