@@ -99,17 +99,22 @@ def test_a_long_log_is_chunked_at_line_ends_and_cited_by_its_lines(kb: Knowledge
 
 
 def test_extensions_added_in_config_are_read_as_code(tmp_path: Path) -> None:
-    (tmp_path / "kb").mkdir()
-    (tmp_path / "kb" / "kb.toml").write_text('code_extensions = [".vue", "svelte"]\n')
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "App.vue").write_text("<template>\n  <p>The tapir gallery</p>\n</template>\n")
-    (docs / "Nav.svelte").write_text("<nav>axolotl menu</nav>\n")
+    (docs / "Page.astro").write_text("---\nconst title = 'The tapir gallery';\n---\n<h1>{title}</h1>\n")
+    (docs / "menu.njk").write_text("<nav>axolotl menu</nav>\n")
     (docs / "x.unknown").write_text("not read\n")
+    # Without the setting, neither extension is read (kb does not know them)...
+    with KnowledgeBase.open(tmp_path / "plain", workers=1, **FAKE) as kb:
+        report = kb.ingest([str(docs)])
+        assert sorted(Path(s.source).name for s in report.skipped) == ["Page.astro", "menu.njk", "x.unknown"]
+    # ...with it, both are read as code.
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "kb.toml").write_text('code_extensions = [".astro", "njk"]\n')
     with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
         report = kb.ingest([str(docs)])
-        assert report.types == {"code": 2}
-        assert kb.search("tapir gallery", k=1, mode="keyword")[0].citation.endswith("App.vue L1-3")
+        assert report.types == {"code": 2} and [Path(s.source).name for s in report.skipped] == ["x.unknown"]
+        assert kb.search("tapir gallery", k=1, mode="keyword")[0].citation.endswith("Page.astro L1-4")
 
 
 def _zip(path: Path, members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> Path:
@@ -214,7 +219,6 @@ def test_zip_bombs_traversal_names_and_encrypted_members_are_refused_with_a_reas
 
     docs = tmp_path / "docs"
     _zip(docs / "bomb.zip", {"zeros.txt": b"\0" * (8 << 20)})  # 8 MB of zeros in about 8 KB
-    _zip(docs / "evil.zip", {"../evil.txt": b"Escaped to the parent folder.", "ok.txt": b"Lemurs are fine here.\n"})
     gz = docs / "zeros.txt.gz"
     import gzip
 
@@ -233,23 +237,36 @@ def test_zip_bombs_traversal_names_and_encrypted_members_are_refused_with_a_reas
         "zeros.txt.gz": "refused, zeros.txt would expand more than 200 times its compressed size (a zip bomb)",
         "locked.zip": "encrypted archive: its files need a password",
     }
-    # The bounds on count and size, set low here (two files: parsed in this process, which sees the patch).
+    # The bounds on count and size, set low here (three files: parsed in this process, which sees the patches).
     monkeypatch.setattr(archive, "MAX_MEMBERS", 20)
     monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 5000)
     small = tmp_path / "small"
     _zip(small / "many.zip", {f"f{i}.txt": b"x" for i in range(30)})
     _zip(small / "big.zip", {"a.txt": b"a" * 3000, "b.txt": b"b" * 3000}, zipfile.ZIP_STORED)
+    # A name climbing out of the folder a part is written to (temp/kb-part-x/0/), past the temporary folder.
+    _zip(small / "evil.zip", {"../../../evil.txt": b"Escaped to the parent folder.", "ok.txt": b"Lemurs are fine.\n"})
+    parts = tmp_path / "tmp" / "parts"
+    parts.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(parts))
+    written: list[Path] = []
+    write = Path.write_bytes
+
+    def recorded(self: Path, data: bytes) -> int:
+        written.append(self.resolve())
+        return write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", recorded)
     report = kb.ingest([str(small)])
     assert {Path(f.source).name: f.reason for f in report.failed} == {
         "many.zip": "refused, holds more than 20 files (unpack it to read it)",
         "big.zip": "refused, would expand to more than 5 kB (a zip bomb, or too large to read in memory: "
                    "unpack it to read it)"}
-    # The traversal name is listed and named as left out, never written: nothing appeared beside the archive.
-    assert sorted(p.name for p in tmp_path.rglob("evil.txt")) == []
+    # The traversal name is listed and named as left out, never written; ok.txt is, in a part's own folder.
+    assert [(w.parent.parent.parent == parts, w.name) for w in written if w.suffix == ".txt"] == [(True, "ok.txt")]
     assert kb.search("lemurs", k=1, mode="keyword")[0].source.endswith("evil.zip > ok.txt")
     assert not kb.search("escaped parent folder", k=3, mode="keyword", filters=Filters(path="*evil.zip/*"))
     row = kb.catalog.db.execute("SELECT metadata FROM documents WHERE path LIKE '%evil.zip'").fetchone()
-    assert json.loads(row[0])["parts_skipped"] == {"../evil.txt": "unsafe name: leads outside the archive"}
+    assert json.loads(row[0])["parts_skipped"] == {"../../../evil.txt": "unsafe name: leads outside the archive"}
     assert kb.search("marmot report", k=1, mode="keyword")[0].source.endswith("plain.txt.gz > plain.txt")
 
 
