@@ -16,12 +16,11 @@ from kb.errors import ParseError
 from kb.ingest.base import clean_text
 from kb.ingest.formats.docx import DocxParser
 from kb.ingest.formats.libreoffice import libreoffice_convert, soffice
-from kb.ingest.formats.protected import refuse_encrypted
+from kb.ingest.formats.protected import OLE_MAGIC, refuse_encrypted
 from kb.ingest.formats.rtf import RtfParser
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
-_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound-file signature every Word 97-2003 file starts with
 TIMEOUT_S = 60
 # tool -> its command line before the file: UTF-8 out, one line per paragraph (no wrapping)
 _TOOLS = {"antiword": ["-m", "UTF-8.txt", "-w", "0"], "catdoc": ["-d", "utf-8", "-w"]}
@@ -41,7 +40,7 @@ class DocParser:
         if head.startswith(b"PK\x03\x04"):  # a .docx renamed .doc
 
             return DocxParser().parse(path)
-        if head != _OLE:
+        if head != OLE_MAGIC:
             raise ParseError("not a Word 97-2003 document (.doc)")
         refuse_encrypted(path)  # antiword would say "is not a Word Document" of an encrypted one
         tools = [t for t in _TOOLS if shutil.which(t)]

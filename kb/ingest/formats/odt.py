@@ -64,15 +64,22 @@ def _check_package(path: Path) -> None:
         raise ParseError("not a valid .odt (truncated, or not a zip archive)")
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            manifest = z.read("META-INF/manifest.xml") if "META-INF/manifest.xml" in names else b""
-            mimetype = z.read("mimetype").decode("ascii", "replace").strip() if "mimetype" in names else ""
+            check_package(z, "application/vnd.oasis.opendocument.text", "OpenDocument text file")
     except (zipfile.BadZipFile, OSError) as e:
         raise ParseError(f"corrupt .odt: {e}") from e
-    if mimetype and not mimetype.startswith("application/vnd.oasis.opendocument.text"):
-        raise ParseError(f"not an OpenDocument text file ({mimetype[:80]})")
+
+
+def check_package(z: zipfile.ZipFile, mimetype: str, what: str) -> set[str]:
+    """The names in an OpenDocument package, once it is known to be one of `mimetype` (a file that says
+    no type is taken at its word: its extension) and not encrypted; ParseError otherwise."""
+    names = set(z.namelist())
+    said = z.read("mimetype").decode("ascii", "replace").strip() if "mimetype" in names else ""
+    if said and not said.startswith(mimetype):
+        raise ParseError(f"not an {what} ({said[:80]})")
+    manifest = z.read("META-INF/manifest.xml") if "META-INF/manifest.xml" in names else b""
     if b"encryption-data" in manifest:
         raise ParseError(ENCRYPTED)
+    return names
 
 
 def _meta(document: Any) -> tuple[str, str]:

@@ -14,14 +14,14 @@ from pathlib import Path
 from kb.errors import ParseError
 
 ENCRYPTED = "encrypted (password-protected); kb cannot read it"
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound-file signature
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound-file signature every Office 97-2003 file starts with
 
 
 def refuse_encrypted(path: Path) -> None:
     """Raise ParseError(ENCRYPTED) when `path` is an encrypted Office file; return otherwise (a file
     that is not one is left to its reader, which says what is wrong with it)."""
     with path.open("rb") as f:
-        if f.read(8) != _OLE_MAGIC:
+        if f.read(8) != OLE_MAGIC:
             return
         f.seek(0)
         # lazy: `kb --help` imports every parser (for its type list); the library loads when a file is read

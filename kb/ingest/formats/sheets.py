@@ -24,7 +24,8 @@ from typing import Any
 
 from kb.errors import ParseError, one_line
 from kb.ingest.decode import read_text
-from kb.ingest.formats.protected import ENCRYPTED, refuse_encrypted
+from kb.ingest.formats.odt import check_package
+from kb.ingest.formats.protected import refuse_encrypted
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
@@ -225,13 +226,7 @@ class OdsParser:
             raise ParseError(f"not a valid {what} (truncated or corrupt)")
         try:
             with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-                mimetype = z.read("mimetype").decode("ascii", "replace").strip() if "mimetype" in names else ""
-                manifest = z.read("META-INF/manifest.xml") if "META-INF/manifest.xml" in names else b""
-                if b"encryption-data" in manifest:
-                    raise ParseError(ENCRYPTED)
-                if mimetype and not mimetype.startswith("application/vnd.oasis.opendocument.spreadsheet"):
-                    raise ParseError(f"not an {what} ({mimetype[:80]})")
+                names = check_package(z, "application/vnd.oasis.opendocument.spreadsheet", what)
                 if "content.xml" not in names:
                     raise ParseError(f"not a valid {what} (truncated or corrupt): no content.xml")
                 with z.open("content.xml") as content:

@@ -20,12 +20,11 @@ from kb.errors import ParseError, one_line
 from kb.ingest.base import clean_text
 from kb.ingest.formats.libreoffice import libreoffice_convert
 from kb.ingest.formats.pictures import Pictures
-from kb.ingest.formats.protected import refuse_encrypted
+from kb.ingest.formats.protected import OLE_MAGIC, refuse_encrypted
 from kb.types import Block, ParsedDocument
 
 log = logging.getLogger(__name__)
 
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # every Office 97-2003 file is an OLE2 compound file
 _NOT_PPTX = "not a valid PowerPoint file (truncated or corrupt)"
 
 
@@ -49,7 +48,7 @@ class PptParser:
         if zipfile.is_zipfile(path):  # a .pptx renamed .ppt: PowerPoint opens it, so do we
             return _parse_pptx(path, path)
         with path.open("rb") as f:
-            if f.read(8) != _OLE_MAGIC:
+            if f.read(8) != OLE_MAGIC:
                 raise ParseError("not a valid PowerPoint 97-2003 file (truncated or corrupt)")
         refuse_encrypted(path)  # LibreOffice would stop at a password prompt it cannot show
         with tempfile.TemporaryDirectory(prefix="kb-ppt-") as tmp:
