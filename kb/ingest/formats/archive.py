@@ -6,9 +6,10 @@ Each file inside that kb reads becomes a document of its own (a `Part`: the pipe
 parser of its type and cites it 'bundle.zip > docs/report.pdf p.3'; an archive inside is read the same
 way, down to `kb.ingest.worker.MAX_PART_DEPTH`). The archive's own document is the list of its files, so
 a search for a file's name finds the archive. Nothing is extracted to disk by this module: members are
-read into memory, within bounds on their count, total size and compression ratio, so a zip bomb is
-refused with a reason before it is expanded; a member whose name leads outside the archive ('../x') or
-that is encrypted is left out and named.
+read into memory, within bounds on their count, total size and compression ratio (count and size for
+the file found on disk and the archives inside it together), so a zip bomb is refused with a reason
+before it is expanded; a member whose name leads outside the archive ('../x') or that is encrypted is
+left out and named. The format is the one the extension names.
 """
 
 from __future__ import annotations
