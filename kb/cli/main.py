@@ -131,11 +131,11 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
         raise click.UsageError("Missing argument 'PATHS...' (or --reparse: re-read the stale files).")
     from kb.cli.progress import ingest_with_progress  # lazy: rich's progress bar costs 0.1 s at start-up
 
-    with open_kb(kb_dir, **settings) as kb:
+    stale_only = reparse and not paths  # the stale files only: none is no error
+    with open_kb(kb_dir, existing=stale_only, **settings) as kb:  # re-reading needs a knowledge base there
         new = not kb.exists
         report = ingest_with_progress(kb, paths, show=not quiet, include=include, exclude=exclude, reparse=reparse)
         made = new and kb.exists
-    stale_only = reparse and not paths  # the stale files only: none is no error
     nothing = not stale_only and not (report.added or report.updated or report.unchanged or report.moved
                                       or report.removed or report.failed or report.reparsed)
     said = _nothing_read(paths, report, include, exclude) if nothing else ""
