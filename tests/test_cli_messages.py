@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from kb.cli import main
+from kb.ingest.base import supported_types
 from kb.ingest.pipeline import Ingesting
 from tests.helpers import write_markdown, write_pdf
 
@@ -215,7 +216,9 @@ def test_ingest_of_a_folder_with_nothing_readable_makes_no_knowledge_base(tmp_pa
     result = run_kb("ingest", str(empty))
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.startswith(f"kb: error: nothing to ingest in {empty}: no files there; kb reads ")
-    assert ".md" in result.stderr and ".pdf" in result.stderr and len(result.stderr.splitlines()) == 1
+    # What kb reads, by type (as `kb --help` says it), not a line of every extension.
+    assert result.stderr.endswith(f"kb reads {supported_types()}\n") and "markdown, " in result.stderr
+    assert ".md" not in result.stderr and len(result.stderr.splitlines()) == 1
     assert not isolated_kb.exists()
 
     other = tmp_path / "other"
@@ -226,6 +229,7 @@ def test_ingest_of_a_folder_with_nothing_readable_makes_no_knowledge_base(tmp_pa
     assert as_json.exit_code == 1
     report = json.loads(as_json.stdout)
     assert "4 files of types kb does not read (2 .xyz, 1 (no extension), 1 .bin)" in report["error"]
+    assert report["exit_status"] == 1  # as every failure's JSON object (docs/json.md)
     assert len(report["skipped"]) == 4 and not isolated_kb.exists()
     assert run_kb("status").exit_code == 1  # still none
 

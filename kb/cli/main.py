@@ -39,7 +39,7 @@ from kb.cli.snippets import snippet_line
 from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
-from kb.ingest.base import extensions, supported_types
+from kb.ingest.base import supported_types
 from kb.types import DocumentInfo, IngestReport, Stale, search_json, shown
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
                                       or report.removed or report.failed or report.reparsed)
     said = _nothing_read(paths, report, include, exclude) if nothing else ""
     if as_json:
-        emit({**report.to_json(), "error": said} if said else report.to_json())
+        emit({**report.to_json(), "error": said, "exit_status": 1} if said else report.to_json())
     elif stale_only and not (report.reparsed or report.failed or report.skipped):
         click.echo("nothing is stale: every file was read by the reader kb has today", err=True)
     elif not said:
@@ -165,7 +165,7 @@ def _nothing_read(paths: tuple[str, ...], report: IngestReport, include: tuple[s
         f"{plural(report.ignored, 'hidden or temporary file')} ignored" if report.ignored else "",
     ]
     what = ", ".join(a for a in aside if a) or "no files there"
-    return f"nothing to ingest in {', '.join(paths)}: {what}; kb reads {', '.join(sorted(extensions()))}"
+    return f"nothing to ingest in {', '.join(paths)}: {what}; kb reads {supported_types()}"
 
 
 @main.command(context_settings=CONTEXT)
