@@ -25,7 +25,6 @@ from kb.cli.common import (
     model_option,
     ocr_options,
     open_kb,
-    plural,
     pop_filters,
     print_report,
     print_table,
@@ -40,7 +39,7 @@ from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
 from kb.ingest.base import supported_types
-from kb.types import DocumentInfo, IngestReport, Stale, search_json, shown
+from kb.types import DocumentInfo, IngestReport, Stale, plural, search_json, shown
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -235,7 +234,7 @@ def print_stale(stale: Stale) -> None:
     """What a newer reader or embedding format does better, and the command that brings it (kb status, kb doctor)."""
     if stale.documents:
         by_type = ", ".join(f"{n} {t}" for t, n in stale.types.items())
-        click.echo(f"Stale: {stale.documents} document{'s' if stale.documents != 1 else ''} ({by_type}) a newer reader "
+        click.echo(f"Stale: {plural(stale.documents, 'document')} ({by_type}) a newer reader "
                    "reads better: `kb ingest --reparse` re-reads them")
     if stale.vectors:
         click.echo(f"Stale: the vectors were {stale.vectors}: `kb reindex` re-embeds them")
