@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,19 +119,39 @@ def test_a_live_ingest_on_an_80_column_terminal_draws_lines_that_fit(tmp_path: P
 
 def test_piped_ingest_prints_a_status_line_at_each_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where stderr is not a terminal (CI, nohup, a pipe) an ingest says where it is every interval
-    (10 s; here 50 ms), one plain line each, then prints its summary as ever; -q says nothing."""
+    (10 s; here 20 ms), one plain line each, then prints its summary as ever; -q says nothing. The ingest
+    is held at two of its steps until a status line has shown each, whatever the time a step takes."""
     from kb.cli import progress
+    from tests.helpers import FAKE
 
-    monkeypatch.setattr(progress, "STATUS_EVERY_S", 0.05)
+    monkeypatch.setenv("KB_BACKEND", FAKE["backend"])
+    monkeypatch.setenv("KB_MODEL", FAKE["model"])
+    monkeypatch.setattr(progress, "STATUS_EVERY_S", 0.02)
+    shown = threading.Event()
+    line, report = progress.IngestProgress.line, progress.IngestProgress.__call__
+
+    def showing(self: progress.IngestProgress) -> str:
+        text = line(self)
+        shown.set()
+        return text
+
+    def held(self: progress.IngestProgress, p: Ingesting) -> None:
+        report(self, p)
+        if p.step == "model" or (p.step == "files" and p.done == 2):
+            shown.clear()
+            assert shown.wait(10), "no status line in 10 s"  # the ticker's next line shows this step
+
+    monkeypatch.setattr(progress.IngestProgress, "line", showing)
+    monkeypatch.setattr(progress.IngestProgress, "__call__", held)
     docs = tmp_path / "docs"
     for i in range(4):
         write_markdown(docs / f"note{i}.md")
     result = run_kb("ingest", str(docs))
     assert result.exit_code == 0, result.output
     status = [line for line in result.stderr.splitlines() if line.startswith("kb: ")]
-    assert len(status) >= 2, result.stderr  # loading the model alone takes longer than 0.1 s
     assert all("\r" not in line and "\x1b" not in line for line in status)
-    assert any(re.search(r"scanning|loading the embedding model|ingesting · \d/4 files", line) for line in status)
+    assert "kb: loading the embedding model" in status, result.stderr
+    assert any(re.fullmatch(r"kb: ingesting · 2/4 files · .*chunks · .* · note\d\.md", line) for line in status), status
     assert "\nIndexed 4 files in " in result.stdout
     (docs / "note0.md").write_text("# Changed\n\nA new line about herons.\n")
     quiet = run_kb("ingest", str(docs), "-q")
