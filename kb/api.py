@@ -23,7 +23,7 @@ from kb.index import Index, open_index
 from kb.index.base import made_by, older_vectors
 from kb.ingest.base import add_extensions, extensions, is_supported, parsers, stale_types
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
-from kb.ingest.walk import Rules, walk
+from kb.ingest.walk import Rules, Walked, walking
 from kb.lock import WriteLock
 from kb.query.rerank import Reranker, open_reranker
 from kb.query.search import DEFAULT_TUNING, Tuning
@@ -338,8 +338,8 @@ def _nothing_to_read(paths: Iterable[str], rules: Rules) -> IngestReport | None:
     for given in paths:
         if not os.path.exists(given):
             return None
-        walked = walk(given, rules)
-        for cand in walked.found:
+        walked = Walked()
+        for cand in walking(given, walked, rules):  # stops at the first file kb reads: the pipeline walks again
             if is_supported(cand.path):
                 return None
             outcome = FileOutcome(cand.source, f"unsupported file type {cand.path.suffix or '(no extension)'}")

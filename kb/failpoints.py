@@ -21,7 +21,7 @@ POINTS = {
     "ingest.after_parse": "a parsed document is back from its worker, nothing of it written",
     "ingest.after_embed": "a group of documents is embedded, none of it committed",
     "catalog.in_transaction": "a document's rows are inserted, its transaction not committed",
-    "catalog.after_commit": "a document is in the catalog, its vectors not yet in the store",
+    "catalog.after_commit": "a file's documents (an archive's: all) are in the catalog, their vectors not yet in the store",
     "store.before_save": "vectors are added in memory, the vectors file not yet written",
     "store.before_rename": "the new vectors file is written and synced, not yet renamed into place",
     "store.after_rename": "the new vectors file is in place, its folder not yet synced",

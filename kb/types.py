@@ -173,6 +173,11 @@ def shown(source: str, base: str | None = None) -> str:
     return rel if len(rel) < len(source) else source
 
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 chunk', '2 chunks', '0 chunks', '1,200 chunks' ('1 file or folder', '3 files or folders' with `many`)."""
+    return f"{n:,} {one}" if n == 1 else f"{n:,} {many or one + 's'}"
+
+
 def search_json(query: str, hits: Iterable[Hit]) -> JSON:
     """The `kb search --json` object, also what `kb serve` answers to POST /search."""
     return {"query": query, "hits": [h.to_json() for h in hits]}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from kb.cli import main
+from kb.ingest.base import supported_types
 from kb.ingest.pipeline import Ingesting
 from tests.helpers import write_markdown, write_pdf
 
@@ -117,19 +119,39 @@ def test_a_live_ingest_on_an_80_column_terminal_draws_lines_that_fit(tmp_path: P
 
 def test_piped_ingest_prints_a_status_line_at_each_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where stderr is not a terminal (CI, nohup, a pipe) an ingest says where it is every interval
-    (10 s; here 50 ms), one plain line each, then prints its summary as ever; -q says nothing."""
+    (10 s; here 20 ms), one plain line each, then prints its summary as ever; -q says nothing. The ingest
+    is held at two of its steps until a status line has shown each, whatever the time a step takes."""
     from kb.cli import progress
+    from tests.helpers import FAKE
 
-    monkeypatch.setattr(progress, "STATUS_EVERY_S", 0.05)
+    monkeypatch.setenv("KB_BACKEND", FAKE["backend"])
+    monkeypatch.setenv("KB_MODEL", FAKE["model"])
+    monkeypatch.setattr(progress, "STATUS_EVERY_S", 0.02)
+    shown = threading.Event()
+    line, report = progress.IngestProgress.line, progress.IngestProgress.__call__
+
+    def showing(self: progress.IngestProgress) -> str:
+        text = line(self)
+        shown.set()
+        return text
+
+    def held(self: progress.IngestProgress, p: Ingesting) -> None:
+        report(self, p)
+        if p.step == "model" or (p.step == "files" and p.done == 2):
+            shown.clear()
+            assert shown.wait(10), "no status line in 10 s"  # the ticker's next line shows this step
+
+    monkeypatch.setattr(progress.IngestProgress, "line", showing)
+    monkeypatch.setattr(progress.IngestProgress, "__call__", held)
     docs = tmp_path / "docs"
     for i in range(4):
         write_markdown(docs / f"note{i}.md")
     result = run_kb("ingest", str(docs))
     assert result.exit_code == 0, result.output
     status = [line for line in result.stderr.splitlines() if line.startswith("kb: ")]
-    assert len(status) >= 2, result.stderr  # loading the model alone takes longer than 0.1 s
     assert all("\r" not in line and "\x1b" not in line for line in status)
-    assert any(re.search(r"scanning|loading the embedding model|ingesting · \d/4 files", line) for line in status)
+    assert "kb: loading the embedding model" in status, result.stderr
+    assert any(re.fullmatch(r"kb: ingesting · 2/4 files · .*chunks · .* · note\d\.md", line) for line in status), status
     assert "\nIndexed 4 files in " in result.stdout
     (docs / "note0.md").write_text("# Changed\n\nA new line about herons.\n")
     quiet = run_kb("ingest", str(docs), "-q")
@@ -215,7 +237,9 @@ def test_ingest_of_a_folder_with_nothing_readable_makes_no_knowledge_base(tmp_pa
     result = run_kb("ingest", str(empty))
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.startswith(f"kb: error: nothing to ingest in {empty}: no files there; kb reads ")
-    assert ".md" in result.stderr and ".pdf" in result.stderr and len(result.stderr.splitlines()) == 1
+    # What kb reads, by type (as `kb --help` says it), not a line of every extension.
+    assert result.stderr.endswith(f"kb reads {supported_types()}\n") and "markdown, " in result.stderr
+    assert ".md" not in result.stderr and len(result.stderr.splitlines()) == 1
     assert not isolated_kb.exists()
 
     other = tmp_path / "other"
@@ -226,6 +250,7 @@ def test_ingest_of_a_folder_with_nothing_readable_makes_no_knowledge_base(tmp_pa
     assert as_json.exit_code == 1
     report = json.loads(as_json.stdout)
     assert "4 files of types kb does not read (2 .xyz, 1 (no extension), 1 .bin)" in report["error"]
+    assert report["exit_status"] == 1  # as every failure's JSON object (docs/json.md)
     assert len(report["skipped"]) == 4 and not isolated_kb.exists()
     assert run_kb("status").exit_code == 1  # still none
 

@@ -185,6 +185,64 @@ def test_no_room_for_the_document_is_said_before_writing_it(one_note: tuple[Path
     assert (folder / "catalog.sqlite").stat().st_size == catalog
 
 
+
+def sources(folder: Path) -> dict[str, str]:
+    """Each document's source, the folder's path left out, with its text."""
+    from kb import KnowledgeBase
+    from tests.helpers import FAKE
+
+    with KnowledgeBase.open(folder, **FAKE) as base:
+        return {d.source.rpartition("/docs/")[2]: base.text(d)[0] for d in base.documents()}
+
+
+def write_zip(path: Path, files: dict[str, str]) -> None:
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["new-archive", "older-version-indexed"])
+def test_an_archive_goes_in_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, older: bool) -> None:
+    """The disk fills while the third file of a zip is written: none of the zip is (an older version of it
+    stays as it was, none of its files mixed with the new one's), and once there is room again the same
+    command reads the whole zip."""
+    docs, folder = tmp_path / "docs", tmp_path / "kb"
+    write_markdown(docs / "note.md", NOTE)
+    if older:
+        write_zip(docs / "b.zip", {"a.txt": "Old alpha.\n", "b.txt": "Old beta.\n", "gone.txt": "Old gone.\n"})
+    assert kb("ingest", str(docs), "--kb", str(folder)).exit_code == 0
+    had = sources(folder)
+    assert set(had) == ({"note.md", "b.zip", "b.zip > a.txt", "b.zip > b.txt", "b.zip > gone.txt"} if older
+                        else {"note.md"})
+    write_zip(docs / "b.zip", {"a.txt": "New alpha.\n", "b.txt": "New beta.\n", "c.txt": "New gamma.\n"})
+    writes = {"n": 0}
+
+    def full(name: str) -> None:  # the disk refuses the third file's rows (the zip's own come first)
+        if name == "catalog.in_transaction":
+            writes["n"] += 1
+            if writes["n"] == 4:
+                raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(catalog_module, "failpoint", full)
+    result = kb("ingest", str(docs), "--kb", str(folder))
+    assert result.exit_code == 1 and ONE_LINE.fullmatch(result.stderr), result.stderr
+    assert writes["n"] == 4
+    monkeypatch.setattr(catalog_module, "failpoint", lambda name: None)  # room again
+    assert sources(folder) == had
+    doctor = json.loads(kb("doctor", "--no-repair", "--kb", str(folder), "--json").stdout)
+    assert doctor["ok"] and doctor["missing_vectors"] == doctor["orphan_vectors"] == 0
+    again = kb("ingest", str(docs), "--kb", str(folder), "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["updated" if older else "added"] == [str(docs / "b.zip")]
+    now = sources(folder)
+    assert set(now) == {"note.md", "b.zip", "b.zip > a.txt", "b.zip > b.txt", "b.zip > c.txt"}
+    assert "New gamma." in now["b.zip > c.txt"] and "New alpha." in now["b.zip > a.txt"]
+    doctor = json.loads(kb("doctor", "--no-repair", "--kb", str(folder), "--json").stdout)
+    assert doctor["ok"] and doctor["missing_vectors"] == doctor["orphan_vectors"] == 0
+
 @pytest.mark.slow
 def test_the_model_cache_cannot_be_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default model's graph is built into an empty cache on a full disk: one line naming the cache,

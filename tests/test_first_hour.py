@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,32 @@ def test_a_folder_with_nothing_readable_is_an_error_listing_what_was_skipped(tmp
     assert "nothing to ingest in" in left_out.stderr
     assert "1 file or folder left out by --exclude or a .kbignore" in left_out.stderr
 
+
+
+def test_the_first_ingest_walks_the_folder_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a knowledge base is made, kb looks for one file it reads and stops there: a large folder is
+    not walked in full twice."""
+    from kb.ingest import walk as walk_module
+    from tests.helpers import FAKE
+
+    monkeypatch.setenv("KB_BACKEND", FAKE["backend"])
+    monkeypatch.setenv("KB_MODEL", FAKE["model"])
+    docs = tmp_path / "docs"
+    for n in range(5):
+        write_markdown(docs / f"part{n}" / "note.md")
+    walked: list[str] = []
+    os_walk = os.walk
+
+    def counted(top: str, followlinks: bool = False) -> Iterator[tuple[str, list[str], list[str]]]:
+        for entry in os_walk(top, followlinks=followlinks):
+            walked.append(entry[0])
+            yield entry
+
+    monkeypatch.setattr(walk_module.os, "walk", counted)
+    result = kb("ingest", str(docs), "--kb", str(tmp_path / "kb"), "--json")
+    assert result.exit_code == 0 and len(json.loads(result.stdout)["added"]) == 5
+    # The pipeline's walk: the folder and its 5 subfolders; the look before it: the folder and the first one.
+    assert len(walked) == 6 + 2, walked
 
 @pytest.mark.slow
 def test_ctrl_c_during_an_ingest_prints_one_clean_line(tmp_path: Path) -> None:

@@ -173,12 +173,23 @@ def test_reparse_with_paths_rereads_only_what_a_newer_reader_reads_better(
         assert gone.failed == [] and k.status().stale.documents == 1
 
 
-def test_ingest_needs_paths_unless_reparsing(tmp_path: Path) -> None:
+def test_ingest_needs_paths_unless_reparsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(main, ["ingest", "--kb", str(tmp_path / "kb")])
     assert result.exit_code == 2 and "PATHS" in result.stderr and "--reparse" in result.stderr
-    empty = kb("ingest", "--reparse", "--kb", str(tmp_path / "kb"))
-    assert empty.exit_code == 0 and "nothing is stale" in empty.stderr
+    # A mistyped --kb is named, as by the other commands that read a knowledge base, and none is made.
+    missing = kb("ingest", "--reparse", "--kb", str(tmp_path / "kb"))
+    assert missing.exit_code == 1 and missing.stderr.startswith(f"kb: error: no knowledge base at {tmp_path / 'kb'} ")
+    as_json = kb("ingest", "--reparse", "--kb", str(tmp_path / "kb"), "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout) == {
+        "error": f"no knowledge base at {tmp_path / 'kb'} (no such folder; `kb ingest FOLDER` makes one)",
+        "exit_status": 1}
     assert not (tmp_path / "kb").exists()  # asking creates no knowledge base
+    monkeypatch.setenv("KB_BACKEND", FAKE["backend"])
+    monkeypatch.setenv("KB_MODEL", FAKE["model"])
+    write_markdown(tmp_path / "docs" / "note.md", "# Note\n\nThe kennel opens at nine.\n")
+    assert kb("ingest", str(tmp_path / "docs"), "--kb", str(tmp_path / "kb")).exit_code == 0
+    fresh = kb("ingest", "--reparse", "--kb", str(tmp_path / "kb"))
+    assert fresh.exit_code == 0 and "nothing is stale" in fresh.stderr
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from kb.errors import KBError
 from kb.filters import Filters, parse_where
 from kb.index import STORES
 from kb.ingest.base import file_types
-from kb.types import IngestReport, shown
+from kb.types import IngestReport, plural, shown
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -164,11 +164,6 @@ def print_table(table: Table) -> None:
         console.print(table)
     for line in captured.get().splitlines():
         click.echo(line.rstrip())
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    """'1 chunk', '2 chunks', '0 chunks' ('1 file or folder', '3 files or folders' with `many`)."""
-    return f"{n:,} {one}" if n == 1 else f"{n:,} {many or one + 's'}"
 
 
 def print_report(r: IngestReport) -> None:

@@ -25,7 +25,6 @@ from kb.cli.common import (
     model_option,
     ocr_options,
     open_kb,
-    plural,
     pop_filters,
     print_report,
     print_table,
@@ -39,8 +38,8 @@ from kb.cli.snippets import snippet_line
 from kb.config import MODES
 from kb.errors import ConfigError, KBError
 from kb.filters import Filters
-from kb.ingest.base import extensions, supported_types
-from kb.types import DocumentInfo, IngestReport, Stale, search_json, shown
+from kb.ingest.base import supported_types
+from kb.types import DocumentInfo, IngestReport, Stale, plural, search_json, shown
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -131,16 +130,16 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
         raise click.UsageError("Missing argument 'PATHS...' (or --reparse: re-read the stale files).")
     from kb.cli.progress import ingest_with_progress  # lazy: rich's progress bar costs 0.1 s at start-up
 
-    with open_kb(kb_dir, **settings) as kb:
+    stale_only = reparse and not paths  # the stale files only: none is no error
+    with open_kb(kb_dir, existing=stale_only, **settings) as kb:  # re-reading needs a knowledge base there
         new = not kb.exists
         report = ingest_with_progress(kb, paths, show=not quiet, include=include, exclude=exclude, reparse=reparse)
         made = new and kb.exists
-    stale_only = reparse and not paths  # the stale files only: none is no error
     nothing = not stale_only and not (report.added or report.updated or report.unchanged or report.moved
                                       or report.removed or report.failed or report.reparsed)
     said = _nothing_read(paths, report, include, exclude) if nothing else ""
     if as_json:
-        emit({**report.to_json(), "error": said} if said else report.to_json())
+        emit({**report.to_json(), "error": said, "exit_status": 1} if said else report.to_json())
     elif stale_only and not (report.reparsed or report.failed or report.skipped):
         click.echo("nothing is stale: every file was read by the reader kb has today", err=True)
     elif not said:
@@ -165,7 +164,7 @@ def _nothing_read(paths: tuple[str, ...], report: IngestReport, include: tuple[s
         f"{plural(report.ignored, 'hidden or temporary file')} ignored" if report.ignored else "",
     ]
     what = ", ".join(a for a in aside if a) or "no files there"
-    return f"nothing to ingest in {', '.join(paths)}: {what}; kb reads {', '.join(sorted(extensions()))}"
+    return f"nothing to ingest in {', '.join(paths)}: {what}; kb reads {supported_types()}"
 
 
 @main.command(context_settings=CONTEXT)
@@ -235,7 +234,7 @@ def print_stale(stale: Stale) -> None:
     """What a newer reader or embedding format does better, and the command that brings it (kb status, kb doctor)."""
     if stale.documents:
         by_type = ", ".join(f"{n} {t}" for t, n in stale.types.items())
-        click.echo(f"Stale: {stale.documents} document{'s' if stale.documents != 1 else ''} ({by_type}) a newer reader "
+        click.echo(f"Stale: {plural(stale.documents, 'document')} ({by_type}) a newer reader "
                    "reads better: `kb ingest --reparse` re-reads them")
     if stale.vectors:
         click.echo(f"Stale: the vectors were {stale.vectors}: `kb reindex` re-embeds them")

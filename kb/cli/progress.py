@@ -26,7 +26,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from kb.cli.common import messages_above, plural
+from kb.cli.common import messages_above
+from kb.types import plural
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -17,13 +17,13 @@ from kb.cli.common import (
     model_option,
     ocr_options,
     open_kb,
-    plural,
     print_report,
     quiet_option,
     rule_options,
     store_options,
     workers_option,
 )
+from kb.types import plural
 from kb.watch import DEBOUNCE_MS, Batch, Pass, Watcher, writing_to
 
 

@@ -239,6 +239,17 @@ class Index(ABC):
     def commit(self, doc: DocumentRecord, chunks: list[Chunk], vectors: Vectors) -> tuple[list[int], list[int]]:
         """One document into catalog and store, whole or not at all: (old chunk ids, new ones)."""
 
+    def commit_file(self, docs: list[tuple[DocumentRecord, list[Chunk], Vectors]],
+                    stale: Iterable[str] = ()) -> list[tuple[list[int], list[int]]]:
+        """A file's document (first in `docs`) with those of the files inside it (an archive's, a mail's
+        attachments), the documents at `stale` (parts of its earlier version that it no longer holds)
+        forgotten: (old chunk ids, new ones) for each of `docs`. The file's own document goes last, so
+        that an interruption leaves its earlier content hash and the next run reads the file again."""
+        done = [self.commit(*part) for part in docs[1:]]
+        for path in stale:
+            self.forget(path)
+        return [self.commit(*docs[0]), *done]
+
     @abstractmethod
     def forget(self, path: str) -> None:
         """Drop a document from store and catalog."""

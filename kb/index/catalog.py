@@ -137,6 +137,7 @@ class Catalog:
         self.path = path
         self._writes = 0  # this connection's commits: PRAGMA data_version counts only other connections'
         self._memos: dict[str, tuple[tuple[int, int], Any]] = {}  # key: (changes() when computed, value)
+        self._nested = 0  # depth of `transaction` blocks open
         # A folder this user cannot write (a shared, read-only knowledge base): read the file as it is.
         # SQLite could not create the WAL index beside it, and nobody here can change it.
         frozen = path.is_file() and not os.access(path.parent, os.W_OK)
@@ -178,6 +179,16 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction. One begun inside another is part of it: committed, or rolled back, with it
+        (an archive's files go in with the archive, or none of them)."""
+        if self._nested:
+            self._nested += 1
+            try:
+                yield self.db
+            finally:
+                self._nested -= 1
+            return
+        self._nested = 1
         try:
             with self.db:
                 yield self.db
@@ -186,6 +197,7 @@ class Catalog:
                 raise disk_full(self.path.parent, "write the catalog") from e
             raise CatalogError(f"{self.path}: {e}") from e
         finally:
+            self._nested = 0
             self._writes += 1
 
     # --- index metadata -------------------------------------------------------------------

@@ -30,6 +30,18 @@ class LocalIndex(Index):
         self.store.add(_ids(new), vectors, None)
         return old, new
 
+    def commit_file(self, docs: list[tuple[DocumentRecord, list[Chunk], np.ndarray]],
+                    stale: Iterable[str] = ()) -> list[tuple[list[int], list[int]]]:
+        # The whole file in one catalog transaction (one sync to disk, not one per file of an archive),
+        # then its vectors, as `commit` does for one document.
+        with self.catalog.transaction():
+            done = [self.catalog.replace_document(**doc.fields(), chunks=chunks) for doc, chunks, _ in docs]
+            gone = [i for path in stale for i in self.catalog.delete_document(path)]
+        failpoint("catalog.after_commit")
+        self.store.delete(_ids([*gone, *(i for old, _ in done for i in old)]))
+        self.store.add(_ids([i for _, new in done for i in new]), np.concatenate([v for *_, v in docs]), None)
+        return done
+
     def forget(self, path: str) -> None:
         self.store.delete(_ids(self.catalog.delete_document(path)))
 

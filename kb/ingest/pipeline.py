@@ -322,18 +322,21 @@ class Pipeline:
                     pages=prepared.pages, metadata=prepared.metadata, reader=prepared.reader,
                     reader_version=prepared.reader_version,
                 )
-                old = False
-                for record, got in _with_parts(doc, prepared):
-                    n = len(got.chunks)
-                    self._room(record.source, got.chunks, vectors.shape[1])
-                    was, new = self.index.commit(record, got.chunks, vectors[offset : offset + n])
-                    offset += n
-                    old = old or (record is doc and bool(was))
+                # A file with the files inside it (an archive's, a mail's attachments) fits whole or is
+                # not written at all: the next run reads it again.
+                self._room(doc.source, _all_chunks(prepared), vectors.shape[1])
+                records = list(_with_parts(doc, prepared))
+                docs = []
+                for record, got in records:
+                    docs.append((record, got.chunks, vectors[offset : offset + len(got.chunks)]))
+                    offset += len(got.chunks)
+                done_ids = self.index.commit_file(docs, self._stale_parts(doc, records))
+                old = bool(done_ids[0][0])
+                for (_, got), (_, new) in zip(records, done_ids, strict=True):
                     if "unit" not in got.metadata:  # pages are pages, not a deck's slides or a sheet's rows
                         report.pages += got.pages or 0
                     report.chunks += len(new)
                     report.types[got.file_type] = report.types.get(got.file_type, 0) + 1
-                self._forget_stale_parts(doc, prepared)
                 (report.reparsed if item.reparse else report.updated if old else report.added).append(item.cand.source)
                 tell(Ingesting("files", done, len(todo), item.cand.source, report.pages, report.chunks))
             group.clear()
@@ -364,12 +367,10 @@ class Pipeline:
         if free < need:
             raise disk_full(self.index.folder, f"add {shown(source)}", need)
 
-    def _forget_stale_parts(self, doc: DocumentRecord, prepared: Prepared) -> None:
+    def _stale_parts(self, doc: DocumentRecord, records: list[tuple[DocumentRecord, Prepared]]) -> list[str]:
         """Parts of an earlier version of this file that the new one no longer holds."""
-        kept = {record.path for record, _ in _with_parts(doc, prepared)}
-        for row in self.catalog.documents_under(doc.path):
-            if row.path not in kept:
-                self.index.forget(row.path)
+        kept = {record.path for record, _ in records}
+        return [row.path for row in self.catalog.documents_under(doc.path) if row.path not in kept]
 
     def _prepare_all(self, todo: list[_Todo]) -> Iterator[tuple[_Todo, Prepared]]:
         """Parse and chunk in worker processes, overlapped with embedding, in submission order. A PDF of

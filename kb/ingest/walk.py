@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,12 +53,22 @@ def walk(given: str, rules: Rules = Rules(), within: Collection[str] | None = No
     """The files to ingest under one given path. `within`: absolute paths under the folder given (its
     resolved path joined with the rest, as `Candidate.path` names files) that changed: the walk looks
     at them and everything under them only (a watcher's pass); None: at everything."""
+    out = Walked()
+    out.found = list(walking(given, out, rules, within))
+    return out
+
+
+def walking(given: str, out: Walked, rules: Rules = Rules(),
+            within: Collection[str] | None = None) -> Iterator[Candidate]:
+    """`walk`'s files one at a time, in the same order, as they are found (a caller may stop at the first
+    it wants); `out` gets the roots and counts the files left aside so far (`out.found` stays as it is)."""
     top = Path(given).expanduser()
     shown = os.path.abspath(top)  # the source shown in citations: absolute, as named (not resolved)
     if top.is_file():
-        return Walked([Candidate(top.resolve(), shown, True)])
+        yield Candidate(top.resolve(), shown, True)
+        return
     root = top.resolve()
-    out = Walked(roots=[str(root)])
+    out.roots.append(str(root))
     limit = _Limit(str(root), within) if within is not None else None
     if limit is not None and limit.everything:
         limit = None
@@ -96,8 +106,7 @@ def walk(given: str, rules: Rules = Rules(), within: Collection[str] | None = No
                 continue
             # Resolve symlinked files to their target, but keep the path under the root as the
             # identity so "files that disappeared under this root" stays well defined.
-            out.found.append(Candidate(root / rel, os.path.join(shown, rel), False))
-    return out
+            yield Candidate(root / rel, os.path.join(shown, rel), False)
 
 
 class _Limit:

@@ -21,7 +21,7 @@ from typing import Any
 from kb.errors import ParseError, one_line
 from kb.ingest.base import paragraphs
 from kb.ingest.formats import ocr
-from kb.types import Block
+from kb.types import Block, plural
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,12 @@ class Pictures:
             out.append(f"pictures left unread: {self.unavailable}")
         if self.timed_out:
             where = f" on {self.unit} {', '.join(self.timed_out)}" if self.unit else ""
-            out.append(f"{_count(len(self.timed_out), 'picture')}{where} left unread: OCR took over "
+            out.append(f"{plural(len(self.timed_out), 'picture')}{where} left unread: OCR took over "
                        f"{ocr.PAGE_TIMEOUT_S:g} s")
         if self.failed:
-            out.append(f"{_count(len(self.failed), 'picture')} left unread: {self.failed[0]}")
+            out.append(f"{plural(len(self.failed), 'picture')} left unread: {self.failed[0]}")
         if self.outcomes["over_cap"]:
-            out.append(f"{_count(self.outcomes['over_cap'], 'picture')} past the first {MAX_PICTURES} left "
+            out.append(f"{plural(self.outcomes['over_cap'], 'picture')} past the first {MAX_PICTURES} left "
                        "unread (the OCR cap per file)")
         return out
 
@@ -130,7 +130,7 @@ class Pictures:
         presentation") and, where there were pictures, why they gave none."""
         if not self.seen:
             return what
-        n = _count(self.seen, "picture")
+        n = plural(self.seen, "picture")
         if ocr.current.mode == "never":
             return f"{what} ({n}; OCR is off: kb ingest --ocr auto reads them)"
         if self.unavailable:
@@ -146,7 +146,3 @@ class Pictures:
         if empty := self.outcomes["empty"]:
             why.append(f"OCR found no text in {'it' if self.seen == 1 else 'them' if empty == self.seen else empty}")
         return f"{what} ({n}: {'; '.join(why + self.warnings()) or 'not read'})"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
