@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import _machine
+from benchmarks.ingest import _machine, save
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "formats"
@@ -248,10 +248,7 @@ def main() -> int:
         results = measure(files, args.repeat)
     report = {"machine": _machine(), "command": f"python -m benchmarks.formats --scale {args.scale} --repeat {args.repeat}",
               "results": results}
-    out = ROOT / "benchmarks" / "results" / "formats.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(report, indent=2))
+    if save(report, ROOT / "benchmarks" / "results" / "formats.json", args.json):
         return 0
     m = report["machine"]
     print(f"CPU: {m['cpu']} ({m['cores']} cores, load {m['load_1m']})")

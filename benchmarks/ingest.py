@@ -537,6 +537,16 @@ def _machine() -> dict[str, Any]:
             "python": platform.python_version(), "flags": [f for f in SIMD_FLAGS if f in have]}
 
 
+def save(results: dict[str, Any], out: Path, as_json: bool) -> bool:
+    """Write a benchmark's results to `out` (benchmarks/results/...); with `as_json` also print them and
+    return True (the caller prints no table)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    if as_json:
+        print(json.dumps(results, indent=1))
+    return as_json
+
+
 def _print_table(report: dict[str, Any], results: dict[str, Any]) -> None:
     print(f"{'pipeline':<12}{'median s':>10}{'min s':>8}{'max s':>8}{'pages':>7}{'chunks':>8}{'pages/s':>9}"
           f"{'chunks/s':>10}{'peak RSS MB':>13}{'warm-up s':>11}")

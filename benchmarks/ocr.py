@@ -21,7 +21,6 @@ reference's words OCR found.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -29,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import _machine
+from benchmarks.ingest import _machine, save
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT.parent / "shared" / "eval" / "sec-10q" / "docs"
@@ -167,10 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                "tesseract": tesseract_version(), "runs": [run(picks, dpi, args.json) for dpi in args.dpi]}
     results["machine"] = _machine()
     results["command"] = "python -m benchmarks.ocr " + " ".join(argv if argv is not None else sys.argv[1:])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(results))
+    if save(results, args.out, args.json):
         return
     m = results["machine"]
     print(f"{len(picks)} pages of {len({p for p, _, _ in picks})} files in {args.docs}, tesseract {results['tesseract']}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import random
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import _machine
+from benchmarks.ingest import _machine, save
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "pictures.json"
@@ -111,10 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = [run(args.slides, (w, h), args.seed) for w, h in sizes]
     results: dict[str, Any] = {"runs": runs, "seed": args.seed, "machine": _machine()}
     results["command"] = "python -m benchmarks.pictures " + " ".join(argv if argv is not None else sys.argv[1:])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(results))
+    if save(results, args.out, args.json):
         return
     print(f"{'size':>10} {'slides':>7} {'never s':>8} {'auto s':>8} {'s/picture':>10} {'words':>7}")
     for r in runs:

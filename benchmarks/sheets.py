@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import _machine
+from benchmarks.ingest import _machine, save
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ["Region", "Units", "Revenue", "Rate", "Date", "Note"]
@@ -157,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             results["formats"][ext] = {"seconds": round(seconds, 3), "rows": count,
                                        "rows_per_s": round(count / seconds) if seconds else None,
                                        "bytes": path.stat().st_size}
-    out = ROOT / "benchmarks" / "results" / "sheets.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(results, indent=2))
+    if save(results, ROOT / "benchmarks" / "results" / "sheets.json", args.json):
         return 0
     m = results["machine"]
     print(f"CPU: {m['cpu']} ({m['cores']} cores, load {m['load_1m']}); {args.rows:,} data rows per sheet")
