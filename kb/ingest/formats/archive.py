@@ -116,9 +116,6 @@ class ArchiveParser:
                               parts=list(parts.values()))
 
 
-_TARS = (".tar", ".tgz", ".tbz2", ".txz", ".tar.gz", ".tar.bz2", ".tar.xz")
-
-
 def _refuse(unpacked: Unpacking, what: str, why: str) -> ParseError:
     """A bound met: the file found on disk is refused whole, named when the archive is one inside it."""
     whole = f"{unpacked.source} with the archives inside it " if unpacked.inside else ""
