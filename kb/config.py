@@ -67,6 +67,9 @@ class Settings:
     llm_timeout: float = 300.0  # seconds to load a model, and of the LLM's silence while answering
     # llama-cpp: the command that serves the GGUF on a loopback port (default: python -m kb.llm.llama_server)
     llm_server: str | None = None
+    # GGUF files `kb models` lists and `--model NAME.gguf` finds by name; where `--model hf:...` downloads
+    # (default: `models` in the platform's data folder, `models_folder`)
+    models_dir: str | None = None
     # Names of the settings that a flag, a variable or kb.toml set (not defaults).
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
@@ -136,6 +139,14 @@ def default_kb_dir() -> Path:
     """The user's knowledge base when no other is named: the platform's data folder
     (`~/.local/share/kb` on Linux, honouring XDG_DATA_HOME)."""
     return Path(platformdirs.user_data_dir("kb", appauthor=False)).resolve()
+
+
+def models_folder(settings: Settings | None = None) -> Path:
+    """Where kb keeps GGUF models: the `models_dir` setting, else `models` in the platform's data folder
+    (`~/.local/share/kb/models` on Linux), shared by every knowledge base of the user."""
+    if settings is not None and settings.models_dir:
+        return Path(settings.models_dir).expanduser().resolve()
+    return default_kb_dir() / "models"
 
 
 def _moved_from_old_place(new: Path) -> Path:

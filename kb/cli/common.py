@@ -99,8 +99,9 @@ def llm_options(purpose: str = "") -> Decorator:
                      help=f"{purpose}auto | llama-cpp | openai | ollama | transformers | none (quote the passages) "
                           "[default: auto]."),
         click.option("--model", "llm_model", envvar="KB_LLM_MODEL", show_envvar=True,
-                     help="GGUF file (llama-cpp), model name on the server (openai), or Hugging Face id/folder "
-                          "(transformers)."),
+                     help="GGUF file (llama-cpp: a path, a file of the models folder, or hf:ORG/REPO/FILE.gguf, "
+                          "downloaded there once), model name on the server (openai), or Hugging Face id/folder "
+                          "(transformers). `kb models` lists them."),
         click.option("--base-url", "llm_base_url", envvar="KB_LLM_BASE_URL", show_envvar=True, metavar="URL",
                      help="OpenAI-compatible server [default: Ollama, http://127.0.0.1:11434/v1]."),
     )

@@ -368,6 +368,9 @@ main.add_command(mcp_command)
 from kb.cli.chat import chat  # noqa: E402
 
 main.add_command(chat)
+from kb.cli.models import models_command  # noqa: E402
+
+main.add_command(models_command)
 
 
 if __name__ == "__main__":

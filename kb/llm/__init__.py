@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from kb.config import models_folder
 from kb.errors import ConfigError
 from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Message, Prompt
+from kb.llm.hub import is_hub_spec, local_model
 from kb.registry import Registry
 
 if TYPE_CHECKING:
@@ -23,9 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LLM", "LLMS", "Backend", "ContextOverflowError", "GenerationOptions", "LLMError", "Message", "Prompt",
-    "create_llm", "default_llm", "ollama_models",
+    "Choice", "choose_llm", "create_llm", "default_llm", "ollama_models",
 ]
-
 
 
 class Backend(Protocol):
@@ -51,11 +53,17 @@ OLLAMA_DEFAULT = "http://127.0.0.1:11434"
 
 
 def create_llm(name: str, *, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-               context_window: int = 0, **kwargs: Any) -> LLM:
-    """The backend called `name` (or an alias such as `ollama`, `gguf`, `hf`), constructed."""
+               context_window: int = 0, models_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> LLM:
+    """The backend called `name` (or an alias such as `ollama`, `gguf`, `hf`), constructed. For llama-cpp,
+    `model` may be `hf:ORG/REPO/FILE.gguf` (downloaded into `models_dir` once) or the name of a file in
+    `models_dir` [default: the models folder of the default settings]."""
     key = name.strip().lower()
     backend = known_backend(name)
     cls = LLMS.get(backend)
+    if model and (backend == "llama-cpp" or is_hub_spec(model)):
+        if backend != "llama-cpp":
+            raise ConfigError(f"{model} is a GGUF file, run by llama-cpp: use --llm llama-cpp (or auto)")
+        model = local_model(model, Path(models_dir) if models_dir else models_folder(None))
     if backend == "openai":
         if not base_url and key == "ollama":
             base_url = _ollama_root() + "/v1"
@@ -103,29 +111,65 @@ def infer_backend(model: str | None, base_url: str | None) -> str:
     return "openai"  # a bare name such as llama3.2: what Ollama serves
 
 
-def default_llm(settings: Settings, *, probe: bool = True, **kwargs: Any) -> LLM | None:
-    """The LLM `kb ask` uses: the configured one; else an Ollama server answering on this
-    machine; else None, for an extractive answer. Only an explicit choice may raise."""
+@dataclass(frozen=True)
+class Choice:
+    """What `kb ask` runs, found before anything is loaded (`choose_llm`): `name` as `create_llm` takes
+    it (a backend or an alias: "ollama"), the registry's `backend`, the model and server as configured
+    (None: the backend's default), and why it is the one."""
+
+    name: str
+    backend: str
+    model: str | None
+    base_url: str | None
+    reason: str
+    probed: bool = False  # found by asking the Ollama server: a failure to load it means no LLM, not an error
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"llm": self.name, "backend": self.backend, "model": self.model, "base_url": self.base_url,
+                "reason": self.reason}
+
+
+def choose_llm(settings: Settings, *, probe: bool = True, ollama: list[str] | None = None) -> Choice | None:
+    """The one place where `kb ask`'s model is chosen (`default_llm` loads it, `kb models` shows it). In
+    order: `llm` names a backend: that one, with the configured model and server; `llm` is auto: the
+    configured model or server (`llm_model`, `llm_base_url`, the backend inferred from them); else the
+    first chat model of an Ollama server answering on this machine (`ollama`: its models when the
+    caller has listed them already; `probe` False: not asked); else None, an extractive answer."""
     name = (settings.llm or "auto").strip().lower()
     if name in NO_LLM:
         return None
+    if name not in AUTO:
+        return Choice(name, known_backend(name), settings.llm_model, settings.llm_base_url, f"the llm setting is {name}")
+    if settings.llm_model or settings.llm_base_url:
+        backend = infer_backend(settings.llm_model, settings.llm_base_url)
+        what = " and ".join(w for w, v in (("model", settings.llm_model), ("server", settings.llm_base_url)) if v)
+        return Choice(backend, backend, settings.llm_model, settings.llm_base_url, f"the configured {what}")
+    if ollama is None:
+        ollama = ollama_models() if probe else []
+    if not ollama:
+        return None
+    root = _ollama_root()
+    return Choice("ollama", "openai", ollama[0], root + "/v1", f"the first chat model of the Ollama server at {root}",
+                  probed=True)
+
+
+def default_llm(settings: Settings, *, probe: bool = True, **kwargs: Any) -> LLM | None:
+    """The LLM `kb ask` uses (`choose_llm`), loaded. Only an explicit choice may raise: an Ollama model
+    found by probing that fails to load means an extractive answer."""
+    choice = choose_llm(settings, probe=probe)
+    if choice is None:
+        return None
     common: dict[str, Any] = dict(
-        model=settings.llm_model, base_url=settings.llm_base_url, api_key=settings.llm_api_key,
-        context_window=settings.llm_context, timeout=settings.llm_timeout, **kwargs,
+        model=choice.model, base_url=choice.base_url, api_key=settings.llm_api_key,
+        context_window=settings.llm_context, timeout=settings.llm_timeout, models_dir=models_folder(settings),
+        **kwargs,
     )
     if settings.llm_server:
         common["server"] = settings.llm_server
-    if name not in AUTO:
-        return create_llm(name, **common)
-    if settings.llm_model or settings.llm_base_url:
-        return create_llm(infer_backend(settings.llm_model, settings.llm_base_url), **common)
-    if not probe:
-        return None
-    models = ollama_models()
-    if not models:
-        return None
+    if not choice.probed:
+        return create_llm(choice.name, **common)
     try:
-        return create_llm("ollama", **{**common, "model": models[0]})
+        return create_llm(choice.name, **common)
     except LLMError:
         return None
 
@@ -146,13 +190,34 @@ def _ollama_root() -> str:
 
 def ollama_models(timeout: float = 0.3) -> list[str]:
     """Chat models of an Ollama server on this machine, most recently used first; [] if none answers."""
+    return [m.name for m in ollama_listing(timeout).models if "embed" not in m.name.lower()]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a model server said when asked for its models: the models, or why there are none to list."""
+
+    base_url: str
+    models: list[ServedModel]
+    error: str | None = None
+
+
+def ollama_listing(timeout: float = 0.3) -> Listing:
+    """The models of the Ollama server on this machine (`/api/tags`: every model, embedding ones too),
+    or why none could be listed."""
     root = _ollama_root()
     parts = urlsplit(root)
     try:  # a refused connection is the common case: find out without importing an HTTP client
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 11434), timeout=timeout):
             pass
-    except OSError:
-        return []
+    except OSError as e:
+        return Listing(root, [], f"not reachable: {_reason(e)}")
     try:
         # lazy: httpx costs 0.2 s at start-up and most machines run no Ollama
         import httpx
@@ -160,7 +225,22 @@ def ollama_models(timeout: float = 0.3) -> list[str]:
         r = httpx.get(root + "/api/tags", timeout=max(timeout, 1.0))
         r.raise_for_status()
         listed = r.json().get("models") or []
-    except Exception:  # not Ollama, or not well: no default LLM then
-        return []
-    names = [m.get("name") or m.get("model") for m in listed if isinstance(m, dict)]
-    return [n for n in names if n and "embed" not in n.lower()]
+    except Exception as e:  # not Ollama, or not well: no default LLM then
+        said = "not answering" if "Timeout" in type(e).__name__ else "not an Ollama server"
+        return Listing(root, [], f"{said}: {_reason(e)}")
+    found = [ServedModel(str(m.get("name") or m.get("model")), m.get("size") if isinstance(m.get("size"), int) else None)
+             for m in listed if isinstance(m, dict) and (m.get("name") or m.get("model"))]
+    return Listing(root, found)
+
+
+def _reason(e: BaseException) -> str:
+    """Why a server did not answer, in a few words: "Connection refused", "timed out", "HTTP 404"."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    response = getattr(e, "response", None)
+    if response is not None and getattr(response, "status_code", None):
+        return f"HTTP {response.status_code}"
+    text = " ".join(str(e).split())
+    if "Errno" in text and "]" in text:  # "[Errno 111] Connection refused", as httpx passes it on
+        text = text.split("]", 1)[1].strip()
+    return text[:120] or type(e).__name__
