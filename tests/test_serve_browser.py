@@ -232,6 +232,11 @@ def test_a_crashing_model_still_answers_on_the_page(served_crashing: str, browse
     note = browser.find_element(By.ID, "answer-note").text
     assert "crashed (SIGSEGV)" in note and "-DGGML_NATIVE=OFF" in note, note
     assert browser.find_elements(By.CSS_SELECTOR, "#sources li")
+    # the status line, read again after the answer, says the model is not running and why
+    WebDriverWait(browser, 10).until(lambda d: "stopped" in d.find_element(By.ID, "kb-status").text)
+    status = browser.find_element(By.ID, "kb-status").text
+    assert "answers by llama-cpp:model.gguf (stopped: the llama.cpp server for model.gguf crashed (SIGSEGV)" in status
+    assert "it starts again on the next question" in status
 
 
 def test_upload_search_share_and_remove_on_the_page(served_writable: str, browser: Any, tmp_path: Path) -> None:

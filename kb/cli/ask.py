@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ from kb.cli.common import (
 )
 from kb.cli.snippets import snippet_line
 from kb.llm import NO_LLM, check_choice
+from kb.llm.base import RenderedPrompt, Watched
 
 HINT_SHOWN = "llm-hint-shown"  # a file in the knowledge base's folder: the hint on plugging in a model was shown
 
@@ -64,6 +66,10 @@ shown as the answer (the passages are quoted instead). "Not found" lists the nea
 
 {WRITTEN_ANSWER} Without one, kb says so once per knowledge base (never with --llm none or -q).
 
+--show-prompt prints what the model receives, then answers: the exact text (kb's messages in the
+model's chat template) for a GGUF or transformers model, the messages as JSON for a server, which
+applies its own template.
+
 Exit status: 0 answered or "not found"; 1 the command failed (e.g. nothing ingested yet); 2 usage
 error (an empty question, one over {QUESTION_MAX:,} characters, an unknown option or backend).
 """
@@ -72,14 +78,17 @@ error (an empty question, one over {QUESTION_MAX:,} characters, an unknown optio
 @click.command(context_settings=CONTEXT, help=ASK_HELP)
 @click.argument("question")
 @answer_options
+@click.option("--show-prompt", is_flag=True,
+              help="Print what the model receives before its answer (with --json: under \"prompt\").")
 def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: str | None, llm_base_url: str | None,
         temperature: float | None, top_p: float | None, top_k: int | None, max_tokens: int, no_stream: bool,
-        as_json: bool, quiet: bool, **kwargs: Any) -> None:
+        as_json: bool, quiet: bool, show_prompt: bool, **kwargs: Any) -> None:
     filters = pop_filters(kwargs)
     check_question(question)  # a usage error is told before a missing knowledge base
     check_choice(llm)
     streaming = not as_json and not no_stream
     printed: list[str] = []
+    prompts: list[RenderedPrompt] = []
 
     def show(piece: str) -> None:
         printed.append(piece)
@@ -87,12 +96,41 @@ def ask(question: str, kb_dir: str | None, k: int, llm: str | None, llm_model: s
         sys.stdout.flush()
 
     with open_kb(kb_dir, existing=True, llm=llm, llm_model=llm_model, llm_base_url=llm_base_url) as kb:
-        result = kb.ask(question, k=k, filters=filters, on_token=show if streaming else None, stream=streaming,
-                        temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens)
+        model = kb.load_llm()[0] if show_prompt else None  # what kb.ask would take: loaded once, cached
+        watched = None
+        if model is not None:
+            def sent(prompt: RenderedPrompt) -> None:
+                prompts.append(prompt)
+                if not as_json:
+                    print_prompt(prompt, model.name)
+
+            watched = Watched(model, sent)
+        result = kb.ask(question, k=k, filters=filters, llm=watched, on_token=show if streaming else None,
+                        stream=streaming, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens)
         if as_json:
-            emit(result.to_json())
+            out = result.to_json()
+            if show_prompt:
+                out["prompt"] = prompts[-1].to_json() if prompts else None  # the one the answer came from
+            emit(out)
             return
+        if show_prompt and not prompts:
+            why = "kb answered without the model" if model is not None else "no model answers here"
+            click.echo(click.style(f"kb: no prompt was sent ({why})", dim=True), err=True)
         print_answer(result, streamed="".join(printed), hint=hint_due(kb, result, quiet))
+
+
+def print_prompt(prompt: RenderedPrompt, model: str) -> None:
+    """`kb ask --show-prompt`: what `model` receives, between rules, on stdout before its answer."""
+    if prompt.text is not None:
+        how = prompt.template or "plain text"
+        body = prompt.text
+    else:
+        how = "the messages kb sends; the server applies its chat template"
+        body = json.dumps(prompt.messages, ensure_ascii=False, indent=2)
+    click.echo(click.style(f"── prompt to {model} ({how}) ──", dim=True))
+    click.echo(body, nl=not body.endswith("\n"))  # the text as it is: a trailing newline is part of it
+    click.echo(click.style("── answer ──", dim=True))
+    sys.stdout.flush()
 
 
 def hint_due(kb: KnowledgeBase, result: Answer, quiet: bool) -> bool:

@@ -78,7 +78,8 @@ def serve(kb_dir: str | None, host: str, port: int, llm: str | None, llm_model: 
         mount(app, "/mcp", http_app(create_server(svc.kb, llm=svc.llm or llm), path="/mcp", host=host))
     shown = f"[{host}]" if ":" in host else host
     if svc.llm_error:
-        click.echo(click.style(f"kb: {svc.llm_error}; answering from the passages' own sentences until it loads",
+        click.echo(click.style(f"kb: {svc.llm_error}; answering from the passages' own sentences (a model server that "
+                               "comes up later is used; a GGUF file is tried again when kb serve restarts)",
                                fg="yellow"), err=True)
     answers = svc.llm.name if svc.llm else "none, extractive"
     click.echo(f"kb: serving {svc.path} at http://{shown}:{port}/ (LLM: {answers}; "

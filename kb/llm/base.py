@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, ClassVar, TypedDict, cast
 
@@ -78,6 +78,23 @@ class Generation(TypedDict, total=False):
     num_beams: int | None
 
 
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """What a model receives for a prompt (`LLM.render_prompt`)."""
+
+    messages: list[Message] | None  # the chat messages sent (None: the prompt is plain text)
+    text: str | None  # the exact text the model reads, its chat template applied, when kb can know it
+    template: str | None = None  # where that template came from: "the GGUF's own template", "kb's gemma template: ..."
+
+    def to_json(self) -> dict[str, object]:
+        return {"messages": self.messages, "text": self.text, "template": self.template}
+
+
+# What a status display says of a model (`LLM.state`): loaded and answering; being loaded; not
+# running now (a server stopped after a crash: the next question starts it); could not be loaded.
+MODEL_STATES = ("ready", "loading", "not loaded", "failed")
+
+
 class LLM(ABC):
     """A language model that streams text. Subclasses implement `_stream` and `count_tokens`."""
 
@@ -121,6 +138,17 @@ class LLM(ABC):
             return self.count_tokens(prompt)
         return sum(self.count_tokens(m["content"]) + MESSAGE_OVERHEAD for m in prompt) + MESSAGE_OVERHEAD
 
+    def render_prompt(self, prompt: Prompt) -> RenderedPrompt:
+        """What the model receives for `prompt`: the exact text where this backend knows it. Here, the
+        text of a plain-text prompt, and only the messages of a chat: a server applies its own template."""
+        if isinstance(prompt, str):
+            return RenderedPrompt(None, prompt)
+        return RenderedPrompt(list(prompt), None)
+
+    def state(self) -> tuple[str, str | None]:
+        """(one of `MODEL_STATES`, why): a constructed model is ready unless its backend knows better."""
+        return "ready", None
+
     @property
     def name(self) -> str:
         """`backend:model`, as reported in `kb ask --json` under "llm"."""
@@ -131,6 +159,43 @@ class LLM(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} context_window={self.context_window}>"
+
+
+class Watched(LLM):
+    """`llm`, calling `on_prompt` with what the model receives (`render_prompt`) before each prompt is
+    sent: `kb ask --show-prompt`, or `kb.ask(question, llm=Watched(model, print))`."""
+
+    def __init__(self, llm: LLM, on_prompt: Callable[[RenderedPrompt], None]):
+        self.llm, self.on_prompt = llm, on_prompt
+        self.model_name = llm.model_name
+        self.output_in_context = llm.output_in_context
+
+    @property
+    def name(self) -> str:
+        return self.llm.name
+
+    @property
+    def context_window(self) -> int:
+        return self.llm.context_window
+
+    def learn_context_window(self, n: int) -> bool:
+        return self.llm.learn_context_window(n)
+
+    def count_tokens(self, text: str) -> int:
+        return self.llm.count_tokens(text)
+
+    def count_prompt_tokens(self, prompt: Prompt) -> int:
+        return self.llm.count_prompt_tokens(prompt)
+
+    def render_prompt(self, prompt: Prompt) -> RenderedPrompt:
+        return self.llm.render_prompt(prompt)
+
+    def state(self) -> tuple[str, str | None]:
+        return self.llm.state()
+
+    def _stream(self, prompt: Prompt, options: GenerationOptions) -> Iterator[str]:
+        self.on_prompt(self.llm.render_prompt(prompt))
+        yield from self.llm.generate(prompt, stream=True, options=options)
 
 
 def messages_to_text(messages: Prompt) -> str:

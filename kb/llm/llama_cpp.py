@@ -5,7 +5,8 @@ an OpenAI-compatible server on a free loopback port, started on first use, share
 question this process asks (`kb serve` included) and stopped when kb ends. A native crash (a
 llama.cpp build that uses instructions this CPU lacks, a corrupt model) ends the child, not kb:
 the caller gets a one-line `LLMError` naming the signal and the fix, and the next question starts
-a fresh child.
+a fresh child. A model that fails to load (a broken file, a crash or timeout while loading) is tried
+once per process: later questions get the same reason at once, and `state` says it failed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import IO, Any
 import httpx
 
 from kb.errors import ConfigError, DependencyError, install_command
-from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Prompt
+from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Prompt, RenderedPrompt
+from kb.llm.llama_server import PROMPT_ROUTE
 from kb.llm.openai import OpenAILLM
 
 DEFAULT_CONTEXT_CAP = 8192  # the KV cache grows with the window; 8k holds ~20 passages and an answer
@@ -37,6 +39,7 @@ DEFAULT_TIMEOUT_S = 300.0  # to load the model, and for the server's silence whi
 _PACKAGED = {"gemma-3-270m", "gemma3-270m", "gemma-3-270m-q4_k_m", "gemma-3-270m-q4_k_m.gguf"}
 # What to run when the native build crashes: llama.cpp compiled for any x86-64, not only this CPU.
 PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python'
+GGUF_MAGIC = b"GGUF"  # the first 4 bytes of every GGUF file
 _NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE}
 
 
@@ -46,6 +49,13 @@ def resolve_gguf(model: str | None) -> Path:
         path = Path(model).expanduser()
         if not path.is_file():
             raise ConfigError(f"GGUF model file not found: {model}")
+        try:
+            with path.open("rb") as f:
+                magic = f.read(4)
+        except OSError as e:
+            raise ConfigError(f"cannot read the GGUF model file {model}: {e.strerror or e}") from e
+        if magic != GGUF_MAGIC:
+            raise ConfigError(f"{model}: not a GGUF model file (it does not start with GGUF)")
         return path.resolve()
     try:
         # lazy: the llm extra's packaged model is optional
@@ -93,6 +103,15 @@ class LlamaCppLLM(LLM):
     def count_prompt_tokens(self, prompt: Prompt) -> int:
         return self._client.count_prompt_tokens(prompt)
 
+    def render_prompt(self, prompt: Prompt) -> RenderedPrompt:
+        """The text the model reads: the server applies the chat template (`kb.llm.llama_server`)."""
+        if isinstance(prompt, str):
+            return super().render_prompt(prompt)
+        return self._server.render(list(prompt))
+
+    def state(self) -> tuple[str, str | None]:
+        return self._server.state()
+
     def _stream(self, prompt: Prompt, options: GenerationOptions) -> Iterator[str]:
         try:
             yield from self._client.generate(prompt, options=options)
@@ -106,7 +125,8 @@ class LlamaCppLLM(LLM):
 
 
 class LlamaServer:
-    """One child process serving one model on a loopback port, restarted when it has died."""
+    """One child process serving one model on a loopback port, restarted when it has died after
+    loading; one that could not load is not started again (`failed`)."""
 
     _shared: dict[tuple[str, ...], LlamaServer] = {}
     _guard = threading.Lock()
@@ -118,6 +138,9 @@ class LlamaServer:
         self._log: IO[bytes] | None = None
         self._client: Any = None
         self._lock = threading.Lock()
+        self.failed: LLMError | None = None  # why the model could not be loaded: not tried again
+        self.loading = False
+        self.stopped: str | None = None  # why the last child ended, when it died or was stopped
 
     @classmethod
     def shared(cls, argv: list[str], model_name: str, timeout: float) -> LlamaServer:
@@ -132,19 +155,57 @@ class LlamaServer:
     def client(self) -> Any:
         """An OpenAI-compatible client of the running server, starting it (again) if needed."""
         with self._lock:
+            if self.failed is not None:
+                raise LLMError(f"{self.failed} (it failed to load; kb tries again when it restarts)")
             if self.process is None or self.process.poll() is not None:
-                self._start()
+                self.loading = True
+                try:
+                    self._start()
+                except LLMError as e:
+                    self.failed = e
+                    raise
+                finally:
+                    self.loading = False
             return self._client
+
+    def state(self) -> tuple[str, str | None]:
+        """(one of `kb.llm.base.MODEL_STATES`, why) for a status display."""
+        if self.failed is not None:
+            return "failed", str(self.failed)
+        if self.loading:
+            return "loading", None
+        process = self.process
+        if process is None or process.poll() is not None:
+            return "not loaded", self.stopped
+        return "ready", None
+
+    def render(self, messages: list[dict[str, str]]) -> RenderedPrompt:
+        """The text the model reads for `messages`, from the server; only the messages when it cannot
+        say (a server command of the user's own, `llm_server`, may lack kb's route)."""
+        self.client()
+        try:
+            r = httpx.post(f"http://127.0.0.1:{self.port}{PROMPT_ROUTE}", json={"messages": messages},
+                           timeout=self.timeout, trust_env=False)
+            if r.status_code == 200:
+                body = r.json()
+                return RenderedPrompt(messages, str(body["prompt"]), str(body.get("template") or "") or None)
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        return RenderedPrompt(messages, None)
 
     def _start(self) -> None:
         for _attempt in range(3):  # another program may take the free port before the child binds it
             self.stop()
             self.port = _free_port()
             self._log = tempfile.TemporaryFile()
-            self.process = subprocess.Popen(
-                [*self.argv, "--port", str(self.port)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                stderr=self._log, start_new_session=True,  # Ctrl-C in a terminal is kb's to handle, not the child's
-            )
+            try:
+                self.process = subprocess.Popen(
+                    [*self.argv, "--port", str(self.port)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    stderr=self._log, start_new_session=True,  # Ctrl-C in a terminal is kb's to handle, not the child's
+                )
+            except OSError as e:  # llm_server names a program that is not there, or not runnable
+                raise LLMError(f"cannot start the llama.cpp server for {self.model_name} ({self.argv[0]}): "
+                               f"{e.strerror or e}") from e
             if self._wait_ready():
                 break
             if "address already in use" not in self._log_tail().lower():
@@ -173,6 +234,12 @@ class LlamaServer:
 
     def failure(self, cause: LLMError | None) -> LLMError:
         """What went wrong, in one line with the fix: the child's death, or `cause` while it lives."""
+        error = self._failure(cause)
+        if self.process is None or self.process.poll() is not None:
+            self.stopped = str(error)
+        return error
+
+    def _failure(self, cause: LLMError | None) -> LLMError:
         process = self.process
         if process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):

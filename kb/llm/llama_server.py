@@ -6,6 +6,9 @@ OpenAI-compatible server, on loopback only, in a process of its own so that a na
 
 It exits when its standard input closes: kb holds the other end, so the server ends with kb
 however kb ends (a normal exit, Ctrl-C or kill -9).
+
+Chat messages become the model's text through the GGUF's chat template, else its family's
+(`kb.llm.chat_templates`), else kb's plain-text rendering; `POST /kb/prompt` shows that text.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import os
 import sys
 import threading
+from typing import Annotated, Any
 
 
 def _exit_with_parent() -> None:
@@ -25,22 +29,77 @@ def _exit_with_parent() -> None:
     os._exit(0)
 
 
-# llama-cpp-python's chat formats for model families whose GGUF files often come without a chat
-# template (it then formats every prompt as Llama-2's [INST], which these models echo back).
-_FAMILY_FORMATS = {"gemma": "gemma", "qwen": "qwen"}
+PROMPT_ROUTE = "/kb/prompt"  # POST {"messages": [...]} -> {"prompt": the text the model reads, "template": its source}
+CHAT_FORMAT = "kb"  # the name kb's chat handler is registered under in llama-cpp-python
 
 
-def chat_format(model: str) -> str | None:
-    """None when the GGUF carries its own chat template (llama-cpp-python uses it); else its family's
-    format, read from the file's architecture, when llama-cpp-python has one."""
+class _Chat:
+    """How this server turns chat messages into the model's text: the GGUF's own chat template, else its
+    family's (`kb.llm.chat_templates`), else kb's plain-text rendering. Chosen from the loaded model's
+    metadata on first use, so that the file is read once."""
+
+    def __init__(self) -> None:
+        self.formatter: Any = None
+        self.template = ""  # where it came from, for a user: "the GGUF's own template", "kb's gemma template: ..."
+        self._lock = threading.Lock()
+
+    def choose(self, llama: Any) -> Any:
+        """The formatter for `llama` (a `llama_cpp.Llama`), chosen once."""
+        with self._lock:
+            if self.formatter is None:
+                self.formatter, self.template = _formatter(llama)
+            return self.formatter
+
+    def handler(self, *, llama: Any, **kwargs: Any) -> Any:
+        """A llama-cpp-python chat completion handler that formats with `choose(llama)`."""
+        # lazy: llama-cpp-python (the llm extra) is optional and heavy
+        from llama_cpp.llama_chat_format import chat_formatter_to_chat_completion_handler
+
+        return chat_formatter_to_chat_completion_handler(self.choose(llama))(llama=llama, **kwargs)
+
+    def render(self, llama: Any, messages: list[dict[str, str]]) -> dict[str, str]:
+        """The exact text the model reads for `messages`, and where its template came from."""
+        return {"prompt": self.choose(llama)(messages=messages).prompt, "template": self.template}
+
+
+def _formatter(llama: Any) -> tuple[Any, str]:
     # lazy: llama-cpp-python (the llm extra) is optional and heavy
-    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import ChatFormatterResponse, Jinja2ChatFormatter
 
-    metadata = Llama(model_path=model, vocab_only=True, verbose=False).metadata
-    if metadata.get("tokenizer.chat_template"):
-        return None
-    architecture = str(metadata.get("general.architecture", ""))
-    return next((f for family, f in _FAMILY_FORMATS.items() if architecture.startswith(family)), None)
+    from kb.llm.base import messages_to_text
+    from kb.llm.chat_templates import choose
+
+    metadata = llama.metadata
+    own = metadata.get("tokenizer.chat_template")
+    chosen = choose(metadata)
+
+    def token(token_id: int) -> str:
+        return llama.detokenize([token_id], special=True).decode("utf-8", "replace") if token_id >= 0 else ""
+
+    def jinja(template: str) -> Any:
+        eos = llama.token_eos()
+        return Jinja2ChatFormatter(template=template, eos_token=token(eos), bos_token=token(llama.token_bos()),
+                                   stop_token_ids=[eos] if eos >= 0 else None)
+
+    if own:
+        return jinja(own), "the GGUF's own template"
+    if chosen is None:
+        def plain(*, messages: list[dict[str, str]], **_: Any) -> Any:
+            return ChatFormatterResponse(prompt=messages_to_text(messages))
+
+        return plain, "plain text: the GGUF has no chat template, and kb knows none for its family"
+    formatter, stops = jinja(chosen.jinja), list(chosen.stop)
+
+    def family(*, messages: list[dict[str, str]], **kwargs: Any) -> Any:
+        response = formatter(messages=messages, **kwargs)
+        given = [response.stop] if isinstance(response.stop, str) else list(response.stop or [])
+        response.stop = given + [s for s in stops if s not in given]
+        return response
+
+    return family, f"kb's {chosen.family} template: the GGUF has none"
+
+
+CHAT = _Chat()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,15 +115,35 @@ def main(argv: list[str] | None = None) -> None:
 
     # lazy: llama-cpp-python (the llm extra) is optional and heavy
     import uvicorn
-    from llama_cpp.server.app import create_app
+    from fastapi import Body, Depends
+    from llama_cpp.llama_chat_format import LlamaChatCompletionHandlerRegistry
+    from llama_cpp.server.app import create_app, get_llama_proxy
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
-    app = create_app(  # loads the model: a crash here is a crash at load
-        server_settings=ServerSettings(host="127.0.0.1", port=args.port),
-        model_settings=[ModelSettings(model=args.model, n_ctx=args.n_ctx, n_threads=args.n_threads,
-                                      n_gpu_layers=args.n_gpu_layers, seed=args.seed, verbose=False,
-                                      chat_format=chat_format(args.model))],
-    )
+    LlamaChatCompletionHandlerRegistry().register_chat_completion_handler(CHAT_FORMAT, CHAT.handler, overwrite=True)
+    try:
+        app = create_app(  # loads the model: a crash here is a crash at load
+            server_settings=ServerSettings(host="127.0.0.1", port=args.port),
+            model_settings=[ModelSettings(model=args.model, n_ctx=args.n_ctx, n_threads=args.n_threads,
+                                          n_gpu_layers=args.n_gpu_layers, seed=args.seed, verbose=False,
+                                          chat_format=CHAT_FORMAT)],
+        )
+    except Exception as e:  # llama.cpp could not read the file (ValueError): its reason, as kb's last line
+        print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        # not sys.exit: Python's shutdown aborts (SIGABRT) while the parent watch blocks reading stdin,
+        # and kb would take that for a build made for another CPU
+        os._exit(1)
+
+    async def prompt(messages: list[dict[str, str]], proxy: Any) -> dict[str, str]:
+        """kb's extra: the text the model reads for `messages` (`kb ask --show-prompt`)."""
+        return CHAT.render(proxy(None), messages)
+
+    # FastAPI reads the annotations; given as objects, since the names imported here are not the
+    # module's, where it would look up the strings that `from __future__ import annotations` makes.
+    prompt.__annotations__ = {"messages": Annotated[list[dict[str, str]], Body(embed=True)],
+                              "proxy": Annotated[Any, Depends(get_llama_proxy)], "return": dict[str, str]}
+    app.post(PROMPT_ROUTE)(prompt)
+
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

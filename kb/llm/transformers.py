@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import ConfigError, DependencyError
-from kb.llm.base import LLM, GenerationOptions, LLMError, Prompt, cap_context, messages_to_text
+from kb.llm.base import LLM, GenerationOptions, LLMError, Prompt, RenderedPrompt, cap_context, messages_to_text
 
 CONTEXT_CAP = 8192
 STREAM_TIMEOUT_S = 600.0  # a generation thread that stops producing is an error, not a hang
@@ -61,6 +61,13 @@ class TransformersLLM(LLM):
 
     def count_prompt_tokens(self, prompt: Prompt) -> int:
         return int(self._encode(prompt)["input_ids"].shape[-1])
+
+    def render_prompt(self, prompt: Prompt) -> RenderedPrompt:
+        if isinstance(prompt, str) or not self.has_chat_template:
+            return RenderedPrompt(None if isinstance(prompt, str) else list(prompt), messages_to_text(prompt),
+                                  None if isinstance(prompt, str) else "plain text: the model has no chat template")
+        text = self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+        return RenderedPrompt(list(prompt), str(text), "the model's own template")
 
     def _encode(self, prompt: Prompt) -> Any:
         if not isinstance(prompt, str) and self.has_chat_template:

@@ -83,7 +83,8 @@ class Service:
         self.path = kb.path
         self.settings = kb.settings
         self.llm = llm
-        # The model failed to load at start: each question tries again (and says why it could not).
+        # The model failed to load at start: each question asks for it again (and says why it could not);
+        # a GGUF is tried once per process, so that costs nothing.
         self.llm_error = llm_error
         self._wanted = llm if llm is not None else wanted if llm_error else "none"
         self._owner_refresh, kb.auto_refresh = kb.auto_refresh, False  # team pulls happen on the worker (`_work`)
@@ -136,8 +137,22 @@ class Service:
     def ask(self, question: str, k: int, filters: Filters | None, on_token: Callable[[str], None] | None = None,
             stream: bool = False, history: History = (), **generation: Any) -> Answer:
         """`history`: the client's earlier turns, oldest first; used for this answer only, never kept here."""
-        return self.kb.ask(question, k=k, filters=filters, llm=self._wanted, on_token=on_token,
-                           stream=stream, history=history, **generation)
+        result = self.kb.ask(question, k=k, filters=filters, llm=self._wanted, on_token=on_token,
+                             stream=stream, history=history, **generation)
+        if self.llm is None and self.llm_error is not None and (result.llm or result.model_answer is not None):
+            # a model that failed at start answered now (an Ollama started since): kb holds it, loaded
+            self.llm, self.llm_error = self.kb.load_llm(self._wanted)
+        return result
+
+    def model(self) -> dict[str, str | None]:
+        """The answering model as GET /status shows it: its name, its state (`kb.llm.base.MODEL_STATES`, or
+        "none" when answers quote the passages by choice) and why (a failure's reason)."""
+        if self.llm is not None:
+            state, reason = self.llm.state()
+            return {"name": self.llm.name, "state": state, "reason": reason}
+        if self.llm_error is not None:
+            return {"name": None, "state": "failed", "reason": self.llm_error}
+        return {"name": None, "state": "none", "reason": None}
 
     def status(self) -> dict[str, Any]:
         return self.kb.status().to_json()

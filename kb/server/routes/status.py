@@ -20,6 +20,7 @@ router = APIRouter(dependencies=AUTHORIZED)
 def status(svc: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
     return {**svc.status(), "server": {
         "version": __version__, "llm": svc.llm.name if svc.llm else None, "auth": settings.token is not None,
+        "model": svc.model(),  # {"name", "state": ready | loading | not loaded | failed | none, "reason"}
         "max_upload_mb": settings.max_upload_mb, "ingesting": svc.busy,
         "kept_turns": KEPT_TURNS,  # earlier turns a conversation sends with a follow-up (POST /ask's `history`)
         "file_types": file_types(),  # what an upload may be

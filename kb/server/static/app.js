@@ -95,6 +95,25 @@ async function detail(response) {
   }
 }
 
+// The answering model as GET /status says it is: ready, loading, not running now (it starts again on
+// the next question), failed to load (with why; answers quote the documents), or none by choice.
+function modelLine(server) {
+  const m = server.model || { name: server.llm, state: server.llm ? "ready" : "none" };
+  const why = m.reason ? ": " + m.reason : "";
+  switch (m.state) {
+    case "ready":
+      return "answers by " + m.name;
+    case "loading":
+      return `loading ${m.name}…`;
+    case "not loaded":
+      return `answers by ${m.name} (stopped${why}; it starts again on the next question)`;
+    case "failed":
+      return `the model failed to load${why}; answers quote the documents`;
+    default:
+      return "answers quote the documents (no LLM)";
+  }
+}
+
 async function loadStatus() {
   const status = $("kb-status");
   try {
@@ -120,8 +139,7 @@ async function loadStatus() {
         `Drop files here, or choose them: ${server.file_types.join(", ")}; up to ${maxUploadMb} MB in all.`;
     }
     $("token-form").hidden = true;
-    const llm = server.llm ? "answers by " + server.llm : "answers quote the documents (no LLM)";
-    status.textContent = `${plural(s.documents, "document")} · ${plural(s.chunks, "passage")} · ${llm}`;
+    status.textContent = `${plural(s.documents, "document")} · ${plural(s.chunks, "passage")} · ${modelLine(server)}`;
     return true;
   } catch {
     status.textContent = "Cannot reach the server.";
@@ -360,6 +378,7 @@ async function ask(question, k) {
   } finally {
     answer.setAttribute("aria-busy", "false");
     $("ask-button").disabled = false;
+    loadStatus(); // the model's state may have changed with this answer (loaded, crashed, failed)
   }
 }
 
