@@ -6,6 +6,7 @@ in one line and is not kept."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
 import threading
 from collections.abc import Iterator
@@ -128,6 +129,10 @@ def test_the_file_lands_in_the_models_folder_and_a_second_use_asks_no_network(
         hub: Hub, models: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TQDM_POSITION", "-1")  # the hub client's bar, shown on a terminal only, shown here too
+    # A test before may have loaded a transformers model, which turns the hub's bars off for its process.
+    bars = importlib.import_module("huggingface_hub.utils.tqdm")  # the module: the package's `tqdm` is the class
+    monkeypatch.setattr(bars, "HF_HUB_DISABLE_PROGRESS_BARS", None)
+    monkeypatch.setattr(bars, "progress_bar_states", {"_global": True})
     path = Path(local_model(SPEC, models))
     assert path == models / REPO_ID / FILENAME and path.read_bytes() == CONTENT
     assert [r[0] for r in hub.requests] == ["HEAD", "GET"]
