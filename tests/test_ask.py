@@ -8,8 +8,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -366,6 +368,63 @@ def test_cli_marks_removed_and_unsupported(kb_with_note: KnowledgeBase, monkeypa
         assert "9,400 is not in [1]" in result.stdout
         assert "(unsupported)" in result.stdout  # on the Sources line of [1]
     assert "quokka-west [1]." in result.stdout  # --no-stream prints the cleaned answer
+
+
+PACED = "On error 5031, page the on-call engineer and fail over to quokka-west [1]."
+
+
+class PacedLLM(ScriptedLLM):
+    """A scripted model at a known pace: it reads the prompt in 0.3 s, then writes a word every 0.05 s,
+    and its first question waited 1.5 s for it to start."""
+
+    def __init__(self) -> None:
+        super().__init__(PACED)
+        self.starting = 1.5
+
+    def take_start_s(self) -> float | None:
+        spent, self.starting = self.starting, 0.0
+        return spent
+
+    def _stream(self, prompt: Any, options: Any) -> Iterator[str]:
+        time.sleep(0.3)
+        for i, piece in enumerate(super()._stream(prompt, options)):
+            if i:
+                time.sleep(0.05)
+            yield piece
+
+
+def test_timing_tells_model_start_prompt_and_generation_apart(kb_with_note: KnowledgeBase) -> None:
+    """`timing` splits a model's time the same way streamed or not (with --json kb does not stream to
+    the reader): tokens/s over the writing alone, not the prompt's reading too."""
+    llm = PacedLLM()
+    words = len(PACED.split())
+    for stream, started in ((False, 1.5), (True, 0.0)):
+        answer = kb_with_note.ask("What happens on gateway error 5031?", k=2, llm=llm, stream=stream)
+        t = answer.timing
+        assert answer.mode == "llm" and t["model_start_s"] == started
+        assert t["first_token_s"] >= 0.3 and t["generation_s"] >= 0.05 * (words - 1)
+        assert t["generate_s"] == pytest.approx(t["first_token_s"] + t["generation_s"], abs=0.002)
+        assert t["prompt_tokens_per_s"] == pytest.approx(t["prompt_tokens"] / t["first_token_s"], rel=0.01)
+        assert t["output_tokens"] == words
+        assert t["tokens_per_s"] == pytest.approx((words - 1) / t["generation_s"], rel=0.01)
+        assert t["tokens_per_s"] <= (words - 1) / (0.05 * (words - 1))  # never faster than the model wrote
+        assert t["tokens_per_s"] > words / t["generate_s"]  # the prompt's 0.3 s is not in it
+
+
+def test_cli_sums_up_the_timing(kb_with_note: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kb.answer
+
+    llm = PacedLLM()
+    monkeypatch.setattr(kb.answer, "load_llm", lambda settings, name, cache: (llm, None))
+    ask = ["ask", "What happens on gateway error 5031?", "--kb", str(kb_with_note.path), "-k", "2"]
+    said = r"answered by scripted:fixed \({}prompt \d+ tokens in 0\.\d s; " + f"{len(PACED.split())}" + r" tokens at \d+\.\d tokens/s\)"
+    for flags, start in (([], "model start 1.5 s; "), (["--no-stream"], "")):
+        result = CliRunner().invoke(main, [*ask, *flags])
+        assert result.exit_code == 0, result.output
+        assert re.search(said.format(re.escape(start)), result.stderr), result.stderr
+    timing = json.loads(CliRunner().invoke(main, [*ask, "--json"]).stdout)["timing"]
+    assert {"model_start_s", "prompt_tokens", "first_token_s", "prompt_tokens_per_s", "generation_s", "generate_s",
+            "output_tokens", "tokens_per_s"} <= set(timing) and timing["tokens_per_s"] > 0
 
 
 def test_cli_unknown_backend_is_a_usage_error(kb_with_note: KnowledgeBase) -> None:

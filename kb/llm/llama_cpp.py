@@ -101,6 +101,9 @@ class LlamaCppLLM(LLM):
         except LLMError as e:
             raise self._server.failure(e) from e
 
+    def take_start_s(self) -> float | None:
+        return self._server.take_start_s()
+
     def close(self) -> None:
         """The server stays up for the next question; it stops when kb ends (`stop_servers`)."""
 
@@ -118,6 +121,7 @@ class LlamaServer:
         self._log: IO[bytes] | None = None
         self._client: Any = None
         self._lock = threading.Lock()
+        self._start_s = 0.0  # spent starting the server (and loading the model) since `take_start_s`
 
     @classmethod
     def shared(cls, argv: list[str], model_name: str, timeout: float) -> LlamaServer:
@@ -133,8 +137,18 @@ class LlamaServer:
         """An OpenAI-compatible client of the running server, starting it (again) if needed."""
         with self._lock:
             if self.process is None or self.process.poll() is not None:
-                self._start()
+                began = time.perf_counter()
+                try:
+                    self._start()
+                finally:
+                    self._start_s += time.perf_counter() - began
             return self._client
+
+    def take_start_s(self) -> float:
+        """Seconds spent starting the server since the last call (0.0 when it was running), then 0.0."""
+        with self._lock:
+            spent, self._start_s = self._start_s, 0.0
+            return spent
 
     def _start(self) -> None:
         for _attempt in range(3):  # another program may take the free port before the child binds it
