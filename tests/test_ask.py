@@ -174,21 +174,16 @@ def test_lower_case_questions_the_notes_answer_are_answered(kb: KnowledgeBase, q
 def test_gemma_streams_an_answer_through_the_pipeline(kb: KnowledgeBase, gemma: LLM) -> None:
     pieces: list[str] = []
     answer = kb.ask(AAPL_SALES, k=3, llm=gemma, on_token=pieces.append, max_tokens=24, temperature=0.0)
-    if answer.llm_error:
-        # Gemma 3 270M sometimes writes only a newline or a stray label here, citing nothing (greedy
-        # decoding in llama.cpp is not bit-stable across runs): the passages' answer follows what it
-        # streamed, with the reason.
-        # Or what it wrote has no sentence the citation check supports: not shown as the answer.
-        assert answer.llm_error in (f"{gemma.name} returned an empty answer",
-                                    f"{gemma.name} gave an answer that cites none of the sources",
-                                    f"{gemma.name}'s answer is not supported by the sources it cites (no sentence "
-                                    "passes the citation check)")
-        assert answer.mode == "extractive"
-        assert pieces[-1].strip() == answer.answer
-        assert answer.answer.startswith("Total net sales, three months ended July 1, 2023: $81,797 million")
-    else:
-        assert len(pieces) >= 3  # it streamed
-        assert answer.llm == "llama-cpp:gemma-3-270m-q4_k_m.gguf"
+    # One outcome: greedy decoding gives the same text whatever the server answered before (measured:
+    # the same logits after other prompts, other batch sizes, other thread counts; docs/llms.md). Given
+    # this prompt as llama-cpp-python's "gemma" chat format renders it, Gemma 3 270M writes a stray
+    # "Sources:" label that cites nothing: the passages' answer follows what it streamed, with the
+    # reason. A change to the prompt, the chat template or the llama.cpp build may change the outcome.
+    assert answer.llm_error == f"{gemma.name} gave an answer that cites none of the sources"
+    assert answer.mode == "extractive" and answer.model_answer is not None
+    assert answer.model_answer.text == "Sources:" == "".join(pieces[:-1]).strip() and len(pieces) >= 3  # it streamed
+    assert pieces[-1].strip() == answer.answer
+    assert answer.answer.startswith("Total net sales, three months ended July 1, 2023: $81,797 million")
     assert [s.n for s in answer.sources] == list(range(1, len(answer.sources) + 1))
     assert answer.timing["prompt_tokens"] + 24 <= gemma.context_window
     assert answer.timing["first_token_s"] is not None and answer.timing["output_tokens"] <= 24 + 2
@@ -196,6 +191,21 @@ def test_gemma_streams_an_answer_through_the_pipeline(kb: KnowledgeBase, gemma: 
         assert 1 <= c.n <= len(answer.sources) and c.source.endswith((".pdf", ".md", ".docx"))
     data = json.loads(json.dumps(answer.to_json()))
     assert {"question", "answer", "citations", "hits", "llm"} <= set(data)
+
+
+@pytest.mark.slow
+def test_gemma_generation_speed_is_told_without_streaming(kb_with_note: KnowledgeBase, gemma: LLM) -> None:
+    """`kb ask --json` does not stream to the reader; its timing still splits reading the prompt from
+    writing (tokens/s over the writing alone). A stop string Gemma never writes lets it write all 24."""
+    from kb.answer.generate import answer as answering
+
+    result = answering(kb_with_note.search, kb_with_note.embedder, RUNBOOK, k=2, llm=gemma, stream=False,
+                       max_tokens=24, temperature=0.0, stop=("\n\n\n\n\n",))
+    t = result.timing
+    assert t["output_tokens"] >= 12 and t["first_token_s"] > 0 and t["prompt_tokens_per_s"] > 0
+    assert t["tokens_per_s"] > 0
+    assert t["tokens_per_s"] == pytest.approx((t["output_tokens"] - 1) / t["generation_s"], rel=0.01)
+    assert t["generate_s"] == pytest.approx(t["first_token_s"] + t["generation_s"], abs=0.002)
 
 
 @pytest.mark.slow

@@ -166,7 +166,7 @@ class LlamaServer:
         else:
             raise self.failure(None)
         self._client = OpenAILLM(None, base_url=f"http://127.0.0.1:{self.port}/v1", timeout=self.timeout,
-                                 context_window=_arg(self.argv, "--n_ctx"))
+                                 context_window=_arg(self.argv, "--n_ctx"), seed=_arg(self.argv, "--seed"))
 
     def _wait_ready(self) -> bool:
         assert self.process is not None
