@@ -387,8 +387,8 @@ class PacedLLM(ScriptedLLM):
     """A scripted model at a known pace: it reads the prompt in 0.3 s, then writes a word every 0.05 s,
     and its first question waited 1.5 s for it to start."""
 
-    def __init__(self) -> None:
-        super().__init__(PACED)
+    def __init__(self, answer: str = PACED) -> None:
+        super().__init__(answer)
         self.starting = 1.5
 
     def take_start_s(self) -> float | None:
@@ -432,6 +432,9 @@ def test_cli_sums_up_the_timing(kb_with_note: KnowledgeBase, monkeypatch: pytest
         result = CliRunner().invoke(main, [*ask, *flags])
         assert result.exit_code == 0, result.output
         assert re.search(said.format(re.escape(start)), result.stderr), result.stderr
+    llm = PacedLLM("Page the on-call engineer when it fails.")  # cites nothing: not shown as the answer
+    result = CliRunner().invoke(main, ask)
+    assert re.search(r"the model's answer took: model start 1\.5 s; prompt \d+ tokens in 0\.\d s; 7 tokens at", result.stderr)
     timing = json.loads(CliRunner().invoke(main, [*ask, "--json"]).stdout)["timing"]
     assert {"model_start_s", "prompt_tokens", "first_token_s", "prompt_tokens_per_s", "generation_s", "generate_s",
             "output_tokens", "tokens_per_s"} <= set(timing) and timing["tokens_per_s"] > 0

@@ -156,6 +156,8 @@ def print_answer(result: Answer, streamed: str, *, hint: bool = False) -> None:
     elif result.llm:
         said = timing_summary(result.timing)
         click.echo(click.style(f"answered by {result.llm}" + (f" ({said})" if said else ""), dim=True), err=True)
+    if result.llm_error and result.timing.get("first_token_s") is not None:  # it wrote an answer not shown
+        click.echo(click.style(f"the model's answer took: {timing_summary(result.timing)}", dim=True), err=True)
 
 
 def timing_summary(timing: dict[str, float | int | None]) -> str:
