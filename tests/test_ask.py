@@ -8,8 +8,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -172,21 +174,16 @@ def test_lower_case_questions_the_notes_answer_are_answered(kb: KnowledgeBase, q
 def test_gemma_streams_an_answer_through_the_pipeline(kb: KnowledgeBase, gemma: LLM) -> None:
     pieces: list[str] = []
     answer = kb.ask(AAPL_SALES, k=3, llm=gemma, on_token=pieces.append, max_tokens=24, temperature=0.0)
-    if answer.llm_error:
-        # Gemma 3 270M sometimes writes only a newline or a stray label here, citing nothing (greedy
-        # decoding in llama.cpp is not bit-stable across runs): the passages' answer follows what it
-        # streamed, with the reason.
-        # Or what it wrote has no sentence the citation check supports: not shown as the answer.
-        assert answer.llm_error in (f"{gemma.name} returned an empty answer",
-                                    f"{gemma.name} gave an answer that cites none of the sources",
-                                    f"{gemma.name}'s answer is not supported by the sources it cites (no sentence "
-                                    "passes the citation check)")
-        assert answer.mode == "extractive"
-        assert pieces[-1].strip() == answer.answer
-        assert answer.answer.startswith("Total net sales, three months ended July 1, 2023: $81,797 million")
-    else:
-        assert len(pieces) >= 3  # it streamed
-        assert answer.llm == "llama-cpp:gemma-3-270m-q4_k_m.gguf"
+    # One outcome: greedy decoding gives the same text whatever the server answered before (measured:
+    # the same logits after other prompts, other batch sizes, other thread counts; docs/llms.md). Given
+    # this prompt as llama-cpp-python's "gemma" chat format renders it, Gemma 3 270M writes a stray
+    # "Sources:" label that cites nothing: the passages' answer follows what it streamed, with the
+    # reason. A change to the prompt, the chat template or the llama.cpp build may change the outcome.
+    assert answer.llm_error == f"{gemma.name} gave an answer that cites none of the sources"
+    assert answer.mode == "extractive" and answer.model_answer is not None
+    assert answer.model_answer.text == "Sources:" == "".join(pieces[:-1]).strip() and len(pieces) >= 3  # it streamed
+    assert pieces[-1].strip() == answer.answer
+    assert answer.answer.startswith("Total net sales, three months ended July 1, 2023: $81,797 million")
     assert [s.n for s in answer.sources] == list(range(1, len(answer.sources) + 1))
     assert answer.timing["prompt_tokens"] + 24 <= gemma.context_window
     assert answer.timing["first_token_s"] is not None and answer.timing["output_tokens"] <= 24 + 2
@@ -194,6 +191,21 @@ def test_gemma_streams_an_answer_through_the_pipeline(kb: KnowledgeBase, gemma: 
         assert 1 <= c.n <= len(answer.sources) and c.source.endswith((".pdf", ".md", ".docx"))
     data = json.loads(json.dumps(answer.to_json()))
     assert {"question", "answer", "citations", "hits", "llm"} <= set(data)
+
+
+@pytest.mark.slow
+def test_gemma_generation_speed_is_told_without_streaming(kb_with_note: KnowledgeBase, gemma: LLM) -> None:
+    """`kb ask --json` does not stream to the reader; its timing still splits reading the prompt from
+    writing (tokens/s over the writing alone). A stop string Gemma never writes lets it write all 24."""
+    from kb.answer.generate import answer as answering
+
+    result = answering(kb_with_note.search, kb_with_note.embedder, RUNBOOK, k=2, llm=gemma, stream=False,
+                       max_tokens=24, temperature=0.0, stop=("\n\n\n\n\n",))
+    t = result.timing
+    assert t["output_tokens"] >= 12 and t["first_token_s"] > 0 and t["prompt_tokens_per_s"] > 0
+    assert t["tokens_per_s"] > 0
+    assert t["tokens_per_s"] == pytest.approx((t["output_tokens"] - 1) / t["generation_s"], rel=0.01)
+    assert t["generate_s"] == pytest.approx(t["first_token_s"] + t["generation_s"], abs=0.002)
 
 
 @pytest.mark.slow
@@ -366,6 +378,66 @@ def test_cli_marks_removed_and_unsupported(kb_with_note: KnowledgeBase, monkeypa
         assert "9,400 is not in [1]" in result.stdout
         assert "(unsupported)" in result.stdout  # on the Sources line of [1]
     assert "quokka-west [1]." in result.stdout  # --no-stream prints the cleaned answer
+
+
+PACED = "On error 5031, page the on-call engineer and fail over to quokka-west [1]."
+
+
+class PacedLLM(ScriptedLLM):
+    """A scripted model at a known pace: it reads the prompt in 0.3 s, then writes a word every 0.05 s,
+    and its first question waited 1.5 s for it to start."""
+
+    def __init__(self, answer: str = PACED) -> None:
+        super().__init__(answer)
+        self.starting = 1.5
+
+    def take_start_s(self) -> float | None:
+        spent, self.starting = self.starting, 0.0
+        return spent
+
+    def _stream(self, prompt: Any, options: Any) -> Iterator[str]:
+        time.sleep(0.3)
+        for i, piece in enumerate(super()._stream(prompt, options)):
+            if i:
+                time.sleep(0.05)
+            yield piece
+
+
+def test_timing_tells_model_start_prompt_and_generation_apart(kb_with_note: KnowledgeBase) -> None:
+    """`timing` splits a model's time the same way streamed or not (with --json kb does not stream to
+    the reader): tokens/s over the writing alone, not the prompt's reading too."""
+    llm = PacedLLM()
+    words = len(PACED.split())
+    for stream, started in ((False, 1.5), (True, 0.0)):
+        answer = kb_with_note.ask("What happens on gateway error 5031?", k=2, llm=llm, stream=stream)
+        t = answer.timing
+        assert answer.mode == "llm" and t["model_start_s"] == started
+        assert t["first_token_s"] >= 0.3 and t["generation_s"] >= 0.05 * (words - 1)
+        assert t["generate_s"] == pytest.approx(t["first_token_s"] + t["generation_s"], abs=0.002)
+        assert t["prompt_tokens_per_s"] == pytest.approx(t["prompt_tokens"] / t["first_token_s"], rel=0.01)
+        assert t["output_tokens"] == words
+        assert t["tokens_per_s"] == pytest.approx((words - 1) / t["generation_s"], rel=0.01)
+        assert t["tokens_per_s"] <= (words - 1) / (0.05 * (words - 1))  # never faster than the model wrote
+        assert t["tokens_per_s"] > words / t["generate_s"]  # the prompt's 0.3 s is not in it
+
+
+def test_cli_sums_up_the_timing(kb_with_note: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kb.answer
+
+    llm = PacedLLM()
+    monkeypatch.setattr(kb.answer, "load_llm", lambda settings, name, cache: (llm, None))
+    ask = ["ask", "What happens on gateway error 5031?", "--kb", str(kb_with_note.path), "-k", "2"]
+    said = r"answered by scripted:fixed \({}prompt \d+ tokens in 0\.\d s; " + f"{len(PACED.split())}" + r" tokens at \d+\.\d tokens/s\)"
+    for flags, start in (([], "model start 1.5 s; "), (["--no-stream"], "")):
+        result = CliRunner().invoke(main, [*ask, *flags])
+        assert result.exit_code == 0, result.output
+        assert re.search(said.format(re.escape(start)), result.stderr), result.stderr
+    llm = PacedLLM("Page the on-call engineer when it fails.")  # cites nothing: not shown as the answer
+    result = CliRunner().invoke(main, ask)
+    assert re.search(r"the model's answer took: model start 1\.5 s; prompt \d+ tokens in 0\.\d s; 7 tokens at", result.stderr)
+    timing = json.loads(CliRunner().invoke(main, [*ask, "--json"]).stdout)["timing"]
+    assert {"model_start_s", "prompt_tokens", "first_token_s", "prompt_tokens_per_s", "generation_s", "generate_s",
+            "output_tokens", "tokens_per_s"} <= set(timing) and timing["tokens_per_s"] > 0
 
 
 def test_cli_unknown_backend_is_a_usage_error(kb_with_note: KnowledgeBase) -> None:

@@ -233,13 +233,14 @@ def test_http_ask_takes_the_history(two_notes: Path) -> None:
 
 # --- a real model ----------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_gemma_rewrites_a_follow_up_or_falls_back_cleanly(kb: KnowledgeBase, gemma: Any) -> None:
+def test_gemma_rewrites_a_follow_up(kb: KnowledgeBase, gemma: Any) -> None:
     rewritten = rewrite(FOLLOW_UP, EARLIER, gemma).query
     assert rewritten.strip() and "\n" not in rewritten and len(rewritten) <= chat.MAX_REWRITE_CHARS
     answer = kb.ask(FOLLOW_UP, k=2, llm=gemma, history=EARLIER, max_tokens=24, temperature=0.0)
     assert answer.question == FOLLOW_UP and answer.hits
-    if answer.rewritten is None:  # the 270M model repeated the question, or its rewrite was not usable
-        assert answer.note is None or answer.note.startswith(FALLBACK) or answer.llm_error
-    else:
-        assert answer.rewritten.strip() and answer.timing["rewrite_s"] > 0
-    assert answer.mode in ("llm", "extractive", "not_found")
+    # One outcome: greedy decoding is repeatable (docs/llms.md). Gemma 3 270M rewrites the follow-up
+    # into a question of its own that no document answers ("failure" is in none): "not found", saying
+    # so. A change to the rewrite prompt, the chat template or the llama.cpp build may change it.
+    assert rewritten == answer.rewritten == "What is the failure point for a 5031?"
+    assert answer.mode == "not_found" and answer.abstained == "unmentioned" and answer.llm_error is None
+    assert answer.note == "no document mentions failure; nearest passages shown" and answer.timing["rewrite_s"] > 0

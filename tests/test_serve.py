@@ -158,18 +158,11 @@ def test_stream_gemma_tokens_then_the_ask_object(ingested: Path, gemma: Any) -> 
         names = [name for name, _ in got]
         assert names[-2:] == ["links", "answer"] and names[:-2] == ["token"] * (len(names) - 2)
         answer = got[-1][1]
-        if answer["mode"] == "extractive":
-            # Gemma 3 270M sometimes writes nothing (a newline, then end of text; its llama.cpp server
-            # reuses the cached prefix of earlier prompts), or a stray label citing nothing: the
-            # passages' answer follows what streamed.
-            # Or what it wrote has no sentence the citation check supports: not shown as the answer.
-            empty, uncited = f"{gemma.name} returned an empty answer", f"{gemma.name} gave an answer that cites none of the sources"
-            unsupported = f"{gemma.name}'s answer is not supported by the sources it cites (no sentence passes the citation check)"
-            assert answer["llm_error"] in (empty, uncited, unsupported)
-            assert answer["llm_error"] != empty or len(names) - 2 <= 2
-        else:
-            assert len(names) - 2 >= 3  # it streamed
-            assert answer["llm"] == gemma.name and answer["mode"] in ("llm", "not_found")
+        # One outcome, as in tests/test_ask.py (greedy decoding is repeatable, docs/llms.md): Gemma 3 270M
+        # writes a stray "Sources:" label citing nothing; the passages' answer follows what streamed.
+        assert answer["mode"] == "extractive" and answer["llm"] is None
+        assert answer["llm_error"] == f"{gemma.name} gave an answer that cites none of the sources"
+        assert answer["model_answer"]["text"] == "Sources:" and len(names) - 2 >= 3  # it streamed
         assert set(answer) == set(c.post("/ask", json={"question": AAPL_SALES, "k": 3, "max_tokens": 8}).json())
         assert all(isinstance(u["reasons"], list) for u in answer["unsupported"])  # the citation check's results
         assert c.get("/status").json()["server"]["llm"] == gemma.name

@@ -82,6 +82,7 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
 
     A question that is empty or longer than `QUESTION_MAX` characters raises `ConfigError`."""
     question = check_question(question)
+    started = llm.take_start_s() if llm is not None else None  # the model started for this question
     earlier = turns(history)
     asked = rewrite(question, earlier, llm) if earlier and llm is not None else None
     query = asked.query if asked else question
@@ -95,6 +96,10 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
         result.timing["rewrite_s"] = round(asked.seconds, 3)
         if asked.note:
             result.note = f"{asked.note}; {result.note}" if result.note else asked.note
+    if llm is not None:
+        again = llm.take_start_s()  # restarted while answering (a server that had died)
+        if started is not None or again is not None:
+            result.timing["model_start_s"] = round((started or 0.0) + (again or 0.0), 3)
     return result
 
 
@@ -215,11 +220,16 @@ def _write(llm: LLM, question: str, all_sources: list[Source], options: Generati
         t0 = time.perf_counter()
         first: float | None = None
         try:
-            for piece in llm.generate(messages, stream=stream, options=options.update(max_tokens=allowance)):
+            # Streamed from the model even when the caller wants one piece: the first piece's time
+            # splits reading the prompt from writing the answer.
+            for piece in llm.generate(messages, stream=True, options=options.update(max_tokens=allowance)):
                 if first is None:
                     first = time.perf_counter()
                 pieces.append(piece)
-                on_token(piece)
+                if stream:
+                    on_token(piece)
+            if not stream and pieces:
+                on_token("".join(pieces))
             break
         except ContextOverflowError as e:
             # The server's window is smaller than it said (llama_cpp.server does not say at all):
@@ -228,17 +238,29 @@ def _write(llm: LLM, question: str, all_sources: list[Source], options: Generati
                 raise
     end = time.perf_counter()
     raw = "".join(pieces).strip()
-    out_tokens = llm.count_tokens(raw) if raw else 0
-    timing.update({
-        "first_token_s": round(first - t0, 3) if first else None,
+    timing.update(speed(timing["prompt_tokens"], llm.count_tokens(raw) if raw else 0, len(pieces), t0, first, end))
+    return raw, sources
+
+
+def speed(prompt_tokens: int | float | None, out_tokens: int, pieces: int, t0: float, first: float | None,
+          end: float) -> dict[str, float | int | None]:
+    """A model call's timing (docs/json.md): the prompt sent at `t0`, the first of `pieces` at `first`,
+    the last at `end`. The time to the first piece is reading the prompt (and writing that piece):
+    `prompt_tokens_per_s`; the rest is writing the other `out_tokens - 1`: `tokens_per_s`. An answer
+    that came in one piece, or all at once, has no generation speed to tell (None)."""
+    reading = first - t0 if first is not None else None
+    writing = end - first if first is not None else None
+    # Pieces that came within 50 ms came together (a server holds back text that may begin a stop
+    # string, then sends it at once), not at the model's pace: no speed is told from them.
+    paced = writing is not None and writing >= 0.05 and pieces > 1 and out_tokens > 1
+    return {
+        "first_token_s": round(reading, 3) if reading is not None else None,
+        "prompt_tokens_per_s": (round(prompt_tokens / reading, 1) if prompt_tokens and reading else None),
+        "generation_s": round(writing, 3) if writing is not None else None,
         "generate_s": round(end - t0, 3),
         "output_tokens": out_tokens,
-        # after the first token: the time before it is prompt reading, reported as first_token_s (an
-        # answer that came in one piece, not streamed, has no such split: then over the whole call)
-        "tokens_per_s": (round((out_tokens - 1) / (end - first), 2) if first and end - first > 0.05 and out_tokens > 1
-                         else round(out_tokens / (end - t0), 2) if out_tokens and end > t0 else None),
-    })
-    return raw, sources
+        "tokens_per_s": round((out_tokens - 1) / writing, 2) if paced and writing else None,
+    }
 
 
 def _verify(llm: LLM, question: str, written: tuple[str, list[Source]], hits: list[Hit], embedder: Embedder,

@@ -192,7 +192,26 @@ def print_answer(result: Answer, streamed: str, *, hint: bool = False) -> None:
     elif result.mode == "extractive" and result.note and not result.llm_error:
         click.echo(click.style(f"\nkb: {result.note}", dim=True), err=True)
     elif result.llm:
-        click.echo(click.style(f"answered by {result.llm}", dim=True), err=True)
+        said = timing_summary(result.timing)
+        click.echo(click.style(f"answered by {result.llm}" + (f" ({said})" if said else ""), dim=True), err=True)
+    if result.llm_error and result.timing.get("first_token_s") is not None:  # it wrote an answer not shown
+        click.echo(click.style(f"the model's answer took: {timing_summary(result.timing)}", dim=True), err=True)
+
+
+def timing_summary(timing: dict[str, float | int | None]) -> str:
+    """How long the model took, apart: starting it, reading the prompt, writing the answer
+    ("model start 2.1 s; prompt 1,468 tokens in 3.2 s; 40 tokens at 25.3 tokens/s")."""
+    parts = []
+    start = timing.get("model_start_s")
+    if start:
+        parts.append(f"model start {start:.1f} s")
+    first, prompt = timing.get("first_token_s"), timing.get("prompt_tokens")
+    if first is not None:
+        parts.append(f"prompt {prompt:,} tokens in {first:.1f} s" if prompt else f"first token in {first:.1f} s")
+    out, rate = timing.get("output_tokens"), timing.get("tokens_per_s")
+    if out:
+        parts.append(f"{out:,} tokens at {rate:.1f} tokens/s" if rate else f"{out:,} tokens")
+    return "; ".join(parts)
 
 
 def _unsupported(heading: str, checks: list[SentenceCheck]) -> None:

@@ -154,6 +154,12 @@ class LLM(ABC):
         """`backend:model`, as reported in `kb ask --json` under "llm"."""
         return f"{self.backend}:{self.model_name}"
 
+    def take_start_s(self) -> float | None:
+        """Seconds spent starting the model (loading its weights, starting its server) since the last
+        call, then 0.0; None when the backend cannot tell (a server kb does not run loads its model
+        inside the first answer). `kb ask` reports it as `timing.model_start_s`."""
+        return None
+
     def close(self) -> None:
         """Free what the backend holds (HTTP connections); models stay cached for reuse."""
 

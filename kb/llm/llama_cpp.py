@@ -120,6 +120,9 @@ class LlamaCppLLM(LLM):
         except LLMError as e:
             raise self._server.failure(e) from e
 
+    def take_start_s(self) -> float | None:
+        return self._server.take_start_s()
+
     def close(self) -> None:
         """The server stays up for the next question; it stops when kb ends (`stop_servers`)."""
 
@@ -141,6 +144,7 @@ class LlamaServer:
         self.failed: LLMError | None = None  # why the model could not be loaded: not tried again
         self.loading = False
         self.stopped: str | None = None  # why the last child ended, when it died or was stopped
+        self._start_s = 0.0  # spent starting the server (and loading the model) since `take_start_s`
 
     @classmethod
     def shared(cls, argv: list[str], model_name: str, timeout: float) -> LlamaServer:
@@ -159,6 +163,7 @@ class LlamaServer:
                 raise LLMError(f"{self.failed} (it failed to load; kb tries again when it restarts)")
             if self.process is None or self.process.poll() is not None:
                 self.loading = True
+                began = time.perf_counter()
                 try:
                     self._start()
                 except LLMError as e:
@@ -166,7 +171,14 @@ class LlamaServer:
                     raise
                 finally:
                     self.loading = False
+                    self._start_s += time.perf_counter() - began
             return self._client
+
+    def take_start_s(self) -> float:
+        """Seconds spent starting the server since the last call (0.0 when it was running), then 0.0."""
+        with self._lock:
+            spent, self._start_s = self._start_s, 0.0
+            return spent
 
     def state(self) -> tuple[str, str | None]:
         """(one of `kb.llm.base.MODEL_STATES`, why) for a status display."""
@@ -213,7 +225,7 @@ class LlamaServer:
         else:
             raise self.failure(None)
         self._client = OpenAILLM(None, base_url=f"http://127.0.0.1:{self.port}/v1", timeout=self.timeout,
-                                 context_window=_arg(self.argv, "--n_ctx"))
+                                 context_window=_arg(self.argv, "--n_ctx"), seed=_arg(self.argv, "--seed"))
 
     def _wait_ready(self) -> bool:
         assert self.process is not None

@@ -124,9 +124,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app = create_app(  # loads the model: a crash here is a crash at load
             server_settings=ServerSettings(host="127.0.0.1", port=args.port),
+            # logits_all=False: the server's default keeps the logits of every prompt token (for logprobs,
+            # which kb never asks): twice the prompt's reading time, and vocabulary x tokens floats of memory
+            # (Gemma's 262k: 1 GB for a 1,000-token prompt).
             model_settings=[ModelSettings(model=args.model, n_ctx=args.n_ctx, n_threads=args.n_threads,
                                           n_gpu_layers=args.n_gpu_layers, seed=args.seed, verbose=False,
-                                          chat_format=CHAT_FORMAT)],
+                                          chat_format=CHAT_FORMAT, logits_all=False)],
         )
     except Exception as e:  # llama.cpp could not read the file (ValueError): its reason, as kb's last line
         print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)

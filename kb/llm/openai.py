@@ -34,8 +34,11 @@ class OpenAILLM(LLM):
     backend = "openai"
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None, api_key: str | None = None,
-                 context_window: int = 0, timeout: float = 300.0, **_: Any):
+                 context_window: int = 0, timeout: float = 300.0, seed: int | None = None, **_: Any):
         self._httpx = httpx
+        # Sent with every request: a server that seeds its sampler from the last request's (llama-cpp-python)
+        # otherwise samples a prompt differently by how many it answered before.
+        self.seed = seed
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -153,6 +156,8 @@ class OpenAILLM(LLM):
                 body[key] = value
         if options.stop:
             body["stop"] = list(options.stop)
+        if self.seed is not None:
+            body["seed"] = self.seed
         if isinstance(prompt, str):
             url, body["prompt"] = self.base_url + "/completions", messages_to_text(prompt)
         else:

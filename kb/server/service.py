@@ -110,6 +110,8 @@ class Service:
         try:
             opened.warm()  # creates the catalog file; on a team store, pulls the shared one
             model, failure = opened.load_llm(llm)
+            if model is not None:
+                model.take_start_s()  # started with `kb serve`: no question waits for it
         except BaseException:
             if owns:
                 opened.close()
