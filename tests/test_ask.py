@@ -176,12 +176,13 @@ def test_gemma_streams_an_answer_through_the_pipeline(kb: KnowledgeBase, gemma: 
     answer = kb.ask(AAPL_SALES, k=3, llm=gemma, on_token=pieces.append, max_tokens=24, temperature=0.0)
     # One outcome: greedy decoding gives the same text whatever the server answered before (measured:
     # the same logits after other prompts, other batch sizes, other thread counts; docs/llms.md). Given
-    # this prompt as llama-cpp-python's "gemma" chat format renders it, Gemma 3 270M writes a stray
-    # "Sources:" label that cites nothing: the passages' answer follows what it streamed, with the
-    # reason. A change to the prompt, the chat template or the llama.cpp build may change the outcome.
+    # this prompt in Gemma's template (kb's rules opening the user turn), Gemma 3 270M echoes the rules,
+    # citing nothing: the passages' answer follows what it streamed, with the reason. A change to the
+    # prompt, the chat template or the llama.cpp build may change the outcome.
     assert answer.llm_error == f"{gemma.name} gave an answer that cites none of the sources"
     assert answer.mode == "extractive" and answer.model_answer is not None
-    assert answer.model_answer.text == "Sources:" == "".join(pieces[:-1]).strip() and len(pieces) >= 3  # it streamed
+    assert answer.model_answer.text == "".join(pieces[:-1]).strip() and len(pieces) >= 3  # it streamed
+    assert answer.model_answer.text.startswith("You answer questions using only the numbered sources below.")
     assert pieces[-1].strip() == answer.answer
     assert answer.answer.startswith("Total net sales, three months ended July 1, 2023: $81,797 million")
     assert [s.n for s in answer.sources] == list(range(1, len(answer.sources) + 1))

@@ -233,14 +233,16 @@ def test_http_ask_takes_the_history(two_notes: Path) -> None:
 
 # --- a real model ----------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_gemma_rewrites_a_follow_up(kb: KnowledgeBase, gemma: Any) -> None:
+def test_gemma_on_a_follow_up(kb: KnowledgeBase, gemma: Any) -> None:
     rewritten = rewrite(FOLLOW_UP, EARLIER, gemma).query
     assert rewritten.strip() and "\n" not in rewritten and len(rewritten) <= chat.MAX_REWRITE_CHARS
     answer = kb.ask(FOLLOW_UP, k=2, llm=gemma, history=EARLIER, max_tokens=24, temperature=0.0)
     assert answer.question == FOLLOW_UP and answer.hits
-    # One outcome: greedy decoding is repeatable (docs/llms.md). Gemma 3 270M rewrites the follow-up
-    # into a question of its own that no document answers ("failure" is in none): "not found", saying
-    # so. A change to the rewrite prompt, the chat template or the llama.cpp build may change it.
-    assert rewritten == answer.rewritten == "What is the failure point for a 5031?"
-    assert answer.mode == "not_found" and answer.abstained == "unmentioned" and answer.llm_error is None
-    assert answer.note == "no document mentions failure; nearest passages shown" and answer.timing["rewrite_s"] > 0
+    # One outcome: greedy decoding is repeatable (docs/llms.md). Gemma 3 270M (the packaged file behaves as
+    # a base model) echoes the rules its template puts first: kb sees that its rewrite shares no word with
+    # the conversation and searches the follow-up as typed; its answer cites nothing, so the passages are
+    # quoted. A change to the prompts, the chat template or the llama.cpp build may change it.
+    assert rewritten == FOLLOW_UP and answer.rewritten is None
+    assert answer.mode == "extractive" and answer.llm_error == f"{gemma.name} gave an answer that cites none of the sources"
+    assert answer.note.startswith("follow-up searched as typed: ") and answer.timing["rewrite_s"] > 0
+    assert answer.answer.startswith("The failover region of the search service is wombat-east. [2]")

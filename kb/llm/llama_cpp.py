@@ -225,7 +225,7 @@ class LlamaServer:
         else:
             raise self.failure(None)
         self._client = OpenAILLM(None, base_url=f"http://127.0.0.1:{self.port}/v1", timeout=self.timeout,
-                                 context_window=_arg(self.argv, "--n_ctx"), seed=_arg(self.argv, "--seed"))
+                                 context_window=_arg(self.argv, "--n_ctx"), seed=_arg(self.argv, "--seed", 0))
 
     def _wait_ready(self) -> bool:
         assert self.process is not None
@@ -311,7 +311,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _arg(argv: list[str], name: str) -> int:
+def _arg(argv: list[str], name: str, default: int | None = None) -> int:
+    """The number after `name` in a server's command line; `default` where the command has none."""
+    if name not in argv and default is not None:
+        return default
     return int(argv[argv.index(name) + 1])
 
 
