@@ -32,8 +32,9 @@ def install_command(extra: str = "") -> str:
     from its source, and the package called "kb" on the public index is another project."""
     if not extra:
         return "pip install -e . (in the kb checkout)"
-    if extra == "llm":  # llama-cpp-python compiles: portable, so the build runs on any x86-64 CPU
-        return "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install -e '.[llm]' (in the kb checkout)"
+    if extra == "llm":  # llama-cpp-python compiles: portable, so the build runs on any x86-64 CPU, and built
+        # now (no cached wheel of another build: pip reuses one whatever CMAKE_ARGS say)
+        return "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install --no-cache-dir -e '.[llm]' (in the kb checkout)"
     return f"pip install -e '.[{extra}]' (in the kb checkout)"
 
 
