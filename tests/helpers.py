@@ -113,6 +113,31 @@ class ScriptedLLM(LLM):
         yield from re.findall(r"\S+\s*", self.answer)
 
 
+# Why kb quoted the passages instead of a model's answer (kb/answer/generate.py): the reasons a small
+# model's answer is set aside.
+SET_ASIDE = ("returned an empty answer", "gave an answer that cites none of the sources",
+             "answer is not supported by the sources it cites")
+
+
+def assert_checkable(answer: dict[str, Any], llm_name: str) -> None:
+    """What a reader gets from a small real model is something they can check, whatever it wrote.
+    Gemma 3 270M's greedy output moves with the CPU and the llama.cpp build (docs/llms.md: answers
+    repeat per build, not across builds; on one machine it echoed kb's rules, on another it stopped
+    at once), so a test asserts what kb makes of any outcome: the model's answer with citations of the
+    sources it was given, its "not found", or the passages quoted with the reason its answer was set
+    aside. `answer` is an answer's JSON (`Answer.to_json()`, the server's answer object)."""
+    numbers = {s["n"] for s in answer["sources"]}
+    if answer["mode"] == "llm":
+        assert answer["llm"] == llm_name and answer["citations"] and answer["llm_error"] is None
+        assert {c["n"] for c in answer["citations"]} <= numbers
+    elif answer["mode"] == "extractive":
+        error = answer["llm_error"] or ""
+        assert answer["llm"] is None and error.startswith(llm_name) and error.endswith(SET_ASIDE), error
+        assert answer["found"] and answer["citations"] and {c["n"] for c in answer["citations"]} <= numbers
+    else:
+        assert answer["mode"] == "not_found" and not answer["found"] and not answer["citations"], answer["mode"]
+
+
 RUNBOOK = """---
 title: Payments runbook
 owner: sre-team

@@ -23,7 +23,7 @@ from kb.answer.prompt import render_source
 from kb.cli import main
 from kb.llm.base import LLM
 from kb.types import Hit
-from tests.helpers import ScriptedLLM, free_port
+from tests.helpers import ScriptedLLM, assert_checkable, free_port
 
 AAPL_SALES = "What were Apple's total net sales for the three months ended July 1, 2023?"
 MSFT_CLOUD = "How much did Microsoft Cloud revenue grow in the quarter ended December 31, 2022?"
@@ -174,17 +174,18 @@ def test_lower_case_questions_the_notes_answer_are_answered(kb: KnowledgeBase, q
 def test_gemma_streams_an_answer_through_the_pipeline(kb: KnowledgeBase, gemma: LLM) -> None:
     pieces: list[str] = []
     answer = kb.ask(AAPL_SALES, k=3, llm=gemma, on_token=pieces.append, max_tokens=24, temperature=0.0)
-    # One outcome: greedy decoding gives the same text whatever the server answered before (measured:
-    # the same logits after other prompts, other batch sizes, other thread counts; docs/llms.md). Given
-    # this prompt in Gemma's template (kb's rules opening the user turn), Gemma 3 270M echoes the rules,
-    # citing nothing: the passages' answer follows what it streamed, with the reason. A change to the
-    # prompt, the chat template or the llama.cpp build may change the outcome.
-    assert answer.llm_error == f"{gemma.name} gave an answer that cites none of the sources"
-    assert answer.mode == "extractive" and answer.model_answer is not None
-    assert answer.model_answer.text == "".join(pieces[:-1]).strip() and len(pieces) >= 3  # it streamed
-    assert answer.model_answer.text.startswith("You answer questions using only the numbered sources below.")
-    assert pieces[-1].strip() == answer.answer
-    assert answer.answer.startswith("Total net sales, three months ended July 1, 2023: $81,797 million")
+    # Gemma 3 270M's greedy output moves with the CPU and the llama.cpp build (an echo of kb's rules on
+    # one machine, nothing at all on another): whatever it wrote, the reader gets a checkable answer, and
+    # what streamed is the model's text.
+    assert_checkable(json.loads(json.dumps(answer.to_json())), gemma.name)
+    assert pieces and answer.timing["first_token_s"] is not None
+    if answer.mode == "extractive":  # its answer set aside: the passages' answer follows what it streamed
+        assert pieces[-1].strip() == answer.answer
+        if answer.model_answer is not None:
+            assert answer.model_answer.text == "".join(pieces[:-1]).strip()
+        assert answer.answer.startswith("Total net sales, three months ended July 1, 2023: $81,797 million")
+    else:
+        assert "".join(pieces).strip()
     assert [s.n for s in answer.sources] == list(range(1, len(answer.sources) + 1))
     assert answer.timing["prompt_tokens"] + 24 <= gemma.context_window
     assert answer.timing["first_token_s"] is not None and answer.timing["output_tokens"] <= 24 + 2

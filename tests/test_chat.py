@@ -20,7 +20,7 @@ from kb.answer import chat
 from kb.answer.chat import FALLBACK, MAX_TURNS, rewrite
 from kb.cli import main
 from kb.llm.base import LLMError, Prompt
-from tests.helpers import ScriptedLLM, free_port, write_markdown
+from tests.helpers import ScriptedLLM, assert_checkable, free_port, write_markdown
 
 PAYMENTS = """# Payments service
 
@@ -238,11 +238,13 @@ def test_gemma_on_a_follow_up(kb: KnowledgeBase, gemma: Any) -> None:
     assert rewritten.strip() and "\n" not in rewritten and len(rewritten) <= chat.MAX_REWRITE_CHARS
     answer = kb.ask(FOLLOW_UP, k=2, llm=gemma, history=EARLIER, max_tokens=24, temperature=0.0)
     assert answer.question == FOLLOW_UP and answer.hits
-    # One outcome: greedy decoding is repeatable (docs/llms.md). Gemma 3 270M (the packaged file behaves as
-    # a base model) echoes the rules its template puts first: kb sees that its rewrite shares no word with
-    # the conversation and searches the follow-up as typed; its answer cites nothing, so the passages are
-    # quoted. A change to the prompts, the chat template or the llama.cpp build may change it.
-    assert rewritten == FOLLOW_UP and answer.rewritten is None
-    assert answer.mode == "extractive" and answer.llm_error == f"{gemma.name} gave an answer that cites none of the sources"
-    assert answer.note.startswith("follow-up searched as typed: ") and answer.timing["rewrite_s"] > 0
-    assert answer.answer.startswith("The failover region of the search service is wombat-east. [2]")
+    # Gemma 3 270M's greedy output moves with the CPU and the llama.cpp build, so the test asserts what
+    # kb makes of any outcome: a rewrite that shares a word with the conversation is searched, any other
+    # is set aside with the reason and the follow-up searched as typed; the answer is checkable.
+    if answer.rewritten is None:
+        assert answer.note.startswith("follow-up searched as typed: ") and answer.timing["rewrite_s"] > 0
+    else:
+        assert answer.rewritten == rewritten != FOLLOW_UP
+    assert_checkable(json.loads(json.dumps(answer.to_json())), gemma.name)
+    if answer.mode == "extractive" and answer.rewritten is None:  # the passages, for the follow-up as typed
+        assert answer.answer.startswith("The failover region of the search service is wombat-east. [2]")
