@@ -3,7 +3,8 @@
 Three modes. `dense`: nearest chunk vectors. `keyword`: BM25 over the catalog's FTS5 index.
 `hybrid` (default): both candidate lists fused (`kb.query.fusion`), plus a document-level match
 (title and path; whole-document BM25) and a bonus for chunks holding the query's rare figures or
-quoted phrases. In every mode filters apply inside the retrieval, duplicate passages (the same
+quoted phrases. A query naming an alias the documents define ("JnJ", a ticker, "IBM") is searched
+with the name it stands for beside it (`kb.query.aliases`). In every mode filters apply inside the retrieval, duplicate passages (the same
 text in two files) become one hit listing the other sources, no page fills more than `per_page`
 of the top k, and an optional cross-encoder reorders the best candidates. Each hit comes with its
 snippet (`kb.query.snippet`). Measurements and the reasons for each default: benchmarks/RETRIEVAL.md.
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from kb.config import check_mode
 from kb.filters import Filters
-from kb.query import facets, fusion, snippet
+from kb.query import aliases, facets, fusion, snippet
 from kb.query.fts import match_expression, quote
 from kb.question import Question, read
 from kb.types import Hit
@@ -100,6 +101,9 @@ def candidates(
     document that hold it."""
     dense: list[tuple[int, float]] = []
     keyword: list[tuple[int, float]] = []
+    found = aliases.named(catalog, query)
+    if found:  # "JnJ sales": looked for as "JnJ (Johnson & Johnson) sales", in every mode
+        query = aliases.expand(query, found)
     match = match_expression(query)
     if mode in ("dense", "hybrid"):
         dense = dense_candidates(catalog, store, embedder, query, depth, filters)
