@@ -6,11 +6,13 @@ found" for want of that word; an alias no document defines nor mentions still is
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kb.api import KnowledgeBase
+from kb.filters import Filters, parse_where
 from kb.ingest.aliases import document_aliases
 from kb.types import Block, ParsedDocument
 from tests.helpers import FAKE, write_markdown, write_pdf
@@ -83,7 +85,7 @@ def reports(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def companies(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+def companies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
     folder = tmp_path_factory.mktemp("aliases")
     kb = KnowledgeBase.open(folder / "kb", workers=1, **FAKE)
     kb.ingest([str(reports(folder / "docs"))])
@@ -118,6 +120,9 @@ def test_a_role_word_is_no_alias(companies: KnowledgeBase) -> None:
     assert set(companies.aliases("Company NWX qldy")) == {"NWX", "qldy"}
     known = set(companies.catalog.aliases())
     assert {"nwx", "n&w", "qldy", "voh"} <= known and "company" not in known
+    # each document keeps its aliases in its metadata: `--where aliases=QLDY`
+    hits = companies.search("revenue", k=5, filters=Filters(where=parse_where(["aliases=QLDY"])))
+    assert hits and {Path(h.source).stem for h in hits} == {"quillon"}
 
 
 def test_a_knowledge_base_ingested_before_aliases_still_searches(tmp_path: Path) -> None:

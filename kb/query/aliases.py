@@ -39,11 +39,12 @@ def named(catalog: Catalog, text: str) -> list[Alias]:
     if not known:
         return []
     out: dict[str, Alias] = {}
-    spaced = [k for k in known if " " in k]
     lowered = text.lower()
     words = [_POSSESSIVE.sub("", m.group()).rstrip(".") if not _is_dotted(m.group()) else m.group()
              for m in _WORD.finditer(text)]
-    words += [k for k in spaced if k in lowered and re.search(rf"(?<!\w){re.escape(k)}(?!\w)", lowered)]
+    spaced = _spaced(known)  # aliases of several words ("Tax Act"), by their first word
+    words += [k for w in dict.fromkeys(w.lower() for w in words) for k in spaced.get(w, ())
+              if re.search(rf"(?<!\w){re.escape(k)}(?!\w)", lowered)]
     for word in words:
         if word in out or (word.lower() in STOPWORDS and not word.isupper()):
             continue
@@ -70,6 +71,21 @@ def expand(text: str, found: list[Alias]) -> str:
             continue
         text = f"{text[:at.end()]} ({'; '.join(names)}){text[at.end():]}"
     return text
+
+
+_SPACED: list[tuple[object, dict[str, list[str]]]] = []  # the last catalog map seen, and its index
+
+
+def _spaced(known: dict[str, list[tuple[str, str, bool, int]]]) -> dict[str, list[str]]:
+    """The aliases of several words by their first word, computed once per map the catalog hands out."""
+    if _SPACED and _SPACED[0][0] is known:
+        return _SPACED[0][1]
+    index: dict[str, list[str]] = {}
+    for key in known:
+        if " " in key:
+            index.setdefault(key.split()[0], []).append(key)
+    _SPACED[:] = [(known, index)]
+    return index
 
 
 def _keys(word: str) -> list[str]:
