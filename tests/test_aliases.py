@@ -14,6 +14,7 @@ import pytest
 from kb.api import KnowledgeBase
 from kb.filters import Filters, parse_where
 from kb.ingest.aliases import document_aliases
+from kb.query.aliases import Alias, expand
 from kb.types import Block, ParsedDocument
 from tests.helpers import FAKE, write_markdown, write_pdf
 
@@ -145,3 +146,9 @@ def test_with_the_real_model_an_acronym_in_lower_case_finds_its_holder(tmp_path:
         for question in ("voh revenue 2023", "what did qldy earn in 2023", "N&W revenue"):
             top = kb.search(question, k=1)[0]
             assert Path(top.source).stem == {"voh": "verity", "what": "quillon", "N&W": "northwind"}[question.split()[0]]
+
+
+def test_an_alias_is_spelled_out_after_it_once_and_not_where_the_question_names_it() -> None:
+    amd = Alias("AMD", ("ADVANCED MICRO DEVICES, INC.",), frozenset({1}))
+    assert expand("What was AMD's revenue?", [amd]) == "What was AMD's (Advanced Micro Devices, Inc.) revenue?"
+    assert expand("Advanced Micro Devices (AMD) revenue", [amd]) == "Advanced Micro Devices (AMD) revenue"

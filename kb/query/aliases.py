@@ -66,10 +66,12 @@ def expand(text: str, found: list[Alias]) -> str:
         names = [n for n in alias.names if not set(_plain(n).split()) <= have]
         if not names:
             continue
-        at = re.search(rf"(?<!\w){re.escape(alias.text)}(?!\w)", text, re.IGNORECASE)
+        # after its possessive: "AMD's (Advanced Micro Devices) revenue" still names AMD
+        at = re.search(rf"(?<!\w){re.escape(alias.text)}(?:['’]s)?(?!\w)", text, re.IGNORECASE)
         if at is None:
             continue
-        text = f"{text[:at.end()]} ({'; '.join(names)}){text[at.end():]}"
+        spelled = "; ".join(n.title() if n.isupper() else n for n in names)  # a cover's "ACME CORP"
+        text = f"{text[:at.end()]} ({spelled}){text[at.end():]}"
     return text
 
 
