@@ -63,7 +63,7 @@ def expand(text: str, found: list[Alias]) -> str:
     """`text` with each alias's names after its first mention, unless the text names them already."""
     for alias in found:
         have = set(_plain(text).split())
-        names = [n for n in alias.names if not set(_plain(n).split()) <= have]
+        names = [n for n in alias.names if not _named(n, have)]
         if not names:
             continue
         # after its possessive: "AMD's (Advanced Micro Devices) revenue" still names AMD
@@ -88,6 +88,12 @@ def _spaced(known: dict[str, list[tuple[str, str, bool, int]]]) -> dict[str, lis
             index.setdefault(key.split()[0], []).append(key)
     _SPACED[:] = [(known, index)]
     return index
+
+
+def _named(name: str, have: set[str]) -> bool:
+    """Whether a text of the words `have` names `name`: all its words but one (its "Inc." or "Ltd.")."""
+    words = _plain(name).split()
+    return sum(w in have for w in words) >= max(1, len(words) - 1)
 
 
 def _keys(word: str) -> list[str]:
