@@ -38,6 +38,11 @@ def test_a_code_the_first_page_pairs_with_its_holders_name_is_an_alias() -> None
              "Title of each class Trading Symbol(s) Name of each exchange on which registered\n"
              "Common Stock, $0.01 par value QLDY NYSE\nIndicate by check mark: YES NO")
     assert learned(cover, "Revenue rose.")["aliases"] == {"QLDY": "Quillon Dynamics Corporation"}
+    # the label below its row, then a heading in capitals and a field's value: no code but the ticker
+    cover = ("April 1, 2023\nQuillon Dynamics Corporation\nCommon Stock QLDY New York Stock Exchange\n"
+             "(Title of each class) (Trading symbol) (Exchange)\nSECURITIES REGISTERED PURSUANT TO SECTION 12(G):\n"
+             "NONE\nNon-accelerated filer")
+    assert learned(cover)["aliases"] == {"QLDY": "Quillon Dynamics Corporation"}
     release = "Tarvik Foods Inc. (NASDAQ: TRVK) today reported results for the quarter."
     assert learned(release)["aliases"] == {"TRVK": "Tarvik Foods Inc."}
     # the same code past the first page pairs nothing

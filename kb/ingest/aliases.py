@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 
-from kb.dates import MONTHS
 from kb.ingest.facets import opening_text
 from kb.types import JSON, ParsedDocument
 
@@ -112,11 +111,10 @@ def _codes(first: str, text: str) -> list[tuple[str, str]]:
             rows = rows or (n > label and bool(codes))
             coded += codes
     for code in dict.fromkeys(coded):
-        # a name: of several words, or not in capitals alone ("NONE" is no name of "NO")
-        held = [n for n in names if code not in n.split() and (" " in n or n != n.upper()) and _short_form(code, n)
-                and n.lower() not in MONTHS]
-        if held:  # a name of several words first, then the one the document names most
-            out.append((code, max(held, key=lambda n: (" " in n, _mentions(n, text)))))
+        # a holder's name: of several words ("Apple Inc.", not "April" nor "Non-accelerated" for "NONE")
+        held = [n for n in names if " " in n and code not in n.split() and _short_form(code, n)]
+        if held:  # the one the document names most
+            out.append((code, max(held, key=lambda n: _mentions(n, text))))
     return out
 
 
