@@ -80,8 +80,9 @@ _SPACED: list[tuple[object, dict[str, list[str]]]] = []  # the last catalog map 
 
 def _spaced(known: dict[str, list[tuple[str, str, bool, int]]]) -> dict[str, list[str]]:
     """The aliases of several words by their first word, computed once per map the catalog hands out."""
-    if _SPACED and _SPACED[0][0] is known:
-        return _SPACED[0][1]
+    held = next(iter(_SPACED), None)  # one read: another thread may replace it (with its own, as good)
+    if held is not None and held[0] is known:
+        return held[1]
     index: dict[str, list[str]] = {}
     for key in known:
         if " " in key:
