@@ -48,6 +48,9 @@ class Tuning:
     latest_weight: float = 0.5  # "latest", "most recent": the newest document of those the question is about
     period_weight: float = 0.5  # a year or date the question names: documents of that date (kb.query.facets)
     period_near: float = 0.7  # "the documents it is about": a word match this close to the best one's
+    # The documents about what the question names ("Acme's", "Elyria"): as much as the keyword list can
+    # add, less than the dense list, so a passage that answers still outranks one that only names it.
+    name_weight: float = 0.3
 
 
 DEFAULT_TUNING = Tuning()
@@ -146,7 +149,9 @@ def _document_prior(catalog: Catalog, question: Question, match: str | None, ids
 
     Chunks of a series of like documents all look alike across years and authors; the words that
     tell them apart ("2023 edition", a product's name) sit in the file's title or are spread over
-    the whole document.
+    the whole document. What the question names lifts the documents about it by a fixed amount,
+    which unrelated files beside them do not move (the BM25 parts move with the folder's word
+    statistics).
     """
     if not match or not ids or not (tuning.title_weight or tuning.document_weight):
         return {}
@@ -162,6 +167,9 @@ def _document_prior(catalog: Catalog, question: Question, match: str | None, ids
             counted.update(term_chunks)
         scores = fusion.document_bm25(term_chunks, catalog.document_sizes())
         parts.append(fusion.document_prior(doc_of, scores, tuning.document_weight, floor=None))
+    if tuning.name_weight and question.names:  # a fixed lift: how much it lifts owes nothing to the other files
+        subject = facets.naming(catalog, question.names)
+        parts.append({i: tuning.name_weight for i, d in doc_of.items() if d in subject})
     for part in parts:
         for i, bonus in part.items():
             prior[i] = prior.get(i, 0.0) + bonus
