@@ -5,6 +5,7 @@ languages its embedding model was not trained for (issue 32, item 8)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,19 @@ def test_a_knowledge_base_ingested_before_languages_were_detected_still_tells_it
     # Files added now are detected; with the old ones of no known language, they are no majority yet
     added = cli(["ingest", str(write(tmp_path / "more", "neu.md", [GERMAN[1]]))], tmp_path / "kb", monkeypatch)
     assert added.exit_code == 0 and "warning" not in added.stderr
+
+
+def test_without_the_detector_an_ingest_goes_on_without_languages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from kb.ingest import language
+
+    monkeypatch.setitem(sys.modules, "py3langid.langid", None)  # as if not installed: importing it fails
+    language._identifier.cache_clear()
+    try:
+        with KnowledgeBase.open(tmp_path / "kb", **AS_ENGLISH_MODEL) as kb:
+            report = kb.ingest([str(german_folder(tmp_path / "docs"))])
+            assert len(report.added) == 5 and not report.failed and report.language_warning is None
+            assert set(languages_of(kb).values()) == {None}
+        assert "py3langid is not installed" in caplog.text
+    finally:
+        language._identifier.cache_clear()

@@ -8,6 +8,7 @@ nothing is downloaded) reads 1,000 characters in 0.4 ms and gives the same answe
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -18,20 +19,24 @@ from kb.embed.languages import Trained, language_name
 if TYPE_CHECKING:
     from kb.types import Chunk
 
-SAMPLE_CHUNKS = 8  # chunks read per document, spread over it: its main language shows in a few, a long one costs 3 ms
+SAMPLE_CHUNKS = 8  # chunks read per document, spread over it: its main language shows in a few; a long one costs ~5 ms
 SAMPLE_CHARS = 1000  # of each chunk, at most: a few hundred letters settle the language
 MIN_LETTERS = 40  # a sampled chunk with fewer letters (a table of figures) says nothing of a language
 MOSTLY = 0.5  # the warning: more than this share of the text in languages the model was not trained for
 NAMED = 3  # languages a warning names, most first
 SUGGESTED = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"  # 50+ languages, MiniLM's size and speed
 
+log = logging.getLogger(__name__)
 _loading = threading.Lock()
 
 
 @lru_cache(maxsize=1)
 def _identifier() -> Any:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier  # lazy: its model takes 0.5 s to unpack
-
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier  # lazy: its model takes 0.5-1 s to unpack
+    except ImportError:  # an install from before kb needed it: the ingest goes on, without languages
+        log.warning("kb: documents' languages are not read: py3langid is not installed (pip install py3langid)")
+        return None
     return LanguageIdentifier.from_model_file(MODEL_FILE)
 
 
@@ -57,11 +62,14 @@ def sample(chunks: Sequence[Chunk]) -> list[str]:
 def detect(chunks: Sequence[Chunk]) -> str | None:
     """The language most of `chunks`' sampled letters are in, or None (too little text to tell)."""
     letters: dict[str, int] = {}
+    found = identifier()
+    if found is None:
+        return None
     for text in sample(chunks):
         count = sum(c.isalpha() for c in text)
         if count < MIN_LETTERS:
             continue
-        language, _ = identifier().classify(text)
+        language, _ = found.classify(text)
         letters[language] = letters.get(language, 0) + count
     if not letters:
         return None
