@@ -495,6 +495,15 @@ class Catalog:
 
         return self._memo("dates", dates)
 
+    def document_names(self) -> dict[int, str]:
+        """Each document's file name (the last part of its source), as a series of reports names its
+        period ("2023 Q3 Acme.pdf"); remembered until the catalog changes."""
+
+        def names() -> dict[int, str]:
+            return {int(i): re.split(r"[\\/]", str(source))[-1] for i, source in self.db.execute("SELECT id, source FROM documents")}
+
+        return self._memo("names", names)
+
     def document_sizes(self) -> dict[int, int]:
         """Number of chunks of each document."""
         return {int(d): int(n) for d, n in self.db.execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id")}
