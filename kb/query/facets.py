@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from kb.query import fusion
 from kb.dates import Period
+from kb.query import fusion
 from kb.question import Name, Question
 
 # About a name: mentioned in at least a quarter as many chunks as by the document that mentions it most
@@ -115,3 +115,40 @@ def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int,
             score[doc] = 0.5
     best = max(score.values(), default=0.0)
     return {d: weight * s / best for d, s in score.items()} if best else {}
+
+
+def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list[set[int]]:
+    """The sides of a question that compares subjects ("Intel's and AMD's gross margins") or periods
+    ("Q1 2023 against Q3 2023"): each side's documents, two or more sides that share none; [] for a
+    question about one subject and one period. Names whose documents overlap are one side ("Amazon's
+    AWS"); the subjects are read before the periods, as a comparison of two companies' same quarter
+    is about the companies. `candidates`: the documents the search found, the only ones looked at."""
+    if len(question.names) >= 2:
+        sides = _apart([naming(catalog, [name]) & candidates for name in question.names])
+        if len(sides) >= 2:
+            return sides
+    if len(question.periods) >= 2:
+        dated, named = catalog.document_dates(), catalog.document_names()
+        about = naming(catalog, question.names) & candidates if question.names else set()
+        per_period = []
+        for period in question.periods:  # the documents that match it best: its quarter's, else its year's,
+            # among those about what the question names ("Microsoft revenue Q1 against Q2")
+            score = _matching(Question(period.text, (), (period,), False), dated,
+                              dict.fromkeys(about or candidates, 1.0), 1.0, named)
+            per_period.append({d for d, s in score.items() if s == 1.0})
+        sides = _apart(per_period)
+        if len(sides) >= 2:
+            return sides
+    return []
+
+
+def _apart(sets: list[set[int]]) -> list[set[int]]:
+    """Non-empty sets, those that overlap merged; more than one left means distinct sides."""
+    merged: list[set[int]] = []
+    for docs in filter(None, sets):
+        overlapping = [m for m in merged if m & docs]
+        for m in overlapping:
+            merged.remove(m)
+            docs = docs | m
+        merged.append(set(docs))
+    return merged

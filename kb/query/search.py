@@ -77,6 +77,15 @@ def search(
     scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning,
                         counted=counted)
     hits = arrange(_with_rows(catalog, scored, 2 * wanted + 16), wanted, per_page=tuning.per_page)
+    asked = read(query)
+    if mode == "hybrid" and (len(asked.names) >= 2 or len(asked.periods) >= 2) and len(hits) > 1:
+        doc_of = catalog.chunk_documents(i for i, _ in scored)
+        sides = facets.compared(catalog, asked, set(doc_of.values()))
+        if sides:  # each side's best passages, however far down the ranking they are
+            quota = wanted // len(sides)
+            best = [arrange(_with_rows(catalog, [(i, v) for i, v in scored if doc_of.get(i) in docs], 2 * quota + 16),
+                            quota, per_page=tuning.per_page) for docs in sides]
+            hits = share(hits, best, wanted)
     if reranker is not None and hits:
         hits = reranker.rerank(query, hits)
         for rank, hit in enumerate(hits, start=1):
@@ -209,6 +218,26 @@ def _with_rows(catalog: Catalog, scored: Sequence[tuple[int, float]], batch: int
         for i, score in part:
             if i in rows:
                 yield rows[i], score
+
+
+def share(hits: list[Hit], sides: Sequence[list[Hit]], k: int) -> list[Hit]:
+    """The top `k` shared between the sides a question compares (`kb.query.facets.compared`): each
+    side's best passages (`sides`, k // sides of them each), then `hits` in rank order for what is
+    left of the k, no page twice; all in score order. Unchanged when a side has no passage."""
+    if not all(sides):
+        return hits[:k]
+    picked: list[Hit] = []
+    pages: set[tuple[int, int | None]] = set()
+    for hit in [h for side in sides for h in side] + hits:
+        page = (hit.doc_id, hit.page if hit.page is not None else -hit.chunk_id)  # no page: each passage its own
+        if page in pages or len(picked) >= k:
+            continue
+        pages.add(page)
+        picked.append(hit)
+    picked.sort(key=lambda h: -h.score)
+    for rank, hit in enumerate(picked, start=1):
+        hit.rank = rank
+    return picked
 
 
 # --- duplicates and page crowding -------------------------------------------------------------
