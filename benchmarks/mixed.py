@@ -588,10 +588,11 @@ def build_own(own: Path) -> list[Path]:
     return written
 
 
-def build(folder: Path, *, own_only: bool = False) -> list[Path]:
+def build(folder: Path, *, own_only: bool = False, sets: Sequence[str] = tuple(SHARED), office: int = 0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     if not own_only:
-        for name, rel in SHARED.items():
+        for name in sets:
+            rel = SHARED[name]
             target, link = EVAL / rel, folder / name
             if not target.is_dir():
                 raise SystemExit(f"error: {target} is missing: the shared evaluation documents are needed (see ../shared/eval)")
@@ -600,7 +601,12 @@ def build(folder: Path, *, own_only: bool = False) -> list[Path]:
             if link.is_symlink():
                 link.unlink()
             link.symlink_to(target.resolve(), target_is_directory=True)
-    return build_own(folder / "own")
+    written = build_own(folder / "own")
+    if office:
+        from benchmarks.office import build_office
+
+        written += build_office(folder / "office", office)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -609,14 +615,22 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="make DIR: symlinks to the shared sets plus own/ generated fresh")
     b.add_argument("dir", type=Path)
     b.add_argument("--own-only", action="store_true", help="write DIR/own/ only, no symlinks")
+    b.add_argument("--sets", default=",".join(SHARED), help=f"shared sets to link (default: {','.join(SHARED)})")
+    b.add_argument("--office", type=int, default=0, metavar="N",
+                   help="also write DIR/office/: N everyday files of another firm (benchmarks/office.py)")
     i = sub.add_parser("ingest", help="kb ingest DIR --kb KB")
     i.add_argument("dir", type=Path)
     i.add_argument("--kb", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "build":
-        files = build(args.dir, own_only=args.own_only)
-        links = "" if args.own_only else f"{len(SHARED)} shared folders linked, "
-        print(f"{args.dir}: {links}{len(files)} own files written")
+        sets = [name for name in args.sets.split(",") if name]
+        unknown = sorted(set(sets) - set(SHARED))
+        if unknown:
+            print(f"error: --sets: no shared set named {', '.join(unknown)} (choose from {', '.join(SHARED)})", file=sys.stderr)
+            return 2
+        files = build(args.dir, own_only=args.own_only, sets=sets, office=args.office)
+        links = "" if args.own_only else f"{len(sets)} shared folders linked, "
+        print(f"{args.dir}: {links}{len(files)} files written (own/{', office/' if args.office else ''})")
         return 0
     if not args.dir.is_dir():
         print(f"error: {args.dir} is not a folder: run `python -m benchmarks.mixed build {args.dir}` first", file=sys.stderr)

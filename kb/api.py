@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, TypeVar
 from kb import answer as answering  # looked up per call (tests replace `load_llm`)
 from kb.config import Settings, check_mode, resolve_kb_dir
 from kb.embed import Embedder, auto_backend, canonical_model_id, index_model, open_embedder, pick_backend, shareable
+from kb.embed.languages import trained_for
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
 from kb.index.base import made_by, older_vectors
 from kb.ingest.base import add_extensions, extensions, is_supported, parsers, stale_types
+from kb.ingest.language import warning as language_warning
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.ingest.walk import Rules, Walked, walking
 from kb.lock import WriteLock
@@ -186,6 +188,8 @@ class KnowledgeBase:
             _ = self.model_id  # fail on a model mismatch before any work
             report = Pipeline(index, self._embedding()).run(paths, model=self.model_id, progress=progress,
                                                             rules=rules, changed=scope, reparse=reparse)
+        if report.added or report.updated or report.reparsed:  # new text: said once, after the ingest that added it
+            report.language_warning = self._languages(self.model_id)[1]
         report.seconds = time.perf_counter() - started
         return report
 
@@ -327,7 +331,17 @@ class KnowledgeBase:
             status.backend = auto_backend(self.settings.device)
         if status.documents:
             status.stale = self._stale(status)
+            status.languages, status.language_warning = self._languages(status.model or self.model_id)
         return status
+
+    def _languages(self, model: str) -> tuple[dict[str, float], str | None]:
+        """The share of the text per language (of all chunks), and the warning when most of it is in
+        languages `model` was not trained for."""
+        counts, chunks = self._read(lambda catalog: (catalog.languages(), catalog.totals()[1])) or ({}, 0)
+        if not chunks:
+            return {}, None
+        shares = {lang: round(n / chunks, 4) for lang, n in counts.items()}
+        return shares, language_warning(shares, model, trained_for(model))
 
     def _stale(self, status: Status) -> Stale:
         """What a newer reader or embedding format does better than what built this knowledge base."""

@@ -75,6 +75,7 @@ _FRAMING = STOPWORDS | frozenset({
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[&.’'-][A-Za-z0-9]+)*")
 _POSSESSIVE = re.compile(r"(?:['’]s|s['’])$")
 _JOINERS = {"&", "of"}
+_CONTRACTION = re.compile(r"(?i)(?:n['’]t|['’](?:m|re|ve|ll|d))$")  # "I'm", "don't", "we've": grammar, never a name
 _ACRONYM = re.compile(r"[A-Z]{2,5}")
 
 
@@ -364,6 +365,8 @@ def _capitalised_name(word: str, bare: str, sentence_start: bool) -> bool:
         return False  # no capital at all
     if re.fullmatch(r"(?i)(?:Q[1-4]|[1-4]Q|H[12]|FY\d*|\d+)", bare):
         return False  # a period, read elsewhere
+    if _CONTRACTION.search(word):
+        return False
     lower = bare.lower()
     inner_capitals = any(c.isupper() for c in bare[1:])
     if lower in _FRAMING and not inner_capitals:

@@ -213,6 +213,8 @@ class IngestReport:
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    # When the knowledge base's text is now mostly in languages its model was not trained for (`Status`)
+    language_warning: str | None = None
 
     def to_json(self) -> JSON:
         d = asdict(self)
@@ -274,6 +276,10 @@ class Status:
     vectors: str | None = None  # the backend that made the index's vectors ("onnx-int8+w8")
     backend: str | None = None  # the backend embedding here, for this index's format (`kb.embed.pick_backend`)
     stale: Stale = field(default_factory=Stale)  # what a newer reader or embedding format would do better
+    # Share of the text (of all chunks) per language detected at ingest, most first; documents ingested
+    # before kb detected languages are in no language (kb.ingest.language)
+    languages: dict[str, float] = field(default_factory=dict)
+    language_warning: str | None = None  # the text is mostly in languages the model was not trained for
 
     def to_json(self) -> JSON:
         return asdict(self)

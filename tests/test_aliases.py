@@ -112,6 +112,11 @@ def test_a_question_naming_an_alias_finds_its_holders_document_first(companies: 
     assert any(FIGURES[holder] in h.text for h in top if Path(h.source).stem == holder)
 
 
+def test_a_question_comparing_two_aliases_holders_finds_both(companies: KnowledgeBase) -> None:
+    top = companies.search("Compare NWX's and QLDY's revenue in 2023", k=4)
+    assert {"northwind", "quillon"} <= {Path(h.source).stem for h in top}
+
+
 def test_an_alias_is_not_missing_and_an_unknown_one_still_is(companies: KnowledgeBase) -> None:
     for question in ("Was NnW's revenue for 2023 up on the prior year?", "was qldy revenue for 2023 up on the prior year",
                      "Was QLDY revenue for 2023 up on the prior year?"):

@@ -38,6 +38,9 @@ def terms(question: str) -> list[tuple[str, str]]:
     ("What legal proceedings are disclosed in Apple's 10-Qs?", [("entity", "Apple")]),  # a form's code is no name
     # capitals that grammar put there are not names; a sentence may start with a verb kb never saw
     ("Summarise the gross margin. Please list what changed in the latest report.", []),
+    # a contraction is grammar ("I'm", "Don't", "We've"), never a name; a name with an apostrophe is one
+    ("When do I need a fit note if I'm off sick? Don't we've a form?", []),
+    ("What did O'Brien say about Tesla?", [("entity", "O'Brien"), ("entity", "Tesla")]),
 ])
 def test_key_terms(question: str, expected: list[tuple[str, str]]) -> None:
     assert terms(question) == expected

@@ -59,6 +59,12 @@ def named(catalog: Catalog, text: str) -> list[Alias]:
     return list(out.values())
 
 
+def spelled(catalog: Catalog, text: str) -> str:
+    """`text` with the names of the aliases it names spelled out (`expand`), or `text` itself."""
+    found = named(catalog, text)
+    return expand(text, found) if found else text
+
+
 def expand(text: str, found: list[Alias]) -> str:
     """`text` with each alias's names after its first mention, unless the text names them already."""
     for alias in found:

@@ -50,6 +50,9 @@ class Tuning:
     latest_weight: float = 0.5  # "latest", "most recent": the newest document of those the question is about
     period_weight: float = 0.5  # a year or date the question names: documents of that date (kb.query.facets)
     period_near: float = 0.7  # "the documents it is about": a word match this close to the best one's
+    # The documents about what the question names ("Acme's", "Elyria"): as much as the keyword list can
+    # add, less than the dense list, so a passage that answers still outranks one that only names it.
+    name_weight: float = 0.3
 
 
 DEFAULT_TUNING = Tuning()
@@ -76,6 +79,15 @@ def search(
     scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning,
                         counted=counted)
     hits = arrange(_with_rows(catalog, scored, 2 * wanted + 16), wanted, per_page=tuning.per_page)
+    asked = read(aliases.spelled(catalog, query))  # "JnJ and Pfizer": Johnson & Johnson is one side
+    if mode == "hybrid" and (len(asked.names) >= 2 or len(asked.periods) >= 2) and len(hits) > 1:
+        doc_of = catalog.chunk_documents(i for i, _ in scored)
+        sides = facets.compared(catalog, asked, set(doc_of.values()))
+        if sides:  # each side's best passages, however far down the ranking they are
+            quota = wanted // len(sides)
+            best = [arrange(_with_rows(catalog, [(i, v) for i, v in scored if doc_of.get(i) in docs], 2 * quota + 16),
+                            quota, per_page=tuning.per_page) for docs in sides]
+            hits = share(hits, best, wanted)
     if reranker is not None and hits:
         hits = reranker.rerank(query, hits)
         for rank, hit in enumerate(hits, start=1):
@@ -105,8 +117,7 @@ def candidates(
     # "JnJ sales": the words are looked for as "JnJ (Johnson & Johnson) sales", which lifts the
     # documents of Johnson & Johnson; the embedding is of the question as asked, so the name does not
     # pull its pages that say little but the name (a cover, a list of subsidiaries).
-    found = aliases.named(catalog, query)
-    spelled = aliases.expand(query, found) if found else query
+    spelled = aliases.spelled(catalog, query)
     match = match_expression(spelled)
     if mode in ("dense", "hybrid"):
         dense = dense_candidates(catalog, store, embedder, query, depth, filters)
@@ -153,7 +164,9 @@ def _document_prior(catalog: Catalog, question: Question, match: str | None, ids
 
     Chunks of a series of like documents all look alike across years and authors; the words that
     tell them apart ("2023 edition", a product's name) sit in the file's title or are spread over
-    the whole document.
+    the whole document. What the question names lifts the documents about it by a fixed amount,
+    which unrelated files beside them do not move (the BM25 parts move with the folder's word
+    statistics).
     """
     if not match or not ids or not (tuning.title_weight or tuning.document_weight):
         return {}
@@ -169,6 +182,9 @@ def _document_prior(catalog: Catalog, question: Question, match: str | None, ids
             counted.update(term_chunks)
         scores = fusion.document_bm25(term_chunks, catalog.document_sizes())
         parts.append(fusion.document_prior(doc_of, scores, tuning.document_weight, floor=None))
+    if tuning.name_weight and question.names:  # a fixed lift: how much it lifts owes nothing to the other files
+        subject = facets.naming(catalog, question.names)
+        parts.append({i: tuning.name_weight for i, d in doc_of.items() if d in subject})
     for part in parts:
         for i, bonus in part.items():
             prior[i] = prior.get(i, 0.0) + bonus
@@ -208,6 +224,26 @@ def _with_rows(catalog: Catalog, scored: Sequence[tuple[int, float]], batch: int
         for i, score in part:
             if i in rows:
                 yield rows[i], score
+
+
+def share(hits: list[Hit], sides: Sequence[list[Hit]], k: int) -> list[Hit]:
+    """The top `k` shared between the sides a question compares (`kb.query.facets.compared`): each
+    side's best passages (`sides`, k // sides of them each), then `hits` in rank order for what is
+    left of the k, no page twice; all in score order. Unchanged when a side has no passage."""
+    if not all(sides):
+        return hits[:k]
+    picked: list[Hit] = []
+    pages: set[tuple[int, int | None]] = set()
+    for hit in [h for side in sides for h in side] + hits:
+        page = (hit.doc_id, hit.page if hit.page is not None else -hit.chunk_id)  # no page: each passage its own
+        if page in pages or len(picked) >= k:
+            continue
+        pages.add(page)
+        picked.append(hit)
+    picked.sort(key=lambda h: -h.score)
+    for rank, hit in enumerate(picked, start=1):
+        hit.rank = rank
+    return picked
 
 
 # --- duplicates and page crowding -------------------------------------------------------------
