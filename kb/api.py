@@ -27,6 +27,8 @@ from kb.ingest.language import warning as language_warning
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.ingest.walk import Rules, Walked, walking
 from kb.lock import WriteLock
+from kb.query.aliases import Alias
+from kb.query.aliases import named as named_aliases
 from kb.query.rerank import Reranker, open_reranker
 from kb.query.search import DEFAULT_TUNING, Tuning
 from kb.query.search import search as run_search
@@ -290,7 +292,13 @@ class KnowledgeBase:
         (`Answer.rewritten`). No lock is held while the model writes."""
         model, failure = self.load_llm(llm)
         return answering.answer(self.search, self.embedder, question, k=k, filters=filters, llm=model,
-                                on_token=on_token, stream=stream, llm_error=failure, history=history, **generation)
+                                on_token=on_token, stream=stream, llm_error=failure, history=history,
+                                aliases=self.aliases, **generation)
+
+    def aliases(self, text: str) -> dict[str, Alias]:
+        """The aliases `text` names that the documents define ("JnJ", a ticker), by the word as `text`
+        writes it: what each stands for and which documents define it (`kb.query.aliases`)."""
+        return self._read(lambda catalog: {a.text: a for a in named_aliases(catalog, text)}) or {}
 
     def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
         """The documents passing the path and type parts of `filters`, in source order (failed: `failures`)."""

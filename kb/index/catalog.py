@@ -495,6 +495,28 @@ class Catalog:
 
         return self._memo("dates", dates)
 
+    def aliases(self) -> dict[str, list[tuple[str, str, bool, int]]]:
+        """The aliases the documents define (metadata `aliases`, read at ingest by kb.ingest.aliases), by
+        their lower case: (the alias as written, the name it stands for, whether it matches only as
+        written, the document). Remembered until the catalog changes: every search looks its words up."""
+
+        def read() -> dict[str, list[tuple[str, str, bool, int]]]:
+            out: dict[str, list[tuple[str, str, bool, int]]] = {}
+            sql = ("SELECT id, json_extract(metadata, '$.aliases'), json_extract(metadata, '$.aliases_cased')"
+                   " FROM documents WHERE json_extract(metadata, '$.aliases') IS NOT NULL")
+            for doc, found, cased in self.db.execute(sql):
+                try:
+                    names, only = json.loads(found), set(json.loads(cased) if cased else ())
+                except ValueError:  # a document whose metadata was written otherwise: it names no alias
+                    continue
+                if not isinstance(names, dict):
+                    continue
+                for alias, name in names.items():
+                    out.setdefault(str(alias).lower(), []).append((str(alias), str(name), alias in only, int(doc)))
+            return out
+
+        return self._memo("aliases", read)
+
     def document_names(self) -> dict[int, str]:
         """Each document's file name (the last part of its source), as a series of reports names its
         period ("2023 Q3 Acme.pdf"); remembered until the catalog changes."""
