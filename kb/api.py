@@ -188,8 +188,10 @@ class KnowledgeBase:
             _ = self.model_id  # fail on a model mismatch before any work
             report = Pipeline(index, self._embedding()).run(paths, model=self.model_id, progress=progress,
                                                             rules=rules, changed=scope, reparse=reparse)
-        if report.added or report.updated or report.reparsed:  # new text: said once, after the ingest that added it
-            report.language_warning = self._languages(self.model_id)[1]
+            if report.added or report.updated or report.reparsed:  # new text: said once, after the ingest that added it
+                # read on the writer's own connection: a reader's would stay open, and the catalog's
+                # write-ahead log would outlive the ingest
+                report.language_warning = _languages(index.catalog, self.model_id)[1]
         report.seconds = time.perf_counter() - started
         return report
 
@@ -331,17 +333,9 @@ class KnowledgeBase:
             status.backend = auto_backend(self.settings.device)
         if status.documents:
             status.stale = self._stale(status)
-            status.languages, status.language_warning = self._languages(status.model or self.model_id)
+            status.languages, status.language_warning = self._read(
+                lambda catalog: _languages(catalog, status.model or self.model_id)) or ({}, None)
         return status
-
-    def _languages(self, model: str) -> tuple[dict[str, float], str | None]:
-        """The share of the text per language (of all chunks), and the warning when most of it is in
-        languages `model` was not trained for."""
-        counts, chunks = self._read(lambda catalog: (catalog.languages(), catalog.totals()[1])) or ({}, 0)
-        if not chunks:
-            return {}, None
-        shares = {lang: round(n / chunks, 4) for lang, n in counts.items()}
-        return shares, language_warning(shares, model, trained_for(model))
 
     def _stale(self, status: Status) -> Stale:
         """What a newer reader or embedding format does better than what built this knowledge base."""
@@ -369,3 +363,13 @@ def _nothing_to_read(paths: Iterable[str], rules: Rules) -> IngestReport | None:
         report.ignored += walked.ignored
         report.excluded += walked.excluded
     return report
+
+
+def _languages(catalog: Catalog, model: str) -> tuple[dict[str, float], str | None]:
+    """The share of the text per language (of all chunks), and the warning when most of it is in
+    languages `model` was not trained for."""
+    counts, chunks = catalog.languages(), catalog.totals()[1]
+    if not chunks:
+        return {}, None
+    shares = {lang: round(n / chunks, 4) for lang, n in counts.items()}
+    return shares, language_warning(shares, model, trained_for(model))
