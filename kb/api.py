@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, TypeVar
 
 from kb import answer as answering  # looked up per call (tests replace `load_llm`)
 from kb.config import Settings, check_mode, resolve_kb_dir
-from kb.embed import Embedder, auto_backend, canonical_model_id, index_model, open_embedder, pick_backend, shareable
+from kb.embed import (
+    Embedder,
+    Prompts,
+    auto_backend,
+    canonical_model_id,
+    index_model,
+    open_embedder,
+    pick_backend,
+    shareable,
+)
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
 from kb.index.base import made_by, older_vectors
@@ -132,8 +141,11 @@ class KnowledgeBase:
         with self._parts:
             if self._embedder is None:
                 same = self.model_id == canonical_model_id(self.settings.model)
+                meta = self.catalog.meta() if self.exists else {}
+                # An index that holds vectors embeds with the prompts they were made with: queries and new
+                # passages match the old ones; `kb reindex` moves it to the model's own (`Stale.vectors`).
                 self._embedder = open_embedder(self.settings, self.settings.model if same else self.model_id,
-                                               made_by(self.catalog.meta()) if self.exists else None)
+                                               made_by(meta), Prompts.from_meta(meta) if meta.get("model") else None)
             return self._embedder
 
     def _embedding(self, make: Callable[[], Embedder] | None = None) -> Embedding:
@@ -208,7 +220,8 @@ class KnowledgeBase:
             embedding = self._embedding(lambda: open_embedder(self.settings, model or self.settings.model))
             ids = sorted(index.catalog.chunk_ids())
             build = {k: v for k, v in embedding.build().items() if k in ("model", "dimensions", "max_seq_length",
-                                                                         "backend", "graph")}
+                                                                         "backend", "graph", "query_prompt",
+                                                                         "passage_prompt")}
 
             def switched() -> None:  # with the store, under its write lock: no search meets one without the other
                 self._embedder, self._model_id = embedding.embedder, None
@@ -258,7 +271,8 @@ class KnowledgeBase:
         if not query.strip():
             raise ConfigError("the query is empty")
         mode = check_mode(mode or self.settings.mode)
-        reranker = open_reranker(rerank if rerank is not None else self.settings.rerank, device=self.settings.device)
+        reranker = open_reranker(rerank if rerank is not None else self.settings.rerank, device=self.settings.device,
+                                 backend=self.settings.backend)
         if not self._held():
             raise KBError(EMPTY.format(self.path))
         _ = self.embedder  # loaded before the read lock is taken

@@ -274,6 +274,8 @@ class Status:
     vectors: str | None = None  # the backend that made the index's vectors ("onnx-int8+w8")
     backend: str | None = None  # the backend embedding here, for this index's format (`kb.embed.pick_backend`)
     stale: Stale = field(default_factory=Stale)  # what a newer reader or embedding format would do better
+    # {"query": ..., "passage": ...}: the prompts the index's vectors were made with (`kb.embed.prompts`); None: none
+    prompts: dict[str, str] | None = None
 
     def to_json(self) -> JSON:
         return asdict(self)

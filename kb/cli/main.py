@@ -225,6 +225,8 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
     click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")
     made = f" · the index's vectors: {st.vectors}" if st.vectors else ""
     click.echo(f"Embedding with {st.backend} here{made}")
+    if st.prompts:
+        click.echo(f"Prompts: query {st.prompts['query']!r} · passage {st.prompts['passage']!r}")
     print_stale(st.stale)
     for f in st.failed:
         click.echo(f"  failed  {shown(f.source)}: {f.reason}")

@@ -30,6 +30,7 @@ from kb.embed.onnx_export import (
     hold,
     pool,
 )
+from kb.embed.prompts import Prompts, read_prompts
 from kb.errors import DependencyError, EmbedderError
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ class OnnxEmbedder(Embedder):
                 return snapshot_download(where)
         except Exception as e:
             raise EmbedderError(f"cannot find embedding model {self.model_id!r}: {' '.join(str(e).split())[:300]}") from e
+
+    def model_prompts(self) -> Prompts:
+        return read_prompts(Path(self.location), self.model_id)
 
     @cached_property
     def export_dir(self) -> Path:

@@ -103,7 +103,7 @@ class Embedding:
             "model": e.model_id, "dimensions": str(e.dimensions), "max_seq_length": str(e.max_seq_length),
             "backend": e.backend, "chunk_tokens": str(self.settings.chunk_tokens),
             "chunk_overlap": str(self.settings.chunk_overlap), "store": self.settings.store, "kb_version": __version__,
-            **({"graph": e.graph} if e.graph else {}),
+            **({"graph": e.graph} if e.graph else {}), **e.prompts.to_meta(),
         }
 
 

@@ -1,11 +1,13 @@
 """The `Reranker` seam: rescore the best candidates with a model that reads query and passage together.
 
 Off by default. `CrossEncoderReranker` wraps sentence-transformers' `CrossEncoder` (any
-`cross-encoder/...` model from the Hub, or a local folder).
+`cross-encoder/...` model from the Hub, or a local folder); `kb.query.rerank_onnx` runs the same
+models with ONNX Runtime alone (the `onnx` backends, or wherever torch is not installed).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from abc import ABC, abstractmethod
 from functools import lru_cache
@@ -86,10 +88,28 @@ def _load_cross_encoder(name: str, device: str) -> Any:
         raise EmbedderError(f"cannot load reranking model {name!r}: {' '.join(str(e).split())[:300]}") from e
 
 
-def open_reranker(name: str | Reranker | None, *, device: str = "auto") -> Reranker | None:
-    """None or "" or "none": no reranking; a `Reranker` as is; a name: a cross-encoder model."""
+def open_reranker(name: str | Reranker | None, *, device: str = "auto", backend: str = "auto") -> Reranker | None:
+    """None or "" or "none": no reranking; a `Reranker` as is; a name: a cross-encoder model, run by
+    ONNX Runtime where `backend` (the embedding backend setting) names an ONNX one, or `auto` and torch
+    is not installed; else by sentence-transformers (torch)."""
     if name is None or isinstance(name, Reranker):
         return name
     if not name.strip() or name.strip().lower() in ("none", "off"):
         return None
+    kind = backend.strip().lower()
+    if kind.startswith("onnx") or (kind == "auto" and not _torch_installed()):
+        return _onnx_reranker(name.strip())
     return CrossEncoderReranker(name.strip(), device=device)
+
+
+@lru_cache(maxsize=2)
+def _onnx_reranker(name: str) -> Reranker:
+    """One ONNX session per model and process, however many searches name it."""
+    # lazy: the ONNX path's module (onnxruntime loads later still, on first use)
+    from kb.query.rerank_onnx import OnnxCrossEncoderReranker
+
+    return OnnxCrossEncoderReranker(name)
+
+
+def _torch_installed() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers"))
