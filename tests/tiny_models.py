@@ -20,7 +20,7 @@ TEXTS = [
     "Refunds above 500 euros need the approval of the finance team.",
 ]
 _SIZE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-         "max_position_embeddings": 128}
+         "max_position_embeddings": 514}  # as XLM-RoBERTa (positions start after the padding id)
 
 
 def _tokenizer(family: str) -> Any:
@@ -62,7 +62,7 @@ def _save_tokenizer(family: str, folder: Path) -> int:
              {"bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "pad_token": "<pad>",
               "unk_token": "<unk>", "mask_token": "<mask>"})
     inputs = ["input_ids", "token_type_ids", "attention_mask"] if family == "bert" else ["input_ids", "attention_mask"]
-    PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=_SIZE["max_position_embeddings"] - 2,
+    PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=128,
                             model_input_names=inputs, **names).save_pretrained(str(folder))
     return int(tok.get_vocab_size())
 
