@@ -288,3 +288,26 @@ def test_onnx_cross_encoder_scores_as_the_torch_cross_encoder(own_file: bool, tm
     scores = CrossEncoder(str(folder), device="cpu").predict([("refunds", h["text"]) for h in hits])
     assert [h["score"] for h in hits] == pytest.approx([float(s) for s in scores], abs=1e-4)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+@pytest.mark.slow
+def test_reranking_runs_without_torch_from_the_models_onnx_file(tmp_path: Path, cache: Path) -> None:
+    """Where torch is not installed, `--rerank MODEL` runs the model's own onnx/model.onnx with ONNX
+    Runtime (the default install), scoring as sentence-transformers does."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import CrossEncoder
+
+    from tests.test_light_install import _env, _kb
+    from tests.tiny_models import tiny_cross_encoder
+
+    folder = tiny_cross_encoder(tmp_path / "ce", onnx_file=True)
+    docs = tmp_path / "docs"
+    write_markdown(docs / "runbook.md")
+    env = {**_env(tmp_path), "HF_HUB_OFFLINE": "1"}
+    assert _kb(env, "ingest", str(docs)).returncode == 0
+    search = _kb(env, "search", "failover", "--k", "3", "--json", "--rerank", str(folder))
+    assert search.returncode == 0, search.stderr
+    hits = json.loads(search.stdout)["hits"]
+    scores = CrossEncoder(str(folder), device="cpu").predict([("failover", h["text"]) for h in hits])
+    assert [h["score"] for h in hits] == pytest.approx([float(s) for s in scores], abs=1e-4)
+    assert not (tmp_path / "cache" / "onnx-rerank").exists()  # nothing exported: the model's file is used
