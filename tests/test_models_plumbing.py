@@ -65,6 +65,25 @@ def test_well_known_families_without_prompts_in_their_config_get_them_from_the_t
     assert read_prompts(bare, str(bare)) == e5 and local_folder(str(bare)) == bare
 
 
+def test_a_model_that_leaves_its_prompt_out_of_pooling_is_refused_by_onnx(tmp_path: Path) -> None:
+    """INSTRUCTOR-style pooling (include_prompt: false) is sentence-transformers' alone: the ONNX backend
+    says so rather than make other vectors."""
+    from kb.embed.onnx import OnnxEmbedder
+    from kb.errors import EmbedderError
+
+    model = _st_config(tmp_path / "instructor", prompts={"query": "Represent the question: "})
+    (model / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (model / "1_Pooling").mkdir()
+    (model / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True,
+                                                                  "include_prompt": False}))
+    with pytest.raises(EmbedderError, match="include_prompt: false.*--backend torch"):
+        _ = OnnxEmbedder(str(model)).prompts
+    (model / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    assert OnnxEmbedder(str(model)).prompts == Prompts("Represent the question: ", "")
+
+
 # --- prompts at the Embedder seam and in the index ---------------------------------------------
 class PromptedFake(FakeEmbedder):
     """The fake embedder with the prompts of its model folder, remembering what it embedded."""

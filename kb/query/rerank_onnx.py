@@ -27,7 +27,6 @@ from kb.errors import DependencyError, EmbedderError, install_command
 from kb.query.rerank import Reranker
 
 if TYPE_CHECKING:
-    import numpy as np
     from tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
