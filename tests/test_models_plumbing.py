@@ -139,6 +139,21 @@ def test_queries_and_passages_are_embedded_with_their_prompts_and_the_index_keep
         assert all(t.startswith("search_document: ") for t in _seen(kb)[1:-1])
 
 
+def test_chunks_leave_room_in_the_models_window_for_a_passage_prompt(tmp_path: Path) -> None:
+    prompt = "Represent this passage of a report for the retrieval of answers to questions: "
+    model = _st_config(tmp_path / "model", prompts={"document": prompt})
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    words = [f"word{i % 97}" for i in range(3000)]
+    (docs / "long.md").write_text("# Long\n\n" + "\n\n".join(" ".join(words[i:i + 60]) + "." for i in range(0, 3000, 60)))
+    with KnowledgeBase.open(tmp_path / "kb", model=str(model), backend="fake-prompted", workers=1) as kb:
+        kb.ingest([str(docs)])
+        tok, window = kb.embedder.tokenizer(), kb.embedder.max_seq_length
+        lengths = [len(tok.encode(t).ids) for t in _seen(kb)]
+    assert all(t.startswith(prompt) for t in _seen(kb)) and len(lengths) > 5
+    assert window // 2 < max(lengths) <= window  # long chunks, prompt included, within the window (262 before)
+
+
 def test_a_model_without_prompts_embeds_texts_as_they_are(kb: KnowledgeBase, tmp_path: Path) -> None:
     """The default: no prompt, `embed_documents` and `embed_query` are `embed_batch` of the bare texts,
     and `kb status` says nothing of prompts."""
