@@ -272,7 +272,7 @@ class KnowledgeBase:
             raise ConfigError("the query is empty")
         mode = check_mode(mode or self.settings.mode)
         reranker = open_reranker(rerank if rerank is not None else self.settings.rerank, device=self.settings.device,
-                                 backend=self.settings.backend)
+                                 backend=self.settings.rerank_backend, embedding_backend=self.settings.backend)
         if not self._held():
             raise KBError(EMPTY.format(self.path))
         _ = self.embedder  # loaded before the read lock is taken

@@ -302,6 +302,8 @@ def test_onnx_cross_encoder_scores_as_the_torch_cross_encoder(own_file: bool, tm
 
     folder = tiny_cross_encoder(tmp_path / "ce", onnx_file=own_file)
     reranker = open_reranker(str(folder), backend="onnx")
+    assert isinstance(open_reranker(str(folder), embedding_backend="onnx-int8"), OnnxCrossEncoderReranker)
+    assert not isinstance(open_reranker(str(folder), backend="torch", embedding_backend="onnx"), OnnxCrossEncoderReranker)
     assert isinstance(reranker, OnnxCrossEncoderReranker)
     passages = [*TEXTS, "word " * 400]  # the last one is truncated to the model's length
     expected = CrossEncoder(str(folder), device="cpu").predict([("net sales by category", t) for t in passages])
@@ -310,13 +312,13 @@ def test_onnx_cross_encoder_scores_as_the_torch_cross_encoder(own_file: bool, tm
     assert float(np.ptp(expected)) > 0.1  # the scores differ, so the order is tested too
     assert reranker.graph == (folder / "onnx" / "model.onnx" if own_file else cache / "onnx-rerank" / reranker.graph.parent.name / "model.onnx")
 
-    # Through a search, as `kb search --rerank MODEL` runs it with the onnx backend setting.
+    # Through a search, as `kb search --rerank MODEL` runs it with the `rerank_backend` setting.
     docs = tmp_path / "docs"
     write_markdown(docs / "runbook.md")
     with KnowledgeBase.open(tmp_path / "kb", backend="onnx", workers=1) as kb:
         kb.ingest([str(docs)])
     out = CliRunner().invoke(main, ["search", "refunds", "--kb", str(tmp_path / "kb"), "--k", "3", "--json",
-                                    "--rerank", str(folder)], env={"KB_BACKEND": "onnx"})
+                                    "--rerank", str(folder)], env={"KB_RERANK_BACKEND": "onnx"})
     assert out.exit_code == 0, out.output
     hits = json.loads(out.stdout)["hits"]
     scores = CrossEncoder(str(folder), device="cpu").predict([("refunds", h["text"]) for h in hits])

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kb.errors import DependencyError, EmbedderError, install_command
+from kb.errors import ConfigError, DependencyError, EmbedderError, install_command
 from kb.types import Hit
 
 
@@ -88,16 +88,25 @@ def _load_cross_encoder(name: str, device: str) -> Any:
         raise EmbedderError(f"cannot load reranking model {name!r}: {' '.join(str(e).split())[:300]}") from e
 
 
-def open_reranker(name: str | Reranker | None, *, device: str = "auto", backend: str = "auto") -> Reranker | None:
+RERANK_BACKENDS = ("auto", "torch", "onnx")
+
+
+def open_reranker(name: str | Reranker | None, *, device: str = "auto", backend: str = "auto",
+                  embedding_backend: str = "auto") -> Reranker | None:
     """None or "" or "none": no reranking; a `Reranker` as is; a name: a cross-encoder model, run by
-    ONNX Runtime where `backend` (the embedding backend setting) names an ONNX one, or `auto` and torch
-    is not installed; else by sentence-transformers (torch)."""
+    `backend`: `onnx` (ONNX Runtime), `torch` (sentence-transformers), or `auto`: ONNX Runtime where
+    `embedding_backend` names an ONNX one or torch is not installed, else torch."""
     if name is None or isinstance(name, Reranker):
         return name
     if not name.strip() or name.strip().lower() in ("none", "off"):
         return None
     kind = backend.strip().lower()
-    if kind.startswith("onnx") or (kind == "auto" and not _torch_installed()):
+    if kind not in RERANK_BACKENDS:
+        raise ConfigError(f"unknown rerank backend {backend!r} (known: {', '.join(RERANK_BACKENDS)})")
+    if kind == "auto":
+        onnx = embedding_backend.strip().lower().startswith("onnx") or not _torch_installed()
+        kind = "onnx" if onnx else "torch"
+    if kind == "onnx":
         return _onnx_reranker(name.strip())
     return CrossEncoderReranker(name.strip(), device=device)
 
