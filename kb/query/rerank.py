@@ -1,4 +1,5 @@
-"""The `Reranker` seam: rescore the best candidates with a model that reads query and passage together.
+"""Reranking: the factory (`open_reranker`) and the sentence-transformers backend of the `Reranker` seam
+(`kb.query.rerank_base`, re-exported here).
 
 Off by default. `CrossEncoderReranker` wraps sentence-transformers' `CrossEncoder` (any
 `cross-encoder/...` model from the Hub, or a local folder); `kb.query.rerank_onnx` runs the same
@@ -9,33 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from abc import ABC, abstractmethod
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from kb.errors import ConfigError, DependencyError, EmbedderError, install_command
-from kb.types import Hit
+from kb.query.rerank_base import Reranker
 
-
-class Reranker(ABC):
-    """Scores (query, passage) pairs; higher is better. Batching and reordering live here."""
-
-    name: str = "reranker"
-
-    @abstractmethod
-    def score(self, query: str, texts: list[str]) -> list[float]: ...
-
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """`hits` reordered by this model's score, which replaces each hit's `score`."""
-        if not hits:
-            return hits
-        scores = self.score(query, [h.text for h in hits])
-        if len(scores) != len(hits):
-            raise EmbedderError(f"reranker {self.name!r} returned {len(scores)} scores for {len(hits)} passages")
-        for hit, s in zip(hits, scores):
-            hit.score = round(float(s), 6)
-        return sorted(hits, key=lambda h: -h.score)  # stable: ties keep the retrieval order
+__all__ = ["RERANK_BACKENDS", "CrossEncoderReranker", "Reranker", "open_reranker"]
 
 
 class CrossEncoderReranker(Reranker):

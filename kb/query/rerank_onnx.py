@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from kb.embed.onnx_export import OPSET, cache_root, model_fingerprint
 from kb.embed.prompts import local_folder
 from kb.errors import DependencyError, EmbedderError, install_command
-from kb.query.rerank import Reranker
+from kb.query.rerank_base import Reranker
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
