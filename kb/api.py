@@ -168,6 +168,7 @@ class KnowledgeBase:
             index = self.index
             index.refresh(index.refresh_every_s or 0.0)
             index.catch_up(self._embedder.model_id if self._embedder else None)  # what other processes wrote
+            self._follow_prompts()
             try:
                 yield index
             finally:
@@ -248,9 +249,20 @@ class KnowledgeBase:
         if not self._writing.acquire(blocking=False):
             return False
         try:
-            return self.index.reload_if_changed(self._embedder.model_id if self._embedder else self.model_id)
+            changed = self.index.reload_if_changed(self._embedder.model_id if self._embedder else self.model_id)
+            if changed:
+                self._follow_prompts()
+            return changed
         finally:
             self._writing.release()
+
+    def _follow_prompts(self) -> None:
+        """Embed with the prompts the index's vectors are made with now (another process's `kb reindex`
+        may have changed them): queries and new passages keep matching the stored ones."""
+        if self._embedder is not None and self.exists:
+            meta = self.catalog.meta()
+            if meta.get("model") == self._embedder.model_id and Prompts.from_meta(meta) != self._embedder.prompts:
+                self._embedder.use_prompts(Prompts.from_meta(meta))
 
     def _held(self) -> bool:
         """Whether anything was ingested; first a team store's pull when due, unless a write runs here."""

@@ -128,8 +128,12 @@ def test_queries_and_passages_are_embedded_with_their_prompts_and_the_index_keep
 
     # The model's config changes: the knowledge base keeps embedding with the prompts its vectors were
     # made with (queries and new passages alike), until `kb reindex` re-embeds everything with the new ones.
+    # A second reader (another process, a server) follows the reindex without a restart.
     _st_config(model, prompts={"query": "search_query: ", "document": "search_document: "})
-    with KnowledgeBase.open(tmp_path / "kb", model=str(model), backend="fake-prompted", workers=1) as kb:
+    with KnowledgeBase.open(tmp_path / "kb", model=str(model), backend="fake-prompted", workers=1) as kb, \
+            KnowledgeBase.open(tmp_path / "kb", model=str(model), backend="fake-prompted", workers=1) as reader:
+        reader.search("who approves refunds", k=1, mode="dense")
+        assert _seen(reader)[-1] == "query: who approves refunds"
         kb.search("who approves refunds", k=1, mode="dense")
         assert _seen(kb)[-1] == "query: who approves refunds"
         kb.reindex()
@@ -137,6 +141,9 @@ def test_queries_and_passages_are_embedded_with_their_prompts_and_the_index_keep
         kb.search("who approves refunds", k=1, mode="dense")
         assert _seen(kb)[-1] == "search_query: who approves refunds"
         assert all(t.startswith("search_document: ") for t in _seen(kb)[1:-1])
+        assert reader.reload_if_changed()
+        reader.search("who approves refunds", k=1, mode="dense")
+        assert _seen(reader)[-1] == "search_query: who approves refunds"
 
 
 def test_chunks_leave_room_in_the_models_window_for_a_passage_prompt(tmp_path: Path) -> None:
