@@ -187,6 +187,17 @@ def test_default_minilm_vectors_are_unchanged_by_prompts(tmp_path: Path, monkeyp
     assert np.array_equal(e.embed_query(texts[1]), e.embed_batch([texts[1]])[0])
 
 
+def test_a_reranking_model_that_is_nowhere_is_named_in_one_error(tmp_path: Path) -> None:
+    from kb.errors import EmbedderError
+    from kb.query.rerank import open_reranker
+
+    for name in (str(tmp_path / "no-such-folder"), "nobody/no-such-cross-encoder"):
+        reranker = open_reranker(name, backend="onnx")
+        assert reranker is not None
+        with pytest.raises(EmbedderError, match=f"cannot find reranking model '{name}'"):
+            reranker.score("q", ["a passage"])
+
+
 # --- kb eval, one knowledge base per model ------------------------------------------------------
 def test_eval_compares_knowledge_bases_one_column_each_with_its_model(tmp_path: Path) -> None:
     docs = tmp_path / "docs"

@@ -48,9 +48,10 @@ class OnnxCrossEncoderReranker(Reranker):
     @cached_property
     def location(self) -> Path:
         folder = local_folder(self.name)
+        if folder is None and not Path(self.name).expanduser().exists():
+            folder = _download(self.name)
         if folder is None or not (folder / "config.json").is_file():
-            raise EmbedderError(f"cannot find reranking model {self.name!r}: give a folder, or a Hub id that is "
-                                "downloaded (ONNX Runtime does not download models)")
+            raise EmbedderError(f"cannot find reranking model {self.name!r}: give its folder or its Hub id")
         return folder
 
     @cached_property
@@ -144,6 +145,22 @@ class OnnxCrossEncoderReranker(Reranker):
             last = logits.reshape(len(enc), -1)[:, -1]  # several labels: the last is "relevant"
             scores += (1 / (1 + np.exp(-last)) if self.activation == "sigmoid" else last).tolist()
         return scores
+
+
+def _download(model: str) -> Path:
+    """A Hub cross-encoder's files that the ONNX path reads: its configs, tokenizer and `onnx/model.onnx`;
+    its weights too only where it has no such file (to export one), not the repository's other graphs."""
+    try:
+        # lazy: huggingface_hub comes with the model backends, not with kb's import
+        from huggingface_hub import snapshot_download
+
+        small = ["*.json", "vocab.txt", "*.model", f"onnx/{GRAPH_FILE}"]
+        folder = Path(snapshot_download(model, allow_patterns=small))
+        if not (folder / "onnx" / GRAPH_FILE).is_file():
+            folder = Path(snapshot_download(model, allow_patterns=[*small, "model.safetensors"]))
+        return folder
+    except Exception as e:  # offline, no such repository, not installed
+        raise EmbedderError(f"cannot find reranking model {model!r}: {' '.join(str(e).split())[:300]}") from e
 
 
 # --- the export, once per model ------------------------------------------------------------------
