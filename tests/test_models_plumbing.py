@@ -198,6 +198,18 @@ def test_a_reranking_model_that_is_nowhere_is_named_in_one_error(tmp_path: Path)
             reranker.score("q", ["a passage"])
 
 
+@pytest.mark.slow
+def test_a_minilm_knowledge_base_records_no_prompts_and_nothing_stale(kb_with_note: KnowledgeBase) -> None:
+    status = kb_with_note.status()
+    assert status.prompts is None and status.stale.vectors is None
+    meta = kb_with_note.catalog.meta()
+    assert (meta["query_prompt"], meta["passage_prompt"]) == ("", "")
+    with kb_with_note.catalog.transaction() as db:  # a knowledge base from before kb recorded prompts
+        db.execute("DELETE FROM meta WHERE key IN ('query_prompt', 'passage_prompt')")
+    assert "query_prompt" not in kb_with_note.catalog.meta()
+    assert kb_with_note.status().stale.vectors is None and kb_with_note.embedder.prompts == Prompts()
+
+
 # --- kb eval, one knowledge base per model ------------------------------------------------------
 def test_eval_compares_knowledge_bases_one_column_each_with_its_model(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
