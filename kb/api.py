@@ -27,13 +27,17 @@ from kb.embed import (
     pick_backend,
     shareable,
 )
+from kb.embed.languages import trained_for
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
 from kb.index.base import made_by, older_vectors
 from kb.ingest.base import add_extensions, extensions, is_supported, parsers, stale_types
+from kb.ingest.language import warning as language_warning
 from kb.ingest.pipeline import Counting, Embedding, Pipeline, Progress, reembed
 from kb.ingest.walk import Rules, Walked, walking
 from kb.lock import WriteLock
+from kb.query.aliases import Alias
+from kb.query.aliases import named as named_aliases
 from kb.query.rerank import Reranker, open_reranker
 from kb.query.search import DEFAULT_TUNING, Tuning
 from kb.query.search import search as run_search
@@ -197,6 +201,8 @@ class KnowledgeBase:
             _ = self.model_id  # fail on a model mismatch before any work
             report = Pipeline(index, self._embedding()).run(paths, model=self.model_id, progress=progress,
                                                             rules=rules, changed=scope, reparse=reparse)
+        if report.added or report.updated or report.reparsed:  # new text: said once, after the ingest that added it
+            report.language_warning = self._languages(self.model_id)[1]
         report.seconds = time.perf_counter() - started
         return report
 
@@ -312,7 +318,13 @@ class KnowledgeBase:
         (`Answer.rewritten`). No lock is held while the model writes."""
         model, failure = self.load_llm(llm)
         return answering.answer(self.search, self.embedder, question, k=k, filters=filters, llm=model,
-                                on_token=on_token, stream=stream, llm_error=failure, history=history, **generation)
+                                on_token=on_token, stream=stream, llm_error=failure, history=history,
+                                aliases=self.aliases, **generation)
+
+    def aliases(self, text: str) -> dict[str, Alias]:
+        """The aliases `text` names that the documents define ("JnJ", a ticker), by the word as `text`
+        writes it: what each stands for and which documents define it (`kb.query.aliases`)."""
+        return self._read(lambda catalog: {a.text: a for a in named_aliases(catalog, text)}) or {}
 
     def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
         """The documents passing the path and type parts of `filters`, in source order (failed: `failures`)."""
@@ -345,7 +357,17 @@ class KnowledgeBase:
             status.backend = auto_backend(self.settings.device)
         if status.documents:
             status.stale = self._stale(status)
+            status.languages, status.language_warning = self._languages(status.model or self.model_id)
         return status
+
+    def _languages(self, model: str) -> tuple[dict[str, float], str | None]:
+        """The share of the text per language (of all chunks), and the warning when most of it is in
+        languages `model` was not trained for."""
+        counts, chunks = self._read(lambda catalog: (catalog.languages(), catalog.totals()[1])) or ({}, 0)
+        if not chunks:
+            return {}, None
+        shares = {lang: round(n / chunks, 4) for lang, n in counts.items()}
+        return shares, language_warning(shares, model, trained_for(model))
 
     def _stale(self, status: Status) -> Stale:
         """What a newer reader or embedding format does better than what built this knowledge base."""

@@ -213,6 +213,8 @@ class IngestReport:
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    # When the knowledge base's text is now mostly in languages its model was not trained for (`Status`)
+    language_warning: str | None = None
 
     def to_json(self) -> JSON:
         d = asdict(self)
@@ -276,6 +278,10 @@ class Status:
     stale: Stale = field(default_factory=Stale)  # what a newer reader or embedding format would do better
     # {"query": ..., "passage": ...}: the prompts the index's vectors were made with (`kb.embed.prompts`); None: none
     prompts: dict[str, str] | None = None
+    # Share of the text (of all chunks) per language detected at ingest, most first; documents ingested
+    # before kb detected languages are in no language (kb.ingest.language)
+    languages: dict[str, float] = field(default_factory=dict)
+    language_warning: str | None = None  # the text is mostly in languages the model was not trained for
 
     def to_json(self) -> JSON:
         return asdict(self)

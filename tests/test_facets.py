@@ -254,3 +254,38 @@ def test_the_latest_is_the_newest_of_the_questions_subject_not_of_the_folder(tmp
             answer = kb.ask(question, llm="none")
             assert {Path(c.source).name for c in answer.citations} == {"acme-report-c.pdf"}, question
         assert "45.6" in kb.ask("What was Acme's revenue in the latest quarter?", llm="none").answer
+
+
+def fiscal_series(folder: Path) -> Path:
+    """A company whose fiscal year starts in July, as its quarterly reports name themselves: the file
+    names give the fiscal quarter, the cover the calendar day it ended; and a retailer's annual reports,
+    fiscal year N ending in January of N + 1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ends = {"2023 Q1": "September 30, 2022", "2023 Q2": "December 31, 2022", "2023 Q3": "March 31, 2023"}
+    for quarter, ended in ends.items():
+        write_pdf(folder / f"{quarter} Acme.pdf", [  # each speaks of fiscal 2023 alike, on every page
+            f"Acme Corporation quarterly report, fiscal year 2023\nFor the quarterly period ended {ended}",
+            *(f"Fiscal year 2023, {part}: widget revenue and operating expenses for the quarter." for part in
+              ("results", "segments", "liquidity"))])
+    for year in (2019, 2020):
+        write_pdf(folder / f"SHOPCO_{year}_10K.pdf", [
+            f"Shopco annual report\nFor the fiscal year ended January 30, {year + 1}",
+            *(f"Fiscal {year}, {part}: store sales and operating expenses for the year." for part in
+              ("results", "segments", "liquidity"))])
+    return folder
+
+
+def test_a_reports_file_name_says_its_period_in_its_own_calendar(tmp_path: Path) -> None:
+    """"Q1 2023" of a company whose fiscal 2023 began in July 2022 is the report named "2023 Q1", dated
+    September 2022, not the one dated in calendar Q1 2023; "FY2020" of a year ending in January 2021 is
+    the report named 2020."""
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
+        kb.ingest([str(fiscal_series(tmp_path / "docs"))])
+        dates = {Path(d.source).name: d.date for d in kb.documents()}
+        assert dates["2023 Q1 Acme.pdf"] == "2022-09-30" and dates["SHOPCO_2020_10K.pdf"] == "2021-01-30"
+        for question, first in [("Acme widget revenue and operating expenses in Q1 2023", "2023 Q1 Acme.pdf"),
+                                ("acme operating expenses, first quarter of fiscal 2023", "2023 Q1 Acme.pdf"),
+                                ("Acme revenue Q22023", "2023 Q2 Acme.pdf"),
+                                ("Shopco store sales and operating expenses in FY2020", "SHOPCO_2020_10K.pdf"),
+                                ("Shopco store sales in fiscal 2019", "SHOPCO_2019_10K.pdf")]:
+            assert ranking(kb, question)[0][0] == first, (question, ranking(kb, question))

@@ -38,6 +38,7 @@ BODY = [
 
 
 def write_reports(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     for c, (name, (fx_sections, business)) in enumerate(COMPANIES.items()):
         for q, (quarter, ended) in enumerate(QUARTERS.items()):
             n = 10 * c + q + 3
@@ -81,3 +82,17 @@ def test_the_named_companys_reports_come_first_with_or_without_other_files(tmp_p
     # A question that names no company: the reports that discuss it most, in either folder.
     question = "How did foreign currency hedging losses affect reported revenue?"
     assert top_companies(alone, question, k=2) == top_companies(mixed, question, k=2) == ["zephyr"] * 2
+
+
+def test_a_question_comparing_two_companies_or_two_quarters_gets_both(tmp_path: Path) -> None:
+    """The top k are shared between the sides a question compares, even where one side's passages
+    outrank the other's throughout (Zephyr's foreign exchange fills more of its reports)."""
+    write_reports(tmp_path / "docs")
+    kb = KnowledgeBase.open(tmp_path / "kb", **FAKE)
+    kb.ingest([tmp_path / "docs"])
+    both = top_companies(kb, "Compare the foreign exchange impact on Zephyr Freight and Acme Robotics", k=4)
+    assert sorted(both) == ["acme", "acme", "zephyr", "zephyr"]
+    quarters = [Path(h.source).stem for h in kb.search("Zephyr Freight revenue in Q1 2024 against Q2 2024", k=4)]
+    assert sorted(quarters) == ["zephyr-q1-2024"] * 2 + ["zephyr-q2-2024"] * 2
+    # One company, one period: nothing is shared out (the three best passages are all Zephyr's).
+    assert top_companies(kb, "What did foreign exchange rates do to Zephyr Freight's revenue?") == ["zephyr"] * 3

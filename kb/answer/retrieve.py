@@ -15,20 +15,24 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kb.dates import name_period
 from kb.errors import KBError
 from kb.filters import Filters, glob_escape
+from kb.query.aliases import expand
 from kb.question import Question, Term
 from kb.types import Hit
 
 if TYPE_CHECKING:
     from kb.embed.base import Embedder
+    from kb.query.aliases import Alias
 
 Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=, mode=) -> hits
+# `KnowledgeBase.aliases`: the aliases a text names that the documents define ("JnJ"), by the text's word
+Aliases = Callable[[str], "Mapping[str, Alias]"]
 
 # A word whose own embedding is at least this close to the question's carries its subject: measured
 # on questions of our own, "tesla", "metformin", "mileage", "initech" score 0.42-0.79 against their
@@ -74,10 +78,13 @@ class Passages:
     subject: Subject = Subject()
 
 
-def retrieve(search: Search, embedder: Embedder, question: Question, k: int, filters: Filters | None) -> Passages:
-    """The passages to answer `question` from (see the module's docstring)."""
+def retrieve(search: Search, embedder: Embedder, question: Question, k: int, filters: Filters | None,
+             aliases: Aliases | None = None) -> Passages:
+    """The passages to answer `question` from (see the module's docstring). `aliases`: what the
+    question's words stand for in this knowledge base (see `ground`)."""
     wide = search(question.text, k=max(k, min(3 * k, WIDE_K)), filters=filters)
-    grounding = ground(question, wide, search, filters)
+    known = aliases(question.text) if aliases else {}
+    grounding = ground(question, wide, search, filters, known)
     focused = {h.chunk_id for h in grounding.focused}
     hits = [h for h in wide if h.chunk_id in focused][:k]
     if grounding.latest and not (filters and filters.path):
@@ -86,8 +93,10 @@ def retrieve(search: Search, embedder: Embedder, question: Question, k: int, fil
     if hits and not (filters and filters.path):
         hits += _own_words(search, question, hits, filters)
     words = question.content
-    cosines = _cosines(embedder, question.text, [*(h.text for h in hits), *words]) if hits else []
-    subject = _subject(search, question, cosines[len(hits):], hits, filters) if hits else Subject()
+    # how near a passage is to the question as search read it: its aliases' names spelled out
+    spelled = expand(question.text, list(known.values()))
+    cosines = _cosines(embedder, spelled, [*(h.text for h in hits), *words]) if hits else []
+    subject = _subject(search, question, cosines[len(hits):], hits, filters, known) if hits else Subject()
     return Passages(hits, cosines[:len(hits)], grounding, subject)
 
 
@@ -110,18 +119,22 @@ def _cosines(embedder: Embedder, question: str, texts: Sequence[str]) -> list[fl
 
 
 def _subject(search: Search, question: Question, weights: Sequence[float], hits: Sequence[Hit],
-             filters: Filters | None) -> Subject:
+             filters: Filters | None, aliases: Mapping[str, Alias] | None = None) -> Subject:
     """How much of the question's subject the passages hold: the best passage's weighted share of its
     content words, and the subject words that no document holds (looked up in the keyword index) nor
-    spells out ("DPO")."""
+    spells out ("DPO"). A passage holds an alias ("qldy") where it holds the first word of a name it
+    stands for ("Quillon")."""
     words = question.content
     weight = {w: max(0.0, c) for w, c in zip(words, weights)}
     total = sum(weight.values())
     if not total:
         return Subject()
-    stems = {w: _stem(w) for w in words}
+    stems = {w: [_stem(w)] for w in words}
+    for word, alias in (aliases or {}).items():
+        if word.lower() in stems:
+            stems[word.lower()] += [_squashed(n.split()[0]) for n in alias.names if n.split()]
     texts = [_squashed(_text(h)) for h in hits]
-    held = [{w for w in words if stems[w] in t} for t in texts]
+    held = [{w for w in words if any(s in t for s in stems[w])} for t in texts]
     best = max(held, key=lambda have: sum(weight[w] for w in have))
     lacking = tuple(sorted((w for w in words if w not in best and weight[w] >= SUBJECT_MIN), key=lambda w: -weight[w]))
     anywhere = set().union(*held)
@@ -167,12 +180,15 @@ def _squashed(text: str) -> str:
     return re.sub(r"[\W_]+", "", text.lower())
 
 
-def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Filters | None = None) -> Grounding:
+def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Filters | None = None,
+           aliases: Mapping[str, Alias] | None = None) -> Grounding:
     """Which of the question's names and periods no passage mentions, and which retrieved passages
     come from documents about them. A term belongs to a document when a retrieved passage of it
     mentions the term, or when the keyword index finds the term there often (at least a quarter as
     often as in the document that mentions it most): a report that names a customer once is not
-    about that customer. `search`: `(query, k=, filters=, mode=) -> hits`."""
+    about that customer. `search`: `(query, k=, filters=, mode=) -> hits`. `aliases`: the question's
+    words that documents define as aliases ("JnJ" of Johnson & Johnson): such a term is not missing,
+    and belongs to the documents that define it as well as to those that mention it."""
     missing: list[Term] = []
     docs_of: list[set[int]] = []
     sources = {h.doc_id: h.source for h in hits}
@@ -182,8 +198,11 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
         except KBError:  # a lookup that failed says nothing: neither missing nor a focus
             continue
         seen = {h.chunk_id: h for h in [*hits, *found]}.values()
-        counts = Counter(h.doc_id for h in seen if term.found_in(_text(h)))
+        defined = _defining(term, aliases or {})
+        counts = Counter(h.doc_id for h in seen if h.doc_id in defined or term.found_in(_text(h)))
         sources.update((h.doc_id, h.source) for h in found)
+        if not counts and defined:
+            counts = Counter(defined)  # none of them among the passages: known all the same
         if not counts:
             missing.append(term)
             continue
@@ -215,6 +234,14 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
         else:
             latest = next((h.source for h in focused if h.doc_id in about), None)
     return Grounding([], focused, latest, otherwise)
+
+
+def _defining(term: Term, aliases: Mapping[str, Alias]) -> set[int]:
+    """The documents that define the alias `term` is, or one of its words is ("JnJ", "AAPL")."""
+    if not aliases or term.kind != "entity":
+        return set()
+    words = {term.text, *getattr(term, "words", ())}
+    return {d for word, alias in aliases.items() if word in words for d in alias.docs}
 
 
 def _text(hit: Hit) -> str:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 TYPES = "{types}"  # in the help text: the file types kb reads, from the parser registry
+LANGUAGES_SHOWN = 5  # `kb status` names the main languages; --json has them all
 JSON_META = "kb.json"  # click context key: --json was given (a failure is then a JSON object too)
 
 
@@ -146,6 +147,8 @@ def ingest(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...],
         if made:
             click.echo(f"New knowledge base in {kb.path}")
         print_report(report)
+    if report.language_warning:  # last, where it is seen: once per ingest that added text
+        click.echo(f"kb: warning: {report.language_warning}", err=True)
     if said:
         click.echo(f"kb: error: {said}", err=True)
     sys.exit(1 if report.failed or nothing else 0)
@@ -227,6 +230,12 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
     click.echo(f"Embedding with {st.backend} here{made}")
     if st.prompts:
         click.echo(f"Prompts: query {st.prompts['query']!r} · passage {st.prompts['passage']!r}")
+    if st.languages:
+        shown_languages = list(st.languages.items())[:LANGUAGES_SHOWN]
+        more = f" · {len(st.languages) - LANGUAGES_SHOWN} more" if len(st.languages) > LANGUAGES_SHOWN else ""
+        click.echo("Languages " + " · ".join(f"{lang} {share:.0%}" for lang, share in shown_languages) + more)
+    if st.language_warning:
+        click.echo(f"Warning: {st.language_warning}")
     print_stale(st.stale)
     for f in st.failed:
         click.echo(f"  failed  {shown(f.source)}: {f.reason}")

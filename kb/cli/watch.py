@@ -91,6 +91,8 @@ def watch(paths: tuple[str, ...], kb_dir: str | None, include: tuple[str, ...], 
                 if batch.first:
                     st = kb.status()
                     kb.close()
+                    if st.language_warning:  # once, as kb ingest says it (--json: in `kb status --json`)
+                        click.echo(f"kb: warning: {st.language_warning}", err=True)
                     click.echo(f"kb: watching {', '.join(paths)} ({plural(st.documents, 'document')}, "
                                f"{plural(st.chunks, 'chunk')} "
                                f"in {kb.path}); Ctrl-C stops", err=True)

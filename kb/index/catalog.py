@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -494,6 +495,37 @@ class Catalog:
 
         return self._memo("dates", dates)
 
+    def aliases(self) -> dict[str, list[tuple[str, str, bool, int]]]:
+        """The aliases the documents define (metadata `aliases`, read at ingest by kb.ingest.aliases), by
+        their lower case: (the alias as written, the name it stands for, whether it matches only as
+        written, the document). Remembered until the catalog changes: every search looks its words up."""
+
+        def read() -> dict[str, list[tuple[str, str, bool, int]]]:
+            out: dict[str, list[tuple[str, str, bool, int]]] = {}
+            sql = ("SELECT id, json_extract(metadata, '$.aliases'), json_extract(metadata, '$.aliases_cased')"
+                   " FROM documents WHERE json_extract(metadata, '$.aliases') IS NOT NULL")
+            for doc, found, cased in self.db.execute(sql):
+                try:
+                    names, only = json.loads(found), set(json.loads(cased) if cased else ())
+                except ValueError:  # a document whose metadata was written otherwise: it names no alias
+                    continue
+                if not isinstance(names, dict):
+                    continue
+                for alias, name in names.items():
+                    out.setdefault(str(alias).lower(), []).append((str(alias), str(name), alias in only, int(doc)))
+            return out
+
+        return self._memo("aliases", read)
+
+    def document_names(self) -> dict[int, str]:
+        """Each document's file name (the last part of its source), as a series of reports names its
+        period ("2023 Q3 Acme.pdf"); remembered until the catalog changes."""
+
+        def names() -> dict[int, str]:
+            return {int(i): re.split(r"[\\/]", str(source))[-1] for i, source in self.db.execute("SELECT id, source FROM documents")}
+
+        return self._memo("names", names)
+
     def document_sizes(self) -> dict[int, int]:
         """Number of chunks of each document."""
         return {int(d): int(n) for d, n in self.db.execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id")}
@@ -536,6 +568,20 @@ class Catalog:
 
         return self._memo("totals", count)
 
+    def languages(self) -> dict[str, int]:
+        """Chunks per language of their document (metadata `language`, as ingest detects it), most first;
+        documents with none (ingested before kb detected it, or too little text) are not counted."""
+
+        def count() -> dict[str, int]:
+            rows = self.db.execute(
+                "SELECT lower(json_extract(d.metadata, '$.language')) AS lang, sum(c.n) FROM documents d"
+                " JOIN (SELECT doc_id, count(*) AS n FROM chunks GROUP BY doc_id) c ON c.doc_id = d.id"
+                " WHERE json_type(d.metadata, '$.language') = 'text' GROUP BY lang ORDER BY 2 DESC, 1")
+            # A code only: a front matter's free-form `language: German` is the author's, not detected.
+            return {lang: int(n) for lang, n in rows if _LANGUAGE_CODE.fullmatch(lang or "")}
+
+        return self._memo("languages", count)
+
     def readers(self) -> dict[tuple[str, str | None, int, str], int]:
         """Documents per (file type, reader, reader version, file name): how the files were read, for
         telling which a newer reader reads better (`kb.ingest.base.read_better`). The file name is the
@@ -576,6 +622,7 @@ def fts_quote(term: str) -> str:
 _DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, pages, reader, reader_version"
 # A catalog opened read-only before migration 4 (a folder this user cannot write) has no reader columns.
 _DOC_COLUMNS_3 = _DOC_COLUMNS.replace("reader, reader_version", "NULL, 1")
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")  # ISO 639-1 (or -3), as `kb.ingest.language` stores it
 
 
 def _document(row: tuple[Any, ...]) -> DocumentRow:

@@ -29,6 +29,7 @@ from kb.errors import ConfigError, DiskFullError, KBError, disk_full
 from kb.failpoints import failpoint
 from kb.index.base import DocumentRecord, Index
 from kb.index.catalog import Catalog, DocumentRow
+from kb.ingest import language
 from kb.ingest.base import is_supported, range_parser, read_better
 from kb.ingest.walk import Candidate, Rules, walk
 from kb.ingest.worker import (
@@ -168,6 +169,7 @@ class Pipeline:
             report.removed.append(doc.source)
         self.index.repair(reembed(self.catalog, self.embedding))
         if todo:
+            language.preload()
             tell(Ingesting("model", total=len(todo)))
             self.index.record_build({**self.embedding.build(), "model": model})
             try:
@@ -317,6 +319,9 @@ class Pipeline:
             failpoint("ingest.after_embed")
             offset = 0
             for done, item, prepared in group:
+                for each in _flat(prepared):  # here, not in the workers: one process unpacks the detector
+                    if found := language.detect(each.chunks):
+                        each.metadata["language"] = found
                 st = item.stat
                 doc = DocumentRecord(
                     path=str(item.cand.path), source=item.cand.source, file_type=prepared.file_type,

@@ -27,6 +27,7 @@ from kb.ingest.base import (
     unpacking_of,
 )
 from kb.ingest.chunker import Chunker
+from kb.ingest.aliases import document_aliases
 from kb.ingest.facets import document_facets
 from kb.ingest.formats import ocr
 from kb.types import JSON, Chunk, Part
@@ -140,7 +141,7 @@ def prepare(path: str, spec: ChunkSpec, chunker: Chunker | None = None, depth: i
         _, chunks = (chunker or chunker_for(spec)).chunk(doc)
         if not chunks:
             return Prepared(path, error="no text to index")
-        metadata = {**doc.metadata, **document_facets(doc, p.name)}
+        metadata = {**doc.metadata, **document_facets(doc, p.name), **document_aliases(doc)}
         if doc.unit != "page":
             metadata["unit"] = doc.unit
         out = Prepared(path, parser.file_type, doc.title, doc.pages, metadata, chunks)

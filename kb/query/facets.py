@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from kb.dates import Period
 from kb.query import fusion
 from kb.question import Name, Question
 
@@ -42,7 +43,7 @@ def chunk_bonus(catalog: Catalog, question: Question, doc_of: Mapping[int, int],
         subject = naming(catalog, question.names)
         relevance = {doc: r if doc in subject else 0.0 for doc, r in relevance.items()}
     bonus = document_bonus(question, catalog.document_dates(), relevance, latest_weight=latest_weight,
-                           period_weight=period_weight, near=near)
+                           period_weight=period_weight, near=near, named=catalog.document_names())
     return {chunk: bonus[doc] for chunk, doc in doc_of.items() if doc in bonus}
 
 
@@ -63,20 +64,22 @@ def naming(catalog: Catalog, names: Iterable[Name]) -> set[int]:
 
 
 def document_bonus(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], *,
-                   latest_weight: float, period_weight: float, near: float) -> dict[int, float]:
+                   latest_weight: float, period_weight: float, near: float,
+                   named: Mapping[int, str] | None = None) -> dict[int, float]:
     """A bonus for each candidate document (keys of `relevance`, its match to the question's words).
 
     `latest`: the newest of the documents whose relevance is within `near` (a fraction) of the
     best one's gets `latest_weight`: "the latest report" of whatever the question names, not the
-    newest document in the knowledge base. Named dates and years: `period_weight` x how well the
-    document's date matches (same day 1, same year 1/2), mapped so the best match gets the weight.
+    newest document in the knowledge base. Named dates, quarters and years: `period_weight` x how
+    well the document matches (`_matching`), mapped so the best match gets the weight. `named`: the
+    documents' file names, which name a report's own period ("2023 Q1 Acme.pdf", "ACME_2020_10K").
     """
     bonus: dict[int, float] = {}
     if asked.latest and latest_weight:
         for doc, b in _newest(dated, relevance, near, latest_weight).items():
             bonus[doc] = bonus.get(doc, 0.0) + b
     if (asked.dates or asked.years) and period_weight:
-        for doc, b in _matching(asked, dated, relevance, period_weight).items():
+        for doc, b in _matching(asked, dated, relevance, period_weight, named or {}).items():
             bonus[doc] = bonus.get(doc, 0.0) + b
     return bonus
 
@@ -92,13 +95,60 @@ def _newest(dated: Mapping[int, str], relevance: Mapping[int, float], near: floa
     return {d: weight for d, when in close.items() if when == newest}
 
 
-def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], weight: float) -> dict[int, float]:
+def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], weight: float,
+              named: Mapping[int, str]) -> dict[int, float]:
+    """How well each document matches the periods asked: its date the very day, or its file name that
+    very quarter, 1; its date or its file name that year, 1/2.
+
+    A report's file name says which period it reports in the report's own calendar: "2023 Q1" of a
+    company whose fiscal year starts in July is dated September 2022, and a fiscal year 2020 that
+    ends in January is dated 2021. Its date alone would send "Q1 2023" to the report dated in
+    calendar 2023, another quarter of the same company."""
+    quarters = [p for p in asked.periods if p.quarter]
+    years = set(asked.years) | {d[:4] for d in asked.dates}
     score: dict[int, float] = {}
     for doc in relevance:
-        when = dated.get(doc, "")
-        if when[:10] in asked.dates:
+        when, name = dated.get(doc, ""), named.get(doc, "")
+        if when[:10] in asked.dates or any(p.found_in(name) for p in quarters):
             score[doc] = 1.0
-        elif when[:4] in asked.years or when[:4] in {d[:4] for d in asked.dates}:
+        elif when[:4] in years or any(Period(y, int(y)).found_in(name) for y in years):
             score[doc] = 0.5
     best = max(score.values(), default=0.0)
     return {d: weight * s / best for d, s in score.items()} if best else {}
+
+
+def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list[set[int]]:
+    """The sides of a question that compares subjects ("Intel's and AMD's gross margins") or periods
+    ("Q1 2023 against Q3 2023"): each side's documents, two or more sides that share none; [] for a
+    question about one subject and one period. Names whose documents overlap are one side ("Amazon's
+    AWS"); the subjects are read before the periods, as a comparison of two companies' same quarter
+    is about the companies. `candidates`: the documents the search found, the only ones looked at."""
+    if len(question.names) >= 2:
+        sides = _apart([naming(catalog, [name]) & candidates for name in question.names])
+        if len(sides) >= 2:
+            return sides
+    if len(question.periods) >= 2:
+        dated, named = catalog.document_dates(), catalog.document_names()
+        about = naming(catalog, question.names) & candidates if question.names else set()
+        per_period = []
+        for period in question.periods:  # the documents that match it best: its quarter's, else its year's,
+            # among those about what the question names ("Microsoft revenue Q1 against Q2")
+            score = _matching(Question(period.text, (), (period,), False), dated,
+                              dict.fromkeys(about or candidates, 1.0), 1.0, named)
+            per_period.append({d for d, s in score.items() if s == 1.0})
+        sides = _apart(per_period)
+        if len(sides) >= 2:
+            return sides
+    return []
+
+
+def _apart(sets: list[set[int]]) -> list[set[int]]:
+    """Non-empty sets, those that overlap merged; more than one left means distinct sides."""
+    merged: list[set[int]] = []
+    for docs in filter(None, sets):
+        overlapping = [m for m in merged if m & docs]
+        for m in overlapping:
+            merged.remove(m)
+            docs = docs | m
+        merged.append(set(docs))
+    return merged

@@ -3,9 +3,11 @@
 Three modes. `dense`: nearest chunk vectors. `keyword`: BM25 over the catalog's FTS5 index.
 `hybrid` (default): both candidate lists fused (`kb.query.fusion`), plus a document-level match
 (title and path; whole-document BM25) and a bonus for chunks holding the query's rare figures or
-quoted phrases. In every mode filters apply inside the retrieval, duplicate passages (the same
-text in two files) become one hit listing the other sources, no page fills more than `per_page`
-of the top k, and an optional cross-encoder reorders the best candidates. Each hit comes with its
+quoted phrases. A query naming an alias the documents define ("JnJ", a ticker, "IBM") is searched
+by keyword with the name it stands for beside it (`kb.query.aliases`). In every mode filters apply
+inside the retrieval, duplicate passages (the same text in two files) become one hit listing the
+other sources, no page fills more than `per_page` of the top k, and an optional cross-encoder
+reorders the best candidates. Each hit comes with its
 snippet (`kb.query.snippet`). Measurements and the reasons for each default: benchmarks/RETRIEVAL.md.
 """
 
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kb.config import check_mode
 from kb.filters import Filters
-from kb.query import facets, fusion, snippet
+from kb.query import aliases, facets, fusion, snippet
 from kb.query.fts import match_expression, quote
 from kb.question import Question, read
 from kb.types import Hit
@@ -77,6 +79,15 @@ def search(
     scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning,
                         counted=counted)
     hits = arrange(_with_rows(catalog, scored, 2 * wanted + 16), wanted, per_page=tuning.per_page)
+    asked = read(aliases.spelled(catalog, query))  # "JnJ and Pfizer": Johnson & Johnson is one side
+    if mode == "hybrid" and (len(asked.names) >= 2 or len(asked.periods) >= 2) and len(hits) > 1:
+        doc_of = catalog.chunk_documents(i for i, _ in scored)
+        sides = facets.compared(catalog, asked, set(doc_of.values()))
+        if sides:  # each side's best passages, however far down the ranking they are
+            quota = wanted // len(sides)
+            best = [arrange(_with_rows(catalog, [(i, v) for i, v in scored if doc_of.get(i) in docs], 2 * quota + 16),
+                            quota, per_page=tuning.per_page) for docs in sides]
+            hits = share(hits, best, wanted)
     if reranker is not None and hits:
         hits = reranker.rerank(query, hits)
         for rank, hit in enumerate(hits, start=1):
@@ -103,19 +114,23 @@ def candidates(
     document that hold it."""
     dense: list[tuple[int, float]] = []
     keyword: list[tuple[int, float]] = []
-    match = match_expression(query)
+    # "JnJ sales": the words are looked for as "JnJ (Johnson & Johnson) sales", which lifts the
+    # documents of Johnson & Johnson; the embedding is of the question as asked, so the name does not
+    # pull its pages that say little but the name (a cover, a list of subsidiaries).
+    spelled = aliases.spelled(catalog, query)
+    match = match_expression(spelled)
     if mode in ("dense", "hybrid"):
         dense = dense_candidates(catalog, store, embedder, query, depth, filters)
     if mode in ("keyword", "hybrid") and match:
         if store.native_keyword:  # e.g. Milvus: its own BM25 over the chunks it holds
-            keyword = store.keyword_search(query, depth, filters, catalog)
+            keyword = store.keyword_search(spelled, depth, filters, catalog)
         else:
             keyword = catalog.keyword_search(match, depth, filters)
     if mode == "dense":
         return dense
     if mode == "keyword":
         return keyword
-    question = read(query)
+    question = read(spelled)
     bonus = _literal_bonus(catalog, question, filters, tuning)
     ids = {i for i, _ in dense} | {i for i, _ in keyword} | set(bonus)
     for i, b in _document_prior(catalog, question, match, ids, tuning, counted).items():
@@ -209,6 +224,26 @@ def _with_rows(catalog: Catalog, scored: Sequence[tuple[int, float]], batch: int
         for i, score in part:
             if i in rows:
                 yield rows[i], score
+
+
+def share(hits: list[Hit], sides: Sequence[list[Hit]], k: int) -> list[Hit]:
+    """The top `k` shared between the sides a question compares (`kb.query.facets.compared`): each
+    side's best passages (`sides`, k // sides of them each), then `hits` in rank order for what is
+    left of the k, no page twice; all in score order. Unchanged when a side has no passage."""
+    if not all(sides):
+        return hits[:k]
+    picked: list[Hit] = []
+    pages: set[tuple[int, int | None]] = set()
+    for hit in [h for side in sides for h in side] + hits:
+        page = (hit.doc_id, hit.page if hit.page is not None else -hit.chunk_id)  # no page: each passage its own
+        if page in pages or len(picked) >= k:
+            continue
+        pages.add(page)
+        picked.append(hit)
+    picked.sort(key=lambda h: -h.score)
+    for rank, hit in enumerate(picked, start=1):
+        hit.rank = rank
+    return picked
 
 
 # --- duplicates and page crowding -------------------------------------------------------------
