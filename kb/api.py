@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, TypeVar
 
 from kb import answer as answering  # looked up per call (tests replace `load_llm`)
 from kb.config import Settings, check_mode, resolve_kb_dir
-from kb.embed import Embedder, auto_backend, canonical_model_id, index_model, open_embedder, pick_backend, shareable
+from kb.embed import (
+    Embedder,
+    Prompts,
+    auto_backend,
+    canonical_model_id,
+    index_model,
+    open_embedder,
+    pick_backend,
+    shareable,
+)
 from kb.embed.languages import trained_for
 from kb.errors import ConfigError, KBError
 from kb.index import Index, open_index
@@ -136,8 +145,11 @@ class KnowledgeBase:
         with self._parts:
             if self._embedder is None:
                 same = self.model_id == canonical_model_id(self.settings.model)
+                meta = self.catalog.meta() if self.exists else {}
+                # An index that holds vectors embeds with the prompts they were made with: queries and new
+                # passages match the old ones; `kb reindex` moves it to the model's own (`Stale.vectors`).
                 self._embedder = open_embedder(self.settings, self.settings.model if same else self.model_id,
-                                               made_by(self.catalog.meta()) if self.exists else None)
+                                               made_by(meta), Prompts.from_meta(meta) if meta.get("model") else None)
             return self._embedder
 
     def _embedding(self, make: Callable[[], Embedder] | None = None) -> Embedding:
@@ -160,6 +172,7 @@ class KnowledgeBase:
             index = self.index
             index.refresh(index.refresh_every_s or 0.0)
             index.catch_up(self._embedder.model_id if self._embedder else None)  # what other processes wrote
+            self._follow_prompts()
             try:
                 yield index
             finally:
@@ -216,7 +229,8 @@ class KnowledgeBase:
             embedding = self._embedding(lambda: open_embedder(self.settings, model or self.settings.model))
             ids = sorted(index.catalog.chunk_ids())
             build = {k: v for k, v in embedding.build().items() if k in ("model", "dimensions", "max_seq_length",
-                                                                         "backend", "graph")}
+                                                                         "backend", "graph", "query_prompt",
+                                                                         "passage_prompt")}
 
             def switched() -> None:  # with the store, under its write lock: no search meets one without the other
                 self._embedder, self._model_id = embedding.embedder, None
@@ -243,9 +257,20 @@ class KnowledgeBase:
         if not self._writing.acquire(blocking=False):
             return False
         try:
-            return self.index.reload_if_changed(self._embedder.model_id if self._embedder else self.model_id)
+            changed = self.index.reload_if_changed(self._embedder.model_id if self._embedder else self.model_id)
+            if changed:
+                self._follow_prompts()
+            return changed
         finally:
             self._writing.release()
+
+    def _follow_prompts(self) -> None:
+        """Embed with the prompts the index's vectors are made with now (another process's `kb reindex`
+        may have changed them): queries and new passages keep matching the stored ones."""
+        if self._embedder is not None and self.exists:
+            meta = self.catalog.meta()
+            if meta.get("model") == self._embedder.model_id and Prompts.from_meta(meta) != self._embedder.prompts:
+                self._embedder.use_prompts(Prompts.from_meta(meta))
 
     def _held(self) -> bool:
         """Whether anything was ingested; first a team store's pull when due, unless a write runs here."""
@@ -266,7 +291,8 @@ class KnowledgeBase:
         if not query.strip():
             raise ConfigError("the query is empty")
         mode = check_mode(mode or self.settings.mode)
-        reranker = open_reranker(rerank if rerank is not None else self.settings.rerank, device=self.settings.device)
+        reranker = open_reranker(rerank if rerank is not None else self.settings.rerank, device=self.settings.device,
+                                 backend=self.settings.rerank_backend, embedding_backend=self.settings.backend)
         if not self._held():
             raise KBError(EMPTY.format(self.path))
         _ = self.embedder  # loaded before the read lock is taken

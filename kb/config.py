@@ -57,6 +57,9 @@ class Settings:
     code_extensions: str = ""  # ingest: more extensions read as code, by line: ".vue .svelte" (or a TOML list)
     mode: str = MODES[0]  # search: one of MODES
     rerank: str | None = None  # search: a cross-encoder model that reorders the best hits; off when unset
+    # search: what runs `rerank`: auto (ONNX Runtime where `backend` names an ONNX one or torch is not
+    # installed, else sentence-transformers on torch) | torch | onnx
+    rerank_backend: str = "auto"
     # `kb ask`: auto (configured model, else a local Ollama, else extractive) | llama-cpp | openai
     # | transformers | ollama | none
     llm: str = "auto"

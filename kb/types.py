@@ -276,6 +276,8 @@ class Status:
     vectors: str | None = None  # the backend that made the index's vectors ("onnx-int8+w8")
     backend: str | None = None  # the backend embedding here, for this index's format (`kb.embed.pick_backend`)
     stale: Stale = field(default_factory=Stale)  # what a newer reader or embedding format would do better
+    # {"query": ..., "passage": ...}: the prompts the index's vectors were made with (`kb.embed.prompts`); None: none
+    prompts: dict[str, str] | None = None
     # Share of the text (of all chunks) per language detected at ingest, most first; documents ingested
     # before kb detected languages are in no language (kb.ingest.language)
     languages: dict[str, float] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -13,7 +14,7 @@ from kb import Answer, Filters, Hit
 from kb.answer.evaluate import SPLITS, AnswerEvalResult, evaluate_answers, first_line, load_answers
 from kb.api import KnowledgeBase
 from kb.cli.common import CONTEXT, emit, filter_options, json_option, kb_option, llm_options, open_kb, pop_filters
-from kb.config import MODES
+from kb.config import MODES, resolve_kb_dir
 from kb.query.evaluate import EvalResult, RunSpec, evaluate, load_gold, parse_run
 from kb.query.search import Tuning
 
@@ -23,13 +24,19 @@ _RUN = re.compile(r"^(hybrid|dense|keyword)(:.*)?$", re.IGNORECASE)
 
 
 class _EvalCommand(click.Command):
-    """Lets `--k 1 5 10` and `--compare dense keyword hybrid` take several values after one flag."""
+    """Lets `--k 1 5 10` and `--compare dense keyword hybrid` take several values after one flag, and a
+    second `--kb` mean `--compare-kb` (`kb eval FILE --kb A --kb B`)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         out: list[str] = []
         i = 0
+        seen_kb = False
         while i < len(args):
             arg = args[i]
+            if arg == "--kb" or arg.startswith("--kb="):
+                if seen_kb:
+                    arg = "--compare-kb" + arg[len("--kb"):]
+                seen_kb = True
             out.append(arg)
             i += 1
             if arg in ("--k", "-k"):
@@ -66,6 +73,9 @@ class _EvalCommand(click.Command):
 @click.option("--compare", "runs", multiple=True, metavar="RUN...",
               help="Evaluate several runs side by side: modes, optionally with tuning, e.g. "
                    "--compare dense keyword hybrid 'hybrid:keyword_weight=0.5'. Bare --compare: all three modes.")
+@click.option("--compare-kb", "other_kbs", multiple=True, metavar="DIR",
+              help="Also evaluate this knowledge base (repeatable; a second --kb does the same): one column per "
+                   "knowledge base, named by its folder, with the model it was built with (e.g. one per model).")
 @click.option("--misses", "show_misses", type=int, default=10,
               help="Misses (with --answers: wrong refusals and answers) to list in the table output (-1: all).")
 @click.option("--split", type=click.Choice(SPLITS), help="Only the questions of this split (a `split` field).")
@@ -77,7 +87,8 @@ class _EvalCommand(click.Command):
 @filter_options
 @json_option
 def eval_command(file: str | None, kb_dir: str | None, answers_file: str | None, ks: tuple[str, ...],
-                 mode: str | None, rerank: str | None, runs: tuple[str, ...], show_misses: int, split: str | None,
+                 mode: str | None, rerank: str | None, runs: tuple[str, ...], other_kbs: tuple[str, ...],
+                 show_misses: int, split: str | None,
                  llm: str | None, llm_model: str | None, llm_base_url: str | None, temperature: float,
                  max_tokens: int, as_json: bool, **kwargs: Any) -> None:
     """Measure retrieval on FILE, or answers with --answers FILE.
@@ -105,7 +116,7 @@ def eval_command(file: str | None, kb_dir: str | None, answers_file: str | None,
     if (file is None) == (answers_file is None):
         raise click.UsageError("give a gold FILE (retrieval) or --answers FILE (answers), one of the two")
     if answers_file is not None:
-        for given, name in ((mode, "--mode"), (rerank, "--rerank"), (runs, "--compare")):
+        for given, name in ((mode, "--mode"), (rerank, "--rerank"), (runs, "--compare"), (other_kbs, "--compare-kb")):
             if given:
                 raise click.UsageError(f"{name} measures retrieval; it does not go with --answers")
         _eval_answers(answers_file, kb_dir, _passages(ks), split, filters, show_misses, as_json,
@@ -120,28 +131,58 @@ def eval_command(file: str | None, kb_dir: str | None, answers_file: str | None,
         if not questions:
             raise click.UsageError(f"{file}: no question has split {split!r}")
     specs = [parse_run(s) for spec in runs for s in _split_runs(spec)] or [RunSpec(mode or "", mode or "")]
-    with KnowledgeBase.open(kb_dir) as kb:
-        sources = [d.source for d in kb.documents()]
-        if sources and any((s.mode or kb.settings.mode) != "keyword" for s in specs):
-            kb.embedder.embed_query("warm-up")  # model loading must not count in the first run's seconds
-        results = []
-        for spec in specs:
-            run_mode = spec.mode or kb.settings.mode
-            tuning = Tuning(**spec.tuning)  # type: ignore[arg-type]
-
-            def search(q: str, k: int, _m: str = run_mode, _t: Tuning = tuning,
-                       _r: str | None = spec.rerank) -> list[Hit]:
-                return kb.search(q, k=k, filters=filters, mode=_m, rerank=_r or rerank, tuning=_t)
-
-            results.append(evaluate(questions, search, cutoffs, name=spec.name or run_mode, sources=sources))
+    folders = [kb_dir, *other_kbs] if other_kbs else [kb_dir]
+    names = _kb_names(folders) if other_kbs else [""]
+    results, about = [], {}
+    for folder, kb_name in zip(folders, names):
+        with KnowledgeBase.open(folder) as kb:
+            if kb_name:
+                about[kb_name] = {"kb": str(kb.path), "model": kb.model_id}
+            for result in _evaluate(kb, questions, specs, cutoffs, filters, rerank):
+                if kb_name:
+                    result.name = kb_name if len(specs) == 1 else f"{kb_name}:{result.name}"
+                results.append(result)
     if as_json:
         if len(results) == 1:
             click.echo(json.dumps({"file": file, "mode": results[0].name, **results[0].to_json()}, ensure_ascii=False))
         else:
-            click.echo(json.dumps({"file": file, "questions": len(questions), "ks": cutoffs,
-                                   "runs": {r.name: r.to_json() for r in results}}, ensure_ascii=False))
+            out = {"file": file, "questions": len(questions), "ks": cutoffs,
+                   "runs": {r.name: r.to_json() for r in results}}
+            if about:  # each knowledge base: its folder and the model it was built with
+                out["kbs"] = about
+            click.echo(json.dumps(out, ensure_ascii=False))
         return
-    _print_table(file, results, show_misses)
+    _print_table(file, results, show_misses, [f"{n}: {i['kb']}, model {i['model']}" for n, i in about.items()])
+
+
+def _evaluate(kb: KnowledgeBase, questions: list[Any], specs: list[RunSpec], cutoffs: list[int],
+              filters: Filters | None, rerank: str | None) -> list[EvalResult]:
+    """Each run of `specs` on `kb`."""
+    sources = [d.source for d in kb.documents()]
+    if sources and any((s.mode or kb.settings.mode) != "keyword" for s in specs):
+        kb.embedder.embed_query("warm-up")  # model loading must not count in the first run's seconds
+    results = []
+    for spec in specs:
+        run_mode = spec.mode or kb.settings.mode
+        tuning = Tuning(**spec.tuning)  # type: ignore[arg-type]
+
+        def search(q: str, k: int, _m: str = run_mode, _t: Tuning = tuning, _r: str | None = spec.rerank) -> list[Hit]:
+            return kb.search(q, k=k, filters=filters, mode=_m, rerank=_r or rerank, tuning=_t)
+
+        results.append(evaluate(questions, search, cutoffs, name=spec.name or run_mode, sources=sources))
+    return results
+
+
+def _kb_names(folders: list[str | None]) -> list[str]:
+    """A column name per knowledge base: its folder's name (a `.kb` folder: its parent's), or the path
+    where two share one."""
+    names = []
+    for folder in folders:
+        path = resolve_kb_dir(folder)
+        names.append(path.parent.name if path.name == ".kb" else path.name)
+    if len(set(names)) < len(names):
+        names = [str(resolve_kb_dir(f)) for f in folders]
+    return names
 
 
 def _eval_answers(file: str, kb_dir: str | None, k: int, split: str | None, filters: Filters | None,
@@ -227,7 +268,7 @@ def _split_runs(spec: str) -> list[str]:
     return [s for s in (p.strip() for p in spec.split(",")) if s]
 
 
-def _print_table(file: str, results: list[EvalResult], show_misses: int) -> None:
+def _print_table(file: str, results: list[EvalResult], show_misses: int, notes: Sequence[str] = ()) -> None:
     first = results[0]
     click.echo(f"{file}: {first.questions} questions"
                + (f", {first.page_questions} with gold pages" if first.page_questions else ""))
@@ -255,6 +296,8 @@ def _print_table(file: str, results: list[EvalResult], show_misses: int) -> None
     for name, r in zip(names, results):
         if name != r.name:
             click.echo(f"  {name} = {r.name}")
+    for note in notes:  # each knowledge base compared: its folder and model
+        click.echo(f"  {note}")
     for r in results:
         if not r.misses or show_misses == 0:
             continue

@@ -228,6 +228,8 @@ def status(kb_dir: str | None, check: bool, as_json: bool) -> None:
     click.echo(f"Model {st.model}{dims} · store {st.store} · {st.bytes / 1e6:.1f} MB on disk")
     made = f" · the index's vectors: {st.vectors}" if st.vectors else ""
     click.echo(f"Embedding with {st.backend} here{made}")
+    if st.prompts:
+        click.echo(f"Prompts: query {st.prompts['query']!r} · passage {st.prompts['passage']!r}")
     if st.languages:
         shown_languages = list(st.languages.items())[:LANGUAGES_SHOWN]
         more = f" · {len(st.languages) - LANGUAGES_SHOWN} more" if len(st.languages) > LANGUAGES_SHOWN else ""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from kb.embed import torch as torch_backend  # imports torch only when a vector is needed
 from kb.embed.base import Embedder, canonical_model_id, resolve_model, tokenizer_file
+from kb.embed.prompts import Prompts, local_folder, read_prompts
 from kb.embed.serial import SerialEmbedder, shareable
 from kb.errors import ConfigError, DiskFullError, EmbedderMismatchError
 from kb.registry import Registry
@@ -21,9 +22,9 @@ from kb.registry import Registry
 if TYPE_CHECKING:
     from kb.config import Settings
 
-__all__ = ["BACKENDS", "EMBEDDERS", "Embedder", "SerialEmbedder", "canonical_model_id", "cuda_available",
-           "auto_backend", "make_embedder", "open_embedder", "pick_backend", "resolve_model", "shareable", "tokenizer_file",
-           "vector_format"]
+__all__ = ["BACKENDS", "EMBEDDERS", "Embedder", "Prompts", "SerialEmbedder", "canonical_model_id", "cuda_available",
+           "auto_backend", "make_embedder", "model_prompts", "open_embedder", "pick_backend", "resolve_model", "shareable",
+           "tokenizer_file", "vector_format"]
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,23 @@ def vector_format(backend: str, model: str) -> tuple[str, str] | None:
     return ("torch", "") if name == "torch" else None
 
 
-def open_embedder(settings: Settings, model: str, recorded: str | None = None) -> Embedder:
+def open_embedder(settings: Settings, model: str, recorded: str | None = None,
+                  prompts: Prompts | None = None) -> Embedder:
     """The embedder of `model` with the backend, device and batch size `settings` name, safe to share
-    between threads; `recorded`: the backend that made the index's vectors (see `pick_backend`)."""
-    return shareable(make_embedder(model, backend=pick_backend(settings.backend, recorded), device=settings.device,
-                                   batch_size=settings.batch_size))
+    between threads; `recorded`: the backend that made the index's vectors (see `pick_backend`);
+    `prompts`: those the index's vectors were made with (None: the model's own)."""
+    embedder = make_embedder(model, backend=pick_backend(settings.backend, recorded), device=settings.device,
+                             batch_size=settings.batch_size)
+    if prompts is not None:
+        embedder.use_prompts(prompts)
+    return shareable(embedder)
+
+
+def model_prompts(model: str) -> Prompts | None:
+    """The prompts `model` embeds with here (`kb.embed.prompts`), told without loading it: None where
+    its files are not at hand (a hub model not downloaded yet)."""
+    folder = local_folder(resolve_model(model))
+    return read_prompts(folder, canonical_model_id(model)) if folder is not None else None
 
 
 def _torch_installed() -> bool:

@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from kb.embed.prompts import Prompts
+
 if TYPE_CHECKING:  # numpy only for the annotations: `kb --help` imports this module and stays instant
     import numpy as np
     import numpy.typing as npt
@@ -63,6 +65,8 @@ class Embedder(ABC):
     # Whether two threads may call `embed_*` at once (ONNX Runtime sessions may; a Hugging Face tokenizer
     # in torch refuses: "Already borrowed"). Readers serialise calls to an embedder that is not.
     thread_safe: bool = False
+    _prompts: Prompts | None = None  # the prompts in use: the model's own, or those an index was built with
+
 
     @property
     @abstractmethod
@@ -78,11 +82,30 @@ class Embedder(ABC):
     @abstractmethod
     def embed_batch(self, texts: list[str]) -> Vectors: ...
 
+    def model_prompts(self) -> Prompts:
+        """The query and passage prompts the model's files name (`kb.embed.prompts`); none by default."""
+        return Prompts()
+
+    @property
+    def prompts(self) -> Prompts:
+        """The prompts put before queries and passages: the model's own unless `use_prompts` said otherwise."""
+        if self._prompts is None:
+            self._prompts = self.model_prompts()
+        return self._prompts
+
+    def use_prompts(self, prompts: Prompts) -> None:
+        """Embed with `prompts` (those an index's vectors were made with), whatever the model's files say."""
+        self._prompts = prompts
+
     def embed_documents(self, texts: list[str]) -> Vectors:
-        return self.embed_batch(texts)
+        return self.embed_prompted(texts, self.prompts.passage)
 
     def embed_query(self, text: str) -> Vectors:
-        return self.embed_batch([text])[0]
+        return self.embed_prompted([text], self.prompts.query)[0]
+
+    def embed_prompted(self, texts: list[str], prompt: str) -> Vectors:
+        """`texts` embedded with `prompt` before each (none: `embed_batch` of the texts as they are)."""
+        return self.embed_batch([prompt + t for t in texts] if prompt else texts)
 
 
 def tokenizer_file(embedder: Embedder, cache_dir: Path) -> str:

@@ -30,6 +30,7 @@ from kb.embed.onnx_export import (
     hold,
     pool,
 )
+from kb.embed.prompts import Prompts, read_prompts
 from kb.errors import DependencyError, EmbedderError
 
 if TYPE_CHECKING:
@@ -98,6 +99,13 @@ class OnnxEmbedder(Embedder):
                 return snapshot_download(where)
         except Exception as e:
             raise EmbedderError(f"cannot find embedding model {self.model_id!r}: {' '.join(str(e).split())[:300]}") from e
+
+    def model_prompts(self) -> Prompts:
+        prompts = read_prompts(Path(self.location), self.model_id)
+        if prompts.any and not _pools_prompt(Path(self.location)):
+            raise EmbedderError(f"{self.model_id} leaves its prompt out of pooling (include_prompt: false), which the "
+                                "ONNX backends do not do: use --backend torch")
+        return prompts
 
     @cached_property
     def export_dir(self) -> Path:
@@ -245,6 +253,17 @@ class OnnxEmbedder(Embedder):
                 mask[r, :n] = 1
             out[rows] = pool(self._run(ids, mask), mask, self.meta["pooling"])
             start += size
+
+
+def _pools_prompt(location: Path) -> bool:
+    """Whether the model's Pooling module averages the prompt's tokens too (sentence-transformers'
+    `include_prompt`, true but for INSTRUCTOR-style models)."""
+    try:
+        modules = json.loads((location / "modules.json").read_text())
+        folder = next((m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling")
+        return json.loads((location / folder / "config.json").read_text()).get("include_prompt", True) is not False
+    except (OSError, ValueError, AttributeError, TypeError):
+        return True
 
 
 def _cpu_count() -> int:

@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from kb.embed.base import Embedder, Vectors
+from kb.embed.prompts import Prompts
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -19,7 +20,14 @@ class SerialEmbedder(Embedder):
     def __init__(self, inner: Embedder):
         self.inner, self._lock = inner, threading.Lock()
         self.model_id, self.backend, self.location = inner.model_id, inner.backend, inner.location
-        self.batch_size = inner.batch_size
+        self.batch_size, self.graph = inner.batch_size, inner.graph
+
+    @property
+    def prompts(self) -> Prompts:
+        return self.inner.prompts
+
+    def use_prompts(self, prompts: Prompts) -> None:
+        self.inner.use_prompts(prompts)
 
     @property
     def dimensions(self) -> int:
@@ -33,6 +41,10 @@ class SerialEmbedder(Embedder):
         return self.inner.tokenizer()
 
     def embed_batch(self, texts: list[str]) -> Vectors:
+        with self._lock:
+            return self.inner.embed_batch(texts)
+
+    def embed_documents(self, texts: list[str]) -> Vectors:
         with self._lock:
             return self.inner.embed_documents(texts)
 

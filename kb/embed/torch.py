@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kb.embed.base import Embedder, canonical_model_id, resolve_model
+from kb.embed.prompts import Prompts, local_folder, read_prompts
 from kb.errors import DependencyError, EmbedderError, install_command
 
 if TYPE_CHECKING:
@@ -78,7 +79,15 @@ class SentenceTransformerEmbedder(Embedder):
             return self.requested_batch_size
         return 256 if self.device.startswith("cuda") else 32
 
+    def model_prompts(self) -> Prompts:
+        if not Path(self.location).is_dir():
+            _ = self.model  # a hub id: its files are in the cache once the model is loaded
+        return read_prompts(local_folder(self.location), self.model_id)
+
     def embed_batch(self, texts: list[str]) -> np.ndarray:
+        return self.embed_prompted(texts, "")
+
+    def embed_prompted(self, texts: list[str], prompt: str) -> np.ndarray:
         # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
         import numpy as np
 
@@ -86,6 +95,9 @@ class SentenceTransformerEmbedder(Embedder):
             return np.zeros((0, self.dimensions), dtype=np.float32)
         vectors = self.model.encode(
             texts,
+            # always given: "" keeps sentence-transformers from putting its `default_prompt_name`'s
+            # prompt before every text, which kb decides (`prompts`)
+            prompt=prompt,
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
-from kb.embed import vector_format
+from kb.embed import Prompts, model_prompts, vector_format
 from kb.embed.base import Vectors
 from kb.errors import EmbedderMismatchError, KBError
 from kb.failpoints import failpoint
@@ -69,7 +69,18 @@ def older_vectors(meta: dict[str, str], backend: str, model: str) -> str | None:
     graph = meta.get("graph", "1") if now[1] else ""  # int8 graphs only: kb recorded none before graph 2
     if graph != now[1]:
         return f"made by graph {graph} of {was}, and new ones here by graph {now[1]}"
+    # The prompts come from the model's files, which may have changed (or kb's table of families grown).
+    made_with, own = Prompts.from_meta(meta), model_prompts(model)
+    if own is not None and own != made_with:
+        return f"made with {describe_prompts(made_with)}, and the model's own are {describe_prompts(own)}"
     return None
+
+
+def describe_prompts(prompts: Prompts) -> str:
+    """Prompts in a few words, for messages."""
+    if not prompts.any:
+        return "no prompts"
+    return f"the query prompt {prompts.query!r} and the passage prompt {prompts.passage!r}"
 
 
 class Index(ABC):
@@ -226,6 +237,7 @@ class Index(ABC):
                 store=meta.get("store") or self.settings.store, bytes=size, failed=catalog.failures(),
                 path=str(self.folder), dimensions=int(meta["dimensions"]) if meta.get("dimensions") else None,
                 folder=catalog.common_folder(), types=catalog.type_counts(), vectors=made_by(meta),
+                prompts=Prompts.from_meta(meta)._asdict() if Prompts.from_meta(meta).any else None,
             )
 
     # --- writing ----------------------------------------------------------------------------

@@ -93,8 +93,10 @@ class Embedding:
     def spec(self) -> ChunkSpec:
         """The tokenizer (saved into the knowledge base folder if the model has no file of its own)."""
         e = self.embedder
+        # A passage prompt takes its tokens from the model's window: chunks leave room for it.
+        prompt = len(e.tokenizer().encode(e.prompts.passage, add_special_tokens=False).ids) if e.prompts.passage else 0
         return ChunkSpec(tokenizer_file(e, self.folder), self.settings.chunk_tokens, self.settings.chunk_overlap,
-                         e.max_seq_length, ocr=self.settings.ocr, ocr_lang=self.settings.ocr_lang,
+                         e.max_seq_length - prompt, ocr=self.settings.ocr, ocr_lang=self.settings.ocr_lang,
                          code_extensions=self.settings.code_extensions)
 
     def build(self) -> dict[str, str]:
@@ -104,7 +106,7 @@ class Embedding:
             "model": e.model_id, "dimensions": str(e.dimensions), "max_seq_length": str(e.max_seq_length),
             "backend": e.backend, "chunk_tokens": str(self.settings.chunk_tokens),
             "chunk_overlap": str(self.settings.chunk_overlap), "store": self.settings.store, "kb_version": __version__,
-            **({"graph": e.graph} if e.graph else {}),
+            **({"graph": e.graph} if e.graph else {}), **e.prompts.to_meta(),
         }
 
 

@@ -1,39 +1,23 @@
-"""The `Reranker` seam: rescore the best candidates with a model that reads query and passage together.
+"""Reranking: the factory (`open_reranker`) and the sentence-transformers backend of the `Reranker` seam
+(`kb.query.rerank_base`, re-exported here).
 
 Off by default. `CrossEncoderReranker` wraps sentence-transformers' `CrossEncoder` (any
-`cross-encoder/...` model from the Hub, or a local folder).
+`cross-encoder/...` model from the Hub, or a local folder); `kb.query.rerank_onnx` runs the same
+models with ONNX Runtime alone (the `onnx` backends, or wherever torch is not installed).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from abc import ABC, abstractmethod
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kb.errors import DependencyError, EmbedderError, install_command
-from kb.types import Hit
+from kb.errors import ConfigError, DependencyError, EmbedderError, install_command
+from kb.query.rerank_base import Reranker
 
-
-class Reranker(ABC):
-    """Scores (query, passage) pairs; higher is better. Batching and reordering live here."""
-
-    name: str = "reranker"
-
-    @abstractmethod
-    def score(self, query: str, texts: list[str]) -> list[float]: ...
-
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """`hits` reordered by this model's score, which replaces each hit's `score`."""
-        if not hits:
-            return hits
-        scores = self.score(query, [h.text for h in hits])
-        if len(scores) != len(hits):
-            raise EmbedderError(f"reranker {self.name!r} returned {len(scores)} scores for {len(hits)} passages")
-        for hit, s in zip(hits, scores):
-            hit.score = round(float(s), 6)
-        return sorted(hits, key=lambda h: -h.score)  # stable: ties keep the retrieval order
+__all__ = ["RERANK_BACKENDS", "CrossEncoderReranker", "Reranker", "open_reranker"]
 
 
 class CrossEncoderReranker(Reranker):
@@ -86,10 +70,37 @@ def _load_cross_encoder(name: str, device: str) -> Any:
         raise EmbedderError(f"cannot load reranking model {name!r}: {' '.join(str(e).split())[:300]}") from e
 
 
-def open_reranker(name: str | Reranker | None, *, device: str = "auto") -> Reranker | None:
-    """None or "" or "none": no reranking; a `Reranker` as is; a name: a cross-encoder model."""
+RERANK_BACKENDS = ("auto", "torch", "onnx")
+
+
+def open_reranker(name: str | Reranker | None, *, device: str = "auto", backend: str = "auto",
+                  embedding_backend: str = "auto") -> Reranker | None:
+    """None or "" or "none": no reranking; a `Reranker` as is; a name: a cross-encoder model, run by
+    `backend`: `onnx` (ONNX Runtime), `torch` (sentence-transformers), or `auto`: ONNX Runtime where
+    `embedding_backend` names an ONNX one or torch is not installed, else torch."""
     if name is None or isinstance(name, Reranker):
         return name
     if not name.strip() or name.strip().lower() in ("none", "off"):
         return None
+    kind = backend.strip().lower()
+    if kind not in RERANK_BACKENDS:
+        raise ConfigError(f"unknown rerank backend {backend!r} (known: {', '.join(RERANK_BACKENDS)})")
+    if kind == "auto":
+        onnx = embedding_backend.strip().lower().startswith("onnx") or not _torch_installed()
+        kind = "onnx" if onnx else "torch"
+    if kind == "onnx":
+        return _onnx_reranker(name.strip())
     return CrossEncoderReranker(name.strip(), device=device)
+
+
+@lru_cache(maxsize=2)
+def _onnx_reranker(name: str) -> Reranker:
+    """One ONNX session per model and process, however many searches name it."""
+    # lazy: the ONNX path's module (onnxruntime loads later still, on first use)
+    from kb.query.rerank_onnx import OnnxCrossEncoderReranker
+
+    return OnnxCrossEncoderReranker(name)
+
+
+def _torch_installed() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers"))
