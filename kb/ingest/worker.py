@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from kb.errors import KBError, ParseError, disk_full, is_disk_full, one_line
+from kb.ingest.aliases import document_aliases
 from kb.ingest.base import (
     add_extensions,
     parser_for,
@@ -27,7 +28,6 @@ from kb.ingest.base import (
     unpacking_of,
 )
 from kb.ingest.chunker import Chunker
-from kb.ingest.aliases import document_aliases
 from kb.ingest.facets import document_facets
 from kb.ingest.formats import ocr
 from kb.types import JSON, Chunk, Part
