@@ -38,9 +38,13 @@ def build() -> dict[str, Any]:
     """The installed llama-cpp-python: its version and the CPU kernels its llama.cpp was built with."""
     import llama_cpp
 
+    from kb.llm.llama_build import load_backends
+
+    variant = load_backends()  # a dispatch build reports its kernels once this CPU's are loaded
     info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
     kernels = re.findall(r"(\w+) = 1", info)
-    return {"llama_cpp_python": llama_cpp.__version__, "kernels": kernels, "system_info": info}
+    return {"llama_cpp_python": llama_cpp.__version__, "kernels": kernels, "system_info": info,
+            "variant": variant}
 
 
 def paragraphs() -> list[str]:
@@ -79,6 +83,9 @@ def banned(model: str) -> dict[str, float]:
     """The model's end-of-generation tokens, banned (logit bias -100) so that it writes to `max_tokens`."""
     from llama_cpp import Llama
 
+    from kb.llm.llama_build import load_backends
+
+    load_backends()  # a dispatch build loads no model, not even its vocabulary, without its CPU kernels
     vocab = Llama(model_path=model, vocab_only=True, verbose=False)
     ids = {vocab.token_eos()} | {t for t in range(vocab.n_vocab()) if _is_eog(vocab, t)}
     return {str(t): -100.0 for t in ids}
@@ -154,6 +161,8 @@ def table(builds: dict[str, Any]) -> str:
     for label, b in builds.items():
         m, machine = b["median"], b["machine"]
         kernels = " ".join(k for k in b["build"]["kernels"] if k.startswith(("AVX", "AMX")))
+        if b["build"].get("variant"):  # a dispatch build: the variant it loaded for this CPU
+            kernels = f"{b['build']['variant']}: {kernels}"
         flags = " ".join(f for f in machine["flags"] if f != "fma")
         cpu = f"{machine['cpu']} ({flags}), {machine['cores']} cores, {b['threads']} threads, load {machine['load_1m']}"
         rows.append(f"| {label} | {b['build']['llama_cpp_python']} | {kernels} | {cpu} | {m['model_start_s']} "

@@ -27,14 +27,20 @@ def one_line(e: BaseException, limit: int = 200) -> str:
     return " ".join(str(e).split())[:limit] or type(e).__name__
 
 
+# How kb builds llama.cpp (llama-cpp-python's CMAKE_ARGS): CPU kernels for every x86-64 generation, the
+# best for the CPU at hand loaded when the model starts (kb.llm.llama_build); no multimodal tools.
+LLAMA_CMAKE_ARGS = "-DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
+
+
 def install_command(extra: str = "") -> str:
     """How to install kb (`extra` empty) or one of its extras, run in the kb checkout: kb is installed
     from its source, and the package called "kb" on the public index is another project."""
     if not extra:
         return "pip install -e . (in the kb checkout)"
-    if extra == "llm":  # llama-cpp-python compiles: portable, so the build runs on any x86-64 CPU, and built
-        # now (no cached wheel of another build: pip reuses one whatever CMAKE_ARGS say)
-        return "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install --no-cache-dir -e '.[llm]' (in the kb checkout)"
+    if extra == "llm":  # llama-cpp-python compiles: kernels for every x86-64 CPU, the best loaded at run time
+        # (kb.llm.llama_build), and built now (no cached wheel of another build: pip reuses one whatever
+        # CMAKE_ARGS say)
+        return f"CMAKE_ARGS=\"{LLAMA_CMAKE_ARGS}\" pip install --no-cache-dir -e '.[llm]' (in the kb checkout)"
     return f"pip install -e '.[{extra}]' (in the kb checkout)"
 
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 import httpx
 
-from kb.errors import ConfigError, DependencyError, install_command
+from kb.errors import LLAMA_CMAKE_ARGS, ConfigError, DependencyError, install_command
 from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Prompt, RenderedPrompt
 from kb.llm.llama_server import PROMPT_ROUTE
 from kb.llm.openai import OpenAILLM
@@ -37,8 +37,9 @@ from kb.llm.openai import OpenAILLM
 DEFAULT_CONTEXT_CAP = 8192  # the KV cache grows with the window; 8k holds ~20 passages and an answer
 DEFAULT_TIMEOUT_S = 300.0  # to load the model, and for the server's silence while answering
 _PACKAGED = {"gemma-3-270m", "gemma3-270m", "gemma-3-270m-q4_k_m", "gemma-3-270m-q4_k_m.gguf"}
-# What to run when the native build crashes: llama.cpp compiled for any x86-64, not only this CPU.
-PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python'
+# What to run when the native build crashes: llama.cpp compiled for every x86-64 CPU, not only the build machine's.
+PORTABLE_BUILD = (f'CMAKE_ARGS="{LLAMA_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir --no-deps '
+                  'llama-cpp-python')
 GGUF_MAGIC = b"GGUF"  # the first 4 bytes of every GGUF file
 _NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE}
 
@@ -266,7 +267,7 @@ class LlamaServer:
         if code < 0 and -code in {int(s) for s in _NATIVE_CRASHES}:
             name = signal.Signals(-code).name
             return LLMError(f"the llama.cpp server for {self.model_name} crashed ({name}); llama-cpp-python was "
-                            f"probably built for another CPU, rebuild it portable: {PORTABLE_BUILD}")
+                            f"probably built for another CPU, rebuild it for any CPU: {PORTABLE_BUILD}")
         how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
         tail = self._log_tail()
         return LLMError(f"the llama.cpp server for {self.model_name} {how}" + (f": {tail}" if tail else ""))

@@ -113,6 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     threading.Thread(target=_exit_with_parent, name="kb-parent-watch", daemon=True).start()
 
+    from kb.llm.llama_build import load_backends
+
+    variant = load_backends()  # a run-time dispatch build: this CPU's best kernels, before the model loads
+    if variant is not None:
+        print(f"kb: llama.cpp CPU kernels: {variant}", file=sys.stderr, flush=True)
     # lazy: llama-cpp-python (the llm extra) is optional and heavy
     import uvicorn
     from fastapi import Body, Depends

@@ -1,0 +1,78 @@
+"""The llama.cpp build that llama-cpp-python brings, and its CPU kernels where they are picked at run time.
+
+kb's install line builds llama.cpp with `GGML_BACKEND_DL` and `GGML_CPU_ALL_VARIANTS`: its CPU kernels
+are a set of libraries, one per x86-64 generation (`libggml-cpu-haswell.so`, `-skylakex`, `-zen4`,
+`-sapphirerapids`...), and the best one this CPU can run is loaded when the model server starts. One
+build is then safe on any x86-64 CPU (no instruction the CPU lacks) and fast on each (AVX-512, VNNI,
+AMX where the CPU has them). llama-cpp-python does not load them itself (its issue #2069): without
+`load_backends()`, such a build has no CPU backend and no model loads.
+
+A build with its kernels inside (plain pip's native build, the portable `-DGGML_NATIVE=OFF` one) has
+no such libraries, and `load_backends()` does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+VARIANT = "libggml-cpu-*.so"
+_loading = threading.Lock()
+
+
+def _package() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llama_cpp")
+    return Path(spec.origin).parent if spec and spec.origin else None
+
+
+def variants_dir() -> Path | None:
+    """The folder holding a run-time dispatch build's CPU kernels, or None for a build with them inside.
+    llama-cpp-python's wheel puts them in `bin/` beside the package (site-packages/bin), as CMake
+    installs them; a build may also leave them in the package's `lib/`."""
+    package = _package()
+    if package is None:
+        return None
+    for folder in (package.parent / "bin", package / "lib"):
+        if any(folder.glob(VARIANT)):
+            return folder
+    return None
+
+
+@lru_cache(maxsize=1)
+def _load(folder: str) -> str | None:
+    package = _package()
+    assert package is not None
+    # the libggml that llama-cpp-python's libllama loaded (by its soname): a second copy of the library
+    # (the wheel holds libggml.so and libggml.so.0 as two files) would keep its own list of backends
+    ggml = ctypes.CDLL(str(package / "lib" / "libggml.so.0"))
+    ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_load_all_from_path(folder.encode())
+    return loaded_variant()
+
+
+def load_backends() -> str | None:
+    """Load the best CPU kernels for this CPU from a run-time dispatch build (once per process), before
+    any model loads; their name ("zen4", "skylakex", "haswell", "x64"), or None for a build with its
+    kernels inside (nothing to load)."""
+    folder = variants_dir()
+    if folder is None:
+        return None
+    import llama_cpp  # noqa: F401  # lazy, heavy: its libllama loads the libggml whose backends are filled
+
+    with _loading:
+        return _load(str(folder)) or "unknown"
+
+
+def loaded_variant() -> str | None:
+    """The CPU kernels this process loaded, by their library's name (Linux: from /proc/self/maps)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    found = re.search(r"libggml-cpu-([\w-]+)\.so", maps)
+    return found.group(1) if found else None
