@@ -85,9 +85,10 @@ class Period:
             fiscal = r"(?:of\s+)?(?:the\s+)?(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?"
             # file names join with "_" ("ACME_2023Q3_report"): edges are letters and digits, not word boundaries
             a, z = r"(?<![0-9a-z])", r"(?![0-9a-z])"
-            patterns = (rf"{a}Q{n}\s*{fiscal}'?(?:{year}|{yy}){z}",
+            patterns = (rf"{a}Q{n}[\s_-]*{fiscal}'?(?:{year}|{yy}){z}",  # "Q1 2023", "Q1_FY2023", "Q1-23"
                         rf"{a}{ordinal}[\s-]+(?:fiscal\s+)?quarter\s+{fiscal}{year}{z}",
                         rf"{a}{year}\s*[-_ ]?\s*Q{n}{z}",
+                        rf"{a}FY[\s_-]*'?(?:{year}|{yy})[\s_-]*Q{n}{z}",  # "FY2023_Q1", "FY23 Q1"
                         rf"{a}{n}Q\s*'?(?:{year}|{yy}){z}")
         elif self.month and not self.day:
             month = MONTHS[self.month - 1][:3]

@@ -92,12 +92,18 @@ def test_each_documents_language_is_detected_stored_and_filterable(tmp_path: Pat
     write(folder, "tokyo.md", [JAPANESE, JAPANESE], title="防災計画")
     write(folder, "cr.md", [FRENCH], title="Compte rendu")
     write(folder, "figures.md", ["| 2021 | 2022 | 2023 |\n|---|---|---|\n| 1.2 | 3.4 | 5.6 |"], title="Q")
+    # a table of names and places has letters enough, and no language: langid is unsure of it (0.15)
+    (folder / "people.csv").write_text("Name,City,Age\nJohn Smith,Leeds,34\nMary Jones,York,29\n"
+                                      "Peter Brown,Hull,41\nAnna White,Bath,38\n")
+    # an author's own language stays as written
+    (folder / "own.md").write_text("---\nlanguage: German\n---\n# Hinweis\n\nDas Büro ist am Freitag geschlossen.\n")
     with KnowledgeBase.open(tmp_path / "kb", **AS_ENGLISH_MODEL) as kb:
         kb.ingest([str(folder)])
         found = languages_of(kb)
         assert found == {"bericht-0.md": "de", "bericht-1.md": "de", "bericht-2.md": "de", "bericht-3.md": "de",
                          "readme.md": "en", "tokyo.md": "ja", "cr.md": "fr",
-                         "figures.md": None}  # figures alone: no language rather than a guess
+                         "figures.md": None,  # figures alone: no language rather than a guess
+                         "people.csv": None, "own.md": "German"}
         hits = kb.search("Rathaus Schulen", k=10, filters=Filters(where=parse_where(["language=fr"])))
         assert {Path(h.source).name for h in hits} == {"cr.md"}
 

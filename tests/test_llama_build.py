@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kb.errors import DependencyError
 from kb.llm import llama_build
 
 
@@ -34,6 +35,15 @@ def test_a_dispatch_builds_kernels_are_found_beside_the_package(tmp_path: Path,
     package = fake_package(tmp_path, ["x64", "haswell", "zen4"])
     monkeypatch.setattr(llama_build, "_package", lambda: package)
     assert llama_build.variants_dir() == tmp_path / "site-packages" / "bin"
+
+
+def test_kernels_that_cannot_be_loaded_are_said_with_the_rebuild(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed (pip install -e ".[llm]")')
+    package = fake_package(tmp_path, ["x64", "haswell"])  # variants, but no libggml to load them with
+    monkeypatch.setattr(llama_build, "_package", lambda: package)
+    with pytest.raises(DependencyError, match=r"cannot be loaded.*rebuild it: CMAKE_ARGS=.*GGML_BACKEND_DL=ON"):
+        llama_build.load_backends()
 
 
 PROBE = """

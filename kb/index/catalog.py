@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -138,6 +139,8 @@ class Catalog:
         self.path = path
         self._writes = 0  # this connection's commits: PRAGMA data_version counts only other connections'
         self._memos: dict[str, tuple[tuple[int, int], Any]] = {}  # key: (changes() when computed, value)
+        # term -> (changes() when counted, chunks per document): the latest TERMS_KEPT terms looked up
+        self._term_chunks: OrderedDict[str, tuple[tuple[int, int], dict[int, int]]] = OrderedDict()
         self._nested = 0  # depth of `transaction` blocks open
         # A folder this user cannot write (a shared, read-only knowledge base): read the file as it is.
         # SQLite could not create the WAL index beside it, and nobody here can change it.
@@ -478,9 +481,19 @@ class Catalog:
             " WHERE chunks_fts MATCH ? GROUP BY c.doc_id"
         )
         out: dict[str, dict[int, int]] = {}
+        stamp = None if self.db.in_transaction else self.changes()  # mid-write: count now, keep nothing
         try:
             for term in terms:
+                held = self._term_chunks.get(term)
+                if held is not None and stamp is not None and held[0] == stamp:
+                    self._term_chunks.move_to_end(term)
+                    out[term] = held[1]
+                    continue
                 out[term] = {int(d): int(n) for d, n in self.db.execute(sql, (fts_quote(term),))}
+                if stamp is not None:  # a question's names are looked up again by each part of hybrid search
+                    self._term_chunks[term] = (stamp, out[term])
+                    while len(self._term_chunks) > TERMS_KEPT:
+                        self._term_chunks.popitem(last=False)
         except sqlite3.DatabaseError as e:
             raise CatalogError(f"{self.path}: keyword search failed: {e}") from e
         return out
@@ -544,6 +557,11 @@ class Catalog:
         """A stamp that differs whenever the catalog may have changed since it was last taken, through
         this connection or any other (another thread's, another process's): one O(1) pragma."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0]), self._writes
+
+    def remember(self, key: str, compute: Callable[[], _T]) -> _T:
+        """`compute()`, remembered with the catalog's own counts until the catalog changes (`_memo`): for a
+        value a caller derives from them, such as an index of `aliases()`."""
+        return self._memo(key, compute)
 
     def _memo(self, key: str, compute: Callable[[], _T]) -> _T:
         """`compute()`, remembered until the catalog changes: the counts every search needs are O(chunks)."""
@@ -619,6 +637,7 @@ def fts_quote(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
+TERMS_KEPT = 256  # terms whose per-document counts a connection keeps: a few questions' worth
 _DOC_COLUMNS = "id, path, source, file_type, sha256, size, mtime_ns, title, pages, reader, reader_version"
 # A catalog opened read-only before migration 4 (a folder this user cannot write) has no reader columns.
 _DOC_COLUMNS_3 = _DOC_COLUMNS.replace("reader, reader_version", "NULL, 1")

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 SAMPLE_CHUNKS = 8  # chunks read per document, spread over it: its main language shows in a few; a long one costs ~5 ms
 SAMPLE_CHARS = 1000  # of each chunk, at most: a few hundred letters settle the language
 MIN_LETTERS = 40  # a sampled chunk with fewer letters (a table of figures) says nothing of a language
+# How sure langid must be of a sample: prose scores 0.98 and more; a table of names, places and figures
+# 0.15-0.35 (read as Latin or Nigerian Pidgin), which is no language at all
+SURE = 0.8
 MOSTLY = 0.5  # the warning: more than this share of the text in languages the model was not trained for
 NAMED = 3  # languages a warning names, most first
 SUGGESTED = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"  # 50+ languages, MiniLM's size and speed
@@ -37,7 +40,7 @@ def _identifier() -> Any:
     except ImportError:  # an install from before kb needed it: the ingest goes on, without languages
         log.warning("kb: documents' languages are not read: py3langid is not installed (pip install py3langid)")
         return None
-    return LanguageIdentifier.from_model_file(MODEL_FILE)
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)  # probabilities: how sure it is
 
 
 def identifier() -> Any:
@@ -69,7 +72,9 @@ def detect(chunks: Sequence[Chunk]) -> str | None:
         count = sum(c.isalpha() for c in text)
         if count < MIN_LETTERS:
             continue
-        language, _ = found.classify(text)
+        language, sure = found.classify(text)
+        if sure < SURE:
+            continue
         letters[language] = letters.get(language, 0) + count
     if not letters:
         return None

@@ -321,7 +321,7 @@ class Pipeline:
             for done, item, prepared in group:
                 for each in _flat(prepared):  # here, not in the workers: one process unpacks the detector
                     if found := language.detect(each.chunks):
-                        each.metadata["language"] = found
+                        each.metadata.setdefault("language", found)  # an author's own (front matter) stays
                 st = item.stat
                 doc = DocumentRecord(
                     path=str(item.cand.path), source=item.cand.source, file_type=prepared.file_type,

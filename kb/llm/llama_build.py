@@ -19,7 +19,10 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
+from kb.errors import LLAMA_CMAKE_ARGS, DependencyError
+
 VARIANT = "libggml-cpu-*.so"
+REBUILD = f'CMAKE_ARGS="{LLAMA_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python'
 _loading = threading.Lock()
 
 
@@ -44,28 +47,40 @@ def variants_dir() -> Path | None:
 
 
 @lru_cache(maxsize=1)
-def _load(folder: str) -> str | None:
+def _load(folder: str) -> str:
     package = _package()
     assert package is not None
     # the libggml that llama-cpp-python's libllama loaded (by its soname): a second copy of the library
     # (the wheel holds libggml.so and libggml.so.0 as two files) would keep its own list of backends
-    ggml = ctypes.CDLL(str(package / "lib" / "libggml.so.0"))
-    ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-    ggml.ggml_backend_load_all_from_path(folder.encode())
-    return loaded_variant()
+    for name in ("libggml.so.0", "libggml.so"):
+        try:
+            ggml = ctypes.CDLL(str(package / "lib" / name))
+            load = ggml.ggml_backend_load_all_from_path
+            break
+        except (OSError, AttributeError):
+            continue
+    else:
+        raise DependencyError(f"llama.cpp's CPU kernels in {folder} cannot be loaded: no libggml with "
+                              f"ggml_backend_load_all_from_path in {package / 'lib'}; rebuild it: {REBUILD}")
+    load.argtypes = [ctypes.c_char_p]
+    load(folder.encode())
+    variant = loaded_variant()
+    if variant is None:
+        raise DependencyError(f"none of llama.cpp's CPU kernels in {folder} loads on this CPU; rebuild it: {REBUILD}")
+    return variant
 
 
 def load_backends() -> str | None:
     """Load the best CPU kernels for this CPU from a run-time dispatch build (once per process), before
     any model loads; their name ("zen4", "skylakex", "haswell", "x64"), or None for a build with its
-    kernels inside (nothing to load)."""
+    kernels inside (nothing to load). `DependencyError` where none loads."""
     folder = variants_dir()
     if folder is None:
         return None
     import llama_cpp  # noqa: F401  # lazy, heavy: its libllama loads the libggml whose backends are filled
 
     with _loading:
-        return _load(str(folder)) or "unknown"
+        return _load(str(folder))
 
 
 def loaded_variant() -> str | None:

@@ -29,8 +29,9 @@ from typing import IO, Any
 
 import httpx
 
-from kb.errors import LLAMA_CMAKE_ARGS, ConfigError, DependencyError, install_command
+from kb.errors import ConfigError, DependencyError, install_command
 from kb.llm.base import LLM, ContextOverflowError, GenerationOptions, LLMError, Prompt, RenderedPrompt
+from kb.llm.llama_build import REBUILD
 from kb.llm.llama_server import PROMPT_ROUTE
 from kb.llm.openai import OpenAILLM
 
@@ -38,8 +39,7 @@ DEFAULT_CONTEXT_CAP = 8192  # the KV cache grows with the window; 8k holds ~20 p
 DEFAULT_TIMEOUT_S = 300.0  # to load the model, and for the server's silence while answering
 _PACKAGED = {"gemma-3-270m", "gemma3-270m", "gemma-3-270m-q4_k_m", "gemma-3-270m-q4_k_m.gguf"}
 # What to run when the native build crashes: llama.cpp compiled for every x86-64 CPU, not only the build machine's.
-PORTABLE_BUILD = (f'CMAKE_ARGS="{LLAMA_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir --no-deps '
-                  'llama-cpp-python')
+PORTABLE_BUILD = REBUILD
 GGUF_MAGIC = b"GGUF"  # the first 4 bytes of every GGUF file
 _NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE}
 

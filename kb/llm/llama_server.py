@@ -113,9 +113,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     threading.Thread(target=_exit_with_parent, name="kb-parent-watch", daemon=True).start()
 
+    from kb.errors import KBError
     from kb.llm.llama_build import load_backends
 
-    variant = load_backends()  # a run-time dispatch build: this CPU's best kernels, before the model loads
+    try:
+        variant = load_backends()  # a run-time dispatch build: this CPU's best kernels, before the model loads
+    except KBError as e:  # its reason as kb's last line, as for a model that cannot load
+        print(e, file=sys.stderr, flush=True)
+        os._exit(1)
     if variant is not None:
         print(f"kb: llama.cpp CPU kernels: {variant}", file=sys.stderr, flush=True)
     # lazy: llama-cpp-python (the llm extra) is optional and heavy

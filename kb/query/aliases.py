@@ -42,7 +42,7 @@ def named(catalog: Catalog, text: str) -> list[Alias]:
     lowered = text.lower()
     words = [_POSSESSIVE.sub("", m.group()).rstrip(".") if not _is_dotted(m.group()) else m.group()
              for m in _WORD.finditer(text)]
-    spaced = _spaced(known)  # aliases of several words ("Tax Act"), by their first word
+    spaced = _spaced(catalog)  # aliases of several words ("Tax Act"), by their first word
     words += [k for w in dict.fromkeys(w.lower() for w in words) for k in spaced.get(w, ())
               if re.search(rf"(?<!\w){re.escape(k)}(?!\w)", lowered)]
     for word in words:
@@ -81,20 +81,18 @@ def expand(text: str, found: list[Alias]) -> str:
     return text
 
 
-_SPACED: list[tuple[object, dict[str, list[str]]]] = []  # the last catalog map seen, and its index
+def _spaced(catalog: Catalog) -> dict[str, list[str]]:
+    """The aliases of several words by their first word, kept with the catalog's other counts (per
+    connection, until the catalog changes)."""
 
+    def index() -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for key in catalog.aliases():
+            if " " in key:
+                out.setdefault(key.split()[0], []).append(key)
+        return out
 
-def _spaced(known: dict[str, list[tuple[str, str, bool, int]]]) -> dict[str, list[str]]:
-    """The aliases of several words by their first word, computed once per map the catalog hands out."""
-    held = next(iter(_SPACED), None)  # one read: another thread may replace it (with its own, as good)
-    if held is not None and held[0] is known:
-        return held[1]
-    index: dict[str, list[str]] = {}
-    for key in known:
-        if " " in key:
-            index.setdefault(key.split()[0], []).append(key)
-    _SPACED[:] = [(known, index)]
-    return index
+    return catalog.remember("aliases_spaced", index)
 
 
 def _named(name: str, have: set[str]) -> bool:

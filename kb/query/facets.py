@@ -7,6 +7,8 @@ chunk; what tells them apart for such a question is the date each was written fo
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -123,11 +125,13 @@ def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list
     question about one subject and one period. Names whose documents overlap are one side ("Amazon's
     AWS"); the subjects are read before the periods, as a comparison of two companies' same quarter
     is about the companies. `candidates`: the documents the search found, the only ones looked at."""
-    if len(question.names) >= 2:
-        sides = _apart([naming(catalog, [name]) & candidates for name in question.names])
+    names = [n for n, at in zip(question.names, _places(question.text, [n.text for n in question.names]))
+             if at is not None]
+    if len(names) >= 2 and _compares(question.text, [n.text for n in names]):
+        sides = _apart([naming(catalog, [name]) & candidates for name in names])
         if len(sides) >= 2:
             return sides
-    if len(question.periods) >= 2:
+    if len(question.periods) >= 2 and _compares(question.text, [p.text for p in question.periods]):
         dated, named = catalog.document_dates(), catalog.document_names()
         about = naming(catalog, question.names) & candidates if question.names else set()
         per_period = []
@@ -140,6 +144,37 @@ def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list
         if len(sides) >= 2:
             return sides
     return []
+
+
+# A question that compares says so ("compare", "versus", "against", "between", "difference"), or joins the
+# things it compares ("Intel's and AMD's", "Q1 2023 or Q3 2023", "Q1 to Q3"); "How much did Acme pay
+# Globex?" names two companies and compares nothing.
+_COMPARING = re.compile(r"(?i)\b(?:compar\w*|versus|vs\.?|against|between|differ\w*|relative\s+to)\b")
+_JOINING = re.compile(r"(?i)\band\b|\bor\b|&|,|/|\bto\b|\bwith\b")
+JOIN_WORDS = 6  # a joiner further than this many words from both things joins something else
+
+
+def _compares(text: str, terms: list[str]) -> bool:
+    if _COMPARING.search(text):
+        return True
+    places = [(at, at + len(t)) for t, at in zip(terms, _places(text, terms)) if at is not None]
+    places.sort()
+    gaps = [text[end:start] for (_, end), (start, _) in zip(places, places[1:])]
+    return any(len(gap.split()) <= JOIN_WORDS and _JOINING.search(gap) for gap in gaps)
+
+
+def _places(text: str, terms: list[str]) -> list[int | None]:
+    """Where each term is first written in `text`, after the one before it where it can be."""
+    out: list[int | None] = []
+    start = 0
+    for term in terms:
+        at = text.find(term, start)
+        if at < 0:
+            at = text.find(term)
+        out.append(at if at >= 0 else None)
+        if at >= 0:
+            start = at + len(term)
+    return out
 
 
 def _apart(sets: list[set[int]]) -> list[set[int]]:

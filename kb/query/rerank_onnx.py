@@ -105,6 +105,8 @@ class OnnxCrossEncoderReranker(Reranker):
                 value = json.loads(path.read_text()).get(key)
                 found = value if isinstance(value, int) and value < 100_000 else None  # "no limit" is 1e30
         positions = int(self.config.get("max_position_embeddings", 512))
+        if self.config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
+            positions -= int(self.config.get("pad_token_id", 1)) + 1  # positions start after the padding's
         return min(int(found or positions), positions)
 
     @cached_property

@@ -87,7 +87,7 @@ def search(
             quota = wanted // len(sides)
             best = [arrange(_with_rows(catalog, [(i, v) for i, v in scored if doc_of.get(i) in docs], 2 * quota + 16),
                             quota, per_page=tuning.per_page) for docs in sides]
-            hits = share(hits, best, wanted)
+            hits = share(hits, best, wanted, per_page=tuning.per_page)
     if reranker is not None and hits:
         hits = reranker.rerank(query, hits)
         for rank, hit in enumerate(hits, start=1):
@@ -226,21 +226,30 @@ def _with_rows(catalog: Catalog, scored: Sequence[tuple[int, float]], batch: int
                 yield rows[i], score
 
 
-def share(hits: list[Hit], sides: Sequence[list[Hit]], k: int) -> list[Hit]:
+def share(hits: list[Hit], sides: Sequence[list[Hit]], k: int, *, per_page: int = 1) -> list[Hit]:
     """The top `k` shared between the sides a question compares (`kb.query.facets.compared`): each
     side's best passages (`sides`, k // sides of them each), then `hits` in rank order for what is
-    left of the k, no page twice; all in score order. Unchanged when a side has no passage."""
+    left of the k, in score order. As in `arrange`, a page past its `per_page` share is not dropped,
+    only moved after the others, so k hits still come back. Unchanged when a side has no passage."""
     if not all(sides):
         return hits[:k]
-    picked: list[Hit] = []
-    pages: set[tuple[int, int | None]] = set()
+    kept: list[Hit] = []
+    held: list[Hit] = []
+    seen: set[int] = set()
+    per: dict[tuple[int, int | None], int] = {}
     for hit in [h for side in sides for h in side] + hits:
-        page = (hit.doc_id, hit.page if hit.page is not None else -hit.chunk_id)  # no page: each passage its own
-        if page in pages or len(picked) >= k:
+        if hit.chunk_id in seen:
             continue
-        pages.add(page)
-        picked.append(hit)
-    picked.sort(key=lambda h: -h.score)
+        seen.add(hit.chunk_id)
+        page = (hit.doc_id, hit.page)
+        if per_page > 0 and hit.page is not None and per.get(page, 0) >= per_page:
+            held.append(hit)
+            continue
+        per[page] = per.get(page, 0) + 1
+        if len(kept) < k:
+            kept.append(hit)
+    kept.sort(key=lambda h: -h.score)
+    picked = (kept + held)[:k]
     for rank, hit in enumerate(picked, start=1):
         hit.rank = rank
     return picked
