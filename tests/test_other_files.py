@@ -96,3 +96,32 @@ def test_a_question_comparing_two_companies_or_two_quarters_gets_both(tmp_path: 
     assert sorted(quarters) == ["zephyr-q1-2024"] * 2 + ["zephyr-q2-2024"] * 2
     # One company, one period: nothing is shared out (the three best passages are all Zephyr's).
     assert top_companies(kb, "What did foreign exchange rates do to Zephyr Freight's revenue?") == ["zephyr"] * 3
+
+
+@pytest.mark.parametrize(("question", "compares"), [
+    ("How did Intel's and AMD's gross margins compare?", True),
+    ("Zephyr Freight revenue in Q1 2024 against Q2 2024", True),
+    ("What was the difference between Acme's revenue and Borealis's?", True),
+    ("How much did Acme Robotics pay Zephyr Freight for shipping?", False),  # two names, no comparison
+    ("What was Microsoft's revenue from Nvidia in 2023?", False),
+])
+def test_only_a_question_that_compares_is_split_into_sides(question: str, compares: bool) -> None:
+    from kb.query.facets import _compares
+    from kb.question import read
+
+    asked = read(question)
+    terms = [n.text for n in asked.names] if len(asked.names) >= 2 else [p.text for p in asked.periods]
+    assert _compares(question, terms) == compares
+
+
+def test_the_shared_top_k_still_holds_k_hits() -> None:
+    """Each side's best, then the rest in rank order; a page past its share moves down, never out."""
+    from kb.query.search import share
+    from kb.types import Hit
+
+    def hit(chunk: int, doc: int, page: int, score: float) -> Hit:
+        return Hit(0, score, chunk, f"doc{doc}.pdf", page, page, None, f"text {chunk}", doc_id=doc)
+
+    ranked = [hit(1, 1, 1, 0.9), hit(2, 1, 1, 0.8), hit(3, 1, 1, 0.7), hit(4, 2, 5, 0.6), hit(5, 1, 1, 0.5)]
+    shared = share(ranked, [[ranked[0]], [ranked[3]]], 4)
+    assert [h.chunk_id for h in shared] == [1, 4, 2, 3] and [h.rank for h in shared] == [1, 2, 3, 4]
