@@ -8,7 +8,6 @@ chunk; what tells them apart for such a question is the date each was written fo
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
