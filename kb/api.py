@@ -324,7 +324,7 @@ class KnowledgeBase:
                                 aliases=self.aliases, **generation)
 
     def aliases(self, text: str) -> dict[str, Alias]:
-        """The aliases `text` names that the documents define ("JnJ", a ticker), by the word as `text`
+        """The aliases `text` names that the documents define ("NnW", a ticker), by the word as `text`
         writes it: what each stands for and which documents define it (`kb.query.aliases`)."""
         return self._read(lambda catalog: {a.text: a for a in named_aliases(catalog, text)}) or {}
 

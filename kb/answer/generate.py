@@ -72,7 +72,7 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
     top_k, max_tokens, num_beams. `llm_error`: why the configured model could not be loaded.
     `history`: the conversation's earlier turns, oldest first: `Turn`s or {"question", "answer"}.
     `aliases`: the aliases a text names that the documents define (`KnowledgeBase.aliases`): a
-    question naming one ("JnJ") is not answered "not found" for want of that word.
+    question naming one ("NnW") is not answered "not found" for want of that word.
 
     A model that fails while answering (crashes, stops answering, refuses) gives way to the
     extractive answer, with the reason in `llm_error` and `note`: the question is never lost.

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from kb.query.aliases import Alias
 
 Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=, mode=) -> hits
-# `KnowledgeBase.aliases`: the aliases a text names that the documents define ("JnJ"), by the text's word
+# `KnowledgeBase.aliases`: the aliases a text names that the documents define ("NnW"), by the text's word
 Aliases = Callable[[str], "Mapping[str, Alias]"]
 
 # A word whose own embedding is at least this close to the question's carries its subject: measured
@@ -187,7 +187,7 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     mentions the term, or when the keyword index finds the term there often (at least a quarter as
     often as in the document that mentions it most): a report that names a customer once is not
     about that customer. `search`: `(query, k=, filters=, mode=) -> hits`. `aliases`: the question's
-    words that documents define as aliases ("JnJ" of Johnson & Johnson): such a term is not missing,
+    words that documents define as aliases ("NnW" of Nash & Wells): such a term is not missing,
     and belongs to the documents that define it as well as to those that mention it."""
     missing: list[Term] = []
     docs_of: list[set[int]] = []
@@ -237,7 +237,7 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
 
 
 def _defining(term: Term, aliases: Mapping[str, Alias]) -> set[int]:
-    """The documents that define the alias `term` is, or one of its words is ("JnJ", "AAPL")."""
+    """The documents that define the alias `term` is, or one of its words is ("NnW", "QLDY")."""
     if not aliases or term.kind != "entity":
         return set()
     words = {term.text, *getattr(term, "words", ())}

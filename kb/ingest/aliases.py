@@ -1,20 +1,20 @@
 """Aliases a document gives the names it holds, learned from its own text at ingest and stored in its
-metadata (`aliases`: {alias: the name it stands for}), so that a question naming "J&J", a ticker or
-"IBM" finds the documents of Johnson & Johnson, Apple or International Business Machines.
+metadata (`aliases`: {alias: the name it stands for}), so that a question naming "N&W", a ticker or
+"IBC" finds the documents of Nash & Wells, Quillon or International Bottling Company.
 
 Three rules, none of them tied to one kind of document:
 
-- a defined term: a name, then in brackets a quoted short form of it (`Johnson & Johnson ("J&J")`,
+- a defined term: a name, then in brackets a quoted short form of it (`Nash & Wells ("N&W")`,
   `Acme Holdings, Inc. (the "Acme" or "AHI")`); a role word (`(the "Company")`, `("we", "us")`) is no
   short form of the name and is left out;
 - a code of two to five capitals that the first page pairs with a name: in brackets after it
   (`Acme Corp (NASDAQ: ACME)`), after an exchange's label (`NASDAQ: ACME`) or a "symbol"/"ticker"
   label (a filing's cover), where the code must be a short form of a name on that page;
-- an acronym of a name of several words on the first page ("International Business Machines" ->
-  "IBM") that the document itself writes.
+- an acronym of a name of several words on the first page ("International Bottling Company" ->
+  "IBC") that the document itself writes.
 
 "A short form" of a name: its letters stand in the name in order, starting with the name's first
-letter ("NWX" of "Northwind Exchange", "AAPL" of "Apple Inc."), so an exchange's code beside a
+letter ("NWX" of "Northwind Exchange", "QLN" of "Quillon Inc."), so an exchange's code beside a
 company's ticker ("NYSE") is not taken for the company's.
 """
 
@@ -111,7 +111,7 @@ def _codes(first: str, text: str) -> list[tuple[str, str]]:
             rows = rows or (n > label and bool(codes))
             coded += codes
     for code in dict.fromkeys(coded):
-        # a holder's name: of several words ("Apple Inc.", not "April" nor "Non-accelerated" for "NONE")
+        # a holder's name: of several words ("Quillon Inc.", not "April" nor "Non-accelerated" for "NONE")
         held = [n for n in names if " " in n and code not in n.split() and _short_form(code, n)]
         if held:  # the one the document names most
             out.append((code, max(held, key=lambda n: _mentions(n, text))))
@@ -133,7 +133,7 @@ def _codes_in(line: str) -> list[str]:
 
 
 def _acronyms(first: str, text: str) -> list[tuple[str, str]]:
-    """Acronyms of the first page's names of several words that the document writes ("IBM")."""
+    """Acronyms of the first page's names of several words that the document writes ("IBC")."""
     written = set(_CAPITALS.findall(text))
     out: list[tuple[str, str]] = []
     for name in _names(first):
@@ -141,7 +141,7 @@ def _acronyms(first: str, text: str) -> list[tuple[str, str]]:
         initials = [w[0].upper() for w in words if w[0].isalpha()]
         if len(initials) != len(words) or len(words) < 2:
             continue
-        # all its words, or all but the last ("International Business Machines Corporation": "IBM")
+        # all its words, or all but the last ("International Bottling Company Group": "IBC")
         for acronym in dict.fromkeys(("".join(initials), "".join(initials[:-1]))):
             if ACRONYM_MIN <= len(acronym) <= 5 and acronym in written and acronym not in name.split():
                 out.append((acronym, name))
@@ -194,7 +194,7 @@ def _names(first: str) -> list[str]:
 
 def _shortened(term: str, run: list[str]) -> str | None:
     """The shortest end of the name `run` that `term` is a short form of, or None: "AHI" of "Acme
-    Holdings, Inc.", "J&J" of "Johnson & Johnson"; a capitalised word must begin the name's first word
+    Holdings, Inc.", "N&W" of "Nash & Wells"; a capitalised word must begin the name's first word
     ("Acme" of "Acme Holdings" adds nothing, "Company" of it is a role)."""
     ends = [" ".join(_strip_joiners(run[start:])).rstrip(",") for start in range(len(run) - 1, -1, -1)]
     letters = re.sub(r"[\W_]+", "", term).upper()
@@ -213,7 +213,7 @@ def _short_form(term: str, name: str) -> bool:
         return False
     words = [w.lower() for w in _LETTERS.findall(name)]
     if not words or letters.lower() in words:
-        return False  # a word of the name ("Apple" of "Apple Inc."): the name itself
+        return False  # a word of the name ("Quillon" of "Quillon Inc."): the name itself
     capitals = sum(c.isupper() for c in letters)
     if capitals < 2:  # a word ("Company", "Acme"): only a name's first word cut short stands for it
         return words[0].startswith(letters.lower()) and len(letters) >= 3
@@ -222,7 +222,7 @@ def _short_form(term: str, name: str) -> bool:
         return False
     at, previous = 0, ""
     for c in letters.lower():
-        # a doubled letter may stand for one ("AAPL" of "Apple")
+        # a doubled letter may stand for one ("GGLD" of "Goldwing")
         at = spelled.find(c, at - 1 if c == previous else at) + 1
         if not at:
             return False

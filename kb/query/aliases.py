@@ -1,8 +1,8 @@
-"""The aliases a question names ("JnJ", "AAPL", "ibm"), looked up among those the documents define
+"""The aliases a question names ("NnW", "QLDY", "ibc"), looked up among those the documents define
 (kb.ingest.aliases, kept by the catalog), and the question with each alias's name spelled out beside
-it ("JnJ (Johnson & Johnson) sales"): what search then looks for, as if the reader had written the name.
+it ("NnW (Nash & Wells) sales"): what search then looks for, as if the reader had written the name.
 
-An alias matches in any case ("ibm revenue"), unless the documents also write it as a lower-case
+An alias matches in any case ("ibc revenue"), unless the documents also write it as a lower-case
 word ("COST", "cost"): then only as they write it. A word that only frames a question ("all", "it")
 is never taken for one unless written in capitals.
 """
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 MAX_NAMES = 2  # names spelled out for one alias: more is an alias too many things share
 _WORD = re.compile(r"[^\W_]+(?:[&.’'*-][^\W_]+)*\.?")
 _POSSESSIVE = re.compile(r"['’]s$")
-_AND = re.compile(r"(?<=[A-Z])n(?=[A-Z])")  # "JnJ", "PnG": a lower-case n between capitals stands for "&"
+_AND = re.compile(r"(?<=[A-Z])n(?=[A-Z])")  # "NnW", "AnB": a lower-case n between capitals stands for "&"
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def expand(text: str, found: list[Alias]) -> str:
         names = [n for n in alias.names if not _named(n, have)]
         if not names:
             continue
-        # after its possessive: "AMD's (Advanced Micro Devices) revenue" still names AMD
+        # after its possessive: "ADS's (Arden Data Systems) revenue" still names ADS
         at = re.search(rf"(?<!\w){re.escape(alias.text)}(?:['’]s)?(?!\w)", text, re.IGNORECASE)
         if at is None:
             continue

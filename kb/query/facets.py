@@ -119,10 +119,10 @@ def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int,
 
 
 def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list[set[int]]:
-    """The sides of a question that compares subjects ("Intel's and AMD's gross margins") or periods
+    """The sides of a question that compares subjects ("Quillon's and Arden's gross margins") or periods
     ("Q1 2023 against Q3 2023"): each side's documents, two or more sides that share none; [] for a
-    question about one subject and one period. Names whose documents overlap are one side ("Amazon's
-    AWS"); the subjects are read before the periods, as a comparison of two companies' same quarter
+    question about one subject and one period. Names whose documents overlap are one side ("Zephyr's
+    ZCloud"); the subjects are read before the periods, as a comparison of two companies' same quarter
     is about the companies. `candidates`: the documents the search found, the only ones looked at."""
     names = [n for n, at in zip(question.names, _places(question.text, [n.text for n in question.names]))
              if at is not None]
@@ -135,7 +135,7 @@ def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list
         about = naming(catalog, question.names) & candidates if question.names else set()
         per_period = []
         for period in question.periods:  # the documents that match it best: its quarter's, else its year's,
-            # among those about what the question names ("Microsoft revenue Q1 against Q2")
+            # among those about what the question names ("Borealis revenue Q1 against Q2")
             score = _matching(Question(period.text, (), (period,), False), dated,
                               dict.fromkeys(about or candidates, 1.0), 1.0, named)
             per_period.append({d for d, s in score.items() if s == 1.0})
@@ -146,7 +146,7 @@ def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list
 
 
 # A question that compares says so ("compare", "versus", "against", "between", "difference"), or joins the
-# things it compares ("Intel's and AMD's", "Q1 2023 or Q3 2023", "Q1 to Q3"); "How much did Acme pay
+# things it compares ("Quillon's and Arden's", "Q1 2023 or Q3 2023", "Q1 to Q3"); "How much did Acme pay
 # Globex?" names two companies and compares nothing.
 _COMPARING = re.compile(r"(?i)\b(?:compar\w*|versus|vs\.?|against|between|differ\w*|relative\s+to)\b")
 _JOINING = re.compile(r"(?i)\band\b|\bor\b|&|,|/|\bto\b|\bwith\b")

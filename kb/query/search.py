@@ -3,7 +3,7 @@
 Three modes. `dense`: nearest chunk vectors. `keyword`: BM25 over the catalog's FTS5 index.
 `hybrid` (default): both candidate lists fused (`kb.query.fusion`), plus a document-level match
 (title and path; whole-document BM25) and a bonus for chunks holding the query's rare figures or
-quoted phrases. A query naming an alias the documents define ("JnJ", a ticker, "IBM") is searched
+quoted phrases. A query naming an alias the documents define ("NnW", a ticker, "IBC") is searched
 by keyword with the name it stands for beside it (`kb.query.aliases`). In every mode filters apply
 inside the retrieval, duplicate passages (the same text in two files) become one hit listing the
 other sources, no page fills more than `per_page` of the top k, and an optional cross-encoder
@@ -79,7 +79,7 @@ def search(
     scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning,
                         counted=counted)
     hits = arrange(_with_rows(catalog, scored, 2 * wanted + 16), wanted, per_page=tuning.per_page)
-    asked = read(aliases.spelled(catalog, query))  # "JnJ and Pfizer": Johnson & Johnson is one side
+    asked = read(aliases.spelled(catalog, query))  # "NnW and Globex": Nash & Wells is one side
     if mode == "hybrid" and (len(asked.names) >= 2 or len(asked.periods) >= 2) and len(hits) > 1:
         doc_of = catalog.chunk_documents(i for i, _ in scored)
         sides = facets.compared(catalog, asked, set(doc_of.values()))
@@ -114,8 +114,8 @@ def candidates(
     document that hold it."""
     dense: list[tuple[int, float]] = []
     keyword: list[tuple[int, float]] = []
-    # "JnJ sales": the words are looked for as "JnJ (Johnson & Johnson) sales", which lifts the
-    # documents of Johnson & Johnson; the embedding is of the question as asked, so the name does not
+    # "NnW sales": the words are looked for as "NnW (Nash & Wells) sales", which lifts the
+    # documents of Nash & Wells; the embedding is of the question as asked, so the name does not
     # pull its pages that say little but the name (a cover, a list of subsidiaries).
     spelled = aliases.spelled(catalog, query)
     match = match_expression(spelled)
