@@ -155,6 +155,25 @@ def test_a_subject_word_is_unknown_only_when_no_document_holds_it_or_spells_it_o
     assert _subject(nothing, read("What was the cogs trend?"), [0.9, 0.1], passages, None).lacks_weightiest
 
 
+def test_a_subject_word_is_held_in_any_of_its_forms_but_never_inside_another_word() -> None:
+    from kb.answer.retrieve import _subject
+
+    passages = [hit(1, "notes.md", "General availability on 30 June 2024. Revenue is recognized at shipment. "
+                                   "Post forms to our office address.")]
+
+    def nothing(query: str, **_: object) -> list[Hit]:
+        return []
+
+    def subject(question: str) -> Subject:
+        asked = read(question)
+        return _subject(nothing, asked, [0.5] * len(asked.content), passages, None)
+
+    assert subject("When is it generally available?").coverage == 1.0  # "General availability"
+    dress = subject("is there a dress code in the office")  # "address" holds no "dress"
+    assert dress.lacking == ("dress", "code") and dress.coverage == pytest.approx(1 / 3)
+    assert subject("what were the cogs").lacking == ("cogs",)  # nor "recognized" any "cogs"
+
+
 def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one() -> None:
     passages = [
         hit(1, "2023 Q2 ACME.pdf", "Acme gross margin was 40%.", 1),

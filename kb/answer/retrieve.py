@@ -12,12 +12,16 @@ reader can check ("no document mentions Tesla"). The same for a subject in any c
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
+
+import snowballstemmer
 
 from kb.dates import name_period
 from kb.errors import KBError
@@ -44,6 +48,9 @@ WEIGHTIEST_SHARE = 0.2
 KEYWORD_EXTRA = 3  # keyword passages of the best document added to the answer's sources
 WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
 LOOKUP_K = 50  # passages the keyword index is asked for, per name or period
+# A stem this long is a word's own start when a longer word begins with it ("fail" in "failover");
+# shorter ones begin too many unrelated words ("pay" in "payable", "art" in "article").
+PREFIX_MIN = 4
 
 
 @dataclass
@@ -132,9 +139,9 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
     stems = {w: [_stem(w)] for w in words}
     for word, alias in (aliases or {}).items():
         if word.lower() in stems:
-            stems[word.lower()] += [_squashed(n.split()[0]) for n in alias.names if n.split()]
-    texts = [_squashed(_text(h)) for h in hits]
-    held = [{w for w in words if any(s in t for s in stems[w])} for t in texts]
+            stems[word.lower()] += [_stem(n.split()[0].lower()) for n in alias.names if n.split()]
+    texts = [_stems(_text(h)) for h in hits]
+    held = [{w for w in words if any(_holds(t, s) for s in stems[w])} for t in texts]
     best = max(held, key=lambda have: sum(weight[w] for w in have))
     lacking = tuple(sorted((w for w in words if w not in best and weight[w] >= SUBJECT_MIN), key=lambda w: -weight[w]))
     anywhere = set().union(*held)
@@ -157,12 +164,37 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
     return Subject(sum(weight[w] for w in best) / total, lacking, lacks, tuple(unknown))
 
 
+_PORTER = snowballstemmer.stemmer("porter")  # the stemmer of the keyword index (FTS5 `porter`)
+_TOKEN = re.compile(r"[^\W_]+(?:['’.\-][^\W_]+)*")  # a word, with its inner marks ("Wi-Fi", "U.S.")
+_MARK = re.compile(r"['’.\-]")
+
+
+@lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
-    """The word without a plural or verb ending, so that "drops" is held by "dropped" and "days" by "day"."""
-    for suffix in ("ies", "es", "s", "ing", "ed"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+    """The word's Porter stem, as the keyword index reads it: "days" and "day", "availability" and
+    "available", "generally" and "general" are one word."""
+    return _PORTER.stemWord(word)
+
+
+def _stems(text: str) -> list[str]:
+    """The stems of `text`'s words, sorted: a word written with inner marks counts as its parts and as
+    one word ("Wi-Fi" holds "wi", "fi" and "wifi")."""
+    out: set[str] = set()
+    for token in _TOKEN.findall(text.lower()):
+        parts = _MARK.split(token)
+        out.update(_stem(p) for p in parts)
+        if len(parts) > 1:
+            out.add(_stem("".join(parts)))
+    return sorted(out)
+
+
+def _holds(stems: list[str], stem: str) -> bool:
+    """Whether the sorted `stems` hold `stem` as a word, or as the start of one when it is long enough to
+    be a word's own start ("fail" in "failover"), never inside one ("dress" is not in "address")."""
+    i = bisect.bisect_left(stems, stem)
+    if i == len(stems):
+        return False
+    return stems[i] == stem or (len(stem) >= PREFIX_MIN and stems[i].startswith(stem))
 
 
 def _spelled_out(word: str, question: Question, text: str) -> bool:
@@ -173,11 +205,6 @@ def _spelled_out(word: str, question: Question, text: str) -> bool:
         return False
     joined = r"\w*\W+(?:(?:and|of|&)\W+)?".join(word)  # "environmental, social and governance"
     return re.search(r"\b" + joined, text, re.IGNORECASE) is not None
-
-
-def _squashed(text: str) -> str:
-    """Lower-cased, with every space and mark removed: "Wi-Fi" holds "wifi", "failover" holds "fail"."""
-    return re.sub(r"[\W_]+", "", text.lower())
 
 
 def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Filters | None = None,
