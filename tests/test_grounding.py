@@ -174,6 +174,23 @@ def test_a_subject_word_is_held_in_any_of_its_forms_but_never_inside_another_wor
     assert subject("what were the cogs").lacking == ("cogs",)  # nor "recognized" any "cogs"
 
 
+def test_the_statement_row_the_question_names_joins_the_passages() -> None:
+    from kb.answer.retrieve import KEYWORD_EXTRA, _own_words
+
+    discussion = hit(1, "acme.pdf", "Research and development expenses rose as we hired engineers.", 1)
+    mentions = [hit(1, "acme.pdf", f"We invest in research and development ({i}).", 10 + i) for i in range(KEYWORD_EXTRA)]
+    note = hit(1, "acme.pdf", "Stock-based compensation:\nCost of revenue 12 10\nResearch and development 524 384", 20)
+    statement = hit(1, "acme.pdf", "Revenue 7,192 8,288\nCost of revenue 2,544 2,857\nResearch and development 1,875 "
+                                   "1,618\nSales, general and administrative 633 625\nTotal operating expenses 2,508 2,243", 21)
+
+    def search(query: str, k: int = 5, **_: object) -> list[Hit]:  # keyword order: the rows come last
+        return [*mentions, note, statement][:k]
+
+    extra = _own_words(search, read("How much did Acme spend on research and development?"), [discussion], None)
+    assert extra == [*mentions, statement]  # the row of the fuller table, not the note's
+    assert _own_words(search, read("Why did Acme hire engineers?"), [discussion], None) == mentions  # no row named
+
+
 def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one() -> None:
     passages = [
         hit(1, "2023 Q2 ACME.pdf", "Acme gross margin was 40%.", 1),

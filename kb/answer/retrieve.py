@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import snowballstemmer
 
+from kb.answer.extractive import _asked_words, _content_words, _table_row
+from kb.answer.tables import row_label
 from kb.dates import name_period
 from kb.errors import KBError
 from kb.filters import Filters, glob_escape
@@ -46,6 +48,11 @@ SUBJECT_MIN = 0.40
 # question ("... inventory turnover ratio ... defined as ...") no one word is.
 WEIGHTIEST_SHARE = 0.2
 KEYWORD_EXTRA = 3  # keyword passages of the best document added to the answer's sources
+ROW_LOOKUP_K = 20  # keyword passages of the best document searched for the table row the question names
+# A row names what is asked when its label's share of the question's words plus the question's share of
+# its label's words reach this: two of three words both ways, as "total operating expenses" in "What
+# were total operating expenses?" (1.0 + 1.0), not one shared word of long labels.
+ROW_MATCH_MIN = 1.0
 WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
 LOOKUP_K = 50  # passages the keyword index is asked for, per name or period
 # A stem this long is a word's own start when a longer word begins with it ("fail" in "failover");
@@ -113,8 +120,36 @@ def _own_words(search: Search, question: Question, hits: list[Hit], filters: Fil
     within = dataclasses.replace(filters or Filters(), path=glob_escape(hits[0].source))
     have = {h.chunk_id for h in hits}
     asked = question.topic
-    extra = search(asked, k=KEYWORD_EXTRA, filters=within, mode="keyword") if asked.strip() else []
-    return [h for h in extra if h.chunk_id not in have]
+    if not asked.strip():
+        return []
+    extra = search(asked, k=ROW_LOOKUP_K, filters=within, mode="keyword")
+    out = [h for h in extra[:KEYWORD_EXTRA] if h.chunk_id not in have]
+    row = _named_row(question, [h for h in extra if h.chunk_id not in have and h not in out])
+    return [*out, row] if row else out
+
+
+def _named_row(question: Question, hits: Sequence[Hit]) -> Hit | None:
+    """Of `hits`, the one holding the table row the question names best ("Research and development
+    1,875 1,618" for "how much did it spend on research and development"), if any names it well: a
+    page of figures is seldom near a question for the embedder, and its many rows dilute the keyword rank."""
+    words = _asked_words(question)
+    if not words:
+        return None
+    best: tuple[float, int] = (ROW_MATCH_MIN, 0)
+    found = None
+    for h in hits:
+        rows = [line for line in h.text.split("\n") if _table_row(line)]
+        for line in rows:
+            label = row_label(line)
+            named = _content_words(label) if label else set()
+            shared = len(words & named)
+            if not named or shared < 2:
+                continue
+            # equal labels: the row of the fuller table, a statement rather than a note's few rows
+            key = (shared / len(words) + shared / len(named), len(rows))
+            if key > best:
+                best, found = key, h
+    return found
 
 
 def _cosines(embedder: Embedder, question: str, texts: Sequence[str]) -> list[float]:

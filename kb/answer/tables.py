@@ -40,11 +40,20 @@ class Cell:
         return f"{label}, {self.period}: {self.value}"
 
 
+_LABEL = re.compile(r"\s*([A-Za-z][^$\d(]*?)\s*(?=[$\d(])")  # a row's words before its first figure
+
+
+def row_label(row: str) -> str | None:
+    """The words of table row `row` before its first figure ("Research and development"), or None."""
+    m = _LABEL.match(row)
+    return m.group(1).strip(" :.") if m else None
+
+
 def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     """The cell of table row `row` for the period `question` asks about, given the text `before` the
     row (where its header is). None: the row's columns cannot be told apart (no header with dates,
     or figures that do not line up with it). False: they can, and none is the period asked about."""
-    label_match = re.match(r"\s*([A-Za-z][^$\d(]*?)\s*(?=[$\d(])", row)
+    label_match = _LABEL.match(row)
     if not label_match:
         return None
     label = label_match.group(1).strip(" :.")
