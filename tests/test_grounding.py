@@ -283,6 +283,22 @@ def test_a_row_of_other_periods_is_refused_and_a_row_without_header_is_left_alon
     assert read_row("Total net sales $ 81,797 $ 82,959", STATEMENT, read("Total net sales?")) is None  # 2 figures, 4 columns
 
 
+def test_a_row_after_a_blocks_total_is_not_read_as_part_of_that_block() -> None:
+    income = """(In millions) Three Months Ended
+December 31, 2022 December 31, 2021
+Cost of revenue:
+Product 5,690 6,331
+Service and other 11,798 10,629
+Total cost of revenue 17,488 16,960
+Gross margin 35,259 34,768
+"""
+    asked = read("How much was spent on research and development?")
+    cell = read_row("Research and development 6,844 5,758", income, asked)
+    assert isinstance(cell, Cell) and str(cell) == "Research and development, three months ended December 31, 2022: 6,844 million"
+    inside = read_row("Service and other 11,798 10,629", income.split("Service")[0], read("What was service cost?"))
+    assert isinstance(inside, Cell) and inside.group == "Cost of revenue"  # a row inside the block keeps its heading
+
+
 def test_a_header_with_days_above_years_is_read() -> None:
     """Some statements print the column days on one line and the years under them, or one day over
     several years."""
