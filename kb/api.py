@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from kb import answer as answering  # looked up per call (tests replace `load_llm`)
+from kb.answer.tables import HEADER_WINDOW
 from kb.config import Settings, check_mode, resolve_kb_dir
 from kb.embed import (
     Embedder,
@@ -321,7 +322,11 @@ class KnowledgeBase:
         model, failure = self.load_llm(llm)
         return answering.answer(self.search, self.embedder, question, k=k, filters=filters, llm=model,
                                 on_token=on_token, stream=stream, llm_error=failure, history=history,
-                                aliases=self.aliases, **generation)
+                                aliases=self.aliases, before=self._text_before, **generation)
+
+    def _text_before(self, hit: Hit) -> str:
+        """The text of `hit`'s document just above it: where the header of a table it starts inside is."""
+        return self._read(lambda catalog: catalog.text_before(hit.doc_id, hit.char_start, HEADER_WINDOW)) or ""
 
     def aliases(self, text: str) -> dict[str, Alias]:
         """The aliases `text` names that the documents define ("NnW", a ticker), by the word as `text`

@@ -94,6 +94,18 @@ def test_extractive_answer_reads_the_row_that_answers(kb: KnowledgeBase) -> None
 
 @pytest.mark.slow
 @pytest.mark.needs_eval
+def test_a_row_whose_table_header_is_in_the_passage_before_is_read_at_its_column(kb: KnowledgeBase) -> None:
+    """The income statement's "Research and development" row is in a chunk whose table header is in the
+    chunk before: the row is found in its filing and read at the quarter's column all the same, with
+    no heading of the block above it ("Cost of revenue:", closed by its total row)."""
+    answer = kb.ask("How much did Microsoft spend on research and development?", k=5, llm="none")
+    first = answer.answer.split("\n")[0]
+    assert first.startswith("Research and development, three months ended December 31, 2022: 6,844 million ["), answer.answer
+    assert {os.path.basename(c.source) for c in answer.citations if f"[{c.n}]" in first} == {"2023 Q1 MSFT.pdf"}
+
+
+@pytest.mark.slow
+@pytest.mark.needs_eval
 @pytest.mark.parametrize(("question", "missing"), [
     ("What was Tesla's revenue in Q3 2023?", "no document mentions Tesla"),
     ("How many subscribers did Netflix have at the end of 2022?", "no document mentions Netflix"),

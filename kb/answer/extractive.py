@@ -146,7 +146,7 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
         for row in unit.split("\n"):
             if not _table_row(row):
                 continue
-            cell = read_row(row, s.text[:max(0, s.text.find(row))], question)
+            cell = read_row(row, _above(s, row), question)
             if not isinstance(cell, Cell):
                 continue
             label = _content_words(cell.label)
@@ -162,10 +162,16 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
     return found
 
 
+def _above(source: Source, row: str) -> str:
+    """The text above `row` in its document: the source's own text before it, after the document's text
+    just above the source (a table's header, when the passage starts inside the table)."""
+    return f"{source.before}\n{source.text[:max(0, source.text.find(row))]}"
+
+
 def _older(question: Question, source: Source, unit: str, than: date) -> bool:
     """A table row of `unit` read at a column dated before `than`."""
     for row in unit.split("\n"):
-        cell = read_row(row, source.text[:max(0, source.text.find(row))], question) if _table_row(row) else None
+        cell = read_row(row, _above(source, row), question) if _table_row(row) else None
         if isinstance(cell, Cell) and cell.date and cell.date < than:
             return True
     return False
@@ -174,7 +180,7 @@ def _older(question: Question, source: Source, unit: str, than: date) -> bool:
 def _other_period(question: Question, source: Source, unit: str) -> bool:
     """A table row whose columns are all of periods other than the one the question names."""
     for row in unit.split("\n"):
-        if _table_row(row) and read_row(row, source.text[:max(0, source.text.find(row))], question) is False:
+        if _table_row(row) and read_row(row, _above(source, row), question) is False:
             return True
     return False
 
@@ -229,7 +235,7 @@ def _read_rows(question: Question, source: Source, unit: str) -> str:
     lines = unit.split("\n")
     out = []
     for line in lines:
-        cell = read_row(line, source.text[:max(0, source.text.find(line))], question) if _table_row(line) else None
+        cell = read_row(line, _above(source, line), question) if _table_row(line) else None
         if isinstance(cell, Cell):
             # under the line that introduces the rows, the rows need not repeat it
             said = cell.group and cell.group.lower() in lines[0].lower()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from kb.types import Hit
 
 OnToken = Callable[[str], None]
+Before = Callable[["Hit"], str]  # the text of a hit's document just above it (`KnowledgeBase.ask`)
 
 # The longest question taken, in characters: the embedding model reads about 256 word pieces (some
 # 1,000 characters), so a longer text is not a question search or the citation check can read whole;
@@ -66,13 +67,14 @@ def check_question(question: str) -> str:
 def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, filters: Filters | None = None,
            llm: LLM | None = None, on_token: OnToken | None = None, stream: bool = True,
            check: bool = True, llm_error: str | None = None, history: History = (),
-           aliases: Aliases | None = None, **generation: Any) -> Answer:
+           aliases: Aliases | None = None, before: Before | None = None, **generation: Any) -> Answer:
     """Answer `question` from what `search` finds. `llm`: the model (see `load_llm`), or None for an
     extractive answer. `on_token` sees the answer as it streams. `generation`: temperature, top_p,
     top_k, max_tokens, num_beams. `llm_error`: why the configured model could not be loaded.
     `history`: the conversation's earlier turns, oldest first: `Turn`s or {"question", "answer"}.
     `aliases`: the aliases a text names that the documents define (`KnowledgeBase.aliases`): a
-    question naming one ("NnW") is not answered "not found" for want of that word.
+    question naming one ("NnW") is not answered "not found" for want of that word. `before`: the text
+    of a hit's document just above it, where the extractive answer looks for a table row's header.
 
     A model that fails while answering (crashes, stops answering, refuses) gives way to the
     extractive answer, with the reason in `llm_error` and `note`: the question is never lost.
@@ -90,7 +92,7 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
     query = asked.query if asked else question
     result = _answer(search, embedder, query, k=k, filters=filters, llm=llm, on_token=on_token, stream=stream,
                      check=check, llm_error=llm_error, options=GenerationOptions().update(**generation),
-                     aliases=aliases)
+                     aliases=aliases, before=before)
     if not result.found:
         result.hits = nearest(result.hits)
     if asked is not None:
@@ -108,7 +110,7 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
 
 def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filters: Filters | None,
             llm: LLM | None, on_token: OnToken | None, stream: bool, check: bool, llm_error: str | None,
-            options: GenerationOptions, aliases: Aliases | None = None) -> Answer:
+            options: GenerationOptions, aliases: Aliases | None = None, before: Before | None = None) -> Answer:
     """Retrieve, decide, write (the model, or the passages' own sentences when there is none or it
     fails), verify."""
     started = time.perf_counter()
@@ -138,6 +140,8 @@ def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filter
             llm_error, rejected = str(e), e.rejected
         except LLMError as e:
             llm_error = str(e)
+    if before is not None:
+        sources = [dataclasses.replace(s, before=before(s.hits[0])) for s in sources]
     result = _quote(asked, sources, passages.hits, embedder, timing, llm_error)
     result.model_answer = rejected
     if on_token:

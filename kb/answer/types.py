@@ -20,6 +20,7 @@ class Source:
     page: int | None
     page_end: int | None
     relevance: float  # best cosine of its hits to the question
+    before: str = ""  # the document's text just above it, where a table's header may be (extractive answers)
 
     @property
     def source(self) -> str:

@@ -539,6 +539,25 @@ class Catalog:
 
         return self._memo("names", names)
 
+    def text_before(self, doc_id: int, char_start: int, chars: int) -> str:
+        """Up to `chars` characters of document `doc_id`'s text that end where `char_start` begins,
+        from its chunks in order (a table's header above the chunk that holds a row of it)."""
+        rows = self.db.execute(
+            "SELECT text, char_start, char_end FROM chunks WHERE doc_id = ? AND char_start < ? AND char_end > ? "
+            "ORDER BY char_start", (doc_id, char_start, char_start - chars)).fetchall()
+        parts: list[str] = []
+        end: int | None = None
+        for text, start, stop in rows:
+            stop = min(stop, char_start)
+            if end is not None and stop <= end:
+                continue
+            begin = max(start, end if end is not None else start)
+            if end is not None and start > end:
+                parts.append("\n\n")
+            parts.append(text[begin - start:stop - start])
+            end = stop
+        return "".join(parts)[-chars:]
+
     def document_sizes(self) -> dict[int, int]:
         """Number of chunks of each document."""
         return {int(d): int(n) for d, n in self.db.execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id")}
