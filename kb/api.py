@@ -8,6 +8,7 @@ their logic: the `Index` (`kb.index`: catalog + vector store, read from any thre
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -326,7 +327,10 @@ class KnowledgeBase:
 
     def _text_before(self, hit: Hit) -> str:
         """The text of `hit`'s document just above it: where the header of a table it starts inside is."""
-        return self._read(lambda catalog: catalog.text_before(hit.doc_id, hit.char_start, HEADER_WINDOW)) or ""
+        try:
+            return self._read(lambda catalog: catalog.text_before(hit.doc_id, hit.char_start, HEADER_WINDOW)) or ""
+        except (KBError, sqlite3.Error):  # a knowledge base being replaced: the answer goes on without it
+            return ""
 
     def aliases(self, text: str) -> dict[str, Alias]:
         """The aliases `text` names that the documents define ("NnW", a ticker), by the word as `text`

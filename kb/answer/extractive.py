@@ -164,8 +164,10 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
 
 def _above(source: Source, row: str) -> str:
     """The text above `row` in its document: the source's own text before it, after the document's text
-    just above the source (a table's header, when the passage starts inside the table)."""
-    return f"{source.before}\n{source.text[:max(0, source.text.find(row))]}"
+    just above the source when the source starts inside the row's table (every line above the row a row)."""
+    own = source.text[:max(0, source.text.find(row))]
+    inside = all(_table_row(line) for line in own.split("\n") if line.strip())
+    return f"{source.before}\n{own}" if inside and source.before else own
 
 
 def _older(question: Question, source: Source, unit: str, than: date) -> bool:

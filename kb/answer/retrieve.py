@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,9 +50,9 @@ SUBJECT_MIN = 0.40
 WEIGHTIEST_SHARE = 0.2
 KEYWORD_EXTRA = 3  # keyword passages of the best document added to the answer's sources
 ROW_LOOKUP_K = 20  # keyword passages of the best document searched for the table row the question names
-# A row names what is asked when its label's share of the question's words plus the question's share of
-# its label's words reach this: two of three words both ways, as "total operating expenses" in "What
-# were total operating expenses?" (1.0 + 1.0), not one shared word of long labels.
+# A row names what is asked when the share of the question's words its label holds plus the share of its
+# label's words the question holds reach this: half both ways at least (two of four words each), never
+# one shared word of a long label.
 ROW_MATCH_MIN = 1.0
 WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
 LOOKUP_K = 50  # passages the keyword index is asked for, per name or period
@@ -124,13 +125,13 @@ def _own_words(search: Search, question: Question, hits: list[Hit], filters: Fil
         return []
     extra = search(asked, k=ROW_LOOKUP_K, filters=within, mode="keyword")
     out = [h for h in extra[:KEYWORD_EXTRA] if h.chunk_id not in have]
-    row = _named_row(question, [h for h in extra if h.chunk_id not in have and h not in out])
+    row = _named_row(question, [h for h in extra[KEYWORD_EXTRA:] if h.chunk_id not in have])
     return [*out, row] if row else out
 
 
 def _named_row(question: Question, hits: Sequence[Hit]) -> Hit | None:
     """Of `hits`, the one holding the table row the question names best ("Research and development
-    1,875 1,618" for "how much did it spend on research and development"), if any names it well: a
+    2,410 2,105" for "how much did it spend on research and development"), if any names it well: a
     page of figures is seldom near a question for the embedder, and its many rows dilute the keyword rank."""
     words = _asked_words(question)
     if not words:
@@ -174,7 +175,7 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
     stems = {w: [_stem(w)] for w in words}
     for word, alias in (aliases or {}).items():
         if word.lower() in stems:
-            stems[word.lower()] += [_stem(n.split()[0].lower()) for n in alias.names if n.split()]
+            stems[word.lower()] += [_word_stem(t[0]) for n in alias.names if (t := _TOKEN.findall(n.lower()))]
     texts = [_stems(_text(h)) for h in hits]
     held = [{w for w in words if any(_holds(t, s) for s in stems[w])} for t in texts]
     best = max(held, key=lambda have: sum(weight[w] for w in have))
@@ -199,16 +200,25 @@ def _subject(search: Search, question: Question, weights: Sequence[float], hits:
     return Subject(sum(weight[w] for w in best) / total, lacking, lacks, tuple(unknown))
 
 
-_PORTER = snowballstemmer.stemmer("porter")  # the stemmer of the keyword index (FTS5 `porter`)
-_TOKEN = re.compile(r"[^\W_]+(?:['’.\-][^\W_]+)*")  # a word, with its inner marks ("Wi-Fi", "U.S.")
-_MARK = re.compile(r"['’.\-]")
+# The stemmer of the catalog's keyword index (SQLite FTS5 `porter`). It keeps its state on the object
+# while it stems, so threads (the server, MCP) take turns.
+_PORTER = snowballstemmer.stemmer("porter")
+_PORTER_LOCK = threading.Lock()
+_TOKEN = re.compile(r"[^\W_]+(?:['’.&\-][^\W_]+)*")  # a word, with its inner marks ("Wi-Fi", "U.S.", "AT&T")
+_MARK = re.compile(r"['’.&\-]")
 
 
 @lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     """The word's Porter stem, as the keyword index reads it: "days" and "day", "availability" and
     "available", "generally" and "general" are one word."""
-    return _PORTER.stemWord(word)
+    with _PORTER_LOCK:
+        return _PORTER.stemWord(word)
+
+
+def _word_stem(token: str) -> str:
+    """The stem of a word written with inner marks, read as one word ("Quill-Rowe" as "quillrowe")."""
+    return _stem("".join(_MARK.split(token)))
 
 
 def _stems(text: str) -> list[str]:
@@ -219,7 +229,8 @@ def _stems(text: str) -> list[str]:
         parts = _MARK.split(token)
         out.update(_stem(p) for p in parts)
         if len(parts) > 1:
-            out.add(_stem("".join(parts)))
+            out.add(_word_stem(token))
+    out.discard("")  # "s" of a possessive
     return sorted(out)
 
 

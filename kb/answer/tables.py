@@ -97,7 +97,7 @@ def _group(before: str, label: str) -> str:
     counts ("Total net sales" under "Net sales by category:")."""
     for line in reversed(before.rstrip().split("\n")[-30:]):
         line = line.strip()
-        if not line or re.match(r"(?i)total\b", line):
+        if not line or re.match(r"(?i)total\b.*\d", line):
             return ""  # a blank line, or a block's total row: the row's block ends above it
         if line.endswith(":") and not re.search(r"\d", line) and len(line.split()) <= GROUP_WORDS:
             group = line.rstrip(":").strip()

@@ -542,6 +542,8 @@ class Catalog:
     def text_before(self, doc_id: int, char_start: int, chars: int) -> str:
         """Up to `chars` characters of document `doc_id`'s text that end where `char_start` begins,
         from its chunks in order (a table's header above the chunk that holds a row of it)."""
+        if chars <= 0:
+            return ""
         rows = self.db.execute(
             "SELECT text, char_start, char_end FROM chunks WHERE doc_id = ? AND char_start < ? AND char_end > ? "
             "ORDER BY char_start", (doc_id, char_start, char_start - chars)).fetchall()
