@@ -332,6 +332,28 @@ Gross margin 21,340 20,870
     assert isinstance(inside, Cell) and inside.group == "Cost of revenue"  # a row inside the block keeps its heading
 
 
+@pytest.mark.parametrize(("question", "label"), [
+    ("What was Arden's net cash from operating activities?", "Net cash from operations"),
+    ("How much net cash did Arden's operations bring in?", "Net cash from operations"),
+    ("What was Arden's net income?", "Net income"),
+    ("What was depreciation?", "Depreciation"),
+])
+def test_the_first_line_is_the_row_naming_most_of_what_is_asked_not_a_one_word_label(question: str, label: str) -> None:
+    from kb.answer.extractive import _asked_words, _best_cell, _units
+    from kb.answer.types import Source
+
+    text = """Cash flows (In millions) Three Months Ended
+March 31, 2024 March 31, 2023
+Net income 1,200 1,100
+Depreciation 300 280
+Other, net (45) 12
+Net cash from operations 1,455 1,392"""
+    source = Source(1, [hit(1, "arden.pdf", text)], text, 1, 1, 0.6)
+    asked = read(question)
+    best = _best_cell(asked, _asked_words(asked), _units([source]))
+    assert best is not None and best[1].label == label
+
+
 def test_a_header_with_days_above_years_is_read() -> None:
     """Some statements print the column days on one line and the years under them, or one day over
     several years."""

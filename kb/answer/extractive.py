@@ -140,7 +140,7 @@ W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
 def _best_cell(question: Question, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
     """The table row among `units` (best-scoring first) whose label best matches the question, read at
     the column of the period it asks about: (its source, the cell, the row as printed)."""
-    best: tuple[float, int, int, int] | None = None
+    best: tuple[int, float, int, int, int] | None = None
     found: tuple[Source, Cell, str] | None = None
     for rank, (s, unit) in enumerate(units):
         for row in unit.split("\n"):
@@ -153,10 +153,11 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
             shared = len(words & label)
             if not shared:
                 continue
-            # equally good labels: the one with more of the question's words, then the latest column when no
-            # period is asked, then the better passage
+            # a label naming two of the question's words before one naming a single word, however short
+            # ("Other, net" is all "net"); equally good labels: the one with more of the question's words,
+            # then the latest column when no period is asked, then the better passage
             latest = cell.date.toordinal() if cell.date and not question.periods else 0
-            key = (shared / len(words) + shared / len(label), shared, latest, -rank)
+            key = (min(shared, 2), shared / len(words) + shared / len(label), shared, latest, -rank)
             if best is None or key > best:
                 best, found = key, (s, cell, row)
     return found
