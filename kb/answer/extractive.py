@@ -167,8 +167,9 @@ def _above(source: Source, row: str) -> str:
     """The text above `row` in its document: the source's own text before it, after the document's text
     just above the source when the source starts inside the row's table (every line above the row a row)."""
     own = source.text[:max(0, source.text.find(row))]
-    inside = all(_table_row(line) for line in own.split("\n") if line.strip())
-    return f"{source.before}\n{own}" if inside and source.before else own
+    if source.before and all(_table_row(line) for line in own.split("\n") if line.strip()):
+        return f"{source.before}\n{own}"
+    return own
 
 
 def _older(question: Question, source: Source, unit: str, than: date) -> bool:

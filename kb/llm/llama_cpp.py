@@ -38,8 +38,6 @@ from kb.llm.openai import OpenAILLM
 DEFAULT_CONTEXT_CAP = 8192  # the KV cache grows with the window; 8k holds ~20 passages and an answer
 DEFAULT_TIMEOUT_S = 300.0  # to load the model, and for the server's silence while answering
 _PACKAGED = {"gemma-3-270m", "gemma3-270m", "gemma-3-270m-q4_k_m", "gemma-3-270m-q4_k_m.gguf"}
-# What to run when the native build crashes: llama.cpp compiled for every x86-64 CPU, not only the build machine's.
-PORTABLE_BUILD = REBUILD
 GGUF_MAGIC = b"GGUF"  # the first 4 bytes of every GGUF file
 _NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE}
 
@@ -267,7 +265,7 @@ class LlamaServer:
         if code < 0 and -code in {int(s) for s in _NATIVE_CRASHES}:
             name = signal.Signals(-code).name
             return LLMError(f"the llama.cpp server for {self.model_name} crashed ({name}); llama-cpp-python was "
-                            f"probably built for another CPU, rebuild it for any CPU: {PORTABLE_BUILD}")
+                            f"probably built for another CPU, rebuild it for any CPU: {REBUILD}")
         how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
         tail = self._log_tail()
         return LLMError(f"the llama.cpp server for {self.model_name} {how}" + (f": {tail}" if tail else ""))

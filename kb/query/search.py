@@ -233,26 +233,9 @@ def share(hits: list[Hit], sides: Sequence[list[Hit]], k: int, *, per_page: int 
     only moved after the others, so k hits still come back. Unchanged when a side has no passage."""
     if not all(sides):
         return hits[:k]
-    kept: list[Hit] = []
-    held: list[Hit] = []
-    seen: set[int] = set()
-    per: dict[tuple[int, int | None], int] = {}
-    for hit in [h for side in sides for h in side] + hits:
-        if hit.chunk_id in seen:
-            continue
-        seen.add(hit.chunk_id)
-        page = (hit.doc_id, hit.page)
-        if per_page > 0 and hit.page is not None and per.get(page, 0) >= per_page:
-            held.append(hit)
-            continue
-        per[page] = per.get(page, 0) + 1
-        if len(kept) < k:
-            kept.append(hit)
+    kept, held = _spread(_once([*(h for side in sides for h in side), *hits]), k, per_page)
     kept.sort(key=lambda h: -h.score)
-    picked = (kept + held)[:k]
-    for rank, hit in enumerate(picked, start=1):
-        hit.rank = rank
-    return picked
+    return _ranked((kept + held)[:k])
 
 
 # --- duplicates and page crowding -------------------------------------------------------------
@@ -272,18 +255,29 @@ def arrange(ranked: Iterable[tuple[dict[str, Any], float]], k: int, *, per_page:
     back from a single long page when nothing else matches.
     """
     by_text: dict[str, Hit] = {}
+
+    def distinct() -> Iterator[Hit]:
+        for row, score in ranked:
+            key = text_key(str(row["text"]))
+            first = by_text.get(key)
+            if first is not None:
+                if row["source"] != first.source and row["source"] not in first.also:
+                    first.also.append(str(row["source"]))
+                continue
+            by_text[key] = hit = hit_from_row(row, 0, score)
+            yield hit
+
+    kept, held = _spread(distinct(), k, per_page)
+    return _ranked((kept + held)[:k])
+
+
+def _spread(hits: Iterable[Hit], k: int, per_page: int) -> tuple[list[Hit], list[Hit]]:
+    """`hits` read in order until k are kept, at most `per_page` per page (0: no limit); those over a
+    page's quota are held, to follow the kept ones, so k hits still come back from a single long page."""
     kept: list[Hit] = []
     held: list[Hit] = []
     per: dict[tuple[int, int | None], int] = {}
-    for row, score in ranked:
-        key = text_key(str(row["text"]))
-        first = by_text.get(key)
-        if first is not None:
-            if row["source"] != first.source and row["source"] not in first.also:
-                first.also.append(str(row["source"]))
-            continue
-        hit = hit_from_row(row, 0, score)
-        by_text[key] = hit
+    for hit in hits:
         page = (hit.doc_id, hit.page)
         if per_page > 0 and hit.page is not None and per.get(page, 0) >= per_page:
             held.append(hit)
@@ -292,7 +286,19 @@ def arrange(ranked: Iterable[tuple[dict[str, Any], float]], k: int, *, per_page:
         kept.append(hit)
         if len(kept) >= k:
             break
-    hits = (kept + held)[:k]
+    return kept, held
+
+
+def _once(hits: Iterable[Hit]) -> Iterator[Hit]:
+    """Each passage the first time it comes."""
+    seen: set[int] = set()
+    for hit in hits:
+        if hit.chunk_id not in seen:
+            seen.add(hit.chunk_id)
+            yield hit
+
+
+def _ranked(hits: list[Hit]) -> list[Hit]:
     for rank, hit in enumerate(hits, start=1):
         hit.rank = rank
     return hits
