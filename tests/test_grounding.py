@@ -132,6 +132,18 @@ def test_a_name_written_otherwise_beside_names_the_documents_hold_is_not_missing
     assert [t.text for t in alone.missing] == ["Cessna", "Ohio"]
 
 
+def test_a_version_the_documents_do_not_hold_is_missing_beside_the_names_they_do() -> None:
+    passages = [hit(1, "catalogue.pdf", "Nimbus 6 Pro, from Arden Devices: starting price $799.")]
+
+    def search(query: str, **_: object) -> list[Hit]:
+        return [h for h in passages if all(w.lower() in h.text.lower() for w in query.split())]
+
+    asked = read("What is the starting price of the Nimbus 7 Pro from Arden?")
+    assert [t.text for t in ground(asked, passages, search).missing] == ["Nimbus 7"]
+    held = read("What is the starting price of the Nimbus 6 Pro from Arden?")
+    assert ground(held, passages, search).missing == []
+
+
 def test_a_subject_word_is_unknown_only_when_no_document_holds_it_or_spells_it_out() -> None:
     from kb.answer.retrieve import _subject
 

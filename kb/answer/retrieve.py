@@ -30,7 +30,7 @@ from kb.dates import name_period
 from kb.errors import KBError
 from kb.filters import Filters, glob_escape
 from kb.query.aliases import expand
-from kb.question import Question, Term
+from kb.question import Name, Question, Term
 from kb.types import Hit
 
 if TYPE_CHECKING:
@@ -284,7 +284,9 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     lacking = [t for t in missing if t.kind == "entity"]
     held = sum(t.kind == "entity" for t in question.about) - len(lacking)
     otherwise: list[Term] = []
-    if lacking and held >= 2 and held > len(lacking):
+    # A code is not written otherwise: its parts stand together wherever it is mentioned ("iPhone 16"
+    # where the documents hold only "iPhone" is another version, not the same one spelled otherwise).
+    if lacking and all(isinstance(t, Name) for t in lacking) and held >= 2 and held > len(lacking):
         # A question naming several things the documents hold ("the Aerostar that left Elyria, Ohio")
         # is about them: the one name they lack is written otherwise there ("Elyria, OH").
         missing, otherwise = [t for t in missing if t.kind != "entity"], lacking
