@@ -328,6 +328,17 @@ def test_a_row_of_other_periods_is_refused_and_a_row_without_header_is_left_alon
     assert read_row("Total net sales $ 81,797 $ 82,959", STATEMENT, read("Total net sales?")) is None  # 2 figures, 4 columns
 
 
+def test_a_sentence_broken_across_lines_under_a_table_is_not_read_as_a_row() -> None:
+    income = """(In millions) Three Months Ended
+December 31, 2022 December 31, 2021
+Research and development 5,215 4,870
+"""
+    broken = "The risks described in Part II of our 2022 Form 10-K and"  # a year and a form's number: two figures
+    assert read_row(broken, income, read("What are the risks described in Part II?")) is None
+    cell = read_row("Research and development 5,215 4,870", income, read("What was spent on research and development?"))
+    assert isinstance(cell, Cell) and cell.value == "5,215 million"
+
+
 def test_a_row_after_a_blocks_total_is_not_read_as_part_of_that_block() -> None:
     income = """(In millions) Three Months Ended
 December 31, 2022 December 31, 2021

@@ -41,6 +41,8 @@ class Cell:
 
 
 _LABEL = re.compile(r"\s*([A-Za-z][^$\d(]*?)\s*(?=[$\d(])")  # a row's words before its first figure
+_YEAR = re.compile(r"(?:19|20)\d\d")
+_WORD = re.compile(r"[A-Za-z]{3,}")  # a word after a row's first figure (not "NM", "n/a")
 
 
 def row_label(row: str) -> str | None:
@@ -79,6 +81,8 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     if wanted is None:
         return False
     dollar, figure = values[wanted]
+    if _YEAR.fullmatch(figure) and not dollar and _WORD.search(row[label_match.end():]):
+        return None  # a year among words: a sentence broken across lines ("... in our 2022 Form 10-K"), not a row
     # the table's own "(In millions, except ... in thousands)", else the last unit the text states
     unit = re.findall(r"(?i)\(\s*(?:dollars\s+|amounts\s+)?in\s+(thousands|millions|billions)", header_text) \
         or _UNIT.findall(header_text)
