@@ -106,6 +106,16 @@ def test_a_row_whose_table_header_is_in_the_passage_before_is_read_at_its_column
 
 @pytest.mark.slow
 @pytest.mark.needs_eval
+def test_a_statement_row_in_the_second_passage_of_its_page_is_found(kb: KnowledgeBase) -> None:
+    """The cash flow statement's "Net cash from operations" row sits in a later passage of the page than
+    the statement's first rows, which match the question's words as well: the row is found all the same."""
+    answer = kb.ask("What was Microsoft's net cash from operations?", k=5, llm="none")
+    first = answer.answer.split("\n")[0]
+    assert first.startswith("Net cash from operations, three months ended December 31, 2022: 11,173 million ["), answer.answer
+
+
+@pytest.mark.slow
+@pytest.mark.needs_eval
 @pytest.mark.parametrize(("question", "missing"), [
     ("What was Tesla's revenue in Q3 2023?", "no document mentions Tesla"),
     ("How many subscribers did Netflix have at the end of 2022?", "no document mentions Netflix"),

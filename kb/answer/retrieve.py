@@ -30,6 +30,7 @@ from kb.dates import name_period
 from kb.errors import KBError
 from kb.filters import Filters, glob_escape
 from kb.query.aliases import expand
+from kb.query.search import Tuning
 from kb.question import Name, Question, Term
 from kb.types import Hit
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from kb.embed.base import Embedder
     from kb.query.aliases import Alias
 
-Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=, mode=) -> hits
+Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=, mode=, tuning=) -> hits
 # `KnowledgeBase.aliases`: the aliases a text names that the documents define ("NnW"), by the text's word
 Aliases = Callable[[str], "Mapping[str, Alias]"]
 
@@ -123,9 +124,12 @@ def _own_words(search: Search, question: Question, hits: list[Hit], filters: Fil
     asked = question.topic
     if not asked.strip():
         return []
-    extra = search(asked, k=ROW_LOOKUP_K, filters=within, mode="keyword")
-    out = [h for h in extra[:KEYWORD_EXTRA] if h.chunk_id not in have]
-    row = _named_row(question, [h for h in extra[KEYWORD_EXTRA:] if h.chunk_id not in have])
+    extra = search(asked, k=KEYWORD_EXTRA, filters=within, mode="keyword")
+    out = [h for h in extra if h.chunk_id not in have]
+    have |= {h.chunk_id for h in out}
+    # every passage holding the words, not one a page: a statement's rows run on across its page's passages
+    rows = search(asked, k=ROW_LOOKUP_K, filters=within, mode="keyword", tuning=Tuning(per_page=ROW_LOOKUP_K))
+    row = _named_row(question, [h for h in rows if h.chunk_id not in have])
     return [*out, row] if row else out
 
 
