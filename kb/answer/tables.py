@@ -40,7 +40,9 @@ class Cell:
         return f"{label}, {self.period}: {self.value}"
 
 
-_LABEL = re.compile(r"\s*([A-Za-z][^$\d(]*?)\s*(?=[$\d(])")  # a row's words before its first figure
+# A row's words before its first figure; a parenthesis of words is the label's ("expense/(benefit)"), one of
+# a figure is a negative value ("(1,316)").
+_LABEL = re.compile(r"\s*([A-Za-z](?:[^$\d(]|\((?![\s$]*\d))*?)\s*(?=[$\d]|\([\s$]*\d)")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _WORD = re.compile(r"[A-Za-z]{3,}")  # a word after a row's first figure (not "NM", "n/a")
 
