@@ -335,6 +335,8 @@ Research and development 5,215 4,870
 """
     broken = "The risks described in Part II of our 2022 Form 10-K and"  # a year and a form's number: two figures
     assert read_row(broken, income, read("What are the risks described in Part II?")) is None
+    items = "The metrics are disclosed in the Notes (Part I, Item 1) and Item 2 of this report"
+    assert read_row(items, income, read("Where are the metrics disclosed?")) is None
     cell = read_row("Research and development 5,215 4,870", income, read("What was spent on research and development?"))
     assert isinstance(cell, Cell) and cell.value == "5,215 million"
 

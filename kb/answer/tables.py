@@ -43,8 +43,8 @@ class Cell:
 # A row's words before its first figure; a parenthesis of words is the label's ("expense/(benefit)"), one of
 # a figure is a negative value ("(1,316)").
 _LABEL = re.compile(r"\s*([A-Za-z](?:[^$\d(]|\((?![\s$]*\d))*?)\s*(?=[$\d]|\([\s$]*\d)")
-_YEAR = re.compile(r"(?:19|20)\d\d")
 _WORD = re.compile(r"[A-Za-z]{3,}")  # a word after a row's first figure (not "NM", "n/a")
+_BARE = re.compile(r"\d+\)?")  # digits alone, or closing a parenthesis of words ("Item 1)")
 
 
 def row_label(row: str) -> str | None:
@@ -83,8 +83,10 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     if wanted is None:
         return False
     dollar, figure = values[wanted]
-    if _YEAR.fullmatch(figure) and not dollar and _WORD.search(row[label_match.end():]):
-        return None  # a year among words: a sentence broken across lines ("... in our 2022 Form 10-K"), not a row
+    if _BARE.fullmatch(figure) and not dollar and _WORD.search(row[label_match.end():]):
+        # a bare number among words: a sentence broken across lines ("... in our 2022 Form 10-K and",
+        # "(Part I, Item 2) and"), not a row, whose amounts are written as amounts ("$ 5.2", "1,311", "(61)")
+        return None
     # the table's own "(In millions, except ... in thousands)", else the last unit the text states
     unit = re.findall(r"(?i)\(\s*(?:dollars\s+|amounts\s+)?in\s+(thousands|millions|billions)", header_text) \
         or _UNIT.findall(header_text)
