@@ -18,7 +18,7 @@ from kb.dates import MONTH, first_date
 from kb.question import Question
 
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
-                   r"(?:periods?\s+)?ended|\b(quarter|year|fiscal year)\s+ended")
+                   r"(?:periods?\s+)?ended|\b(quarters?|years?|fiscal years?)\s+ended")
 _UNIT = re.compile(r"(?i)\bin\s+(thousands|millions|billions)\b")
 _VALUE = re.compile(r"(\$\s*)?(\(?-?\d[\d,]*(?:\.\d+)?\)?)(\s*%)?")
 _SCALE = {"thousands": "thousand", "millions": "million", "billions": "billion"}
@@ -151,6 +151,7 @@ def _group_start(spans: list[re.Match[str]]) -> int:
 def _span_words(m: re.Match[str]) -> str:
     text = " ".join(m.group(0).split()).lower()
     text = re.sub(r"-(months?|weeks?)", r" \1", text)
+    text = re.sub(r"\b(quarter|year)s ended", r"\1 ended", text)  # "Years Ended": each column is one year
     return re.sub(r"\bmonth periods? ended", "months ended", text)
 
 
