@@ -5,7 +5,8 @@ PDF text keeps a table as lines: a header ("Three Months Ended Nine Months Ended
 June 25, 2022 July 1, 2023 June 25, 2022"), then rows ("Total units shipped $ 81,797 $ 82,959 $ 293,787
 $ 304,182"). `read_row` pairs each figure of a row with its column's date and span, so an answer
 can say "Total units shipped, three months ended July 1, 2023: $81,797 million" instead of four bare
-figures, and can refuse a row none of whose columns is the period the question asks about.
+figures, and can refuse a row none of whose columns is the period the question asks about. A table of
+one moment (a balance sheet) has dates over its columns and no span: its cells are read at their date.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ HEADER_WINDOW = 1500  # characters before a row in which its table's header is l
 class Cell:
     label: str  # the row's label: "Total units shipped"
     value: str  # as a reader should see it: "$81,797 million"
-    period: str  # the column's header: "three months ended July 1, 2023"
+    period: str  # the column's header: "three months ended July 1, 2023", a balance sheet's "July 1, 2023"
     group: str = ""  # the line that heads the row's block within the table: "Gross margin percentage"
     date: date | None = None  # the column's date, to tell the latest
 
@@ -66,19 +67,25 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     percents = [("", m.group(2) + "%") for m in found if m.group(3)]
     header_text = " ".join(before[-HEADER_WINDOW:].split())
     spans = list(_SPAN.finditer(header_text))
-    if not spans or max(len(values), len(percents)) < 2:
+    if max(len(values), len(percents)) < 2:
         return None
-    header = header_text[_group_start(spans):]
-    spans = list(_SPAN.finditer(header))
-    dates = _dates(header)
-    if len(spans) == 1 and len(values) > len(dates) and re.search(r"(?i)\bchange\b", header):
-        values = values[:len(dates)]  # "April 30, 2023 May 1, 2022 $ Change % Change": the dated columns come first
+    if spans:
+        header = header_text[_group_start(spans):]
+        spans = list(_SPAN.finditer(header))
+        dates = _dates(header)
+        if len(spans) == 1 and len(values) > len(dates) and re.search(r"(?i)\bchange\b", header):
+            values = values[:len(dates)]  # "April 30, 2023 May 1, 2022 $ Change % Change": the dated columns come first
+    else:
+        dates = _moment_dates(before[-HEADER_WINDOW:])
     if len(values) != len(dates) and len(percents) == len(dates):
         values = percents  # a row of shares ("Gross margin percentage 43.3 % 43.3 %"): its figures are the %
     if len(values) != len(dates) or not dates:
         return None  # figures and dated columns do not line up: not this header's row, or no header
-    per_span = len(dates) // len(spans) if len(dates) % len(spans) == 0 else len(dates)
-    columns = [(_span_words(spans[min(i // per_span, len(spans) - 1)]), dates[i]) for i in range(len(dates))]
+    if spans:
+        per_span = len(dates) // len(spans) if len(dates) % len(spans) == 0 else len(dates)
+        columns = [(_span_words(spans[min(i // per_span, len(spans) - 1)]), dates[i]) for i in range(len(dates))]
+    else:
+        columns = [("", d) for d in dates]  # a date alone: a balance at that date, or a roll-forward's step to it
     wanted = _wanted_column(columns, question)
     if wanted is None:
         return False
@@ -93,7 +100,7 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     scale = f" {_SCALE[unit[-1].lower()]}" if unit and not figure.endswith("%") else ""
     dollar = "$" if (dollar or "$" in row) and not figure.endswith("%") else ""
     span, when = columns[wanted]
-    return Cell(label, f"{dollar}{figure}{scale}", f"{span} {when}", _group(before, label), first_date(when))
+    return Cell(label, f"{dollar}{figure}{scale}", f"{span} {when}".strip(), _group(before, label), first_date(when))
 
 
 GROUP_WORDS = 6  # a line that heads a block of rows is short ("Gross margin percentage:"); a longer one is prose
@@ -132,6 +139,32 @@ def _dates(header: str) -> list[str]:
         if len(days) == len(years):
             out += [f"{d}, {y}" for d, y in zip(days, years)]
     return out
+
+
+# A line of a header that holds only dates: "July 1,", "2023", "September 24, 2022", "As of June 30, 2023".
+_DATE_LINE = re.compile(rf"(?i)(?:(?:as\s+of|at)\s+)?(?:(?:{_MONTH_DAY}|(?:19|20)\d\d)\s*)+")
+
+
+def _moment_dates(before: str) -> list[str]:
+    """The column dates of a table of one moment, with no span over them (a balance sheet's "July 1,
+    2023 / September 24, 2022"): the run of date lines above the row, reached through the table's rows
+    and short headings only; none past a line of prose: a date there is not this table's header."""
+    header: list[str] = []
+    for line in reversed(before.split("\n")):
+        line = line.strip()
+        if not line:
+            continue
+        if _DATE_LINE.fullmatch(line):
+            header.append(line)
+            continue
+        if header:
+            break
+        label = _LABEL.match(line)
+        rest = line[label.end():] if label else line
+        if re.search(r"\d", rest) and not _WORD.search(rest) or len(line.split()) <= GROUP_WORDS and not line.endswith("."):
+            continue  # a row, or a heading of the table ("Current assets:")
+        return []
+    return _dates(" ".join(reversed(header)))
 
 
 def _words(text: str) -> set[str]:
