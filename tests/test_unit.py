@@ -234,6 +234,22 @@ def test_running_headers_and_footers_are_not_quoted() -> None:
     assert _quotable("Total revenue grew to 1,234 thousand dollars in the period.")
 
 
+def test_a_passages_heading_is_not_the_answer_and_a_short_line_with_a_figure_is(kb: KnowledgeBase, tmp_path: Path) -> None:
+    docs = tmp_path / "kitchen"
+    docs.mkdir()
+    (docs / "soup.md").write_text("# Red lentil soup (office kitchen, Friday lunch)\n\nServes 6.\n\n## Ingredients\n"
+                                  "- 250 g red lentils, rinsed\n- 2 cloves of garlic\n\n## Method\n"
+                                  "1. Simmer for 25 minutes until the lentils fall apart.\n")
+    kb.ingest([str(docs)])
+    answer = kb.ask("How many grams of red lentils go in the red lentil soup?", k=2, llm="none")
+    assert "office kitchen" not in answer.answer  # the title names the topic, it answers nothing
+    assert answer.answer.startswith("- 250 g red lentils, rinsed ["), answer.answer
+    from kb.answer.extractive import _quotable
+
+    assert _quotable("Go-live: 2 September 2024") and _quotable("Total due £478.20")
+    assert not _quotable("Note 5 — DEBT") and not _quotable("Occurrence #2: FORCED LANDING")  # headings
+
+
 # --- seams: registries, declared capabilities ---------------------------------------------------
 def test_registries_name_what_they_know() -> None:
     assert {"pdf", "docx", "markdown", "html", "text", "pptx", "xlsx", "csv", "email", "epub", "image"} <= set(file_types())

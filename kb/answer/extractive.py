@@ -52,9 +52,13 @@ def _units(sources: Sequence[Source]) -> list[tuple[Source, str]]:
     units: list[tuple[Source, str]] = []
     for s in sources:
         sents = split_sentences(s.text)
+        # the headings the passage sits under ("Red lentil soup > Method"): they name its topic, answer nothing
+        headings = {h.strip().lower() for hit in s.hits for h in (hit.section or "").split(" > ")}
         for i, sent in enumerate(sents):
             if i == 0 and _starts_midway(sent) or i == len(sents) - 1 and _stops_midway(sent):
                 continue  # the passage's edge cut this sentence: quoting it would cut it too
+            if sent.strip().lower() in headings:
+                continue
             if _quotable(sent):
                 if sent.endswith(":"):  # "... were as follows (in millions):" quotes the rows it introduces
                     after = itertools.takewhile(lambda x: not _prose(x), sents[i + 1:i + 14])
@@ -297,7 +301,10 @@ def _prose(line: str) -> bool:
 def _quotable(sentence: str) -> bool:
     """A line worth quoting: some words, not a page header or footer, not a heading in capitals."""
     words = re.findall(r"[A-Za-z]{2,}", sentence)
-    if len(sentence) < 12 or len(words) < 4 and not _table_row(sentence):
+    # a short line says something when it has a figure ("250 g red lentils", "Go-live: 2 September 2024"),
+    # unless it is a heading in capitals ("Occurrence #2: FORCED LANDING", "Note 5 — DEBT")
+    said = len(words) >= 2 and re.search(r"\d", sentence) and not any(w.isupper() and len(w) > 2 for w in words)
+    if len(sentence) < 12 or len(words) < 4 and not _table_row(sentence) and not said:
         return False
     if len(sentence) > LONGEST_SENTENCE:
         return False  # text run together (a flattened table or list), not a sentence to quote whole
