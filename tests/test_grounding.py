@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kb.answer.decide import EMPTY, FILTERED, OFF_TOPIC, UNCOVERED, UNMENTIONED, decide
+from kb.answer.extractive import extractive_answer
 from kb.answer.retrieve import Grounding, Passages, Subject, ground
 from kb.answer.tables import Cell, read_row, row_label
+from kb.answer.types import Source
 from kb.dates import name_period
 from kb.filters import Filters
 from kb.question import read
@@ -370,6 +373,31 @@ def test_a_balance_sheet_row_is_read_at_the_date_asked_about() -> None:
     # a date in a sentence above is no table's header
     prose = "On July 1, 2023 and September 24, 2022 the Company held the amounts described in this note.\n"
     assert read_row(row, prose, read("What were total current assets?")) is None
+
+
+class NearFirst:
+    """An embedder for which a text is as near the question as its place in `order` says: the first 0.9."""
+
+    def __init__(self, *order: str) -> None:
+        self.order = order
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.array([1.0, 0.0])
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        near = [0.9 - 0.4 * next((i for i, o in enumerate(self.order) if o in t), 2) for t in texts]
+        return np.array([[c, (1 - c * c) ** 0.5] for c in near])
+
+
+def test_a_table_row_far_below_the_best_line_does_not_open_the_answer() -> None:
+    lease = "The lease of the Canal Street office ends on 31 March 2027."
+    table = "Years Ended June 30,\n2023 2022\nInterest on lease liabilities 501 429"
+    sources = [Source(1, [hit(1, "lease.md", lease)], lease, 1, 1, 0.8),
+               Source(2, [hit(2, "10-K.pdf", table)], table, 1, 1, 0.5)]
+    answer = extractive_answer("When does the office lease end?", sources, NearFirst("Canal Street", "Interest"))
+    assert answer.answer.startswith(lease), answer.answer
+    near = extractive_answer("What was the interest on lease liabilities?", sources, NearFirst("Interest", "Canal"))
+    assert near.answer.startswith("Interest on lease liabilities, year ended June 30, 2023: 501 ["), near.answer
 
 
 @pytest.mark.parametrize(("row", "label"), [
