@@ -240,7 +240,11 @@ def test_a_passages_heading_is_not_the_answer_and_a_short_line_with_a_figure_is(
     (docs / "soup.md").write_text("# Red lentil soup (office kitchen, Friday lunch)\n\nServes 6.\n\n## Ingredients\n"
                                   "- 250 g red lentils, rinsed\n- 2 cloves of garlic\n\n## Method\n"
                                   "1. Simmer for 25 minutes until the lentils fall apart.\n")
+    (docs / "flapjacks.txt").write_text("Flapjacks for the charity bake sale\n\nMakes 12 squares.\n\n"
+                                        "Bake at 180 C (160 C fan) for 20 minutes, until golden at the edges.\n")
     kb.ingest([str(docs)])
+    oven = kb.ask("How long to bake flapjacks for the charity bake sale", k=1, llm="none")
+    assert oven.answer.startswith("Bake at 180 C"), oven.answer  # a text file's first line is its title
     answer = kb.ask("How many grams of red lentils go in the red lentil soup?", k=2, llm="none")
     assert "office kitchen" not in answer.answer  # the title names the topic, it answers nothing
     assert answer.answer.startswith("- 250 g red lentils, rinsed ["), answer.answer

@@ -57,7 +57,7 @@ def _units(sources: Sequence[Source]) -> list[tuple[Source, str]]:
         for i, sent in enumerate(sents):
             if i == 0 and _starts_midway(sent) or i == len(sents) - 1 and _stops_midway(sent):
                 continue  # the passage's edge cut this sentence: quoting it would cut it too
-            if sent.strip().lower() in headings:
+            if sent.strip().lower() in headings or i == 0 and s.hits[0].char_start == 0 and _title(sent):
                 continue
             if _quotable(sent):
                 if sent.endswith(":"):  # "... were as follows (in millions):" quotes the rows it introduces
@@ -315,6 +315,12 @@ def _quotable(sentence: str) -> bool:
         return False
     letters = re.sub(r"[^A-Za-z]", "", sentence)
     return not (letters.isupper() and len(words) < 12) and not _heading(sentence)
+
+
+def _title(line: str) -> bool:
+    """A document's first line as a title ("Flapjacks for the charity bake sale"): short, no figure, no
+    closing punctuation."""
+    return len(line.split()) <= TITLE_WORDS and not re.search(r"\d|[.!?:;)\"”]$", line.strip())
 
 
 def _heading(line: str) -> bool:
