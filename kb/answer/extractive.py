@@ -39,7 +39,7 @@ def extractive_answer(question: str | Question, sources: Sequence[Source], embed
     scores, vecs = _scores(asked, units, sources, embedder)
     order = sorted(range(len(units)), key=lambda i: -scores[i])
     words = _asked_words(asked)
-    cell = _best_cell(asked, words, [units[i] for i in order if scores[i] >= scores[order[0]] - CELL_BAND])
+    cell = _best_cell(asked, words, [units[i] for i in order], [scores[i] < scores[order[0]] - CELL_BAND for i in order])
     picked = _choose(asked, units, order, scores, vecs, cell, max_sentences)
     lines = [f"{cell[1]} [{cell[0].n}]"] if cell else []
     lines += [f"{_read_rows(asked, source, unit)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
@@ -139,14 +139,18 @@ def _cite(picked: list[tuple[Source, str]]) -> list[Citation]:
 
 
 W_OVERLAP, W_PRECISION, W_FIGURE, W_RANK = 0.25, 0.3, 0.05, 0.1
-# A table row scoring this far below the best line answers a neighbouring question ("Interest on lease
-# liabilities" for "when does the lease end"): a little more than holding all the question's words adds.
+# A table row whose label names one of the question's words and that scores this far below the best line
+# answers a neighbouring question ("Interest on lease liabilities" for "when does the lease end"): a little
+# more than holding all the question's words adds. One naming two is the statement row it asks for, however
+# far the embedder puts a page of figures.
 CELL_BAND = 0.3
 
 
-def _best_cell(question: Question, words: set[str], units: list[tuple[Source, str]]) -> tuple[Source, Cell, str] | None:
+def _best_cell(question: Question, words: set[str], units: list[tuple[Source, str]],
+               far: Sequence[bool] = ()) -> tuple[Source, Cell, str] | None:
     """The table row among `units` (best-scoring first) whose label best matches the question, read at
-    the column of the period it asks about: (its source, the cell, the row as printed)."""
+    the column of the period it asks about: (its source, the cell, the row as printed). `far`: each
+    unit scores CELL_BAND below the best, so a row of it needs a label naming two of the question's words."""
     best: tuple[int, float, int, int, int] | None = None
     found: tuple[Source, Cell, str] | None = None
     for rank, (s, unit) in enumerate(units):
@@ -158,7 +162,7 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
                 continue
             label = _content_words(cell.label)
             shared = len(words & label)
-            if not shared:
+            if not shared or shared < 2 and rank < len(far) and far[rank]:
                 continue
             # a label naming two of the question's words before one naming a single word, however short
             # ("Other, net" is all "net"); equally good labels: the one with more of the question's words,
