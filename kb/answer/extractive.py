@@ -39,7 +39,8 @@ def extractive_answer(question: str | Question, sources: Sequence[Source], embed
     scores, vecs = _scores(asked, units, sources, embedder)
     order = sorted(range(len(units)), key=lambda i: -scores[i])
     words = _asked_words(asked)
-    cell = _best_cell(asked, words, [units[i] for i in order], [scores[i] < scores[order[0]] - CELL_BAND for i in order])
+    far = [scores[i] < scores[order[0]] - CELL_BAND for i in order]
+    cell = _best_cell(asked, words, [units[i] for i in order], far)
     picked = _choose(asked, units, order, scores, vecs, cell, max_sentences)
     lines = [f"{cell[1]} [{cell[0].n}]"] if cell else []
     lines += [f"{_read_rows(asked, source, unit)} [{source.n}]" for source, unit in picked[1 if cell else 0:]]
@@ -149,8 +150,9 @@ CELL_BAND = 0.3
 def _best_cell(question: Question, words: set[str], units: list[tuple[Source, str]],
                far: Sequence[bool] = ()) -> tuple[Source, Cell, str] | None:
     """The table row among `units` (best-scoring first) whose label best matches the question, read at
-    the column of the period it asks about: (its source, the cell, the row as printed). `far`: each
-    unit scores CELL_BAND below the best, so a row of it needs a label naming two of the question's words."""
+    the column of the period it asks about: (its source, the cell, the row as printed). `far`: whether
+    each unit scores more than CELL_BAND below the best line; a row of one needs a label naming two of
+    the question's words."""
     best: tuple[int, float, int, int, int] | None = None
     found: tuple[Source, Cell, str] | None = None
     for rank, (s, unit) in enumerate(units):

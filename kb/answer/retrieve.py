@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from kb.embed.base import Embedder
     from kb.query.aliases import Alias
 
-Search = Callable[..., list[Hit]]  # `KnowledgeBase.search`, or a reader's: (query, k=, filters=, mode=, tuning=) -> hits
+# `KnowledgeBase.search`, or a reader's: (query, k=, filters=, mode=, tuning=) -> hits
+Search = Callable[..., list[Hit]]
 # `KnowledgeBase.aliases`: the aliases a text names that the documents define ("NnW"), by the text's word
 Aliases = Callable[[str], "Mapping[str, Alias]"]
 
@@ -285,17 +286,17 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
             continue
         top = max(counts.values())
         docs_of.append({d for d, n in counts.items() if n * 4 >= top})
-    lacking = [t for t in missing if t.kind == "entity"]
-    held = sum(t.kind == "entity" for t in question.about) - len(lacking)
+    # A code is not written otherwise: its parts stand together wherever it is mentioned ("Nimbus 7" where
+    # the documents hold only "Nimbus" is another version, not the same one spelled otherwise).
+    lacking: list[Term] = [t for t in missing if isinstance(t, Name)]
+    held = sum(t.kind == "entity" for t in question.about) - sum(t.kind == "entity" for t in missing)
     otherwise: list[Term] = []
-    # A code is not written otherwise: its parts stand together wherever it is mentioned ("iPhone 16"
-    # where the documents hold only "iPhone" is another version, not the same one spelled otherwise).
-    if lacking and all(isinstance(t, Name) for t in lacking) and held >= 2 and held > len(lacking):
+    if lacking and held >= 2 and held > len(lacking):
         # A question naming several things the documents hold ("the Aerostar that left Elyria, Ohio")
         # is about them: the one name they lack is written otherwise there ("Elyria, OH").
-        missing, otherwise = [t for t in missing if t.kind != "entity"], lacking
+        missing, otherwise = [t for t in missing if not isinstance(t, Name)], lacking
     if missing:
-        return Grounding(missing, list(hits))
+        return Grounding(missing, list(hits), otherwise=otherwise)
     focused = list(hits)
     if docs_of:
         coverage = [sum(h.doc_id in docs for docs in docs_of) for h in hits]

@@ -11,6 +11,7 @@ one moment (a balance sheet) has dates over its columns and no span: its cells a
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -41,9 +42,9 @@ class Cell:
         return f"{label}, {self.period}: {self.value}"
 
 
-# A row's words before its first figure; a parenthesis of words is the label's ("expense/(benefit)"), one of
-# a figure is a negative value ("(1,316)").
-_LABEL = re.compile(r"\s*([A-Za-z](?:[^$\d(]|\((?![\s$]*\d))*?)\s*(?=[$\d]|\([\s$]*\d)")
+# A row's words before its first figure; a parenthesis of words is the label's ("expense/(benefit)"), one
+# holding a figure is a negative value ("(1,316)", "(-5)") or a note's number ("(Note 5)"), and ends it.
+_LABEL = re.compile(r"\s*([A-Za-z](?:[^$\d(]|\([^()\d$]*\))*?)\s*(?=[$\d]|\([^()]*\d)")
 _WORD = re.compile(r"[A-Za-z]{3,}")  # a word after a row's first figure (not "NM", "n/a")
 _BARE = re.compile(r"\d+\)?")  # digits alone, or closing a parenthesis of words ("Item 1)")
 
@@ -62,13 +63,22 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     if not label_match:
         return None
     label = label_match.group(1).strip(" :.")
-    found = list(_VALUE.finditer(row[label_match.end():]))
+    rest = row[label_match.end():]
+    found = list(_VALUE.finditer(rest))
     values = [(m.group(1) or "", m.group(2)) for m in found if not m.group(3)]
     percents = [("", m.group(2) + "%") for m in found if m.group(3)]
-    header_text = " ".join(before[-HEADER_WINDOW:].split())
-    spans = list(_SPAN.finditer(header_text))
     if max(len(values), len(percents)) < 2:
         return None
+    if _WORD.search(rest) and any(_BARE.fullmatch(figure) and not dollar for dollar, figure in values):
+        # a bare number among words: a sentence broken across lines ("... in our 2022 Form 10-K and",
+        # "(Part I, Item 2) and"), not a row, whose amounts are written as amounts ("$ 5.2", "1,311", "(61)")
+        return None
+    window = before[-HEADER_WINDOW:]
+    header_text = " ".join(window.split())
+    spans = list(_SPAN.finditer(header_text))
+    moment, start = _moment_header(window)
+    if moment and all(m.end() < start - SPAN_GAP for m in _SPAN.finditer(window)):
+        spans = []  # a span above is another table's or a sentence's: this one's columns are dates alone
     if spans:
         header = header_text[_group_start(spans):]
         spans = list(_SPAN.finditer(header))
@@ -76,7 +86,7 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
         if len(spans) == 1 and len(values) > len(dates) and re.search(r"(?i)\bchange\b", header):
             values = values[:len(dates)]  # "April 30, 2023 May 1, 2022 $ Change % Change": the dated columns come first
     else:
-        dates = _moment_dates(before[-HEADER_WINDOW:])
+        dates = moment
     if len(values) != len(dates) and len(percents) == len(dates):
         values = percents  # a row of shares ("Gross margin percentage 43.3 % 43.3 %"): its figures are the %
     if len(values) != len(dates) or not dates:
@@ -90,10 +100,6 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     if wanted is None:
         return False
     dollar, figure = values[wanted]
-    if _BARE.fullmatch(figure) and not dollar and _WORD.search(row[label_match.end():]):
-        # a bare number among words: a sentence broken across lines ("... in our 2022 Form 10-K and",
-        # "(Part I, Item 2) and"), not a row, whose amounts are written as amounts ("$ 5.2", "1,311", "(61)")
-        return None
     # the table's own "(In millions, except ... in thousands)", else the last unit the text states
     unit = re.findall(r"(?i)\(\s*(?:dollars\s+|amounts\s+)?in\s+(thousands|millions|billions)", header_text) \
         or _UNIT.findall(header_text)
@@ -141,30 +147,39 @@ def _dates(header: str) -> list[str]:
     return out
 
 
+# A row with words among its figures ("... 15,647,868 shares issued and outstanding 70,667 64,849") ends in two.
+_TRAILING_FIGURES = re.compile(r"(?:\s[$(]*-?\d[\d,.]*\)?%?){2,}\s*$")
+SPAN_GAP = 40  # characters: a span this close above a table's date lines heads them ("Three Months Ended")
 # A line of a header that holds only dates: "July 1,", "2023", "September 24, 2022", "As of June 30, 2023".
 _DATE_LINE = re.compile(rf"(?i)(?:(?:as\s+of|at)\s+)?(?:(?:{_MONTH_DAY}|(?:19|20)\d\d)\s*)+")
 
 
-def _moment_dates(before: str) -> list[str]:
+def _moment_header(before: str) -> tuple[list[str], int]:
     """The column dates of a table of one moment, with no span over them (a balance sheet's "July 1,
-    2023 / September 24, 2022"): the run of date lines above the row, reached through the table's rows
-    and short headings only; none past a line of prose: a date there is not this table's header."""
+    2023 / September 24, 2022"), and where they start in `before`: the run of date lines above the row,
+    reached through the table's rows and short headings only; none past a line of prose (a date there
+    is not this table's header): ([], -1)."""
     header: list[str] = []
-    for line in reversed(before.split("\n")):
-        line = line.strip()
-        if not line:
+    start = -1
+    lines = before.split("\n")
+    offsets = list(itertools.accumulate([0, *(len(line) + 1 for line in lines[:-1])]))
+    for line, at in zip(reversed(lines), reversed(offsets)):
+        text = line.strip()
+        if not text:
             continue
-        if _DATE_LINE.fullmatch(line):
-            header.append(line)
+        if _DATE_LINE.fullmatch(text):
+            header.append(text)
+            start = at
             continue
         if header:
             break
-        label = _LABEL.match(line)
-        rest = line[label.end():] if label else line
-        if re.search(r"\d", rest) and not _WORD.search(rest) or len(line.split()) <= GROUP_WORDS and not line.endswith("."):
-            continue  # a row, or a heading of the table ("Current assets:")
-        return []
-    return _dates(" ".join(reversed(header)))
+        label = _LABEL.match(text)
+        rest = text[label.end():] if label else text
+        row = re.search(r"\d", rest) and not _WORD.search(rest) or _TRAILING_FIGURES.search(text)
+        heading = len(text.split()) <= GROUP_WORDS and not text.endswith(".") and not text[0].islower()
+        if not (row or heading):  # a row, or a heading of the table ("Current assets:"), else prose
+            return [], -1
+    return _dates(" ".join(reversed(header))), start
 
 
 def _words(text: str) -> set[str]:
