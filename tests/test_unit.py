@@ -252,6 +252,7 @@ def test_a_passages_heading_is_not_the_answer_and_a_short_line_with_a_figure_is(
 
     assert _quotable("Go-live: 2 September 2024") and _quotable("Total due £478.20")
     assert not _quotable("Note 5 — DEBT") and not _quotable("Occurrence #2: FORCED LANDING")  # headings
+    assert not _quotable("Liquidity and capital resources Pages 37 - 38")  # a table of contents' line
 
 
 # --- seams: registries, declared capabilities ---------------------------------------------------

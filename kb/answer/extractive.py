@@ -329,11 +329,17 @@ def _title(line: str) -> bool:
     return len(line.split()) <= TITLE_WORDS and not re.search(r"\d|[.!?:;)\"”]$", line.strip())
 
 
+# A table of contents' line in any case: a title and its pages ("Liquidity and capital resources Pages 37 - 38").
+_CONTENTS_LINE = re.compile(r"(?i)[^\d.!?]+\bpages?\s+\d{1,3}(?:\s*[-–]\s*\d{1,3})?")
+
+
 def _heading(line: str) -> bool:
     """A title ("Liquidity and Capital Resources", "We Face Significant Inventory Risk"), or a line of a
     table of contents (a title and its page: "f) Notes to Financial Statements 8"): no other figure, no
     closing punctuation, and every word but the short joining ones capitalised. It names a topic; it
     answers nothing."""
+    if _CONTENTS_LINE.fullmatch(line.strip()):
+        return True
     line = re.sub(r"^\s*(?:[a-z]\)|\d{1,3}\.?)\s+(?=[A-Z])|\s+\d{1,3}$", "", line)  # a list label, a page number
     if re.search(r"\d|[.!?:;]$", line):
         return False
