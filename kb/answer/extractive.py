@@ -311,7 +311,7 @@ def _quotable(sentence: str) -> bool:
     """A line worth quoting: some words, not a page header or footer, not a heading in capitals."""
     words = re.findall(r"[A-Za-z]{2,}", sentence)
     # a short line says something when it has a figure ("250 g red lentils", "Go-live: 2 September 2024"),
-    # unless it is a heading in capitals ("Occurrence #2: FORCED LANDING", "Note 5 — DEBT")
+    # unless it is a heading in capitals ("Step 2: FINAL CHECK", "Note 5 — DEBT")
     said = len(words) >= 2 and re.search(r"\d", sentence) and not any(w.isupper() and len(w) > 2 for w in words)
     if len(sentence) < 12 or len(words) < 4 and not _table_row(sentence) and not said:
         return False
@@ -329,7 +329,7 @@ def _title(line: str) -> bool:
     return len(line.split()) <= TITLE_WORDS and not re.search(r"\d|[.!?:;)\"”]$", line.strip())
 
 
-# A table of contents' line in any case: a title and its pages ("Liquidity and capital resources Pages 37 - 38").
+# A table of contents' line in any case: a title and its pages ("Cash and borrowings Pages 37 - 38").
 _CONTENTS_LINE = re.compile(r"(?i)[^\d.!?]+\bpages?\s+\d{1,3}(?:\s*[-–]\s*\d{1,3})?")
 
 

@@ -70,8 +70,8 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     if max(len(values), len(percents)) < 2:
         return None
     if _WORD.search(rest) and any(_BARE.fullmatch(figure) and not dollar for dollar, figure in values):
-        # a bare number among words: a sentence broken across lines ("... in our 2022 Form 10-K and",
-        # "(Part I, Item 2) and"), not a row, whose amounts are written as amounts ("$ 5.2", "1,311", "(61)")
+        # a bare number among words: a sentence broken across lines ("... in our 2022 annual report and",
+        # "(see section 4) and"), not a row, whose amounts are written as amounts ("$ 5.2", "1,311", "(61)")
         return None
     window = before[-HEADER_WINDOW:]
     header_text = " ".join(window.split())
@@ -147,7 +147,7 @@ def _dates(header: str) -> list[str]:
     return out
 
 
-# A row with words among its figures ("... 15,647,868 shares issued and outstanding 70,667 64,849") ends in two.
+# A row with words among its figures ("... 1,200,000 shares issued and outstanding 5,310 4,980") ends in two.
 _TRAILING_FIGURES = re.compile(r"(?:\s[$(]*-?\d[\d,.]*\)?%?){2,}\s*$")
 SPAN_GAP = 40  # characters: a span this close above a table's date lines heads them ("Three Months Ended")
 # A line of a header that holds only dates: "July 1,", "2023", "September 24, 2022", "As of June 30, 2023".
