@@ -278,6 +278,20 @@ def test_ground_focuses_on_the_documents_about_the_question_and_the_latest_one()
     assert ground(read("What was Acme's gross margin?"), passages, search).latest is None
 
 
+def test_the_best_passage_is_about_a_name_it_mentions_whatever_its_documents_size() -> None:
+    """A one-page policy names London once; an annual report names it in passing forty times (an interest
+    rate's name). The policy's passage, ranked first, is about London all the same."""
+    policy = Hit(1, 2.0, 1, "travel-policy.md", 1, 1, None, "The nightly hotel limit is £140 in London.", doc_id=1)
+    report = [Hit(i, 0.6, 100 + i, "annual-report.pdf", i, i, None, "Loans bear the London Interbank Offered Rate.",
+                  doc_id=2) for i in range(2, 10)]
+
+    def search(query: str, **_: object) -> list[Hit]:  # the keyword index: the report's mentions first
+        return [*report, policy]
+
+    grounding = ground(read("What is the hotel limit in London per night?"), [policy, *report[:3]], search)
+    assert policy in grounding.focused
+
+
 def test_the_reasons_not_to_answer() -> None:
     """Every "not found" comes from `decide`, which names its reason."""
     none = Passages([], [], Grounding([], []))

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 Search = Callable[..., list[Hit]]
 # `KnowledgeBase.aliases`: the aliases a text names that the documents define ("NnW"), by the text's word
 Aliases = Callable[[str], "Mapping[str, Alias]"]
+# `KnowledgeBase.names`: the words of a text that the documents write as names, lower-cased
+Names = Callable[[str], frozenset[str]]
 
 # A word whose own embedding is at least this close to the question's carries its subject: measured
 # on questions of our own, "tesla", "metformin", "mileage", "initech" score 0.42-0.79 against their
@@ -261,10 +263,10 @@ def _spelled_out(word: str, question: Question, text: str) -> bool:
 def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Filters | None = None,
            aliases: Mapping[str, Alias] | None = None) -> Grounding:
     """Which of the question's names and periods no passage mentions, and which retrieved passages
-    come from documents about them. A term belongs to a document when a retrieved passage of it
-    mentions the term, or when the keyword index finds the term there often (at least a quarter as
-    often as in the document that mentions it most): a report that names a customer once is not
-    about that customer. `search`: `(query, k=, filters=, mode=) -> hits`. `aliases`: the question's
+    come from documents about them. A term belongs to a document when its passages mention the term
+    often (at least a quarter as often as the document that mentions it most: a report that names a
+    customer once is not about that customer), or when the passage search ranks first mentions it
+    (a one-page policy names its city once). `search`: `(query, k=, filters=, mode=) -> hits`. `aliases`: the question's
     words that documents define as aliases ("NnW" of Nash & Wells): such a term is not missing,
     and belongs to the documents that define it as well as to those that mention it."""
     missing: list[Term] = []
@@ -285,7 +287,12 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
             missing.append(term)
             continue
         top = max(counts.values())
-        docs_of.append({d for d, n in counts.items() if n * 4 >= top})
+        docs = {d for d, n in counts.items() if n * 4 >= top}
+        if hits and term.found_in(_text(hits[0])):
+            # the passage search ranks first is about a term it mentions, whatever its document's size:
+            # a one-page visitor guide names its city once, an annual report forty times in a loan rate's name
+            docs.add(hits[0].doc_id)
+        docs_of.append(docs)
     # A code is not written otherwise: its parts stand together wherever it is mentioned ("Nimbus 7" where
     # the documents hold only "Nimbus" is another version, not the same one spelled otherwise).
     lacking: list[Term] = [t for t in missing if isinstance(t, Name)]
