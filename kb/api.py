@@ -40,6 +40,7 @@ from kb.ingest.walk import Rules, Walked, walking
 from kb.lock import WriteLock
 from kb.query.aliases import Alias
 from kb.query.aliases import named as named_aliases
+from kb.query.names import written as written_names
 from kb.query.rerank import Reranker, open_reranker
 from kb.query.search import DEFAULT_TUNING, Tuning
 from kb.query.search import search as run_search
@@ -323,7 +324,7 @@ class KnowledgeBase:
         model, failure = self.load_llm(llm)
         return answering.answer(self.search, self.embedder, question, k=k, filters=filters, llm=model,
                                 on_token=on_token, stream=stream, llm_error=failure, history=history,
-                                aliases=self.aliases, before=self._text_before, **generation)
+                                aliases=self.aliases, names=self.names, before=self._text_before, **generation)
 
     def _text_before(self, hit: Hit) -> str:
         """The text of `hit`'s document just above it: where the header of a table it starts inside is."""
@@ -336,6 +337,11 @@ class KnowledgeBase:
         """The aliases `text` names that the documents define ("NnW", a ticker), by the word as `text`
         writes it: what each stands for and which documents define it (`kb.query.aliases`)."""
         return self._read(lambda catalog: {a.text: a for a in named_aliases(catalog, text)}) or {}
+
+    def names(self, text: str) -> frozenset[str]:
+        """The words of `text` (lower-cased) that its case leaves open and the documents write as names
+        ("quillon" in "unpaid leave quillon", "Brackwater" in "Brackwater operating income"): `kb.query.names`."""
+        return self._read(lambda catalog: written_names(catalog, text)) or frozenset()
 
     def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
         """The documents passing the path and type parts of `filters`, in source order (failed: `failures`)."""

@@ -62,7 +62,7 @@ _SENTENCE = re.compile(r"[^.?!]+(?:[.?!]+|$)")
 
 # Words that frame a question rather than say what it is about: capitalised for grammar, not because
 # they name something, and never one of its content words.
-_FRAMING = STOPWORDS | frozenset({
+FRAMING = STOPWORDS | frozenset({
     "please", "list", "describe", "explain", "give", "tell", "compare", "summarize", "summarise", "find", "show",
     "according", "based", "using", "given", "here", "there", "also", "provide", "identify", "calculate", "answer",
     "many", "much", "define", "defined",
@@ -180,7 +180,17 @@ class Question:
         # parts it is computed from, not the term.
         defined = {w.lower() for m in _DEFINED.finditer(text) for w in _LETTERS.findall(m.group(1) or m.group(2))}
         words = dict.fromkeys(w.lower() for w in _LETTERS.findall(text))
-        return tuple(w for w in words if w not in _FRAMING and w not in defined)[:MAX_TERMS]
+        return tuple(w for w in words if w not in FRAMING and w not in defined)[:MAX_TERMS]
+
+    @cached_property
+    def uncased(self) -> bool:
+        """Whether it is written without capitals, but a sentence's first letter and "I": its case says
+        nothing of what names something ("unpaid leave rules quillon")."""
+        for m in _LETTERS.finditer(self.text):
+            before = self.text[:m.start()].rstrip()
+            if any(c.isupper() for c in m.group()) and m.group() != "I" and before and before[-1] not in ".?!:;":
+                return False
+        return True
 
     @cached_property
     def named(self) -> frozenset[str]:
@@ -221,10 +231,12 @@ class Question:
 
 
 @lru_cache(maxsize=64)
-def read(text: str) -> Question:
-    """`text` read as a question (cached: search, grounding, line scoring and every table row ask)."""
+def read(text: str, names: frozenset[str] = frozenset()) -> Question:
+    """`text` read as a question (cached: search, grounding, line scoring and every table row ask).
+    `names`: words (lower-cased) the documents write as names, names wherever the question puts them
+    and however it writes them (`kb.query.names`)."""
     found, rest = periods(text)
-    return Question(text, tuple(_names(rest)), tuple(found), bool(_LATEST.search(text)), _instructions(text),
+    return Question(text, tuple(_names(rest, names)), tuple(found), bool(_LATEST.search(text)), _instructions(text),
                     _codes(rest))
 
 
@@ -298,16 +310,17 @@ def _codes(question: str) -> tuple[Code, ...]:
         plain = not any(c.isupper() for c in m.group(1)[1:])
         if start and plain and "." not in m.group(2):  # "Top 10 customers": grammar's capital, not a product's
             continue
-        if m.group(1).lower() not in _FRAMING and not any(m.group(2) in c for c in out):
+        if m.group(1).lower() not in FRAMING and not any(m.group(2) in c for c in out):
             out.append(m.group())
     return tuple(Code(c) for c in dict.fromkeys(out))
 
 
 # --- names ----------------------------------------------------------------------------------------
-def _names(question: str) -> list[Name]:
+def _names(question: str, known: frozenset[str] = frozenset()) -> list[Name]:
     """Runs of capitalised words that name something: "Tesla", "Johnson & Johnson", "iPhone",
     "AWS". A capitalised word that starts a sentence counts only when it plainly names something
-    (possessive, all capitals, inner capitals): "Summarise ..." is grammar, "Tesla's ..." is a name."""
+    (possessive, all capitals, inner capitals): "Summarise ..." is grammar, "Tesla's ..." is a name.
+    A word of `known` (the documents write it as a name) is one wherever it stands and however written."""
     runs: list[list[str]] = []
     current: list[str] = []
     pending: list[str] = []  # joiners ("of", "&") that count only between two names
@@ -326,7 +339,8 @@ def _names(question: str) -> list[Name]:
         word = m.group(0)
         bare = _POSSESSIVE.sub("", word)
         code = m.start() >= 2 and question[m.start() - 1] == "-" and question[m.start() - 2].isdigit()
-        if not code and _capitalised_name(word, bare, sentence_start):  # "12-Cs": a kind of form, not a name
+        # "12-Cs": a kind of form, not a name
+        if not code and (_capitalised_name(word, bare, sentence_start) or bare.lower() in known):
             current += [*pending, bare]
             pending = []
             if word != bare:  # a possessive ends the name: "ACME's Data Center" names two things
@@ -369,7 +383,7 @@ def _capitalised_name(word: str, bare: str, sentence_start: bool) -> bool:
         return False
     lower = bare.lower()
     inner_capitals = any(c.isupper() for c in bare[1:])
-    if lower in _FRAMING and not inner_capitals:
+    if lower in FRAMING and not inner_capitals:
         return False
     if len(bare) < 2:
         return False

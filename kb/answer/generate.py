@@ -22,7 +22,7 @@ from kb.answer.citations import (
 from kb.answer.decide import DECLINED, NOT_FOUND, UNCITED, UNQUOTABLE, UNSUPPORTED, decide, judge, vague
 from kb.answer.extractive import extractive_answer
 from kb.answer.prompt import build_messages, fit_sources, merge_hits
-from kb.answer.retrieve import Aliases, Grounding, Passages, Search, retrieve
+from kb.answer.retrieve import Aliases, Grounding, Names, Passages, Search, retrieve
 from kb.answer.types import Answer, Citation, ModelAnswer, Source
 from kb.errors import ConfigError, DependencyError
 from kb.llm import NO_LLM, default_llm
@@ -67,13 +67,16 @@ def check_question(question: str) -> str:
 def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, filters: Filters | None = None,
            llm: LLM | None = None, on_token: OnToken | None = None, stream: bool = True,
            check: bool = True, llm_error: str | None = None, history: History = (),
-           aliases: Aliases | None = None, before: Before | None = None, **generation: Any) -> Answer:
+           aliases: Aliases | None = None, names: Names | None = None, before: Before | None = None,
+           **generation: Any) -> Answer:
     """Answer `question` from what `search` finds. `llm`: the model (see `load_llm`), or None for an
     extractive answer. `on_token` sees the answer as it streams. `generation`: temperature, top_p,
     top_k, max_tokens, num_beams. `llm_error`: why the configured model could not be loaded.
     `history`: the conversation's earlier turns, oldest first: `Turn`s or {"question", "answer"}.
     `aliases`: the aliases a text names that the documents define (`KnowledgeBase.aliases`): a
-    question naming one ("NnW") is not answered "not found" for want of that word. `before`: the text
+    question naming one ("NnW") is not answered "not found" for want of that word. `names`: the words
+    of a text the documents write as names (`KnowledgeBase.names`), read as names however the question
+    writes them ("brackwater operating income"). `before`: the text
     of a hit's document just above it, where the extractive answer looks for a table row's header.
 
     A model that fails while answering (crashes, stops answering, refuses) gives way to the
@@ -92,7 +95,7 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
     query = asked.query if asked else question
     result = _answer(search, embedder, query, k=k, filters=filters, llm=llm, on_token=on_token, stream=stream,
                      check=check, llm_error=llm_error, options=GenerationOptions().update(**generation),
-                     aliases=aliases, before=before)
+                     aliases=aliases, names=names, before=before)
     if not result.found:
         result.hits = nearest(result.hits)
     if asked is not None:
@@ -110,11 +113,12 @@ def answer(search: Search, embedder: Embedder, question: str, *, k: int = 5, fil
 
 def _answer(search: Search, embedder: Embedder, question: str, *, k: int, filters: Filters | None,
             llm: LLM | None, on_token: OnToken | None, stream: bool, check: bool, llm_error: str | None,
-            options: GenerationOptions, aliases: Aliases | None = None, before: Before | None = None) -> Answer:
+            options: GenerationOptions, aliases: Aliases | None = None, names: Names | None = None,
+            before: Before | None = None) -> Answer:
     """Retrieve, decide, write (the model, or the passages' own sentences when there is none or it
     fails), verify."""
     started = time.perf_counter()
-    asked = read(question)
+    asked = read(question, names(question) if names else frozenset())
     empty = vague(asked)
     if empty is not None:
         return empty.answer(question, Passages([], [], Grounding([], [])), llm.name if llm else None, {}, llm_error)

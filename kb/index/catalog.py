@@ -539,6 +539,26 @@ class Catalog:
 
         return self._memo("names", names)
 
+    def texts_holding(self, doc_ids: Iterable[int], word: str, limit: int) -> dict[int, list[str]]:
+        """For each of `doc_ids`, up to `limit` of its chunk texts that hold `word` (its keyword-index
+        term, and its letters in any case), in the document's order: how each document writes the word
+        (`kb.query.names`)."""
+        ids = list(doc_ids)
+        if not ids:
+            return {}
+        like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql = ("SELECT c.doc_id, c.text FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?"
+               f" AND c.doc_id IN ({','.join('?' * len(ids))}) AND c.text LIKE ? ESCAPE '\\' ORDER BY c.doc_id, c.ord")
+        out: dict[int, list[str]] = {}
+        try:
+            for doc, text in self.db.execute(sql, (fts_quote(word), *ids, like)):
+                held = out.setdefault(int(doc), [])
+                if len(held) < limit:
+                    held.append(str(text))
+        except sqlite3.DatabaseError as e:
+            raise CatalogError(f"{self.path}: keyword search failed: {e}") from e
+        return out
+
     def text_before(self, doc_id: int, char_start: int, chars: int) -> str:
         """Up to `chars` characters of document `doc_id`'s text that end where `char_start` begins,
         from its chunks in order (a table's header above the chunk that holds a row of it)."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kb.config import check_mode
 from kb.filters import Filters
-from kb.query import aliases, facets, fusion, snippet
+from kb.query import aliases, facets, fusion, names, snippet
 from kb.query.fts import match_expression, quote
 from kb.question import Question, read
 from kb.types import Hit
@@ -79,7 +79,7 @@ def search(
     scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning,
                         counted=counted)
     hits = arrange(_with_rows(catalog, scored, 2 * wanted + 16), wanted, per_page=tuning.per_page)
-    asked = read(aliases.spelled(catalog, query))  # "NnW and Globex": Nash & Wells is one side
+    asked = asked_in(catalog, query)  # "NnW and Globex": Nash & Wells is one side
     if mode == "hybrid" and (len(asked.names) >= 2 or len(asked.periods) >= 2) and len(hits) > 1:
         doc_of = catalog.chunk_documents(i for i, _ in scored)
         sides = facets.compared(catalog, asked, set(doc_of.values()))
@@ -95,6 +95,15 @@ def search(
     hits = hits[:k]
     snippet.annotate(hits, query, catalog, counted={t: sum(per_doc.values()) for t, per_doc in counted.items()})
     return hits
+
+
+def asked_in(catalog: Catalog, query: str) -> Question:
+    """`query` read as a question of this folder: each alias with its name spelled out beside it
+    (`kb.query.aliases`), and the words the documents write as names taken for names
+    (`kb.query.names`): "brackwater operating income" asks about Brackwater as "Brackwater's operating
+    income" does."""
+    spelled = aliases.spelled(catalog, query)
+    return read(spelled, names.written(catalog, spelled))
 
 
 def candidates(
@@ -130,7 +139,7 @@ def candidates(
         return dense
     if mode == "keyword":
         return keyword
-    question = read(spelled)
+    question = asked_in(catalog, query)
     bonus = _literal_bonus(catalog, question, filters, tuning)
     ids = {i for i, _ in dense} | {i for i, _ in keyword} | set(bonus)
     for i, b in _document_prior(catalog, question, match, ids, tuning, counted).items():
