@@ -322,6 +322,17 @@ def test_a_subject_no_document_holds_or_no_passage_covers_is_not_found() -> None
     assert weightiest is not None and weightiest.reason == UNCOVERED
 
 
+def test_a_passage_near_the_question_only_for_the_name_they_share_does_not_answer() -> None:
+    """"When does the Nimbus Android app ship?" and a passage on the Nimbus launch party: close (the name
+    carries the embedding) but holding none of what is asked of the name."""
+    party = [hit(1, "nimbus-launch.md", "The Nimbus 2.0 launch party is on the roof terrace.")]
+    near = decide(Passages(party, [0.68], Grounding([], party), Subject(0.0, ("android", "app", "ship"), True)), None)
+    assert near is not None and near.reason == UNCOVERED
+    assert near.text == "Not found in the knowledge base: no passage is about android, app, ship."
+    # a quarter of what is asked, as near: an answer worded otherwise
+    assert decide(Passages(party, [0.68], Grounding([], party), Subject(0.3, ("android",), True)), None) is None
+
+
 @pytest.mark.parametrize(("name", "period"), [
     ("/docs/2023 Q3 AAPL.pdf", (2023, 3)), ("AMCOR_2023Q2_10Q.pdf", (2023, 2)), ("report-2024-06.pdf", (2024, 6)),
     ("ADOBE_2017_10K.pdf", (2017, 0)), ("Q4-2021 summary.md", (2021, 4)), ("notes.md", None),

@@ -37,6 +37,9 @@ RELEVANCE_MIN = 0.30
 # answers reach and near misses seldom do.
 COVERAGE_MIN = 0.5
 RELEVANCE_SURE = 0.5
+# Under a quarter of the subject, no cosine makes a passage an answer: it is near the question for the
+# names it shares ("When does the Nimbus app ship?" and a passage on the Nimbus launch party).
+COVERAGE_FLOOR = 0.25
 NOT_FOUND = "Not found in the knowledge base."
 
 # The reasons not to answer, by name (`Answer.abstained`).
@@ -104,7 +107,8 @@ def decide(passages: Passages, filters: Filters | None) -> Abstain | None:
         said = "; ".join(_missing(t) for t in missing)
         return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.", tuple(missing))
     subject = passages.subject
-    if (subject.coverage < COVERAGE_MIN or subject.lacks_weightiest) and best < RELEVANCE_SURE:
+    if (subject.coverage < COVERAGE_MIN or subject.lacks_weightiest) and best < RELEVANCE_SURE \
+            or subject.coverage < COVERAGE_FLOOR:
         lacking = ", ".join(subject.lacking[:3])
         said = f"no passage is about {lacking}" if lacking else "no passage holds what the question asks about"
         return Abstain(UNCOVERED, f"{said} (it holds {subject.coverage:.0%} of the question's subject); "
