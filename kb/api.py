@@ -341,7 +341,10 @@ class KnowledgeBase:
     def names(self, text: str) -> frozenset[str]:
         """The words of `text` (lower-cased) that its case leaves open and the documents write as names
         ("quillon" in "unpaid leave quillon", "Brackwater" in "Brackwater operating income"): `kb.query.names`."""
-        return self._read(lambda catalog: written_names(catalog, text)) or frozenset()
+        try:
+            return self._read(lambda catalog: written_names(catalog, text)) or frozenset()
+        except (KBError, sqlite3.Error):  # a lookup that failed says nothing: the question is read as written
+            return frozenset()
 
     def documents(self, filters: Filters | None = None) -> list[DocumentInfo]:
         """The documents passing the path and type parts of `filters`, in source order (failed: `failures`)."""

@@ -184,8 +184,9 @@ class Question:
 
     @cached_property
     def uncased(self) -> bool:
-        """Whether it is written without capitals, but a sentence's first letter and "I": its case says
-        nothing of what names something ("unpaid leave rules quillon")."""
+        """Whether it has no capital but a sentence's first letter and "I" (typed in lower case, or naming
+        nothing by a capital): its case says nothing of what names something ("unpaid leave rules
+        quillon")."""
         for m in _LETTERS.finditer(self.text):
             before = self.text[:m.start()].rstrip()
             if any(c.isupper() for c in m.group()) and m.group() != "I" and before and before[-1] not in ".?!:;":
@@ -338,9 +339,16 @@ def _names(question: str, known: frozenset[str] = frozenset()) -> list[Name]:
             pending.append("&")
         word = m.group(0)
         bare = _POSSESSIVE.sub("", word)
-        code = m.start() >= 2 and question[m.start() - 1] == "-" and question[m.start() - 2].isdigit()
-        # "12-Cs": a kind of form, not a name
-        if not code and (_capitalised_name(word, bare, sentence_start) or bare.lower() in known):
+        code = m.start() >= 2 and question[m.start() - 1] == "-" and question[m.start() - 2].isdigit()  # "12-Cs"
+        # a first word the documents write as a name starts one ("Harrow Mills pension rules")
+        capitalised = not code and (_capitalised_name(word, bare, sentence_start)
+                                    or (bare.lower() in known and word[0].isupper()))
+        if not code and not capitalised and bare.lower() in known:
+            # a name the documents write as one, typed without its capital: a name of its own ("quillon
+            # brackwater revenue" names two firms; nothing tells where one ends)
+            runs += [current, [bare]]
+            current, pending = [], []
+        elif capitalised:
             current += [*pending, bare]
             pending = []
             if word != bare:  # a possessive ends the name: "ACME's Data Center" names two things

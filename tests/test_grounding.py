@@ -292,6 +292,21 @@ def test_the_best_passage_is_about_a_name_it_mentions_whatever_its_documents_siz
     assert policy in grounding.focused
 
 
+def test_a_passage_naming_both_sides_of_a_comparison_does_not_crowd_out_either() -> None:
+    """Minutes that name both firms once rank first; each firm's report names its own ten times. The
+    reports are what the question is about, not the minutes that name both."""
+    minutes = Hit(1, 2.0, 1, "minutes.md", 1, 1, None, "Quillon delivered on time; Brackwater was late.", doc_id=1)
+    reports = [Hit(2 + i, 1.0, 10 * (2 + i) + j, f"report-{firm}.md", j, j, None, f"{firm} operating income rose.",
+                   doc_id=2 + i) for i, firm in enumerate(("Quillon", "Brackwater")) for j in range(10)]
+
+    def search(query: str, **_: object) -> list[Hit]:
+        return [h for h in [minutes, *reports] if query.lower() in h.text.lower()]
+
+    grounding = ground(read("Compare Quillon and Brackwater operating income"), [minutes, reports[0], reports[10]],
+                       search)
+    assert {h.doc_id for h in grounding.focused} == {2, 3}
+
+
 def test_the_reasons_not_to_answer() -> None:
     """Every "not found" comes from `decide`, which names its reason."""
     none = Passages([], [], Grounding([], []))
@@ -323,14 +338,14 @@ def test_a_subject_no_document_holds_or_no_passage_covers_is_not_found() -> None
 
 
 def test_a_passage_near_the_question_only_for_the_name_they_share_does_not_answer() -> None:
-    """"When does the Nimbus Android app ship?" and a passage on the Nimbus launch party: close (the name
+    """"How much does the Nimbus dock weigh?" and a passage on the Nimbus launch party: close (the name
     carries the embedding) but holding none of what is asked of the name."""
     party = [hit(1, "nimbus-launch.md", "The Nimbus 2.0 launch party is on the roof terrace.")]
-    near = decide(Passages(party, [0.68], Grounding([], party), Subject(0.0, ("android", "app", "ship"), True)), None)
+    near = decide(Passages(party, [0.68], Grounding([], party), Subject(0.0, ("weigh", "dock"), True)), None)
     assert near is not None and near.reason == UNCOVERED
-    assert near.text == "Not found in the knowledge base: no passage is about android, app, ship."
+    assert near.text == "Not found in the knowledge base: no passage is about weigh, dock."
     # a quarter of what is asked, as near: an answer worded otherwise
-    assert decide(Passages(party, [0.68], Grounding([], party), Subject(0.3, ("android",), True)), None) is None
+    assert decide(Passages(party, [0.68], Grounding([], party), Subject(0.3, ("weigh",), True)), None) is None
 
 
 @pytest.mark.parametrize(("name", "period"), [

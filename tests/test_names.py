@@ -73,6 +73,11 @@ def test_a_word_the_documents_write_as_a_name_is_one_wherever_the_question_puts_
     first = read("Fernhill pension rules", frozenset({"fernhill"}))
     assert [n.text for n in first.names] == ["Fernhill"] and "fernhill" not in first.content
     assert read("Fernhill pension rules").names == ()  # the question alone cannot tell it from "Summarise"
+    # typed without capitals, two names side by side are two: nothing tells where one would end
+    both = read("quillon brackwater revenue", frozenset({"quillon", "brackwater"}))
+    assert [n.text for n in both.names] == ["quillon", "brackwater"]
+    # a first word that is a name starts a name of several words, as a capital mid-sentence does
+    assert [n.text for n in read("Harrow Mills pension rules", frozenset({"harrow"})).names] == ["Harrow Mills"]
 
 
 REPORT = """# Annual report 2023

@@ -37,8 +37,9 @@ RELEVANCE_MIN = 0.30
 # answers reach and near misses seldom do.
 COVERAGE_MIN = 0.5
 RELEVANCE_SURE = 0.5
-# Under a quarter of the subject, no cosine makes a passage an answer: it is near the question for the
-# names it shares ("When does the Nimbus app ship?" and a passage on the Nimbus launch party).
+# Under a quarter of the subject, no cosine makes a passage an answer: what makes it near is something
+# else, such as a name it shares with the question ("How much does the Nimbus dock weigh?" and a passage
+# on the Nimbus launch party).
 COVERAGE_FLOOR = 0.25
 NOT_FOUND = "Not found in the knowledge base."
 

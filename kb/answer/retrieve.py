@@ -265,13 +265,15 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     """Which of the question's names and periods no passage mentions, and which retrieved passages
     come from documents about them. A term belongs to a document when its passages mention the term
     often (at least a quarter as often as the document that mentions it most: a report that names a
-    customer once is not about that customer), or when the passage search ranks first mentions it
-    (a one-page policy names its city once). `search`: `(query, k=, filters=, mode=) -> hits`. `aliases`: the question's
+    customer once is not about that customer), and a question's one name to the document of the
+    passage search ranks first when that passage mentions it (a one-page guide names its city once).
+    The passages kept are those of the documents about the most terms. `search`: `(query, k=, filters=, mode=) -> hits`. `aliases`: the question's
     words that documents define as aliases ("NnW" of Nash & Wells): such a term is not missing,
     and belongs to the documents that define it as well as to those that mention it."""
     missing: list[Term] = []
     docs_of: list[set[int]] = []
     sources = {h.doc_id: h.source for h in hits}
+    entities = sum(t.kind == "entity" for t in question.about)
     for term in question.about:
         try:
             found = search(term.query, k=LOOKUP_K, filters=filters, mode="keyword")
@@ -288,9 +290,10 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
             continue
         top = max(counts.values())
         docs = {d for d, n in counts.items() if n * 4 >= top}
-        if hits and term.found_in(_text(hits[0])):
-            # the passage search ranks first is about a term it mentions, whatever its document's size:
-            # a one-page visitor guide names its city once, an annual report forty times in a loan rate's name
+        if hits and term.kind == "entity" and entities == 1 and term.found_in(_text(hits[0])):
+            # the passage search ranks first is about the one name it mentions, whatever its document's
+            # size: a one-page visitor guide names its city once, an annual report forty times in a loan
+            # rate's name (of several names, a passage naming them all is about none of them alone)
             docs.add(hits[0].doc_id)
         docs_of.append(docs)
     # A code is not written otherwise: its parts stand together wherever it is mentioned ("Nimbus 7" where

@@ -601,8 +601,9 @@ class Catalog:
 
     def remember(self, key: str, compute: Callable[[], _T]) -> _T:
         """`compute()`, remembered with the catalog's own counts until the catalog changes (`_memo`): for a
-        value a caller derives from them, such as an index of `aliases()`."""
-        return self._memo(key, compute)
+        value a caller derives from them, such as an index of `aliases()`. Its keys are the callers' own:
+        none is taken for one of the catalog's."""
+        return self._memo(f"derived:{key}", compute)
 
     def _memo(self, key: str, compute: Callable[[], _T]) -> _T:
         """`compute()`, remembered until the catalog changes: the counts every search needs are O(chunks)."""

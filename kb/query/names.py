@@ -1,18 +1,19 @@
 """The words of a question that the documents write as names, read as names wherever the question
 puts them: "Quillon pension rules" (a name first, where grammar capitalises any word), "unpaid leave
-quillon" (a question typed in lower case). The question alone cannot tell "Quillon" from
+quillon" (a question without capitals past its first letter). The question alone cannot tell "Quillon" from
 "Summarise"; the folder can: prose writes a name with its capital after a lower-case word ("at
 Quillon Pumps", "of Brackwater"), and a common word without it.
 
 Only the words the question's case leaves open are looked up: a capitalised first word that names
-nothing by its form, and, in a question written without capitals, its content words. A question that
-capitalises its names is read as it is written.
+nothing by its form, and, in a question with no capital past a sentence's first letter, its content
+words. A question that capitalises a name mid-sentence is read as it is written. Each lookup reads
+the passages of up to 30 documents that hold the word (one keyword-index pass over the word's
+passages), so a word in more than a tenth of a large folder is not looked up at all.
 """
 
 from __future__ import annotations
 
 import re
-from functools import partial
 from typing import TYPE_CHECKING
 
 from kb.question import FRAMING, read
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from kb.index.catalog import Catalog
 
 # How a word is written is read in the documents that mention it most, a few passages each: enough
-# documents that one writing a common word as a defined term ("Eligible Member") is outvoted; a few ms.
+# documents that one writing a common word as a defined term ("Eligible Member") is outvoted.
 DOCUMENTS = 30
 PER_DOCUMENT = 5
 # A name keeps its capital in nearly every document that mentions it in prose; a common word loses it
@@ -32,15 +33,26 @@ NAME_MIN = 2  # capitalised mentions in prose before a word's case says anything
 # of one company's reports), and reading how it is written would cost the most of all.
 COMMON_SHARE = 0.1
 COMMON_MIN = 1000
-OPEN_MAX = 8  # words of one question looked up: a long question typed in lower case costs no more
+OPEN_MAX = 8  # words of one question looked up: a long question without capitals costs no more
+KEPT = 4096  # words whose reading a connection keeps: many questions' worth
 ABBREVIATION_MAX = 5  # letters of a word in capitals taken for an abbreviation, as `kb.question` takes them
 _LETTERS = re.compile(r"[^\W\d_]+")
 
 
 def written(catalog: Catalog, text: str) -> frozenset[str]:
     """The words of `text` (lower-cased) that the question's case leaves open and the documents write
-    as names (`NAME_SHARE` of their mentions in prose, at least `NAME_MIN`)."""
-    return frozenset(w for w in _open(text) if catalog.remember(f"name:{w}", partial(_written_as_name, catalog, w)))
+    as names (`NAME_SHARE` of their mentions in prose, at least `NAME_MIN`). Each word's reading is kept
+    until the catalog changes (`KEPT` words at most)."""
+    known: dict[str, bool] = catalog.remember("names", dict)
+    out = set()
+    for word in _open(text):
+        if word not in known:
+            if len(known) >= KEPT:
+                known.clear()
+            known[word] = _written_as_name(catalog, word)
+        if known[word]:
+            out.add(word)
+    return frozenset(out)
 
 
 def _open(text: str) -> list[str]:
@@ -51,8 +63,8 @@ def _open(text: str) -> list[str]:
     taken = {w.lower() for t in asked.about for w in re.findall(r"\w+", t.text)}
     if asked.uncased:
         words = list(asked.content)
-    else:
-        words = [w for w in asked.named if w not in taken]
+    else:  # in the question's order
+        words = [w for w in dict.fromkeys(m.group().lower() for m in _LETTERS.finditer(text)) if w in asked.named]
     return [w for w in words if w not in taken and w not in FRAMING and len(w) >= 3 and w.isalpha()][:OPEN_MAX]
 
 

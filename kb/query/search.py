@@ -79,8 +79,8 @@ def search(
     scored = candidates(catalog, store, embedder, query, depth, filters=filters, mode=mode, tuning=tuning,
                         counted=counted)
     hits = arrange(_with_rows(catalog, scored, 2 * wanted + 16), wanted, per_page=tuning.per_page)
-    asked = asked_in(catalog, query)  # "NnW and Globex": Nash & Wells is one side
-    if mode == "hybrid" and (len(asked.names) >= 2 or len(asked.periods) >= 2) and len(hits) > 1:
+    asked = asked_in(catalog, query) if mode == "hybrid" else None  # "NnW and Globex": Nash & Wells is one side
+    if asked is not None and (len(asked.names) >= 2 or len(asked.periods) >= 2) and len(hits) > 1:
         doc_of = catalog.chunk_documents(i for i, _ in scored)
         sides = facets.compared(catalog, asked, set(doc_of.values()))
         if sides:  # each side's best passages, however far down the ranking they are
@@ -102,8 +102,8 @@ def asked_in(catalog: Catalog, query: str) -> Question:
     (`kb.query.aliases`), and the words the documents write as names taken for names
     (`kb.query.names`): "brackwater operating income" asks about Brackwater as "Brackwater's operating
     income" does."""
-    spelled = aliases.spelled(catalog, query)
-    return read(spelled, names.written(catalog, spelled))
+    # the names are looked for as the question is typed: its aliases' names spelled out add capitals
+    return read(aliases.spelled(catalog, query), names.written(catalog, query))
 
 
 def candidates(
