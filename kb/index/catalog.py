@@ -540,23 +540,20 @@ class Catalog:
         return self._memo("names", names)
 
     def texts_holding(self, doc_ids: Iterable[int], word: str, limit: int) -> dict[int, list[str]]:
-        """For each of `doc_ids`, up to `limit` of its chunk texts that hold `word` (its keyword-index
-        term, and its letters in any case), in the document's order: how each document writes the word
-        (`kb.query.names`)."""
-        ids = list(doc_ids)
-        if not ids:
-            return {}
+        """For each of `doc_ids`, up to `limit` of its chunk texts that hold the letters of `word` (any case
+        for ASCII letters), in the document's order: how each document writes the word (`kb.query.names`).
+        Each document is read on its own, up to its `limit`-th such chunk: the cost grows with the
+        documents asked about, not with the folder."""
         like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        sql = ("SELECT c.doc_id, c.text FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?"
-               f" AND c.doc_id IN ({','.join('?' * len(ids))}) AND c.text LIKE ? ESCAPE '\\' ORDER BY c.doc_id, c.ord")
+        sql = "SELECT text FROM chunks WHERE doc_id = ? AND text LIKE ? ESCAPE '\\' ORDER BY ord LIMIT ?"
         out: dict[int, list[str]] = {}
         try:
-            for doc, text in self.db.execute(sql, (fts_quote(word), *ids, like)):
-                held = out.setdefault(int(doc), [])
-                if len(held) < limit:
-                    held.append(str(text))
+            for doc in doc_ids:
+                texts = [str(text) for (text,) in self.db.execute(sql, (doc, like, limit))]
+                if texts:
+                    out[doc] = texts
         except sqlite3.DatabaseError as e:
-            raise CatalogError(f"{self.path}: keyword search failed: {e}") from e
+            raise CatalogError(f"{self.path}: reading chunks failed: {e}") from e
         return out
 
     def text_before(self, doc_id: int, char_start: int, chars: int) -> str:

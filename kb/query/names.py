@@ -6,9 +6,9 @@ Quillon Pumps", "of Brackwater"), and a common word without it.
 
 Only the words the question's case leaves open are looked up: a capitalised first word that names
 nothing by its form, and, in a question with no capital past a sentence's first letter, its content
-words. A question that capitalises a name mid-sentence is read as it is written. Each lookup reads
-the passages of up to 30 documents that hold the word (one keyword-index pass over the word's
-passages), so a word in more than a tenth of a large folder is not looked up at all.
+words. A question that capitalises a name mid-sentence is read as it is written. Each lookup counts
+the word's passages per document (as search does for the question's words) and reads a few passages
+of up to 30 documents that hold it: its cost grows with those documents, not with the folder.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ PER_DOCUMENT = 5
 NAME_SHARE = 0.9
 NAME_MIN = 2  # capitalised mentions in prose before a word's case says anything
 # A word in more than a tenth of a large folder's passages tells no documents apart, name or not (a folder
-# of one company's reports), and reading how it is written would cost the most of all.
+# of one company's reports): it is read as the question writes it.
 COMMON_SHARE = 0.1
 COMMON_MIN = 1000
 OPEN_MAX = 8  # words of one question looked up: a long question without capitals costs no more
