@@ -540,16 +540,20 @@ class Catalog:
         return self._memo("names", names)
 
     def texts_holding(self, doc_ids: Iterable[int], word: str, limit: int) -> dict[int, list[str]]:
-        """For each of `doc_ids`, up to `limit` of its chunk texts that hold the letters of `word` (any case
-        for ASCII letters), in the document's order: how each document writes the word (`kb.query.names`).
-        Each document is read on its own, up to its `limit`-th such chunk: the cost grows with the
-        documents asked about, not with the folder."""
+        """For each of `doc_ids`, up to `limit` of its chunks' texts that hold `word` (the keyword index's
+        term, and its letters in any case for ASCII letters), in the document's order: how each document
+        writes the word (`kb.query.names`). The keyword index is read within each document's range of
+        chunk ids: the cost grows with the documents asked about, not with the folder."""
         like = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        sql = "SELECT text FROM chunks WHERE doc_id = ? AND text LIKE ? ESCAPE '\\' ORDER BY ord LIMIT ?"
+        sql = ("SELECT c.text FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?"
+               " AND chunks_fts.rowid BETWEEN ? AND ? AND c.doc_id = ? AND c.text LIKE ? ESCAPE '\\' LIMIT ?")
         out: dict[int, list[str]] = {}
         try:
             for doc in doc_ids:
-                texts = [str(text) for (text,) in self.db.execute(sql, (doc, like, limit))]
+                low, high = self.db.execute("SELECT min(id), max(id) FROM chunks WHERE doc_id = ?", (doc,)).fetchone()
+                if low is None:
+                    continue
+                texts = [str(t) for (t,) in self.db.execute(sql, (fts_quote(word), low, high, doc, like, limit))]
                 if texts:
                     out[doc] = texts
         except sqlite3.DatabaseError as e:

@@ -86,20 +86,22 @@ def _written_as_name(catalog: Catalog, word: str) -> bool:
     capitals = 0  # of the capitalised mentions, those in capitals throughout
     texts = catalog.texts_holding(sample, word, PER_DOCUMENT)
     for doc, text in ((d, t) for d, kept in texts.items() for t in kept):
-        for line in text.splitlines():
-            prose = _prose(line)
-            for m in pattern.finditer(line):
-                if _address(line, m):  # "ann@quillon.example", "example.com/quillon"
-                    continue
-                vote = votes.setdefault(doc, [0, 0])
-                if m.group().islower():
-                    vote[1] += 1
-                    continue
-                before = line[:m.start()].rstrip()
-                words = _LETTERS.findall(before)
-                if prose and words and words[-1].islower() and before[-1] not in ".?!:;":
-                    vote[0] += 1
-                    capitals += m.group().isupper()
+        for m in pattern.finditer(text):  # each mention, read within its line
+            start = text.rfind("\n", 0, m.start()) + 1
+            end = text.find("\n", m.end())
+            line = text[start:] if end < 0 else text[start:end]
+            at = m.start() - start
+            if _address(line, at, at + len(m.group())):  # "ann@quillon.example", "example.com/quillon"
+                continue
+            vote = votes.setdefault(doc, [0, 0])
+            if m.group().islower():
+                vote[1] += 1
+                continue
+            before = line[:at].rstrip()
+            words = _LETTERS.findall(before[-40:])
+            if words and words[-1].islower() and before[-1] not in ".?!:;" and _prose(line):
+                vote[0] += 1
+                capitals += m.group().isupper()
     capitalised = sum(c for c, _ in votes.values())
     mentions = sum(c + n for c, n in votes.values())
     voting = [(c, n) for c, n in votes.values() if c + n]
@@ -109,11 +111,11 @@ def _written_as_name(catalog: Catalog, word: str) -> bool:
     return capitalised >= NAME_MIN and capitalised >= NAME_SHARE * mentions and named >= NAME_SHARE * len(voting)
 
 
-def _address(line: str, m: re.Match[str]) -> bool:
-    """Whether the match sits in an e-mail address, a web address or a file name: a run of text
-    without spaces that holds "@", "/" or a dot between letters."""
-    start = line.rfind(" ", 0, m.start()) + 1
-    end = line.find(" ", m.end())
+def _address(line: str, begin: int, stop: int) -> bool:
+    """Whether `line[begin:stop]` sits in an e-mail address, a web address or a file name: a run of
+    text without spaces that holds "@", "/" or a dot between letters."""
+    start = line.rfind(" ", 0, begin) + 1
+    end = line.find(" ", stop)
     token = line[start:] if end < 0 else line[start:end]
     return "@" in token or "/" in token or re.search(r"[^\W_]\.[^\W\d_]", token) is not None
 
