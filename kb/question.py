@@ -188,8 +188,10 @@ class Question:
         nothing by a capital): its case says nothing of what names something ("unpaid leave rules
         quillon")."""
         for m in _LETTERS.finditer(self.text):
+            if m.group() == "I" or not any(c.isupper() for c in m.group()):
+                continue
             before = self.text[:m.start()].rstrip()
-            if any(c.isupper() for c in m.group()) and m.group() != "I" and before and before[-1] not in ".?!:;":
+            if before and before[-1] not in ".?!:;":
                 return False
         return True
 
@@ -339,7 +341,8 @@ def _names(question: str, known: frozenset[str] = frozenset()) -> list[Name]:
             pending.append("&")
         word = m.group(0)
         bare = _POSSESSIVE.sub("", word)
-        code = m.start() >= 2 and question[m.start() - 1] == "-" and question[m.start() - 2].isdigit()  # "12-Cs"
+        # "12-Cs": a kind of form, not a name
+        code = m.start() >= 2 and question[m.start() - 1] == "-" and question[m.start() - 2].isdigit()
         # a first word the documents write as a name starts one ("Harrow Mills pension rules")
         capitalised = not code and (_capitalised_name(word, bare, sentence_start)
                                     or (bare.lower() in known and word[0].isupper()))

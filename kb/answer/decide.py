@@ -108,7 +108,7 @@ def decide(passages: Passages, filters: Filters | None) -> Abstain | None:
         said = "; ".join(_missing(t) for t in missing)
         return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.", tuple(missing))
     subject = passages.subject
-    if (subject.coverage < COVERAGE_MIN or subject.lacks_weightiest) and best < RELEVANCE_SURE \
+    if ((subject.coverage < COVERAGE_MIN or subject.lacks_weightiest) and best < RELEVANCE_SURE) \
             or subject.coverage < COVERAGE_FLOOR:
         lacking = ", ".join(subject.lacking[:3])
         said = f"no passage is about {lacking}" if lacking else "no passage holds what the question asks about"

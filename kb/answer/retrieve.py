@@ -267,9 +267,10 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     often (at least a quarter as often as the document that mentions it most: a report that names a
     customer once is not about that customer), and a question's one name to the document of the
     passage search ranks first when that passage mentions it (a one-page guide names its city once).
-    The passages kept are those of the documents about the most terms. `search`: `(query, k=, filters=, mode=) -> hits`. `aliases`: the question's
-    words that documents define as aliases ("NnW" of Nash & Wells): such a term is not missing,
-    and belongs to the documents that define it as well as to those that mention it."""
+    The passages kept are those of the documents about the most terms. `search`: `(query, k=,
+    filters=, mode=) -> hits`. `aliases`: the question's words that documents define as aliases
+    ("NnW" of Nash & Wells): such a term is not missing, and belongs to the documents that define it
+    as well as to those that mention it."""
     missing: list[Term] = []
     docs_of: list[set[int]] = []
     sources = {h.doc_id: h.source for h in hits}

@@ -1,8 +1,8 @@
 """The words of a question that the documents write as names, read as names wherever the question
 puts them: "Quillon pension rules" (a name first, where grammar capitalises any word), "unpaid leave
-quillon" (a question without capitals past its first letter). The question alone cannot tell "Quillon" from
-"Summarise"; the folder can: prose writes a name with its capital after a lower-case word ("at
-Quillon Pumps", "of Brackwater"), and a common word without it.
+quillon" (a question without capitals past its first letter). The question alone cannot tell
+"Quillon" from "Summarise"; the folder can: prose writes a name with its capital after a lower-case
+word ("at Quillon Pumps", "of Brackwater"), and a common word without it.
 
 Only the words the question's case leaves open are looked up: a capitalised first word that names
 nothing by its form, and, in a question with no capital past a sentence's first letter, its content
