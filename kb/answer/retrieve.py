@@ -300,7 +300,7 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     # A code is not written otherwise: its parts stand together wherever it is mentioned ("Nimbus 7" where
     # the documents hold only "Nimbus" is another version, not the same one spelled otherwise).
     lacking: list[Term] = [t for t in missing if isinstance(t, Name)]
-    held = sum(t.kind == "entity" for t in question.about) - sum(t.kind == "entity" for t in missing)
+    held = entities - sum(t.kind == "entity" for t in missing)
     otherwise: list[Term] = []
     if lacking and held >= 2 and held > len(lacking):
         # A question naming several things the documents hold ("the Aerostar that left Elyria, Ohio")
