@@ -274,8 +274,16 @@ def _ingest_runs(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _readme_label(run: dict[str, Any]) -> str:
-    extra = run.get("note") or (f"{run['date'][:10]}, load {run['load_1m']}" if run.get("date") else None)
+    cpu = f"{_cpu_name(run['machine'])}, " if run.get("machine") else ""  # ratios move with the CPU: each row names it
+    extra = run.get("note") or (f"{run['date'][:10]}, {cpu}load {run['load_1m']}" if run.get("date") else None)
     return run["order"] + (f" ({extra})" if extra else "")
+
+
+def _cpu_name(machine: dict[str, Any]) -> str:
+    """"Intel(R) Xeon(R) Processor" with AMX -> "Intel Xeon with AMX": the maker, the line, and AMX, which moves
+    the ratios most (int8 and bf16 matrix units)."""
+    name = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b.*", "", machine["cpu"])
+    return " ".join(name.split()) + (" with AMX" if "amx_int8" in machine.get("cpu_flags", []) else "")
 
 
 def _recall_run(res: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:

@@ -210,6 +210,26 @@ def test_the_embedding_benchmark_times_each_backend_batched_and_one_chunk_at_a_t
     assert isinstance(report["machine"]["flags"], list) and report["machine"]["cpu"]
 
 
+@pytest.mark.slow
+def test_the_runtime_benchmark_times_kbs_graphs_by_threads_and_batch(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_markdown(docs / "a.md", "# Report\n\nNet sales rose 8% to $81.8 billion.\n\n## Risks\n\nRisk factors apply.\n")
+    with KnowledgeBase.open(tmp_path / "kb", workers=1) as kb:
+        kb.ingest([docs])
+    proc = _run("benchmarks.runtimes", "--kb", str(tmp_path / "kb"), "--every", "1", "--passes", "1", "--threads", "1",
+                "--batch", "1", "2", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["texts"] >= 1 and report["machine"]["cpu"]
+    onnx_rows = [r for r in report["runs"] if r["runtime"].startswith("onnxruntime")]
+    assert [r["runtime"] for r in onnx_rows] == ["onnxruntime int8", "onnxruntime fp32"]
+    for row in report["runs"]:
+        assert set(row["texts_per_s"]) == {"1", "2"} and all(v > 0 for v in row["texts_per_s"].values())
+    if report["vectors"]:  # OpenVINO installed: bf16 is within a float path's reach of fp32, alone or batched
+        assert report["vectors"]["bf16_vs_fp32_cosine_min"] > 0.999
+        assert report["vectors"]["bf16_alone_vs_batch_cosine_min"] > 0.999
+
+
 def test_search_benchmark_runs_small() -> None:
     proc = _run("benchmarks.search", "--sizes", "2000", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
