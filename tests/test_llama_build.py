@@ -70,6 +70,7 @@ def test_the_installed_build_runs_the_model_on_the_kernels_this_cpu_runs() -> No
     got = json.loads(done.stdout.strip().splitlines()[-1])
     variants = {p.name[len("libggml-cpu-"):-len(".so")] for p in Path(got["folder"]).glob(llama_build.VARIANT)}
     assert got["variant"] in variants and got["again"] == got["variant"]  # loaded once, from the build's own set
+    assert got["variant"] not in llama_build.UNSAFE  # never ggml's AMX kernels (SIGILL on some AMX machines)
     flags = set(Path("/proc/cpuinfo").read_text().split())
     # the kernels in use are the best this CPU has: what it can run, no less
     assert ("AVX2 = 1" in got["info"]) == ("avx2" in flags)

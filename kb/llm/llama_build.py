@@ -4,7 +4,7 @@ kb's install line builds llama.cpp with `GGML_BACKEND_DL` and `GGML_CPU_ALL_VARI
 are a set of libraries, one per x86-64 generation (`libggml-cpu-haswell.so`, `-skylakex`, `-zen4`,
 `-sapphirerapids`...), and the best one this CPU can run is loaded when the model server starts. One
 build is then safe on any x86-64 CPU (no instruction the CPU lacks) and fast on each (AVX-512, VNNI,
-AMX where the CPU has them). llama-cpp-python does not load them itself (its issue #2069): without
+BF16 where the CPU has them; not ggml's AMX kernels, see `UNSAFE`). llama-cpp-python does not load them itself (its issue #2069): without
 `load_backends()`, such a build has no CPU backend and no model loads.
 
 A build with its kernels inside (plain pip's native build, the portable `-DGGML_NATIVE=OFF` one) has
@@ -13,6 +13,7 @@ no such libraries, and `load_backends()` does nothing.
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import re
 import threading
@@ -22,6 +23,10 @@ from pathlib import Path
 from kb.errors import LLAMA_CMAKE_ARGS, DependencyError
 
 VARIANT = "libggml-cpu-*.so"
+# Left out: ggml's AMX matrix kernels, in its only variant with AMX, died with SIGILL (`tilezero`, in
+# `ggml_backend_amx_mul_mat`) on a 2-vCPU Xeon VM whose CPU and kernel both report AMX (2026-12-07; the
+# class: llama.cpp issue #28328). The next variant down keeps every AVX-512, VNNI and BF16 kernel.
+UNSAFE = frozenset({"sapphirerapids"})
 REBUILD = f'CMAKE_ARGS="{LLAMA_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python'
 _loading = threading.Lock()
 
@@ -55,19 +60,45 @@ def _load(folder: str) -> str:
     for name in ("libggml.so.0", "libggml.so"):
         try:
             ggml = ctypes.CDLL(str(package / "lib" / name))
-            load = ggml.ggml_backend_load_all_from_path
+            load = ggml.ggml_backend_load
             break
         except (OSError, AttributeError):
             continue
     else:
         raise DependencyError(f"llama.cpp's CPU kernels in {folder} cannot be loaded: no libggml with "
-                              f"ggml_backend_load_all_from_path in {package / 'lib'}; rebuild it: {REBUILD}")
-    load.argtypes = [ctypes.c_char_p]
-    load(folder.encode())
-    variant = loaded_variant()
-    if variant is None:
+                              f"ggml_backend_load in {package / 'lib'}; rebuild it: {REBUILD}")
+    load.argtypes, load.restype = [ctypes.c_char_p], ctypes.c_void_p
+    best = best_variant(Path(folder))
+    if best is None or not load(str(best).encode()):
         raise DependencyError(f"none of llama.cpp's CPU kernels in {folder} loads on this CPU; rebuild it: {REBUILD}")
-    return variant
+    for other in sorted(Path(folder).glob("libggml-*.so")):  # a GPU backend built beside them, if any
+        if not other.match(VARIANT):
+            load(str(other).encode())
+    return loaded_variant() or variant_name(best)
+
+
+def variant_name(library: Path) -> str:
+    return library.name.removeprefix("libggml-cpu-").removesuffix(".so")
+
+
+def best_variant(folder: Path) -> Path | None:
+    """The CPU kernel library of the highest score this CPU runs (each library's own
+    `ggml_backend_score`, 0 for one it cannot run: ggml's own choice), leaving out `UNSAFE`."""
+    best, top = None, 0
+    for library in sorted(folder.glob(VARIANT)):
+        if variant_name(library) in UNSAFE:
+            continue
+        try:
+            handle = ctypes.CDLL(str(library))
+            score = handle.ggml_backend_score
+        except (OSError, AttributeError):
+            continue
+        score.restype = ctypes.c_int
+        found = score()
+        _ctypes.dlclose(handle._handle)  # unloaded again: /proc/self/maps names only the one in use
+        if found > top:
+            best, top = library, found
+    return best
 
 
 def load_backends() -> str | None:
