@@ -274,16 +274,22 @@ def _ingest_runs(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _readme_label(run: dict[str, Any]) -> str:
-    cpu = f"{_cpu_name(run['machine'])}, " if run.get("machine") else ""  # ratios move with the CPU: each row names it
-    extra = run.get("note") or (f"{run['date'][:10]}, {cpu}load {run['load_1m']}" if run.get("date") else None)
+    cpu = _cpu_name(run)
+    where = f"{cpu}, " if cpu else ""  # ratios move with the CPU: each row names it
+    extra = run.get("note") or (f"{run['date'][:10]}, {where}load {run['load_1m']}" if run.get("date") else None)
     return run["order"] + (f" ({extra})" if extra else "")
 
 
-def _cpu_name(machine: dict[str, Any]) -> str:
-    """"Intel(R) Xeon(R) Processor" with AMX -> "Intel Xeon with AMX": the maker, the line, and AMX, which moves
-    the ratios most (int8 and bf16 matrix units)."""
-    name = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b.*", "", machine["cpu"])
-    return " ".join(name.split()) + (" with AMX" if "amx_int8" in machine.get("cpu_flags", []) else "")
+def _cpu_name(run: dict[str, Any]) -> str:
+    """The CPU a run ran on, short: "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz" with AMX -> "Intel Xeon
+    Platinum 8481C with AMX" (AMX moves the ratios most: int8 and bf16 matrix units). From the benchmark's
+    own record where it has one (the machine that ran it), else from the machine that stored it; "" when
+    neither names one."""
+    machine = (run.get("raw") or {}).get("machine") or run.get("machine") or {}
+    name = re.sub(r"\((R|TM)\)|\bprocessor\b|\bCPU\b.*|\b\d+-core\b|\(.*?\)", "", machine.get("cpu", ""), flags=re.I)
+    name = " ".join(name.split())
+    flags = machine.get("flags") or machine.get("cpu_flags") or []
+    return name + (" with AMX" if name and "amx_int8" in flags else "")
 
 
 def _recall_run(res: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
@@ -330,6 +336,8 @@ def _perf_label(i: int, run: dict[str, Any]) -> str:
     if run.get("date"):
         parts.append(run["date"][:10])
         parts.append(f"`{run['command'].removeprefix('python -m benchmarks.ingest ')}`")
+    if _cpu_name(run):
+        parts.append(_cpu_name(run))
     if run.get("load_1m") is not None:
         parts.append(f"load {run['load_1m']}")
     return f"{i} ({', '.join(parts)})"

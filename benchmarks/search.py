@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ingest import SIMD_FLAGS, cpu_info
+
 DIM = 384
 
 
@@ -173,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             if questions and questions.is_file():
                 report["kb_search"] = bench_kb(kb_dir, questions)
             report["cold_start"] = cold_start(kb_dir)
-    report["machine"] = {"cores": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2)}
+    cpu, flags = cpu_info()
+    report["machine"] = {"cpu": cpu, "flags": [f for f in SIMD_FLAGS if f in flags], "cores": os.cpu_count(),
+                         "load_1m": round(os.getloadavg()[0], 2)}
     if args.json:
         print(json.dumps(report))
         return 0

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ingest import cpu_info
+
 FALLBACK_QUESTIONS = [
     "What were total net sales for the quarter?",
     "How much cash and cash equivalents did the company hold?",
@@ -160,7 +162,8 @@ def main() -> None:
         if proc is not None:
             stop_server(proc)
     result.update({"k": args.k, "questions": len(questions), "documents": status.get("documents"),
-                   "chunks": status.get("chunks"), "cpus": os.cpu_count()})
+                   "chunks": status.get("chunks"), "cpus": os.cpu_count(), "cpu": cpu_info()[0],
+                   "load_1m": round(os.getloadavg()[0], 2)})
     if args.json:
         print(json.dumps(result))
         return

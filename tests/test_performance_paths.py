@@ -213,21 +213,31 @@ def test_the_embedding_benchmark_times_each_backend_batched_and_one_chunk_at_a_t
 @pytest.mark.slow
 def test_the_runtime_benchmark_times_kbs_graphs_by_threads_and_batch(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
-    write_markdown(docs / "a.md", "# Report\n\nNet sales rose 8% to $81.8 billion.\n\n## Risks\n\nRisk factors apply.\n")
+    sections = [f"## Part {i}\n\n" + " ".join(["Net sales rose 8% to $81.8 billion in the quarter."] * (1 + 6 * i))
+                for i in range(5)]  # texts of clearly different lengths, so batches pad and order matters
+    write_markdown(docs / "a.md", "# Report\n\n" + "\n\n".join(sections) + "\n")
     with KnowledgeBase.open(tmp_path / "kb", workers=1) as kb:
         kb.ingest([docs])
+        chunks = kb.status().chunks
     proc = _run("benchmarks.runtimes", "--kb", str(tmp_path / "kb"), "--every", "1", "--passes", "1", "--threads", "1",
                 "--batch", "1", "2", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
-    assert report["texts"] >= 1 and report["machine"]["cpu"]
-    onnx_rows = [r for r in report["runs"] if r["runtime"].startswith("onnxruntime")]
-    assert [r["runtime"] for r in onnx_rows] == ["onnxruntime int8", "onnxruntime fp32"]
+    assert report["texts"] == chunks >= 3 and report["machine"]["cpu"]
+    assert [(r["runtime"], r["layout"]) for r in report["runs"] if r["runtime"].startswith("onnxruntime")] == [
+        ("onnxruntime int8", "threads 1"), ("onnxruntime fp32", "threads 1"), ("onnxruntime int8", "side by side")]
     for row in report["runs"]:
         assert set(row["texts_per_s"]) == {"1", "2"} and all(v > 0 for v in row["texts_per_s"].values())
-    if report["vectors"]:  # OpenVINO installed: bf16 is within a float path's reach of fp32, alone or batched
+    has_openvino = __import__("importlib").util.find_spec("openvino") is not None
+    assert (report["openvino"] is not None) == has_openvino == bool(report["vectors"])
+    if has_openvino:  # bf16 within a float path's reach of fp32, alone or batched, text for text
         assert report["vectors"]["bf16_vs_fp32_cosine_min"] > 0.999
         assert report["vectors"]["bf16_alone_vs_batch_cosine_min"] > 0.999
+
+
+def test_the_runtime_benchmark_says_which_folder_is_not_a_knowledge_base(tmp_path: Path) -> None:
+    proc = _run("benchmarks.runtimes", "--kb", str(tmp_path))
+    assert proc.returncode == 2 and "no knowledge base there" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_search_benchmark_runs_small() -> None:

@@ -84,17 +84,20 @@ def test_a_new_ingest_run_renders(tmp_path: Path) -> None:
                              "hybrid": {"doc_recall@1": 73.3, "doc_recall@5": 94.4, "doc_recall@10": 99.5}}},
            "reference": {**side, "chunks": 4250, "wall_s": 250.0, "backend": "torch",
                          "recall": {"dense": {"doc_recall@1": 39.5, "doc_recall@5": 84.1, "doc_recall@10": 93.3}}},
-           "speedup": 2.5, "files": 20, "machine": {"cpu": "x", "cores": 2, "load_1m": 1.5, "python": "3.11"}}
+           "speedup": 2.5, "files": 20, "machine": {"cpu": "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", "cores": 2, "load_1m": 1.5,
+                                                    "python": "3.11", "flags": ["avx2", "avx512f", "amx_int8"]}}
     res = readme.load_results()
     res["ingest"] = {"provenance": "Measured today.", "runs": [
         readme.ingest_record("kb first", "2026-12-02T15:00:00+00:00", "python -m benchmarks.ingest ../shared/eval/sec-10q --json", raw)]}
     _copy_docs(tmp_path)
     readme.write_docs(res, tmp_path)
     text = (tmp_path / PERFORMANCE).read_text()
-    assert "| kb first (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | - | 250.0 | 2.50x | - | - |" in text
+    # each row names the CPU the benchmark ran on, short, and AMX where it has it (it moves the ratios most)
+    assert "| kb first (2026-12-02, Intel Xeon Platinum 8481C with AMX, load 1.5) | 100.0 | 10.4 | 41.2 | - | 250.0 | 2.50x | - | - |" in text
     assert "94.4 for kb (hybrid, onnx-int8) against 84.1" in text
     perf = (tmp_path / "benchmarks/PERFORMANCE.md").read_text()
-    assert "| 1 (kb first, 2026-12-02, `../shared/eval/sec-10q --json`, load 1.5) | kb (onnx-int8) | 100.0 |" in perf
+    assert ("| 1 (kb first, 2026-12-02, `../shared/eval/sec-10q --json`, Intel Xeon Platinum 8481C with AMX, load 1.5) "
+            "| kb (onnx-int8) | 100.0 |") in perf
     assert "| | reference | 250.0 | 4.15 | 4,250 | 17.0 | 900 | **2.50x** |" in perf
     assert readme.differences(res, tmp_path) == []
     # A run with the LlamaIndex reference and kb's torch row too (what `--add-ingest` stores) fills their columns.
@@ -104,7 +107,7 @@ def test_a_new_ingest_run_renders(tmp_path: Path) -> None:
         {**raw, "llamaindex": {**side, "chunks": 1163, "wall_s": 150.0}, "kb_backends": {"kb": raw["kb"], "kb[torch]": torch}}))
     readme.write_docs(res, tmp_path)
     text = (tmp_path / PERFORMANCE).read_text()
-    assert ("| alternating, median of 3 (2026-12-02, load 1.5) | 100.0 | 10.4 | 41.2 | 200.0 | 250.0 | 2.50x | 150.0 "
+    assert ("| alternating, median of 3 (2026-12-02, Intel Xeon Platinum 8481C with AMX, load 1.5) | 100.0 | 10.4 | 41.2 | 200.0 | 250.0 | 2.50x | 150.0 "
             "| 1.50x |") in text
     perf = (tmp_path / "benchmarks/PERFORMANCE.md").read_text()
     assert "| | kb (torch) | 200.0 | 5.18 | 4,120 | 20.6 | 900 | 2.00x |" in perf
