@@ -72,7 +72,7 @@ def _load(folder: str) -> str:
     if best is None or not load(str(best).encode()):
         raise DependencyError(f"none of llama.cpp's CPU kernels in {folder} loads on this CPU; rebuild it: {REBUILD}")
     for other in sorted(Path(folder).glob("libggml-*.so")):  # a GPU backend built beside them, if any
-        if not other.match(VARIANT):
+        if not other.match(VARIANT) and not other.name.startswith("libggml-base"):
             load(str(other).encode())
     return loaded_variant() or variant_name(best)
 
