@@ -4,8 +4,9 @@ kb's install line builds llama.cpp with `GGML_BACKEND_DL` and `GGML_CPU_ALL_VARI
 are a set of libraries, one per x86-64 generation (`libggml-cpu-haswell.so`, `-skylakex`, `-zen4`,
 `-sapphirerapids`...), and the best one this CPU can run is loaded when the model server starts. One
 build is then safe on any x86-64 CPU (no instruction the CPU lacks) and fast on each (AVX-512, VNNI,
-BF16 where the CPU has them; not ggml's AMX kernels, see `UNSAFE`). llama-cpp-python does not load them itself (its issue #2069): without
-`load_backends()`, such a build has no CPU backend and no model loads.
+BF16 where the CPU has them; not ggml's AMX kernels, see `UNSAFE`). llama-cpp-python does not load
+them itself (its issue #2069): without `load_backends()`, such a build has no CPU backend and no
+model loads.
 
 A build with its kernels inside (plain pip's native build, the portable `-DGGML_NATIVE=OFF` one) has
 no such libraries, and `load_backends()` does nothing.
