@@ -336,8 +336,9 @@ def _perf_label(i: int, run: dict[str, Any]) -> str:
     if run.get("date"):
         parts.append(run["date"][:10])
         parts.append(f"`{run['command'].removeprefix('python -m benchmarks.ingest ')}`")
-    if _cpu_name(run):
-        parts.append(_cpu_name(run))
+    cpu = _cpu_name(run)
+    if cpu:
+        parts.append(cpu)
     if run.get("load_1m") is not None:
         parts.append(f"load {run['load_1m']}")
     return f"{i} ({', '.join(parts)})"

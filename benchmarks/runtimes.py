@@ -22,7 +22,6 @@ import datetime as dt
 import importlib.metadata
 import importlib.util
 import json
-import os
 import sqlite3
 import sys
 import threading
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.ingest import SIMD_FLAGS, cpu_info
+from benchmarks.ingest import _machine
 from kb.config import DEFAULT_MODEL
 from kb.embed.onnx import OnnxEmbedder
 from kb.embed.onnx_export import FP32_FILE, INT8_FILE, SLOW_FUSIONS, pool
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return lambda: lambda feed: session.run(None, feed)[0]  # one session serves concurrent runs
 
     graphs = {"int8": int8.export_dir / INT8_FILE, "fp32": fp32.export_dir / FP32_FILE}
-    inputs = {i.name for i in ort.InferenceSession(str(graphs["fp32"]), providers=["CPUExecutionProvider"]).get_inputs()}
+    inputs = set(fp32.meta["inputs"])  # the graph's inputs, as its export recorded them
     for label, path in graphs.items():
         for threads in args.threads:
             timed(f"onnxruntime {label}", f"threads {threads}", ort_run(path, threads), inputs)
@@ -189,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"alone vs in one batch min {compared['bf16_alone_vs_batch_cosine_min']:.7f}")
     elif not args.json:
         print("openvino is not installed: its rows are left out (pip install openvino)", file=sys.stderr)
-    cpu, flags = cpu_info()
-    machine = {"cpu": cpu, "flags": [f for f in SIMD_FLAGS if f in flags], "cores": cores, "load_1m": round(os.getloadavg()[0], 2)}
+    machine = _machine()
     mean_tokens = round(float(np.mean([len(i) for i in ids])), 1)
     if args.json:
         print(json.dumps({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "texts": len(ids),
@@ -198,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                           "onnxruntime": importlib.metadata.version("onnxruntime"), "openvino": openvino,
                           "runs": rows, "vectors": compared, "machine": machine}))
     else:
-        print(f"{len(ids)} texts, mean {mean_tokens:.0f} tokens; {cpu} ({' '.join(machine['flags'])}), load {machine['load_1m']}")
+        print(f"{len(ids)} texts, mean {mean_tokens:.0f} tokens; {machine['cpu']} ({' '.join(machine['flags'])}), "
+              f"load {machine['load_1m']}")
     return 0
 
 

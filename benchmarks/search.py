@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import SIMD_FLAGS, cpu_info
+from benchmarks.ingest import _machine
 
 DIM = 384
 
@@ -175,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             if questions and questions.is_file():
                 report["kb_search"] = bench_kb(kb_dir, questions)
             report["cold_start"] = cold_start(kb_dir)
-    cpu, flags = cpu_info()
-    report["machine"] = {"cpu": cpu, "flags": [f for f in SIMD_FLAGS if f in flags], "cores": os.cpu_count(),
-                         "load_1m": round(os.getloadavg()[0], 2)}
+    report["machine"] = _machine()
     if args.json:
         print(json.dumps(report))
         return 0

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import cpu_info
+from benchmarks.ingest import _machine
 
 FALLBACK_QUESTIONS = [
     "What were total net sales for the quarter?",
@@ -162,8 +162,7 @@ def main() -> None:
         if proc is not None:
             stop_server(proc)
     result.update({"k": args.k, "questions": len(questions), "documents": status.get("documents"),
-                   "chunks": status.get("chunks"), "cpus": os.cpu_count(), "cpu": cpu_info()[0],
-                   "load_1m": round(os.getloadavg()[0], 2)})
+                   "chunks": status.get("chunks"), "cpus": os.cpu_count(), "machine": _machine()})
     if args.json:
         print(json.dumps(result))
         return
