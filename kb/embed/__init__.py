@@ -1,5 +1,5 @@
 """Embedders, chosen by backend name: `torch` (sentence-transformers, fp16 on CUDA), `onnx` and
-`onnx-int8` (ONNX Runtime), or a third party's through the `kb.embedders` entry-point group.
+`onnx-int8` (ONNX Runtime), `openvino` (OpenVINO, bf16 where the CPU has bf16 units), or a third party's through the `kb.embedders` entry-point group.
 
 A backend entry is a callable `(model, *, device, batch_size) -> Embedder`.
 """
@@ -32,8 +32,9 @@ EMBEDDERS: Registry[Callable[..., Embedder]] = Registry("kb.embedders", "embeddi
     "torch": "kb.embed.torch:SentenceTransformerEmbedder",
     "onnx": "kb.embed.onnx:OnnxEmbedder.fp32",
     "onnx-int8": "kb.embed.onnx:OnnxEmbedder.int8",
+    "openvino": "kb.embed.openvino:OpenVinoEmbedder.create",
 })
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")  # the built-in choices; `EMBEDDERS.names()` adds plugins'
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino")  # the built-in choices; `EMBEDDERS.names()` adds plugins'
 
 
 def make_embedder(model: str, *, backend: str = "auto", device: str = "auto", batch_size: int = 0) -> Embedder:
@@ -83,8 +84,9 @@ def pick_backend(backend: str, recorded: str | None) -> str:
     vectors (made by the `recorded` backend) takes a backend making vectors of the same format, so that
     machines with and without a GPU, or with other CPUs, add the same vectors to one store. One text
     gets the same vector from one format's backends (int8: `onnx-int8`, bit for bit; fp32: `onnx` and
-    `torch` on the CPU, cosine >= 0.99999), from two formats' only within 0.98. A format no built-in
-    backend makes (a plugin's) leaves `auto` as for a new knowledge base."""
+    `torch` on the CPU, cosine >= 0.99999; `openvino`, bf16 or fp32 by the CPU, within 0.9999 of them),
+    from two formats' only within 0.98. A format no built-in backend makes (a plugin's) leaves `auto` as
+    for a new knowledge base."""
     if backend.strip().lower() != "auto" or not recorded:
         return backend
     made_by = recorded.split("+")[0]  # "+w8": from int8 weights, which the same backend here uses too
@@ -92,6 +94,8 @@ def pick_backend(backend: str, recorded: str | None) -> str:
         return "onnx-int8"  # also on a GPU machine: torch on CUDA would add fp16 vectors
     if made_by == "torch":  # the record does not say whether on CUDA (fp16): torch decides as it did
         return "torch" if _torch_installed() else "onnx"
+    if made_by == "openvino":  # without OpenVINO here: the nearest vectors, fp32's
+        return "openvino" if importlib.util.find_spec("openvino") is not None else "onnx"
     return "onnx" if made_by == "onnx" else backend
 
 
@@ -106,6 +110,11 @@ def vector_format(backend: str, model: str) -> tuple[str, str] | None:
 
         e = OnnxEmbedder(model, quantize=name == "onnx-int8")
         return e.backend, e.graph
+    if name == "openvino":
+        # lazy: the OpenVINO backend's module (OpenVINO itself loads with the model)
+        from kb.embed.openvino import OpenVinoEmbedder
+
+        return OpenVinoEmbedder(model).backend, ""
     return ("torch", "") if name == "torch" else None
 
 

@@ -77,7 +77,7 @@ def open_reranker(name: str | Reranker | None, *, device: str = "auto", backend:
                   embedding_backend: str = "auto") -> Reranker | None:
     """None or "" or "none": no reranking; a `Reranker` as is; a name: a cross-encoder model, run by
     `backend`: `onnx` (ONNX Runtime), `torch` (sentence-transformers), or `auto`: ONNX Runtime where
-    `embedding_backend` names an ONNX one or torch is not installed, else torch."""
+    `embedding_backend` names an ONNX one (or openvino) or torch is not installed, else torch."""
     if name is None or isinstance(name, Reranker):
         return name
     if not name.strip() or name.strip().lower() in ("none", "off"):
@@ -86,7 +86,8 @@ def open_reranker(name: str | Reranker | None, *, device: str = "auto", backend:
     if kind not in RERANK_BACKENDS:
         raise ConfigError(f"unknown rerank backend {backend!r} (known: {', '.join(RERANK_BACKENDS)})")
     if kind == "auto":
-        onnx = embedding_backend.strip().lower().startswith("onnx") or not _torch_installed()
+        # openvino runs ONNX graphs too, and an install that chose it may lack torch
+        onnx = embedding_backend.strip().lower().startswith(("onnx", "openvino")) or not _torch_installed()
         kind = "onnx" if onnx else "torch"
     if kind == "onnx":
         return _onnx_reranker(name.strip())
