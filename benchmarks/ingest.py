@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per pipeline, order alternating [default: 3]")
     ap.add_argument("--limit", type=int, default=0, help="only the first N PDFs (by name)")
     ap.add_argument("--backend", action="append", default=[],
-                    help="kb embedding backend(s) to time (auto, torch, onnx, onnx-int8); repeatable [default: kb's default]")
+                    help="kb embedding backend(s) to time (auto, torch, onnx, onnx-int8, openvino); repeatable [default: kb's default]")
     ap.add_argument("--questions", type=Path, help="gold questions (CSV/JSONL) for recall [default: DIR/questions.csv or DIR/../questions.csv]")
     ap.add_argument("--no-eval", action="store_true", help="skip the recall runs")
     ap.add_argument("--no-reference", action="store_true", help="time kb only")
