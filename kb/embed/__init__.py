@@ -1,5 +1,6 @@
 """Embedders, chosen by backend name: `torch` (sentence-transformers, fp16 on CUDA), `onnx` and
-`onnx-int8` (ONNX Runtime), `openvino` (OpenVINO, bf16 where the CPU has bf16 units), or a third party's through the `kb.embedders` entry-point group.
+`onnx-int8` (ONNX Runtime), `openvino` (OpenVINO, bf16 where the CPU has bf16 units), or a third
+party's through the `kb.embedders` entry-point group.
 
 A backend entry is a callable `(model, *, device, batch_size) -> Embedder`.
 """
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
     from kb.config import Settings
 
 __all__ = ["BACKENDS", "EMBEDDERS", "Embedder", "Prompts", "SerialEmbedder", "canonical_model_id", "cuda_available",
-           "auto_backend", "make_embedder", "model_prompts", "open_embedder", "pick_backend", "resolve_model", "shareable",
-           "tokenizer_file", "vector_format"]
+           "auto_backend", "make_embedder", "model_prompts", "open_embedder", "pick_backend", "resolve_model",
+           "same_format", "shareable", "tokenizer_file", "vector_format"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,16 @@ def pick_backend(backend: str, recorded: str | None) -> str:
     if made_by == "openvino":  # without OpenVINO here: the nearest vectors, fp32's
         return "openvino" if importlib.util.find_spec("openvino") is not None else "onnx"
     return "onnx" if made_by == "onnx" else backend
+
+
+def same_format(a: str, b: str) -> bool:
+    """Whether the vectors two recorded backends made are of one format: the same backend, or the fp32
+    graph run by ONNX Runtime (`onnx`) and by OpenVINO (`openvino`, bf16 or fp32 by the CPU: within
+    0.9999 cosine), from the same weights ("+w8": int8 ones)."""
+    def key(backend: str) -> str:
+        name, plus, weights = backend.partition("+")
+        return ("onnx" if name == "openvino" else name) + plus + weights
+    return key(a) == key(b)
 
 
 def vector_format(backend: str, model: str) -> tuple[str, str] | None:

@@ -58,7 +58,7 @@ class Embedder(ABC):
     """Texts in, L2-normalised float32 vectors out. Batching lives here; backends embed a batch."""
 
     model_id: str
-    backend: str = "custom"  # recorded in the index: torch | onnx | onnx-int8 | a third party's name
+    backend: str = "custom"  # recorded in the index: torch | onnx | onnx-int8 | openvino | a third party's name
     graph: str = ""  # recorded too: the version of a graph kb built, whose vectors a newer one moves
     location: str = ""  # a local model folder, when there is one (its tokenizer.json is used for chunking)
     batch_size: int = 32  # texts per batch; ingest groups documents to fill a few batches

@@ -1,19 +1,21 @@
 """The OpenVINO backend of the `Embedder` seam (`openvino`, the `openvino` extra): the model's fp32 ONNX
-graph (the `onnx` backend's export) run by OpenVINO in bf16 where the CPU has bf16 units (AMX, AVX-512
-BF16), in fp32 elsewhere. On a Xeon with AMX it embeds 3.2x as fast as ONNX Runtime's fp32 and a little
-faster than `onnx-int8`, with vectors within 0.9999 cosine of fp32's where int8's are within 0.98
-(benchmarks/PERFORMANCE.md). Texts go in length-sorted batches, one batch per core at once, each on
-one thread (as `onnx-int8` runs its texts): faster than one batch on every core.
+graph (the `onnx` backend's export) run by OpenVINO on the CPU, in bf16 where the CPU has bf16 units
+(AMX, AVX-512 BF16), in fp32 elsewhere. On a Xeon with AMX it embeds 3.3x as fast as ONNX Runtime's
+fp32 and a little faster than `onnx-int8`, with vectors within 0.9999 cosine of the `onnx` backend's
+(one vector format: `kb.embed.same_format`) where int8's are within 0.98 (benchmarks/PERFORMANCE.md).
+Texts go in length-sorted batches, one batch per core at once, each on one thread (as `onnx-int8`
+runs its texts): faster than one batch on every core.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from kb.embed.onnx import OnnxEmbedder
+from kb.embed.onnx import _MAX_BATCH_TOKENS, OnnxEmbedder
 from kb.embed.onnx_export import FP32_FILE, pool
 from kb.errors import DependencyError, EmbedderError, install_command
 
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
 # Texts per batch: on AMX, batches of 8 run 20% faster than texts alone, and larger ones no faster
 # (benchmarks/runtimes.py); a small batch also pads little once sorted by length.
 _BATCH = 8
+# OpenVINO's Python binding sets up its tensor types on a process's first inference; two threads doing
+# that at once deadlocked (one holding the GIL, the other that setup). The first one runs alone.
+_FIRST = threading.Lock()
+_warm = False
 
 
 class OpenVinoEmbedder(OnnxEmbedder):
@@ -33,15 +39,14 @@ class OpenVinoEmbedder(OnnxEmbedder):
         super().__init__(model, quantize=False, batch_size=batch_size, threads=threads, device="cpu",
                          cache_dir=cache_dir)
         self.backend = "openvino" + self.backend.removeprefix("onnx")  # keeps "+w8": from int8 weights
-        self._local = threading.local()  # each thread's infer request
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()  # infer requests: one per run at once
         self._compiling = threading.Lock()
         self._compiled: Any = None
 
     @classmethod
     def create(cls, model: str, *, device: str = "cpu", batch_size: int = 0) -> OpenVinoEmbedder:
-        """The `openvino` backend."""
-        if device.strip().lower().startswith("cuda"):
-            raise EmbedderError("the openvino backend runs on the CPU: leave --device out, or use --backend torch")
+        """The `openvino` backend: on the CPU whatever `device` says (as `onnx` without a CUDA build),
+        so that an index of its vectors reads on a machine with a GPU too."""
         try:
             # lazy: OpenVINO loads with the model, not with kb (kb --help stays instant)
             import openvino  # noqa: F401
@@ -78,17 +83,19 @@ class OpenVinoEmbedder(OnnxEmbedder):
         # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
         import numpy as np
 
+        global _warm
         path = self.export_dir / FP32_FILE
         try:
             compiled = self._core.compile_model(str(path), "CPU", {
                 "INFERENCE_PRECISION_HINT": self.precision, "NUM_STREAMS": self.cores,
                 "INFERENCE_NUM_THREADS": self.cores, "ENABLE_CPU_PINNING": False,  # parsers share the cores
             })
-            # One inference before any other: OpenVINO's Python binding sets up its tensor types on first
-            # use, and two threads doing that at once deadlocked (one holding the GIL, one that setup).
-            row = np.ones((1, 2), dtype=np.int64)
-            names = {i.get_any_name() for i in compiled.inputs}
-            np.array(compiled.create_infer_request().infer({name: row for name in names})[0], dtype=np.float32)
+            with _FIRST:
+                if not _warm:
+                    row = np.ones((1, 2), dtype=np.int64)
+                    request = compiled.create_infer_request()
+                    np.array(request.infer({i.get_any_name(): row for i in compiled.inputs})[0], dtype=np.float32)
+                    _warm = True
             return compiled
         except Exception as e:
             raise EmbedderError(f"OpenVINO cannot load {path} (delete {self.export_dir} to export it again): "
@@ -102,9 +109,10 @@ class OpenVinoEmbedder(OnnxEmbedder):
         # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
         import numpy as np
 
-        request = getattr(self._local, "request", None)
-        if request is None:  # an infer request serves one thread at a time
-            request = self._local.request = self.session.create_infer_request()
+        try:  # an infer request serves one run at a time: as many are made as runs ever ran at once
+            request = self._idle.get_nowait()
+        except queue.Empty:
+            request = self.session.create_infer_request()
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
@@ -112,6 +120,8 @@ class OpenVinoEmbedder(OnnxEmbedder):
             return np.array(request.infer(feed)[0], dtype=np.float32)
         except Exception as e:
             raise EmbedderError(f"OpenVINO failed on a batch: {' '.join(str(e).split())[:300]}") from e
+        finally:
+            self._idle.put(request)
 
     def _batched(self, encodings: list[Any], out: np.ndarray) -> None:
         """Length-sorted batches, each on a core of its own, into `out`'s rows."""
@@ -120,7 +130,11 @@ class OpenVinoEmbedder(OnnxEmbedder):
 
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
-        groups = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        groups, start = [], 0
+        while start < len(order):  # longest first; long texts in smaller batches, as fp32's
+            size = max(1, min(self.batch_size, _MAX_BATCH_TOKENS // max(int(lengths[order[start]]), 1)))
+            groups.append(order[start : start + size])
+            start += size
 
         def run(rows: np.ndarray) -> None:
             longest = int(lengths[rows[0]])

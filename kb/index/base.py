@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
-from kb.embed import Prompts, model_prompts, vector_format
+from kb.embed import Prompts, model_prompts, same_format, vector_format
 from kb.embed.base import Vectors
 from kb.errors import EmbedderMismatchError, KBError
 from kb.failpoints import failpoint
@@ -64,7 +64,7 @@ def older_vectors(meta: dict[str, str], backend: str, model: str) -> str | None:
     now = vector_format(backend, model) if was else None
     if was is None or now is None:
         return None
-    if was != now[0]:
+    if not same_format(was, now[0]):
         return f"made by {was}, and new ones here by {now[0]}"
     graph = meta.get("graph", "1") if now[1] else ""  # int8 graphs only: kb recorded none before graph 2
     if graph != now[1]:
@@ -289,10 +289,13 @@ class Index(ABC):
         """Record how the index is built (model, dimensions, chunking, store, kb version)."""
         meta = self.catalog.meta()
         was = made_by(meta)
-        if was and was != build.get("backend", was) and self.catalog.totals()[1]:
+        if was and same_format(was, build.get("backend", was)):
+            build = {**build, "backend": was}  # one format: the record (and so `auto`) stays the index's own
+        elif was and self.catalog.totals()[1]:
             log.warning("kb: this index holds %s vectors; new ones come from %s (same model, cosine >= 0.98 to "
                         "each other); `kb reindex` makes them uniform", was, build["backend"])
-        elif was and build.get("graph") and meta.get("graph", "1") != build["graph"] and self.catalog.totals()[1]:
+        older_graph = build.get("graph") and meta.get("graph", "1") != build["graph"]
+        if was and build.get("backend", was) == was and older_graph and self.catalog.totals()[1]:
             log.warning("kb: this index holds %s vectors of an older graph; new ones come from graph %s (cosine >= "
                         "0.99 to the old ones); `kb reindex` makes them uniform", was, build["graph"])
         if any(meta.get(k) != v for k, v in build.items()):
