@@ -95,7 +95,7 @@ def pick_backend(backend: str, recorded: str | None) -> str:
         return "onnx-int8"  # also on a GPU machine: torch on CUDA would add fp16 vectors
     if made_by == "torch":  # the record does not say whether on CUDA (fp16): torch decides as it did
         return "torch" if _torch_installed() else "onnx"
-    if made_by == "openvino":  # without OpenVINO here: the nearest vectors, fp32's
+    if made_by == "openvino":  # without OpenVINO here: ONNX Runtime, the same format (`same_format`)
         return "openvino" if importlib.util.find_spec("openvino") is not None else "onnx"
     return "onnx" if made_by == "onnx" else backend
 
@@ -103,7 +103,8 @@ def pick_backend(backend: str, recorded: str | None) -> str:
 def same_format(a: str, b: str) -> bool:
     """Whether the vectors two recorded backends made are of one format: the same backend, or the fp32
     graph run by ONNX Runtime (`onnx`) and by OpenVINO (`openvino`, bf16 or fp32 by the CPU: within
-    0.9999 cosine), from the same weights ("+w8": int8 ones)."""
+    0.9999 cosine), from the same weights ("+w8": int8 ones). `torch` is not `onnx`'s: its record does
+    not say whether it ran fp16 on a GPU."""
     def key(backend: str) -> str:
         name, plus, weights = backend.partition("+")
         return ("onnx" if name == "openvino" else name) + plus + weights

@@ -109,19 +109,21 @@ class OpenVinoEmbedder(OnnxEmbedder):
         # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
         import numpy as np
 
-        try:  # an infer request serves one run at a time: as many are made as runs ever ran at once
-            request = self._idle.get_nowait()
-        except queue.Empty:
-            request = self.session.create_infer_request()
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
+        try:  # an infer request serves one run at a time: as many are made as runs ever ran at once
+            request = self._idle.get_nowait()
+        except queue.Empty:
+            request = None
         try:
+            request = request or self.session.create_infer_request()
             return np.array(request.infer(feed)[0], dtype=np.float32)
         except Exception as e:
             raise EmbedderError(f"OpenVINO failed on a batch: {' '.join(str(e).split())[:300]}") from e
         finally:
-            self._idle.put(request)
+            if request is not None:
+                self._idle.put(request)
 
     def _batched(self, encodings: list[Any], out: np.ndarray) -> None:
         """Length-sorted batches, each on a core of its own, into `out`'s rows."""

@@ -289,13 +289,14 @@ class Index(ABC):
         """Record how the index is built (model, dimensions, chunking, store, kb version)."""
         meta = self.catalog.meta()
         was = made_by(meta)
-        if was and same_format(was, build.get("backend", was)):
+        chunks = self.catalog.totals()[1]
+        if was and chunks and same_format(was, build.get("backend", was)):
             build = {**build, "backend": was}  # one format: the record (and so `auto`) stays the index's own
-        elif was and self.catalog.totals()[1]:
+        elif was and chunks:
             log.warning("kb: this index holds %s vectors; new ones come from %s (same model, cosine >= 0.98 to "
                         "each other); `kb reindex` makes them uniform", was, build["backend"])
         older_graph = build.get("graph") and meta.get("graph", "1") != build["graph"]
-        if was and build.get("backend", was) == was and older_graph and self.catalog.totals()[1]:
+        if was and build.get("backend", was) == was and older_graph and chunks:
             log.warning("kb: this index holds %s vectors of an older graph; new ones come from graph %s (cosine >= "
                         "0.99 to the old ones); `kb reindex` makes them uniform", was, build["graph"])
         if any(meta.get(k) != v for k, v in build.items()):
