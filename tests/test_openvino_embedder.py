@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 import kb.embed as kb_embed
+import kb.embed.openvino as ov_module
 from kb import KnowledgeBase
 from kb.cli import main as cli
 from kb.embed import make_embedder, same_format
 from kb.embed.onnx import OnnxEmbedder
-import kb.embed.openvino as ov_module
 from kb.embed.openvino import OpenVinoEmbedder
 from kb.errors import DependencyError
 from tests.test_onnx_embedder import SENTENCES, _cosines

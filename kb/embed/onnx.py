@@ -235,24 +235,37 @@ class OnnxEmbedder(Embedder):
 
     def _batched(self, encodings: list[Any], out: np.ndarray) -> None:
         """fp32: length-sorted batches of `batch_size` texts (fewer when long), into `out`'s rows."""
+        for rows in self._batches(encodings):
+            self._embed_rows(encodings, rows, out)
+
+    def _batches(self, encodings: list[Any]) -> list[np.ndarray]:
+        """The texts' indexes in length-sorted batches of `batch_size` (fewer when long), longest first:
+        the biggest batch fails first."""
         # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
         import numpy as np
 
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(-lengths, kind="stable")  # longest first: the biggest batch fails first
-        start = 0
+        lengths = [len(e.ids) for e in encodings]
+        order = np.argsort(-np.array(lengths, dtype=np.int64), kind="stable")
+        batches, start = [], 0
         while start < len(order):
-            longest = int(lengths[order[start]])
-            size = max(1, min(self.batch_size, _MAX_BATCH_TOKENS // max(longest, 1)))
-            rows = order[start : start + size]
-            ids = np.zeros((len(rows), longest), dtype=np.int64)
-            mask = np.zeros((len(rows), longest), dtype=np.int64)
-            for r, i in enumerate(rows):
-                n = int(lengths[i])
-                ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
-            out[rows] = pool(self._run(ids, mask), mask, self.meta["pooling"])
+            size = max(1, min(self.batch_size, _MAX_BATCH_TOKENS // max(lengths[order[start]], 1)))
+            batches.append(order[start : start + size])
             start += size
+        return batches
+
+    def _embed_rows(self, encodings: list[Any], rows: np.ndarray, out: np.ndarray) -> None:
+        """One batch, the texts `rows` (longest first), padded to the longest, into `out`'s rows."""
+        # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
+        import numpy as np
+
+        longest = len(encodings[rows[0]].ids)
+        ids = np.zeros((len(rows), longest), dtype=np.int64)
+        mask = np.zeros((len(rows), longest), dtype=np.int64)
+        for r, i in enumerate(rows):
+            n = len(encodings[i].ids)
+            ids[r, :n] = encodings[i].ids
+            mask[r, :n] = 1
+        out[rows] = pool(self._run(ids, mask), mask, self.meta["pooling"])
 
 
 def _pools_prompt(location: Path) -> bool:

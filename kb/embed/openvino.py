@@ -15,8 +15,8 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from kb.embed.onnx import _MAX_BATCH_TOKENS, OnnxEmbedder
-from kb.embed.onnx_export import FP32_FILE, pool
+from kb.embed.onnx import OnnxEmbedder
+from kb.embed.onnx_export import FP32_FILE
 from kb.errors import DependencyError, EmbedderError, install_command
 
 if TYPE_CHECKING:
@@ -127,28 +127,8 @@ class OpenVinoEmbedder(OnnxEmbedder):
 
     def _batched(self, encodings: list[Any], out: np.ndarray) -> None:
         """Length-sorted batches, each on a core of its own, into `out`'s rows."""
-        # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
-        import numpy as np
-
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(-lengths, kind="stable")
-        groups, start = [], 0
-        while start < len(order):  # longest first; long texts in smaller batches, as fp32's
-            size = max(1, min(self.batch_size, _MAX_BATCH_TOKENS // max(int(lengths[order[start]]), 1)))
-            groups.append(order[start : start + size])
-            start += size
-
-        def run(rows: np.ndarray) -> None:
-            longest = int(lengths[rows[0]])
-            ids = np.zeros((len(rows), longest), dtype=np.int64)
-            mask = np.zeros((len(rows), longest), dtype=np.int64)
-            for r, i in enumerate(rows):
-                n = int(lengths[i])
-                ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
-            out[rows] = pool(self._run(ids, mask), mask, self.meta["pooling"])
-
-        if len(groups) == 1:
-            run(groups[0])
+        batches = self._batches(encodings)
+        if len(batches) == 1:
+            self._embed_rows(encodings, batches[0], out)
         else:
-            list(self._runs.map(run, groups))
+            list(self._runs.map(lambda rows: self._embed_rows(encodings, rows, out), batches))
