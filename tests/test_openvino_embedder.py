@@ -73,7 +73,6 @@ class _Inference:
 
     def __init__(self, log: list[tuple[str, int]], lock: threading.Lock, inside: list[int]):
         self.log, self.lock, self.inside = log, lock, inside
-        self.inputs = [SimpleNamespace(get_any_name=lambda n=n: n) for n in ("input_ids", "attention_mask")]
 
     def create_infer_request(self) -> SimpleNamespace:
         def infer(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -99,7 +98,7 @@ def test_a_process_first_inference_runs_alone_whatever_the_embedders_and_threads
     embedders = []
     for _ in range(3):
         e = OpenVinoEmbedder("all-MiniLM-L6-v2", cache_dir=tmp_path, threads=2)
-        e.__dict__.update(export_dir=tmp_path, precision="f32",
+        e.__dict__.update(export_dir=tmp_path, precision="f32", meta={"inputs": ["input_ids", "attention_mask"]},
                           _core=SimpleNamespace(compile_model=lambda *a: _Inference(log, lock, inside)))
         embedders.append(e)
     ids = np.ones((2, 5), dtype=np.int64)

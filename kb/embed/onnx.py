@@ -231,7 +231,7 @@ class OnnxEmbedder(Embedder):
 
     @cached_property
     def _inputs(self) -> set[str]:
-        return {i.name for i in self.session.get_inputs()}
+        return set(self.meta["inputs"])  # the graph's inputs, as its export recorded them
 
     def _batched(self, encodings: list[Any], out: np.ndarray) -> None:
         """fp32: length-sorted batches of `batch_size` texts (fewer when long), into `out`'s rows."""

@@ -94,16 +94,12 @@ class OpenVinoEmbedder(OnnxEmbedder):
                 if not _warm:
                     row = np.ones((1, 2), dtype=np.int64)
                     request = compiled.create_infer_request()
-                    np.array(request.infer({i.get_any_name(): row for i in compiled.inputs})[0], dtype=np.float32)
+                    np.array(request.infer({name: row for name in self._inputs})[0], dtype=np.float32)
                     _warm = True
             return compiled
         except Exception as e:
             raise EmbedderError(f"OpenVINO cannot load {path} (delete {self.export_dir} to export it again): "
                                 f"{' '.join(str(e).split())[:300]}") from e
-
-    @cached_property
-    def _inputs(self) -> set[str]:
-        return {i.get_any_name() for i in self.session.inputs}
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         # lazy: numpy loads when vectors are handled, not at import (kb --help stays instant)
