@@ -162,12 +162,12 @@ def main() -> None:
         if proc is not None:
             stop_server(proc)
     result.update({"k": args.k, "questions": len(questions), "documents": status.get("documents"),
-                   "chunks": status.get("chunks"), "cpus": os.cpu_count(), "machine": _machine()})
+                   "chunks": status.get("chunks"), "machine": _machine()})
     if args.json:
         print(json.dumps(result))
         return
     print(f"POST /search, k={args.k}: {result['clients']} clients for {result['seconds']} s on {url} "
-          f"({result['documents']} documents, {result['chunks']} chunks; {result['cpus']} CPUs)")
+          f"({result['documents']} documents, {result['chunks']} chunks; {result['machine']['cores']} CPUs)")
     print(f"  {result['requests']} requests, {result['requests_per_s']} requests/s; latency p50 {result['p50_ms']} ms, "
           f"p90 {result['p90_ms']} ms, p99 {result['p99_ms']} ms; errors: {result['errors'] or 'none'}")
 
