@@ -11,7 +11,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
-from kb.answer.tables import Cell, read_row
+from kb.answer.tables import Cell, cells, read_row
 from kb.answer.types import Answer, Citation, Source
 from kb.dates import DATE
 from kb.errors import install_command
@@ -252,7 +252,7 @@ def _read_rows(question: Question, source: Source, unit: str) -> str:
     lines = unit.split("\n")
     out = []
     for line in lines:
-        cell = read_row(line, _above(source, line), question) if _table_row(line) else None
+        cell = read_row(line, _above(source, line), question) if _table_row(line) or cells(line) else None
         if isinstance(cell, Cell):
             # under the line that introduces the rows, the rows need not repeat it
             said = cell.group and cell.group.lower() in lines[0].lower()

@@ -14,9 +14,9 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
-from kb.dates import MONTH, first_date
+from kb.dates import MONTH, Period, first_date, periods
 from kb.question import Question
 
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
@@ -39,7 +39,7 @@ class Cell:
         # in the middle of a line the heading reads in lower case ("net sales"), its acronyms kept ("AWS")
         group = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in self.group.split())
         label = f"{self.label} ({group})" if group else self.label
-        return f"{label}, {self.period}: {self.value}"
+        return f"{label}, {self.period}: {self.value}" if self.period else f"{label} \u2014 {self.value}"
 
 
 # A row's words before its first figure; a parenthesis of words is the label's ("expense/(benefit)"), one
@@ -51,6 +51,9 @@ _BARE = re.compile(r"\d+\)?")  # digits alone, or closing a parenthesis of words
 
 def row_label(row: str) -> str | None:
     """The words of table row `row` before its first figure ("Research and development"), or None."""
+    fields = cells(row)
+    if fields is not None:
+        return fields[0] if re.search(r"[A-Za-z]", fields[0]) else None
     m = _LABEL.match(row)
     return m.group(1).strip(" :.") if m else None
 
@@ -59,6 +62,9 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     """The cell of table row `row` for the period `question` asks about, given the text `before` the
     row (where its header is). None: the row's columns cannot be told apart (no header with dates,
     or figures that do not line up with it). False: they can, and none is the period asked about."""
+    fields = cells(row)
+    if fields is not None:
+        return _read_cells(fields, before, question)
     label_match = _LABEL.match(row)
     if not label_match:
         return None
@@ -222,3 +228,94 @@ def _wanted_column(columns: list[tuple[str, str]], question: Question) -> int | 
     when = {i: first_date(columns[i][1]) for i in candidates}
     latest = max((d for d in when.values() if d is not None), default=None)
     return next(i for i in candidates if when[i] == latest)
+
+
+# A table whose cells the parser kept apart (Markdown's pipes; Word, slides, web pages and spreadsheets
+# joined as "a | b | c"): its header is its first row, over the same number of cells.
+_PIPE = re.compile(r"\s*\|\s*")
+_RULE = re.compile(r"[\s|:+=-]*-[\s|:+=-]*")  # Markdown's "|---|:--:|" under the header: no cells
+MAX_CELL_ROWS = 60  # rows above a row to reach its header: a long table's first row is this far at most
+
+
+def cells(line: str) -> list[str] | None:
+    """The cells of a table line that separates them with "|" ("| Revenue | 12,450 | 11,980 |",
+    "Revenue | 12,450 | 11,980"), or None for any other line."""
+    text = line.strip()
+    if "|" not in text or _RULE.fullmatch(text):
+        return None
+    if text.startswith("|"):
+        text = text[1:]
+    if text.endswith("|"):
+        text = text[:-1]
+    fields = _PIPE.split(text.strip())
+    return fields if len(fields) >= 2 else None
+
+
+def _read_cells(row: list[str], before: str, question: Question) -> Cell | None | bool:
+    """`read_row` for a row of cells: the value of the column the question names (its period, else a
+    word of its header: "Phone"), else of the latest period when the header is periods; a header of
+    other words gives every cell with its header ("Department: Finance, Phone: 4411"). None: no header
+    (the row is the table's first), or the label is no words."""
+    label, values = row[0], row[1:]
+    if all(_KEYED.match(c) for c in row if c):
+        return None  # each cell names its column already ("Region: North | Sales: 1200", a sheet's row)
+    header = _cell_header(before, len(row))
+    if header is None or not re.search(r"[A-Za-z]", label) or not any(values):
+        return None
+    heads = header[1:]
+    when = {i: found[0][0] for i, h in enumerate(heads)
+            if (found := periods(h))[0] and not _WORD_OTHER.search(found[1])}
+    dated = sorted(when)
+    asked = question.periods
+    if dated and asked:
+        hits = [i for i in dated if any(p.found_in(heads[i]) for p in asked)]
+        if not hits:
+            return False
+        wanted = max(hits, key=lambda i: _order(when[i]))
+    else:
+        words = _words(question.text)
+        named = [i for i, h in enumerate(heads) if _words(h) & words and i not in dated]
+        if named:
+            wanted = named[0]
+        elif dated:
+            wanted = max(dated, key=lambda i: _order(when[i]))
+        else:
+            pairs = [f"{h}: {v}" if h else v for h, v in zip(heads, values) if v]
+            return Cell(label, ", ".join(pairs), "")
+    value = values[wanted]
+    if not value:
+        return None
+    period = when.get(wanted)
+    return Cell(label, value, heads[wanted], date=_end(period) if period else None)
+
+
+_KEYED = re.compile(r"[^:|]+:\s")  # "Sales: 1200"
+_WORD_OTHER = re.compile(r"[A-Za-z]{4,}")  # a header with words besides its period ("Budget 2024") is no period
+
+
+def _cell_header(before: str, width: int) -> list[str] | None:
+    """The first row of the table of cells that ends `before`: going up over rows of `width` cells
+    and Markdown's rule, to the line above the table. None when the row asked about is the first."""
+    first = None
+    for line in list(reversed(before.rstrip().split("\n")))[:MAX_CELL_ROWS]:
+        if _RULE.fullmatch(line.strip()):
+            continue
+        fields = cells(line)
+        if fields is None or len(fields) != width:
+            break
+        first = fields
+    return first
+
+
+def _order(period: Period) -> tuple[int, int, int]:
+    """A period's place in time, to tell the latest: its year, then its quarter or month, then its day."""
+    month = period.month or (period.quarter * 3 if period.quarter else 12)
+    return period.year, month, period.day or 31
+
+
+def _end(period: Period) -> date:
+    """The last day of `period`, as a table's column of it is dated."""
+    if period.date:
+        return period.date
+    year, month, _ = _order(period)
+    return date(year, 12, 31) if month == 12 else date(year, month + 1, 1) - timedelta(days=1)

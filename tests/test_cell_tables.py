@@ -1,0 +1,106 @@
+"""Tables whose cells the parser kept apart (a Markdown table, a Word table, a web page's): an answer
+quotes the value with its row's label and its column's header ("Operating income, Q4 2023: 1,725"),
+not the row as printed ("| Operating income | 2,316 | 1,725 | 1,402 |"). Unit tests of the reader,
+then a real knowledge base of a Markdown file and a Word file, asked without a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kb import KnowledgeBase
+from kb.answer.tables import Cell, cells, read_row, row_label
+from kb.question import read
+from tests.helpers import free_port, write_markdown
+
+RESULTS = """# Quarterly results, Harwick Tools
+
+Harwick Tools reports its quarterly figures below.
+
+| Metric | Q1 2024 | Q4 2023 | Q1 2023 |
+|---|:--:|---|---|
+| Revenue | 12,450 | 11,980 | 10,310 |
+| Operating income | 2,316 | 1,725 | 1,402 |
+| Headcount | 212 | 205 | 190 |
+"""
+ABOVE_OPERATING = RESULTS.split("| Operating income")[0]
+OPERATING = "| Operating income | 2,316 | 1,725 | 1,402 |"
+
+
+def test_the_cells_of_a_line_are_read_whatever_the_pipes_at_its_ends() -> None:
+    assert cells("| Revenue | 12,450 | 11,980 |") == ["Revenue", "12,450", "11,980"]
+    assert cells("Revenue | 12,450 | |") == ["Revenue", "12,450", ""]
+    assert cells("| | Q1 2024 | Q4 2023 |") == ["", "Q1 2024", "Q4 2023"]
+    assert cells("|---|:--:|") is None and cells("Revenue grew 4% on demand") is None
+    assert row_label(OPERATING) == "Operating income"
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("What was Harwick's operating income in Q4 2023?", "Operating income, Q4 2023: 1,725"),
+    ("Operating income in the first quarter of 2023?", "Operating income, Q1 2023: 1,402"),
+    ("What is the operating income?", "Operating income, Q1 2024: 2,316"),  # no period asked: the latest
+])
+def test_a_row_of_cells_is_read_at_the_period_asked_about(question: str, expected: str) -> None:
+    cell = read_row(OPERATING, ABOVE_OPERATING, read(question))
+    assert isinstance(cell, Cell) and str(cell) == expected
+
+
+def test_a_row_of_cells_of_other_periods_or_without_header_is_told_apart() -> None:
+    assert read_row(OPERATING, ABOVE_OPERATING, read("Operating income in Q2 2022?")) is False
+    # the table's first row has no header above it; a self-labelled sheet row names its columns itself
+    assert read_row("| Revenue | 12,450 | 11,980 |", "Some text.\n", read("Revenue?")) is None
+    sheet = "Region: North | Sales: 1200\n"
+    assert read_row("Region: South | Sales: 900", sheet, read("Sales in the south?")) is None
+
+
+def test_a_row_of_cells_under_a_header_of_words_gives_the_column_named_or_every_cell() -> None:
+    staff = "Name | Department | Phone\nLena Ortiz | Legal | 4410\n"
+    assert str(read_row("Ana Ruiz | Finance | 4411", staff, read("What is Ana Ruiz's phone number?"))) \
+        == "Ana Ruiz, Phone: 4411"
+    assert str(read_row("Ana Ruiz | Finance | 4411", staff, read("Who is Ana Ruiz?"))) \
+        == "Ana Ruiz \u2014 Department: Finance, Phone: 4411"
+
+
+def _fleet_docx(path: Path) -> None:
+    import docx
+
+    doc = docx.Document()
+    doc.add_heading("Brennan Freight: fleet report", 1)
+    doc.add_paragraph("Fuel and distance by year for the Brennan Freight fleet of trucks.")
+    table = doc.add_table(rows=4, cols=3)
+    for r, row in enumerate([["Measure", "2023", "2022"], ["Diesel used (litres)", "1,204,000", "1,150,500"],
+                             ["Distance driven (km)", "3,400,000", "3,210,000"], ["Trucks in service", "48", "45"]]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    doc.save(str(path))
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
+    root = tmp_path_factory.mktemp("cells")
+    docs = root / "docs"
+    write_markdown(docs / "results.md", RESULTS)
+    _fleet_docx(docs / "fleet.docx")
+    with KnowledgeBase.open(root / "kb") as k:
+        assert not k.ingest([str(docs)]).failed
+        yield k
+
+
+@pytest.fixture(autouse=True)
+def no_ollama(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
+
+
+@pytest.mark.parametrize(("question", "first_line"), [
+    ("What was Harwick Tools' operating income in Q4 2023?", "Operating income, Q4 2023: 1,725 [1]"),
+    ("harwick revenue q1 2024", "Revenue, Q1 2024: 12,450 [1]"),
+    ("How many litres of diesel did Brennan Freight use in 2022?", "Diesel used (litres), 2022: 1,150,500 [1]"),
+    ("How many trucks does Brennan Freight have in service?", "Trucks in service, 2023: 48 [1]"),
+])
+def test_an_answer_from_a_table_of_cells_names_its_row_and_column(kb: KnowledgeBase, question: str,
+                                                                  first_line: str) -> None:
+    answer = kb.ask(question, llm="none")
+    assert answer.found and answer.answer.split("\n")[0] == first_line
+    assert "|" not in answer.answer
