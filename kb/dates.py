@@ -134,12 +134,7 @@ def periods(text: str) -> tuple[list[Period], str]:
         if day is not None:
             take(m, Period(m.group(0), day.year, None, day.month, day.day, m.start()))
     for m in list(_QUARTER.finditer(text)):
-        if m.group(1):
-            n, year = int(m.group(1)), _year(m.group(2))
-        elif m.group(3):
-            n, year = int(m.group(3)), _year(m.group(4))
-        else:
-            n, year = _ordinal(m.group(5)), int(m.group(6))
+        year, n = _quarter_of(m)
         take(m, Period(m.group(0), year, n, at=m.start()))
     for m in list(_MONTH_YEAR.finditer(text)):
         take(m, Period(m.group(0), int(m.group(2)), month=_MONTH_NUMBERS[m.group(1).rstrip(".").lower()],
@@ -152,6 +147,22 @@ def periods(text: str) -> tuple[list[Period], str]:
     for period in sorted(found, key=lambda p: p.at):
         unique.setdefault(period.text.lower(), period)
     return list(unique.values()), text
+
+
+def quarters(text: str) -> Iterator[tuple[int, int, bool]]:
+    """Each quarter `text` names, as (year, quarter, fiscal): fiscal when it is written as a fiscal
+    year's ("the third quarter of fiscal year 2024", "Q3 FY24"), whose year a company counts its own way."""
+    for m in _QUARTER.finditer(text):
+        year, n = _quarter_of(m)
+        yield year, n, bool(re.search(r"(?i)fiscal|FY", m.group(0)))
+
+
+def _quarter_of(m: re.Match[str]) -> tuple[int, int]:
+    if m.group(1):
+        return _year(m.group(2)), int(m.group(1))
+    if m.group(3):
+        return _year(m.group(4)), int(m.group(3))
+    return int(m.group(6)), _ordinal(m.group(5))
 
 
 def name_period(source: str) -> tuple[int, int] | None:

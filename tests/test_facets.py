@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,41 @@ def test_a_reports_file_name_says_its_period_in_its_own_calendar(tmp_path: Path)
                                 ("Shopco store sales and operating expenses in FY2020", "SHOPCO_2020_10K.pdf"),
                                 ("Shopco store sales in fiscal 2019", "SHOPCO_2019_10K.pdf")]:
             assert ranking(kb, question)[0][0] == first, (question, ranking(kb, question))
+
+
+def unnamed_quarters(folder: Path) -> Path:
+    """Quarterly reports under file names that say nothing: one company whose fiscal year starts in
+    October and writes its quarters without "fiscal" ("the third quarter of 2023" ended July 1, 2023),
+    one that counts a fiscal year ending in January ("the third quarter of fiscal year 2024" ended
+    October 29, 2023). Each names the same quarter a year before, as reports do."""
+    folder.mkdir(parents=True, exist_ok=True)
+    reports = [("Borealis", "April 1, 2023", "second quarter of 2023", "second quarter of 2022"),
+               ("Borealis", "July 1, 2023", "third quarter of 2023", "third quarter of 2022"),
+               ("Dynamo", "July 30, 2023", "second quarter of fiscal year 2024", "second quarter of fiscal year 2023"),
+               ("Dynamo", "October 29, 2023", "third quarter of fiscal year 2024", "third quarter of fiscal year 2023")]
+    for n, (firm, ended, quarter, before) in enumerate(reports):
+        write_pdf(folder / f"scan{n:04d}.pdf", [
+            f"{firm} Inc.\nQuarterly report\nFor the quarterly period ended {ended}",
+            *(f"{firm} {part} in the {quarter} against the {before}: revenue and operating expenses." for part in
+              ("results", "segments", "liquidity"))])
+    return folder
+
+
+def test_a_reports_quarter_is_read_from_its_text_when_its_file_name_says_nothing(tmp_path: Path) -> None:
+    """"Q3 2023" is the quarter a report calls its third of 2023, or, for a report that counts its own
+    fiscal year, the calendar quarter most of its months fall in; "Q3 FY2024" is its fiscal quarter."""
+    with KnowledgeBase.open(tmp_path / "kb", workers=1, **FAKE) as kb:
+        kb.ingest([str(unnamed_quarters(tmp_path / "docs"))])
+        with sqlite3.connect(tmp_path / "kb" / "catalog.sqlite") as db:
+            meta = {Path(source).name: json.loads(m) for source, m in db.execute("SELECT source, metadata FROM documents")}
+        assert meta["scan0001.pdf"]["quarter"] == "2023-Q3" and "fiscal_quarter" not in meta["scan0001.pdf"]
+        assert (meta["scan0003.pdf"]["quarter"], meta["scan0003.pdf"]["fiscal_quarter"]) == ("2023-Q3", "2024-Q3")
+        for question, first in [("Borealis revenue in Q3 2023", "scan0001.pdf"),
+                                ("borealis operating expenses, second quarter of 2023", "scan0000.pdf"),
+                                ("Dynamo revenue Q3 FY2024", "scan0003.pdf"),
+                                ("Dynamo revenue in the second quarter of fiscal 2024", "scan0002.pdf"),
+                                ("Dynamo revenue in Q3 2023", "scan0003.pdf"),
+                                ("Dynamo revenue in Q2 2023", "scan0002.pdf")]:
+            assert ranking(kb, question)[0][0] == first, (question, ranking(kb, question))
+        hits = kb.search("revenue and operating expenses", k=8, filters=Filters(where=parse_where(["quarter=2023-Q3"])))
+        assert sorted(set(names(hits))) == ["scan0001.pdf", "scan0003.pdf"]

@@ -508,6 +508,18 @@ class Catalog:
 
         return self._memo("dates", dates)
 
+    def document_quarters(self) -> dict[int, tuple[str, str]]:
+        """The quarter each quarterly report is about, as read at ingest (metadata `quarter`, "2023-Q3",
+        and `fiscal_quarter`, "" when it counts no fiscal year of its own); remembered until the catalog
+        changes."""
+
+        def quarters() -> dict[int, tuple[str, str]]:
+            sql = ("SELECT id, json_extract(metadata, '$.quarter'), json_extract(metadata, '$.fiscal_quarter')"
+                   " FROM documents WHERE json_extract(metadata, '$.quarter') <> ''")
+            return {int(i): (str(q), str(f or "")) for i, q, f in self.db.execute(sql)}
+
+        return self._memo("quarters", quarters)
+
     def aliases(self) -> dict[str, list[tuple[str, str, bool, int]]]:
         """The aliases the documents define (metadata `aliases`, read at ingest by kb.ingest.aliases), by
         their lower case: (the alias as written, the name it stands for, whether it matches only as

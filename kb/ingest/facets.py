@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
+from datetime import date, timedelta
 
-from kb.dates import Period, first_date, periods
+from kb.dates import Period, first_date, periods, quarters
 from kb.types import JSON, ParsedDocument
 
 FIRST_UNITS = 2  # a cover page and the one after it: where a report, letter or form states its date
@@ -59,14 +61,61 @@ def document_facets(doc: ParsedDocument, name: str = "") -> JSON:
     found = own_date(doc, name)
     if found is None:
         return {}
-    return {"date": _iso(found), "year": str(found.year)}
+    return {"date": _iso(found), "year": str(found.year), **own_quarter(doc, found.date)}
+
+
+QUARTER_MENTIONS = 3  # a report names its own quarter again and again; one named once or twice is talked about
+QUARTER_SHARE = 0.25  # a quarter named under a quarter as often as the most named one is an outlook's or a note's
+# days: a quarter as a company counts it ends a few days either side of the calendar's, or a quarter
+# after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
+QUARTER_BEFORE, QUARTER_AFTER = 10, 100
+_QUARTERLY = re.compile(r"(?i)\bquarter|\bthree\s+months|\b13\s+weeks")
+
+
+def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
+    """The quarter a quarterly report is about (one whose date is labelled "for the quarterly period
+    ended", "three months ended"): `quarter` ("2023-Q3", as a question without "fiscal" means it) and,
+    where it counts its own fiscal year ("the third quarter of fiscal year 2024"), `fiscal_quarter`.
+
+    `quarter` is the quarter its text names most among those ending close to its date (a report names
+    its quarter beside the same quarter a year before, and now and then an outlook's), else the
+    calendar quarter most of its three months fall in (a quarter ended October 29, 2023 is Q3 2023).
+    `fiscal_quarter` is, of the fiscal quarters named `QUARTER_MENTIONS` times and at least
+    `QUARTER_SHARE` as often as the most named one, the latest year's most named. {} for any other document, or one naming no quarter
+    `QUARTER_MENTIONS` times."""
+    first = next(_labelled(opening_text(doc)), None)  # the date the report is labelled with (`own_date`)
+    if dated is None or first is None or first[0].date != dated or not _QUARTERLY.search(first[1]):
+        return {}
+    counts = Counter(q for block in doc.blocks for q in quarters(block.text))
+    if max(counts.values(), default=0) < QUARTER_MENTIONS:
+        return {}
+    near = {q: n for q, n in counts.items() if not q[2]
+            and -QUARTER_BEFORE <= (_quarter_end(q[0], q[1]) - dated).days <= QUARTER_AFTER}
+    if near:
+        year, quarter, _ = max(near, key=near.__getitem__)
+    else:
+        middle = dated - timedelta(days=45)
+        year, quarter = middle.year, (middle.month - 1) // 3 + 1
+    out: JSON = {"quarter": f"{year}-Q{quarter}"}
+    fiscal = {q: n for q, n in counts.items() if q[2] and q[0] <= dated.year + 1}
+    top = max(fiscal.values(), default=0)
+    kept = [q for q, n in fiscal.items() if n >= max(QUARTER_SHARE * top, QUARTER_MENTIONS)]
+    if kept:
+        latest = max(q[0] for q in kept)
+        year, quarter, _ = max((q for q in kept if q[0] == latest), key=fiscal.__getitem__)
+        out["fiscal_quarter"] = f"{year}-Q{quarter}"
+    return out
+
+
+def _quarter_end(year: int, quarter: int) -> date:
+    return date(year, 12, 31) if quarter == 4 else date(year, 3 * quarter + 1, 1) - timedelta(days=1)
 
 
 def own_date(doc: ParsedDocument, name: str = "") -> Period | None:
     """The date that labels `doc`, whose file is called `name` (see `document_facets`), or None."""
     labelled = next(_labelled(opening_text(doc)), None)
     if labelled is not None:
-        return labelled
+        return labelled[0]
     titled = [p for p in periods(_NAME_JOINS.sub(" ", f"{doc.title}\n{name}"))[0] if p.month]
     if titled:
         return next((p for p in titled if p.day), titled[0])
@@ -101,11 +150,12 @@ def _dated(text: str) -> Iterator[tuple[Period, str, str, str]]:
             yield period, words, text[start:at], text[end:stop]
 
 
-def _labelled(text: str) -> Iterator[Period]:
+def _labelled(text: str) -> Iterator[tuple[Period, str]]:
+    """Each date the text labels as its own (`document_facets`), with the words before it."""
     for period, words, before, after in _dated(text):
         if (_LABEL.search(words) or _TITLE_OF.match(before)
                 or (len(before) <= DATELINE_LEAD and _DATELINE[0].search(before) and _DATELINE[1].match(after))):
-            yield period
+            yield period, words
 
 
 def _alone(text: str) -> Iterator[Period]:

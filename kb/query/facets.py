@@ -44,7 +44,8 @@ def chunk_bonus(catalog: Catalog, question: Question, doc_of: Mapping[int, int],
         subject = naming(catalog, question.names)
         relevance = {doc: r if doc in subject else 0.0 for doc, r in relevance.items()}
     bonus = document_bonus(question, catalog.document_dates(), relevance, latest_weight=latest_weight,
-                           period_weight=period_weight, near=near, named=catalog.document_names())
+                           period_weight=period_weight, near=near, named=catalog.document_names(),
+                           quarters=catalog.document_quarters())
     return {chunk: bonus[doc] for chunk, doc in doc_of.items() if doc in bonus}
 
 
@@ -66,21 +67,23 @@ def naming(catalog: Catalog, names: Iterable[Name]) -> set[int]:
 
 def document_bonus(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], *,
                    latest_weight: float, period_weight: float, near: float,
-                   named: Mapping[int, str] | None = None) -> dict[int, float]:
+                   named: Mapping[int, str] | None = None,
+                   quarters: Mapping[int, tuple[str, str]] | None = None) -> dict[int, float]:
     """A bonus for each candidate document (keys of `relevance`, its match to the question's words).
 
     `latest`: the newest of the documents whose relevance is within `near` (a fraction) of the
     best one's gets `latest_weight`: "the latest report" of whatever the question names, not the
     newest document in the knowledge base. Named dates, quarters and years: `period_weight` x how
     well the document matches (`_matching`), mapped so the best match gets the weight. `named`: the
-    documents' file names, which name a report's own period ("2023 Q1 Acme.pdf", "ACME_2020_10K").
+    documents' file names, which name a report's own period ("2023 Q1 Acme.pdf", "ACME_2020_10K");
+    `quarters`: the quarter each quarterly report's text says it is about (`Catalog.document_quarters`).
     """
     bonus: dict[int, float] = {}
     if asked.latest and latest_weight:
         for doc, b in _newest(dated, relevance, near, latest_weight).items():
             bonus[doc] = bonus.get(doc, 0.0) + b
     if (asked.dates or asked.years) and period_weight:
-        for doc, b in _matching(asked, dated, relevance, period_weight, named or {}).items():
+        for doc, b in _matching(asked, dated, relevance, period_weight, named or {}, quarters or {}).items():
             bonus[doc] = bonus.get(doc, 0.0) + b
     return bonus
 
@@ -97,25 +100,35 @@ def _newest(dated: Mapping[int, str], relevance: Mapping[int, float], near: floa
 
 
 def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int, float], weight: float,
-              named: Mapping[int, str]) -> dict[int, float]:
+              named: Mapping[int, str], reports: Mapping[int, tuple[str, str]] | None = None) -> dict[int, float]:
     """How well each document matches the periods asked: its date the very day, or its file name that
     very quarter, 1; its date or its file name that year, 1/2.
 
     A report's file name says which period it reports in the report's own calendar: "2023 Q1" of a
     company whose fiscal year starts in July is dated September 2022, and a fiscal year 2020 that
     ends in January is dated 2021. Its date alone would send "Q1 2023" to the report dated in
-    calendar 2023, another quarter of the same company."""
+    calendar 2023, another quarter of the same company. Where no candidate's file name names a quarter
+    asked, the quarter a report's text says it is about (`reports`) does: a fiscal one ("Q2 of FY2024")
+    its fiscal quarter, another its quarter."""
     quarters = [p for p in asked.periods if p.quarter]
     years = set(asked.years) | {d[:4] for d in asked.dates}
+    by_name = any(p.found_in(named.get(doc, "")) for p in quarters for doc in relevance)
+    labels = {} if by_name else {
+        (f"{p.year}-Q{p.quarter}", _FISCAL.search(p.text) is not None) for p in quarters}
     score: dict[int, float] = {}
     for doc in relevance:
         when, name = dated.get(doc, ""), named.get(doc, "")
-        if when[:10] in asked.dates or any(p.found_in(name) for p in quarters):
+        own, fiscal = (reports or {}).get(doc, ("", ""))
+        if (when[:10] in asked.dates or any(p.found_in(name) for p in quarters)
+                or any(label == (fiscal or own if is_fiscal else own) for label, is_fiscal in labels)):
             score[doc] = 1.0
         elif when[:4] in years or any(Period(y, int(y)).found_in(name) for y in years):
             score[doc] = 0.5
     best = max(score.values(), default=0.0)
     return {d: weight * s / best for d, s in score.items()} if best else {}
+
+
+_FISCAL = re.compile(r"(?i)fiscal|FY")  # "Q2 of FY2024", "the second quarter of fiscal 2024"
 
 
 def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list[set[int]]:
@@ -137,7 +150,7 @@ def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list
         for period in question.periods:  # the documents that match it best: its quarter's, else its year's,
             # among those about what the question names ("Borealis revenue Q1 against Q2")
             score = _matching(Question(period.text, (), (period,), False), dated,
-                              dict.fromkeys(about or candidates, 1.0), 1.0, named)
+                              dict.fromkeys(about or candidates, 1.0), 1.0, named, catalog.document_quarters())
             per_period.append({d for d, s in score.items() if s == 1.0})
         sides = _apart(per_period)
         if len(sides) >= 2:
