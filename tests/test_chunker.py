@@ -110,15 +110,3 @@ def test_pages_start_new_chunks(chunker: Chunker) -> None:
     _, chunks = chunker.chunk(doc)
     # A well-filled chunk ends at its page; a small one takes in the next page rather than stand alone.
     assert [(c.page_start, c.page_end) for c in chunks] == [(1, 1), (2, 2), (3, 4)]
-
-
-@pytest.mark.parametrize(("title", "kept"), [
-    ("doc-5e825be9", False), ("Scan 0042", False), ("IMG_20240312_0042", False), ("Document1 (3)", False),
-    ("2023 Q3 AAPL", True), ("AMD_2015_10K", True), ("report (3)", True), ("Minutes 2024-03-12", True),
-])
-def test_a_file_name_that_says_nothing_is_not_embedded_as_a_title(chunker: Chunker, title: str, kept: bool) -> None:
-    """A scanner's, camera's or download's name ("scan0042", a hash) would move every passage's vector the
-    same meaningless way; a name a person gave says what the document is."""
-    doc = ParsedDocument(title=title, blocks=[Block("Revenue grew in the quarter.", ("Results",))])
-    _, chunks = chunker.chunk(doc)
-    assert chunks[0].embed_text.startswith(f"{title} / Results\n" if kept else "Results\n")

@@ -22,28 +22,6 @@ _LINE_END = re.compile(r"\n+")
 _MAX_PREFIX_SHARE = 4  # the title/heading prefix never takes more than 1/4 of the window
 
 
-# The words of a name given to a file by a scanner, a camera, a download or an export, not by its author.
-_GENERIC_NAMES = frozenset({
-    "doc", "docs", "document", "file", "scan", "scanned", "img", "image", "photo", "pic", "dsc", "untitled",
-    "copy", "new", "download", "attachment", "export", "output", "tmp", "temp", "noname", "unnamed",
-})
-# A name's piece that is a counter or a hash: digits that are no year ("0042", "3"), hex of six or more
-# ("5e825be9"), letters then three or more digits ("IMG2031", "scan0042").
-_CODE = re.compile(r"(?!(?:19|20)\d\d$)\d+|(?=[a-f]*\d)[0-9a-f]{6,}|[a-z]+\d{3,}")
-
-
-def says_nothing(title: str) -> bool:
-    """Whether `title` names nothing a reader would know the document by: made only of counters,
-    hashes and a file's generic words ("doc-5e825be9", "IMG_20240312_0042", "Scan 0042", "Document1 (3)")."""
-    pieces = re.findall(r"[a-z0-9]+", title.lower())
-    return bool(pieces) and all(_generic(p) for p in pieces)
-
-
-def _generic(piece: str) -> bool:
-    word = re.fullmatch(r"([a-z]+)\d+", piece)  # "document1"
-    return piece in _GENERIC_NAMES or bool(_CODE.fullmatch(piece)) or bool(word and word.group(1) in _GENERIC_NAMES)
-
-
 @dataclass
 class _Piece:
     start: int
@@ -68,12 +46,10 @@ class Chunker:
         return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def prefix(self, title: str, headings: tuple[str, ...]) -> tuple[str, int]:
-        """The line prepended to the embedded text, 'Title / Heading / Subheading', and its tokens. A
-        title that says nothing (`says_nothing`: a file name such as "scan0042" standing in for one) is
-        left out: its tokens would only move every passage's vector the same random way."""
+        """The line prepended to the embedded text, 'Title / Heading / Subheading', and its tokens."""
         key = (title, headings)
         if key not in self._prefix_cache:
-            text = " / ".join(x for x in ("" if says_nothing(title) else title, *headings) if x)
+            text = " / ".join(x for x in (title, *headings) if x)
             enc = self.tokenizer.encode(text, add_special_tokens=False)
             cap = self.limit // _MAX_PREFIX_SHARE
             if len(enc.ids) > cap:
