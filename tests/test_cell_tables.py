@@ -31,10 +31,15 @@ OPERATING = "| Operating income | 2,316 | 1,725 | 1,402 |"
 
 def test_the_cells_of_a_line_are_read_whatever_the_pipes_at_its_ends() -> None:
     assert cells("| Revenue | 12,450 | 11,980 |") == ["Revenue", "12,450", "11,980"]
-    assert cells("Revenue | 12,450 | |") == ["Revenue", "12,450", ""]
     assert cells("| | Q1 2024 | Q4 2023 |") == ["", "Q1 2024", "Q4 2023"]
+    # a parser's "a | b | c" with an empty cell at one end: a pipe alone at that end
+    assert cells("Trucks in service | 48 | ") == ["Trucks in service", "48", ""]
+    assert cells(" | 2023 | 2022") == ["", "2023", "2022"]
     assert cells("|---|:--:|") is None and cells("Revenue grew 4% on demand") is None
     assert row_label(OPERATING) == "Operating income"
+    # a spreadsheet's row names its columns in its cells: its label is read as before
+    assert cells("Product: Widget A | Units sold: 1,200") is None
+    assert row_label("Product: Widget A | Units sold: 1,200 | Revenue: 36,000") == "Product: Widget A | Units sold"
 
 
 @pytest.mark.parametrize(("question", "expected"), [
@@ -55,12 +60,37 @@ def test_a_row_of_cells_of_other_periods_or_without_header_is_told_apart() -> No
     assert read_row("Region: South | Sales: 900", sheet, read("Sales in the south?")) is None
 
 
+@pytest.mark.parametrize(("header", "question", "expected"), [
+    ("Item | Year ended December 31, 2024 | Year ended December 31, 2023",
+     "Operating income for the year ended December 31, 2023?", "Year ended December 31, 2023: 7,904"),
+    ("Item | FY24 | FY23", "Operating income in 2023?", "FY23: 7,904"),
+    ("Item | Jun 2024 | Mar 2024", "Operating income in Q1 2024?", "Mar 2024: 7,904"),
+    (" | 2024 | 2023 | Change", "What is the operating income?", "2024: 8,316"),  # Word's empty corner
+])
+def test_a_header_of_periods_is_read_however_it_writes_them(header: str, question: str, expected: str) -> None:
+    change = " | 6%" if header.endswith("Change") else ""
+    text = f"Results for the last two years.\n{header}\nRevenue | 30,120 | 28,400{change}\n"
+    cell = read_row(f"Operating income | 8,316 | 7,904{change}", text, read(question))
+    assert isinstance(cell, Cell) and str(cell) == f"Operating income, {expected}"
+
+
 def test_a_row_of_cells_under_a_header_of_words_gives_the_column_named_or_every_cell() -> None:
-    staff = "Name | Department | Phone\nLena Ortiz | Legal | 4410\n"
-    assert str(read_row("Ana Ruiz | Finance | 4411", staff, read("What is Ana Ruiz's phone number?"))) \
-        == "Ana Ruiz, Phone: 4411"
-    assert str(read_row("Ana Ruiz | Finance | 4411", staff, read("Who is Ana Ruiz?"))) \
-        == "Ana Ruiz \u2014 Department: Finance, Phone: 4411"
+    staff = "Staff list.\n| Name | Department | Phone |\n|---|---|---|\n| Lena Ortiz | Legal | 4410 |\n"
+    row = "| Ana Ruiz | Finance | 4411 |"
+    assert str(read_row(row, staff, read("What is Ana Ruiz's phone number?"))) == "Ana Ruiz, Phone: 4411"
+    assert str(read_row(row, staff, read("Who is Ana Ruiz?"))) == "Ana Ruiz \u2014 Department: Finance, Phone: 4411"
+
+
+def test_no_header_is_made_up_from_a_first_row_of_data() -> None:
+    """A table of another format than Markdown may have no header row: a first row of words is not
+    taken for one; nor is a row of a table whose top the text does not reach, or of another width."""
+    keys = "Shortcuts:\nCtrl+S | Save the file | always\n"
+    assert read_row("Ctrl+P | Print the file | when a printer is set", keys, read("How do I print?")) is None
+    long = "".join(f"| Store {n} | {1000 + n} | {900 + n} |\n" for n in range(80))  # its header above the text
+    assert read_row("| Jarrow Bridge | 1,434 | 1,553 |", long, read("Sales at Jarrow Bridge?")) is None
+    ragged = "Fleet.\n | 2023 | 2022\nTrucks | 48 | 45 | 3\n"
+    assert read_row("Depots | 61 | 58", ragged, read("How many depots?")) is None
+    assert str(read_row("Depots | 61 | ", "Fleet.\n | 2023 | 2022\n", read("Depots in 2023?"))) == "Depots, 2023: 61"
 
 
 def _fleet_docx(path: Path) -> None:

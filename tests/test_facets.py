@@ -16,8 +16,10 @@ from kb.api import KnowledgeBase
 from kb.cli.main import main
 from kb.dates import first_date
 from kb.filters import Filters, parse_where
+from kb.ingest.facets import document_facets
 from kb.query.search import DEFAULT_TUNING
 from kb.question import read
+from kb.types import Block, ParsedDocument
 from tests.helpers import FAKE, write_pdf
 
 FILLER = "The board met and reviewed the operations of the business in the period. " * 70  # ~5,000 characters
@@ -293,7 +295,7 @@ def test_a_reports_file_name_says_its_period_in_its_own_calendar(tmp_path: Path)
 
 
 def unnamed_quarters(folder: Path) -> Path:
-    """Quarterly reports under file names that say nothing: one company whose fiscal year starts in
+    """Quarterly reports under file names that say nothing, beside another company's named series: one company whose fiscal year starts in
     October and writes its quarters without "fiscal" ("the third quarter of 2023" ended July 1, 2023),
     one that counts a fiscal year ending in January ("the third quarter of fiscal year 2024" ended
     October 29, 2023). Each names the same quarter a year before, as reports do."""
@@ -306,6 +308,11 @@ def unnamed_quarters(folder: Path) -> Path:
         write_pdf(folder / f"scan{n:04d}.pdf", [
             f"{firm} Inc.\nQuarterly report\nFor the quarterly period ended {ended}",
             *(f"{firm} {part} in the {quarter} against the {before}: revenue and operating expenses." for part in
+              ("results", "segments", "liquidity"))])
+    for quarter, ended in (("Q2", "June 30, 2023"), ("Q3", "September 30, 2023")):  # beside them, a named series
+        write_pdf(folder / f"2023 {quarter} Calder.pdf", [
+            f"Calder Inc.\nQuarterly report\nFor the quarterly period ended {ended}",
+            *(f"Calder {part} in {quarter} 2023: revenue and operating expenses." for part in
               ("results", "segments", "liquidity"))])
     return folder
 
@@ -324,7 +331,40 @@ def test_a_reports_quarter_is_read_from_its_text_when_its_file_name_says_nothing
                                 ("Dynamo revenue Q3 FY2024", "scan0003.pdf"),
                                 ("Dynamo revenue in the second quarter of fiscal 2024", "scan0002.pdf"),
                                 ("Dynamo revenue in Q3 2023", "scan0003.pdf"),
-                                ("Dynamo revenue in Q2 2023", "scan0002.pdf")]:
-            assert ranking(kb, question)[0][0] == first, (question, ranking(kb, question))
+                                ("Dynamo revenue in Q2 2023", "scan0002.pdf"),
+                                ("Calder revenue in Q2 2023", "2023 Q2 Calder.pdf")]:
+            # the same series first (this test's embedder tells no subject apart: Calder's named quarter
+            # may outrank it, as it would with no reading of quarters)
+            series = [name for name, _ in ranking(kb, question) if name[:4] == first[:4]]
+            assert series[0] == first, (question, ranking(kb, question))
         hits = kb.search("revenue and operating expenses", k=8, filters=Filters(where=parse_where(["quarter=2023-Q3"])))
-        assert sorted(set(names(hits))) == ["scan0001.pdf", "scan0003.pdf"]
+        assert sorted(set(names(hits))) == ["2023 Q3 Calder.pdf", "scan0001.pdf", "scan0003.pdf"]
+
+
+def _report(ended: str, *pages: str) -> ParsedDocument:
+    return ParsedDocument(title="report", blocks=[Block(f"Acme Inc.\nFor the quarterly period ended {ended}", page=1),
+                                                  *(Block(p, page=n) for n, p in enumerate(pages, start=2))])
+
+
+@pytest.mark.parametrize(("report", "expected"), [
+    # its own quarter named less often than an outlook's: the one ending on its date
+    (_report("June 30, 2023", *["In the second quarter of 2023 sales rose."] * 2,
+             *["We expect the third quarter of 2023 to be softer."] * 3), {"quarter": "2023-Q2"}),
+    # a fiscal year of its own: the calendar quarter most of its months fall in, whatever it names once
+    (_report("October 29, 2023", *["Revenue for the third quarter of fiscal year 2024 grew."] * 3,
+             "Industry demand in Q4 2023 is expected to soften."), {"quarter": "2023-Q3", "fiscal_quarter": "2024-Q3"}),
+    # its own fiscal quarter named less often than the year before's
+    (_report("October 29, 2023", *["the third quarter of fiscal year 2024"] * 2,
+             *["the third quarter of fiscal year 2023"] * 4), {"quarter": "2023-Q3", "fiscal_quarter": "2024-Q3"}),
+    # a fiscal quarter years away is a restatement's, not the report's
+    (_report("June 30, 2023", *["Restated: the first quarter of fiscal 2019."] * 3, *["Q2 2023 revenue grew."] * 3),
+     {"quarter": "2023-Q2"}),
+    # named too seldom, or no quarterly report (an annual one)
+    (_report("June 30, 2023", "Q2 2023 revenue grew."), {}),
+    (ParsedDocument(title="annual", blocks=[Block("Acme Inc.\nFor the fiscal year ended June 30, 2023", page=1),
+                                            *[Block("In the fourth quarter of 2023 sales rose.", page=2)] * 4]), {}),
+])
+def test_a_reports_own_quarter_is_the_one_it_is_about_not_one_it_talks_about(report: ParsedDocument,
+                                                                             expected: dict[str, str]) -> None:
+    facets = document_facets(report)
+    assert {k: v for k, v in facets.items() if "quarter" in k} == expected

@@ -11,7 +11,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
-from kb.answer.tables import Cell, cells, read_row
+from kb.answer.tables import Cell, cells, read_row, table_line
 from kb.answer.types import Answer, Citation, Source
 from kb.dates import DATE
 from kb.errors import install_command
@@ -180,7 +180,7 @@ def _above(source: Source, row: str) -> str:
     """The text above `row` in its document: the source's own text before it, after the document's text
     just above the source when the source starts inside the row's table (every line above the row a row)."""
     own = source.text[:max(0, source.text.find(row))]
-    if source.before and all(_table_row(line) for line in own.split("\n") if line.strip()):
+    if source.before and all(_table_row(line) or table_line(line) for line in own.split("\n") if line.strip()):
         return f"{source.before}\n{own}"
     return own
 

@@ -232,56 +232,70 @@ def _wanted_column(columns: list[tuple[str, str]], question: Question) -> int | 
 
 # A table whose cells the parser kept apart (Markdown's pipes; Word, slides, web pages and spreadsheets
 # joined as "a | b | c"): its header is its first row, over the same number of cells.
-_PIPE = re.compile(r"\s*\|\s*")
 _RULE = re.compile(r"[\s|:+=-]*-[\s|:+=-]*")  # Markdown's "|---|:--:|" under the header: no cells
-MAX_CELL_ROWS = 60  # rows above a row to reach its header: a long table's first row is this far at most
+_KEYED = re.compile(r"[^:|]+:\s")  # "Sales: 1200": a spreadsheet row's cell names its column itself
+# A header's words around its period that say what kind of period it is ("Year ended December 31, 2024",
+# "Three months ended", "As of", "FY"): the header is still a period.
+_PERIOD_WORDS = re.compile(r"(?i)(?:\b(?:years?|months?|weeks?|quarters?|fiscal|ended|ending|as|of|at|to|the|"
+                           r"three|six|nine|twelve|fy|ytd|q[1-4])\b|[^A-Za-z])*")
 
 
 def cells(line: str) -> list[str] | None:
     """The cells of a table line that separates them with "|" ("| Revenue | 12,450 | 11,980 |",
-    "Revenue | 12,450 | 11,980"), or None for any other line."""
+    "Revenue | 12,450 | 11,980", " | 2023 | 2022" with its first cell empty), or None for any other line
+    and for a spreadsheet's row, whose cells name their columns ("Region: North | Sales: 1200")."""
     text = line.strip()
     if "|" not in text or _RULE.fullmatch(text):
         return None
-    if text.startswith("|"):
-        text = text[1:]
-    if text.endswith("|"):
-        text = text[:-1]
-    fields = _PIPE.split(text.strip())
-    return fields if len(fields) >= 2 else None
+    if len(text) > 1 and text.startswith("|") and text.endswith("|"):
+        text = text[1:-1]  # Markdown's outer pipes; one pipe at one end only is an empty cell beside it
+    fields = [f.strip() for f in text.split("|")]
+    if len(fields) < 2 or all(_KEYED.match(f) for f in fields if f):
+        return None
+    return fields
+
+
+def table_line(line: str) -> bool:
+    """A line of a table of cells: a row, or Markdown's rule under the header."""
+    return cells(line) is not None or bool(_RULE.fullmatch(line.strip()) and "|" in line)
 
 
 def _read_cells(row: list[str], before: str, question: Question) -> Cell | None | bool:
-    """`read_row` for a row of cells: the value of the column the question names (its period, else a
-    word of its header: "Phone"), else of the latest period when the header is periods; a header of
-    other words gives every cell with its header ("Department: Finance, Phone: 4411"). None: no header
-    (the row is the table's first), or the label is no words."""
+    """`read_row` for a row of cells. With periods in the header ("Q1 2024 | Q4 2023", "Year ended December
+    31, 2024", "FY24"): the column of the period the question asks about (False when none is), else of
+    the latest; other columns ("Change") are not read. With a header of other words, only where Markdown's rule under it shows it is a header
+    (a table of another format may have none): the column whose header the question names ("Phone"),
+    else every cell with its header ("Department: Finance, Phone: 4411"). None: no header known (the
+    table's first rows out of reach, or a header of neither kind), or a label of no words."""
     label, values = row[0], row[1:]
-    if all(_KEYED.match(c) for c in row if c):
-        return None  # each cell names its column already ("Region: North | Sales: 1200", a sheet's row)
-    header = _cell_header(before, len(row))
-    if header is None or not re.search(r"[A-Za-z]", label) or not any(values):
+    found = _cell_header(before, len(row))
+    if found is None or not re.search(r"[A-Za-z]", label) or not any(values):
         return None
+    header, ruled = found
     heads = header[1:]
-    when = {i: found[0][0] for i, h in enumerate(heads)
-            if (found := periods(h))[0] and not _WORD_OTHER.search(found[1])}
-    dated = sorted(when)
-    asked = question.periods
-    if dated and asked:
-        hits = [i for i in dated if any(p.found_in(heads[i]) for p in asked)]
-        if not hits:
-            return False
-        wanted = max(hits, key=lambda i: _order(when[i]))
-    else:
-        words = _words(question.text)
-        named = [i for i, h in enumerate(heads) if _words(h) & words and i not in dated]
-        if named:
-            wanted = named[0]
-        elif dated:
-            wanted = max(dated, key=lambda i: _order(when[i]))
+    when: dict[int, Period] = {}
+    for i, head in enumerate(heads):
+        named, rest = periods(head)
+        if len(named) == 1 and _PERIOD_WORDS.fullmatch(rest):
+            when[i] = named[0]
+    if when:  # the dated columns ("2023 | 2022 | Change": a change column is no period's)
+        asked = question.periods
+        if asked:
+            hits = [i for i in when if any(_covers(when[i], heads[i], p) for p in asked)]
+            if not hits:
+                return False
         else:
+            hits = list(when)
+        wanted = max(hits, key=lambda i: _order(when[i]))
+    elif ruled:
+        words = _words(question.text)
+        named_columns = [i for i, h in enumerate(heads) if _words(h) & words]
+        if len(named_columns) != 1:
             pairs = [f"{h}: {v}" if h else v for h, v in zip(heads, values) if v]
             return Cell(label, ", ".join(pairs), "")
+        wanted = named_columns[0]
+    else:
+        return None  # a header of words that may be a first row of data
     value = values[wanted]
     if not value:
         return None
@@ -289,22 +303,44 @@ def _read_cells(row: list[str], before: str, question: Question) -> Cell | None 
     return Cell(label, value, heads[wanted], date=_end(period) if period else None)
 
 
-_KEYED = re.compile(r"[^:|]+:\s")  # "Sales: 1200"
-_WORD_OTHER = re.compile(r"[A-Za-z]{4,}")  # a header with words besides its period ("Budget 2024") is no period
+def _covers(column: Period, head: str, asked: Period) -> bool:
+    """Whether the column headed `head` (read as `column`) is of the period asked: as written ("Q4
+    2023"), or as read ("FY23" for 2023, "Jun 2024" for Q2 2024, "4Q23" for 2023)."""
+    if asked.found_in(head):
+        return True
+    if column.year != asked.year:
+        return False
+    if asked.date is not None:
+        return column.date == asked.date
+    if asked.month is not None:
+        return column.month == asked.month
+    if asked.quarter is not None:
+        month = column.month or (3 * column.quarter if column.quarter else None)
+        return month is not None and (month - 1) // 3 + 1 == asked.quarter
+    return True
 
 
-def _cell_header(before: str, width: int) -> list[str] | None:
-    """The first row of the table of cells that ends `before`: going up over rows of `width` cells
-    and Markdown's rule, to the line above the table. None when the row asked about is the first."""
-    first = None
-    for line in list(reversed(before.rstrip().split("\n")))[:MAX_CELL_ROWS]:
-        if _RULE.fullmatch(line.strip()):
+def _cell_header(before: str, width: int) -> tuple[list[str], bool] | None:
+    """The first row of the table of cells that ends `before`, and whether Markdown's rule stands under
+    it: going up over the table's rows (each of `width` cells) to the line above the table. None when
+    the table's top is not in `before` (it starts before the text reaches), when a row of another width
+    breaks it, or when the row asked about is the table's first. A table the text starts with is headed
+    by its first row only under Markdown's rule."""
+    first: list[str] | None = None
+    ruled = rule_below = False
+    for line in reversed(before.rstrip().split("\n")):
+        if _RULE.fullmatch(line.strip()) and "|" in line:
+            rule_below = True
             continue
         fields = cells(line)
-        if fields is None or len(fields) != width:
-            break
-        first = fields
-    return first
+        if fields is None:
+            return (first, ruled) if first is not None else None  # the line above the table
+        if len(fields) != width:
+            return None
+        first, ruled, rule_below = fields, rule_below, False
+    # the text starts with the table: its first row is its header when Markdown's rule says so, else the
+    # text may start inside it, its header out of reach
+    return (first, True) if first is not None and ruled else None
 
 
 def _order(period: Period) -> tuple[int, int, int]:

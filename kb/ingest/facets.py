@@ -66,9 +66,10 @@ def document_facets(doc: ParsedDocument, name: str = "") -> JSON:
 
 QUARTER_MENTIONS = 3  # a report names its own quarter again and again; one named once or twice is talked about
 QUARTER_SHARE = 0.25  # a quarter named under a quarter as often as the most named one is an outlook's or a note's
-# days: a quarter as a company counts it ends a few days either side of the calendar's, or a quarter
-# after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
+# days: a quarter as a company counts it ends a few days either side of the calendar's (a week's year),
+# or up to a quarter after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
 QUARTER_BEFORE, QUARTER_AFTER = 10, 100
+HALF_QUARTER = 45  # days before a quarter's end: the month most of it falls in
 _QUARTERLY = re.compile(r"(?i)\bquarter|\bthree\s+months|\b13\s+weeks")
 
 
@@ -77,34 +78,34 @@ def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
     ended", "three months ended"): `quarter` ("2023-Q3", as a question without "fiscal" means it) and,
     where it counts its own fiscal year ("the third quarter of fiscal year 2024"), `fiscal_quarter`.
 
-    `quarter` is the quarter its text names most among those ending close to its date (a report names
-    its quarter beside the same quarter a year before, and now and then an outlook's), else the
-    calendar quarter most of its three months fall in (a quarter ended October 29, 2023 is Q3 2023).
-    `fiscal_quarter` is, of the fiscal quarters named `QUARTER_MENTIONS` times and at least
-    `QUARTER_SHARE` as often as the most named one, the latest year's most named. {} for any other document, or one naming no quarter
-    `QUARTER_MENTIONS` times."""
+    A report names its quarter beside the same quarter a year before, and now and then an outlook's.
+    `fiscal_quarter`: when a fiscal quarter is named `QUARTER_MENTIONS` times, of those named at least
+    `QUARTER_SHARE` as often (within a year of the report's), the latest year's most named; `quarter`
+    is then the calendar quarter most of the report's three months fall in (a quarter ended October 29,
+    2023 is Q3 2023). Otherwise `quarter` is the quarter its text names most of those ending on its date
+    (`QUARTER_BEFORE` days either side), else of those ending up to `QUARTER_AFTER` days after it, named
+    that often. {} for any other document, or a report naming no quarter often enough."""
     first = next(_labelled(opening_text(doc)), None)  # the date the report is labelled with (`own_date`)
     if dated is None or first is None or first[0].date != dated or not _QUARTERLY.search(first[1]):
         return {}
     counts = Counter(q for block in doc.blocks for q in quarters(block.text))
-    if max(counts.values(), default=0) < QUARTER_MENTIONS:
+    top = max(counts.values(), default=0)
+    if top < QUARTER_MENTIONS:
         return {}
-    near = {q: n for q, n in counts.items() if not q[2]
-            and -QUARTER_BEFORE <= (_quarter_end(q[0], q[1]) - dated).days <= QUARTER_AFTER}
-    if near:
-        year, quarter, _ = max(near, key=near.__getitem__)
-    else:
-        middle = dated - timedelta(days=45)
-        year, quarter = middle.year, (middle.month - 1) // 3 + 1
-    out: JSON = {"quarter": f"{year}-Q{quarter}"}
-    fiscal = {q: n for q, n in counts.items() if q[2] and q[0] <= dated.year + 1}
-    top = max(fiscal.values(), default=0)
-    kept = [q for q, n in fiscal.items() if n >= max(QUARTER_SHARE * top, QUARTER_MENTIONS)]
-    if kept:
+    fiscal = {q: n for q, n in counts.items() if q[2] and abs(q[0] - dated.year) <= 1}
+    if max(fiscal.values(), default=0) >= QUARTER_MENTIONS:
+        kept = [q for q, n in fiscal.items() if n >= QUARTER_SHARE * max(fiscal.values())]
         latest = max(q[0] for q in kept)
         year, quarter, _ = max((q for q in kept if q[0] == latest), key=fiscal.__getitem__)
-        out["fiscal_quarter"] = f"{year}-Q{quarter}"
-    return out
+        middle = dated - timedelta(days=HALF_QUARTER)
+        return {"quarter": f"{middle.year}-Q{(middle.month - 1) // 3 + 1}", "fiscal_quarter": f"{year}-Q{quarter}"}
+    for after in (QUARTER_BEFORE, QUARTER_AFTER):
+        near = {q: n for q, n in counts.items() if not q[2] and n >= QUARTER_SHARE * top
+                and -QUARTER_BEFORE <= (_quarter_end(q[0], q[1]) - dated).days <= after}
+        if near:
+            year, quarter, _ = max(near, key=near.__getitem__)
+            return {"quarter": f"{year}-Q{quarter}"}
+    return {}
 
 
 def _quarter_end(year: int, quarter: int) -> date:

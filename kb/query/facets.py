@@ -107,20 +107,21 @@ def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int,
     A report's file name says which period it reports in the report's own calendar: "2023 Q1" of a
     company whose fiscal year starts in July is dated September 2022, and a fiscal year 2020 that
     ends in January is dated 2021. Its date alone would send "Q1 2023" to the report dated in
-    calendar 2023, another quarter of the same company. Where no candidate's file name names a quarter
-    asked, the quarter a report's text says it is about (`reports`) does: a fiscal one ("Q2 of FY2024")
-    its fiscal quarter, another its quarter."""
+    calendar 2023, another quarter of the same company. A report whose file name names no quarter goes
+    by the quarter its text says it is about (`reports`): a fiscal one asked ("Q2 of FY2024") is its
+    fiscal quarter, another its quarter."""
     quarters = [p for p in asked.periods if p.quarter]
     years = set(asked.years) | {d[:4] for d in asked.dates}
-    by_name = any(p.found_in(named.get(doc, "")) for p in quarters for doc in relevance)
-    labels = {} if by_name else {
-        (f"{p.year}-Q{p.quarter}", _FISCAL.search(p.text) is not None) for p in quarters}
+    labels = {(f"{p.year}-Q{p.quarter}", _FISCAL.search(p.text) is not None) for p in quarters}
+    around = [Period(f"Q{n} {y}", y, n) for y in {p.year + d for p in quarters for d in (-1, 0, 1)} for n in range(1, 5)]
     score: dict[int, float] = {}
     for doc in relevance:
         when, name = dated.get(doc, ""), named.get(doc, "")
         own, fiscal = (reports or {}).get(doc, ("", ""))
+        if own and any(p.found_in(name) for p in around):
+            own = fiscal = ""  # its file name names its quarter: that is the one it goes by
         if (when[:10] in asked.dates or any(p.found_in(name) for p in quarters)
-                or any(label == (fiscal or own if is_fiscal else own) for label, is_fiscal in labels)):
+                or any(label == ((fiscal or own) if is_fiscal else own) for label, is_fiscal in labels)):
             score[doc] = 1.0
         elif when[:4] in years or any(Period(y, int(y)).found_in(name) for y in years):
             score[doc] = 0.5
