@@ -94,3 +94,26 @@ def test_ingest_of_a_missing_folder_is_one_clear_line(tmp_path: Path, capsys: py
     assert main(["ingest", str(tmp_path / "nope"), "--kb", str(tmp_path / "kb")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a folder" in err
+
+
+def test_renamed_gives_the_same_questions_under_names_that_say_nothing(tmp_path: Path) -> None:
+    """benchmarks/renamed.py: every file under a meaningless name, each question's sources the new
+    names its globs matched, its half the one its old first source gives."""
+    from benchmarks.renamed import new_name, write
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("2023 Q1 ACME.pdf", "2023 Q2 ACME.pdf", "2023 Q1 BOLT.pdf"):
+        (docs / name).write_bytes(name.encode())
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "Acme revenue?", "sources": ["*ACME*"]}) + "\n"
+                         + json.dumps({"question": "Bolt Q1?", "sources": ["2023 Q1 BOLT.pdf"], "pages": [3]}) + "\n")
+    assert write(docs, questions, tmp_path / "out") == (3, 2)
+    linked = sorted(p.name for p in (tmp_path / "out" / "docs").iterdir())
+    assert linked == sorted(new_name(n) for n in ("2023 Q1 ACME.pdf", "2023 Q2 ACME.pdf", "2023 Q1 BOLT.pdf"))
+    assert all(re.fullmatch(r"doc-[0-9a-f]{8}\.pdf", n) for n in linked)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "questions.jsonl").read_text().splitlines()]
+    assert sorted(rows[0]["sources"]) == sorted([new_name("2023 Q1 ACME.pdf"), new_name("2023 Q2 ACME.pdf")])
+    assert rows[1]["sources"] == [new_name("2023 Q1 BOLT.pdf")] and rows[1]["pages"] == [3]
+    assert [r["split"] for r in rows] == [split_of("*ACME*"), split_of("2023 Q1 BOLT.pdf")]
+    assert (tmp_path / "out" / "docs" / new_name("2023 Q1 BOLT.pdf")).read_bytes() == b"2023 Q1 BOLT.pdf"
