@@ -134,3 +134,32 @@ def test_an_answer_from_a_table_of_cells_names_its_row_and_column(kb: KnowledgeB
     answer = kb.ask(question, llm="none")
     assert answer.found and answer.answer.split("\n")[0] == first_line
     assert "|" not in answer.answer
+
+
+STATEMENT = ("Results.\n| | Three months ended September 30, 2023 | Nine months ended September 30, 2023 "
+             "| Year ended December 31, 2022 |\n|---|---|---|---|\n")
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("Revenue for the nine months ended September 30, 2023?", "Nine months ended September 30, 2023: 9,400"),
+    ("Revenue in Q3 2023?", "Three months ended September 30, 2023: 3,300"),
+    ("Revenue in 2022?", "Year ended December 31, 2022: 11,800"),
+])
+def test_a_row_of_cells_is_read_at_the_span_asked_for(question: str, expected: str) -> None:
+    cell = read_row("| Revenue | 3,300 | 9,400 | 11,800 |", STATEMENT, read(question))
+    assert isinstance(cell, Cell) and str(cell) == f"Revenue, {expected}"
+
+
+def test_a_row_is_refused_only_for_columns_surely_of_other_periods() -> None:
+    """A quarter of a year of 52 weeks, or of a fiscal year, ends a few days or weeks off the calendar's:
+    it is still that quarter. A question more precise than the columns, a header cell with other words,
+    or a fiscal period asked leave the row quoted as it is (None), never dropped (False)."""
+    weeks = "Results.\nItem | Three months ended October 29, 2023 | Three months ended October 30, 2022\n"
+    cell = read_row("Revenue | 18,120 | 5,931", weeks, read("Revenue in Q3 2023?"))
+    assert isinstance(cell, Cell) and cell.value == "18,120"
+    assert read_row("Revenue | 18,120 | 5,931", weeks, read("Revenue in Q3 FY2024?")) is None
+    years = "Balance sheet.\n | 2023 | 2022\n"
+    assert read_row("Total assets | 52,310 | 49,870", years, read("Total assets as of December 31, 2023?")) is None
+    assert read_row("Total assets | 52,310 | 49,870", years, read("Total assets in 2021?")) is False
+    split = "Plan.\nItem | FY2023-24 | FY2022-23\n"
+    assert read_row("Revenue | 8 | 7", split, read("Revenue in FY2024?")) is None

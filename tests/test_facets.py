@@ -359,6 +359,13 @@ def _report(ended: str, *pages: str) -> ParsedDocument:
     # a fiscal quarter years away is a restatement's, not the report's
     (_report("June 30, 2023", *["Restated: the first quarter of fiscal 2019."] * 3, *["Q2 2023 revenue grew."] * 3),
      {"quarter": "2023-Q2"}),
+    # a fiscal year from October written without "fiscal": its quarter, not the one before it named once
+    (_report("July 1, 2023", *["Sales in the third quarter of 2023 rose."] * 4, "Against the second quarter of 2023."),
+     {"quarter": "2023-Q3"}),
+    # the last quarter of a fiscal year, and the next year's outlook named now and then
+    (_report("January 28, 2024", *["Revenue for the fourth quarter of fiscal 2024 grew."] * 8,
+             *["We expect the first quarter of fiscal 2025 to grow."] * 2),
+     {"quarter": "2023-Q4", "fiscal_quarter": "2024-Q4"}),
     # named too seldom, or no quarterly report (an annual one)
     (_report("June 30, 2023", "Q2 2023 revenue grew."), {}),
     (ParsedDocument(title="annual", blocks=[Block("Acme Inc.\nFor the fiscal year ended June 30, 2023", page=1),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kb.dates import MONTH, Period, first_date, periods
+from kb.ingest.facets import QUARTER_AFTER, QUARTER_BEFORE
 from kb.question import Question
 
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
@@ -237,7 +238,7 @@ _KEYED = re.compile(r"[^:|]+:\s")  # "Sales: 1200": a spreadsheet row's cell nam
 # A header's words around its period that say what kind of period it is ("Year ended December 31, 2024",
 # "Three months ended", "As of", "FY"): the header is still a period.
 _PERIOD_WORDS = re.compile(r"(?i)(?:\b(?:years?|months?|weeks?|quarters?|fiscal|ended|ending|as|of|at|to|the|"
-                           r"three|six|nine|twelve|fy|ytd|q[1-4])\b|[^A-Za-z])*")
+                           r"three|six|nine|twelve|fy|ytd|q[1-4]|13|26|39|52|53)\b|[^A-Za-z0-9])*")
 
 
 def cells(line: str) -> list[str] | None:
@@ -262,31 +263,29 @@ def table_line(line: str) -> bool:
 
 def _read_cells(row: list[str], before: str, question: Question) -> Cell | None | bool:
     """`read_row` for a row of cells. With periods in the header ("Q1 2024 | Q4 2023", "Year ended December
-    31, 2024", "FY24"): the column of the period the question asks about (False when none is), else of
-    the latest; other columns ("Change") are not read. With a header of other words, only where Markdown's rule under it shows it is a header
-    (a table of another format may have none): the column whose header the question names ("Phone"),
-    else every cell with its header ("Department: Finance, Phone: 4411"). None: no header known (the
-    table's first rows out of reach, or a header of neither kind), or a label of no words."""
+    31, 2024", "FY24"): the column of the period the question asks about, of the span it asks for ("nine
+    months", a whole year); with no period asked, the latest; other columns ("Change") are not read.
+    False only when every column is a period at least as precise as the one asked and none is it. With a
+    header of other words, only where Markdown's rule under it shows it is a header (a table of another
+    format may have none): the column whose header the question names ("Phone"), else every cell with its
+    header ("Department: Finance, Phone: 4411"). None: no header known (the table's first rows out of
+    reach, or a header of neither kind), or a label of no words."""
     label, values = row[0], row[1:]
     found = _cell_header(before, len(row))
     if found is None or not re.search(r"[A-Za-z]", label) or not any(values):
         return None
     header, ruled = found
+    if _period_of(header[0]) is not None:
+        return None  # a header with no corner cell: its columns sit one to the left of the row's figures
     heads = header[1:]
-    when: dict[int, Period] = {}
-    for i, head in enumerate(heads):
-        named, rest = periods(head)
-        if len(named) == 1 and _PERIOD_WORDS.fullmatch(rest):
-            when[i] = named[0]
+    when = {i: p for i, h in enumerate(heads) if (p := _period_of(h)) is not None}
     if when:  # the dated columns ("2023 | 2022 | Change": a change column is no period's)
         asked = question.periods
-        if asked:
-            hits = [i for i in when if any(_covers(when[i], heads[i], p) for p in asked)]
-            if not hits:
-                return False
-        else:
-            hits = list(when)
-        wanted = max(hits, key=lambda i: _order(when[i]))
+        hits = [i for i in when if any(_covers(when[i], heads[i], p) for p in asked)] if asked else list(when)
+        if not hits:
+            precise = len(when) == len(heads) and all(_precision(when[i]) >= _precision(p) for i in when for p in asked)
+            return False if precise and not _FISCAL.search(question.text) else None
+        wanted = max(hits, key=lambda i: (_span_fits(heads[i], when[i], question), _order(when[i])))
     elif ruled:
         words = _words(question.text)
         named_columns = [i for i, h in enumerate(heads) if _words(h) & words]
@@ -303,11 +302,45 @@ def _read_cells(row: list[str], before: str, question: Question) -> Cell | None 
     return Cell(label, value, heads[wanted], date=_end(period) if period else None)
 
 
+_FISCAL = re.compile(r"(?i)\bfiscal\b|\bFY")  # a fiscal period asked: a company's own calendar, not a column's
+_SPANS = re.compile(r"(?i)\b(three|six|nine|twelve)[- ]months?\b|\b(quarter(?:ly)?|13[- ]weeks?)\b")
+_WHOLE_YEAR = re.compile(r"(?i)\b(?:years?|twelve[- ]months|fy|fiscal)\b")
+
+
+def _period_of(head: str) -> Period | None:
+    """The one period a header cell names, when it names nothing else ("Year ended December 31, 2024",
+    "FY24"; not "Budget 2024", "2024 (restated)", "FY2023-24")."""
+    named, rest = periods(head)
+    return named[0] if len(named) == 1 and _PERIOD_WORDS.fullmatch(rest) else None
+
+
+def _precision(period: Period) -> int:
+    return 3 if period.day else 2 if period.month else 1 if period.quarter else 0
+
+
+def _span_fits(head: str, column: Period, question: Question) -> bool:
+    """Whether the column is of the span the question asks for: "nine months", a quarter ("three
+    months", a quarter's period), or with only a year asked, the whole year."""
+    asked = _SPANS.search(question.text)
+    if asked and asked.group(1):
+        return asked.group(1).lower() in head.lower()
+    if asked or any(p.quarter for p in question.periods):
+        return bool(re.search(r"(?i)\bthree[- ]months?|\bquarter|\b13[- ]weeks?", head)) or bool(column.quarter)
+    if question.periods and all(_precision(p) == 0 for p in question.periods):
+        return bool(_WHOLE_YEAR.search(head)) or _precision(column) == 0
+    return True
+
+
 def _covers(column: Period, head: str, asked: Period) -> bool:
     """Whether the column headed `head` (read as `column`) is of the period asked: as written ("Q4
-    2023"), or as read ("FY23" for 2023, "Jun 2024" for Q2 2024, "4Q23" for 2023)."""
+    2023"), or as read ("FY23" for 2023, "Jun 2024" for Q2 2024, "4Q23" for 2023, a quarter ended
+    October 29, 2023 for Q3 2023)."""
     if asked.found_in(head):
         return True
+    if asked.quarter is not None and not asked.month and column.date is not None:
+        # dated this close to the quarter's end, it is that quarter's, as a report's own quarter is read
+        days = (column.date - _end(Period("", asked.year, asked.quarter))).days
+        return -QUARTER_BEFORE <= days <= QUARTER_AFTER
     if column.year != asked.year:
         return False
     if asked.date is not None:

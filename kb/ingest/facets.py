@@ -70,6 +70,10 @@ QUARTER_SHARE = 0.25  # a quarter named under a quarter as often as the most nam
 # or up to a quarter after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
 QUARTER_BEFORE, QUARTER_AFTER = 10, 100
 HALF_QUARTER = 45  # days before a quarter's end: the month most of it falls in
+QUARTER_DAYS = 91  # a quarter's length in days, near enough to tell the year a fiscal year ends in
+# A quarter ending on the report's date but named under half as often as the most named one is the one it
+# compares with: a fiscal year from October names its own quarter as the calendar's next.
+ON_DATE_SHARE = 0.5
 _QUARTERLY = re.compile(r"(?i)\bquarter|\bthree\s+months|\b13\s+weeks")
 
 
@@ -80,11 +84,12 @@ def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
 
     A report names its quarter beside the same quarter a year before, and now and then an outlook's.
     `fiscal_quarter`: when a fiscal quarter is named `QUARTER_MENTIONS` times, of those named at least
-    `QUARTER_SHARE` as often (within a year of the report's), the latest year's most named; `quarter`
+    `QUARTER_SHARE` as often (and whose fiscal year ends when the report's date allows: an outlook's next
+    year does not), the latest year's most named; `quarter`
     is then the calendar quarter most of the report's three months fall in (a quarter ended October 29,
     2023 is Q3 2023). Otherwise `quarter` is the quarter its text names most of those ending on its date
-    (`QUARTER_BEFORE` days either side), else of those ending up to `QUARTER_AFTER` days after it, named
-    that often. {} for any other document, or a report naming no quarter often enough."""
+    (`QUARTER_BEFORE` days either side, named `ON_DATE_SHARE` as often as the most named), else of those
+    ending up to `QUARTER_AFTER` days after it, named `QUARTER_SHARE` as often. {} for any other document, or a report naming no quarter often enough."""
     first = next(_labelled(opening_text(doc)), None)  # the date the report is labelled with (`own_date`)
     if dated is None or first is None or first[0].date != dated or not _QUARTERLY.search(first[1]):
         return {}
@@ -92,15 +97,17 @@ def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
     top = max(counts.values(), default=0)
     if top < QUARTER_MENTIONS:
         return {}
-    fiscal = {q: n for q, n in counts.items() if q[2] and abs(q[0] - dated.year) <= 1}
+    # a fiscal quarter q of year y ends the year y (or y + 1, for a year named by its start) 4 - q quarters on
+    fiscal = {q: n for q, n in counts.items() if q[2]
+              and (dated + timedelta(days=QUARTER_DAYS * (4 - q[1]))).year in (q[0], q[0] + 1)}
     if max(fiscal.values(), default=0) >= QUARTER_MENTIONS:
         kept = [q for q, n in fiscal.items() if n >= QUARTER_SHARE * max(fiscal.values())]
         latest = max(q[0] for q in kept)
         year, quarter, _ = max((q for q in kept if q[0] == latest), key=fiscal.__getitem__)
         middle = dated - timedelta(days=HALF_QUARTER)
         return {"quarter": f"{middle.year}-Q{(middle.month - 1) // 3 + 1}", "fiscal_quarter": f"{year}-Q{quarter}"}
-    for after in (QUARTER_BEFORE, QUARTER_AFTER):
-        near = {q: n for q, n in counts.items() if not q[2] and n >= QUARTER_SHARE * top
+    for after, share in ((QUARTER_BEFORE, ON_DATE_SHARE), (QUARTER_AFTER, QUARTER_SHARE)):
+        near = {q: n for q, n in counts.items() if not q[2] and n >= share * top
                 and -QUARTER_BEFORE <= (_quarter_end(q[0], q[1]) - dated).days <= after}
         if near:
             year, quarter, _ = max(near, key=near.__getitem__)
