@@ -163,3 +163,24 @@ def test_a_row_is_refused_only_for_columns_surely_of_other_periods() -> None:
     assert read_row("Total assets | 52,310 | 49,870", years, read("Total assets in 2021?")) is False
     split = "Plan.\nItem | FY2023-24 | FY2022-23\n"
     assert read_row("Revenue | 8 | 7", split, read("Revenue in FY2024?")) is None
+
+
+@pytest.mark.parametrize(("header", "question", "expected"), [
+    ("Item | March 31, 2024 | December 31, 2023", "Cash in Q4 2023?", "December 31, 2023: 200"),
+    ("Item | Three months ended September 30, 2023 | Three months ended June 30, 2023", "Cash in Q2 2023?",
+     "Three months ended June 30, 2023: 200"),
+    ("Item | Fourth Quarter Fiscal 2023 | Fiscal Year 2023", "Cash in fiscal 2023?", "Fiscal Year 2023: 200"),
+])
+def test_a_quarter_or_year_asked_reads_its_own_column_not_a_neighbour(header: str, question: str,
+                                                                        expected: str) -> None:
+    cell = read_row("Cash | 300 | 200", f"Balances.\n{header}\n", read(question))
+    assert isinstance(cell, Cell) and str(cell) == f"Cash, {expected}"
+
+
+def test_a_column_a_company_may_call_the_next_quarter_is_not_refused() -> None:
+    """A year from October: "the first quarter of 2024" ended December 31, 2023. Its table's row is
+    quoted as it is for "Q1 2024", not dropped; a whole year's column is surely no quarter's."""
+    header = "Results.\nItem | Three months ended December 31, 2023 | Three months ended December 31, 2022\n"
+    assert read_row("Revenue | 300 | 250", header, read("Revenue in Q1 2024?")) is None
+    year = "Results.\nItem | Year ended December 31, 2023 | Year ended December 31, 2022\n"
+    assert read_row("Revenue | 1,200 | 1,000", year, read("Revenue in Q3 2023?")) is False

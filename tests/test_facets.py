@@ -366,6 +366,9 @@ def _report(ended: str, *pages: str) -> ParsedDocument:
     (_report("January 28, 2024", *["Revenue for the fourth quarter of fiscal 2024 grew."] * 8,
              *["We expect the first quarter of fiscal 2025 to grow."] * 2),
      {"quarter": "2023-Q4", "fiscal_quarter": "2024-Q4"}),
+    # a year ending in January, written without "fiscal": the quarter most of whose months its three are
+    (_report("April 29, 2023", *["Sales in the first quarter of 2023 fell."] * 8,
+             *["We expect the second quarter of 2023 to improve."] * 2), {"quarter": "2023-Q1"}),
     # named too seldom, or no quarterly report (an annual one)
     (_report("June 30, 2023", "Q2 2023 revenue grew."), {}),
     (ParsedDocument(title="annual", blocks=[Block("Acme Inc.\nFor the fiscal year ended June 30, 2023", page=1),

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kb.dates import MONTH, Period, first_date, periods
-from kb.ingest.facets import QUARTER_AFTER, QUARTER_BEFORE
+from kb.ingest.facets import HALF_QUARTER, QUARTER_AFTER
 from kb.question import Question
 
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
@@ -284,7 +285,7 @@ def _read_cells(row: list[str], before: str, question: Question) -> Cell | None 
         hits = [i for i in when if any(_covers(when[i], heads[i], p) for p in asked)] if asked else list(when)
         if not hits:
             precise = len(when) == len(heads) and all(_precision(when[i]) >= _precision(p) for i in when for p in asked)
-            return False if precise and not _FISCAL.search(question.text) else None
+            return False if precise and not _FISCAL.search(question.text) and not _maybe_own(when, asked) else None
         wanted = max(hits, key=lambda i: (_span_fits(heads[i], when[i], question), _order(when[i])))
     elif ruled:
         words = _words(question.text)
@@ -314,6 +315,14 @@ def _period_of(head: str) -> Period | None:
     return named[0] if len(named) == 1 and _PERIOD_WORDS.fullmatch(rest) else None
 
 
+def _maybe_own(when: dict[int, Period], asked: Sequence[Period]) -> bool:
+    """Whether a column ends up to a quarter before a quarter asked: that quarter as a company whose year
+    starts a quarter before the calendar's may name it ("the first quarter of 2024" ended December 31,
+    2023), so the row is not surely of another period."""
+    ends = [_end(Period("", p.year, p.quarter)) for p in asked if p.quarter and not p.month]
+    return any(c.date is not None and 0 <= (end - c.date).days <= QUARTER_AFTER for c in when.values() for end in ends)
+
+
 def _precision(period: Period) -> int:
     return 3 if period.day else 2 if period.month else 1 if period.quarter else 0
 
@@ -327,7 +336,9 @@ def _span_fits(head: str, column: Period, question: Question) -> bool:
     if asked or any(p.quarter for p in question.periods):
         return bool(re.search(r"(?i)\bthree[- ]months?|\bquarter|\b13[- ]weeks?", head)) or bool(column.quarter)
     if question.periods and all(_precision(p) == 0 for p in question.periods):
-        return bool(_WHOLE_YEAR.search(head)) or _precision(column) == 0
+        # "Fiscal Year 2023", "Twelve months ended ...", "2023": not "Fourth Quarter Fiscal 2023"
+        quarterly = column.quarter or re.search(r"(?i)\bquarter|\bthree[- ]months?|\b13[- ]weeks?", head)
+        return not quarterly and (bool(_WHOLE_YEAR.search(head)) or _precision(column) == 0)
     return True
 
 
@@ -338,9 +349,10 @@ def _covers(column: Period, head: str, asked: Period) -> bool:
     if asked.found_in(head):
         return True
     if asked.quarter is not None and not asked.month and column.date is not None:
-        # dated this close to the quarter's end, it is that quarter's, as a report's own quarter is read
-        days = (column.date - _end(Period("", asked.year, asked.quarter))).days
-        return -QUARTER_BEFORE <= days <= QUARTER_AFTER
+        # a span ended on a day is the quarter most of its last three months fall in (a week's year ends
+        # a few days off the calendar's), as a report's own quarter is read
+        middle = column.date - timedelta(days=HALF_QUARTER)
+        return middle.year == asked.year and (middle.month - 1) // 3 + 1 == asked.quarter
     if column.year != asked.year:
         return False
     if asked.date is not None:

@@ -88,8 +88,8 @@ def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
     year does not), the latest year's most named; `quarter`
     is then the calendar quarter most of the report's three months fall in (a quarter ended October 29,
     2023 is Q3 2023). Otherwise `quarter` is the quarter its text names most of those ending on its date
-    (`QUARTER_BEFORE` days either side, named `ON_DATE_SHARE` as often as the most named), else of those
-    ending up to `QUARTER_AFTER` days after it, named `QUARTER_SHARE` as often. {} for any other document, or a report naming no quarter often enough."""
+    (up to `HALF_QUARTER` days before it, `QUARTER_BEFORE` after; named `ON_DATE_SHARE` as often as the
+    most named), else of those ending up to `QUARTER_AFTER` days after it, named `QUARTER_SHARE` as often. {} for any other document, or a report naming no quarter often enough."""
     first = next(_labelled(opening_text(doc)), None)  # the date the report is labelled with (`own_date`)
     if dated is None or first is None or first[0].date != dated or not _QUARTERLY.search(first[1]):
         return {}
@@ -106,9 +106,12 @@ def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
         year, quarter, _ = max((q for q in kept if q[0] == latest), key=fiscal.__getitem__)
         middle = dated - timedelta(days=HALF_QUARTER)
         return {"quarter": f"{middle.year}-Q{(middle.month - 1) // 3 + 1}", "fiscal_quarter": f"{year}-Q{quarter}"}
-    for after, share in ((QUARTER_BEFORE, ON_DATE_SHARE), (QUARTER_AFTER, QUARTER_SHARE)):
+    # first the quarters most of whose months the report's three fall in (its date a few days or weeks past
+    # their end: a week's year), then those ending up to a quarter after it
+    for before, after, share in ((HALF_QUARTER, QUARTER_BEFORE, ON_DATE_SHARE),
+                                 (QUARTER_BEFORE, QUARTER_AFTER, QUARTER_SHARE)):
         near = {q: n for q, n in counts.items() if not q[2] and n >= share * top
-                and -QUARTER_BEFORE <= (_quarter_end(q[0], q[1]) - dated).days <= after}
+                and -before <= (_quarter_end(q[0], q[1]) - dated).days <= after}
         if near:
             year, quarter, _ = max(near, key=near.__getitem__)
             return {"quarter": f"{year}-Q{quarter}"}
