@@ -66,8 +66,8 @@ def document_facets(doc: ParsedDocument, name: str = "") -> JSON:
 
 QUARTER_MENTIONS = 3  # a report names its own quarter again and again; one named once or twice is talked about
 QUARTER_SHARE = 0.25  # a quarter named under a quarter as often as the most named one is an outlook's or a note's
-# days: a quarter as a company counts it ends a few days either side of the calendar's (a week's year),
-# or up to a quarter after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
+# days: a quarter as a company counts it ends a few days after the calendar's (a week's year), or up to a
+# quarter after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
 QUARTER_BEFORE, QUARTER_AFTER = 10, 100
 HALF_QUARTER = 45  # days before a quarter's end: the month most of it falls in
 QUARTER_DAYS = 91  # a quarter's length in days, near enough to tell the year a fiscal year ends in
@@ -85,11 +85,12 @@ def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
     A report names its quarter beside the same quarter a year before, and now and then an outlook's.
     `fiscal_quarter`: when a fiscal quarter is named `QUARTER_MENTIONS` times, of those named at least
     `QUARTER_SHARE` as often (and whose fiscal year ends when the report's date allows: an outlook's next
-    year does not), the latest year's most named; `quarter`
-    is then the calendar quarter most of the report's three months fall in (a quarter ended October 29,
-    2023 is Q3 2023). Otherwise `quarter` is the quarter its text names most of those ending on its date
-    (up to `HALF_QUARTER` days before it, `QUARTER_BEFORE` after; named `ON_DATE_SHARE` as often as the
-    most named), else of those ending up to `QUARTER_AFTER` days after it, named `QUARTER_SHARE` as often. {} for any other document, or a report naming no quarter often enough."""
+    year does not), the latest year's most named; `quarter` is then the calendar quarter most of the
+    report's three months fall in (a quarter ended October 29, 2023 is Q3 2023). Otherwise `quarter` is
+    the quarter its text names most of those ending on its date (up to `HALF_QUARTER` days before it,
+    `QUARTER_BEFORE` after; named `ON_DATE_SHARE` as often as the most named), else of those ending up to
+    `QUARTER_AFTER` days after it, named `QUARTER_SHARE` as often. {} for any other document, or a report
+    naming no quarter often enough."""
     first = next(_labelled(opening_text(doc)), None)  # the date the report is labelled with (`own_date`)
     if dated is None or first is None or first[0].date != dated or not _QUARTERLY.search(first[1]):
         return {}
