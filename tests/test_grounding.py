@@ -591,3 +591,20 @@ def test_words_are_stemmed_the_same_from_threads_side_by_side() -> None:
         sys.setswitchinterval(interval)
         retrieve._stem.cache_clear()
     assert all(run == expected for run in runs)
+
+
+def test_a_passage_that_starts_inside_a_table_reads_its_header_above_a_wrapped_label() -> None:
+    """A passage cut inside a statement, whose rows above the one asked about include a label run onto a
+    second line ("Less: Net income attributable to" / "non-controlling interests (8) (3)"), still reads
+    the header from the text just above the passage."""
+    from kb.answer.extractive import extractive_answer
+    from kb.answer.types import Source
+    from tests.helpers import FakeEmbedder
+
+    header = "Consolidated Statements of Income\n(In millions) Three Months Ended\nJuly 1, 2023 July 2, 2022\n" \
+             "Revenue 12,949 15,321\nOperating income (loss) (1,016) (700)\n"
+    text = ("Net income (loss) 1,473 (454)\nLess: Net income attributable to\nnon-controlling interests (8) (3)\n"
+            "Net income attributable to Arden $ 1,481 $ (451)")
+    source = Source(1, [hit(1, "arden.pdf", text)], text, 3, 3, 0.6, before=header)
+    answer = extractive_answer("What was the net income attributable to Arden in the quarter?", [source], FakeEmbedder())
+    assert answer.answer.split("\n")[0] == "Net income attributable to Arden, three months ended July 1, 2023: $1,481 million [1]"

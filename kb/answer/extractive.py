@@ -180,9 +180,19 @@ def _above(source: Source, row: str) -> str:
     """The text above `row` in its document: the source's own text before it, after the document's text
     just above the source when the source starts inside the row's table (every line above the row a row)."""
     own = source.text[:max(0, source.text.find(row))]
-    if source.before and all(_table_row(line) or table_line(line) for line in own.split("\n") if line.strip()):
+    if source.before and all(_table_row(line) or table_line(line) or _label_part(line)
+                             for line in own.split("\n") if line.strip()):
         return f"{source.before}\n{own}"
     return own
+
+
+def _label_part(line: str) -> bool:
+    """The first line of a row label that runs onto the next ("Less: Net income (loss) attributable to" /
+    "non-controlling interests (8) (0.1)%"): a few words, no figure, no full stop."""
+    return len(line.split()) <= GROUP_LABEL_WORDS and not re.search(r"\d|\.$", line.strip())
+
+
+GROUP_LABEL_WORDS = 6  # as many words as a row's label or a block's heading has, fewer than a sentence
 
 
 def _older(question: Question, source: Source, unit: str, than: date) -> bool:
