@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
@@ -149,12 +149,30 @@ def periods(text: str) -> tuple[list[Period], str]:
     return list(unique.values()), text
 
 
+# A period written as a fiscal year's ("Q2 of FY2024", "the third quarter of fiscal 2024"): a company's own
+# calendar, whose quarters need not be the calendar's.
+FISCAL = re.compile(r"(?i)fiscal|FY")
+HALF_QUARTER = 45  # days before a quarter's end: the month most of it falls in
+
+
 def quarters(text: str) -> Iterator[tuple[int, int, bool]]:
     """Each quarter `text` names, as (year, quarter, fiscal): fiscal when it is written as a fiscal
     year's ("the third quarter of fiscal year 2024", "Q3 FY24"), whose year a company counts its own way."""
     for m in _QUARTER.finditer(text):
         year, n = _quarter_of(m)
-        yield year, n, bool(re.search(r"(?i)fiscal|FY", m.group(0)))
+        yield year, n, bool(FISCAL.search(m.group(0)))
+
+
+def quarter_end(year: int, quarter: int) -> date:
+    """The calendar's last day of `quarter` of `year`."""
+    return date(year, 12, 31) if quarter == 4 else date(year, 3 * quarter + 1, 1) - timedelta(days=1)
+
+
+def quarter_ended(day: date) -> tuple[int, int]:
+    """(year, quarter) of three months that end on `day`: the calendar quarter most of them fall in (a
+    quarter ended October 29, 2023 is Q3 2023; one ended July 1, 2023 is Q2)."""
+    middle = day - timedelta(days=HALF_QUARTER)
+    return middle.year, (middle.month - 1) // 3 + 1
 
 
 def _quarter_of(m: re.Match[str]) -> tuple[int, int]:

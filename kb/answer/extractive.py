@@ -11,7 +11,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from kb.answer.citations import first_sentence, shorten, split_sentences
-from kb.answer.tables import Cell, cells, read_row, table_line
+from kb.answer.tables import GROUP_WORDS, Cell, cells, read_row, table_line
 from kb.answer.types import Answer, Citation, Source
 from kb.dates import DATE
 from kb.errors import install_command
@@ -189,10 +189,7 @@ def _above(source: Source, row: str) -> str:
 def _label_part(line: str) -> bool:
     """The first line of a row label that runs onto the next ("Less: Net income (loss) attributable to" /
     "non-controlling interests (8) (0.1)%"): a few words, no figure, no full stop."""
-    return len(line.split()) <= GROUP_LABEL_WORDS and not re.search(r"\d|\.$", line.strip())
-
-
-GROUP_LABEL_WORDS = 6  # as many words as a row's label or a block's heading has, fewer than a sentence
+    return len(line.split()) <= GROUP_WORDS and not re.search(r"\d|\.$", line.strip())
 
 
 def _older(question: Question, source: Source, unit: str, than: date) -> bool:

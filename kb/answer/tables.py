@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from kb.dates import MONTH, Period, first_date, periods
-from kb.ingest.facets import HALF_QUARTER, QUARTER_AFTER
+from kb.dates import FISCAL, MONTH, Period, first_date, periods, quarter_end, quarter_ended
+from kb.ingest.facets import QUARTER_AFTER
 from kb.question import Question
 
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"
@@ -285,7 +285,7 @@ def _read_cells(row: list[str], before: str, question: Question) -> Cell | None 
         hits = [i for i in when if any(_covers(when[i], heads[i], p) for p in asked)] if asked else list(when)
         if not hits:
             precise = len(when) == len(heads) and all(_precision(when[i]) >= _precision(p) for i in when for p in asked)
-            return False if precise and not _FISCAL.search(question.text) and not _maybe_own(when, asked) else None
+            return False if precise and not FISCAL.search(question.text) and not _maybe_own(when, asked) else None
         wanted = max(hits, key=lambda i: (_span_fits(heads[i], when[i], question), _order(when[i])))
     elif ruled:
         words = _words(question.text)
@@ -303,8 +303,8 @@ def _read_cells(row: list[str], before: str, question: Question) -> Cell | None 
     return Cell(label, value, heads[wanted], date=_end(period) if period else None)
 
 
-_FISCAL = re.compile(r"(?i)\bfiscal\b|\bFY")  # a fiscal period asked: a company's own calendar, not a column's
 _SPANS = re.compile(r"(?i)\b(three|six|nine|twelve)[- ]months?\b|\b(quarter(?:ly)?|13[- ]weeks?)\b")
+_QUARTER_SPAN = re.compile(r"(?i)\bthree[- ]months?|\bquarter|\b13[- ]weeks?")  # a column's header of one quarter
 _WHOLE_YEAR = re.compile(r"(?i)\b(?:years?|twelve[- ]months|fy|fiscal)\b")
 
 
@@ -319,7 +319,7 @@ def _maybe_own(when: dict[int, Period], asked: Sequence[Period]) -> bool:
     """Whether a column ends up to a quarter before a quarter asked: that quarter as a company whose year
     starts a quarter before the calendar's may name it ("the first quarter of 2024" ended December 31,
     2023), so the row is not surely of another period."""
-    ends = [_end(Period("", p.year, p.quarter)) for p in asked if p.quarter and not p.month]
+    ends = [quarter_end(p.year, p.quarter) for p in asked if p.quarter and not p.month]
     return any(c.date is not None and 0 <= (end - c.date).days <= QUARTER_AFTER for c in when.values() for end in ends)
 
 
@@ -334,10 +334,10 @@ def _span_fits(head: str, column: Period, question: Question) -> bool:
     if asked and asked.group(1):
         return asked.group(1).lower() in head.lower()
     if asked or any(p.quarter for p in question.periods):
-        return bool(re.search(r"(?i)\bthree[- ]months?|\bquarter|\b13[- ]weeks?", head)) or bool(column.quarter)
+        return bool(_QUARTER_SPAN.search(head)) or bool(column.quarter)
     if question.periods and all(_precision(p) == 0 for p in question.periods):
         # "Fiscal Year 2023", "Twelve months ended ...", "2023": not "Fourth Quarter Fiscal 2023"
-        quarterly = column.quarter or re.search(r"(?i)\bquarter|\bthree[- ]months?|\b13[- ]weeks?", head)
+        quarterly = column.quarter or _QUARTER_SPAN.search(head)
         return not quarterly and (bool(_WHOLE_YEAR.search(head)) or _precision(column) == 0)
     return True
 
@@ -351,8 +351,7 @@ def _covers(column: Period, head: str, asked: Period) -> bool:
     if asked.quarter is not None and not asked.month and column.date is not None:
         # a span ended on a day is the quarter most of its last three months fall in (a week's year ends
         # a few days off the calendar's), as a report's own quarter is read
-        middle = column.date - timedelta(days=HALF_QUARTER)
-        return middle.year == asked.year and (middle.month - 1) // 3 + 1 == asked.quarter
+        return quarter_ended(column.date) == (asked.year, asked.quarter)
     if column.year != asked.year:
         return False
     if asked.date is not None:
@@ -398,5 +397,7 @@ def _end(period: Period) -> date:
     """The last day of `period`, as a table's column of it is dated."""
     if period.date:
         return period.date
+    if period.quarter and not period.month:
+        return quarter_end(period.year, period.quarter)
     year, month, _ = _order(period)
     return date(year, 12, 31) if month == 12 else date(year, month + 1, 1) - timedelta(days=1)

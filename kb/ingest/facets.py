@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-from kb.dates import Period, first_date, periods, quarters
+from kb.dates import HALF_QUARTER, Period, first_date, periods, quarter_end, quarter_ended, quarters
 from kb.types import JSON, ParsedDocument
 
 FIRST_UNITS = 2  # a cover page and the one after it: where a report, letter or form states its date
@@ -58,10 +58,11 @@ def document_facets(doc: ParsedDocument, name: str = "") -> JSON:
     if meta.get("date"):
         year = _year_of(str(meta["date"]))
         return {"year": year} if year and not meta.get("year") else {}
-    found = own_date(doc, name)
+    labelled = next(_labelled(opening_text(doc)), None)
+    found = _own_date(doc, name, labelled)
     if found is None:
         return {}
-    return {"date": _iso(found), "year": str(found.year), **own_quarter(doc, found.date)}
+    return {"date": _iso(found), "year": str(found.year), **own_quarter(doc, found.date, labelled)}
 
 
 QUARTER_MENTIONS = 3  # a report names its own quarter again and again; one named once or twice is talked about
@@ -69,7 +70,6 @@ QUARTER_SHARE = 0.25  # a quarter named under a quarter as often as the most nam
 # days: a quarter as a company counts it ends a few days after the calendar's (a week's year), or up to a
 # quarter after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
 QUARTER_BEFORE, QUARTER_AFTER = 10, 100
-HALF_QUARTER = 45  # days before a quarter's end: the month most of it falls in
 QUARTER_DAYS = 91  # a quarter's length in days, near enough to tell the year a fiscal year ends in
 # A quarter ending on the report's date but named under half as often as the most named one is the one it
 # compares with: a fiscal year from October names its own quarter as the calendar's next.
@@ -77,7 +77,7 @@ ON_DATE_SHARE = 0.5
 _QUARTERLY = re.compile(r"(?i)\bquarter|\bthree\s+months|\b13\s+weeks")
 
 
-def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
+def own_quarter(doc: ParsedDocument, dated: date | None, labelled: tuple[Period, str] | None) -> JSON:
     """The quarter a quarterly report is about (one whose date is labelled "for the quarterly period
     ended", "three months ended"): `quarter` ("2023-Q3", as a question without "fiscal" means it) and,
     where it counts its own fiscal year ("the third quarter of fiscal year 2024"), `fiscal_quarter`.
@@ -90,9 +90,9 @@ def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
     the quarter its text names most of those ending on its date (up to `HALF_QUARTER` days before it,
     `QUARTER_BEFORE` after; named `ON_DATE_SHARE` as often as the most named), else of those ending up to
     `QUARTER_AFTER` days after it, named `QUARTER_SHARE` as often. {} for any other document, or a report
-    naming no quarter often enough."""
-    first = next(_labelled(opening_text(doc)), None)  # the date the report is labelled with (`own_date`)
-    if dated is None or first is None or first[0].date != dated or not _QUARTERLY.search(first[1]):
+    naming no quarter often enough. `labelled`: the date its opening labels as its own, with the words
+    before it (`_labelled`)."""
+    if dated is None or labelled is None or labelled[0].date != dated or not _QUARTERLY.search(labelled[1]):
         return {}
     counts = Counter(q for block in doc.blocks for q in quarters(block.text))
     top = max(counts.values(), default=0)
@@ -105,27 +105,26 @@ def own_quarter(doc: ParsedDocument, dated: date | None) -> JSON:
         kept = [q for q, n in fiscal.items() if n >= QUARTER_SHARE * max(fiscal.values())]
         latest = max(q[0] for q in kept)
         year, quarter, _ = max((q for q in kept if q[0] == latest), key=fiscal.__getitem__)
-        middle = dated - timedelta(days=HALF_QUARTER)
-        return {"quarter": f"{middle.year}-Q{(middle.month - 1) // 3 + 1}", "fiscal_quarter": f"{year}-Q{quarter}"}
+        calendar = quarter_ended(dated)
+        return {"quarter": f"{calendar[0]}-Q{calendar[1]}", "fiscal_quarter": f"{year}-Q{quarter}"}
     # first the quarters most of whose months the report's three fall in (its date a few days or weeks past
     # their end: a week's year), then those ending up to a quarter after it
     for before, after, share in ((HALF_QUARTER, QUARTER_BEFORE, ON_DATE_SHARE),
                                  (QUARTER_BEFORE, QUARTER_AFTER, QUARTER_SHARE)):
         near = {q: n for q, n in counts.items() if not q[2] and n >= share * top
-                and -before <= (_quarter_end(q[0], q[1]) - dated).days <= after}
+                and -before <= (quarter_end(q[0], q[1]) - dated).days <= after}
         if near:
             year, quarter, _ = max(near, key=near.__getitem__)
             return {"quarter": f"{year}-Q{quarter}"}
     return {}
 
 
-def _quarter_end(year: int, quarter: int) -> date:
-    return date(year, 12, 31) if quarter == 4 else date(year, 3 * quarter + 1, 1) - timedelta(days=1)
-
-
 def own_date(doc: ParsedDocument, name: str = "") -> Period | None:
     """The date that labels `doc`, whose file is called `name` (see `document_facets`), or None."""
-    labelled = next(_labelled(opening_text(doc)), None)
+    return _own_date(doc, name, next(_labelled(opening_text(doc)), None))
+
+
+def _own_date(doc: ParsedDocument, name: str, labelled: tuple[Period, str] | None) -> Period | None:
     if labelled is not None:
         return labelled[0]
     titled = [p for p in periods(_NAME_JOINS.sub(" ", f"{doc.title}\n{name}"))[0] if p.month]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from kb.dates import Period
+from kb.dates import FISCAL, Period
 from kb.query import fusion
 from kb.question import Name, Question
 
@@ -75,7 +75,7 @@ def document_bonus(asked: Question, dated: Mapping[int, str], relevance: Mapping
     best one's gets `latest_weight`: "the latest report" of whatever the question names, not the
     newest document in the knowledge base. Named dates, quarters and years: `period_weight` x how
     well the document matches (`_matching`), mapped so the best match gets the weight. `named`: the
-    documents' file names, which name a report's own period ("2023 Q1 Acme.pdf", "ACME_2020_10K");
+    documents' file names, which name a report's own period ("2023 Q1 Acme.pdf", "ACME_2020_annual");
     `quarters`: the quarter each quarterly report's text says it is about (`Catalog.document_quarters`).
     """
     bonus: dict[int, float] = {}
@@ -112,7 +112,7 @@ def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int,
     fiscal quarter, another its quarter."""
     quarters = [p for p in asked.periods if p.quarter]
     years = set(asked.years) | {d[:4] for d in asked.dates}
-    labels = {(f"{p.year}-Q{p.quarter}", _FISCAL.search(p.text) is not None) for p in quarters}
+    labels = {(f"{p.year}-Q{p.quarter}", FISCAL.search(p.text) is not None) for p in quarters}
     around = [Period(f"Q{n} {y}", y, n) for y in {p.year + d for p in quarters for d in (-1, 0, 1)} for n in range(1, 5)]
     score: dict[int, float] = {}
     for doc in relevance:
@@ -127,9 +127,6 @@ def _matching(asked: Question, dated: Mapping[int, str], relevance: Mapping[int,
             score[doc] = 0.5
     best = max(score.values(), default=0.0)
     return {d: weight * s / best for d, s in score.items()} if best else {}
-
-
-_FISCAL = re.compile(r"(?i)fiscal|FY")  # "Q2 of FY2024", "the second quarter of fiscal 2024"
 
 
 def compared(catalog: Catalog, question: Question, candidates: set[int]) -> list[set[int]]:
