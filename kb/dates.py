@@ -41,6 +41,7 @@ _QUARTER = re.compile(
     rf"|\b([1-4])Q\s*'?(\d{{4}}|\d\d)\b"
     rf"|\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+(?:fiscal\s+)?quarter\s+(?:of\s+)?(?:the\s+)?"
     rf"(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?'?({_CENTURY_YEAR})\b"
+    rf"|\b(?:FY\s*'?(\d{{4}}|\d\d)|({_CENTURY_YEAR}))[\s_-]*Q([1-4])\b"  # the year first: "2022 Q2", "FY24 Q3"
 )
 _MONTH_YEAR = re.compile(rf"(?i)\b({MONTH})\s+({_CENTURY_YEAR})\b")
 _FISCAL = re.compile(r"(?i)\b(?:FY|fiscal\s+(?:year\s+)?)\s*'?(\d{4}|\d\d)\b")
@@ -99,10 +100,13 @@ class Period:
 
     def found_in(self, text: str) -> bool:
         """Whether `text` mentions this period: a day written in any form `dates` reads, a quarter
-        in any of the ways a filing or its file name writes one, a month with its year, a year."""
+        in any of the ways a filing or its file name writes one, a month with its year or a day in it
+        ("2024-02-20" for February 2024), a year."""
         if self.date is not None:
             return self.date in dates(text)
-        return any(p.search(text) for p in self._patterns)
+        if any(p.search(text) for p in self._patterns):
+            return True
+        return bool(self.month) and any((d.year, d.month) == (self.year, self.month) for d in dates(text))
 
 
 def dates(text: str) -> Iterator[date]:
@@ -180,7 +184,9 @@ def _quarter_of(m: re.Match[str]) -> tuple[int, int]:
         return _year(m.group(2)), int(m.group(1))
     if m.group(3):
         return _year(m.group(4)), int(m.group(3))
-    return int(m.group(6)), _ordinal(m.group(5))
+    if m.group(5):
+        return int(m.group(6)), _ordinal(m.group(5))
+    return (_year(m.group(7)) if m.group(7) else int(m.group(8))), int(m.group(9))
 
 
 def name_period(source: str) -> tuple[int, int] | None:
