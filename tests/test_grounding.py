@@ -4,6 +4,7 @@ kb.answer.decide) and how a table row is read (kb.answer.tables): the parts of `
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,9 @@ def terms(question: str) -> list[tuple[str, str]]:
      [("entity", "NVIDIA"), ("entity", "Data Center"), ("period", "March 2023")]),
     ("What is Bank of America's net interest income in 3Q22 and FY2021?",
      [("entity", "Bank of America"), ("period", "3Q22"), ("period", "FY2021")]),
+    # the year first, as a report's own title writes it
+    ("In 2022 Q2, which of JPM's segments earned most, and in FY24 Q3?",
+     [("entity", "JPM"), ("period", "2022 Q2"), ("period", "FY24 Q3")]),
     # abbreviations the question defines, or that qualify a name, are not names of their own
     ("What is FY2018 days payable outstanding (DPO) for Walmart? DIO is defined as 365 * inventory / COGS.",
      [("entity", "Walmart"), ("period", "FY2018")]),
@@ -134,6 +138,26 @@ def test_a_name_written_otherwise_beside_names_the_documents_hold_is_not_missing
     assert decide(Passages(passages, [0.6], grounding, Subject(0.8, unknown=("ohio",))), None) is None
     alone = ground(read("What did the Cessna hit near Elyria, Ohio?"), passages, search)  # one name held of two
     assert [t.text for t in alone.missing] == ["Cessna", "Ohio"]
+
+
+def test_passages_from_no_document_about_the_name_asked_of_are_not_an_answer() -> None:
+    # the search ranked another carmaker's deliveries; the one document naming Ford (once, as a haulier)
+    # is in the keyword index but not among the passages
+    carmaker = hit(1, "voltic-update.md", "Voltic Motors delivered 48,000 vehicles in 2023.")
+    grocer = hit(2, "marlow-annual.md", "Our hauliers include Ford, which leased us forty trucks in 2023.")
+
+    def search(query: str, filters: Filters | None = None, **_: object) -> list[Hit]:
+        held = [h for h in (carmaker, grocer) if any(w.lower() in h.text.lower() for w in query.split())]
+        return [h for h in held if not (filters and filters.path) or fnmatch(h.source, filters.path)]
+
+    grounding = ground(read("How many vehicles did Ford deliver in 2023?"), [carmaker], search)
+    assert grounding.missing == [] and [t.text for t in grounding.unheld] == ["Ford"]
+    abstain = decide(Passages([carmaker], [0.6], grounding), None)
+    assert abstain is not None and abstain.reason == UNMENTIONED
+    assert abstain.text == "Not found in the knowledge base: no passage found is from a document that mentions Ford."
+    assert ground(read("How many vehicles did Voltic Motors deliver in 2023?"), [carmaker], search).unheld == []
+    # a name in capitals may be a measure the passages spell out ("EBITDA"): not asked of them
+    assert ground(read("What was Voltic's EBITDA in 2023?"), [carmaker], search).unheld == []
 
 
 def test_a_version_the_documents_do_not_hold_is_missing_beside_the_names_they_do() -> None:

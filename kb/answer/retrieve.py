@@ -7,7 +7,9 @@ base does not hold of those names and periods at all; and how much of what the q
 A question about Tesla over a folder that never mentions Tesla must be answered "not found", not
 with the nearest passage about another company: `ground` says what is missing, in words a
 reader can check ("no document mentions Tesla"). The same for a subject in any case or position
-("initech revenue"), and for a passage about a neighbouring subject (another kind of leave): `_subject`.
+("initech revenue"), for a name and a period each held but never together (Amazon's net sales in
+2010 over its reports of 2017 and 2019) or a name held only by documents the passages are not from,
+and for a passage about a neighbouring subject (another kind of leave): `_subject`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ ROW_LOOKUP_K = 20  # keyword passages of the best document searched for the tabl
 ROW_MATCH_MIN = 1.0
 WIDE_K = 15  # passages retrieved before narrowing to the documents about the question's names
 LOOKUP_K = 50  # passages the keyword index is asked for, per name or period
+# The documents naming a name most, searched for the periods it is asked of when none found mentions both:
+# enough for a company's reports of several years, few enough to stay a handful of keyword lookups.
+PAIR_DOCS = 8
 # A stem this long is a word's own start when a longer word begins with it ("fail" in "failover");
 # shorter ones begin too many unrelated words ("pay" in "payable", "art" in "article").
 PREFIX_MIN = 4
@@ -73,6 +78,11 @@ class Grounding:
     focused: list[Hit]  # the retrieved passages of the documents that hold the most of the rest
     latest: str | None = None  # the question asks for the latest: the source of the most recent document about it
     otherwise: list[Term] = dataclasses.field(default_factory=list)  # names taken to be written otherwise
+    # (name, period): each mentioned, but by no document together (Amazon's reports of 2017 and 2019, and
+    # 2010 in another's)
+    apart: list[tuple[Term, Term]] = dataclasses.field(default_factory=list)
+    # the question's names, mentioned somewhere, but by no document of the passages kept
+    unheld: list[Term] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -273,6 +283,7 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     as well as to those that mention it."""
     missing: list[Term] = []
     docs_of: list[set[int]] = []
+    mentions: dict[Term, Counter[int]] = {}  # of each term held, how often the documents found mention it
     sources = {h.doc_id: h.source for h in hits}
     entities = sum(t.kind == "entity" for t in question.about)
     for term in question.about:
@@ -297,6 +308,7 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
             # rate's name (of several names, a passage naming them all is about none of them alone)
             docs.add(hits[0].doc_id)
         docs_of.append(docs)
+        mentions[term] = counts
     # A code is not written otherwise: its parts stand together wherever it is mentioned ("Nimbus 7" where
     # the documents hold only "Nimbus" is another version, not the same one spelled otherwise).
     lacking: list[Term] = [t for t in missing if isinstance(t, Name)]
@@ -308,11 +320,17 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
         missing, otherwise = [t for t in missing if not isinstance(t, Name)], lacking
     if missing:
         return Grounding(missing, list(hits), otherwise=otherwise)
+    apart = _apart(question, mentions, sources, search, filters)
+    if apart:
+        return Grounding([], list(hits), otherwise=otherwise, apart=apart)
     focused = list(hits)
     if docs_of:
         coverage = [sum(h.doc_id in docs for docs in docs_of) for h in hits]
         best = max(coverage)
         focused = [h for h, c in zip(hits, coverage) if c == best] if best else focused
+    unheld = _unheld(question, focused, search, filters, aliases or {}, otherwise)
+    if unheld:
+        return Grounding([], focused, otherwise=otherwise, unheld=unheld)
     latest = None
     if question.latest and not question.periods:
         # "the latest report": the most recent document about every name the question gives, by the
@@ -325,6 +343,54 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
         else:
             latest = next((h.source for h in focused if h.doc_id in about), None)
     return Grounding([], focused, latest, otherwise)
+
+
+def _apart(question: Question, mentions: Mapping[Term, Counter[int]], sources: Mapping[int, str], search: Search,
+           filters: Filters | None) -> list[tuple[Term, Term]]:
+    """The (name, period) pairs of the question where no document mentioning the name mentions any of
+    the question's periods: each is held somewhere, but not together, so the passages answer for
+    another period ("What were Amazon's net sales in 2010?" over its reports of 2017 and 2019). Of
+    two periods, one held is enough: a report holds the period it is compared with. When the lookups
+    found no document mentioning both, the documents naming the name most are searched for the
+    periods, a few at most (PAIR_DOCS), each for itself."""
+    periods = [t for t in question.about if t.kind == "period" and t in mentions]
+    apart: list[tuple[Term, Term]] = []
+    if not periods:
+        return apart
+    for name in (t for t in question.about if t.kind == "entity" and t in mentions):
+        docs = [d for d, _ in mentions[name].most_common(PAIR_DOCS)]
+        if not any(mentions[name].keys() & mentions[p].keys() for p in periods) and \
+                not any(_mentions(search, p, sources.get(d), filters) for p in periods for d in docs):
+            apart += [(name, p) for p in periods]
+    return apart
+
+
+def _unheld(question: Question, hits: Sequence[Hit], search: Search, filters: Filters | None,
+            aliases: Mapping[str, Alias], otherwise: Sequence[Term] = ()) -> list[Term]:
+    """The question's names, when no document of `hits` mentions any of them: the folder holds them
+    elsewhere, in passing ("Ford" once in a grocer's annual report), and the passages found answer about
+    something else (another carmaker's deliveries). Names in capitals are left out: as often as a
+    holder, they name a measure that a document spells out in words ("EBITDA", "PP&E"); so are names
+    taken to be written otherwise and aliases the documents define."""
+    names = [t for t in question.about if t.kind == "entity" and t not in otherwise and not _defining(t, aliases)
+             and not t.text.isupper()]
+    sources = list(dict.fromkeys(h.source for h in hits))
+    for term in names:
+        if any(term.found_in(_text(h)) for h in hits) or any(_mentions(search, term, s, filters) for s in sources):
+            return []
+    return names
+
+
+def _mentions(search: Search, term: Term, source: str | None, filters: Filters | None) -> bool:
+    """Whether the document at `source` mentions `term` (its file name counts): a keyword lookup within it."""
+    if source is None:
+        return True  # a document of unknown path is given the benefit of the doubt
+    within = dataclasses.replace(filters or Filters(), path=glob_escape(source))
+    try:
+        found = search(term.query, k=LOOKUP_K, filters=within, mode="keyword")
+    except KBError:  # a lookup that failed says nothing
+        return True
+    return any(term.found_in(_text(h)) for h in found)
 
 
 def _defining(term: Term, aliases: Mapping[str, Alias]) -> set[int]:
