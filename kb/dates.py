@@ -41,7 +41,8 @@ _QUARTER = re.compile(
     rf"|\b([1-4])Q\s*'?(\d{{4}}|\d\d)\b"
     rf"|\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+(?:fiscal\s+)?quarter\s+(?:of\s+)?(?:the\s+)?"
     rf"(?:fiscal\s+(?:year\s+)?)?(?:FY\s*)?'?({_CENTURY_YEAR})\b"
-    rf"|\b(?:FY\s*'?(\d{{4}}|\d\d)|({_CENTURY_YEAR}))[\s_-]*Q([1-4])\b"  # the year first: "2022 Q2", "FY24 Q3"
+    # the year first, on one line: "2022 Q2", "FY24 Q3", "fiscal 2024 Q2"
+    rf"|\b(?:(?:FY|fiscal\s+(?:year\s+)?)\s*'?(\d{{4}}|\d\d)|({_CENTURY_YEAR}))[ \t]*[-_]?[ \t]*Q([1-4])\b"
 )
 _MONTH_YEAR = re.compile(rf"(?i)\b({MONTH})\s+({_CENTURY_YEAR})\b")
 _FISCAL = re.compile(r"(?i)\b(?:FY|fiscal\s+(?:year\s+)?)\s*'?(\d{4}|\d\d)\b")

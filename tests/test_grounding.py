@@ -160,6 +160,27 @@ def test_passages_from_no_document_about_the_name_asked_of_are_not_an_answer() -
     assert ground(read("What was Voltic's EBITDA in 2023?"), [carmaker], search).unheld == []
 
 
+def test_a_name_and_a_period_held_apart_are_not_an_answer_however_the_period_is_written() -> None:
+    acme = hit(1, "download(3).pdf", "Acme Foundry: revenue for the three months ended September 30, 2023 was 41.")
+    acme_old = hit(2, "acme-2021.pdf", "Acme Foundry annual report. Revenue for FY21 was 150; EBITDA was 30.")
+    news = hit(3, "news.md", "Globex results for Q3 2023 and 2015 were strong.")
+    slides = hit(4, "deck.pptx", "Brindle revenue FY23: 12.")
+
+    def search(query: str, filters: Filters | None = None, **_: object) -> list[Hit]:
+        held = [h for h in (acme, acme_old, news, slides) if any(w.lower() in h.text.lower() for w in query.split())]
+        return [h for h in held if not (filters and filters.path) or fnmatch(h.source, filters.path)]
+
+    def apart(question: str) -> list[tuple[str, str]]:
+        return [(n.text, p.text) for n, p in ground(read(question), [acme], search).apart]
+
+    assert apart("What was Acme's revenue in 2015?") == [("Acme", "2015")]  # 2015 is only the news's
+    assert apart("What was Acme's revenue in Q3 2023?") == []  # its three months end on September 30, 2023
+    assert apart("What was Brindle's revenue in 2023?") == []  # "FY23"
+    assert apart("What was Acme's EBITDA in 2015?") == [("Acme", "2015")]  # a measure in capitals is no name
+    # of two names, one held with the period is enough: the other half of a comparison is still answered
+    assert apart("Compare Acme and Globex revenue in 2015") == []
+
+
 def test_a_version_the_documents_do_not_hold_is_missing_beside_the_names_they_do() -> None:
     passages = [hit(1, "catalogue.pdf", "Nimbus 6 Pro, from Arden Devices: starting price $799.")]
 

@@ -4,10 +4,10 @@ Before any search (`vague`): a question of common words only. Before anything is
 (`decide`): no passage at all, none through the filters, none close enough to the question, a name,
 period or subject word of the question that no document mentions, a name and a period that no
 document mentions together, passages from no document that mentions the question's names, or no
-passage that holds most of what the question asks about. After a model wrote (`judge`): it says the sources do not hold the
-answer (a "not found" in its own words), or it cites none of its sources, or none of its checked
-sentences is supported (nothing a reader could rely on: the passages' own sentences are quoted
-instead).
+passage that holds most of what the question asks about. After a model wrote (`judge`): it says the
+sources do not hold the answer (a "not found" in its own words), or it cites none of its sources, or
+none of its checked sentences is supported (nothing a reader could rely on: the passages' own
+sentences are quoted instead).
 """
 
 from __future__ import annotations
@@ -108,14 +108,14 @@ def decide(passages: Passages, filters: Filters | None) -> Abstain | None:
     if missing:
         said = "; ".join(_missing(t) for t in missing)
         return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.", tuple(missing))
-    if passages.grounding.apart:
-        said = "; ".join(f"no document mentions both {name.text} and {period.text}" for name, period in passages.grounding.apart)
+    apart, unheld = passages.grounding.apart, passages.grounding.unheld
+    if apart:
+        said = "; ".join(f"no document mentions both {name.text} and {period.text}" for name, period in apart)
         return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.",
-                       tuple(period for _, period in passages.grounding.apart))
-    if passages.grounding.unheld:
-        said = "; ".join(f"no passage found is from a document that mentions {t.text}" for t in passages.grounding.unheld)
-        return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.",
-                       tuple(passages.grounding.unheld))
+                       tuple(dict.fromkeys(period for _, period in apart)))
+    if unheld:
+        said = "; ".join(f"no passage found is from a document that mentions {t.text}" for t in unheld)
+        return Abstain(UNMENTIONED, f"{said}; nearest passages shown", f"{NOT_FOUND[:-1]}: {said}.", tuple(unheld))
     subject = passages.subject
     if ((subject.coverage < COVERAGE_MIN or subject.lacks_weightiest) and best < RELEVANCE_SURE) \
             or subject.coverage < COVERAGE_FLOOR:

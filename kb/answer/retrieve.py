@@ -28,7 +28,7 @@ import snowballstemmer
 
 from kb.answer.extractive import _asked_words, _content_words, _table_row
 from kb.answer.tables import row_label
-from kb.dates import name_period
+from kb.dates import Period, dates, name_period, quarter_ended
 from kb.errors import KBError
 from kb.filters import Filters, glob_escape
 from kb.query.aliases import expand
@@ -280,7 +280,9 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     The passages kept are those of the documents about the most terms. `search`: `(query, k=,
     filters=, mode=) -> hits`. `aliases`: the question's words that documents define as aliases
     ("NnW" of Nash & Wells): such a term is not missing, and belongs to the documents that define it
-    as well as to those that mention it."""
+    as well as to those that mention it. Held, but not together (`_apart`: no document mentioning a
+    name mentions a period), or not where the passages kept are (`_unheld`), the terms are reported
+    too: either is a "not found"."""
     missing: list[Term] = []
     docs_of: list[set[int]] = []
     mentions: dict[Term, Counter[int]] = {}  # of each term held, how often the documents found mention it
@@ -320,7 +322,8 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
         missing, otherwise = [t for t in missing if not isinstance(t, Name)], lacking
     if missing:
         return Grounding(missing, list(hits), otherwise=otherwise)
-    apart = _apart(question, mentions, sources, search, filters)
+    names = _asked_names(question, aliases or {}, otherwise)
+    apart = _apart(names, question.periods, mentions, sources, search, filters)
     if apart:
         return Grounding([], list(hits), otherwise=otherwise, apart=apart)
     focused = list(hits)
@@ -328,7 +331,7 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
         coverage = [sum(h.doc_id in docs for docs in docs_of) for h in hits]
         best = max(coverage)
         focused = [h for h, c in zip(hits, coverage) if c == best] if best else focused
-    unheld = _unheld(question, focused, search, filters, aliases or {}, otherwise)
+    unheld = _unheld(names, focused, mentions, search, filters)
     if unheld:
         return Grounding([], focused, otherwise=otherwise, unheld=unheld)
     latest = None
@@ -345,52 +348,75 @@ def ground(question: Question, hits: Sequence[Hit], search: Search, filters: Fil
     return Grounding([], focused, latest, otherwise)
 
 
-def _apart(question: Question, mentions: Mapping[Term, Counter[int]], sources: Mapping[int, str], search: Search,
-           filters: Filters | None) -> list[tuple[Term, Term]]:
-    """The (name, period) pairs of the question where no document mentioning the name mentions any of
-    the question's periods: each is held somewhere, but not together, so the passages answer for
-    another period ("What were Amazon's net sales in 2010?" over its reports of 2017 and 2019). Of
-    two periods, one held is enough: a report holds the period it is compared with. When the lookups
-    found no document mentioning both, the documents naming the name most are searched for the
-    periods, a few at most (PAIR_DOCS), each for itself."""
-    periods = [t for t in question.about if t.kind == "period" and t in mentions]
-    apart: list[tuple[Term, Term]] = []
-    if not periods:
-        return apart
-    for name in (t for t in question.about if t.kind == "entity" and t in mentions):
+def _asked_names(question: Question, aliases: Mapping[str, Alias], otherwise: Sequence[Term]) -> list[Term]:
+    """The names a question asks the passages' documents to hold. Names in capitals are left out: as
+    often as a holder, they name a measure a document spells out in words ("EBITDA", "PP&E"); so are
+    aliases the documents define (their documents may write the name in full) and names taken to be
+    written otherwise."""
+    return [t for t in question.about if t.kind == "entity" and not t.text.isupper() and t not in otherwise
+            and not _defining(t, aliases)]
+
+
+def _apart(names: Sequence[Term], periods: Sequence[Term], mentions: Mapping[Term, Counter[int]],
+           sources: Mapping[int, str], search: Search, filters: Filters | None) -> list[tuple[Term, Term]]:
+    """The (name, period) pairs of the question when no document mentioning any of its names mentions
+    any of its periods: each is held somewhere, but not together, so the passages answer for another
+    period ("What were Amazon's net sales in 2010?" over its reports of 2017 and 2019). Of two periods,
+    one held is enough (a report holds the period it is compared with); of two names, one (the other
+    half of a comparison is still answered). When the lookups found no document mentioning both, the
+    documents naming each name most are searched for the periods, a few at most (PAIR_DOCS), each for
+    itself, and a period counts however they write it (`_said`)."""
+    names = [t for t in names if t in mentions]
+    periods = [t for t in periods if t in mentions]
+    for name in names:
+        if any(mentions[name].keys() & mentions[p].keys() for p in periods):
+            return []
         docs = [d for d, _ in mentions[name].most_common(PAIR_DOCS)]
-        if not any(mentions[name].keys() & mentions[p].keys() for p in periods) and \
-                not any(_mentions(search, p, sources.get(d), filters) for p in periods for d in docs):
-            apart += [(name, p) for p in periods]
-    return apart
+        if any(_mentions(search, p, sources.get(d), filters) for p in periods for d in docs):
+            return []
+    return [(name, p) for name in names for p in periods]
 
 
-def _unheld(question: Question, hits: Sequence[Hit], search: Search, filters: Filters | None,
-            aliases: Mapping[str, Alias], otherwise: Sequence[Term] = ()) -> list[Term]:
+def _unheld(names: Sequence[Term], hits: Sequence[Hit], mentions: Mapping[Term, Counter[int]], search: Search,
+            filters: Filters | None) -> list[Term]:
     """The question's names, when no document of `hits` mentions any of them: the folder holds them
     elsewhere, in passing ("Ford" once in a grocer's annual report), and the passages found answer about
-    something else (another carmaker's deliveries). Names in capitals are left out: as often as a
-    holder, they name a measure that a document spells out in words ("EBITDA", "PP&E"); so are names
-    taken to be written otherwise and aliases the documents define."""
-    names = [t for t in question.about if t.kind == "entity" and t not in otherwise and not _defining(t, aliases)
-             and not t.text.isupper()]
+    something else (another carmaker's deliveries)."""
+    docs = {h.doc_id for h in hits}
     sources = list(dict.fromkeys(h.source for h in hits))
     for term in names:
-        if any(term.found_in(_text(h)) for h in hits) or any(_mentions(search, term, s, filters) for s in sources):
+        if docs & mentions.get(term, Counter()).keys() or any(term.found_in(_text(h)) for h in hits) \
+                or any(_mentions(search, term, s, filters) for s in sources):
             return []
-    return names
+    return list(names)
 
 
 def _mentions(search: Search, term: Term, source: str | None, filters: Filters | None) -> bool:
-    """Whether the document at `source` mentions `term` (its file name counts): a keyword lookup within it."""
-    if source is None:
+    """Whether the document at `source` mentions `term` (`_said`; its file name counts): a keyword lookup
+    within it."""
+    if source is None or term.found_in(source):
         return True  # a document of unknown path is given the benefit of the doubt
     within = dataclasses.replace(filters or Filters(), path=glob_escape(source))
     try:
-        found = search(term.query, k=LOOKUP_K, filters=within, mode="keyword")
+        # a year is looked up as a fiscal year's two digits too ("FY23" is one word to the keyword index)
+        fiscal = f" FY{term.year % 100:02d}" if isinstance(term, Period) and not term.quarter and not term.month else ""
+        found = search(term.query + fiscal, k=LOOKUP_K, filters=within, mode="keyword")
     except KBError:  # a lookup that failed says nothing
         return True
-    return any(term.found_in(_text(h)) for h in found)
+    return any(_said(term, _text(h)) for h in found)
+
+
+def _said(term: Term, text: str) -> bool:
+    """Whether `text` mentions `term` as written (`found_in`), or a period however a report writes it: a
+    quarter by a day its three months end on ("three months ended September 30, 2023" for Q3 2023, a
+    quarter ended October 29, 2023 too), a year as a fiscal year's two digits ("FY23")."""
+    if term.found_in(text):
+        return True
+    if not isinstance(term, Period) or term.month:
+        return False  # a name, a day or a month: as written
+    if term.quarter:
+        return any(quarter_ended(day) == (term.year, term.quarter) for day in dates(text))
+    return re.search(rf"(?i)\b(?:FY|fiscal\s+(?:year\s+)?)\s*'?{term.year % 100:02d}\b", text) is not None
 
 
 def _defining(term: Term, aliases: Mapping[str, Alias]) -> set[int]:
