@@ -96,7 +96,8 @@ class Name:
 
     @cached_property
     def _patterns(self) -> tuple[re.Pattern[str], ...]:
-        return tuple(re.compile(rf"\b{re.escape(w)}\b", re.IGNORECASE) for w in self.words)
+        # a file name joins its words with "_" ("ACME_2023_report.pdf"): edges are letters and digits
+        return tuple(re.compile(rf"(?<![^\W_]){re.escape(w)}(?![^\W_])", re.IGNORECASE) for w in self.words)
 
     def found_in(self, text: str) -> bool:
         return all(p.search(text) for p in self._patterns)

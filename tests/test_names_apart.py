@@ -2,7 +2,8 @@
 of another subject or another year. A real knowledge base of documents written for the class (the
 packaged model): a grocer's annual report that names a carmaker once among its hauliers, another
 carmaker's quarterly note, two yearly reports of a toolmaker beside an unrelated history that names
-an earlier year, and a training log whose dates are written 2024-02-20."""
+an earlier year, a training log whose dates are written 2024-02-20, and a report whose file name
+alone names its holder."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ HISTORY = """# A short history of the Leeds canal
 The canal reopened to boats in 2015 after a restoration that took six years. Volunteers cleared the
 locks and a new towpath was laid along its length.
 """
+UNNAMED = """# Annual report 2023
+
+The Company's revenue for 2023 was 41 million pounds, from its foundries in Sheffield and Derby.
+"""
 TRAINING = """Employee,Course,Date,Hours
 Aisha Khan,Mental health first aid,2024-01-18,14
 Sam Patel,Cloud data engineering,2024-02-20,21
@@ -51,6 +56,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeBase]:
     write_markdown(docs / "harwick-2022.md", TOOLMAKER.format(year=2022, revenue="41.6"))
     write_markdown(docs / "canal-history.md", HISTORY)
     write_markdown(docs / "training-log.csv", TRAINING)
+    write_markdown(docs / "ACME_2023_report.md", UNNAMED)
     with KnowledgeBase.open(root / "kb") as k:
         assert not k.ingest([str(docs)]).failed
         yield k
@@ -76,3 +82,8 @@ def test_a_month_is_held_by_a_day_written_in_it(kb: KnowledgeBase) -> None:
     answer = kb.ask("What course did Sam Patel take in February 2024?", llm="none")
     assert answer.found and "Cloud data engineering" in answer.answer.split("\n")[0]
     assert not kb.ask("What course did Sam Patel take in June 2024?", llm="none").found
+
+
+def test_a_name_its_file_name_alone_gives_is_held(kb: KnowledgeBase) -> None:
+    answer = kb.ask("What was Acme's revenue in 2023?", llm="none")  # "ACME_2023_report.md": "_" joins words
+    assert answer.found and "41 million" in answer.answer.split("\n")[0]
