@@ -34,11 +34,13 @@ class Cell:
     label: str  # the row's label: "Total units shipped"
     value: str  # as a reader should see it: "$81,797 million"
     period: str  # the column's header: "three months ended July 1, 2023", a balance sheet's "July 1, 2023"
-    group: str = ""  # the line that heads the row's block within the table, as read: "gross margin percentage"
+    group: str = ""  # the line that heads the row's block within the table: "Gross margin percentage"
     date: date | None = None  # the column's date, to tell the latest
 
     def __str__(self) -> str:
-        label = f"{self.label} ({self.group})" if self.group else self.label
+        # in the middle of a line the heading reads in lower case ("net sales"), its acronyms kept ("AWS")
+        group = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in self.group.split())
+        label = f"{self.label} ({group})" if group else self.label
         return f"{label}, {self.period}: {self.value}" if self.period else f"{label} \u2014 {self.value}"
 
 
@@ -115,7 +117,6 @@ def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     return Cell(label, f"{dollar}{figure}{scale}", f"{span} {when}".strip(), _group(before, label), first_date(when))
 
 
-_MONTH_WORD = re.compile(rf"(?i)\b{MONTH}\b|\bended\b|\bas of\b")
 GROUP_WORDS = 6  # a line that heads a block of rows is short ("Gross margin percentage:"); a longer one is prose
 
 
@@ -123,26 +124,15 @@ def _group(before: str, label: str) -> str:
     """The line that heads the row's block of rows ("Gross margin percentage:" above "Products 34.5 %"),
     found going up over the block's other rows; "" when none or when the label already says what it
     counts ("Total net sales" under "Net sales by category:")."""
-    below = label  # the label of the row just under the line read
     for line in reversed(before.rstrip().split("\n")[-30:]):
         line = line.strip()
         if not line or re.match(r"(?i)total\b.*\d", line):
             return ""  # a blank line, or a block's total row: the row's block ends above it
         if line.endswith(":") and not re.search(r"\d", line) and len(line.split()) <= GROUP_WORDS:
             group = line.rstrip(":").strip()
-            # in the middle of a line it reads in lower case ("net sales"), its acronyms kept ("AWS")
-            group = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in group.split())
             return "" if _words(group) & _words(label) else group
         if not re.search(r"[A-Za-z].*\d", line):
-            # a segment's name above its rows ("North America" / "Net sales $ 141,366"), kept as written; not a
-            # label run onto the next line (which goes on in lower case), nor a line of the columns' header
-            # ("Three Months Ended", a "% Change" whose words the header's lines above it repeat)
-            above = " ".join(before[-HEADER_WINDOW:].rsplit(line, 1)[0].split()[-GROUP_WORDS * 4:])
-            named = re.fullmatch(r"[A-Z][\w&'’,/ -]*", line) and len(line.split()) <= GROUP_WORDS \
-                and below[:1].isupper() and not _SPAN.search(f"{line} ended") and not _MONTH_WORD.search(line) \
-                and not _words(line) & _words(above)
-            return line if named and not _words(line) & _words(label) else ""
-        below = row_label(line) or ""
+            return ""  # the header or a heading: the row heads its own block
     return ""
 
 
