@@ -395,7 +395,7 @@ def _mentions(search: Search, term: Term, source: str | None, filters: Filters |
     """Whether the document at `source` mentions `term` (`_said`; its file name counts): a keyword lookup
     within it."""
     if source is None or term.found_in(source):
-        return True  # a document of unknown path is given the benefit of the doubt
+        return True  # a file name naming it holds it; a document of unknown path is given the benefit of the doubt
     within = dataclasses.replace(filters or Filters(), path=glob_escape(source))
     try:
         # a year is looked up as a fiscal year's two digits too ("FY23" is one word to the keyword index)
