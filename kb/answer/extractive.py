@@ -159,7 +159,7 @@ def _best_cell(question: Question, words: set[str], units: list[tuple[Source, st
         for row in unit.split("\n"):
             if not _table_row(row):
                 continue
-            cell = read_row(row, _above(s, row), question, _below(s, row))
+            cell = read_row(row, _above(s, row), question)
             if not isinstance(cell, Cell):
                 continue
             label = _content_words(cell.label)
@@ -186,12 +186,6 @@ def _above(source: Source, row: str) -> str:
     return own
 
 
-def _below(source: Source, row: str) -> str:
-    """The source's own text after `row`: where the table's other blocks may be."""
-    at = source.text.find(row)
-    return source.text[at + len(row):] if at >= 0 else ""
-
-
 def _label_part(line: str) -> bool:
     """The first line of a row label that runs onto the next ("Less: Net income (loss) attributable to" /
     "non-controlling interests (8) (0.1)%"): a few words, no figure, no full stop."""
@@ -201,7 +195,7 @@ def _label_part(line: str) -> bool:
 def _older(question: Question, source: Source, unit: str, than: date) -> bool:
     """A table row of `unit` read at a column dated before `than`."""
     for row in unit.split("\n"):
-        cell = read_row(row, _above(source, row), question, _below(source, row)) if _table_row(row) else None
+        cell = read_row(row, _above(source, row), question) if _table_row(row) else None
         if isinstance(cell, Cell) and cell.date and cell.date < than:
             return True
     return False
@@ -210,7 +204,7 @@ def _older(question: Question, source: Source, unit: str, than: date) -> bool:
 def _other_period(question: Question, source: Source, unit: str) -> bool:
     """A table row whose columns are all of periods other than the one the question names."""
     for row in unit.split("\n"):
-        if _table_row(row) and read_row(row, _above(source, row), question, _below(source, row)) is False:
+        if _table_row(row) and read_row(row, _above(source, row), question) is False:
             return True
     return False
 
@@ -265,8 +259,7 @@ def _read_rows(question: Question, source: Source, unit: str) -> str:
     lines = unit.split("\n")
     out = []
     for line in lines:
-        row = _table_row(line) or cells(line)
-        cell = read_row(line, _above(source, line), question, _below(source, line)) if row else None
+        cell = read_row(line, _above(source, line), question) if _table_row(line) or cells(line) else None
         if isinstance(cell, Cell):
             # under the line that introduces the rows, the rows need not repeat it
             said = cell.group and cell.group.lower() in lines[0].lower()

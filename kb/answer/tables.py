@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -34,11 +34,13 @@ class Cell:
     label: str  # the row's label: "Total units shipped"
     value: str  # as a reader should see it: "$81,797 million"
     period: str  # the column's header: "three months ended July 1, 2023", a balance sheet's "July 1, 2023"
-    group: str = ""  # the line that heads the row's block within the table, as read: "gross margin percentage"
+    group: str = ""  # the line that heads the row's block within the table: "Gross margin percentage"
     date: date | None = None  # the column's date, to tell the latest
 
     def __str__(self) -> str:
-        label = f"{self.label} ({self.group})" if self.group else self.label
+        # in the middle of a line the heading reads in lower case ("net sales"), its acronyms kept ("AWS")
+        group = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in self.group.split())
+        label = f"{self.label} ({group})" if group else self.label
         return f"{label}, {self.period}: {self.value}" if self.period else f"{label} \u2014 {self.value}"
 
 
@@ -58,11 +60,10 @@ def row_label(row: str) -> str | None:
     return m.group(1).strip(" :.") if m else None
 
 
-def read_row(row: str, before: str, question: Question, after: str = "") -> Cell | None | bool:
+def read_row(row: str, before: str, question: Question) -> Cell | None | bool:
     """The cell of table row `row` for the period `question` asks about, given the text `before` the
-    row (where its header is) and, where known, the text `after` it (where the table's other blocks
-    may be). None: the row's columns cannot be told apart (no header with dates, or figures that do not
-    line up with it). False: they can, and none is the period asked about."""
+    row (where its header is). None: the row's columns cannot be told apart (no header with dates,
+    or figures that do not line up with it). False: they can, and none is the period asked about."""
     fields = cells(row)
     if fields is not None:
         return _read_cells(fields, before, question)
@@ -113,58 +114,26 @@ def read_row(row: str, before: str, question: Question, after: str = "") -> Cell
     scale = f" {_SCALE[unit[-1].lower()]}" if unit and not figure.endswith("%") else ""
     dollar = "$" if (dollar or "$" in row) and not figure.endswith("%") else ""
     span, when = columns[wanted]
-    return Cell(label, f"{dollar}{figure}{scale}", f"{span} {when}".strip(), _group(before, label, after),
-                first_date(when))
+    return Cell(label, f"{dollar}{figure}{scale}", f"{span} {when}".strip(), _group(before, label), first_date(when))
 
 
-_MONTH_WORD = re.compile(rf"(?i)\b{MONTH}\b|\bended\b|\bas of\b")
 GROUP_WORDS = 6  # a line that heads a block of rows is short ("Gross margin percentage:"); a longer one is prose
 
 
-def _group(before: str, label: str, after: str = "") -> str:
+def _group(before: str, label: str) -> str:
     """The line that heads the row's block of rows ("Gross margin percentage:" above "Products 34.5 %"),
     found going up over the block's other rows; "" when none or when the label already says what it
-    counts ("Total net sales" under "Net sales by category:"). A heading with no colon is a segment's
-    name ("North America" above "Net sales $ 141,366") only where a row of its block stands under another
-    such name in the text above or `after` the row ("International" / "Net sales $ 65,866"): a table's
-    title, a unit line or a page's running line above a row is no segment's."""
-    lines = before.rstrip().split("\n")
-    block = {label.lower()}  # the labels of the rows of the row's block, up to its heading
-    for at in range(len(lines) - 1, max(-1, len(lines) - 31), -1):
-        line = lines[at].strip()
+    counts ("Total net sales" under "Net sales by category:")."""
+    for line in reversed(before.rstrip().split("\n")[-30:]):
+        line = line.strip()
         if not line or re.match(r"(?i)total\b.*\d", line):
             return ""  # a blank line, or a block's total row: the row's block ends above it
         if line.endswith(":") and not re.search(r"\d", line) and len(line.split()) <= GROUP_WORDS:
             group = line.rstrip(":").strip()
-            # in the middle of a line it reads in lower case ("net sales"), its acronyms kept ("AWS")
-            group = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in group.split())
             return "" if _words(group) & _words(label) else group
         if not re.search(r"[A-Za-z].*\d", line):
-            # the header or a heading: the row heads its own block, unless the heading is a segment's
-            others = [*_headed(lines[:at]), *_headed(after.split("\n"))]
-            named = _heading(line) and not _words(line) & _words(label) \
-                and any(head != line and row.lower() in block for head, row in others)
-            return line if named else ""
-        block.add((row_label(line) or "").lower())
+            return ""  # the header or a heading: the row heads its own block
     return ""
-
-
-def _heading(line: str) -> bool:
-    """A short line of words that may head a block of rows: a capital first, no figure, no period's words."""
-    return bool(re.fullmatch(r"[A-Z][\w&'’,/ -]*", line)) and len(line.split()) <= GROUP_WORDS \
-        and not _SPAN.search(f"{line} ended") and not _MONTH_WORD.search(line)
-
-
-def _headed(lines: list[str]) -> Iterator[tuple[str, str]]:
-    """(heading, row label) for each table row of `lines` directly under a heading (`_heading`) or under
-    rows that are."""
-    head = ""
-    for line in (x.strip() for x in lines):
-        if re.search(r"[A-Za-z].*\d", line):
-            if head and (label := row_label(line)):
-                yield head, label
-        else:
-            head = line if _heading(line) else ""
 
 
 _MONTH_DAY = rf"{MONTH}\s+\d{{1,2}},?"
