@@ -158,6 +158,9 @@ def periods(text: str) -> tuple[list[Period], str]:
 # calendar, whose quarters need not be the calendar's.
 FISCAL = re.compile(r"(?i)fiscal|FY")
 HALF_QUARTER = 45  # days before a quarter's end: the month most of it falls in
+# days: a quarter as a company counts it ends a few days after the calendar's (a week's year), or up to a
+# quarter after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
+QUARTER_BEFORE, QUARTER_AFTER = 10, 100
 
 
 def quarters(text: str) -> Iterator[tuple[int, int, bool]]:

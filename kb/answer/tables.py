@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from kb.dates import FISCAL, MONTH, Period, first_date, periods, quarter_end, quarter_ended
-from kb.ingest.facets import QUARTER_AFTER
+from kb.dates import FISCAL, MONTH, QUARTER_AFTER, Period, first_date, periods, quarter_end, quarter_ended
 from kb.question import Question
 
 _SPAN = re.compile(r"(?i)\b(three|six|nine|twelve|thirteen|twenty-six|thirty-nine|fifty-two|\d{1,2})[- ](months?|weeks?)\s+"

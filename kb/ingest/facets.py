@@ -8,7 +8,17 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-from kb.dates import HALF_QUARTER, Period, first_date, periods, quarter_end, quarter_ended, quarters
+from kb.dates import (
+    HALF_QUARTER,
+    QUARTER_AFTER,
+    QUARTER_BEFORE,
+    Period,
+    first_date,
+    periods,
+    quarter_end,
+    quarter_ended,
+    quarters,
+)
 from kb.types import JSON, ParsedDocument
 
 FIRST_UNITS = 2  # a cover page and the one after it: where a report, letter or form states its date
@@ -67,9 +77,6 @@ def document_facets(doc: ParsedDocument, name: str = "") -> JSON:
 
 QUARTER_MENTIONS = 3  # a report names its own quarter again and again; one named once or twice is talked about
 QUARTER_SHARE = 0.25  # a quarter named under a quarter as often as the most named one is an outlook's or a note's
-# days: a quarter as a company counts it ends a few days after the calendar's (a week's year), or up to a
-# quarter after it (a fiscal year from October: "the first quarter of 2023" ended December 31, 2022)
-QUARTER_BEFORE, QUARTER_AFTER = 10, 100
 QUARTER_DAYS = 91  # a quarter's length in days, near enough to tell the year a fiscal year ends in
 # A quarter ending on the report's date but named under half as often as the most named one is the one it
 # compares with: a fiscal year from October names its own quarter as the calendar's next.
