@@ -28,7 +28,7 @@ import snowballstemmer
 
 from kb.answer.extractive import _asked_words, _content_words, _table_row
 from kb.answer.tables import row_label
-from kb.dates import Period, dates, name_period, quarter_ended
+from kb.dates import Period, dates, name_period, periods, quarter_ended
 from kb.errors import KBError
 from kb.filters import Filters, glob_escape
 from kb.query.aliases import expand
@@ -409,14 +409,15 @@ def _mentions(search: Search, term: Term, source: str | None, filters: Filters |
 def _said(term: Term, text: str) -> bool:
     """Whether `text` mentions `term` as written (`found_in`), or a period however a report writes it: a
     quarter by a day its three months end on ("three months ended September 30, 2023" for Q3 2023, a
-    quarter ended October 29, 2023 too), a year as a fiscal year's two digits ("FY23")."""
+    quarter ended October 29, 2023 too), a year by any period of it the period grammar reads ("FY23",
+    "Q3 FY23")."""
     if term.found_in(text):
         return True
     if not isinstance(term, Period) or term.month:
         return False  # a name, a day or a month: as written
     if term.quarter:
         return any(quarter_ended(day) == (term.year, term.quarter) for day in dates(text))
-    return re.search(rf"(?i)\b(?:FY|fiscal\s+(?:year\s+)?)\s*'?{term.year % 100:02d}\b", text) is not None
+    return any(p.year == term.year for p in periods(text)[0])
 
 
 def _defining(term: Term, aliases: Mapping[str, Alias]) -> set[int]:
